@@ -1,0 +1,127 @@
+/*
+ * avro_codec.h: the change-event schemas and Avro single-object encoding.
+ *
+ * Every Kafka message xregion writes is Avro single-object encoded:
+ * 0xC3 0x01, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
+ * schema's Parsing Canonical Form, then the Avro binary datum.
+ *
+ * The value schema of a table is the envelope of schemas/envelope.avsc with
+ * the table's columns as the fields of the record xregion.Row; the key
+ * schema is the record xregion.Key with the primary-key columns.
+ */
+#ifndef XR_AVRO_CODEC_H
+#define XR_AVRO_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <avro.h>
+
+#include "common/buf.h"
+#include "common/pgtype.h"
+
+#define XR_AVRO_SO_MAGIC0 0xC3
+#define XR_AVRO_SO_MAGIC1 0x01
+#define XR_AVRO_SO_HEADER_LEN 10
+
+/* Positions of the envelope's fields (schemas/envelope.avsc order). */
+enum {
+	XR_ENV_EVENT_ID = 0,
+	XR_ENV_OP,
+	XR_ENV_PRODUCED_AT,
+	XR_ENV_SOURCE,
+	XR_ENV_BEFORE,
+	XR_ENV_AFTER,
+	XR_ENV_UNCHANGED,
+	XR_ENV_NFIELDS
+};
+/* Positions of the source record's fields. */
+enum {
+	XR_SRC_REGION = 0,
+	XR_SRC_DATABASE,
+	XR_SRC_SCHEMA,
+	XR_SRC_TABLE,
+	XR_SRC_LSN,
+	XR_SRC_COMMIT_LSN,
+	XR_SRC_TXID,
+	XR_SRC_COMMIT_TS,
+	XR_SRC_ORIGIN,
+	XR_SRC_NFIELDS
+};
+/* Symbols of the enum xregion.Op, in order. */
+typedef enum {
+	XR_OP_INSERT = 0,
+	XR_OP_UPDATE,
+	XR_OP_DELETE,
+	XR_OP_TRUNCATE,
+	XR_OP_SNAPSHOT_READ
+} xr_op_t;
+
+/* One column as the schema builder sees it. */
+typedef struct xr_schema_col_s {
+	const char         *name;    /* PostgreSQL column name, any characters */
+	const xr_coltype_t *type;
+	bool                is_key;
+} xr_schema_col_t;
+
+/* A built schema: its JSON, canonical form, fingerprint and avro-c form. */
+typedef struct xr_schema_s {
+	xr_buf_t     json;        /* full JSON, with logical types */
+	xr_buf_t     canonical;   /* Parsing Canonical Form */
+	uint64_t     fingerprint; /* CRC-64-AVRO of canonical */
+	avro_schema_t schema;     /* parsed from json; owned */
+	avro_value_iface_t *iface;/* generic class of schema; owned */
+} xr_schema_t;
+
+/*
+ * Builds the value schema (envelope) for a table's columns, or with key set,
+ * the key schema of its is_key columns.  Column names that are not valid
+ * Avro names are mangled ([A-Za-z_][A-Za-z0-9_]*, duplicates suffixed) and
+ * keep their PostgreSQL name in the field attribute "xr.column".
+ * On success *out is a new schema (free with xr_schema_destroy).
+ * Returns 0, or -1 with errstr set.
+ */
+int xr_schema_build(const xr_schema_col_t *cols, int ncols, bool key,
+                    xr_schema_t **out, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* Parses a schema published by any producer (full JSON) into *out. */
+int xr_schema_from_json(const char *json, size_t len, xr_schema_t **out,
+                        char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+void xr_schema_destroy(xr_schema_t *s);   /* NULL ok */
+
+/* CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
+uint64_t xr_avro_crc64(const void *data, size_t len);
+
+/*
+ * Appends the single-object encoding of value (whose schema is s) to out.
+ * Returns 0, or -1 with errstr set (avro-c's message copied).
+ */
+int xr_avro_encode(const xr_schema_t *s, avro_value_t *value, xr_buf_t *out,
+                   char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * Reads the header of a single-object encoded message: on success returns
+ * 0 and sets *fingerprint and *body/*body_len to the datum that follows;
+ * returns -1 with errstr set when the message is shorter than the header or
+ * the magic bytes differ.
+ */
+int xr_avro_so_header(const void *msg, size_t len, uint64_t *fingerprint,
+                      const void **body, size_t *body_len,
+                      char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * Decodes a datum written with schema s into a new value of s's generic
+ * class (release with avro_value_decref).  Returns 0, or -1 with errstr set
+ * when the bytes do not decode or leave bytes over.
+ */
+int xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
+                   avro_value_t *out, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,132 @@
+/* buf.c: a growable byte buffer (see buf.h). */
+#include "common/buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+oom(void)
+{
+	fputs("xregion: out of memory\n", stderr);
+	abort();
+}
+
+void
+xr_buf_init(xr_buf_t *b)
+{
+	b->cap = 256;
+	b->len = 0;
+	b->data = malloc(b->cap);
+	if (!b->data)
+		oom();
+	b->data[0] = '\0';
+}
+
+void
+xr_buf_term(xr_buf_t *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+xr_buf_reset(xr_buf_t *b)
+{
+	b->len = 0;
+	b->data[0] = '\0';
+}
+
+void
+xr_buf_reserve(xr_buf_t *b, size_t extra)
+{
+	size_t need;
+
+	if (extra > SIZE_MAX - b->len - 1)
+		oom();
+	need = b->len + extra + 1;
+	if (need <= b->cap)
+		return;
+	while (b->cap < need)
+		b->cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
+	b->data = realloc(b->data, b->cap);
+	if (!b->data)
+		oom();
+}
+
+void
+xr_buf_append(xr_buf_t *b, const void *p, size_t n)
+{
+	xr_buf_reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void
+xr_buf_puts(xr_buf_t *b, const char *s)
+{
+	xr_buf_append(b, s, strlen(s));
+}
+
+void
+xr_buf_putc(xr_buf_t *b, char c)
+{
+	xr_buf_append(b, &c, 1);
+}
+
+void
+xr_buf_printf(xr_buf_t *b, const char *fmt, ...)
+{
+	va_list ap;
+	int     n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	if ((size_t)n >= b->cap - b->len) {
+		xr_buf_reserve(b, (size_t)n);
+		va_start(ap, fmt);
+		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0 || (size_t)n >= b->cap - b->len)
+			oom();
+	}
+	b->len += (size_t)n;
+}
+
+void
+xr_buf_json_str(xr_buf_t *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	xr_buf_putc(b, '"');
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		switch (c) {
+		case '"':  xr_buf_puts(b, "\\\""); break;
+		case '\\': xr_buf_puts(b, "\\\\"); break;
+		case '\n': xr_buf_puts(b, "\\n"); break;
+		case '\r': xr_buf_puts(b, "\\r"); break;
+		case '\t': xr_buf_puts(b, "\\t"); break;
+		default:
+			if (c < 0x20) {
+				char esc[6] = { '\\', 'u', '0', '0',
+				                hex[c >> 4], hex[c & 15] };
+				xr_buf_append(b, esc, sizeof(esc));
+			} else {
+				xr_buf_putc(b, (char)c);
+			}
+		}
+	}
+	xr_buf_putc(b, '"');
+}

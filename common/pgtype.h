@@ -1,0 +1,134 @@
+/*
+ * pgtype.h: how a PostgreSQL column type maps to Avro, and the conversion of
+ * a value's PostgreSQL text form (as pgoutput sends it) into an avro-c value.
+ *
+ * The text forms are those of a session with DateStyle=ISO, TimeZone=UTC,
+ * IntervalStyle=postgres, extra_float_digits=3 and bytea_output=hex: the
+ * producer sets these on its replication connection.
+ *
+ * Mapping (every column is a union with null first):
+ *   bool                 boolean
+ *   int2, int4           int
+ *   int8                 long
+ *   float4               float
+ *   float8               double
+ *   numeric(p,s)         bytes/decimal(p,s), plus a "string" branch for the
+ *                        values a decimal cannot hold (NaN); when s < 0 or
+ *                        s > p the column maps to string
+ *   numeric              string (unconstrained: no fixed scale)
+ *   text, varchar, bpchar, name, char   string
+ *   bytea                bytes
+ *   uuid                 string/uuid
+ *   date                 int/date (days since 1970-01-01); infinity and
+ *                        -infinity are INT32_MAX / INT32_MIN, as in
+ *                        PostgreSQL's own storage
+ *   time                 long/time-micros
+ *   timestamp            long/local-timestamp-micros (µs since 1970-01-01
+ *                        as wall-clock time); ±infinity: INT64_MAX/INT64_MIN
+ *   timestamptz          long/timestamp-micros (µs since 1970-01-01 UTC);
+ *                        ±infinity: INT64_MAX/INT64_MIN
+ *   json, jsonb          string (the "xr.pg_type" attribute says which)
+ *   one-dimensional arrays of the types above
+ *                        array of the nullable element type, plus a
+ *                        "string" branch carrying the PostgreSQL text form
+ *                        of values an Avro array cannot hold (more than one
+ *                        dimension, or lower bound other than 1)
+ *   anything else (enums, domains, interval, timetz, ranges, ...)
+ *                        string: the value's text form
+ */
+#ifndef XR_PGTYPE_H
+#define XR_PGTYPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <avro.h>
+
+#include "common/buf.h"
+
+/* Built-in type OIDs (pg_type.dat), the ones the mapping names. */
+#define XR_OID_BOOL        16
+#define XR_OID_BYTEA       17
+#define XR_OID_CHAR        18
+#define XR_OID_NAME        19
+#define XR_OID_INT8        20
+#define XR_OID_INT2        21
+#define XR_OID_INT4        23
+#define XR_OID_TEXT        25
+#define XR_OID_JSON        114
+#define XR_OID_FLOAT4      700
+#define XR_OID_FLOAT8      701
+#define XR_OID_BPCHAR      1042
+#define XR_OID_VARCHAR     1043
+#define XR_OID_DATE        1082
+#define XR_OID_TIME        1083
+#define XR_OID_TIMESTAMP   1114
+#define XR_OID_TIMESTAMPTZ 1184
+#define XR_OID_NUMERIC     1700
+#define XR_OID_UUID        2950
+#define XR_OID_JSONB       3802
+
+/* The Avro shape of a (scalar or element) type. */
+typedef enum {
+	XR_AT_STRING = 0,      /* also the fallback: the value's text form */
+	XR_AT_BOOLEAN,
+	XR_AT_INT,
+	XR_AT_LONG,
+	XR_AT_FLOAT,
+	XR_AT_DOUBLE,
+	XR_AT_BYTES,           /* bytea */
+	XR_AT_DECIMAL,         /* bytes + logicalType decimal */
+	XR_AT_UUID,            /* string + logicalType uuid */
+	XR_AT_DATE,            /* int + logicalType date */
+	XR_AT_TIME_MICROS,     /* long + logicalType time-micros */
+	XR_AT_TIMESTAMP_MICROS,        /* timestamptz */
+	XR_AT_LOCAL_TIMESTAMP_MICROS,  /* timestamp */
+	XR_AT_JSON             /* string */
+} xr_avtype_t;
+
+typedef struct xr_coltype_s {
+	uint32_t    typid;
+	int32_t     typmod;
+	bool        is_array;   /* one-dimensional array of elem below */
+	xr_avtype_t at;         /* the scalar, or the array's element */
+	int         precision;  /* XR_AT_DECIMAL only */
+	int         scale;      /* XR_AT_DECIMAL only */
+	char        pgname[128];/* e.g. "numeric(10,2)", "text[]", "public.mood" */
+} xr_coltype_t;
+
+/*
+ * Classifies a column type.  custom_name is the "schema.type" name pgoutput
+ * gave for a non-built-in type in a Type message, or NULL.  Never fails:
+ * unknown types map to XR_AT_STRING.
+ */
+void xr_pgtype_classify(uint32_t typid, int32_t typmod, const char *custom_name,
+                        xr_coltype_t *out);
+
+/*
+ * Appends the JSON of the column's Avro type, a union that starts with
+ * "null", to out.  canonical selects Avro's Parsing Canonical Form (no
+ * logicalType, no extra attributes, no white space).
+ */
+void xr_pgtype_schema_json(const xr_coltype_t *t, bool canonical, xr_buf_t *out);
+
+/* As above, without the "null" branch: the type of a primary-key field. */
+void xr_pgtype_key_schema_json(const xr_coltype_t *t, bool canonical, xr_buf_t *out);
+
+/*
+ * Stores the value whose PostgreSQL text form is text[0..len) (not
+ * NUL-terminated) in field.  With nullable, field is a value of the union
+ * made by xr_pgtype_schema_json() and the right branch is selected;
+ * otherwise it is a value of the plain key type.
+ * Returns 0, or -1 with errstr set when the text does not parse as the type
+ * (never a clipped or made-up value).
+ */
+int xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
+                           bool nullable, avro_value_t *field,
+                           char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* Sets a nullable field (a union made by xr_pgtype_schema_json) to null. */
+int xr_pgtype_set_null(avro_value_t *field) __attribute__((warn_unused_result));
+
+#endif
