@@ -1,0 +1,1 @@
+/* avro_codec.c: placeholder while the module is written. */

@@ -1,0 +1,85 @@
+/*
+ * config.h: xregion's configuration, read from a YAML file with libyaml.
+ * docs/configuration.md documents every key; keep the two in step.
+ */
+#ifndef XR_CONFIG_H
+#define XR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+	XR_CONFLICT_LWW = 0,
+	XR_CONFLICT_VCLOCK
+} xr_conflict_mode_t;
+
+/* One entry of "tables:". */
+typedef struct xr_table_conf_s {
+	char   *schema;            /* "public" when the name has no schema part */
+	char   *name;
+	bool    pii;               /* true unless the entry says pii: false */
+	char  **exclude_columns;   /* never published; NULL-terminated list */
+	size_t  n_exclude_columns;
+	xr_conflict_mode_t conflict;
+} xr_table_conf_t;
+
+/* A librdkafka property passed through as-is. */
+typedef struct xr_kv_s {
+	char *key;
+	char *value;
+} xr_kv_t;
+
+typedef struct xr_config_s {
+	char   *path;              /* the file read */
+	char   *region;            /* required: [a-z0-9_]{1,32} */
+	char  **regions;           /* all regions of the deployment, incl. region */
+	size_t  n_regions;
+	char   *log_level;         /* "info" */
+
+	/* postgres: */
+	char   *pg_dsn;            /* required; env XREGION_POSTGRES_DSN wins */
+	char   *slot;              /* "xregion_<region>" */
+	char   *publication;       /* "xregion" */
+
+	/* kafka: */
+	char   *brokers;           /* required; env XREGION_KAFKA_BROKERS wins */
+	char   *topic_prefix;      /* "xr" */
+	char   *schemas_topic;     /* "<prefix>._schemas" */
+	char   *dead_letter_topic; /* "<prefix>.<region>._dlq" */
+	int     partitions;        /* 3; for topics setup creates */
+	int     replication_factor;/* 1 */
+	xr_kv_t *kafka_props;      /* kafka.properties, then env overrides */
+	size_t  n_kafka_props;
+
+	/* producer: */
+	int     status_interval_ms;     /* 10000 */
+	int     max_inflight_mb;        /* 64: librdkafka queue bound */
+	int     flush_timeout_ms;       /* 30000 */
+	int     reconnect_backoff_max_ms; /* 30000 */
+
+	xr_table_conf_t *tables;
+	size_t  n_tables;
+} xr_config_t;
+
+/*
+ * Reads and validates the file at path, then applies environment overrides.
+ * On success returns a new config (free with xr_config_destroy).  On failure
+ * returns NULL and errstr names the file, line and key, e.g.
+ * "xregion.yaml:12: tables[1].pii: expected true or false, got \"maybe\"".
+ * Unknown keys are errors (a typo must not silently fall back to a default).
+ */
+xr_config_t *xr_config_load(const char *path, char *errstr, size_t errstr_size);
+void         xr_config_destroy(xr_config_t *conf);   /* NULL ok */
+
+/* The table's entry, or NULL when the config does not list it (= PII). */
+const xr_table_conf_t *xr_config_table(const xr_config_t *conf,
+                                       const char *schema, const char *name);
+
+/* True only for tables listed with pii: false.  Fail closed. */
+bool xr_config_publishes(const xr_config_t *conf, const char *schema,
+                         const char *name);
+
+/* True when column col of a published table is listed in exclude_columns. */
+bool xr_config_column_excluded(const xr_table_conf_t *t, const char *col);
+
+#endif

@@ -1,0 +1,1 @@
+/* kafka_conf.c: placeholder while the module is written. */

@@ -1,0 +1,1 @@
+/* pgtype.c: placeholder while the module is written. */

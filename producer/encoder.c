@@ -1,0 +1,1 @@
+/* encoder.c: placeholder while the module is written. */

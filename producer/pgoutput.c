@@ -1,0 +1,1 @@
+/* pgoutput.c: placeholder while the module is written. */

@@ -1,0 +1,1 @@
+/* produce.c: placeholder while the module is written. */

@@ -1,0 +1,1 @@
+/* publisher.c: placeholder while the module is written. */

@@ -1,0 +1,1 @@
+/* relcache.c: placeholder while the module is written. */

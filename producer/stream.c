@@ -1,0 +1,1 @@
+/* stream.c: placeholder while the module is written. */

@@ -1,0 +1,1 @@
+/* tracker.c: placeholder while the module is written. */
