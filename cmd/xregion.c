@@ -1,3 +1,209 @@
-/* xregion.c: placeholder main while the CLI is written. */
-int main(void);
-int main(void) { return 0; }
+/*
+ * xregion.c: the xregion command: parses the command line, loads the
+ * config, dispatches to a subcommand and cleans up.
+ *
+ * Exit status: 0 success, 1 runtime failure, 2 bad usage or bad config.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "producer/produce.h"
+#include "producer/setup.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+typedef struct command_s {
+	const char *name;
+	const char *summary;
+	const char *help;     /* what it does, after the usage line */
+	int       (*run)(const xr_config_t *conf);
+} command_t;
+
+static int
+run_setup(const xr_config_t *conf)
+{
+	return xr_setup_run(conf);
+}
+
+static int
+run_teardown(const xr_config_t *conf)
+{
+	return xr_teardown_run(conf);
+}
+
+static int
+run_produce(const xr_config_t *conf)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return xr_produce_run(conf, &stop_requested);
+}
+
+static const command_t commands[] = {
+	{ "setup", "create the publication, replication slot and Kafka topics",
+	  "Idempotent. Checks that every table marked pii: false exists and has\n"
+	  "a primary key (refusing, by name, any that does not), makes the\n"
+	  "publication cover exactly those tables, creates the pgoutput slot if\n"
+	  "missing, and creates the missing Kafka topics: one per published\n"
+	  "table (<prefix>.<region>.<schema>.<table>), the compacted schemas\n"
+	  "topic and the dead-letter topic.\n",
+	  run_setup },
+	{ "produce", "stream committed changes to Kafka as Avro events",
+	  "Reads the slot with pgoutput and publishes one Avro change event per\n"
+	  "row change of the published tables. Confirms a position to the slot\n"
+	  "only once Kafka has acknowledged every event before it. Transactions\n"
+	  "applied under a replication origin (by xregion's consumer) are not\n"
+	  "published. Runs until SIGINT or SIGTERM, then flushes Kafka, confirms\n"
+	  "the final position and exits 0. Lost connections are retried with\n"
+	  "backoff.\n",
+	  run_produce },
+	{ "teardown", "drop the replication slot and the publication",
+	  "Drops the region's replication slot and publication. Kafka topics are\n"
+	  "kept: they hold the change history.\n",
+	  run_teardown },
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out,
+	        "usage: xregion [--version] [--help] <command> [options]\n\n"
+	        "Cross-region replication for PostgreSQL through Kafka.\n\n"
+	        "Commands:\n");
+	for (i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out,
+	        "\nRun 'xregion <command> --help' for a command's options.\n"
+	        "Exit status: 0 success, 1 runtime failure, 2 bad usage or "
+	        "config.\n");
+}
+
+static void
+command_usage(const command_t *cmd, FILE *out)
+{
+	fprintf(out,
+	        "usage: xregion %s [-c FILE] [-l LEVEL]\n\n%s - %s\n\n%s\n"
+	        "Options:\n"
+	        "  -c, --config FILE     configuration file (default: "
+	        "$XREGION_CONFIG,\n"
+	        "                        else ./xregion.yaml)\n"
+	        "  -l, --log-level LEVEL error, warn, info or debug (overrides "
+	        "log_level)\n"
+	        "  -h, --help            show this help\n\n"
+	        "Environment: XREGION_POSTGRES_DSN, XREGION_KAFKA_BROKERS and\n"
+	        "XREGION_KAFKA_PROP_<NAME> override the config file "
+	        "(docs/configuration.md).\n",
+	        cmd->name, cmd->name, cmd->summary, cmd->help);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const command_t *cmd = NULL;
+	const char      *path = NULL, *level = NULL;
+	xr_config_t     *conf;
+	char             err[1024];
+	size_t           i;
+	int              c, lvl, rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("xregion %s (librdkafka %s, libpq %d)\n", XR_VERSION,
+		       rd_kafka_version_str(), PQlibVersion());
+		return 0;
+	}
+	for (i = 0; i < N_COMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "xregion: unknown command \"%s\"\n\n", argv[1]);
+		usage(stderr);
+		return 2;
+	}
+
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 'h':
+			command_usage(cmd, stdout);
+			return 0;
+		default:
+			command_usage(cmd, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "xregion %s: unexpected argument \"%s\"\n",
+		        cmd->name, argv[optind]);
+		return 2;
+	}
+	if (!path)
+		path = getenv("XREGION_CONFIG");
+	if (!path)
+		path = "xregion.yaml";
+
+	conf = xr_config_load(path, err, sizeof(err));
+	if (!conf) {
+		fprintf(stderr, "xregion: %s\n", err);
+		return 2;
+	}
+	if (!level)
+		level = conf->log_level;
+	lvl = xr_log_level_parse(level);
+	if (lvl < 0) {
+		fprintf(stderr, "xregion: --log-level: unknown level \"%s\"\n", level);
+		xr_config_destroy(conf);
+		return 2;
+	}
+	xr_log_set_level((xr_log_level_t)lvl);
+	xr_log_set_tag(conf->region);
+	rc = cmd->run(conf);
+	xr_config_destroy(conf);
+	return rc;
+}

@@ -106,7 +106,7 @@ int xr_avro_encode(const xr_schema_t *s, avro_value_t *value, xr_buf_t *out,
 
 /*
  * Reads the header of a single-object encoded message: on success returns
- * 0 and sets *fingerprint and *body/*body_len to the datum that follows;
+ * 0 and sets *fingerprint and *body and *body_len to the datum that follows;
  * returns -1 with errstr set when the message is shorter than the header or
  * the magic bytes differ.
  */

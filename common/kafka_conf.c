@@ -1,1 +1,61 @@
-/* kafka_conf.c: placeholder while the module is written. */
+/* kafka_conf.c: librdkafka configuration from xregion's config. */
+#include "common/kafka_conf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int
+set(rd_kafka_conf_t *kc, const char *what, const char *key, const char *value,
+    char *errstr, size_t errstr_size)
+{
+	char kerr[512];
+
+	if (rd_kafka_conf_set(kc, key, value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(errstr, errstr_size, "%s%s: %s", what, key, kerr);
+		return -1;
+	}
+	return 0;
+}
+
+rd_kafka_conf_t *
+xr_kafka_conf_new(const xr_config_t *conf, const char *const *defaults,
+                  const char *const *locked, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *kc = rd_kafka_conf_new();
+	size_t           i;
+
+	for (i = 0; defaults && defaults[i]; i += 2)
+		if (set(kc, "default ", defaults[i], defaults[i + 1], errstr,
+		        errstr_size))
+			goto fail;
+	for (i = 0; locked && locked[i]; i += 2)
+		if (set(kc, "default ", locked[i], locked[i + 1], errstr,
+		        errstr_size))
+			goto fail;
+	if (set(kc, "kafka.", "bootstrap.servers", conf->brokers, errstr,
+	        errstr_size))
+		goto fail;
+	for (i = 0; i < conf->n_kafka_props; i++) {
+		const xr_kv_t *kv = &conf->kafka_props[i];
+		size_t         j;
+
+		for (j = 0; locked && locked[j]; j += 2) {
+			if (strcmp(kv->key, locked[j]) == 0 &&
+			    strcmp(kv->value, locked[j + 1]) != 0) {
+				snprintf(errstr, errstr_size,
+				         "kafka.properties.%s: xregion requires \"%s\" "
+				         "(its delivery guarantee depends on it)",
+				         kv->key, locked[j + 1]);
+				goto fail;
+			}
+		}
+		if (set(kc, "kafka.properties.", kv->key, kv->value, errstr,
+		        errstr_size))
+			goto fail;
+	}
+	return kc;
+
+fail:
+	rd_kafka_conf_destroy(kc);
+	return NULL;
+}

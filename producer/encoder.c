@@ -1,1 +1,190 @@
-/* encoder.c: placeholder while the module is written. */
+/* encoder.c: one row change to a single-object encoded Avro event. */
+#include "producer/encoder.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <uuid/uuid.h>
+
+#define CHECK_AVRO(expr, what)                                             \
+	do {                                                                   \
+		if ((expr) != 0) {                                                 \
+			snprintf(errstr, errstr_size, "avro: %s: %s", (what),          \
+			         avro_strerror());                                     \
+			return -1;                                                     \
+		}                                                                  \
+	} while (0)
+
+/* Fills the Row record of a union field (branch 1) from a tuple. */
+static int
+set_row(xr_rel_t *rel, avro_value_t *field, const xr_pgo_tuple_t *tup,
+        avro_value_t *unchanged, char *errstr, size_t errstr_size)
+{
+	avro_value_t row;
+	int          i;
+
+	if (tup->ncols != rel->ncols) {
+		snprintf(errstr, errstr_size,
+		         "table %s.%s: tuple has %d columns, relation has %d",
+		         rel->nspname, rel->relname, tup->ncols, rel->ncols);
+		return -1;
+	}
+	CHECK_AVRO(avro_value_set_branch(field, 1, &row), "row branch");
+	for (i = 0; i < rel->ncols; i++) {
+		const xr_relcol_t    *col = &rel->cols[i];
+		const xr_pgo_datum_t *d = &tup->cols[i];
+		avro_value_t          f;
+
+		if (col->field < 0)
+			continue;
+		CHECK_AVRO(avro_value_get_by_index(&row, (size_t)col->field, &f,
+		                                   NULL), col->name);
+		switch (d->kind) {
+		case XR_PGO_COL_NULL:
+			CHECK_AVRO(xr_pgtype_set_null(&f), col->name);
+			break;
+		case XR_PGO_COL_UNCHANGED:
+			CHECK_AVRO(xr_pgtype_set_null(&f), col->name);
+			if (unchanged) {
+				avro_value_t elem;
+
+				CHECK_AVRO(avro_value_append(unchanged, &elem, NULL),
+				           "unchanged");
+				CHECK_AVRO(avro_value_set_string(&elem, col->name),
+				           "unchanged");
+			}
+			break;
+		case XR_PGO_COL_TEXT:
+			if (xr_pgtype_text_to_avro(&col->type, d->data, d->len, true,
+			                           &f, errstr, errstr_size)) {
+				char inner[384];
+
+				snprintf(inner, sizeof(inner), "%s", errstr);
+				snprintf(errstr, errstr_size, "table %s.%s column %s: %s",
+				         rel->nspname, rel->relname, col->name, inner);
+				return -1;
+			}
+			break;
+		default:
+			snprintf(errstr, errstr_size,
+			         "table %s.%s column %s: binary column values are "
+			         "not expected (the stream is in text mode)",
+			         rel->nspname, rel->relname, col->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+set_key(xr_rel_t *rel, const xr_pgo_tuple_t *tup, char *errstr,
+        size_t errstr_size)
+{
+	int i;
+
+	for (i = 0; i < rel->ncols; i++) {
+		const xr_relcol_t    *col = &rel->cols[i];
+		const xr_pgo_datum_t *d = &tup->cols[i];
+		avro_value_t          f;
+
+		if (col->key_field < 0)
+			continue;
+		if (d->kind != XR_PGO_COL_TEXT) {
+			snprintf(errstr, errstr_size,
+			         "table %s.%s: key column %s has no value in the "
+			         "change (is the replica identity the primary key?)",
+			         rel->nspname, rel->relname, col->name);
+			return -1;
+		}
+		CHECK_AVRO(avro_value_get_by_index(&rel->key, (size_t)col->key_field,
+		                                   &f, NULL), col->name);
+		if (xr_pgtype_text_to_avro(&col->type, d->data, d->len, false, &f,
+		                           errstr, errstr_size))
+			return -1;
+	}
+	return 0;
+}
+
+int
+xr_encode_change(xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *before,
+                 const xr_pgo_tuple_t *after, const xr_source_t *src,
+                 xr_buf_t *key, xr_buf_t *value,
+                 char event_id[XR_EVENT_ID_LEN + 1], char *errstr,
+                 size_t errstr_size)
+{
+	avro_value_t *v = &rel->value;
+	avro_value_t  f, s, sf, unchanged;
+	uuid_t        uu;
+
+	xr_buf_reset(key);
+	xr_buf_reset(value);
+	uuid_generate_random(uu);
+	uuid_unparse_lower(uu, event_id);
+
+	CHECK_AVRO(avro_value_reset(v), "reset");
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_EVENT_ID, &f, NULL), "event_id");
+	CHECK_AVRO(avro_value_set_string(&f, event_id), "event_id");
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_OP, &f, NULL), "op");
+	CHECK_AVRO(avro_value_set_enum(&f, (int)op), "op");
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_PRODUCED_AT, &f, NULL),
+	           "produced_at");
+	CHECK_AVRO(avro_value_set_long(&f, xr_unix_now_us()), "produced_at");
+
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_SOURCE, &s, NULL), "source");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_REGION, &sf, NULL), "region");
+	CHECK_AVRO(avro_value_set_string(&sf, src->region), "region");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_DATABASE, &sf, NULL), "database");
+	CHECK_AVRO(avro_value_set_string(&sf, src->database), "database");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_SCHEMA, &sf, NULL), "schema");
+	CHECK_AVRO(avro_value_set_string(&sf, rel->nspname), "schema");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_TABLE, &sf, NULL), "table");
+	CHECK_AVRO(avro_value_set_string(&sf, rel->relname), "table");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_LSN, &sf, NULL), "lsn");
+	CHECK_AVRO(avro_value_set_long(&sf, (int64_t)src->lsn), "lsn");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_COMMIT_LSN, &sf, NULL),
+	           "commit_lsn");
+	CHECK_AVRO(avro_value_set_long(&sf, (int64_t)src->commit_lsn), "commit_lsn");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_TXID, &sf, NULL), "txid");
+	CHECK_AVRO(avro_value_set_long(&sf, (int64_t)src->xid), "txid");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_COMMIT_TS, &sf, NULL),
+	           "commit_ts");
+	CHECK_AVRO(avro_value_set_long(&sf, src->commit_ts_us), "commit_ts");
+	CHECK_AVRO(avro_value_get_by_index(&s, XR_SRC_ORIGIN, &sf, NULL), "origin");
+	if (src->origin) {
+		avro_value_t b;
+
+		CHECK_AVRO(avro_value_set_branch(&sf, 1, &b), "origin");
+		CHECK_AVRO(avro_value_set_string(&b, src->origin), "origin");
+	} else {
+		avro_value_t b;
+
+		CHECK_AVRO(avro_value_set_branch(&sf, 0, &b), "origin");
+		CHECK_AVRO(avro_value_set_null(&b), "origin");
+	}
+
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_UNCHANGED, &unchanged, NULL),
+	           "unchanged");
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_BEFORE, &f, NULL), "before");
+	if (before) {
+		if (set_row(rel, &f, before, NULL, errstr, errstr_size))
+			return -1;
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "before");
+	}
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_AFTER, &f, NULL), "after");
+	if (after) {
+		if (set_row(rel, &f, after, &unchanged, errstr, errstr_size))
+			return -1;
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "after");
+	}
+
+	if (xr_avro_encode(rel->value_schema, v, value, errstr, errstr_size))
+		return -1;
+	if (op == XR_OP_TRUNCATE)
+		return 0;
+	CHECK_AVRO(avro_value_reset(&rel->key), "key reset");
+	if (set_key(rel, after ? after : before, errstr, errstr_size))
+		return -1;
+	return xr_avro_encode(rel->key_schema, &rel->key, key, errstr, errstr_size);
+}

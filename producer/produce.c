@@ -1,1 +1,600 @@
-/* produce.c: placeholder while the module is written. */
+/*
+ * produce.c: the producer's loop.  Reads pgoutput from the slot, publishes
+ * one event per row change, and confirms to the slot only what Kafka has
+ * acknowledged (see tracker.h).
+ */
+#include "producer/produce.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "common/avro_codec.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "producer/encoder.h"
+#include "producer/pgoutput.h"
+#include "producer/publisher.h"
+#include "producer/relcache.h"
+#include "producer/stream.h"
+#include "producer/tracker.h"
+
+/* How a session ended. */
+typedef enum {
+	END_STOP = 0,     /* asked to stop */
+	END_RETRY,        /* lost something that may come back: retry */
+	END_FATAL         /* retrying cannot help */
+} session_end_t;
+
+typedef struct session_s {
+	const xr_config_t *conf;
+	volatile sig_atomic_t *stop;
+	xr_publisher_t   *pub;
+	xr_stream_t      *stream;
+	PGconn           *catalog;   /* plain connection for primary keys */
+	xr_pgo_parser_t  *parser;
+	xr_relcache_t    *rels;
+	xr_tracker_t     *tracker;
+	xr_buf_t          key, value;
+
+	/* The transaction being decoded. */
+	bool              in_txn;
+	bool              skip_txn;  /* carries a replication origin */
+	uint64_t          txn_id;
+	uint32_t          xid;
+	xr_lsn_t          final_lsn;
+	int64_t           commit_ts_us;
+
+	xr_lsn_t          received;  /* highest LSN seen from the server */
+	xr_lsn_t          reported;  /* last flush LSN sent */
+	int64_t           last_status_us;
+	bool              fatal;     /* a wait callback saw an unfixable error */
+
+	/* Progress. */
+	uint64_t          events;
+	uint64_t          txns;
+	uint64_t          origin_txns;
+	int64_t           last_progress_us;
+	uint64_t          progress_events;
+} session_t;
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Sends status when due, or now with force. */
+static int
+send_status(session_t *s, bool force, char *errstr, size_t errstr_size)
+{
+	int64_t  now = mono_us();
+	xr_lsn_t safe = xr_tracker_safe_lsn(s->tracker);
+
+	xr_publisher_poll(s->pub, 0);
+	if (!force && now - s->last_status_us <
+	                  (int64_t)s->conf->status_interval_ms * 1000 &&
+	    !(safe > s->reported && now - s->last_status_us >= 1000000))
+		return 0;
+	if (xr_stream_send_status(s->stream, s->received > safe ? s->received : safe,
+	                          safe, errstr, errstr_size))
+		return -1;
+	if (safe != s->reported) {
+		char lsn[XR_LSN_STRLEN];
+
+		xr_debug("confirmed %s to slot %s", xr_lsn_format(safe, lsn),
+		         s->conf->slot);
+	}
+	s->reported = safe;
+	s->last_status_us = now;
+	return 0;
+}
+
+static void
+progress(session_t *s, bool force)
+{
+	int64_t now = mono_us();
+	char    lsn[XR_LSN_STRLEN];
+	double  secs = (double)(now - s->last_progress_us) / 1e6;
+
+	if (!force && secs < 30.0)
+		return;
+	if (s->events != s->progress_events || force)
+		xr_info("produced %" PRIu64 " events in %" PRIu64 " transactions "
+		        "(%.0f events/s), %" PRIu64 " in flight, confirmed %s",
+		        s->events, s->txns,
+		        secs > 0 ? (double)(s->events - s->progress_events) / secs : 0,
+		        xr_tracker_in_flight(s->tracker),
+		        xr_lsn_format(xr_tracker_safe_lsn(s->tracker), lsn));
+	s->last_progress_us = now;
+	s->progress_events = s->events;
+}
+
+/* Keeps the replication connection alive while Kafka's queue is full. */
+static int
+wait_cb(void *ctx)
+{
+	session_t *s = ctx;
+	char       err[512];
+
+	if (*s->stop)
+		return 1;
+	if (send_status(s, false, err, sizeof(err))) {
+		xr_warn("%s", err);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The primary-key columns of relid, read from the catalog: the key of an
+ * event is the primary key whatever the table's replica identity is.
+ * Returns a NULL-terminated list (free each and the list), NULL if none.
+ */
+static char **
+primary_key(session_t *s, uint32_t relid, char *errstr, size_t errstr_size,
+            int *failed)
+{
+	char        oid[16];
+	const char *params[1] = { oid };
+	PGresult   *res;
+	char      **cols = NULL;
+	int         i, n;
+
+	*failed = 0;
+	if (!s->catalog) {
+		s->catalog = PQconnectdb(s->conf->pg_dsn);
+		if (PQstatus(s->catalog) != CONNECTION_OK) {
+			snprintf(errstr, errstr_size, "catalog connection: %s",
+			         PQerrorMessage(s->catalog));
+			PQfinish(s->catalog);
+			s->catalog = NULL;
+			*failed = 1;
+			return NULL;
+		}
+	}
+	snprintf(oid, sizeof(oid), "%" PRIu32, relid);
+	res = PQexecParams(s->catalog,
+	                   "SELECT a.attname FROM pg_catalog.pg_index i "
+	                   "JOIN pg_catalog.pg_attribute a "
+	                   "  ON a.attrelid = i.indrelid "
+	                   " AND a.attnum = ANY (i.indkey) "
+	                   "WHERE i.indrelid = $1::oid AND i.indisprimary",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "reading primary key: %s",
+		         PQerrorMessage(s->catalog));
+		PQclear(res);
+		*failed = 1;
+		return NULL;
+	}
+	n = PQntuples(res);
+	if (n > 0) {
+		cols = calloc((size_t)n + 1, sizeof(*cols));
+		for (i = 0; cols && i < n; i++)
+			cols[i] = strdup(PQgetvalue(res, i, 0));
+	}
+	PQclear(res);
+	return cols;
+}
+
+static void
+free_list(char **l)
+{
+	char **p;
+
+	for (p = l; p && *p; p++)
+		free(*p);
+	free(l);
+}
+
+/* Publishes a relation's key and value schemas to the schemas topic. */
+static int
+publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t *schemas[2] = { rel->key_schema, rel->value_schema };
+	int                i;
+
+	for (i = 0; i < 2; i++) {
+		char key[17];
+
+		snprintf(key, sizeof(key), "%016" PRIx64, schemas[i]->fingerprint);
+		if (xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, key,
+		                              strlen(key), schemas[i]->json.data,
+		                              schemas[i]->json.len,
+		                              s->conf->flush_timeout_ms, errstr,
+		                              errstr_size))
+			return -1;
+	}
+	xr_info("table %s.%s: schema %016" PRIx64 " (key %016" PRIx64
+	        ") published to %s", rel->nspname, rel->relname,
+	        rel->value_schema->fingerprint, rel->key_schema->fingerprint,
+	        s->conf->schemas_topic);
+	rel->schemas_published = true;
+	return 0;
+}
+
+static rd_kafka_headers_t *
+headers(session_t *s, const char *event_id, xr_lsn_t lsn)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	char                buf[XR_LSN_STRLEN];
+
+	xr_lsn_format(lsn, buf);
+	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
+	(void)rd_kafka_header_add(h, "xr-event-id", -1, event_id, -1);
+	(void)rd_kafka_header_add(h, "xr-lsn", -1, buf, -1);
+	return h;
+}
+
+/* Encodes and publishes one change; a truncate goes to every partition. */
+static int
+publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
+               const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
+               xr_lsn_t lsn, char *errstr, size_t errstr_size)
+{
+	xr_source_t src = {
+		.region = s->conf->region,
+		.database = xr_stream_database(s->stream),
+		.lsn = lsn,
+		.commit_lsn = s->final_lsn,
+		.xid = s->xid,
+		.commit_ts_us = s->commit_ts_us,
+		.origin = NULL,
+	};
+	char event_id[XR_EVENT_ID_LEN + 1];
+	int  nparts = 1, p;
+
+	if (!rel->schemas_published &&
+	    publish_schemas(s, rel, errstr, errstr_size))
+		return -1;
+	if (xr_encode_change(rel, op, before, after, &src, &s->key, &s->value,
+	                     event_id, errstr, errstr_size))
+		return -1;
+	if (op == XR_OP_TRUNCATE) {
+		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
+		                                 errstr_size);
+		if (nparts < 0)
+			return -1;
+	}
+	for (p = 0; p < nparts; p++) {
+		if (xr_publisher_produce(s->pub, rel->topic,
+		                         op == XR_OP_TRUNCATE ? p : RD_KAFKA_PARTITION_UA,
+		                         s->key.len ? s->key.data : NULL, s->key.len,
+		                         s->value.data, s->value.len,
+		                         headers(s, event_id, lsn), s->txn_id,
+		                         errstr, errstr_size))
+			return -1;
+	}
+	s->events++;
+	return 0;
+}
+
+/* The relation a change names, if it is to be published. */
+static xr_rel_t *
+change_rel(session_t *s, uint32_t relid, int *err, char *errstr,
+           size_t errstr_size)
+{
+	xr_rel_t *rel = xr_relcache_get(s->rels, relid);
+
+	*err = 0;
+	if (!rel) {
+		snprintf(errstr, errstr_size,
+		         "change for relation %" PRIu32 " before its Relation message",
+		         relid);
+		*err = 1;
+		return NULL;
+	}
+	if (!rel->published) {
+		if (!rel->warned)
+			xr_warn("table %s.%s is in publication %s but not marked "
+			        "pii: false in %s: its changes are not published",
+			        rel->nspname, rel->relname, s->conf->publication,
+			        s->conf->path);
+		rel->warned = true;
+		return NULL;
+	}
+	return rel;
+}
+
+static int
+handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
+               size_t errstr_size, bool *fatal)
+{
+	xr_pgo_msg_t m;
+	xr_rel_t    *rel;
+	int          err;
+	uint32_t     i;
+
+	*fatal = false;
+	if (xr_pgo_parse(s->parser, wm->data, wm->len, &m, errstr, errstr_size)) {
+		*fatal = true;
+		return -1;
+	}
+	switch (m.kind) {
+	case XR_PGO_BEGIN:
+		s->in_txn = true;
+		s->skip_txn = false;
+		s->txn_id = xr_tracker_begin(s->tracker);
+		s->xid = m.u.begin.xid;
+		s->final_lsn = m.u.begin.final_lsn;
+		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
+		break;
+	case XR_PGO_ORIGIN:
+		/* Applied by a consumer: publishing it again would loop. */
+		s->skip_txn = true;
+		s->origin_txns++;
+		break;
+	case XR_PGO_COMMIT:
+		if (!s->in_txn) {
+			snprintf(errstr, errstr_size, "Commit outside a transaction");
+			*fatal = true;
+			return -1;
+		}
+		xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);
+		s->in_txn = false;
+		s->txns++;
+		break;
+	case XR_PGO_RELATION: {
+		char **pk = primary_key(s, m.u.relation.relid, errstr, errstr_size,
+		                        &err);
+
+		if (err)
+			return -1;
+		err = xr_relcache_update(s->rels, &m, (const char *const *)pk, &rel,
+		                         errstr, errstr_size);
+		free_list(pk);
+		if (err) {
+			*fatal = true;
+			return -1;
+		}
+		break;
+	}
+	case XR_PGO_TYPE:
+		xr_relcache_type(s->rels, m.u.type.typid, m.u.type.nspname,
+		                 m.u.type.typname);
+		break;
+	case XR_PGO_INSERT:
+		if (s->skip_txn)
+			break;
+		rel = change_rel(s, m.u.insert.relid, &err, errstr, errstr_size);
+		if (rel && publish_change(s, rel, XR_OP_INSERT, NULL,
+		                          &m.u.insert.newtup, wm->data_start, errstr,
+		                          errstr_size))
+			return -1;
+		if (err)
+			return -1;
+		break;
+	case XR_PGO_UPDATE:
+		if (s->skip_txn)
+			break;
+		rel = change_rel(s, m.u.update.relid, &err, errstr, errstr_size);
+		if (rel && publish_change(s, rel, XR_OP_UPDATE,
+		                          m.u.update.oldkind ? &m.u.update.oldtup : NULL,
+		                          &m.u.update.newtup, wm->data_start, errstr,
+		                          errstr_size))
+			return -1;
+		if (err)
+			return -1;
+		break;
+	case XR_PGO_DELETE:
+		if (s->skip_txn)
+			break;
+		rel = change_rel(s, m.u.delete.relid, &err, errstr, errstr_size);
+		if (rel && publish_change(s, rel, XR_OP_DELETE, &m.u.delete.oldtup,
+		                          NULL, wm->data_start, errstr, errstr_size))
+			return -1;
+		if (err)
+			return -1;
+		break;
+	case XR_PGO_TRUNCATE:
+		if (s->skip_txn)
+			break;
+		for (i = 0; i < m.u.truncate.nrelids; i++) {
+			rel = change_rel(s, m.u.truncate.relids[i], &err, errstr,
+			                 errstr_size);
+			if (err)
+				return -1;
+			if (rel && publish_change(s, rel, XR_OP_TRUNCATE, NULL, NULL,
+			                          wm->data_start, errstr, errstr_size))
+				return -1;
+		}
+		break;
+	case XR_PGO_MESSAGE:
+		break;
+	}
+	return 0;
+}
+
+static void
+session_term(session_t *s)
+{
+	xr_stream_close(s->stream);
+	PQfinish(s->catalog);
+	xr_pgo_parser_destroy(s->parser);
+	xr_relcache_destroy(s->rels);
+	xr_publisher_set_tracker(s->pub, NULL);
+	xr_publisher_set_wait_cb(s->pub, NULL, NULL);
+	xr_tracker_destroy(s->tracker);
+	xr_buf_term(&s->key);
+	xr_buf_term(&s->value);
+}
+
+/*
+ * One replication session: connect, stream until stopped or broken, then
+ * drain Kafka and confirm what is safe.
+ */
+static session_end_t
+session_run(const xr_config_t *conf, xr_publisher_t *pub,
+            volatile sig_atomic_t *stop, bool *streamed)
+{
+	session_t       s;
+	session_end_t   end = END_RETRY;
+	char            err[1024], lsn[XR_LSN_STRLEN], appname[64];
+	xr_lsn_t        start;
+	xr_stream_msg_t wm;
+	bool            fatal;
+
+	memset(&s, 0, sizeof(s));
+	s.conf = conf;
+	s.stop = stop;
+	s.pub = pub;
+	xr_buf_init(&s.key);
+	xr_buf_init(&s.value);
+	*streamed = false;
+
+	snprintf(appname, sizeof(appname), "xregion-producer-%s", conf->region);
+	s.stream = xr_stream_connect(conf->pg_dsn, appname, err, sizeof(err));
+	if (!s.stream) {
+		xr_error("%s", err);
+		goto out;
+	}
+	if (xr_stream_slot_position(s.stream, conf->slot, &start, err,
+	                            sizeof(err))) {
+		xr_error("%s", err);
+		end = strstr(err, "does not exist") || strstr(err, "is not a")
+		          ? END_FATAL : END_RETRY;
+		goto out;
+	}
+	s.parser = xr_pgo_parser_new();
+	s.rels = xr_relcache_new(conf);
+	s.tracker = xr_tracker_new(start);
+	if (!s.parser || !s.rels || !s.tracker) {
+		xr_error("out of memory");
+		end = END_FATAL;
+		goto out;
+	}
+	xr_publisher_set_tracker(pub, s.tracker);
+	xr_publisher_set_wait_cb(pub, wait_cb, &s);
+	if (xr_stream_start(s.stream, conf->slot, conf->publication, err,
+	                    sizeof(err))) {
+		xr_error("%s", err);
+		goto out;
+	}
+	s.reported = start;
+	s.received = start;
+	s.last_status_us = s.last_progress_us = mono_us();
+	*streamed = true;
+	xr_info("streaming slot %s of database %s from %s (publication %s)",
+	        conf->slot, xr_stream_database(s.stream),
+	        xr_lsn_format(start, lsn), conf->publication);
+
+	while (!*stop) {
+		int r = xr_stream_read(s.stream, 100, &wm, err, sizeof(err));
+
+		if (r < 0) {
+			xr_error("%s", err);
+			goto drain;
+		}
+		if (r == 1) {
+			if (wm.wal_end > s.received)
+				s.received = wm.wal_end;
+			if (wm.kind == 'k') {
+				/*
+				 * Everything up to wal_end has been sent: if all of it is
+				 * on Kafka, the slot may move there (idle databases).
+				 */
+				if (!s.in_txn)
+					xr_tracker_server_lsn(s.tracker, wm.wal_end);
+				if (wm.reply_requested &&
+				    send_status(&s, true, err, sizeof(err))) {
+					xr_error("%s", err);
+					goto drain;
+				}
+			} else if (handle_message(&s, &wm, err, sizeof(err), &fatal)) {
+				xr_error("%s", err);
+				if (fatal)
+					end = END_FATAL;
+				goto drain;
+			}
+		}
+		if (xr_publisher_failure(pub)) {
+			xr_error("%s; restarting from the slot", xr_publisher_failure(pub));
+			goto drain;
+		}
+		if (send_status(&s, false, err, sizeof(err))) {
+			xr_error("%s", err);
+			goto drain;
+		}
+		progress(&s, false);
+	}
+	end = END_STOP;
+
+drain:
+	/*
+	 * Whatever ended the session, wait for what Kafka still holds so the
+	 * last confirmation covers as much as is safe, and so no delivery
+	 * report of this session reaches the next one's tracker.
+	 */
+	if (xr_publisher_flush(pub, conf->flush_timeout_ms) != 0)
+		xr_warn("kafka: not every message was acknowledged within %d ms; "
+		        "the unacknowledged ones stay unconfirmed and are sent again",
+		        conf->flush_timeout_ms);
+	if (send_status(&s, true, err, sizeof(err)) == 0) {
+		xr_info("confirmed %s to slot %s",
+		        xr_lsn_format(xr_tracker_safe_lsn(s.tracker), lsn), conf->slot);
+		if (end == END_STOP && xr_stream_finish(s.stream, err, sizeof(err)))
+			xr_warn("%s", err);
+	} else if (end == END_STOP) {
+		xr_warn("%s", err);
+	}
+	progress(&s, true);
+out:
+	if (xr_publisher_flush(pub, 0) != 0) {
+		/*
+		 * Messages of this session are still queued (Kafka unreachable).
+		 * They must not report into the next session's tracker: wait.
+		 */
+		while (xr_publisher_flush(pub, 1000) != 0 && !*stop)
+			xr_warn("kafka: waiting for %d queued message(s) before "
+			        "restarting", rd_kafka_outq_len(xr_publisher_handle(pub)));
+	}
+	xr_publisher_clear_failure(pub);
+	session_term(&s);
+	return end;
+}
+
+int
+xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
+{
+	xr_publisher_t *pub;
+	char            err[1024];
+	int             backoff_ms = 500;
+
+	pub = xr_publisher_new(conf, err, sizeof(err));
+	if (!pub) {
+		xr_error("%s", err);
+		return 2;
+	}
+	for (;;) {
+		bool          streamed;
+		session_end_t end = session_run(conf, pub, stop, &streamed);
+		int           waited;
+
+		if (end == END_STOP || *stop)
+			break;
+		if (end == END_FATAL) {
+			xr_publisher_destroy(pub);
+			return 1;
+		}
+		if (streamed)
+			backoff_ms = 500;
+		xr_warn("retrying in %d ms", backoff_ms);
+		for (waited = 0; waited < backoff_ms && !*stop; waited += 100)
+			usleep(100 * 1000);
+		backoff_ms *= 2;
+		if (backoff_ms > conf->reconnect_backoff_max_ms)
+			backoff_ms = conf->reconnect_backoff_max_ms;
+	}
+	xr_publisher_destroy(pub);
+	xr_info("producer stopped");
+	return 0;
+}

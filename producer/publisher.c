@@ -1,1 +1,351 @@
-/* publisher.c: placeholder while the module is written. */
+/* publisher.c: idempotent Kafka producer feeding the LSN tracker. */
+#include "producer/publisher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kafka_conf.h"
+#include "common/log.h"
+
+/* Opaque of a message produced by xr_publisher_produce_sync(). */
+#define SYNC_OPAQUE ((void *)(uintptr_t)0)
+
+typedef struct part_cache_s {
+	char *topic;
+	int   partitions;
+} part_cache_t;
+
+struct xr_publisher_s {
+	rd_kafka_t   *rk;
+	xr_tracker_t *tracker;
+	xr_publisher_wait_cb_t *wait_cb;
+	void         *wait_ctx;
+	int           flush_timeout_ms;
+
+	/* The outcome of the one synchronous message in flight. */
+	int           sync_done;
+	rd_kafka_resp_err_t sync_err;
+
+	char          failure[512];  /* first delivery failure, "" if none */
+	uint64_t      delivered;
+
+	part_cache_t *parts;
+	size_t        n_parts;
+};
+
+/* Runs on the thread calling rd_kafka_poll/flush: ours. */
+static void
+dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	xr_publisher_t *p = opaque;
+
+	(void)rk;
+	if (m->_private == SYNC_OPAQUE) {
+		p->sync_done = 1;
+		p->sync_err = m->err;
+		return;
+	}
+	if (m->err) {
+		/*
+		 * The tracker is not told: the transaction stays pending, so the
+		 * flush LSN cannot pass it, and the stream restarts from the
+		 * slot to send it again.
+		 */
+		if (!p->failure[0])
+			snprintf(p->failure, sizeof(p->failure),
+			         "delivery to %s [%d] failed: %s",
+			         rd_kafka_topic_name(m->rkt), (int)m->partition,
+			         rd_kafka_err2str(m->err));
+		return;
+	}
+	p->delivered++;
+	if (p->tracker)
+		xr_tracker_delivered(p->tracker, (uint64_t)(uintptr_t)m->_private);
+}
+
+/* Runs on librdkafka's threads: only logs. */
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		xr_error("kafka: fatal: %s", reason);
+	else
+		xr_warn("kafka: %s (%s); librdkafka retries with backoff",
+		        reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+}
+
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		xr_error("kafka %s: %s", fac, buf);
+	else if (level <= 4)
+		xr_warn("kafka %s: %s", fac, buf);
+	else
+		xr_debug("kafka %s: %s", fac, buf);
+}
+
+xr_publisher_t *
+xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
+{
+	/* Messages never time out: while Kafka is away they wait and retry. */
+	static const char *const locked[] = {
+		"enable.idempotence", "true",
+		"acks", "all",
+		NULL
+	};
+	char              kbytes[32];
+	const char *const defaults[] = {
+		"client.id", "xregion-producer",
+		"partitioner", "murmur2_random",   /* same as Java clients */
+		"linger.ms", "10",
+		"batch.num.messages", "10000",
+		"message.timeout.ms", "0",
+		"queue.buffering.max.messages", "1000000",
+		"queue.buffering.max.kbytes", kbytes,
+		"retry.backoff.ms", "200",
+		NULL
+	};
+	xr_publisher_t  *p;
+	rd_kafka_conf_t *kc;
+
+	snprintf(kbytes, sizeof(kbytes), "%d", conf->max_inflight_mb * 1024);
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	p->flush_timeout_ms = conf->flush_timeout_ms;
+	kc = xr_kafka_conf_new(conf, defaults, locked, errstr, errstr_size);
+	if (!kc) {
+		free(p);
+		return NULL;
+	}
+	rd_kafka_conf_set_opaque(kc, p);
+	rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
+	rd_kafka_conf_set_error_cb(kc, error_cb);
+	rd_kafka_conf_set_log_cb(kc, log_cb);
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
+	if (!p->rk) {
+		rd_kafka_conf_destroy(kc);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void
+xr_publisher_destroy(xr_publisher_t *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	if (xr_publisher_flush(p, p->flush_timeout_ms) != 0)
+		xr_warn("kafka: %d message(s) not acknowledged at shutdown; "
+		        "they are not confirmed to PostgreSQL and will be sent "
+		        "again", rd_kafka_outq_len(p->rk));
+	rd_kafka_destroy(p->rk);
+	for (i = 0; i < p->n_parts; i++)
+		free(p->parts[i].topic);
+	free(p->parts);
+	free(p);
+}
+
+void
+xr_publisher_set_tracker(xr_publisher_t *p, xr_tracker_t *t)
+{
+	p->tracker = t;
+}
+
+void
+xr_publisher_set_wait_cb(xr_publisher_t *p, xr_publisher_wait_cb_t *cb,
+                         void *ctx)
+{
+	p->wait_cb = cb;
+	p->wait_ctx = ctx;
+}
+
+static int
+produce(xr_publisher_t *p, const char *topic, int32_t partition,
+        const void *key, size_t keylen, const void *value, size_t valuelen,
+        rd_kafka_headers_t *headers, void *opaque, char *errstr,
+        size_t errstr_size)
+{
+	for (;;) {
+		rd_kafka_resp_err_t err;
+
+		err = rd_kafka_producev(p->rk,
+		                        RD_KAFKA_V_TOPIC(topic),
+		                        RD_KAFKA_V_PARTITION(partition),
+		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		                        RD_KAFKA_V_KEY(key, keylen),
+		                        RD_KAFKA_V_VALUE((void *)value, valuelen),
+		                        RD_KAFKA_V_HEADERS(headers),
+		                        RD_KAFKA_V_OPAQUE(opaque),
+		                        RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			rd_kafka_poll(p->rk, 0);
+			return 0;
+		}
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			snprintf(errstr, errstr_size, "kafka: produce to %s: %s",
+			         topic, rd_kafka_err2str(err));
+			if (headers)
+				rd_kafka_headers_destroy(headers);
+			return -1;
+		}
+		/* Back-pressure: the queue bounds our memory; wait for room. */
+		rd_kafka_poll(p->rk, 100);
+		if (p->wait_cb && p->wait_cb(p->wait_ctx)) {
+			snprintf(errstr, errstr_size,
+			         "kafka: produce to %s: interrupted while the queue "
+			         "was full", topic);
+			if (headers)
+				rd_kafka_headers_destroy(headers);
+			return -1;
+		}
+	}
+}
+
+int
+xr_publisher_produce(xr_publisher_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t keylen, const void *value,
+                     size_t valuelen, rd_kafka_headers_t *headers,
+                     uint64_t txn, char *errstr, size_t errstr_size)
+{
+	if (produce(p, topic, partition, key, keylen, value, valuelen, headers,
+	            (void *)(uintptr_t)txn, errstr, errstr_size))
+		return -1;
+	if (p->tracker)
+		xr_tracker_add(p->tracker, txn);
+	return 0;
+}
+
+int
+xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
+                          const void *key, size_t keylen, const void *value,
+                          size_t valuelen, int timeout_ms, char *errstr,
+                          size_t errstr_size)
+{
+	int waited = 0;
+
+	p->sync_done = 0;
+	if (produce(p, topic, RD_KAFKA_PARTITION_UA, key, keylen, value,
+	            valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size))
+		return -1;
+	while (!p->sync_done) {
+		if (timeout_ms > 0 && waited >= timeout_ms) {
+			snprintf(errstr, errstr_size,
+			         "kafka: no acknowledgement from %s within %d ms",
+			         topic, timeout_ms);
+			return -1;
+		}
+		rd_kafka_poll(p->rk, 100);
+		waited += 100;
+		if (p->wait_cb && p->wait_cb(p->wait_ctx)) {
+			snprintf(errstr, errstr_size, "kafka: interrupted");
+			return -1;
+		}
+	}
+	if (p->sync_err) {
+		snprintf(errstr, errstr_size, "kafka: delivery to %s failed: %s",
+		         topic, rd_kafka_err2str(p->sync_err));
+		return -1;
+	}
+	return 0;
+}
+
+int
+xr_publisher_partitions(xr_publisher_t *p, const char *topic, char *errstr,
+                        size_t errstr_size)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t   *rkt;
+	rd_kafka_resp_err_t err;
+	part_cache_t       *np;
+	size_t              i;
+	int                 n;
+
+	for (i = 0; i < p->n_parts; i++)
+		if (strcmp(p->parts[i].topic, topic) == 0)
+			return p->parts[i].partitions;
+	rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+	if (!rkt) {
+		snprintf(errstr, errstr_size, "kafka: topic %s: %s", topic,
+		         rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	err = rd_kafka_metadata(p->rk, 0, rkt, &md, 10000);
+	rd_kafka_topic_destroy(rkt);
+	if (err) {
+		snprintf(errstr, errstr_size, "kafka: metadata of %s: %s", topic,
+		         rd_kafka_err2str(err));
+		return -1;
+	}
+	if (md->topic_cnt != 1 || md->topics[0].err ||
+	    md->topics[0].partition_cnt < 1) {
+		snprintf(errstr, errstr_size, "kafka: metadata of %s: %s", topic,
+		         md->topic_cnt == 1 && md->topics[0].err
+		             ? rd_kafka_err2str(md->topics[0].err)
+		             : "no partitions");
+		rd_kafka_metadata_destroy(md);
+		return -1;
+	}
+	n = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	np = realloc(p->parts, (p->n_parts + 1) * sizeof(*np));
+	if (!np) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	p->parts = np;
+	p->parts[p->n_parts].topic = strdup(topic);
+	if (!p->parts[p->n_parts].topic) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	p->parts[p->n_parts++].partitions = n;
+	return n;
+}
+
+void
+xr_publisher_poll(xr_publisher_t *p, int timeout_ms)
+{
+	rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int
+xr_publisher_flush(xr_publisher_t *p, int timeout_ms)
+{
+	return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
+	           ? 0 : -1;
+}
+
+const char *
+xr_publisher_failure(const xr_publisher_t *p)
+{
+	return p->failure[0] ? p->failure : NULL;
+}
+
+void
+xr_publisher_clear_failure(xr_publisher_t *p)
+{
+	p->failure[0] = '\0';
+}
+
+uint64_t
+xr_publisher_delivered(const xr_publisher_t *p)
+{
+	return p->delivered;
+}
+
+rd_kafka_t *
+xr_publisher_handle(xr_publisher_t *p)
+{
+	return p->rk;
+}

@@ -1,1 +1,282 @@
-/* relcache.c: placeholder while the module is written. */
+/* relcache.c: relations of the stream, their schemas and classification. */
+#include "producer/relcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+typedef struct typename_s {
+	uint32_t typid;
+	char    *name;      /* "schema.type" */
+} typename_t;
+
+struct xr_relcache_s {
+	const xr_config_t *conf;
+	xr_rel_t   **rels;  /* a small table: a producer sees few relations */
+	size_t       nrels;
+	typename_t  *types;
+	size_t       ntypes;
+};
+
+static void
+rel_free(xr_rel_t *r)
+{
+	int i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->ncols; i++)
+		free(r->cols[i].name);
+	free(r->cols);
+	free(r->nspname);
+	free(r->relname);
+	free(r->topic);
+	if (r->value_schema) {
+		avro_value_decref(&r->value);
+		avro_value_decref(&r->key);
+	}
+	xr_schema_destroy(r->value_schema);
+	xr_schema_destroy(r->key_schema);
+	free(r);
+}
+
+xr_relcache_t *
+xr_relcache_new(const xr_config_t *conf)
+{
+	xr_relcache_t *rc = calloc(1, sizeof(*rc));
+
+	if (rc)
+		rc->conf = conf;
+	return rc;
+}
+
+void
+xr_relcache_destroy(xr_relcache_t *rc)
+{
+	size_t i;
+
+	if (!rc)
+		return;
+	for (i = 0; i < rc->nrels; i++)
+		rel_free(rc->rels[i]);
+	free(rc->rels);
+	for (i = 0; i < rc->ntypes; i++)
+		free(rc->types[i].name);
+	free(rc->types);
+	free(rc);
+}
+
+static void *
+xmalloc(size_t n)
+{
+	void *p = calloc(1, n ? n : 1);
+
+	if (!p) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(xmalloc(n), s, n);
+}
+
+void
+xr_relcache_type(xr_relcache_t *rc, uint32_t typid, const char *nspname,
+                 const char *typname)
+{
+	size_t i, n = strlen(nspname) + strlen(typname) + 2;
+	char  *name = xmalloc(n);
+
+	snprintf(name, n, "%s.%s", nspname, typname);
+	for (i = 0; i < rc->ntypes; i++) {
+		if (rc->types[i].typid == typid) {
+			free(rc->types[i].name);
+			rc->types[i].name = name;
+			return;
+		}
+	}
+	rc->types = realloc(rc->types, (rc->ntypes + 1) * sizeof(*rc->types));
+	if (!rc->types) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	rc->types[rc->ntypes].typid = typid;
+	rc->types[rc->ntypes++].name = name;
+}
+
+static const char *
+type_name(const xr_relcache_t *rc, uint32_t typid)
+{
+	size_t i;
+
+	for (i = 0; i < rc->ntypes; i++)
+		if (rc->types[i].typid == typid)
+			return rc->types[i].name;
+	return NULL;
+}
+
+static bool
+in_list(const char *const *list, const char *name)
+{
+	for (; list && *list; list++)
+		if (strcmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+/* Builds the schemas and reusable values of a published relation. */
+static int
+build_schemas(xr_rel_t *r, char *errstr, size_t errstr_size)
+{
+	xr_schema_col_t *vcols = xmalloc((size_t)r->ncols * sizeof(*vcols));
+	xr_schema_col_t *kcols = xmalloc((size_t)r->ncols * sizeof(*kcols));
+	int              i, nv = 0, nk = 0, rc = -1;
+
+	for (i = 0; i < r->ncols; i++) {
+		xr_relcol_t *c = &r->cols[i];
+
+		if (c->field >= 0) {
+			vcols[nv].name = c->name;
+			vcols[nv].type = &c->type;
+			vcols[nv++].is_key = c->is_key;
+		}
+		if (c->key_field >= 0) {
+			kcols[nk].name = c->name;
+			kcols[nk].type = &c->type;
+			kcols[nk++].is_key = true;
+		}
+	}
+	if (xr_schema_build(vcols, nv, false, &r->value_schema, errstr,
+	                    errstr_size) ||
+	    xr_schema_build(kcols, nk, true, &r->key_schema, errstr,
+	                    errstr_size))
+		goto out;
+	if (avro_generic_value_new(r->value_schema->iface, &r->value)) {
+		snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
+		goto out;
+	}
+	if (avro_generic_value_new(r->key_schema->iface, &r->key)) {
+		snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
+		avro_value_decref(&r->value);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc) {
+		xr_schema_destroy(r->value_schema);
+		xr_schema_destroy(r->key_schema);
+		r->value_schema = r->key_schema = NULL;
+	}
+	free(vcols);
+	free(kcols);
+	return rc;
+}
+
+int
+xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
+                   const char *const *key_cols, xr_rel_t **out, char *errstr,
+                   size_t errstr_size)
+{
+	const xr_config_t *conf = rc->conf;
+	xr_rel_t *r = xmalloc(sizeof(*r));
+	size_t    i, n;
+	int       c, nfield = 0;
+
+	r->relid = m->u.relation.relid;
+	r->nspname = xstrdup(m->u.relation.nspname);
+	r->relname = xstrdup(m->u.relation.relname);
+	r->ncols = m->u.relation.ncols;
+	r->cols = xmalloc((size_t)r->ncols * sizeof(*r->cols));
+	r->tconf = xr_config_table(conf, r->nspname, r->relname);
+	r->published = xr_config_publishes(conf, r->nspname, r->relname);
+	n = strlen(conf->topic_prefix) + strlen(conf->region) +
+	    strlen(r->nspname) + strlen(r->relname) + 4;
+	r->topic = xmalloc(n);
+	snprintf(r->topic, n, "%s.%s.%s.%s", conf->topic_prefix, conf->region,
+	         r->nspname, r->relname);
+
+	for (c = 0; c < r->ncols; c++) {
+		const xr_pgo_relcol_t *src = &m->u.relation.cols[c];
+		xr_relcol_t           *col = &r->cols[c];
+
+		col->name = xstrdup(src->name);
+		col->typid = src->typid;
+		col->typmod = src->typmod;
+		col->is_key = key_cols ? in_list(key_cols, src->name) : src->is_key;
+		col->key_field = col->is_key ? r->nkeys++ : -1;
+		xr_pgtype_classify(src->typid, src->typmod,
+		                   type_name(rc, src->typid), &col->type);
+		if (r->tconf && xr_config_column_excluded(r->tconf, col->name)) {
+			if (col->is_key && r->published) {
+				snprintf(errstr, errstr_size,
+				         "table %s.%s: key column \"%s\" is listed in "
+				         "exclude_columns; a key cannot be excluded",
+				         r->nspname, r->relname, col->name);
+				goto fail;
+			}
+			col->field = -1;
+		} else {
+			col->field = nfield++;
+		}
+	}
+	if (r->published) {
+		if (r->nkeys == 0) {
+			snprintf(errstr, errstr_size,
+			         "table %s.%s has no primary key: xregion cannot "
+			         "key its events (add one, or mark it pii: true)",
+			         r->nspname, r->relname);
+			goto fail;
+		}
+		if (build_schemas(r, errstr, errstr_size))
+			goto fail;
+	}
+
+	for (i = 0; i < rc->nrels; i++) {
+		if (rc->rels[i]->relid == r->relid) {
+			xr_rel_t *old = rc->rels[i];
+
+			/* Same schema: keep what was published and warned. */
+			if (r->published && old->published &&
+			    old->value_schema->fingerprint ==
+			        r->value_schema->fingerprint &&
+			    old->key_schema->fingerprint == r->key_schema->fingerprint)
+				r->schemas_published = old->schemas_published;
+			r->warned = old->warned;
+			rel_free(old);
+			rc->rels[i] = r;
+			*out = r;
+			return 0;
+		}
+	}
+	rc->rels = realloc(rc->rels, (rc->nrels + 1) * sizeof(*rc->rels));
+	if (!rc->rels) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	rc->rels[rc->nrels++] = r;
+	*out = r;
+	return 0;
+
+fail:
+	rel_free(r);
+	return -1;
+}
+
+xr_rel_t *
+xr_relcache_get(xr_relcache_t *rc, uint32_t relid)
+{
+	size_t i;
+
+	for (i = 0; i < rc->nrels; i++)
+		if (rc->rels[i]->relid == relid)
+			return rc->rels[i];
+	return NULL;
+}

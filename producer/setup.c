@@ -1,1 +1,404 @@
-/* setup.c: placeholder while the module is written. */
+/* setup.c: publication, slot and topics of a region (see setup.h). */
+#include "producer/setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "common/buf.h"
+#include "common/kafka_conf.h"
+#include "common/log.h"
+
+static void
+log_pq_error(PGconn *conn, const char *what)
+{
+	char   msg[1024];
+	size_t n;
+
+	snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	xr_error("%s: %s", what, msg);
+}
+
+/* Runs a statement that returns no rows. */
+static int
+exec_command(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	int       ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		log_pq_error(conn, sql);
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* Appends schema.table, each part quoted as an identifier. */
+static int
+append_qualified(PGconn *conn, xr_buf_t *b, const char *schema,
+                 const char *name)
+{
+	char *s = PQescapeIdentifier(conn, schema, strlen(schema));
+	char *t = PQescapeIdentifier(conn, name, strlen(name));
+
+	if (!s || !t) {
+		log_pq_error(conn, "quoting a name");
+		PQfreemem(s);
+		PQfreemem(t);
+		return -1;
+	}
+	xr_buf_printf(b, "%s.%s", s, t);
+	PQfreemem(s);
+	PQfreemem(t);
+	return 0;
+}
+
+/* Refuses published tables that are missing or have no primary key. */
+static int
+check_tables(PGconn *conn, const xr_config_t *conf)
+{
+	size_t i;
+	int    bad = 0;
+
+	for (i = 0; i < conf->n_tables; i++) {
+		const xr_table_conf_t *t = &conf->tables[i];
+		const char *params[2] = { t->schema, t->name };
+		PGresult   *res;
+
+		if (t->pii)
+			continue;
+		res = PQexecParams(conn,
+		                   "SELECT c.relkind, "
+		                   "       EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+		                   "               WHERE i.indrelid = c.oid "
+		                   "                 AND i.indisprimary) "
+		                   "FROM pg_catalog.pg_class c "
+		                   "JOIN pg_catalog.pg_namespace n "
+		                   "  ON n.oid = c.relnamespace "
+		                   "WHERE n.nspname = $1 AND c.relname = $2",
+		                   2, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			log_pq_error(conn, "reading the catalog");
+			PQclear(res);
+			return -1;
+		}
+		if (PQntuples(res) != 1) {
+			xr_error("table %s.%s (in %s) does not exist in database %s",
+			         t->schema, t->name, conf->path, PQdb(conn));
+			bad = 1;
+		} else if (strcmp(PQgetvalue(res, 0, 0), "r") != 0 &&
+		           strcmp(PQgetvalue(res, 0, 0), "p") != 0) {
+			xr_error("%s.%s is not a table", t->schema, t->name);
+			bad = 1;
+		} else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+			xr_error("table %s.%s has no primary key: xregion cannot key "
+			         "its events; add a primary key or mark it pii: true",
+			         t->schema, t->name);
+			bad = 1;
+		}
+		PQclear(res);
+	}
+	return bad ? -1 : 0;
+}
+
+static int
+setup_publication(PGconn *conn, const xr_config_t *conf)
+{
+	const char *params[1] = { conf->publication };
+	xr_buf_t    tables, sql;
+	PGresult   *res;
+	char       *pub = NULL;
+	size_t      i, n = 0;
+	int         exists, rc = -1;
+
+	xr_buf_init(&tables);
+	xr_buf_init(&sql);
+	for (i = 0; i < conf->n_tables; i++) {
+		if (conf->tables[i].pii)
+			continue;
+		if (n++)
+			xr_buf_puts(&tables, ", ");
+		if (append_qualified(conn, &tables, conf->tables[i].schema,
+		                     conf->tables[i].name))
+			goto out;
+	}
+	res = PQexecParams(conn,
+	                   "SELECT 1 FROM pg_catalog.pg_publication "
+	                   "WHERE pubname = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "reading publications");
+		PQclear(res);
+		goto out;
+	}
+	exists = PQntuples(res) == 1;
+	PQclear(res);
+	pub = PQescapeIdentifier(conn, conf->publication,
+	                         strlen(conf->publication));
+	if (!pub) {
+		log_pq_error(conn, "quoting a name");
+		goto out;
+	}
+	if (exists && n > 0) {
+		xr_buf_printf(&sql, "ALTER PUBLICATION %s SET TABLE %s", pub,
+		              tables.data);
+	} else if (exists) {
+		/* SET TABLE needs a table: an empty publication is made anew. */
+		xr_buf_printf(&sql, "DROP PUBLICATION %s", pub);
+		if (exec_command(conn, sql.data))
+			goto out;
+		xr_buf_reset(&sql);
+		xr_buf_printf(&sql, "CREATE PUBLICATION %s", pub);
+	} else if (n > 0) {
+		xr_buf_printf(&sql, "CREATE PUBLICATION %s FOR TABLE %s", pub,
+		              tables.data);
+	} else {
+		xr_buf_printf(&sql, "CREATE PUBLICATION %s", pub);
+	}
+	if (exec_command(conn, sql.data))
+		goto out;
+	xr_info("publication %s: %zu table(s)%s%s", conf->publication, n,
+	        n ? ": " : " (no table is marked pii: false)", tables.data);
+	rc = 0;
+out:
+	PQfreemem(pub);
+	xr_buf_term(&tables);
+	xr_buf_term(&sql);
+	return rc;
+}
+
+static int
+setup_slot(PGconn *conn, const xr_config_t *conf)
+{
+	const char *params[1] = { conf->slot };
+	PGresult   *res;
+
+	res = PQexecParams(conn,
+	                   "SELECT plugin, database = current_database() "
+	                   "FROM pg_catalog.pg_replication_slots "
+	                   "WHERE slot_name = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "reading replication slots");
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 1) {
+		int ok = strcmp(PQgetvalue(res, 0, 0), "pgoutput") == 0 &&
+		         strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+
+		PQclear(res);
+		if (!ok) {
+			xr_error("replication slot %s exists but is not a pgoutput slot "
+			         "of database %s", conf->slot, PQdb(conn));
+			return -1;
+		}
+		xr_info("replication slot %s: exists", conf->slot);
+		return 0;
+	}
+	PQclear(res);
+	res = PQexecParams(conn,
+	                   "SELECT lsn::text FROM pg_catalog."
+	                   "pg_create_logical_replication_slot($1, 'pgoutput')",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "creating the replication slot");
+		PQclear(res);
+		return -1;
+	}
+	xr_info("replication slot %s: created at %s", conf->slot,
+	        PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+/* Creates the topics that are missing; existing ones are left alone. */
+static int
+setup_topics(const xr_config_t *conf)
+{
+	rd_kafka_conf_t     *kc;
+	rd_kafka_t          *rk;
+	rd_kafka_queue_t    *q = NULL;
+	rd_kafka_NewTopic_t **topics;
+	rd_kafka_event_t    *ev = NULL;
+	char                 err[512];
+	size_t               i, n = 0, max = conf->n_tables + 2;
+	int                  rc = -1;
+
+	topics = calloc(max, sizeof(*topics));
+	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
+	if (!kc || !topics) {
+		xr_error("%s", kc ? "out of memory" : err);
+		if (kc)
+			rd_kafka_conf_destroy(kc);
+		free(topics);
+		return -1;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+	if (!rk) {
+		xr_error("kafka: %s", err);
+		rd_kafka_conf_destroy(kc);
+		free(topics);
+		return -1;
+	}
+	for (i = 0; i < conf->n_tables; i++) {
+		char name[512];
+
+		if (conf->tables[i].pii)
+			continue;
+		snprintf(name, sizeof(name), "%s.%s.%s.%s", conf->topic_prefix,
+		         conf->region, conf->tables[i].schema, conf->tables[i].name);
+		topics[n] = rd_kafka_NewTopic_new(name, conf->partitions,
+		                                  conf->replication_factor, err,
+		                                  sizeof(err));
+		if (!topics[n]) {
+			xr_error("kafka: topic %s: %s", name, err);
+			goto out;
+		}
+		n++;
+	}
+	topics[n] = rd_kafka_NewTopic_new(conf->schemas_topic, 1,
+	                                  conf->replication_factor, err,
+	                                  sizeof(err));
+	if (!topics[n] ||
+	    rd_kafka_NewTopic_set_config(topics[n], "cleanup.policy", "compact")) {
+		xr_error("kafka: topic %s: %s", conf->schemas_topic, err);
+		goto out;
+	}
+	n++;
+	topics[n] = rd_kafka_NewTopic_new(conf->dead_letter_topic,
+	                                  conf->partitions,
+	                                  conf->replication_factor, err,
+	                                  sizeof(err));
+	if (!topics[n]) {
+		xr_error("kafka: topic %s: %s", conf->dead_letter_topic, err);
+		goto out;
+	}
+	n++;
+
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_CreateTopics(rk, topics, n, NULL, q);
+	ev = rd_kafka_queue_poll(q, 30000);
+	if (!ev) {
+		xr_error("kafka: no answer to CreateTopics from %s within 30 s",
+		         conf->brokers);
+		goto out;
+	}
+	if (rd_kafka_event_error(ev)) {
+		xr_error("kafka: CreateTopics: %s", rd_kafka_event_error_string(ev));
+		goto out;
+	} else {
+		const rd_kafka_CreateTopics_result_t *res =
+		    rd_kafka_event_CreateTopics_result(ev);
+		const rd_kafka_topic_result_t **tr;
+		size_t                          cnt;
+
+		tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+		for (i = 0; i < cnt; i++) {
+			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+
+			if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+				xr_info("kafka topic %s: created",
+				        rd_kafka_topic_result_name(tr[i]));
+			else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+				xr_info("kafka topic %s: exists",
+				        rd_kafka_topic_result_name(tr[i]));
+			else {
+				xr_error("kafka topic %s: %s",
+				         rd_kafka_topic_result_name(tr[i]),
+				         rd_kafka_topic_result_error_string(tr[i]));
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (q)
+		rd_kafka_queue_destroy(q);
+	for (i = 0; i < max; i++)
+		if (topics[i])
+			rd_kafka_NewTopic_destroy(topics[i]);
+	free(topics);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
+static PGconn *
+connect_plain(const xr_config_t *conf)
+{
+	PGconn *conn = PQconnectdb(conf->pg_dsn);
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_pq_error(conn, "cannot connect to PostgreSQL");
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+int
+xr_setup_run(const xr_config_t *conf)
+{
+	PGconn *conn = connect_plain(conf);
+	int     rc = 1;
+
+	if (!conn)
+		return 1;
+	if (check_tables(conn, conf) || setup_publication(conn, conf) ||
+	    setup_slot(conn, conf))
+		goto out;
+	if (setup_topics(conf))
+		goto out;
+	xr_info("setup of region %s done", conf->region);
+	rc = 0;
+out:
+	PQfinish(conn);
+	return rc;
+}
+
+int
+xr_teardown_run(const xr_config_t *conf)
+{
+	const char *params[1] = { conf->slot };
+	PGconn     *conn = connect_plain(conf);
+	PGresult   *res;
+	xr_buf_t    sql;
+	char       *pub;
+	int         rc = 1;
+
+	if (!conn)
+		return 1;
+	xr_buf_init(&sql);
+	res = PQexecParams(conn,
+	                   "SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+	                   "FROM pg_catalog.pg_replication_slots "
+	                   "WHERE slot_name = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "dropping the replication slot");
+		PQclear(res);
+		goto out;
+	}
+	xr_info("replication slot %s: %s", conf->slot,
+	        PQntuples(res) ? "dropped" : "was not there");
+	PQclear(res);
+	pub = PQescapeIdentifier(conn, conf->publication, strlen(conf->publication));
+	if (!pub) {
+		log_pq_error(conn, "quoting a name");
+		goto out;
+	}
+	xr_buf_printf(&sql, "DROP PUBLICATION IF EXISTS %s", pub);
+	PQfreemem(pub);
+	if (exec_command(conn, sql.data))
+		goto out;
+	xr_info("publication %s: dropped", conf->publication);
+	rc = 0;
+out:
+	xr_buf_term(&sql);
+	PQfinish(conn);
+	return rc;
+}

@@ -1,0 +1,27 @@
+/* kafka_conf.h: librdkafka configuration from xregion's config. */
+#ifndef XR_KAFKA_CONF_H
+#define XR_KAFKA_CONF_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "common/config.h"
+
+/*
+ * Builds a librdkafka configuration: first the role's defaults (pairs of
+ * key, value in defaults, ending with NULL), then bootstrap.servers from
+ * kafka.brokers, then kafka.properties as the user wrote them.  The pairs in
+ * locked (same layout, may be NULL) are what xregion's guarantees rest on
+ * (acks=all, idempotence): a property that tries to change one is an error.
+ *
+ * Returns a new conf (pass to rd_kafka_new, or rd_kafka_conf_destroy), or
+ * NULL with errstr naming the offending key, e.g.
+ * "kafka.properties.acks: xregion requires \"all\"".
+ */
+rd_kafka_conf_t *xr_kafka_conf_new(const xr_config_t *conf,
+                                   const char *const *defaults,
+                                   const char *const *locked,
+                                   char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * publisher.h: the producer's side of Kafka.  An idempotent librdkafka
+ * producer with acks=all whose delivery reports feed the LSN tracker.
+ *
+ * Threads: everything here, the delivery reports included, runs on the
+ * caller's thread; reports are served inside xr_publisher_* calls.
+ */
+#ifndef XR_PUBLISHER_H
+#define XR_PUBLISHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "common/config.h"
+#include "producer/tracker.h"
+
+typedef struct xr_publisher_s xr_publisher_t;
+
+/*
+ * Called about every 100 ms while a produce call waits for room in
+ * librdkafka's queue, so that the caller can keep its replication
+ * connection alive.  Returns 0 to keep waiting, non-zero to give up.
+ */
+typedef int (xr_publisher_wait_cb_t)(void *ctx);
+
+/* Returns a new publisher, or NULL with errstr naming the bad setting. */
+xr_publisher_t *xr_publisher_new(const xr_config_t *conf, char *errstr,
+                                 size_t errstr_size);
+/* Waits up to conf's flush_timeout_ms for outstanding deliveries; NULL ok. */
+void xr_publisher_destroy(xr_publisher_t *p);
+
+/* Delivery reports of messages produced from now on go to t (borrowed). */
+void xr_publisher_set_tracker(xr_publisher_t *p, xr_tracker_t *t);
+void xr_publisher_set_wait_cb(xr_publisher_t *p, xr_publisher_wait_cb_t *cb,
+                              void *ctx);
+
+/*
+ * Queues one message of transaction txn (counted in the tracker).  The key
+ * and value are copied; headers (may be NULL) are taken over on success and
+ * on failure alike.  partition is RD_KAFKA_PARTITION_UA to partition by key.
+ * Blocks while the queue is full.  Returns 0, or -1 with errstr set.
+ */
+int xr_publisher_produce(xr_publisher_t *p, const char *topic,
+                         int32_t partition, const void *key, size_t keylen,
+                         const void *value, size_t valuelen,
+                         rd_kafka_headers_t *headers, uint64_t txn,
+                         char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * Produces one message outside any transaction and waits until Kafka has
+ * acknowledged it (used for schemas, which must be readable before the
+ * first event that names them).  Returns 0, or -1 with errstr set.
+ */
+int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
+                              const void *key, size_t keylen,
+                              const void *value, size_t valuelen,
+                              int timeout_ms, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* The number of partitions of topic (cached), or -1 with errstr set. */
+int xr_publisher_partitions(xr_publisher_t *p, const char *topic,
+                            char *errstr, size_t errstr_size);
+
+/* Serves delivery reports, waiting up to timeout_ms for the first. */
+void xr_publisher_poll(xr_publisher_t *p, int timeout_ms);
+
+/*
+ * Waits up to timeout_ms until every queued message is acknowledged or has
+ * failed.  Returns 0 when nothing is outstanding, -1 on timeout.
+ */
+int xr_publisher_flush(xr_publisher_t *p, int timeout_ms);
+
+/* The first delivery failure since the last clear, or NULL. */
+const char *xr_publisher_failure(const xr_publisher_t *p);
+void        xr_publisher_clear_failure(xr_publisher_t *p);
+
+/* Counters since start. */
+uint64_t xr_publisher_delivered(const xr_publisher_t *p);
+
+/* The librdkafka handle (borrowed), e.g. for the admin API. */
+rd_kafka_t *xr_publisher_handle(xr_publisher_t *p);
+
+#endif

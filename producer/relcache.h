@@ -1,0 +1,86 @@
+/*
+ * relcache.h: what the producer knows of each relation in the stream.
+ *
+ * pgoutput describes a relation (Relation message) before its first change
+ * in a session and again after its definition changes; changes then name
+ * only its OID.  The cache keeps, per OID, the columns with their Avro
+ * mapping, the config's classification and the derived key and value
+ * schemas.  A Relation message whose columns differ from the cached ones
+ * replaces the entry: the new schemas get new fingerprints (a new schema
+ * version) that the stream publishes before the next event.
+ */
+#ifndef XR_RELCACHE_H
+#define XR_RELCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <avro.h>
+
+#include "common/avro_codec.h"
+#include "common/config.h"
+#include "common/pgtype.h"
+#include "producer/pgoutput.h"
+
+typedef struct xr_relcol_s {
+	char        *name;
+	uint32_t     typid;
+	int32_t      typmod;
+	bool         is_key;     /* primary-key column */
+	int          field;      /* its field in xregion.Row, -1 if excluded */
+	int          key_field;  /* its field in xregion.Key, -1 if not a key */
+	xr_coltype_t type;
+} xr_relcol_t;
+
+typedef struct xr_rel_s {
+	uint32_t     relid;
+	char        *nspname;
+	char        *relname;
+	int          ncols;
+	xr_relcol_t *cols;
+	int          nkeys;
+
+	/* Published only when the config lists the table with pii: false. */
+	bool         published;
+	bool         warned;     /* logged once that it is not published */
+	const xr_table_conf_t *tconf;  /* borrowed from the config, or NULL */
+	char        *topic;      /* <prefix>.<region>.<schema>.<table> */
+
+	/* Set for published relations only; owned. */
+	xr_schema_t *value_schema;
+	xr_schema_t *key_schema;
+	avro_value_t value;      /* reused for every event of the relation */
+	avro_value_t key;
+	bool         schemas_published;
+} xr_rel_t;
+
+typedef struct xr_relcache_s xr_relcache_t;
+
+xr_relcache_t *xr_relcache_new(const xr_config_t *conf);   /* NULL on OOM */
+void           xr_relcache_destroy(xr_relcache_t *rc);      /* NULL ok */
+
+/*
+ * Records a non-built-in type from a Type message, so that columns of it
+ * get a readable "xr.pg_type" name.
+ */
+void xr_relcache_type(xr_relcache_t *rc, uint32_t typid, const char *nspname,
+                      const char *typname);
+
+/*
+ * Takes a Relation message.  key_cols, if not NULL, lists the names of the
+ * table's primary-key columns (NULL-terminated) and overrides the replica
+ * identity flags of the message.  On success *out is the cache's entry
+ * (valid until the next update of the same relid or destroy).
+ * Returns 0, or -1 with errstr set (e.g. a published table without a key,
+ * or a key column listed in exclude_columns).
+ */
+int xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *relation,
+                       const char *const *key_cols, xr_rel_t **out,
+                       char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* The entry of relid, or NULL when no Relation message described it. */
+xr_rel_t *xr_relcache_get(xr_relcache_t *rc, uint32_t relid);
+
+#endif

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Install everything xregion needs to build and to run the local stack.
+# Idempotent: each step checks first and stays quiet when nothing is missing.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POM="$REPO_ROOT/stack/pom.xml"
+KAFKA_LIBS="${XR_KAFKA_LIBS:-$REPO_ROOT/.stack/kafka-libs}"
+VENV="${XR_VENV:-$REPO_ROOT/.stack/venv}"
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config
+  librdkafka-dev libpq-dev libavro-dev uuid-dev libcmocka-dev libyaml-dev libmicrohttpd-dev
+  postgresql-15 postgresql-client-15
+  openjdk-17-jre-headless maven
+  python3-venv faketime kafkacat
+)
+PY_PACKAGES=(fastavro confluent-kafka "psycopg[binary]" pytest)
+PY_IMPORTS="fastavro, confluent_kafka, psycopg, pytest"
+
+usage() {
+  cat <<EOF
+Usage: scripts/install-deps.sh [--no-apt] [--no-kafka] [--no-venv] [--kafka-only]
+
+Installs what is missing, in this order:
+  1. apt packages (checked with dpkg-query; apt-get update + install runs only
+     when something is missing):
+       ${APT_PACKAGES[*]}
+  2. Apache Kafka jars from Maven Central, as listed in stack/pom.xml, copied to
+       $KAFKA_LIBS
+     (skipped when already copied for the current pom; maven caches in ~/.m2)
+  3. a Python venv for test-side checkers at
+       $VENV
+     with: ${PY_PACKAGES[*]}
+
+Options:
+  --no-apt      skip step 1
+  --no-kafka    skip step 2
+  --no-venv     skip step 3
+  --kafka-only  only step 2 (used by 'scripts/stack.sh up' when the jars are missing)
+  -h, --help    this help
+
+Environment:
+  XR_KAFKA_LIBS  where the Kafka jars go      (default: <repo>/.stack/kafka-libs)
+  XR_VENV        where the Python venv goes   (default: <repo>/.stack/venv)
+EOF
+}
+
+log() { printf '[install-deps] %s\n' "$*"; }
+die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root (or sudo) to run: $*"
+  fi
+}
+
+# ---------------------------------------------------------------- apt packages
+install_apt() {
+  local missing=() pkg status
+  for pkg in "${APT_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+    [[ $status == installed ]] || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "apt packages: all present"
+    return
+  fi
+  log "apt packages missing: ${missing[*]}"
+  log "running apt-get update + install"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  log "apt packages installed"
+}
+
+# ------------------------------------------------------------------ Kafka jars
+install_kafka() {
+  command -v mvn >/dev/null || die "mvn not found (install the 'maven' apt package first)"
+  command -v java >/dev/null || die "java not found (install 'openjdk-17-jre-headless' first)"
+  local want have=""
+  want="$(sha256sum "$POM" | cut -d' ' -f1)"
+  [[ -f $KAFKA_LIBS/.pom.sha256 ]] && have="$(cat "$KAFKA_LIBS/.pom.sha256")"
+  if [[ $want == "$have" ]]; then
+    log "kafka jars: present in $KAFKA_LIBS"
+    return
+  fi
+  log "kafka jars: copying dependencies of stack/pom.xml to $KAFKA_LIBS (mvn, may download)"
+  local tmp="$KAFKA_LIBS.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$(dirname "$KAFKA_LIBS")"
+  # mvn output is kept aside (Maven 3.8 prints stray colour codes even with -q)
+  # and shown only on failure.
+  local mvn_log
+  mvn_log="$(mktemp)"
+  if ! mvn -q -B -f "$POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -rf "$tmp" "$mvn_log"
+    die "mvn dependency:copy-dependencies failed"
+  fi
+  rm -f "$mvn_log"
+  echo "$want" >"$tmp/.pom.sha256"
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  log "kafka jars: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars, $(basename "$(ls "$KAFKA_LIBS"/kafka_2.13-*.jar)")"
+}
+
+# ----------------------------------------------------------------- Python venv
+install_venv() {
+  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "import $PY_IMPORTS" 2>/dev/null; then
+    log "python venv: present at $VENV"
+    return
+  fi
+  if [[ ! -x $VENV/bin/python ]]; then
+    log "python venv: creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "python venv: pip install ${PY_PACKAGES[*]}"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$VENV/bin/python" -c "import $PY_IMPORTS" || die "python venv: imports still fail"
+  log "python venv: ready"
+}
+
+main() {
+  local do_apt=1 do_kafka=1 do_venv=1
+  while (($#)); do
+    case $1 in
+      -h|--help) usage; exit 0 ;;
+      --no-apt) do_apt=0 ;;
+      --no-kafka) do_kafka=0 ;;
+      --no-venv) do_venv=0 ;;
+      --kafka-only) do_apt=0; do_venv=0; do_kafka=1 ;;
+      *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+  done
+  if ((do_apt)); then install_apt; fi
+  if ((do_kafka)); then install_kafka; fi
+  if ((do_venv)); then install_venv; fi
+  log "done"
+}
+
+main "$@"

@@ -1,0 +1,954 @@
+/* test_config.c: unit tests for common/config.c, on YAML files in a temp dir. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+
+static char tmpdir[] = "/tmp/xr_test_config.XXXXXX";
+
+/* Removes every XREGION_* variable so that the caller's shell cannot leak in. */
+static void
+clear_env(void)
+{
+	char *names[64];
+	size_t n = 0, i;
+	char **e;
+
+	for (e = environ; *e && n < 64; e++) {
+		const char *eq = strchr(*e, '=');
+
+		if (strncmp(*e, "XREGION_", 8) == 0 && eq)
+			names[n++] = strndup(*e, (size_t)(eq - *e));
+	}
+	for (i = 0; i < n; i++) {
+		assert_non_null(names[i]);
+		assert_int_equal(unsetenv(names[i]), 0);
+		free(names[i]);
+	}
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	return rmdir(tmpdir);
+}
+
+static int
+test_setup(void **state)
+{
+	(void)state;
+	clear_env();
+	return 0;
+}
+
+static int
+test_teardown(void **state)
+{
+	(void)state;
+	clear_env();
+	return 0;
+}
+
+/* Writes yaml to tmpdir/name, loads it, removes the file. */
+static xr_config_t *
+load(const char *name, const char *yaml, char *err, size_t errsz)
+{
+	char path[512];
+	xr_config_t *conf;
+	FILE *f;
+
+	assert_true(snprintf(path, sizeof(path), "%s/%s", tmpdir, name) <
+	            (int)sizeof(path));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(yaml, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	conf = xr_config_load(path, err, errsz);
+	assert_int_equal(unlink(path), 0);
+	return conf;
+}
+
+/* Loading must fail with errstr exactly "<tmpdir>/<name><suffix>". */
+static void
+expect_error(const char *name, const char *yaml, const char *suffix)
+{
+	char err[1024], want[1024];
+	xr_config_t *conf;
+
+	conf = load(name, yaml, err, sizeof(err));
+	assert_null(conf);
+	assert_true(snprintf(want, sizeof(want), "%s/%s%s", tmpdir, name, suffix) <
+	            (int)sizeof(want));
+	assert_string_equal(err, want);
+}
+
+#define MINIMAL \
+	"region: us\n" \
+	"postgres:\n" \
+	"  dsn: \"host=127.0.0.1 port=15432 dbname=app\"\n" \
+	"kafka:\n" \
+	"  brokers: 127.0.0.1:19092\n"
+
+/* ---- valid files ---- */
+
+static void
+test_full_file(void **state)
+{
+	static const char yaml[] =
+		"region: us\n"
+		"regions: [us, eu, apac]\n"
+		"log_level: debug\n"
+		"postgres:\n"
+		"  dsn: \"host=127.0.0.1 port=15432 dbname=app user=postgres\"\n"
+		"  slot: xr_slot_us\n"
+		"  publication: xr_pub\n"
+		"kafka:\n"
+		"  brokers: 127.0.0.1:19092,127.0.0.1:19093\n"
+		"  topic_prefix: acme\n"
+		"  schemas_topic: acme.schemas\n"
+		"  dead_letter_topic: acme.us.dead\n"
+		"  partitions: 6\n"
+		"  replication_factor: 3\n"
+		"  properties:\n"
+		"    security.protocol: plaintext\n"
+		"    linger.ms: 5\n"
+		"producer:\n"
+		"  status_interval_ms: 5000\n"
+		"  max_inflight_mb: 128\n"
+		"  flush_timeout_ms: 60000\n"
+		"  reconnect_backoff_max_ms: 20000\n"
+		"tables:\n"
+		"  - name: public.orders\n"
+		"    pii: false\n"
+		"    exclude_columns: [internal_note, cost]\n"
+		"    conflict: vclock\n"
+		"  - name: users\n"
+		"    pii: true\n"
+		"  - name: sales.products\n"
+		"    pii: false\n";
+	char err[512], path[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("full.yaml", yaml, err, sizeof(err));
+	assert_non_null(conf);
+	snprintf(path, sizeof(path), "%s/full.yaml", tmpdir);
+	assert_string_equal(conf->path, path);
+	assert_string_equal(conf->region, "us");
+	assert_int_equal(conf->n_regions, 3);
+	assert_string_equal(conf->regions[0], "us");
+	assert_string_equal(conf->regions[1], "eu");
+	assert_string_equal(conf->regions[2], "apac");
+	assert_null(conf->regions[3]);
+	assert_string_equal(conf->log_level, "debug");
+	assert_string_equal(conf->pg_dsn,
+	                    "host=127.0.0.1 port=15432 dbname=app user=postgres");
+	assert_string_equal(conf->slot, "xr_slot_us");
+	assert_string_equal(conf->publication, "xr_pub");
+	assert_string_equal(conf->brokers, "127.0.0.1:19092,127.0.0.1:19093");
+	assert_string_equal(conf->topic_prefix, "acme");
+	assert_string_equal(conf->schemas_topic, "acme.schemas");
+	assert_string_equal(conf->dead_letter_topic, "acme.us.dead");
+	assert_int_equal(conf->partitions, 6);
+	assert_int_equal(conf->replication_factor, 3);
+	assert_int_equal(conf->n_kafka_props, 2);
+	assert_string_equal(conf->kafka_props[0].key, "security.protocol");
+	assert_string_equal(conf->kafka_props[0].value, "plaintext");
+	assert_string_equal(conf->kafka_props[1].key, "linger.ms");
+	assert_string_equal(conf->kafka_props[1].value, "5");
+	assert_int_equal(conf->status_interval_ms, 5000);
+	assert_int_equal(conf->max_inflight_mb, 128);
+	assert_int_equal(conf->flush_timeout_ms, 60000);
+	assert_int_equal(conf->reconnect_backoff_max_ms, 20000);
+	assert_int_equal(conf->n_tables, 3);
+	assert_string_equal(conf->tables[0].schema, "public");
+	assert_string_equal(conf->tables[0].name, "orders");
+	assert_false(conf->tables[0].pii);
+	assert_int_equal(conf->tables[0].n_exclude_columns, 2);
+	assert_string_equal(conf->tables[0].exclude_columns[0], "internal_note");
+	assert_string_equal(conf->tables[0].exclude_columns[1], "cost");
+	assert_null(conf->tables[0].exclude_columns[2]);
+	assert_int_equal(conf->tables[0].conflict, XR_CONFLICT_VCLOCK);
+	assert_string_equal(conf->tables[1].schema, "public");
+	assert_string_equal(conf->tables[1].name, "users");
+	assert_true(conf->tables[1].pii);
+	assert_int_equal(conf->tables[1].n_exclude_columns, 0);
+	assert_null(conf->tables[1].exclude_columns[0]);
+	assert_int_equal(conf->tables[1].conflict, XR_CONFLICT_LWW);
+	assert_string_equal(conf->tables[2].schema, "sales");
+	assert_string_equal(conf->tables[2].name, "products");
+	assert_false(conf->tables[2].pii);
+	xr_config_destroy(conf);
+}
+
+static void
+test_minimal_defaults(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("min.yaml", MINIMAL, err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->region, "us");
+	assert_int_equal(conf->n_regions, 1);
+	assert_string_equal(conf->regions[0], "us");
+	assert_null(conf->regions[1]);
+	assert_string_equal(conf->log_level, "info");
+	assert_string_equal(conf->slot, "xregion_us");
+	assert_string_equal(conf->publication, "xregion");
+	assert_string_equal(conf->topic_prefix, "xr");
+	assert_string_equal(conf->schemas_topic, "xr._schemas");
+	assert_string_equal(conf->dead_letter_topic, "xr.us._dlq");
+	assert_int_equal(conf->partitions, 3);
+	assert_int_equal(conf->replication_factor, 1);
+	assert_int_equal(conf->n_kafka_props, 0);
+	assert_int_equal(conf->status_interval_ms, 10000);
+	assert_int_equal(conf->max_inflight_mb, 64);
+	assert_int_equal(conf->flush_timeout_ms, 30000);
+	assert_int_equal(conf->reconnect_backoff_max_ms, 30000);
+	assert_int_equal(conf->n_tables, 0);
+	xr_config_destroy(conf);
+}
+
+static void
+test_derived_topics_follow_prefix(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("prefix.yaml",
+	            "region: eu\n"
+	            "regions: [us, eu]\n"
+	            "postgres: {dsn: x}\n"
+	            "kafka: {brokers: b, topic_prefix: Acme-1}\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->schemas_topic, "Acme-1._schemas");
+	assert_string_equal(conf->dead_letter_topic, "Acme-1.eu._dlq");
+	assert_string_equal(conf->slot, "xregion_eu");
+	xr_config_destroy(conf);
+}
+
+static void
+test_bool_spellings(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("bools.yaml", MINIMAL
+	            "tables:\n"
+	            "  - {name: a, pii: No}\n"
+	            "  - {name: b, pii: OFF}\n"
+	            "  - {name: c, pii: False}\n"
+	            "  - {name: d, pii: yes}\n"
+	            "  - {name: e, pii: On}\n"
+	            "  - {name: f, pii: TRUE}\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->n_tables, 6);
+	assert_false(conf->tables[0].pii);
+	assert_false(conf->tables[1].pii);
+	assert_false(conf->tables[2].pii);
+	assert_true(conf->tables[3].pii);
+	assert_true(conf->tables[4].pii);
+	assert_true(conf->tables[5].pii);
+	xr_config_destroy(conf);
+}
+
+static void
+test_property_scalars_become_strings(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("props.yaml", MINIMAL
+	            "  properties:\n"
+	            "    enable.idempotence: true\n"
+	            "    message.timeout.ms: 300000\n"
+	            "    sasl.mechanism: \"PLAIN\"\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->n_kafka_props, 3);
+	assert_string_equal(conf->kafka_props[0].key, "enable.idempotence");
+	assert_string_equal(conf->kafka_props[0].value, "true");
+	assert_string_equal(conf->kafka_props[1].value, "300000");
+	assert_string_equal(conf->kafka_props[2].value, "PLAIN");
+	xr_config_destroy(conf);
+}
+
+/* ---- files that are not there or not YAML ---- */
+
+static void
+test_missing_file(void **state)
+{
+	char err[512], path[512], want[600];
+	(void)state;
+
+	snprintf(path, sizeof(path), "%s/nope.yaml", tmpdir);
+	assert_null(xr_config_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or directory",
+	         path);
+	assert_string_equal(err, want);
+}
+
+static void
+test_directory_is_not_readable(void **state)
+{
+	char err[512], want[600];
+	(void)state;
+
+	assert_null(xr_config_load(tmpdir, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s: cannot read: Is a directory", tmpdir);
+	assert_string_equal(err, want);
+}
+
+static void
+test_not_yaml(void **state)
+{
+	(void)state;
+	expect_error("bad.yaml",
+	             "region: us\n"
+	             "postgres:\n"
+	             "  dsn: [unclosed\n",
+	             ":4: not valid YAML: did not find expected ',' or ']' "
+	             "while parsing a flow sequence");
+}
+
+static void
+test_empty_file(void **state)
+{
+	(void)state;
+	expect_error("empty.yaml", "# nothing here\n",
+	             ":1: expected a mapping of settings, got an empty document");
+}
+
+static void
+test_empty_document(void **state)
+{
+	(void)state;
+	expect_error("emptydoc.yaml", "---\n...\n",
+	             ":1: expected a mapping of settings, got an empty document");
+}
+
+static void
+test_top_level_list(void **state)
+{
+	(void)state;
+	expect_error("list.yaml", "- region: us\n",
+	             ":1: expected a mapping of settings at the top level, "
+	             "got a list");
+}
+
+/* ---- keys and kinds ---- */
+
+static void
+test_unknown_top_key(void **state)
+{
+	(void)state;
+	expect_error("unk.yaml", MINIMAL "regoin: eu\n",
+	             ":6: regoin: unknown key; valid keys are: region, regions, "
+	             "log_level, postgres, kafka, producer, tables");
+}
+
+static void
+test_unknown_table_key(void **state)
+{
+	(void)state;
+	expect_error("unk2.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    pii: false\n"
+	             "  - name: users\n"
+	             "    pi: false\n",
+	             ":10: tables[1].pi: unknown key; valid keys are: name, pii, "
+	             "exclude_columns, conflict");
+}
+
+static void
+test_duplicate_key(void **state)
+{
+	(void)state;
+	expect_error("dupkey.yaml", MINIMAL "  brokers: other:9092\n",
+	             ":6: kafka.brokers: duplicate key (first at line 5)");
+}
+
+static void
+test_list_where_mapping_expected(void **state)
+{
+	(void)state;
+	expect_error("kind.yaml",
+	             "region: us\n"
+	             "postgres:\n"
+	             "  - dsn: x\n",
+	             ":3: postgres: expected a mapping, got a list");
+}
+
+static void
+test_mapping_where_list_expected(void **state)
+{
+	(void)state;
+	expect_error("kind2.yaml", MINIMAL
+	             "tables:\n"
+	             "  name: orders\n",
+	             ":7: tables: expected a list, got a mapping");
+}
+
+static void
+test_list_where_scalar_expected(void **state)
+{
+	(void)state;
+	expect_error("kind3.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: [a, b]\n",
+	             ":7: tables[0].name: expected a string, got a list");
+}
+
+static void
+test_missing_region(void **state)
+{
+	(void)state;
+	expect_error("noregion.yaml",
+	             "postgres: {dsn: x}\n"
+	             "kafka: {brokers: y}\n",
+	             ":1: region: required key missing");
+}
+
+static void
+test_missing_dsn(void **state)
+{
+	(void)state;
+	expect_error("nodsn.yaml",
+	             "region: us\n"
+	             "postgres:\n"
+	             "  slot: s\n"
+	             "kafka: {brokers: y}\n",
+	             ":3: postgres.dsn: required key missing "
+	             "(or set XREGION_POSTGRES_DSN)");
+}
+
+static void
+test_missing_brokers(void **state)
+{
+	(void)state;
+	expect_error("nobrokers.yaml",
+	             "region: us\n"
+	             "postgres: {dsn: x}\n",
+	             ":1: kafka.brokers: required key missing "
+	             "(or set XREGION_KAFKA_BROKERS)");
+}
+
+static void
+test_missing_table_name(void **state)
+{
+	(void)state;
+	expect_error("noname.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "  - pii: false\n",
+	             ":8: tables[1].name: required key missing");
+}
+
+/* ---- values ---- */
+
+static void
+test_bad_bool(void **state)
+{
+	(void)state;
+	expect_error("us.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: public.orders\n"
+	             "    pii: false\n"
+	             "  - name: public.users\n"
+	             "    pii: maybe\n",
+	             ":10: tables[1].pii: expected true or false, got \"maybe\"");
+}
+
+static void
+test_int_trailing_junk(void **state)
+{
+	(void)state;
+	expect_error("junk.yaml", MINIMAL
+	             "producer:\n"
+	             "  status_interval_ms: 100ms\n",
+	             ":7: producer.status_interval_ms: expected an integer, "
+	             "got \"100ms\"");
+}
+
+static void
+test_int_not_a_number(void **state)
+{
+	(void)state;
+	expect_error("nan.yaml", MINIMAL "  partitions: \" 3\"\n",
+	             ":6: kafka.partitions: expected an integer, got \" 3\"");
+}
+
+static void
+test_int_overflow(void **state)
+{
+	(void)state;
+	expect_error("overflow.yaml", MINIMAL
+	             "  partitions: 99999999999999999999999\n",
+	             ":6: kafka.partitions: must be between 1 and 2147483647, "
+	             "got 99999999999999999999999");
+}
+
+static void
+test_int_out_of_range(void **state)
+{
+	(void)state;
+	expect_error("range.yaml", MINIMAL
+	             "producer:\n"
+	             "  flush_timeout_ms: 30000\n"
+	             "  max_inflight_mb: 0\n",
+	             ":8: producer.max_inflight_mb: must be between 1 and 4096, "
+	             "got 0");
+}
+
+static void
+test_int_negative(void **state)
+{
+	(void)state;
+	expect_error("neg.yaml", MINIMAL "  replication_factor: -1\n",
+	             ":6: kafka.replication_factor: must be between 1 and 32767, "
+	             "got -1");
+}
+
+static void
+test_bad_region_name(void **state)
+{
+	(void)state;
+	expect_error("region.yaml",
+	             "region: US-East\n",
+	             ":1: region: expected 1 to 32 of a-z, 0-9 and _, "
+	             "got \"US-East\"");
+}
+
+static void
+test_region_too_long(void **state)
+{
+	(void)state;
+	/* 33 characters */
+	expect_error("long.yaml",
+	             "region: abcdefghijabcdefghijabcdefghijabc\n",
+	             ":1: region: expected 1 to 32 of a-z, 0-9 and _, "
+	             "got \"abcdefghijabcdefghijabcdefghijabc\"");
+}
+
+static void
+test_bad_slot(void **state)
+{
+	(void)state;
+	expect_error("slot.yaml",
+	             "region: us\n"
+	             "postgres:\n"
+	             "  dsn: x\n"
+	             "  slot: xregion-us\n",
+	             ":4: postgres.slot: expected 1 to 63 of a-z, 0-9 and _, "
+	             "got \"xregion-us\"");
+}
+
+static void
+test_bad_topic_prefix(void **state)
+{
+	(void)state;
+	expect_error("prefix.yaml", MINIMAL "  topic_prefix: \"xr/us\"\n",
+	             ":6: kafka.topic_prefix: expected a Kafka topic name (1 to "
+	             "249 of A-Z, a-z, 0-9, '.', '_', '-'), got \"xr/us\"");
+}
+
+static void
+test_bad_table_name(void **state)
+{
+	(void)state;
+	expect_error("tname.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: public.orders.x\n",
+	             ":7: tables[0].name: expected \"schema.table\" or \"table\" "
+	             "(identifiers of A-Z, a-z, 0-9, _, $, not starting with a "
+	             "digit), got \"public.orders.x\"");
+}
+
+static void
+test_bad_conflict(void **state)
+{
+	(void)state;
+	expect_error("conflict.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    conflict: newest\n",
+	             ":8: tables[0].conflict: expected lww or vclock, "
+	             "got \"newest\"");
+}
+
+static void
+test_bad_log_level(void **state)
+{
+	(void)state;
+	expect_error("level.yaml", MINIMAL "log_level: verbose\n",
+	             ":6: log_level: expected error, warn, info or debug, "
+	             "got \"verbose\"");
+}
+
+static void
+test_duplicate_table(void **state)
+{
+	(void)state;
+	/* "orders" is "public.orders". */
+	expect_error("duptable.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: public.orders\n"
+	             "    pii: false\n"
+	             "  - name: users\n"
+	             "  - name: orders\n"
+	             "    pii: true\n",
+	             ":10: tables[2].name: duplicate table \"public.orders\" "
+	             "(first at line 7)");
+}
+
+static void
+test_region_not_in_regions(void **state)
+{
+	(void)state;
+	expect_error("regions.yaml",
+	             "region: us\n"
+	             "regions: [eu, apac]\n",
+	             ":2: regions: must include this region \"us\"");
+}
+
+static void
+test_duplicate_region(void **state)
+{
+	(void)state;
+	expect_error("dupregion.yaml",
+	             "region: us\n"
+	             "regions:\n"
+	             "  - us\n"
+	             "  - eu\n"
+	             "  - us\n",
+	             ":5: regions[2]: \"us\" is listed twice");
+}
+
+static void
+test_duplicate_exclude_column(void **state)
+{
+	(void)state;
+	expect_error("dupcol.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    exclude_columns: [a, b, a]\n",
+	             ":8: tables[0].exclude_columns[2]: \"a\" is listed twice");
+}
+
+static void
+test_bootstrap_servers_property_rejected(void **state)
+{
+	(void)state;
+	expect_error("bootstrap.yaml", MINIMAL
+	             "  properties:\n"
+	             "    bootstrap.servers: other:9092\n",
+	             ":7: kafka.properties.bootstrap.servers: set the brokers "
+	             "with kafka.brokers instead");
+}
+
+static void
+test_alias_rejected(void **state)
+{
+	(void)state;
+	expect_error("alias.yaml",
+	             "region: &r us\n"
+	             "regions: [*r]\n",
+	             ":2: YAML aliases (*r) are not supported; write the value out");
+}
+
+static void
+test_recursive_alias_rejected(void **state)
+{
+	(void)state;
+	expect_error("loop.yaml", "a: &x [*x]\n",
+	             ":1: YAML aliases (*x) are not supported; write the value out");
+}
+
+static void
+test_two_documents_rejected(void **state)
+{
+	(void)state;
+	expect_error("twodocs.yaml", MINIMAL "---\nregion: eu\n",
+	             ":6: more than one YAML document; expected one");
+}
+
+/* ---- environment ---- */
+
+static void
+test_env_overrides_dsn_and_brokers(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_POSTGRES_DSN", "host=db password=s3cret", 1), 0);
+	assert_int_equal(setenv("XREGION_KAFKA_BROKERS", "k1:9092,k2:9092", 1), 0);
+	conf = load("env.yaml", MINIMAL, err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->pg_dsn, "host=db password=s3cret");
+	assert_string_equal(conf->brokers, "k1:9092,k2:9092");
+	xr_config_destroy(conf);
+}
+
+static void
+test_env_supplies_required_keys(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_POSTGRES_DSN", "host=db", 1), 0);
+	assert_int_equal(setenv("XREGION_KAFKA_BROKERS", "k:9092", 1), 0);
+	conf = load("envreq.yaml", "region: us\n", err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->pg_dsn, "host=db");
+	assert_string_equal(conf->brokers, "k:9092");
+	xr_config_destroy(conf);
+}
+
+static void
+test_env_empty_dsn_rejected(void **state)
+{
+	(void)state;
+	assert_int_equal(setenv("XREGION_POSTGRES_DSN", "", 1), 0);
+	expect_error("envempty.yaml", MINIMAL,
+	             ": environment variable XREGION_POSTGRES_DSN is set but empty");
+}
+
+static void
+test_env_prop_adds(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_KAFKA_PROP_SASL_PASSWORD", "hunter2", 1), 0);
+	conf = load("envadd.yaml", MINIMAL
+	            "  properties:\n"
+	            "    security.protocol: sasl_ssl\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->n_kafka_props, 2);
+	assert_string_equal(conf->kafka_props[0].key, "security.protocol");
+	assert_string_equal(conf->kafka_props[0].value, "sasl_ssl");
+	assert_string_equal(conf->kafka_props[1].key, "sasl.password");
+	assert_string_equal(conf->kafka_props[1].value, "hunter2");
+	xr_config_destroy(conf);
+}
+
+static void
+test_env_prop_replaces(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_KAFKA_PROP_SECURITY_PROTOCOL", "ssl", 1), 0);
+	conf = load("envrep.yaml", MINIMAL
+	            "  properties:\n"
+	            "    security.protocol: plaintext\n"
+	            "    linger.ms: 5\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->n_kafka_props, 2);
+	assert_string_equal(conf->kafka_props[0].key, "security.protocol");
+	assert_string_equal(conf->kafka_props[0].value, "ssl");
+	assert_string_equal(conf->kafka_props[1].value, "5");
+	xr_config_destroy(conf);
+}
+
+static void
+test_env_error_does_not_echo_value(void **state)
+{
+	char err[512];
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_KAFKA_PROP_BOOTSTRAP_SERVERS",
+	                        "secret-host:9092", 1), 0);
+	assert_null(load("envsecret.yaml", MINIMAL, err, sizeof(err)));
+	assert_non_null(strstr(err, "XREGION_KAFKA_PROP_BOOTSTRAP_SERVERS"));
+	assert_null(strstr(err, "secret-host"));
+}
+
+/* ---- lookups ---- */
+
+static void
+test_publishes_fail_closed(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("pii.yaml", MINIMAL
+	            "tables:\n"
+	            "  - name: public.orders\n"
+	            "    pii: false\n"
+	            "  - name: public.users\n"
+	            "    pii: true\n"
+	            "  - name: public.audit\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_true(xr_config_publishes(conf, "public", "orders"));
+	assert_true(xr_config_publishes(conf, NULL, "orders"));
+	assert_false(xr_config_publishes(conf, "public", "users"));
+	/* listed without pii: treated as PII */
+	assert_non_null(xr_config_table(conf, "public", "audit"));
+	assert_true(xr_config_table(conf, "public", "audit")->pii);
+	assert_false(xr_config_publishes(conf, "public", "audit"));
+	/* not listed at all */
+	assert_null(xr_config_table(conf, "public", "payments"));
+	assert_false(xr_config_publishes(conf, "public", "payments"));
+	assert_false(xr_config_publishes(conf, "other", "orders"));
+	assert_false(xr_config_publishes(conf, "public", "Orders"));
+	xr_config_destroy(conf);
+}
+
+static void
+test_exclude_columns(void **state)
+{
+	char err[512];
+	const xr_table_conf_t *t;
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("excl.yaml", MINIMAL
+	            "tables:\n"
+	            "  - name: public.orders\n"
+	            "    pii: false\n"
+	            "    exclude_columns: [internal_note, margin]\n"
+	            "  - name: products\n"
+	            "    pii: false\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	t = xr_config_table(conf, "public", "orders");
+	assert_non_null(t);
+	assert_true(xr_config_column_excluded(t, "internal_note"));
+	assert_true(xr_config_column_excluded(t, "margin"));
+	assert_false(xr_config_column_excluded(t, "total"));
+	assert_false(xr_config_column_excluded(t, "Margin"));
+	t = xr_config_table(conf, "public", "products");
+	assert_non_null(t);
+	assert_false(xr_config_column_excluded(t, "internal_note"));
+	assert_false(xr_config_column_excluded(NULL, "internal_note"));
+	xr_config_destroy(conf);
+}
+
+/* The example files in config/ load and keep users in their region. */
+static void
+test_shipped_configs_load(void **state)
+{
+	static const char *const regions[] = { "us", "eu", "apac" };
+	char path[512], err[512];
+	size_t i;
+	(void)state;
+
+	for (i = 0; i < 3; i++) {
+		xr_config_t *conf;
+
+		snprintf(path, sizeof(path), "%s/config/%s.yaml", XR_SOURCE_DIR,
+		         regions[i]);
+		conf = xr_config_load(path, err, sizeof(err));
+		if (!conf)
+			fail_msg("%s", err);
+		assert_string_equal(conf->region, regions[i]);
+		assert_int_equal(conf->n_regions, 3);
+		assert_false(xr_config_publishes(conf, "public", "users"));
+		assert_true(xr_config_publishes(conf, "public", "orders"));
+		assert_true(xr_config_publishes(conf, "public", "products"));
+		xr_config_destroy(conf);
+	}
+}
+
+static void
+test_destroy_null(void **state)
+{
+	(void)state;
+	xr_config_destroy(NULL);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_full_file),
+		T(test_minimal_defaults),
+		T(test_derived_topics_follow_prefix),
+		T(test_bool_spellings),
+		T(test_property_scalars_become_strings),
+		T(test_missing_file),
+		T(test_directory_is_not_readable),
+		T(test_not_yaml),
+		T(test_empty_file),
+		T(test_empty_document),
+		T(test_top_level_list),
+		T(test_unknown_top_key),
+		T(test_unknown_table_key),
+		T(test_duplicate_key),
+		T(test_list_where_mapping_expected),
+		T(test_mapping_where_list_expected),
+		T(test_list_where_scalar_expected),
+		T(test_missing_region),
+		T(test_missing_dsn),
+		T(test_missing_brokers),
+		T(test_missing_table_name),
+		T(test_bad_bool),
+		T(test_int_trailing_junk),
+		T(test_int_not_a_number),
+		T(test_int_overflow),
+		T(test_int_out_of_range),
+		T(test_int_negative),
+		T(test_bad_region_name),
+		T(test_region_too_long),
+		T(test_bad_slot),
+		T(test_bad_topic_prefix),
+		T(test_bad_table_name),
+		T(test_bad_conflict),
+		T(test_bad_log_level),
+		T(test_duplicate_table),
+		T(test_region_not_in_regions),
+		T(test_duplicate_region),
+		T(test_duplicate_exclude_column),
+		T(test_bootstrap_servers_property_rejected),
+		T(test_alias_rejected),
+		T(test_recursive_alias_rejected),
+		T(test_two_documents_rejected),
+		T(test_env_overrides_dsn_and_brokers),
+		T(test_env_supplies_required_keys),
+		T(test_env_empty_dsn_rejected),
+		T(test_env_prop_adds),
+		T(test_env_prop_replaces),
+		T(test_env_error_does_not_echo_value),
+		T(test_publishes_fail_closed),
+		T(test_exclude_columns),
+		T(test_shipped_configs_load),
+		T(test_destroy_null),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

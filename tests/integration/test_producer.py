@@ -1,0 +1,390 @@
+"""Producer integration tests on the real stack (PostgreSQL 15 + Kafka).
+
+Events are read back from Kafka and decoded with fastavro, an independent
+Avro implementation, using the schemas the producer published and the
+checked-in schemas/envelope.avsc.
+"""
+import datetime as dt
+import decimal
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+import xrtest
+from xrtest import Region, events, schema_registry, decode, lsn_int
+
+
+@pytest.fixture
+def region(request):
+    regions = []
+
+    def make(tables, **kw):
+        r = Region(request.node.name[5:25].strip("_").lower(), tables, **kw)
+        regions.append(r)
+        return r
+
+    yield make
+    for r in regions:
+        r.close()
+
+
+ALLTYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE alltypes (
+    id int PRIMARY KEY,
+    c_int2 int2, c_int4 int4, c_int8 int8,
+    c_float4 float4, c_float8 float8,
+    c_numeric numeric(12,3), c_numeric_free numeric,
+    c_bool bool, c_text text, c_varchar varchar(20), c_char char(5),
+    c_bytea bytea, c_uuid uuid, c_date date, c_time time,
+    c_ts timestamp, c_tstz timestamptz, c_json json, c_jsonb jsonb,
+    c_int_arr int4[], c_text_arr text[], c_mood mood, c_interval interval
+);
+"""
+
+ROW = dict(
+    id=1, c_int2=-32768, c_int4=2147483647, c_int8=-9223372036854775808,
+    c_float4=1.5, c_float8=3.141592653589793,
+    c_numeric=decimal.Decimal("-12345.678"),
+    c_numeric_free=decimal.Decimal("0.00000000000000000001"),
+    c_bool=True, c_text='héllo "quoted"\nline', c_varchar="v", c_char="ab",
+    c_bytea=b"\x00\xff\x10", c_uuid=uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+    c_date=dt.date(2024, 2, 29), c_time=dt.time(13, 14, 15, 123456),
+    c_ts=dt.datetime(2024, 2, 29, 13, 14, 15, 123456),
+    c_tstz=dt.datetime(2024, 2, 29, 13, 14, 15, 123456,
+                       tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    c_json='{"a": [1, 2]}', c_jsonb='{"b": true}',
+    c_int_arr=[1, None, 3], c_text_arr=["a,b", 'c"d', ""],
+    c_mood="happy", c_interval=dt.timedelta(days=1, hours=2),
+)
+
+
+def insert_row(r, row):
+    cols = ", ".join(row)
+    marks = ", ".join("%s" for _ in row)
+    vals = []
+    for k, v in row.items():
+        if k in ("c_json", "c_jsonb") and v is not None:
+            v = psycopg.types.json.Jsonb(__import__("json").loads(v)) \
+                if k == "c_jsonb" else v
+        vals.append(v)
+    r.sql(f"INSERT INTO alltypes ({cols}) VALUES ({marks})", vals)
+
+
+def test_every_type_insert_update_delete_truncate(region):
+    r = region([{"name": "public.alltypes", "pii": False}])
+    r.sql(ALLTYPES)
+    r.xregion("setup")
+    r.start()
+    insert_row(r, ROW)
+    insert_row(r, {"id": 2})                         # every other column NULL
+    r.sql("UPDATE alltypes SET c_int4 = 7 WHERE id = 1")
+    r.sql("DELETE FROM alltypes WHERE id = 2")
+    r.sql("TRUNCATE alltypes")
+    # The truncate goes to each of the 3 partitions.
+    evs = events(r, "alltypes", expect=7)
+    assert len(evs) == 7
+    by_op = {}
+    for key, value, headers in evs:
+        by_op.setdefault(value["op"], []).append((key, value, headers))
+    assert sorted((k, len(v)) for k, v in by_op.items()) == \
+        [("delete", 1), ("insert", 2), ("truncate", 3), ("update", 1)]
+
+    ins = {v["after"]["id"]: (k, v, h) for k, v, h in by_op["insert"]}
+    key, value, headers = ins[1]
+    assert key == {"id": 1}
+    after = value["after"]
+    expected = dict(ROW)
+    expected["c_char"] = "ab   "                     # char(5) pads
+    expected["c_numeric_free"] = "0.00000000000000000001"  # unconstrained
+    expected["c_tstz"] = ROW["c_tstz"].astimezone(dt.timezone.utc)
+    expected["c_interval"] = "1 day 02:00:00"
+    expected["c_jsonb"] = '{"b": true}'
+    expected["c_uuid"] = ROW["c_uuid"]
+    for col, want in expected.items():
+        got = after[col]
+        if isinstance(got, uuid.UUID) or isinstance(want, uuid.UUID):
+            got, want = str(got), str(want)
+        if col == "c_float4":
+            assert got == pytest.approx(want)
+        else:
+            assert got == want, f"{col}: {got!r} != {want!r}"
+    assert value["before"] is None
+    assert value["unchanged"] == []
+    src = value["source"]
+    assert src["region"] == "us" and src["schema"] == "public"
+    assert src["table"] == "alltypes" and src["database"] == r.db
+    assert src["origin"] is None and src["txid"] > 0
+    assert src["lsn"] > 0 and src["commit_lsn"] >= src["lsn"]
+    # commit timestamp in microseconds, close to now
+    assert abs(src["commit_ts"] - dt.datetime.now(dt.timezone.utc)) < \
+        dt.timedelta(minutes=5)
+    uuid.UUID(value["event_id"])
+    assert headers["xr-region"] == b"us"
+    assert headers["xr-event-id"].decode() == str(value["event_id"])
+    hi, lo = headers["xr-lsn"].decode().split("/")
+    assert (int(hi, 16) << 32 | int(lo, 16)) == src["lsn"]
+
+    null_row = ins[2][1]["after"]
+    assert null_row["id"] == 2
+    assert all(v is None for k, v in null_row.items() if k != "id")
+
+    (key, upd, _), = by_op["update"]
+    assert key == {"id": 1} and upd["after"]["c_int4"] == 7
+    assert upd["after"]["c_text"] == ROW["c_text"]
+    (key, dele, _), = by_op["delete"]
+    assert key == {"id": 2} and dele["after"] is None
+    assert dele["before"]["id"] == 2
+    assert {v["source"]["table"] for _, v, _ in by_op["truncate"]} == {"alltypes"}
+    assert all(k is None for k, _, _ in by_op["truncate"])
+
+
+def test_checked_in_envelope_reads_every_event(region):
+    r = region([{"name": "public.t", "pii": False}])
+    r.sql("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO t VALUES (1, 'x')")
+    r.sql("UPDATE t SET v = 'y'")
+    msgs = xrtest.read_topic(r.topic("t"), expect=2)
+    reg = schema_registry(r.prefix)
+    for m in msgs:
+        full = decode(m.value(), reg)
+        env = decode(m.value(), reg, reader=xrtest.ENVELOPE)
+        assert env["op"] == full["op"] and env["source"] == full["source"]
+        assert env["event_id"] == full["event_id"]
+        assert env["after"] == {}      # the envelope's Row has no fields
+
+
+def test_unchanged_toast_is_marked_not_invented(region):
+    r = region([{"name": "public.docs", "pii": False}])
+    r.sql("CREATE TABLE docs (id int PRIMARY KEY, n int, body text)")
+    r.xregion("setup")
+    r.start()
+    # About 2 MB of text that does not compress into the main tuple.
+    r.sql("INSERT INTO docs SELECT 1, 0, string_agg(md5(g::text), '') "
+          "FROM generate_series(1, 65536) g")
+    r.sql("UPDATE docs SET n = 1 WHERE id = 1")
+    evs = events(r, "docs", expect=2)
+    ins = [v for _, v, _ in evs if v["op"] == "insert"][0]
+    upd = [v for _, v, _ in evs if v["op"] == "update"][0]
+    assert len(ins["after"]["body"]) == 65536 * 32
+    assert upd["after"]["n"] == 1
+    assert upd["after"]["body"] is None
+    assert upd["unchanged"] == ["body"]
+
+
+def test_composite_primary_key(region):
+    r = region([{"name": "public.lines", "pii": False}])
+    r.sql("CREATE TABLE lines (order_id int, line_no int, sku text, "
+          "PRIMARY KEY (order_id, line_no))")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO lines VALUES (10, 1, 'a'), (10, 2, 'b')")
+    r.sql("DELETE FROM lines WHERE order_id = 10 AND line_no = 2")
+    evs = events(r, "lines", expect=3)
+    keys = sorted((k["order_id"], k["line_no"], v["op"]) for k, v, _ in evs)
+    assert keys == [(10, 1, "insert"), (10, 2, "delete"), (10, 2, "insert")]
+
+
+def test_alter_table_add_column_mid_stream(region):
+    r = region([{"name": "public.items", "pii": False}])
+    r.sql("CREATE TABLE items (id int PRIMARY KEY, a text)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO items VALUES (1, 'before')")
+    r.sql("ALTER TABLE items ADD COLUMN b int DEFAULT 42")
+    r.sql("INSERT INTO items VALUES (2, 'after', 7)")
+    msgs = xrtest.read_topic(r.topic("items"), expect=2)
+    reg = schema_registry(r.prefix)
+    decoded = {}
+    fps = {}
+    for m in msgs:
+        v = decode(m.value(), reg)
+        decoded[v["after"]["id"]] = v["after"]
+        fps[v["after"]["id"]] = m.value()[2:10]
+    assert decoded[1] == {"id": 1, "a": "before"}
+    assert decoded[2] == {"id": 2, "a": "after", "b": 7}
+    assert fps[1] != fps[2], "a new column must give a new schema version"
+
+
+def test_pii_table_never_on_any_topic(region):
+    r = region([{"name": "public.users", "pii": True},
+                {"name": "public.orders", "pii": False},
+                {"name": "public.notes"}])       # listed without pii: PII
+    r.sql("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    r.sql("CREATE TABLE orders (id int PRIMARY KEY, user_id int)")
+    r.sql("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    r.sql("CREATE TABLE unlisted (id int PRIMARY KEY, body text)")
+    r.xregion("setup")
+    pub = r.sql("SELECT tablename FROM pg_publication_tables "
+                "WHERE pubname = 'xregion'")
+    assert pub == [("orders",)]
+    # Someone adds the PII tables to the publication by hand: the producer
+    # still must not publish them (fail closed on its own config).
+    r.sql("ALTER PUBLICATION xregion ADD TABLE users, notes, unlisted")
+    r.start()
+    r.sql("INSERT INTO users VALUES (1, 'a@example.com')")
+    r.sql("INSERT INTO notes VALUES (1, 'secret')")
+    r.sql("INSERT INTO unlisted VALUES (1, 'secret')")
+    r.sql("INSERT INTO orders VALUES (1, 1)")
+    evs = events(r, "orders", expect=1)
+    assert [v["after"] for _, v, _ in evs] == [{"id": 1, "user_id": 1}]
+    time.sleep(1)
+    mine = {t for t in xrtest.topics() if t.startswith(r.prefix)}
+    assert not any(t.endswith((".users", ".notes", ".unlisted")) for t in mine), mine
+    for t in mine:
+        for m in xrtest.read_topic(t):
+            assert b"a@example.com" not in (m.value() or b"")
+            assert b"secret" not in (m.value() or b"")
+    assert "not marked pii: false" in r.read_log()
+
+
+def test_excluded_column_is_not_published(region):
+    r = region([{"name": "public.acct", "pii": False, "exclude": ["ssn"]}])
+    r.sql("CREATE TABLE acct (id int PRIMARY KEY, plan text, ssn text)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO acct VALUES (1, 'gold', '123-45-6789')")
+    (key, v, _), = events(r, "acct", expect=1)
+    assert v["after"] == {"id": 1, "plan": "gold"}
+
+
+def test_origin_tagged_transactions_are_not_republished(region):
+    r = region([{"name": "public.o", "pii": False}])
+    r.sql("CREATE TABLE o (id int PRIMARY KEY)")
+    r.xregion("setup")
+    r.start()
+    origin = f"xregion_test_{r.suffix}"
+    with xrtest.connect(r.region, r.db) as c:
+        c.execute("SELECT pg_replication_origin_create(%s)", (origin,))
+        try:
+            c.execute("SELECT pg_replication_origin_session_setup(%s)", (origin,))
+            c.execute("INSERT INTO o VALUES (1)")     # as a consumer would
+            c.execute("SELECT pg_replication_origin_session_reset()")
+            c.execute("INSERT INTO o VALUES (2)")     # a local write
+        finally:
+            c.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+    evs = events(r, "o", expect=1)
+    time.sleep(2)
+    evs = events(r, "o")
+    assert [v["after"]["id"] for _, v, _ in evs] == [2]
+
+
+def test_kill_9_mid_stream_loses_nothing(region):
+    r = region([{"name": "public.k", "pii": False}])
+    r.sql("CREATE TABLE k (id int PRIMARY KEY, pad text)")
+    r.xregion("setup")
+    r.start()
+    done = threading.Event()
+
+    def load():
+        for t in range(40):
+            r.sql("INSERT INTO k SELECT g, repeat('x', 100) "
+                  "FROM generate_series(%s, %s) g", (t * 500 + 1, t * 500 + 500))
+            time.sleep(0.05)
+        done.set()
+
+    th = threading.Thread(target=load)
+    th.start()
+    r.wait_log("produced", timeout=60) if False else time.sleep(1.0)
+    r.proc.send_signal(signal.SIGKILL)
+    r.proc.wait()
+    r.proc = None
+    r.logf.close()
+    th.join()
+    r.start()
+    evs = events(r, "k", expect=20000, timeout=120)
+    ids = {v["after"]["id"] for _, v, _ in evs}
+    assert ids == set(range(1, 20001)), f"{20000 - len(ids)} rows missing"
+    # The slot passes everything once it is all on Kafka.
+    end = lsn_int(r.current_lsn())
+    deadline = time.time() + 30
+    while lsn_int(r.confirmed_lsn()) < end and time.time() < deadline:
+        time.sleep(0.5)
+    assert lsn_int(r.confirmed_lsn()) >= end
+
+
+def test_sigterm_flushes_confirms_and_exits_0(region):
+    r = region([{"name": "public.s", "pii": False}])
+    r.sql("CREATE TABLE s (id int PRIMARY KEY)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO s SELECT generate_series(1, 1000)")
+    end = lsn_int(r.current_lsn())
+    events(r, "s", expect=1000)
+    assert r.stop(signal.SIGTERM) == 0
+    assert lsn_int(r.confirmed_lsn()) >= end
+    assert "producer stopped" in r.read_log()
+
+
+def test_idle_database_slot_advances(region):
+    r = region([{"name": "public.pub", "pii": False},
+                {"name": "public.priv", "pii": True}])
+    r.sql("CREATE TABLE pub (id int PRIMARY KEY)")
+    r.sql("CREATE TABLE priv (id int PRIMARY KEY)")
+    r.xregion("setup")
+    r.start()
+    # Only unpublished writes: nothing goes to Kafka, WAL still moves on.
+    r.sql("INSERT INTO priv SELECT generate_series(1, 5000)")
+    end = lsn_int(r.current_lsn())
+    deadline = time.time() + 30
+    while lsn_int(r.confirmed_lsn()) < end and time.time() < deadline:
+        time.sleep(0.5)
+    assert lsn_int(r.confirmed_lsn()) >= end
+
+
+def test_setup_refuses_table_without_primary_key(region):
+    r = region([{"name": "public.nopk", "pii": False}])
+    r.sql("CREATE TABLE nopk (a int, b text)")
+    res = r.xregion("setup", check=False)
+    assert res.returncode == 1
+    assert "public.nopk has no primary key" in res.stderr
+    assert not r.sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                     (r.slot,))
+
+
+def test_setup_is_idempotent(region):
+    r = region([{"name": "public.t", "pii": False}])
+    r.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    r.xregion("setup")
+    res = r.xregion("setup")
+    assert "exists" in res.stderr
+    assert f"{r.prefix}.us.public.t" in xrtest.topics()
+
+
+def test_bad_config_names_the_key_and_exits_2(region, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("region: us\npostgres:\n  dsn: x\nkafka:\n  brokers: y\n"
+                   "  partitons: 3\n")
+    res = subprocess.run([xrtest.XREGION, "produce", "-c", str(cfg)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "kafka.partitons" in res.stderr and "bad.yaml:6" in res.stderr
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("region: us\nkafka:\n  brokers: y\n")
+    res = subprocess.run([xrtest.XREGION, "setup", "-c", str(missing)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "postgres" in res.stderr
+
+
+def test_unreachable_postgres_is_retried_with_backoff(region):
+    r = region([{"name": "public.t", "pii": False}])
+    r.sql("CREATE TABLE t (id int PRIMARY KEY)")
+    r.xregion("setup")
+    env = dict(os.environ, XREGION_POSTGRES_DSN="host=127.0.0.1 port=1 dbname=x")
+    p = subprocess.Popen([xrtest.XREGION, "produce", "-c", r.config],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(4)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert "cannot connect to PostgreSQL" in err
+    assert err.count("retrying in") >= 2
+    assert "retrying in 500 ms" in err and "retrying in 1000 ms" in err
