@@ -57,7 +57,8 @@ static const char *const pg_keys[] = {
 };
 static const char *const kafka_keys[] = {
 	"brokers", "topic_prefix", "schemas_topic", "dead_letter_topic",
-	"partitions", "replication_factor", "properties", NULL
+	"partitions", "replication_factor", "max_message_bytes", "properties",
+	NULL
 };
 static const char *const producer_keys[] = {
 	"status_interval_ms", "max_inflight_mb", "flush_timeout_ms",
@@ -762,6 +763,12 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	if ((v = map_get(c, map, "replication_factor")) &&
 	    get_int(c, v, "kafka.replication_factor", 1, INT16_MAX,
 	            &conf->replication_factor) != 0)
+		return -1;
+	/* librdkafka's message.max.bytes tops out at 1000000000. */
+	conf->max_message_bytes = 64 * 1024 * 1024;
+	if ((v = map_get(c, map, "max_message_bytes")) &&
+	    get_int(c, v, "kafka.max_message_bytes", 1024, 1000000000,
+	            &conf->max_message_bytes) != 0)
 		return -1;
 	return parse_kafka_props(c, conf, map_get(c, map, "properties"));
 }

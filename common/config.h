@@ -48,6 +48,7 @@ typedef struct xr_config_s {
 	char   *dead_letter_topic; /* "<prefix>.<region>._dlq" */
 	int     partitions;        /* 3; for topics setup creates */
 	int     replication_factor;/* 1 */
+	int     max_message_bytes; /* 64 MiB: largest event (producer and topics) */
 	xr_kv_t *kafka_props;      /* kafka.properties, then env overrides */
 	size_t  n_kafka_props;
 

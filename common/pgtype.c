@@ -535,6 +535,11 @@ numeric_to_decimal(const char *s, size_t len, int precision, int scale,
 	int      nchunk = 0;
 	size_t   pos;
 
+	if (precision < 1 || precision > NUMERIC_MAX_PRECISION || scale < 0 ||
+	    scale > precision) {
+		*why = "the column type is not a decimal";
+		return -1;
+	}
 	i = 0;
 	if (i < len && s[i] == '-') {
 		neg = true;
@@ -674,6 +679,7 @@ set_bytea(const conv_t *c, const char *s, size_t len, avro_value_t *v)
 		c->scratch->data[i] = (char)((hi << 4) | lo);
 	}
 	c->scratch->len = n;
+	c->scratch->data[n] = '\0';
 	if (avro_value_set_bytes(v, c->scratch->data, n) != 0)
 		return avro_fail(c, "cannot set bytes");
 	return 0;

@@ -205,8 +205,16 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 
 	for (i = 0; i < 2; i++) {
 		char key[17];
+		int  b;
 
-		snprintf(key, sizeof(key), "%016" PRIx64, schemas[i]->fingerprint);
+		/*
+		 * The key is the hex of the fingerprint as it stands in a message's
+		 * header (little-endian bytes, as Java and fastavro print it), so a
+		 * reader looks up hex(msg[2:10]) as is.
+		 */
+		for (b = 0; b < 8; b++)
+			snprintf(key + 2 * b, 3, "%02x",
+			         (unsigned)(schemas[i]->fingerprint >> (8 * b)) & 0xff);
 		if (xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, key,
 		                              strlen(key), schemas[i]->json.data,
 		                              schemas[i]->json.len,
@@ -214,10 +222,8 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 		                              errstr_size))
 			return -1;
 	}
-	xr_info("table %s.%s: schema %016" PRIx64 " (key %016" PRIx64
-	        ") published to %s", rel->nspname, rel->relname,
-	        rel->value_schema->fingerprint, rel->key_schema->fingerprint,
-	        s->conf->schemas_topic);
+	xr_info("table %s.%s: value and key schemas published to %s",
+	        rel->nspname, rel->relname, s->conf->schemas_topic);
 	rel->schemas_published = true;
 	return 0;
 }
@@ -434,7 +440,7 @@ session_term(session_t *s)
  */
 static session_end_t
 session_run(const xr_config_t *conf, xr_publisher_t *pub,
-            volatile sig_atomic_t *stop, bool *streamed)
+            volatile sig_atomic_t *stop, bool *progressed)
 {
 	session_t       s;
 	session_end_t   end = END_RETRY;
@@ -449,7 +455,7 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 	s.pub = pub;
 	xr_buf_init(&s.key);
 	xr_buf_init(&s.value);
-	*streamed = false;
+	*progressed = false;
 
 	snprintf(appname, sizeof(appname), "xregion-producer-%s", conf->region);
 	s.stream = xr_stream_connect(conf->pg_dsn, appname, err, sizeof(err));
@@ -482,7 +488,6 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 	s.reported = start;
 	s.received = start;
 	s.last_status_us = s.last_progress_us = mono_us();
-	*streamed = true;
 	xr_info("streaming slot %s of database %s from %s (publication %s)",
 	        conf->slot, xr_stream_database(s.stream),
 	        xr_lsn_format(start, lsn), conf->publication);
@@ -547,6 +552,8 @@ drain:
 		xr_warn("%s", err);
 	}
 	progress(&s, true);
+	/* Only a session that moved the slot resets the retry backoff. */
+	*progressed = xr_tracker_safe_lsn(s.tracker) > start;
 out:
 	if (xr_publisher_flush(pub, 0) != 0) {
 		/*
@@ -575,8 +582,8 @@ xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
 		return 2;
 	}
 	for (;;) {
-		bool          streamed;
-		session_end_t end = session_run(conf, pub, stop, &streamed);
+		bool          progressed;
+		session_end_t end = session_run(conf, pub, stop, &progressed);
 		int           waited;
 
 		if (end == END_STOP || *stop)
@@ -585,7 +592,7 @@ xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
 			xr_publisher_destroy(pub);
 			return 1;
 		}
-		if (streamed)
+		if (progressed)
 			backoff_ms = 500;
 		xr_warn("retrying in %d ms", backoff_ms);
 		for (waited = 0; waited < backoff_ms && !*stop; waited += 100)

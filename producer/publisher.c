@@ -98,7 +98,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 		"acks", "all",
 		NULL
 	};
-	char              kbytes[32];
+	char              kbytes[32], maxbytes[32];
 	const char *const defaults[] = {
 		"client.id", "xregion-producer",
 		"partitioner", "murmur2_random",   /* same as Java clients */
@@ -107,6 +107,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 		"message.timeout.ms", "0",
 		"queue.buffering.max.messages", "1000000",
 		"queue.buffering.max.kbytes", kbytes,
+		"message.max.bytes", maxbytes,
 		"retry.backoff.ms", "200",
 		NULL
 	};
@@ -114,6 +115,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 	rd_kafka_conf_t *kc;
 
 	snprintf(kbytes, sizeof(kbytes), "%d", conf->max_inflight_mb * 1024);
+	snprintf(maxbytes, sizeof(maxbytes), "%d", conf->max_message_bytes);
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		snprintf(errstr, errstr_size, "out of memory");

@@ -132,13 +132,17 @@ in_list(const char *const *list, const char *name)
 	return false;
 }
 
-/* Builds the schemas and reusable values of a published relation. */
+/*
+ * Builds the schemas and reusable values of a published relation.  Both
+ * schemas are built from the same column list, so that a mangled name is
+ * the same in the key as in the row (the key is refused when a key column
+ * is excluded, so key fields keep their order).
+ */
 static int
 build_schemas(xr_rel_t *r, char *errstr, size_t errstr_size)
 {
 	xr_schema_col_t *vcols = xmalloc((size_t)r->ncols * sizeof(*vcols));
-	xr_schema_col_t *kcols = xmalloc((size_t)r->ncols * sizeof(*kcols));
-	int              i, nv = 0, nk = 0, rc = -1;
+	int              i, nv = 0, rc = -1;
 
 	for (i = 0; i < r->ncols; i++) {
 		xr_relcol_t *c = &r->cols[i];
@@ -148,15 +152,10 @@ build_schemas(xr_rel_t *r, char *errstr, size_t errstr_size)
 			vcols[nv].type = &c->type;
 			vcols[nv++].is_key = c->is_key;
 		}
-		if (c->key_field >= 0) {
-			kcols[nk].name = c->name;
-			kcols[nk].type = &c->type;
-			kcols[nk++].is_key = true;
-		}
 	}
 	if (xr_schema_build(vcols, nv, false, &r->value_schema, errstr,
 	                    errstr_size) ||
-	    xr_schema_build(kcols, nk, true, &r->key_schema, errstr,
+	    xr_schema_build(vcols, nv, true, &r->key_schema, errstr,
 	                    errstr_size))
 		goto out;
 	if (avro_generic_value_new(r->value_schema->iface, &r->value)) {
@@ -176,7 +175,6 @@ out:
 		r->value_schema = r->key_schema = NULL;
 	}
 	free(vcols);
-	free(kcols);
 	return rc;
 }
 

@@ -226,7 +226,10 @@ setup_topics(const xr_config_t *conf)
 	rd_kafka_event_t    *ev = NULL;
 	char                 err[512];
 	size_t               i, n = 0, max = conf->n_tables + 2;
+	char                 maxbytes[32];
 	int                  rc = -1;
+
+	snprintf(maxbytes, sizeof(maxbytes), "%d", conf->max_message_bytes);
 
 	topics = calloc(max, sizeof(*topics));
 	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
@@ -254,7 +257,9 @@ setup_topics(const xr_config_t *conf)
 		topics[n] = rd_kafka_NewTopic_new(name, conf->partitions,
 		                                  conf->replication_factor, err,
 		                                  sizeof(err));
-		if (!topics[n]) {
+		if (!topics[n] ||
+		    rd_kafka_NewTopic_set_config(topics[n], "max.message.bytes",
+		                                 maxbytes)) {
 			xr_error("kafka: topic %s: %s", name, err);
 			goto out;
 		}
@@ -273,7 +278,8 @@ setup_topics(const xr_config_t *conf)
 	                                  conf->partitions,
 	                                  conf->replication_factor, err,
 	                                  sizeof(err));
-	if (!topics[n]) {
+	if (!topics[n] ||
+	    rd_kafka_NewTopic_set_config(topics[n], "max.message.bytes", maxbytes)) {
 		xr_error("kafka: topic %s: %s", conf->dead_letter_topic, err);
 		goto out;
 	}

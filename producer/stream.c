@@ -74,16 +74,27 @@ int
 xr_stream_slot_position(xr_stream_t *s, const char *slot, xr_lsn_t *out,
                         char *errstr, size_t errstr_size)
 {
-	const char *params[1] = { slot };
-	PGresult   *res;
-	int         rc = -1;
+	PGresult *res = NULL;
+	char     *lit, sql[512];
+	int       rc = -1;
 
-	res = PQexecParams(s->conn,
-	                   "SELECT confirmed_flush_lsn::text, plugin, "
-	                   "       database = current_database(), slot_type "
-	                   "FROM pg_catalog.pg_replication_slots "
-	                   "WHERE slot_name = $1",
-	                   1, NULL, params, NULL, NULL, 0);
+	/* A replication connection speaks only the simple query protocol. */
+	lit = PQescapeLiteral(s->conn, slot, strlen(slot));
+	if (!lit) {
+		copy_pq_error(s->conn, "quoting the slot name", errstr, errstr_size);
+		return -1;
+	}
+	if ((size_t)snprintf(sql, sizeof(sql),
+	                     "SELECT confirmed_flush_lsn::text, plugin, "
+	                     "       database = current_database(), slot_type "
+	                     "FROM pg_catalog.pg_replication_slots "
+	                     "WHERE slot_name = %s", lit) >= sizeof(sql)) {
+		snprintf(errstr, errstr_size, "slot name too long");
+		PQfreemem(lit);
+		return -1;
+	}
+	PQfreemem(lit);
+	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		copy_pq_error(s->conn, "reading the replication slot", errstr,
 		              errstr_size);

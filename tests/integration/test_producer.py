@@ -125,7 +125,7 @@ def test_every_type_insert_update_delete_truncate(region):
     # commit timestamp in microseconds, close to now
     assert abs(src["commit_ts"] - dt.datetime.now(dt.timezone.utc)) < \
         dt.timedelta(minutes=5)
-    uuid.UUID(value["event_id"])
+    uuid.UUID(str(value["event_id"]))
     assert headers["xr-region"] == b"us"
     assert headers["xr-event-id"].decode() == str(value["event_id"])
     hi, lo = headers["xr-lsn"].decode().split("/")
@@ -287,7 +287,8 @@ def test_kill_9_mid_stream_loses_nothing(region):
     def load():
         for t in range(40):
             r.sql("INSERT INTO k SELECT g, repeat('x', 100) "
-                  "FROM generate_series(%s, %s) g", (t * 500 + 1, t * 500 + 500))
+                  "FROM generate_series(%s::int, %s::int) g",
+                  (t * 500 + 1, t * 500 + 500))
             time.sleep(0.05)
         done.set()
 

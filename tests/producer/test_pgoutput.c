@@ -1128,6 +1128,13 @@ test_bad_counts(void **state)
 	parse_err(t, &w, "pgoutput: Insert: new tuple: ncols 32767 needs at "
 	          "least 32767 bytes, 3 remain");
 
+	/* Just one short: caught by the count, not by the last column. */
+	w.len = 0;
+	w_u8(&w, 'I'); w_u32(&w, 1); w_u8(&w, 'N'); w_u16(&w, 4);
+	w_col_null(&w); w_col_null(&w); w_col_null(&w);
+	parse_err(t, &w, "pgoutput: Insert: new tuple: ncols 4 needs at "
+	          "least 4 bytes, 3 remain");
+
 	w.len = 0;
 	w_u8(&w, 'U'); w_u32(&w, 1); w_u8(&w, 'O'); w_u16(&w, 0xFFFF);
 	parse_err(t, &w, "pgoutput: Update: old tuple: negative ncols -1");
@@ -1137,6 +1144,14 @@ test_bad_counts(void **state)
 	w_u8(&w, 'd'); w_u16(&w, 32767);
 	w_u8(&w, 0); w_str(&w, "c"); w_u32(&w, 23); w_u32(&w, 0);
 	parse_err(t, &w, "pgoutput: Relation: ncols 32767 needs at least");
+
+	/* Each column needs at least 10 bytes: 2 columns cannot fit in 12. */
+	w.len = 0;
+	w_u8(&w, 'R'); w_u32(&w, 1); w_str(&w, "s"); w_str(&w, "t");
+	w_u8(&w, 'd'); w_u16(&w, 2);
+	w_u8(&w, 0); w_str(&w, "c"); w_u32(&w, 23); w_u32(&w, 0); w_u8(&w, 0);
+	parse_err(t, &w, "pgoutput: Relation: ncols 2 needs at least 20 bytes, "
+	          "12 remain");
 
 	w.len = 0;
 	w_u8(&w, 'R'); w_u32(&w, 1); w_str(&w, "s"); w_str(&w, "t");
