@@ -51,6 +51,7 @@ typedef struct session_s {
 	int64_t           commit_ts_us;
 
 	xr_lsn_t          received;  /* highest LSN seen from the server */
+	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
 	xr_lsn_t          reported;  /* last flush LSN sent */
 	int64_t           last_status_us;
 	bool              fatal;     /* a wait callback saw an unfixable error */
@@ -507,8 +508,8 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 				 * Everything up to wal_end has been sent: if all of it is
 				 * on Kafka, the slot may move there (idle databases).
 				 */
-				if (!s.in_txn)
-					xr_tracker_server_lsn(s.tracker, wm.wal_end);
+				if (!s.in_txn && wm.wal_end > s.idle_lsn)
+					s.idle_lsn = wm.wal_end;
 				if (wm.reply_requested &&
 				    send_status(&s, true, err, sizeof(err))) {
 					xr_error("%s", err);
@@ -521,6 +522,12 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 				goto drain;
 			}
 		}
+		/*
+		 * Applied on every turn, not only when the keepalive comes: the
+		 * server pings once, and the last deliveries may still be out
+		 * then.  The tracker takes it only once nothing is in flight.
+		 */
+		xr_tracker_server_lsn(s.tracker, s.idle_lsn);
 		if (xr_publisher_failure(pub)) {
 			xr_error("%s; restarting from the slot", xr_publisher_failure(pub));
 			goto drain;

@@ -220,11 +220,17 @@ xr_publisher_produce(xr_publisher_t *p, const char *topic, int32_t partition,
                      size_t valuelen, rd_kafka_headers_t *headers,
                      uint64_t txn, char *errstr, size_t errstr_size)
 {
+	/*
+	 * Counted before it is queued: a poll that serves a long backlog of
+	 * reports can serve this message's own report before producev's caller
+	 * gets control back.  If queueing fails the count stays, so the
+	 * transaction can never become safe; the caller ends the session.
+	 */
+	if (p->tracker)
+		xr_tracker_add(p->tracker, txn);
 	if (produce(p, topic, partition, key, keylen, value, valuelen, headers,
 	            (void *)(uintptr_t)txn, errstr, errstr_size))
 		return -1;
-	if (p->tracker)
-		xr_tracker_add(p->tracker, txn);
 	return 0;
 }
 

@@ -33,7 +33,10 @@ void          xr_tracker_destroy(xr_tracker_t *t);   /* NULL ok */
 
 /* Opens a transaction (a Begin); returns its id.  One may be open at once. */
 uint64_t xr_tracker_begin(xr_tracker_t *t);
-/* Counts one more message of transaction txn in flight. */
+/*
+ * Counts one more message of transaction txn in flight.  Call it before the
+ * message is handed to librdkafka: its report may come at the next poll.
+ */
 void     xr_tracker_add(xr_tracker_t *t, uint64_t txn);
 /* Closes transaction txn (its Commit) ending at end_lsn. */
 void     xr_tracker_commit(xr_tracker_t *t, uint64_t txn, xr_lsn_t end_lsn);

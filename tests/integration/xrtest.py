@@ -38,7 +38,8 @@ def connect(region="us", db="postgres"):
 class Region:
     """One test region: a fresh database with its config and producer."""
 
-    def __init__(self, name, tables, region="us", extra_config=""):
+    def __init__(self, name, tables, region="us", extra_config="",
+                 producer=None):
         self.region = region
         self.suffix = uuid.uuid4().hex[:8]
         self.db = f"xrt_{name}_{self.suffix}"
@@ -63,6 +64,7 @@ class Region:
             "  partitions: 3",
             "producer:",
             "  status_interval_ms: 1000",
+            *[f"  {k}: {v}" for k, v in (producer or {}).items()],
             "tables:",
         ]
         for t in tables:
@@ -151,6 +153,28 @@ class Region:
 def lsn_int(text):
     hi, lo = text.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def rss_kb(pid, field="VmRSS"):
+    """A process's resident set (or peak, with VmHWM) in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def topic_size(topic):
+    """Messages on a topic (sum of partition high watermarks)."""
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": "xrt-size"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in md.topics[topic].partitions)
+    finally:
+        c.close()
 
 
 def topics():
