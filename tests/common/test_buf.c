@@ -1,0 +1,101 @@
+/* test_buf.c: the byte buffer and the LSN helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/lsn.h"
+
+static void
+test_append_grows_and_terminates(void **state)
+{
+	xr_buf_t b;
+	int      i;
+
+	(void)state;
+	xr_buf_init(&b);
+	for (i = 0; i < 1000; i++)
+		xr_buf_append(&b, "abc", 3);
+	assert_int_equal(b.len, 3000);
+	assert_int_equal(b.data[3000], '\0');
+	assert_memory_equal(b.data + 2997, "abc", 3);
+	xr_buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(b.data, "");
+	xr_buf_term(&b);
+}
+
+static void
+test_printf_longer_than_capacity(void **state)
+{
+	xr_buf_t b;
+	char     big[1000];
+
+	(void)state;
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	xr_buf_init(&b);
+	xr_buf_puts(&b, "<");
+	xr_buf_printf(&b, "%s|%d", big, 42);
+	assert_int_equal(b.len, 1 + 999 + 3);
+	assert_string_equal(b.data + 1000, "|42");
+	xr_buf_term(&b);
+}
+
+static void
+test_json_string_escapes(void **state)
+{
+	xr_buf_t b;
+
+	(void)state;
+	xr_buf_init(&b);
+	xr_buf_json_str(&b, "a\"b\\c\n\x01\xc3\xa9", 9);
+	assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"");
+	xr_buf_term(&b);
+}
+
+static void
+test_lsn_round_trip(void **state)
+{
+	char     s[XR_LSN_STRLEN];
+	xr_lsn_t lsn;
+
+	(void)state;
+	assert_string_equal(xr_lsn_format(UINT64_C(0x16B3748), s), "0/16B3748");
+	assert_string_equal(xr_lsn_format(UINT64_MAX, s), "FFFFFFFF/FFFFFFFF");
+	assert_int_equal(xr_lsn_parse("1A/2B", &lsn), 0);
+	assert_int_equal(lsn, (UINT64_C(0x1A) << 32) | 0x2B);
+	assert_int_equal(xr_lsn_parse("FFFFFFFF/FFFFFFFF", &lsn), 0);
+	assert_int_equal(lsn, UINT64_MAX);
+}
+
+static void
+test_lsn_parse_rejects_garbage(void **state)
+{
+	xr_lsn_t lsn;
+
+	(void)state;
+	assert_int_equal(xr_lsn_parse("", &lsn), -1);
+	assert_int_equal(xr_lsn_parse("1A", &lsn), -1);
+	assert_int_equal(xr_lsn_parse("1A/", &lsn), -1);
+	assert_int_equal(xr_lsn_parse("/1", &lsn), -1);
+	assert_int_equal(xr_lsn_parse("1/2x", &lsn), -1);
+	assert_int_equal(xr_lsn_parse("100000000/0", &lsn), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_append_grows_and_terminates),
+		cmocka_unit_test(test_printf_longer_than_capacity),
+		cmocka_unit_test(test_json_string_escapes),
+		cmocka_unit_test(test_lsn_round_trip),
+		cmocka_unit_test(test_lsn_parse_rejects_garbage),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
