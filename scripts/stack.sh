@@ -191,7 +191,7 @@ pg_write_config() {
   data="$(pg_data "$region")"
   cat >"$data/xregion.conf" <<EOF
 # Written by scripts/stack.sh on every 'up' (changes apply on restart).
-cluster_name = 'xregion-$region'
+cluster_name = 'xregion-$region-$port'
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = ''     # TCP only: connect with -h 127.0.0.1
@@ -244,7 +244,7 @@ pg_up() {
   fi
 
   local deadline=$((SECONDS + START_TIMEOUT))
-  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; do
+  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 2; do
     if ((SECONDS >= deadline)); then
       tail -n 20 "$logf" >&2 || true
       die "pg-$region: not answering on 127.0.0.1:$port after ${START_TIMEOUT}s (see $logf)"
@@ -477,7 +477,7 @@ cmd_status() {
   local bad=0 r port
   for r in $(all_regions); do
     port="$(pg_port "$r")"
-    if [[ -n $port ]] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 && pg_is_running "$r"; then
+    if [[ -n $port ]] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 2 && pg_is_running "$r"; then
       printf '%-12s up    127.0.0.1:%s  db=%s  data=%s\n' "pg-$r" "$port" "$PG_DB" "$(pg_data "$r")"
     else
       printf '%-12s down  127.0.0.1:%s\n' "pg-$r" "${port:-?}"
