@@ -16,8 +16,12 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "consumer/consume.h"
+#include "consumer/meta.h"
 #include "producer/produce.h"
 #include "producer/setup.h"
+
+#include <pthread.h>
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -38,17 +42,21 @@ typedef struct command_s {
 static int
 run_setup(const xr_config_t *conf)
 {
-	return xr_setup_run(conf);
+	int rc = xr_setup_run(conf);
+
+	return rc ? rc : xr_meta_setup(conf);
 }
 
 static int
 run_teardown(const xr_config_t *conf)
 {
-	return xr_teardown_run(conf);
+	int rc = xr_teardown_run(conf);
+
+	return xr_meta_teardown(conf) ? 1 : rc;
 }
 
-static int
-run_produce(const xr_config_t *conf)
+static void
+install_signals(void)
 {
 	struct sigaction sa;
 
@@ -58,17 +66,78 @@ run_produce(const xr_config_t *conf)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+static int
+run_produce(const xr_config_t *conf)
+{
+	install_signals();
 	return xr_produce_run(conf, &stop_requested);
 }
 
+static int
+run_consume(const xr_config_t *conf)
+{
+	install_signals();
+	return xr_consume_run(conf, &stop_requested);
+}
+
+/* `xregion run`: the producer on its own thread, the consumer on ours. */
+typedef struct producer_thread_s {
+	const xr_config_t *conf;
+	int                rc;
+} producer_thread_t;
+
+static void *
+producer_main(void *arg)
+{
+	producer_thread_t *pt = arg;
+
+	pt->rc = xr_produce_run(pt->conf, &stop_requested);
+	/* A producer that gives up takes the replicator down with it. */
+	if (pt->rc != 0)
+		stop_requested = 1;
+	return NULL;
+}
+
+static int
+run_both(const xr_config_t *conf)
+{
+	producer_thread_t pt = { conf, 0 };
+	pthread_t         th;
+	sigset_t          block, old;
+	int               rc;
+
+	install_signals();
+	/* Signals go to the consumer's (main) thread only. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	rc = pthread_create(&th, NULL, producer_main, &pt);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		xr_error("cannot start the producer thread: %s", strerror(rc));
+		return 1;
+	}
+	rc = xr_consume_run(conf, &stop_requested);
+	stop_requested = 1;
+	pthread_join(th, NULL);
+	xr_info("replicator stopped (producer %d, consumer %d)", pt.rc, rc);
+	return rc ? rc : pt.rc;
+}
+
 static const command_t commands[] = {
-	{ "setup", "create the publication, replication slot and Kafka topics",
+	{ "setup", "create the publication, slot, Kafka topics and schema xregion",
 	  "Idempotent. Checks that every table marked pii: false exists and has\n"
 	  "a primary key (refusing, by name, any that does not), makes the\n"
 	  "publication cover exactly those tables, creates the pgoutput slot if\n"
 	  "missing, and creates the missing Kafka topics: one per published\n"
 	  "table (<prefix>.<region>.<schema>.<table>), the compacted schemas\n"
-	  "topic and the dead-letter topic.\n",
+	  "topic and the dead-letter topic. Then installs the consumer's schema\n"
+	  "xregion: applied offsets, row versions and tombstones, the conflict\n"
+	  "log, tombstone triggers on the published tables, and a replication\n"
+	  "origin per source region.\n",
 	  run_setup },
 	{ "produce", "stream committed changes to Kafka as Avro events",
 	  "Reads the slot with pgoutput and publishes one Avro change event per\n"
@@ -79,9 +148,25 @@ static const command_t commands[] = {
 	  "the final position and exits 0. Lost connections are retried with\n"
 	  "backoff.\n",
 	  run_produce },
-	{ "teardown", "drop the replication slot and the publication",
-	  "Drops the region's replication slot and publication. Kafka topics are\n"
-	  "kept: they hold the change history.\n",
+	{ "consume", "apply the other regions' changes to this database",
+	  "Subscribes to the change topics of every other region, decodes their\n"
+	  "Avro events (schemas from the schemas topic) and applies the tables\n"
+	  "this region marks pii: false, with last-write-wins: a row's version is\n"
+	  "(commit timestamp at its origin, origin region). Batches many events\n"
+	  "per transaction under a replication origin per source region, with\n"
+	  "the Kafka offsets stored in the same transaction. What cannot be\n"
+	  "applied goes to the dead-letter topic with its reason; conflicts are\n"
+	  "logged in xregion.conflicts. Runs until SIGINT or SIGTERM.\n",
+	  run_consume },
+	{ "run", "the region's replicator: produce and consume together",
+	  "Runs the producer and the consumer of this region in one process\n"
+	  "with one config, until SIGINT or SIGTERM; both shut down cleanly.\n",
+	  run_both },
+	{ "teardown", "drop the slot, the publication and schema xregion",
+	  "Drops the region's replication slot and publication, the consumer's\n"
+	  "schema xregion (offsets, versions, tombstones, conflict log) with its\n"
+	  "triggers, and its replication origins. Kafka topics are kept: they\n"
+	  "hold the change history.\n",
 	  run_teardown },
 };
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 static void
 set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -315,6 +317,382 @@ canon_walk(avro_schema_t s, xr_buf_t *out, char *errstr, size_t errstr_size)
 	}
 }
 
+static char *
+dup_or_die(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (!p) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Row and key fields, read with jansson: avro-c keeps neither logical types
+ * nor the xr.* attributes, and those are what turn a value back into text.
+ */
+
+/* The string member key of obj, or NULL (also when it is not a string). */
+static const char *
+jstr(json_t *obj, const char *key)
+{
+	json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool
+jstr_is(json_t *v, const char *want)
+{
+	return json_is_string(v) && strcmp(json_string_value(v), want) == 0;
+}
+
+/*
+ * The full name of the named type obj defined inside namespace ns (NULL or
+ * "" for none): a dotted name is already full, an explicit "namespace"
+ * replaces ns.
+ */
+static void
+json_full_name(json_t *obj, const char *ns, xr_buf_t *out)
+{
+	const char *name = jstr(obj, "name");
+	json_t     *jns = json_object_get(obj, "namespace");
+
+	xr_buf_reset(out);
+	if (!name)
+		return;
+	if (!strchr(name, '.')) {
+		if (json_is_string(jns))
+			ns = json_string_value(jns);
+		if (ns && *ns) {
+			xr_buf_puts(out, ns);
+			xr_buf_putc(out, '.');
+		}
+	}
+	xr_buf_puts(out, name);
+}
+
+/* Is v the definition of a record with full name want (inside ns)? */
+static bool
+is_record_named(json_t *v, const char *ns, const char *want)
+{
+	xr_buf_t name;
+	bool     yes;
+
+	if (!json_is_object(v) || !jstr_is(json_object_get(v, "type"), "record"))
+		return false;
+	xr_buf_init(&name);
+	json_full_name(v, ns, &name);
+	yes = strcmp(name.data, want) == 0;
+	xr_buf_term(&name);
+	return yes;
+}
+
+/* PostgreSQL's NUMERIC_MAX_PRECISION. */
+#define PG_NUMERIC_MAX_PRECISION 1000
+
+/* The Avro types a column value (or array element) can have. */
+static const struct {
+	const char *type;
+	const char *logical;   /* NULL: no logicalType */
+	xr_avtype_t at;
+} avro_scalars[] = {
+	{ "boolean", NULL, XR_AT_BOOLEAN },
+	{ "int", NULL, XR_AT_INT },
+	{ "int", "date", XR_AT_DATE },
+	{ "long", NULL, XR_AT_LONG },
+	{ "long", "time-micros", XR_AT_TIME_MICROS },
+	{ "long", "timestamp-micros", XR_AT_TIMESTAMP_MICROS },
+	{ "long", "local-timestamp-micros", XR_AT_LOCAL_TIMESTAMP_MICROS },
+	{ "float", NULL, XR_AT_FLOAT },
+	{ "double", NULL, XR_AT_DOUBLE },
+	{ "bytes", NULL, XR_AT_BYTES },
+	{ "bytes", "decimal", XR_AT_DECIMAL },
+	{ "string", NULL, XR_AT_STRING },
+	{ "string", "uuid", XR_AT_UUID },
+};
+
+/*
+ * A scalar type: a primitive name, or an object with "type" and perhaps
+ * "logicalType" (decimal with "precision" and "scale").  An unknown logical
+ * type is refused rather than read as its underlying type: a timestamp in
+ * milliseconds turned into a bare number would be a wrong value, not an
+ * error.  Returns 0, or -1 with *why.
+ */
+static int
+scalar_from_json(json_t *v, xr_coltype_t *t, const char **why)
+{
+	const char *type, *logical = NULL;
+	json_t     *jp, *js;
+	size_t      i;
+
+	if (json_is_string(v)) {
+		type = json_string_value(v);
+	} else if (json_is_object(v)) {
+		type = jstr(v, "type");
+		if (json_object_get(v, "logicalType")) {
+			logical = jstr(v, "logicalType");
+			if (!logical) {
+				*why = "logicalType is not a string";
+				return -1;
+			}
+		}
+	} else {
+		*why = "not an Avro type";
+		return -1;
+	}
+	if (!type) {
+		*why = "not an Avro type";
+		return -1;
+	}
+	for (i = 0; i < sizeof(avro_scalars) / sizeof(avro_scalars[0]); i++) {
+		if (strcmp(avro_scalars[i].type, type) != 0)
+			continue;
+		if (logical ? avro_scalars[i].logical &&
+		              strcmp(avro_scalars[i].logical, logical) == 0
+		            : !avro_scalars[i].logical)
+			break;
+	}
+	if (i == sizeof(avro_scalars) / sizeof(avro_scalars[0])) {
+		*why = logical ? "unsupported logical type" : "unsupported type";
+		return -1;
+	}
+	t->at = avro_scalars[i].at;
+	if (t->at != XR_AT_DECIMAL)
+		return 0;
+	jp = json_object_get(v, "precision");
+	js = json_object_get(v, "scale");
+	if (!json_is_integer(jp) || (js && !json_is_integer(js))) {
+		*why = "decimal precision or scale is not an integer";
+		return -1;
+	}
+	/* PostgreSQL's numeric(p,s) limits; scale defaults to 0. */
+	if (json_integer_value(jp) < 1 ||
+	    json_integer_value(jp) > PG_NUMERIC_MAX_PRECISION ||
+	    (js && (json_integer_value(js) < 0 ||
+	            json_integer_value(js) > json_integer_value(jp)))) {
+		*why = "decimal precision or scale out of range";
+		return -1;
+	}
+	t->precision = (int)json_integer_value(jp);
+	t->scale = js ? (int)json_integer_value(js) : 0;
+	return 0;
+}
+
+/*
+ * The union u's branches from index first on: a value type, optionally
+ * followed by the "string" branch.  Sets *value and *has_text.
+ */
+static bool
+value_and_text(json_t *u, size_t first, json_t **value, bool *has_text)
+{
+	size_t n = json_array_size(u);
+
+	if (n == first + 1) {
+		*has_text = false;
+	} else if (n == first + 2 && jstr_is(json_array_get(u, first + 1),
+	                                      "string")) {
+		*has_text = true;
+	} else {
+		return false;
+	}
+	*value = json_array_get(u, first);
+	return true;
+}
+
+/*
+ * The type of a Row or Key field: [null,] value [, "string"], where value is
+ * a scalar or an array of [null, scalar [, "string"]].  The text branch must
+ * be there exactly for decimals and arrays, as xr_pgtype_schema_json makes
+ * them.  Returns 0, or -1 with *why.
+ */
+static int
+field_type_from_json(json_t *type, xr_field_t *f, const char **why)
+{
+	json_t *value = type, *items, *elem;
+	bool    elem_text = false;
+
+	f->nullable = false;
+	f->has_text_branch = false;
+	if (json_is_array(type)) {
+		f->nullable = jstr_is(json_array_get(type, 0), "null");
+		if (!value_and_text(type, f->nullable ? 1 : 0, &value,
+		                    &f->has_text_branch)) {
+			*why = "unsupported union";
+			return -1;
+		}
+	}
+	if (json_is_object(value) &&
+	    jstr_is(json_object_get(value, "type"), "array")) {
+		items = json_object_get(value, "items");
+		if (!json_is_array(items) ||
+		    !jstr_is(json_array_get(items, 0), "null") ||
+		    !value_and_text(items, 1, &elem, &elem_text)) {
+			*why = "array items are not a union with null first";
+			return -1;
+		}
+		f->type.is_array = true;
+		value = elem;
+	}
+	if (scalar_from_json(value, &f->type, why) != 0)
+		return -1;
+	if (elem_text != (f->type.is_array && f->type.at == XR_AT_DECIMAL) ||
+	    f->has_text_branch != (f->type.is_array ||
+	                           f->type.at == XR_AT_DECIMAL)) {
+		*why = "unsupported union";
+		return -1;
+	}
+	return 0;
+}
+
+/* A field of Row or Key; out is zeroed.  Returns 0, or -1 with errstr. */
+static int
+field_from_json(json_t *jf, size_t idx, xr_field_t *out, char *errstr,
+                size_t errstr_size)
+{
+	const char *name = jstr(jf, "name"), *why = NULL;
+	json_t     *jcol = json_object_get(jf, "xr.column");
+	json_t     *jpg = json_object_get(jf, "xr.pg_type");
+	const char *pg = jstr(jf, "xr.pg_type");
+	size_t      n;
+
+	if (!name) {
+		set_err(errstr, errstr_size, "field %zu of the row has no name",
+		        idx + 1);
+		return -1;
+	}
+	if ((jcol && !json_is_string(jcol)) || (jpg && !pg)) {
+		set_err(errstr, errstr_size, "field \"%s\": xr.column or "
+		        "xr.pg_type is not a string", name);
+		return -1;
+	}
+	out->name = dup_or_die(name, strlen(name));
+	name = json_is_string(jcol) ? json_string_value(jcol) : name;
+	out->column = dup_or_die(name, strlen(name));
+	out->type.typmod = -1;
+	if (pg) {
+		n = strlen(pg);
+		if (n >= sizeof(out->type.pgname)) {
+			set_err(errstr, errstr_size, "field \"%s\": xr.pg_type is "
+			        "longer than %zu bytes", out->name,
+			        sizeof(out->type.pgname) - 1);
+			return -1;
+		}
+		memcpy(out->type.pgname, pg, n + 1);
+	}
+	if (field_type_from_json(json_object_get(jf, "type"), out, &why) != 0) {
+		set_err(errstr, errstr_size, "field \"%s\": %s", out->name, why);
+		return -1;
+	}
+	/* json and jsonb are plain strings in Avro: xr.pg_type tells. */
+	if (out->type.at == XR_AT_STRING && pg) {
+		n = strlen(pg);
+		if (out->type.is_array && n >= 2 && strcmp(pg + n - 2, "[]") == 0)
+			n -= 2;
+		if ((n == 4 && strncmp(pg, "json", 4) == 0) ||
+		    (n == 5 && strncmp(pg, "jsonb", 5) == 0))
+			out->type.at = XR_AT_JSON;
+	}
+	return 0;
+}
+
+static void
+free_fields(xr_field_t *fields, int n)
+{
+	int i;
+
+	if (!fields)
+		return;
+	for (i = 0; i < n; i++) {
+		free(fields[i].name);
+		free(fields[i].column);
+	}
+	free(fields);
+}
+
+/*
+ * The record xregion.Row, defined in the union of one of the envelope's
+ * fields (before, as xr_schema_build writes it, or after), or NULL.
+ */
+static json_t *
+find_row_record(json_t *root)
+{
+	json_t *fields = json_object_get(root, "fields"), *type, *b;
+	size_t  i, k;
+
+	for (i = 0; i < json_array_size(fields); i++) {
+		type = json_object_get(json_array_get(fields, i), "type");
+		for (k = 0; k < json_array_size(type); k++) {
+			b = json_array_get(type, k);
+			if (is_record_named(b, "xregion", "xregion.Row"))
+				return b;
+		}
+	}
+	return NULL;
+}
+
+/* Fills s->is_envelope, is_key and row_fields from s->json. */
+static int
+describe_fields(xr_schema_t *s, char *errstr, size_t errstr_size)
+{
+	json_error_t jerr;
+	json_t      *root, *record, *fields;
+	size_t       i, n;
+	int          rc = -1;
+
+	root = json_loadb(s->json.data, s->json.len,
+	                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+	                  &jerr);
+	if (!root) {
+		set_err(errstr, errstr_size, "cannot read schema JSON: %s "
+		        "(line %d, column %d)", jerr.text, jerr.line, jerr.column);
+		return -1;
+	}
+	if (is_record_named(root, NULL, "xregion.ChangeEvent")) {
+		s->is_envelope = true;
+		record = find_row_record(root);
+		if (!record) {
+			set_err(errstr, errstr_size, "envelope schema defines no "
+			        "record xregion.Row");
+			goto done;
+		}
+	} else if (is_record_named(root, NULL, "xregion.Key")) {
+		s->is_key = true;
+		record = root;
+	} else {
+		rc = 0;   /* not ours: no row fields */
+		goto done;
+	}
+	fields = json_object_get(record, "fields");
+	n = json_array_size(fields);
+	if (!json_is_array(fields) || n > INT32_MAX) {
+		set_err(errstr, errstr_size, "record %s has no field list",
+		        s->is_key ? "xregion.Key" : "xregion.Row");
+		goto done;
+	}
+	if (n > 0) {
+		s->row_fields = calloc(n, sizeof(*s->row_fields));
+		if (!s->row_fields) {
+			fputs("xregion: out of memory\n", stderr);
+			abort();
+		}
+	}
+	for (i = 0; i < n; i++) {
+		s->n_row_fields = (int)i + 1;
+		if (field_from_json(json_array_get(fields, i), i, &s->row_fields[i],
+		                    errstr, errstr_size) != 0)
+			goto done;
+	}
+	rc = 0;
+done:
+	json_decref(root);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------
  * Schema objects
  */
@@ -342,6 +720,7 @@ xr_schema_destroy(xr_schema_t *s)
 		avro_value_iface_decref(s->iface);
 	if (s->schema)
 		(void)avro_schema_decref(s->schema);
+	free_fields(s->row_fields, s->n_row_fields);
 	xr_buf_term(&s->json);
 	xr_buf_term(&s->canonical);
 	free(s);
@@ -349,8 +728,9 @@ xr_schema_destroy(xr_schema_t *s)
 
 /*
  * Parses s->json with avro-c and fills in the canonical form, fingerprint
- * and generic class.  With expect set, the canonical form must equal it: the
- * builder writes both forms itself, and this cross-checks the two.
+ * and generic class, then reads the row fields with jansson.  With expect
+ * set, the canonical form must equal it: the builder writes both forms
+ * itself, and this cross-checks the two.
  */
 static int
 schema_finish(xr_schema_t *s, const char *expect, char *errstr,
@@ -378,7 +758,7 @@ schema_finish(xr_schema_t *s, const char *expect, char *errstr,
 		        avro_strerror());
 		return -1;
 	}
-	return 0;
+	return describe_fields(s, errstr, errstr_size);
 }
 
 int
@@ -508,20 +888,6 @@ name_taken(char **names, int n, const char *name)
 	return false;
 }
 
-static char *
-dup_or_die(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (!p) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
 /*
  * Field names for all columns.  Valid names are kept; the others become
  * [A-Za-z_][A-Za-z0-9_]* with one '_' per offending character and a '_'
@@ -615,6 +981,44 @@ field_json(const xr_schema_col_t *col, const char *fname, bool key,
 	xr_buf_putc(canon, '}');
 }
 
+/*
+ * The row fields read back from the built JSON must describe the columns:
+ * what a consumer will make of the schema is what the producer meant.
+ */
+static int
+check_fields(const xr_schema_t *s, const xr_schema_col_t *cols, int ncols,
+             bool key, char *errstr, size_t errstr_size)
+{
+	const xr_field_t *f;
+	int               i, k = 0;
+
+	for (i = 0; i < ncols; i++) {
+		const xr_coltype_t *t = cols[i].type;
+
+		if (key && !cols[i].is_key)
+			continue;
+		if (k >= s->n_row_fields)
+			goto differ;
+		f = &s->row_fields[k++];
+		if (strcmp(f->column, cols[i].name) != 0 || f->nullable == key ||
+		    f->type.at != t->at || f->type.is_array != t->is_array ||
+		    f->type.precision != t->precision ||
+		    f->type.scale != t->scale ||
+		    strncmp(f->type.pgname, t->pgname, sizeof(t->pgname)) != 0) {
+			set_err(errstr, errstr_size, "internal error: the schema's "
+			        "field \"%s\" reads back as another type than column "
+			        "%d's", f->name, i + 1);
+			return -1;
+		}
+	}
+	if (k == s->n_row_fields && (key ? s->is_key : s->is_envelope))
+		return 0;
+differ:
+	set_err(errstr, errstr_size, "internal error: the schema's fields read "
+	        "back differ from the columns");
+	return -1;
+}
+
 int
 xr_schema_build(const xr_schema_col_t *cols, int ncols, bool key,
                 xr_schema_t **out, char *errstr, size_t errstr_size)
@@ -657,6 +1061,8 @@ xr_schema_build(const xr_schema_col_t *cols, int ncols, bool key,
 
 	rc = schema_finish(s, canon.data, errstr, errstr_size);
 	xr_buf_term(&canon);
+	if (rc == 0)
+		rc = check_fields(s, cols, ncols, key, errstr, errstr_size);
 	if (rc != 0) {
 		xr_schema_destroy(s);
 		return -1;

@@ -65,6 +65,23 @@ typedef struct xr_schema_col_s {
 	bool                is_key;
 } xr_schema_col_t;
 
+/*
+ * One field of xregion.Row or xregion.Key as read back from the schema's
+ * JSON (avro-c drops logical types and the xr.* attributes, so this is what
+ * a reader knows of the column).
+ */
+typedef struct xr_field_s {
+	char        *name;     /* Avro field name (mangled); owned */
+	char        *column;   /* PostgreSQL column name: "xr.column" if present,
+	                          else name; owned */
+	xr_coltype_t type;     /* at, is_array, precision, scale from the Avro
+	                          type, pgname from "xr.pg_type" ("" if absent);
+	                          typid 0, typmod -1 */
+	bool         nullable; /* a union with null first */
+	bool         has_text_branch; /* the union's extra "string" branch
+	                                 (decimals and arrays) */
+} xr_field_t;
+
 /* A built schema: its JSON, canonical form, fingerprint and avro-c form. */
 typedef struct xr_schema_s {
 	xr_buf_t     json;        /* full JSON, with logical types */
@@ -72,13 +89,20 @@ typedef struct xr_schema_s {
 	uint64_t     fingerprint; /* CRC-64-AVRO of canonical */
 	avro_schema_t schema;     /* parsed from json; owned */
 	avro_value_iface_t *iface;/* generic class of schema; owned */
+	bool         is_envelope; /* the record xregion.ChangeEvent */
+	bool         is_key;      /* the record xregion.Key */
+	xr_field_t  *row_fields;  /* envelope: the fields of xregion.Row; key:
+	                             those of xregion.Key; else NULL; owned */
+	int          n_row_fields;
 } xr_schema_t;
 
 /*
  * Builds the value schema (envelope) for a table's columns, or with key set,
  * the key schema of its is_key columns.  Column names that are not valid
  * Avro names are mangled ([A-Za-z_][A-Za-z0-9_]*, duplicates suffixed) and
- * keep their PostgreSQL name in the field attribute "xr.column".
+ * keep their PostgreSQL name in the field attribute "xr.column".  row_fields
+ * are read back from the built JSON as xr_schema_from_json reads them, and
+ * must agree with cols (an internal error otherwise).
  * On success *out is a new schema (free with xr_schema_destroy).
  * Returns 0, or -1 with errstr set.
  */
@@ -86,7 +110,14 @@ int xr_schema_build(const xr_schema_col_t *cols, int ncols, bool key,
                     xr_schema_t **out, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
-/* Parses a schema published by any producer (full JSON) into *out. */
+/*
+ * Parses a schema published by any producer (full JSON) into *out (free
+ * with xr_schema_destroy).  An xregion envelope or key schema also gets its
+ * row_fields; every field's type must be one xr_pgtype_schema_json (Row) or
+ * xr_pgtype_key_schema_json (Key) can make, else this fails naming the
+ * field.  Any other schema parses with n_row_fields 0.
+ * Returns 0, or -1 with errstr set.
+ */
 int xr_schema_from_json(const char *json, size_t len, xr_schema_t **out,
                         char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));

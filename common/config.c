@@ -50,7 +50,7 @@ typedef struct {
 
 static const char *const root_keys[] = {
 	"region", "regions", "log_level", "postgres", "kafka", "producer",
-	"tables", NULL
+	"consumer", "tables", NULL
 };
 static const char *const pg_keys[] = {
 	"dsn", "slot", "publication", NULL
@@ -63,6 +63,10 @@ static const char *const kafka_keys[] = {
 static const char *const producer_keys[] = {
 	"status_interval_ms", "max_inflight_mb", "flush_timeout_ms",
 	"reconnect_backoff_max_ms", NULL
+};
+static const char *const consumer_keys[] = {
+	"group_id", "batch_size", "batch_linger_ms", "tombstone_retention_hours",
+	"drift_recheck_ms", NULL
 };
 static const char *const table_keys[] = {
 	"name", "pii", "exclude_columns", "conflict", NULL
@@ -809,6 +813,49 @@ parse_producer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	return 0;
 }
 
+static WUR int
+parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
+{
+	static const struct {
+		const char *key;
+		const char *path;
+		long        min, max, def;
+		size_t      offset;
+	} ints[] = {
+		{ "batch_size", "consumer.batch_size",
+		  1, 100000, 2000, offsetof(xr_config_t, batch_size) },
+		{ "batch_linger_ms", "consumer.batch_linger_ms",
+		  1, 10000, 50, offsetof(xr_config_t, batch_linger_ms) },
+		{ "tombstone_retention_hours", "consumer.tombstone_retention_hours",
+		  1, 87600, 168, offsetof(xr_config_t, tombstone_retention_hours) },
+		{ "drift_recheck_ms", "consumer.drift_recheck_ms",
+		  100, 600000, 5000, offsetof(xr_config_t, drift_recheck_ms) },
+	};
+	yaml_node_t *map, *v;
+	size_t i;
+
+	if (as_map(c, n, "consumer", &map) != 0)
+		return -1;
+	if (map && map_check(c, map, "consumer", consumer_keys) != 0)
+		return -1;
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		int *field = (int *)((char *)conf + ints[i].offset);
+
+		*field = (int)ints[i].def;
+		if ((v = map_get(c, map, ints[i].key)) &&
+		    get_int(c, v, ints[i].path, ints[i].min, ints[i].max, field) != 0)
+			return -1;
+	}
+	if ((v = map_get(c, map, "group_id"))) {
+		if (get_string(c, v, "consumer.group_id", &conf->group_id) != 0)
+			return -1;
+	} else {
+		conf->group_id = xasprintf("xregion.%s.%s", conf->topic_prefix,
+		                           conf->region);
+	}
+	return 0;
+}
+
 /* "schema.table" or "table" (schema public) into t->schema and t->name. */
 static WUR int
 parse_table_name(cfg_ctx_t *c, yaml_node_t *n, const char *path,
@@ -997,6 +1044,7 @@ parse_root(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *root)
 	if (parse_postgres(c, conf, map_get(c, root, "postgres")) != 0 ||
 	    parse_kafka(c, conf, map_get(c, root, "kafka")) != 0 ||
 	    parse_producer(c, conf, map_get(c, root, "producer")) != 0 ||
+	    parse_consumer(c, conf, map_get(c, root, "consumer")) != 0 ||
 	    parse_tables(c, conf, map_get(c, root, "tables")) != 0)
 		return -1;
 	return 0;
@@ -1290,6 +1338,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->slot);
 	free(conf->publication);
 	free(conf->brokers);
+	free(conf->group_id);
 	free(conf->topic_prefix);
 	free(conf->schemas_topic);
 	free(conf->dead_letter_topic);

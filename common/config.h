@@ -58,6 +58,13 @@ typedef struct xr_config_s {
 	int     flush_timeout_ms;       /* 30000 */
 	int     reconnect_backoff_max_ms; /* 30000 */
 
+	/* consumer: */
+	char   *group_id;               /* "xregion.<prefix>.<region>" */
+	int     batch_size;             /* 2000 events per transaction at most */
+	int     batch_linger_ms;        /* 50: wait this long to fill a batch */
+	int     tombstone_retention_hours; /* 168 */
+	int     drift_recheck_ms;       /* 5000 */
+
 	xr_table_conf_t *tables;
 	size_t  n_tables;
 } xr_config_t;

@@ -9,7 +9,9 @@
 #include "common/pgtype.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1249,4 +1251,511 @@ xr_pgtype_set_null(avro_value_t *field)
 	if (avro_value_set_branch(field, 0, &branch) != 0)
 		return -1;
 	return avro_value_set_null(&branch) != 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Avro to text
+ *
+ * The inverse of the above: the text PostgreSQL's input functions read back
+ * as the same value.  Where PostgreSQL's own output is easy to match (dates,
+ * times and timestamps without trailing fraction zeros, array quoting), it
+ * is matched exactly; floats use the shortest %g form that reads back to the
+ * same bits, which may differ in notation (1e+10 for 10000000000).
+ */
+
+static int
+out_fail(const xr_coltype_t *t, char *errstr, size_t errstr_size,
+         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+out_fail(const xr_coltype_t *t, char *errstr, size_t errstr_size,
+         const char *fmt, ...)
+{
+	va_list ap;
+	int     n;
+
+	if (!errstr || errstr_size == 0)
+		return -1;
+	n = snprintf(errstr, errstr_size, "%s value: ",
+	             t->pgname[0] ? t->pgname : "column");
+	if (n < 0 || (size_t)n >= errstr_size)
+		return -1;
+	va_start(ap, fmt);
+	(void)vsnprintf(errstr + n, errstr_size - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* What a union currently holds. */
+typedef enum { PICK_NULL, PICK_VALUE, PICK_TEXT } pick_t;
+
+/*
+ * Reads the branch of a union laid out as the schema JSON above makes it:
+ * [null,] value [, string].  Without nullable and has_text, u is the plain
+ * value itself.  *v is set to the branch (or u).
+ */
+static int
+pick_branch(avro_value_t *u, bool nullable, bool has_text, avro_value_t *v,
+            pick_t *pick)
+{
+	int d = -1;
+
+	if (!nullable && !has_text) {
+		*v = *u;
+		*pick = PICK_VALUE;
+		return 0;
+	}
+	if (avro_value_get_discriminant(u, &d) != 0 ||
+	    avro_value_get_current_branch(u, v) != 0)
+		return -1;
+	if (nullable) {
+		if (d == 0) {
+			*pick = PICK_NULL;
+			return 0;
+		}
+		d--;
+	}
+	if (d == 0)
+		*pick = PICK_VALUE;
+	else if (d == 1 && has_text)
+		*pick = PICK_TEXT;
+	else
+		return -1;
+	return 0;
+}
+
+/* An Avro string's text without avro-c's NUL terminator; false when the
+ * text itself holds a NUL, which no PostgreSQL text value can. */
+static bool
+string_text(avro_value_t *v, const char **s, size_t *len)
+{
+	const char *p = NULL;
+	size_t      size = 0;
+
+	if (avro_value_get_string(v, &p, &size) != 0)
+		return false;
+	if (size > 0 && p[size - 1] == '\0')
+		size--;
+	if (size > 0 && memchr(p, '\0', size))
+		return false;
+	*s = size > 0 ? p : "";
+	*len = size;
+	return true;
+}
+
+/*
+ * Shortest %g form that reads back as the same value (at most 9 significant
+ * digits for float4, 17 for float8), and PostgreSQL's spellings of the
+ * special values.
+ */
+static void
+append_float(xr_buf_t *out, double d, bool single)
+{
+	char tmp[48];
+	int  prec, maxprec = single ? 9 : 17;
+
+	if (isnan(d)) {
+		xr_buf_puts(out, "NaN");
+		return;
+	}
+	if (isinf(d)) {
+		xr_buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
+		return;
+	}
+	for (prec = 1; prec <= maxprec; prec++) {
+		/* At most "-d.<16 digits>e-308": always fits in tmp. */
+		(void)snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+		if (single ? strtof(tmp, NULL) == (float)d : strtod(tmp, NULL) == d)
+			break;
+	}
+	xr_buf_puts(out, tmp);
+}
+
+/* More than the 1022 digits of DECIMAL_MAX_BYTES - 1 magnitude bytes. */
+#define DECIMAL_MAX_DIGITS 1040
+
+/*
+ * Appends the decimal whose unscaled value is the big-endian two's
+ * complement b[0..n), at the given scale: "-0.01" for -1 at scale 2.
+ * Returns 0, or -1 with *why when the value has more digits than precision.
+ */
+static int
+append_decimal(const unsigned char *b, size_t n, int precision, int scale,
+               xr_buf_t *out, const char **why)
+{
+	unsigned char mag[DECIMAL_MAX_BYTES];   /* big-endian magnitude */
+	char          digits[DECIMAL_MAX_DIGITS + 9];
+	size_t        ndig = 0, first = 0, i;
+	bool          neg;
+
+	if (precision < 1 || precision > NUMERIC_MAX_PRECISION || scale < 0 ||
+	    scale > precision) {
+		*why = "the column type is not a decimal";
+		return -1;
+	}
+	if (n == 0) {
+		*why = "empty decimal bytes";
+		return -1;
+	}
+	neg = (b[0] & 0x80) != 0;
+	/* Other writers need not use the minimal length. */
+	while (n > 1 && ((b[0] == 0x00 && !(b[1] & 0x80)) ||
+	                 (b[0] == 0xff && (b[1] & 0x80)))) {
+		b++;
+		n--;
+	}
+	if (n > sizeof(mag)) {
+		*why = "more digits than the column's precision";
+		return -1;
+	}
+	memcpy(mag, b, n);
+	if (neg) {
+		unsigned carry = 1;
+
+		for (i = n; i-- > 0;) {
+			unsigned x = (unsigned)(unsigned char)~mag[i] + carry;
+
+			mag[i] = (unsigned char)(x & 0xff);
+			carry = x >> 8;
+		}
+	}
+
+	/* Nine digits per division of the magnitude by 10^9, lowest first. */
+	while (first < n) {
+		uint64_t rem = 0;
+		int      k;
+
+		for (i = first; i < n; i++) {
+			rem = (rem << 8) | mag[i];
+			mag[i] = (unsigned char)(rem / 1000000000u);
+			rem %= 1000000000u;
+		}
+		while (first < n && mag[first] == 0)
+			first++;
+		for (k = 0; k < 9; k++) {
+			digits[ndig++] = (char)('0' + rem % 10);
+			rem /= 10;
+		}
+	}
+	while (ndig > 0 && digits[ndig - 1] == '0')
+		ndig--;
+	if (ndig > (size_t)precision) {
+		*why = "more digits than the column's precision";
+		return -1;
+	}
+
+	/* digits[] is little-endian: write it out reversed. */
+	if (neg && ndig > 0)
+		xr_buf_putc(out, '-');
+	if (ndig <= (size_t)scale) {
+		xr_buf_putc(out, '0');
+		if (scale > 0)
+			xr_buf_putc(out, '.');
+		for (i = ndig; i < (size_t)scale; i++)
+			xr_buf_putc(out, '0');
+		for (i = ndig; i-- > 0;)
+			xr_buf_putc(out, digits[i]);
+		return 0;
+	}
+	for (i = ndig; i-- > 0;) {
+		xr_buf_putc(out, digits[i]);
+		if (i == (size_t)scale && scale > 0)
+			xr_buf_putc(out, '.');
+	}
+	return 0;
+}
+
+/* The inverse of days_from_civil (Howard Hinnant's civil_from_days). */
+static void
+civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+	int64_t era, doe, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;                                     /* [0, 146096] */
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);              /* [0, 365] */
+	mp = (5 * doy + 2) / 153;                                   /* [0, 11] */
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+/* "YYYY-MM-DD" with PostgreSQL's BC year (1 - astronomical year); returns
+ * whether " BC" must follow. */
+static bool
+append_ymd(xr_buf_t *out, int64_t days)
+{
+	int64_t y;
+	int     m, d;
+	bool    bc;
+
+	civil_from_days(days, &y, &m, &d);
+	bc = y <= 0;
+	xr_buf_printf(out, "%04lld-%02d-%02d", (long long)(bc ? 1 - y : y), m, d);
+	return bc;
+}
+
+/* "HH:MM:SS" and the fraction without trailing zeros, as PostgreSQL
+ * prints it; 0 <= usecs <= USECS_PER_DAY. */
+static void
+append_hms(xr_buf_t *out, int64_t usecs)
+{
+	int64_t secs = usecs / USECS_PER_SEC;
+	int     frac = (int)(usecs % USECS_PER_SEC);
+	char    f[8];
+	int     n = 6;
+
+	xr_buf_printf(out, "%02d:%02d:%02d", (int)(secs / 3600),
+	              (int)(secs / 60 % 60), (int)(secs % 60));
+	if (frac == 0)
+		return;
+	(void)snprintf(f, sizeof(f), "%06d", frac);
+	while (f[n - 1] == '0')
+		n--;
+	f[n] = '\0';
+	xr_buf_printf(out, ".%s", f);
+}
+
+static void
+append_timestamp(xr_buf_t *out, int64_t usecs, bool tz)
+{
+	int64_t days, tod;
+	bool    bc;
+
+	if (usecs == INT64_MAX) {
+		xr_buf_puts(out, "infinity");
+		return;
+	}
+	if (usecs == INT64_MIN) {
+		xr_buf_puts(out, "-infinity");
+		return;
+	}
+	days = usecs / USECS_PER_DAY;
+	tod = usecs % USECS_PER_DAY;
+	if (tod < 0) {
+		tod += USECS_PER_DAY;
+		days--;
+	}
+	bc = append_ymd(out, days);
+	xr_buf_putc(out, ' ');
+	append_hms(out, tod);
+	if (tz)
+		xr_buf_puts(out, "+00");
+	if (bc)
+		xr_buf_puts(out, " BC");
+}
+
+/* The text of a non-null scalar (or element) value v of type at. */
+static int
+value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
+              char *errstr, size_t errstr_size)
+{
+	const char *s, *why = NULL;
+	const void *bytes;
+	size_t      n, i;
+	int32_t     iv;
+	int64_t     lv;
+	float       fv;
+	double      dv;
+	int         bv;
+
+	switch (t->at) {
+	case XR_AT_BOOLEAN:
+		if (avro_value_get_boolean(v, &bv) != 0)
+			break;
+		xr_buf_putc(out, bv ? 't' : 'f');
+		return 0;
+	case XR_AT_INT:
+		if (avro_value_get_int(v, &iv) != 0)
+			break;
+		xr_buf_printf(out, "%" PRId32, iv);
+		return 0;
+	case XR_AT_LONG:
+		if (avro_value_get_long(v, &lv) != 0)
+			break;
+		xr_buf_printf(out, "%" PRId64, lv);
+		return 0;
+	case XR_AT_FLOAT:
+		if (avro_value_get_float(v, &fv) != 0)
+			break;
+		append_float(out, fv, true);
+		return 0;
+	case XR_AT_DOUBLE:
+		if (avro_value_get_double(v, &dv) != 0)
+			break;
+		append_float(out, dv, false);
+		return 0;
+	case XR_AT_BYTES:
+		if (avro_value_get_bytes(v, &bytes, &n) != 0)
+			break;
+		xr_buf_reserve(out, 2 + 2 * n);
+		xr_buf_puts(out, "\\x");
+		for (i = 0; i < n; i++) {
+			static const char hex[] = "0123456789abcdef";
+			unsigned char     ch = ((const unsigned char *)bytes)[i];
+
+			xr_buf_putc(out, hex[ch >> 4]);
+			xr_buf_putc(out, hex[ch & 0x0f]);
+		}
+		return 0;
+	case XR_AT_DECIMAL:
+		if (avro_value_get_bytes(v, &bytes, &n) != 0)
+			break;
+		if (append_decimal(bytes, n, t->precision, t->scale, out, &why) != 0)
+			return out_fail(t, errstr, errstr_size, "%s", why);
+		return 0;
+	case XR_AT_DATE:
+		if (avro_value_get_int(v, &iv) != 0)
+			break;
+		if (iv == INT32_MAX)
+			xr_buf_puts(out, "infinity");
+		else if (iv == INT32_MIN)
+			xr_buf_puts(out, "-infinity");
+		else if (append_ymd(out, iv))
+			xr_buf_puts(out, " BC");
+		return 0;
+	case XR_AT_TIME_MICROS:
+		if (avro_value_get_long(v, &lv) != 0)
+			break;
+		if (lv < 0 || lv > USECS_PER_DAY)
+			return out_fail(t, errstr, errstr_size,
+			                "time of %" PRId64 " microseconds is not within "
+			                "a day", lv);
+		append_hms(out, lv);
+		return 0;
+	case XR_AT_TIMESTAMP_MICROS:
+	case XR_AT_LOCAL_TIMESTAMP_MICROS:
+		if (avro_value_get_long(v, &lv) != 0)
+			break;
+		append_timestamp(out, lv, t->at == XR_AT_TIMESTAMP_MICROS);
+		return 0;
+	case XR_AT_STRING:
+	case XR_AT_UUID:
+	case XR_AT_JSON:
+		if (!string_text(v, &s, &n)) {
+			if (avro_value_get_type(v) == AVRO_STRING)
+				return out_fail(t, errstr, errstr_size,
+				                "string holds a NUL byte");
+			break;
+		}
+		xr_buf_append(out, s, n);
+		return 0;
+	}
+	return out_fail(t, errstr, errstr_size, "Avro value of type %d does not "
+	                "match the column type", (int)avro_value_get_type(v));
+}
+
+/* array_out's rule: quote empty strings, NULL in any case, and anything
+ * with a delimiter, brace, quote, backslash or array white space. */
+static void
+append_array_elem(xr_buf_t *out, const char *s, size_t n)
+{
+	bool   quote = n == 0 || (n == 4 && strncasecmp(s, "NULL", 4) == 0);
+	size_t i;
+
+	for (i = 0; i < n && !quote; i++)
+		quote = s[i] == '"' || s[i] == '\\' || s[i] == '{' || s[i] == '}' ||
+		        s[i] == ',' || is_array_space(s[i]);
+	if (!quote) {
+		xr_buf_append(out, s, n);
+		return;
+	}
+	xr_buf_putc(out, '"');
+	for (i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			xr_buf_putc(out, '\\');
+		xr_buf_putc(out, s[i]);
+	}
+	xr_buf_putc(out, '"');
+}
+
+static int
+array_to_text(const xr_coltype_t *t, avro_value_t *arr, xr_buf_t *out,
+              char *errstr, size_t errstr_size)
+{
+	avro_value_t item, v;
+	xr_buf_t     elem;
+	const char  *s;
+	size_t       n, i, len;
+	pick_t       pick;
+	int          rc = -1;
+
+	if (avro_value_get_size(arr, &n) != 0)
+		return out_fail(t, errstr, errstr_size, "not an Avro array");
+	xr_buf_init(&elem);
+	xr_buf_putc(out, '{');
+	for (i = 0; i < n; i++) {
+		if (i)
+			xr_buf_putc(out, ',');
+		if (avro_value_get_by_index(arr, i, &item, NULL) != 0 ||
+		    pick_branch(&item, true, t->at == XR_AT_DECIMAL, &v,
+		                &pick) != 0) {
+			(void)out_fail(t, errstr, errstr_size, "element %zu is not "
+			               "of the array's element type", i + 1);
+			goto done;
+		}
+		if (pick == PICK_NULL) {
+			xr_buf_puts(out, "NULL");
+			continue;
+		}
+		xr_buf_reset(&elem);
+		if (pick == PICK_TEXT) {
+			if (!string_text(&v, &s, &len)) {
+				(void)out_fail(t, errstr, errstr_size, "element %zu: "
+				               "bad string", i + 1);
+				goto done;
+			}
+			xr_buf_append(&elem, s, len);
+		} else if (value_to_text(t, &v, &elem, errstr, errstr_size) != 0) {
+			goto done;
+		}
+		append_array_elem(out, elem.data, elem.len);
+	}
+	xr_buf_putc(out, '}');
+	rc = 0;
+done:
+	xr_buf_term(&elem);
+	return rc;
+}
+
+int
+xr_pgtype_avro_to_text(const xr_coltype_t *t, avro_value_t *field,
+                       bool nullable, xr_buf_t *out, bool *is_null,
+                       char *errstr, size_t errstr_size)
+{
+	avro_value_t v;
+	const char  *s;
+	size_t       n, old_len = out->len;
+	pick_t       pick;
+	int          rc;
+
+	*is_null = false;
+	if (pick_branch(field, nullable, t->is_array || t->at == XR_AT_DECIMAL,
+	                &v, &pick) != 0)
+		return out_fail(t, errstr, errstr_size,
+		                "Avro value is not the column type's union");
+	switch (pick) {
+	case PICK_NULL:
+		*is_null = true;
+		return 0;
+	case PICK_TEXT:
+		if (!string_text(&v, &s, &n))
+			return out_fail(t, errstr, errstr_size, "bad string branch");
+		xr_buf_append(out, s, n);
+		return 0;
+	case PICK_VALUE:
+		break;
+	}
+	if (t->is_array)
+		rc = array_to_text(t, &v, out, errstr, errstr_size);
+	else
+		rc = value_to_text(t, &v, out, errstr, errstr_size);
+	if (rc != 0) {
+		/* out keeps its old content. */
+		out->len = old_len;
+		out->data[old_len] = '\0';
+	}
+	return rc;
 }

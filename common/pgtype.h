@@ -131,4 +131,33 @@ int xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
 /* Sets a nullable field (a union made by xr_pgtype_schema_json) to null. */
 int xr_pgtype_set_null(avro_value_t *field) __attribute__((warn_unused_result));
 
+/*
+ * The inverse of xr_pgtype_text_to_avro: appends to out the PostgreSQL text
+ * form of field, a value of the type xr_pgtype_schema_json (nullable) or
+ * xr_pgtype_key_schema_json (not nullable) makes for t, or sets *is_null
+ * (appending nothing) when the union holds null.  field is borrowed; only
+ * t's at, is_array, precision, scale and pgname are used, so a type
+ * described from a schema (typid 0) will do.
+ *
+ * The text is what PostgreSQL's input functions read back as the same value
+ * in a session with the settings above; it is PostgreSQL's own output where
+ * that is easy to match:
+ *   bool t/f; integers in decimal; float4/float8 the shortest %g form that
+ *   reads back to the same bits (at most 9 / 17 digits), NaN, Infinity,
+ *   -Infinity; decimals exactly at the column's scale ("-0.01"); bytea
+ *   \x and lower-case hex; uuid, json, text and the "string" branches as
+ *   they are; date YYYY-MM-DD[ BC], infinity, -infinity; time
+ *   HH:MM:SS[.ffffff] (24:00:00 too); timestamp "YYYY-MM-DD HH:MM:SS[.ffffff]"
+ *   and timestamptz the same with "+00", both followed by " BC" for BC
+ *   years and with trailing fraction zeros dropped; arrays {...} quoted as
+ *   array_out quotes (only where needed, NULL elements unquoted).
+ * Returns 0, or -1 with errstr set (and out unchanged) when field is not of
+ * that type, a decimal has more digits than the precision, a time is
+ * outside 00:00:00..24:00:00 or a string holds a NUL byte.
+ */
+int xr_pgtype_avro_to_text(const xr_coltype_t *t, avro_value_t *field,
+                           bool nullable, xr_buf_t *out, bool *is_null,
+                           char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
 #endif

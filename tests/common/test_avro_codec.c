@@ -1,7 +1,9 @@
 /*
  * test_avro_codec.c: common/avro_codec.c: schema building and parsing,
  * Parsing Canonical Form, CRC-64-AVRO fingerprints, single-object encoding
- * and decoding, and reading any table's events with schemas/envelope.avsc.
+ * and decoding, reading any table's events with schemas/envelope.avsc, and
+ * the row fields read back from a schema's JSON (with their values turned
+ * back into text, as the consumer does).
  *
  * Golden canonical forms and fingerprints come from an independent
  * implementation, fastavro 1.13.1 (Python):
@@ -1013,6 +1015,433 @@ test_envelope_avsc_reads_any_table_event(void **state)
 	table_term(&t);
 }
 
+/* ---- row fields read back from the schema JSON -------------------------- */
+
+/* Field f describes column c of t: names, type, union shape. */
+static void
+assert_field_is_column(const xr_field_t *f, const table_t *t, int c,
+                       const char *want_name, bool nullable)
+{
+	const xr_coltype_t *ct = &t->types[c];
+
+	assert_string_equal(f->name, want_name);
+	assert_string_equal(f->column, t->src[c].name);
+	assert_int_equal(f->type.typid, 0);
+	assert_int_equal(f->type.typmod, -1);
+	assert_int_equal(f->type.at, ct->at);
+	assert_int_equal(f->type.is_array, ct->is_array);
+	assert_int_equal(f->type.precision, ct->precision);
+	assert_int_equal(f->type.scale, ct->scale);
+	assert_string_equal(f->type.pgname, ct->pgname);
+	assert_int_equal(f->nullable, nullable);
+	assert_int_equal(f->has_text_branch,
+	                 ct->is_array || ct->at == XR_AT_DECIMAL);
+}
+
+static void
+assert_fields_equal(const xr_schema_t *a, const xr_schema_t *b)
+{
+	int i;
+
+	assert_int_equal(a->is_envelope, b->is_envelope);
+	assert_int_equal(a->is_key, b->is_key);
+	assert_int_equal(a->n_row_fields, b->n_row_fields);
+	for (i = 0; i < a->n_row_fields; i++) {
+		const xr_field_t *x = &a->row_fields[i], *y = &b->row_fields[i];
+
+		assert_string_equal(x->name, y->name);
+		assert_string_equal(x->column, y->column);
+		assert_int_equal(x->type.typid, y->type.typid);
+		assert_int_equal(x->type.typmod, y->type.typmod);
+		assert_int_equal(x->type.at, y->type.at);
+		assert_int_equal(x->type.is_array, y->type.is_array);
+		assert_int_equal(x->type.precision, y->type.precision);
+		assert_int_equal(x->type.scale, y->type.scale);
+		assert_string_equal(x->type.pgname, y->type.pgname);
+		assert_int_equal(x->nullable, y->nullable);
+		assert_int_equal(x->has_text_branch, y->has_text_branch);
+	}
+}
+
+/* Every mapped type, arrays, fallbacks and mangled names (xr.column). */
+static void
+test_fields_of_built_value_schema(void **state)
+{
+	table_t      t;
+	xr_schema_t *s;
+	int          i;
+
+	(void)state;
+	table_init(&t, all_cols, NALL);
+	s = build(&t, false);
+	assert_true(s->is_envelope);
+	assert_false(s->is_key);
+	assert_int_equal(s->n_row_fields, NALL);
+	for (i = 0; i < NALL; i++)
+		assert_field_is_column(&s->row_fields[i], &t, i,
+		                       field_name(s, false, i), true);
+	/* Spot checks that do not lean on classify. */
+	assert_string_equal(s->row_fields[8].name, "amount");
+	assert_int_equal(s->row_fields[8].type.at, XR_AT_DECIMAL);
+	assert_int_equal(s->row_fields[8].type.precision, 12);
+	assert_int_equal(s->row_fields[8].type.scale, 2);
+	assert_string_equal(s->row_fields[19].name, "local_ts");
+	assert_string_equal(s->row_fields[19].column, "local ts");
+	assert_int_equal(s->row_fields[19].type.at,
+	                 XR_AT_LOCAL_TIMESTAMP_MICROS);
+	assert_string_equal(s->row_fields[NALL - 2].name, "_1st_col");
+	assert_string_equal(s->row_fields[NALL - 1].column,
+	                    "Gr\xc3\xb6\xc3\x9f" "e");
+	assert_int_equal(s->row_fields[22].type.at, XR_AT_JSON);   /* docb */
+	assert_true(s->row_fields[43].type.is_array);              /* jsonbs */
+	assert_int_equal(s->row_fields[43].type.at, XR_AT_JSON);
+	assert_int_equal(s->row_fields[44].type.at, XR_AT_STRING); /* mood */
+	assert_string_equal(s->row_fields[44].type.pgname, "public.mood");
+	xr_schema_destroy(s);
+	table_term(&t);
+}
+
+/* build -> JSON -> from_json: the same field descriptions. */
+static void
+test_fields_from_json_equal_built(void **state)
+{
+	table_t      t;
+	xr_schema_t *s, *p;
+	int          key;
+
+	(void)state;
+	table_init(&t, all_cols, NALL);
+	for (key = 0; key < 2; key++) {
+		s = build(&t, key);
+		p = from_json(s->json.data, s->json.len);
+		assert_true(s->n_row_fields > 0);
+		assert_fields_equal(s, p);
+		xr_schema_destroy(p);
+		xr_schema_destroy(s);
+	}
+	table_term(&t);
+}
+
+static void
+test_fields_of_key_schema(void **state)
+{
+	static const tcol_t cols[] = {
+		{ "x y", XR_OID_INT4, -1, NULL, false, NULL },
+		{ "x-y", XR_OID_INT8, -1, NULL, true, NULL },
+		{ "k", XR_OID_UUID, -1, NULL, true, NULL },
+		{ "amt", XR_OID_NUMERIC, NUMTM(7, 3), NULL, true, NULL },
+		{ "tags", 1009, -1, NULL, true, NULL },
+	};
+	static const char *want[] = { "x_y_2", "k", "amt", "tags" };
+	table_t      t;
+	xr_schema_t *k, *p;
+	int          i;
+
+	(void)state;
+	table_init(&t, cols, 5);
+	k = build(&t, true);
+	assert_true(k->is_key);
+	assert_false(k->is_envelope);
+	assert_int_equal(k->n_row_fields, 4);
+	for (i = 0; i < 4; i++)
+		assert_field_is_column(&k->row_fields[i], &t, i + 1, want[i], false);
+	p = from_json(k->json.data, k->json.len);
+	assert_fields_equal(k, p);
+	xr_schema_destroy(p);
+	xr_schema_destroy(k);
+	table_term(&t);
+}
+
+static void
+test_fields_of_envelope_avsc_are_none(void **state)
+{
+	xr_schema_t *s;
+	char        *json;
+	size_t       len;
+
+	(void)state;
+	json = read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
+	s = from_json(json, len);
+	assert_true(s->is_envelope);
+	assert_int_equal(s->n_row_fields, 0);
+	xr_schema_destroy(s);
+	free(json);
+}
+
+/* A schema of another writer (here with a map) is no error, just no rows. */
+static void
+test_fields_of_foreign_schema_are_none(void **state)
+{
+	static const char json[] =
+		"{\"type\":\"record\",\"name\":\"Row\",\"namespace\":\"other\","
+		"\"fields\":[{\"name\":\"m\",\"type\":{\"type\":\"map\","
+		"\"values\":\"long\"}}]}";
+	xr_schema_t *s;
+
+	(void)state;
+	s = from_json(json, strlen(json));
+	assert_false(s->is_envelope);
+	assert_false(s->is_key);
+	assert_int_equal(s->n_row_fields, 0);
+	assert_null(s->row_fields);
+	xr_schema_destroy(s);
+	s = from_json("\"string\"", 8);
+	assert_int_equal(s->n_row_fields, 0);
+	xr_schema_destroy(s);
+}
+
+/*
+ * Another writer's envelope: names by namespace rather than dotted, Row
+ * defined in after, no xr.* attributes, a decimal without scale.
+ */
+static void
+test_fields_of_handwritten_envelope(void **state)
+{
+	static const char json[] =
+		"{\"type\":\"record\",\"name\":\"ChangeEvent\",\"namespace\":\"xregion\","
+		"\"fields\":[{\"name\":\"after\",\"type\":[\"null\",{\"type\":\"record\","
+		"\"name\":\"Row\",\"fields\":["
+		"{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"bytes\","
+		"\"logicalType\":\"decimal\",\"precision\":4},\"string\"]},"
+		"{\"name\":\"j\",\"type\":\"string\",\"xr.pg_type\":\"jsonb\"},"
+		"{\"name\":\"t\",\"type\":{\"type\":\"long\","
+		"\"logicalType\":\"time-micros\"}}]}]}]}";
+	xr_schema_t *s;
+
+	(void)state;
+	s = from_json(json, strlen(json));
+	assert_true(s->is_envelope);
+	assert_int_equal(s->n_row_fields, 3);
+	assert_string_equal(s->row_fields[0].column, "d");
+	assert_int_equal(s->row_fields[0].type.at, XR_AT_DECIMAL);
+	assert_int_equal(s->row_fields[0].type.precision, 4);
+	assert_int_equal(s->row_fields[0].type.scale, 0);
+	assert_string_equal(s->row_fields[0].type.pgname, "");
+	assert_true(s->row_fields[0].nullable);
+	assert_true(s->row_fields[0].has_text_branch);
+	assert_int_equal(s->row_fields[1].type.at, XR_AT_JSON);
+	assert_false(s->row_fields[1].nullable);
+	assert_int_equal(s->row_fields[2].type.at, XR_AT_TIME_MICROS);
+	assert_false(s->row_fields[2].has_text_branch);
+	xr_schema_destroy(s);
+}
+
+/* An xregion.Key whose only field has the given type (and attributes). */
+static void
+want_field_error(const char *field_json, const char *needle)
+{
+	xr_buf_t     json;
+	xr_schema_t *s = (xr_schema_t *)&s;
+	char         err[256] = "";
+
+	xr_buf_init(&json);
+	xr_buf_printf(&json, "{\"type\":\"record\",\"name\":\"xregion.Key\","
+	              "\"fields\":[{\"name\":\"ok\",\"type\":\"int\"},"
+	              "{\"name\":\"bad_f\",%s}]}", field_json);
+	if (xr_schema_from_json(json.data, json.len, &s, err, sizeof(err)) == 0)
+		fail_msg("accepted: %s", json.data);
+	assert_null(s);
+	if (!strstr(err, "\"bad_f\"") || !strstr(err, needle))
+		fail_msg("message \"%s\" lacks the field name or \"%s\"", err,
+		         needle);
+	xr_buf_term(&json);
+}
+
+static void
+test_fields_reject_unsupported_types(void **state)
+{
+	(void)state;
+	want_field_error("\"type\":{\"type\":\"map\",\"values\":\"long\"}",
+	                 "unsupported type");
+	want_field_error("\"type\":{\"type\":\"enum\",\"name\":\"E\","
+	                 "\"symbols\":[\"A\"]}", "unsupported type");
+	want_field_error("\"type\":{\"type\":\"long\","
+	                 "\"logicalType\":\"timestamp-millis\"}",
+	                 "unsupported logical type");
+	want_field_error("\"type\":{\"type\":\"string\","
+	                 "\"logicalType\":\"date\"}", "unsupported logical type");
+}
+
+static void
+test_fields_reject_unsupported_unions(void **state)
+{
+	(void)state;
+	/* null not first; decimal without its text branch; an extra string
+	 * branch on a plain type; three value branches. */
+	want_field_error("\"type\":[\"int\",\"null\"]", "unsupported union");
+	want_field_error("\"type\":[\"null\",{\"type\":\"bytes\","
+	                 "\"logicalType\":\"decimal\",\"precision\":5,"
+	                 "\"scale\":2}]", "unsupported union");
+	want_field_error("\"type\":[\"null\",\"int\",\"string\"]",
+	                 "unsupported union");
+	want_field_error("\"type\":[\"null\",\"int\",\"long\",\"string\"]",
+	                 "unsupported union");
+	/* An array without the text branch, and items without null. */
+	want_field_error("\"type\":[\"null\",{\"type\":\"array\","
+	                 "\"items\":[\"null\",\"int\"]}]", "unsupported union");
+	want_field_error("\"type\":[\"null\",{\"type\":\"array\","
+	                 "\"items\":\"int\"},\"string\"]", "array items");
+	want_field_error("\"type\":[\"null\",{\"type\":\"array\","
+	                 "\"items\":[\"string\",\"int\"]},\"string\"]",
+	                 "array items");
+	/* Decimal items need their text branch; other items have none. */
+	want_field_error("\"type\":[\"null\",{\"type\":\"array\","
+	                 "\"items\":[\"null\",{\"type\":\"bytes\","
+	                 "\"logicalType\":\"decimal\",\"precision\":5}]},"
+	                 "\"string\"]", "unsupported union");
+	want_field_error("\"type\":[\"null\",{\"type\":\"array\","
+	                 "\"items\":[\"null\",\"int\",\"string\"]},"
+	                 "\"string\"]", "unsupported union");
+}
+
+static void
+test_fields_reject_bad_decimal_and_attributes(void **state)
+{
+	char field[400];
+
+	(void)state;
+	want_field_error("\"type\":[{\"type\":\"bytes\",\"logicalType\":"
+	                 "\"decimal\",\"precision\":1001,\"scale\":0},\"string\"]",
+	                 "out of range");
+	want_field_error("\"type\":[{\"type\":\"bytes\",\"logicalType\":"
+	                 "\"decimal\",\"precision\":5,\"scale\":6},\"string\"]",
+	                 "out of range");
+	want_field_error("\"type\":\"int\",\"xr.column\":7", "not a string");
+	(void)snprintf(field, sizeof(field), "\"type\":\"string\","
+	               "\"xr.pg_type\":\"%0128d\"", 0);
+	want_field_error(field, "longer than 127");
+}
+
+static void
+test_envelope_without_row_is_error(void **state)
+{
+	static const char json[] =
+		"{\"type\":\"record\",\"name\":\"xregion.ChangeEvent\","
+		"\"fields\":[{\"name\":\"op\",\"type\":\"string\"}]}";
+	xr_schema_t *s = (xr_schema_t *)&s;
+	char         err[256] = "";
+
+	(void)state;
+	assert_int_equal(xr_schema_from_json(json, strlen(json), &s, err,
+	                                     sizeof(err)), -1);
+	assert_null(s);
+	assert_non_null(strstr(err, "xregion.Row"));
+}
+
+/* What all_cols' values read back as: their own text (NULL for the NULL
+ * column), but the timestamptz in UTC and an array element unquoted where
+ * PostgreSQL does not quote it. */
+static const char *
+want_back(int i)
+{
+	if (strcmp(all_cols[i].name, "ts") == 0)
+		return "2020-06-15 08:15:30.123456+00";
+	if (strcmp(all_cols[i].name, "jsonbs") == 0)
+		return "{[]}";
+	return all_cols[i].text;
+}
+
+/*
+ * The consumer's path: the golden message decoded with the published JSON
+ * (tests/common/data), each row field turned back to text with the types
+ * read from that JSON.
+ */
+static void
+test_golden_message_reads_back_as_text(void **state)
+{
+	xr_schema_t *s;
+	avro_value_t ev, u, row, f;
+	xr_buf_t     out;
+	uint64_t     fp = 0;
+	const void  *body;
+	size_t       n, jlen, mlen;
+	char        *json, *msg, err[256] = "";
+	int          i, which;
+
+	(void)state;
+	json = read_file(DATA_DIR "all_types.value.avsc", &jlen);
+	msg = read_file(DATA_DIR "all_types.value.bin", &mlen);
+	s = from_json(json, jlen);
+	assert_int_equal(s->n_row_fields, NALL);
+	assert_int_equal(xr_avro_so_header(msg, mlen, &fp, &body, &n, err,
+	                                   sizeof(err)), 0);
+	assert_true(fp == s->fingerprint);
+	if (xr_avro_decode(s, body, n, &ev, err, sizeof(err)) != 0)
+		fail_msg("xr_avro_decode: %s", err);
+	xr_buf_init(&out);
+	for (which = XR_ENV_BEFORE; which <= XR_ENV_AFTER; which++) {
+		assert_int_equal(avro_value_get_by_index(&ev, which, &u, NULL), 0);
+		assert_int_equal(avro_value_get_current_branch(&u, &row), 0);
+		for (i = 0; i < NALL; i++) {
+			const xr_field_t *rf = &s->row_fields[i];
+			bool              is_null = false;
+
+			assert_int_equal(avro_value_get_by_index(&row, (size_t)i, &f,
+			                                         NULL), 0);
+			xr_buf_reset(&out);
+			if (xr_pgtype_avro_to_text(&rf->type, &f, rf->nullable, &out,
+			                           &is_null, err, sizeof(err)) != 0)
+				fail_msg("column %s: %s", rf->column, err);
+			if (!want_back(i)) {
+				assert_true(is_null);
+				continue;
+			}
+			assert_false(is_null);
+			if (strcmp(out.data, want_back(i)) != 0)
+				fail_msg("column %s: \"%s\", want \"%s\"", rf->column,
+				         out.data, want_back(i));
+		}
+	}
+	xr_buf_term(&out);
+	avro_value_decref(&ev);
+	xr_schema_destroy(s);
+	free(json);
+	free(msg);
+}
+
+/* Key fields (no null branch) read back too, with types from the JSON. */
+static void
+test_key_reads_back_as_text(void **state)
+{
+	table_t      t;
+	xr_schema_t *s, *p;
+	avro_value_t key, back, f;
+	xr_buf_t     out;
+	char         err[256] = "";
+	int          i;
+
+	(void)state;
+	table_init(&t, all_cols, NALL);
+	s = build(&t, true);
+	p = from_json(s->json.data, s->json.len);
+	assert_int_equal(avro_generic_value_new(s->iface, &key), 0);
+	fill_row(&t, &key, true);
+	xr_buf_init(&out);
+	encode(s, &key, &out);
+	assert_int_equal(xr_avro_decode(p, out.data + 10, out.len - 10, &back,
+	                                err, sizeof(err)), 0);
+	assert_int_equal(p->n_row_fields, 2);
+	for (i = 0; i < p->n_row_fields; i++) {
+		bool is_null = true;
+
+		assert_int_equal(avro_value_get_by_index(&back, (size_t)i, &f,
+		                                         NULL), 0);
+		xr_buf_reset(&out);
+		assert_false(p->row_fields[i].nullable);
+		assert_int_equal(xr_pgtype_avro_to_text(&p->row_fields[i].type, &f,
+		                                        false, &out, &is_null, err,
+		                                        sizeof(err)), 0);
+		assert_false(is_null);
+		assert_string_equal(out.data, all_cols[i].text);
+	}
+	avro_value_decref(&back);
+	avro_value_decref(&key);
+	xr_buf_term(&out);
+	xr_schema_destroy(p);
+	xr_schema_destroy(s);
+	table_term(&t);
+}
+
 int
 main(void)
 {
@@ -1042,6 +1471,18 @@ main(void)
 		cmocka_unit_test(test_decode_rejects_leftover_bytes),
 		cmocka_unit_test(test_decode_rejects_truncated_datum),
 		cmocka_unit_test(test_envelope_avsc_reads_any_table_event),
+		cmocka_unit_test(test_fields_of_built_value_schema),
+		cmocka_unit_test(test_fields_from_json_equal_built),
+		cmocka_unit_test(test_fields_of_key_schema),
+		cmocka_unit_test(test_fields_of_envelope_avsc_are_none),
+		cmocka_unit_test(test_fields_of_foreign_schema_are_none),
+		cmocka_unit_test(test_fields_of_handwritten_envelope),
+		cmocka_unit_test(test_fields_reject_unsupported_types),
+		cmocka_unit_test(test_fields_reject_unsupported_unions),
+		cmocka_unit_test(test_fields_reject_bad_decimal_and_attributes),
+		cmocka_unit_test(test_envelope_without_row_is_error),
+		cmocka_unit_test(test_golden_message_reads_back_as_text),
+		cmocka_unit_test(test_key_reads_back_as_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /*
  * test_pgtype.c: common/pgtype.c: type classification, the Avro type JSON
- * of a column, and every type's text-form conversion with its edge cases
- * and errors.
+ * of a column, every type's text-form conversion with its edge cases and
+ * errors, and the conversion of Avro values back to text.
  *
  * Expected day and microsecond counts for dates and timestamps were
  * computed with Python's datetime (shifted by whole 400-year Gregorian
@@ -1369,6 +1369,628 @@ test_error_quote_keeps_utf8_whole_and_hides_controls(void **state)
 	fx_term(&f);
 }
 
+/* ---- Avro back to text ------------------------------------------------- */
+
+/*
+ * Expected texts are what PostgreSQL 16 prints for the value under the
+ * session settings of pgtype.h (checked with psql), except where a test says
+ * otherwise.
+ */
+
+/* The text of f's field; fails the test when the conversion fails. */
+static void
+fx_text(fx_t *f, xr_buf_t *out, bool *is_null)
+{
+	xr_buf_reset(out);
+	f->err[0] = '\0';
+	if (xr_pgtype_avro_to_text(&f->t, &f->field, f->nullable, out, is_null,
+	                           f->err, sizeof(f->err)) != 0)
+		fail_msg("%s: to text failed: %s", f->t.pgname, f->err);
+}
+
+/* text to Avro and back, as a nullable column and as a key field. */
+static void
+want_text(uint32_t oid, int32_t typmod, const char *text, const char *want)
+{
+	int form;
+
+	for (form = 0; form < 2; form++) {
+		fx_t     f;
+		xr_buf_t out;
+		bool     is_null = true;
+
+		fx_init(&f, oid, typmod, form == 0);
+		if (fx_conv(&f, text) != 0)
+			fail_msg("conversion of \"%s\" failed: %s", text, f.err);
+		xr_buf_init(&out);
+		fx_text(&f, &out, &is_null);
+		assert_false(is_null);
+		if (strcmp(out.data, want) != 0)
+			fail_msg("%s \"%s\" (%s) came back as \"%s\", want \"%s\"",
+			         f.t.pgname, text, form == 0 ? "nullable" : "key",
+			         out.data, want);
+		xr_buf_term(&out);
+		fx_term(&f);
+	}
+}
+
+/* Canonical text comes back unchanged. */
+static void
+want_same(uint32_t oid, int32_t typmod, const char *text)
+{
+	want_text(oid, typmod, text, text);
+}
+
+/*
+ * A nullable column whose non-null branch (or branch no) is set by set():
+ * the conversion back fails, the message has needle, out is unchanged.
+ */
+static void
+want_text_error(uint32_t oid, int32_t typmod, int branch,
+                void (*set)(avro_value_t *v), const char *needle)
+{
+	fx_t         f;
+	avro_value_t b;
+	xr_buf_t     out;
+	bool         is_null = false;
+
+	fx_init(&f, oid, typmod, true);
+	assert_int_equal(avro_value_set_branch(&f.field, branch, &b), 0);
+	set(&b);
+	xr_buf_init(&out);
+	xr_buf_puts(&out, "before");
+	if (xr_pgtype_avro_to_text(&f.t, &f.field, true, &out, &is_null, f.err,
+	                           sizeof(f.err)) == 0)
+		fail_msg("%s: accepted, gave \"%s\"", f.t.pgname, out.data);
+	assert_string_equal(out.data, "before");
+	assert_int_equal(out.len, 6);
+	if (!strstr(f.err, needle))
+		fail_msg("message \"%s\" lacks \"%s\"", f.err, needle);
+	xr_buf_term(&out);
+	fx_term(&f);
+}
+
+static void
+test_to_text_bool(void **state)
+{
+	(void)state;
+	want_same(XR_OID_BOOL, -1, "t");
+	want_same(XR_OID_BOOL, -1, "f");
+}
+
+static void
+test_to_text_integers(void **state)
+{
+	(void)state;
+	want_same(XR_OID_INT2, -1, "-32768");
+	want_same(XR_OID_INT2, -1, "32767");
+	want_same(XR_OID_INT4, -1, "-2147483648");
+	want_same(XR_OID_INT4, -1, "2147483647");
+	want_same(XR_OID_INT4, -1, "0");
+	want_same(XR_OID_INT8, -1, "-9223372036854775808");
+	want_same(XR_OID_INT8, -1, "9223372036854775807");
+}
+
+static void
+test_to_text_float4_shortest_round_trip(void **state)
+{
+	(void)state;
+	want_same(XR_OID_FLOAT4, -1, "0.1");
+	want_same(XR_OID_FLOAT4, -1, "1.5");
+	want_same(XR_OID_FLOAT4, -1, "-0");
+	want_same(XR_OID_FLOAT4, -1, "3.4028235e+38");
+	want_same(XR_OID_FLOAT4, -1, "1e-45");
+	want_same(XR_OID_FLOAT4, -1, "0.33333334");
+}
+
+static void
+test_to_text_float8_shortest_round_trip(void **state)
+{
+	(void)state;
+	want_same(XR_OID_FLOAT8, -1, "0.1");
+	want_same(XR_OID_FLOAT8, -1, "0.30000000000000004");
+	want_same(XR_OID_FLOAT8, -1, "-2.5e-300");
+	want_same(XR_OID_FLOAT8, -1, "1.7976931348623157e+308");
+	want_same(XR_OID_FLOAT8, -1, "5e-324");
+	want_same(XR_OID_FLOAT8, -1, "1e-05");
+	want_same(XR_OID_FLOAT8, -1, "1.2345678901234568e+17");
+}
+
+/* %g switches to exponents sooner than PostgreSQL; PostgreSQL reads both. */
+static void
+test_to_text_float_exponent_notation_differs_from_postgres(void **state)
+{
+	(void)state;
+	/* PostgreSQL prints 10000000000 and 1.6777216e+07. */
+	want_text(XR_OID_FLOAT8, -1, "10000000000", "1e+10");
+	want_text(XR_OID_FLOAT4, -1, "1.6777216e+07", "16777216");
+}
+
+static void
+test_to_text_float_special_values(void **state)
+{
+	(void)state;
+	want_same(XR_OID_FLOAT4, -1, "NaN");
+	want_same(XR_OID_FLOAT4, -1, "Infinity");
+	want_same(XR_OID_FLOAT4, -1, "-Infinity");
+	want_same(XR_OID_FLOAT8, -1, "NaN");
+	want_same(XR_OID_FLOAT8, -1, "Infinity");
+	want_same(XR_OID_FLOAT8, -1, "-Infinity");
+}
+
+static void
+test_to_text_decimal_at_scale(void **state)
+{
+	(void)state;
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "1.50");
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "0.00");
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "999.99");
+	want_same(XR_OID_NUMERIC, NUMTM(3, 3), "0.500");
+	want_same(XR_OID_NUMERIC, NUMTM(10, 0), "0");
+	want_same(XR_OID_NUMERIC, NUMTM(10, 4), "12.0000");
+	/* pgoutput sends canonical text; other text is padded to the scale. */
+	want_text(XR_OID_NUMERIC, NUMTM(5, 2), "1.5", "1.50");
+}
+
+static void
+test_to_text_decimal_negative(void **state)
+{
+	(void)state;
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "-0.01");
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "-1.50");
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "-999.99");
+	want_same(XR_OID_NUMERIC, NUMTM(3, 3), "-0.001");
+	/* Two's complement byte boundaries. */
+	want_same(XR_OID_NUMERIC, NUMTM(10, 0), "-128");
+	want_same(XR_OID_NUMERIC, NUMTM(10, 0), "-129");
+	want_same(XR_OID_NUMERIC, NUMTM(10, 0), "128");
+	want_same(XR_OID_NUMERIC, NUMTM(10, 0), "-32768");
+	want_text(XR_OID_NUMERIC, NUMTM(10, 0), "-0", "0");
+}
+
+/* tests/common/data/numeric_wide.txt: values of up to 1000 digits. */
+static void
+test_to_text_decimal_1000_digits(void **state)
+{
+	FILE  *fp;
+	char  *line = NULL;
+	size_t cap = 0;
+	int    ncases = 0;
+
+	(void)state;
+	fp = fopen(XR_SOURCE_DIR "/tests/common/data/numeric_wide.txt", "r");
+	assert_non_null(fp);
+	while (getline(&line, &cap, fp) > 0) {
+		int      p, s, off, nfrac;
+		char    *text, *sp, *dot;
+		xr_buf_t want;
+
+		if (line[0] == '#')
+			continue;
+		assert_int_equal(sscanf(line, "%d %d %n", &p, &s, &off), 2);
+		text = line + off;
+		sp = strchr(text, ' ');
+		assert_non_null(sp);
+		*sp = '\0';
+		/* PostgreSQL prints exactly s fraction digits. */
+		xr_buf_init(&want);
+		xr_buf_puts(&want, text);
+		dot = strchr(text, '.');
+		nfrac = dot ? (int)strlen(dot + 1) : 0;
+		if (s > 0 && !dot)
+			xr_buf_putc(&want, '.');
+		for (; nfrac < s; nfrac++)
+			xr_buf_putc(&want, '0');
+		want_text(XR_OID_NUMERIC, NUMTM(p, s), text, want.data);
+		assert_true(strlen(want.data) >= 900);
+		xr_buf_term(&want);
+		ncases++;
+	}
+	free(line);
+	fclose(fp);
+	assert_int_equal(ncases, 8);
+}
+
+static void
+test_to_text_decimal_string_branch(void **state)
+{
+	(void)state;
+	want_same(XR_OID_NUMERIC, NUMTM(5, 2), "NaN");
+	want_same(1231, NUMTM(5, 2), "{NaN,NULL}");
+}
+
+/* Another writer may sign-extend beyond the minimal length. */
+static void
+test_to_text_decimal_non_minimal_bytes(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t      n;
+		const char *want;
+	} cases[] = {
+		{ "\x00\x00\x96", 3, "1.50" },
+		{ "\xff\xff\x6a", 3, "-1.50" },
+		{ "\x00\x00", 2, "0.00" },
+		{ "\xff\xff\xff\xff", 4, "-0.01" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fx_t         f;
+		avro_value_t b;
+		xr_buf_t     out;
+		bool         is_null;
+
+		fx_init(&f, XR_OID_NUMERIC, NUMTM(5, 2), true);
+		assert_int_equal(avro_value_set_branch(&f.field, 1, &b), 0);
+		assert_int_equal(avro_value_set_bytes(&b, (void *)cases[i].bytes,
+		                                      cases[i].n), 0);
+		xr_buf_init(&out);
+		fx_text(&f, &out, &is_null);
+		assert_string_equal(out.data, cases[i].want);
+		xr_buf_term(&out);
+		fx_term(&f);
+	}
+}
+
+/* Sign extension beyond the widest minimal decimal is still no error. */
+static void
+test_to_text_decimal_wide_sign_extension(void **state)
+{
+	unsigned char bytes[600];
+	int           neg;
+
+	(void)state;
+	for (neg = 0; neg < 2; neg++) {
+		fx_t         f;
+		avro_value_t b;
+		xr_buf_t     out;
+		bool         is_null;
+
+		memset(bytes, neg ? 0xff : 0x00, sizeof(bytes));
+		bytes[sizeof(bytes) - 1] = neg ? 0x6a : 0x96;
+		fx_init(&f, XR_OID_NUMERIC, NUMTM(5, 2), true);
+		assert_int_equal(avro_value_set_branch(&f.field, 1, &b), 0);
+		assert_int_equal(avro_value_set_bytes(&b, bytes, sizeof(bytes)), 0);
+		xr_buf_init(&out);
+		fx_text(&f, &out, &is_null);
+		assert_string_equal(out.data, neg ? "-1.50" : "1.50");
+		xr_buf_term(&out);
+		fx_term(&f);
+	}
+}
+
+static void
+set_bytes_100000(avro_value_t *v)
+{
+	/* 100000 = 0x0186a0: 1000.00 has six digits. */
+	assert_int_equal(avro_value_set_bytes(v, "\x01\x86\xa0", 3), 0);
+}
+
+static void
+set_bytes_empty(avro_value_t *v)
+{
+	assert_int_equal(avro_value_set_bytes(v, "", 0), 0);
+}
+
+static void
+set_bytes_huge(avro_value_t *v)
+{
+	static unsigned char big[600];
+
+	memset(big, 0x11, sizeof(big));
+	assert_int_equal(avro_value_set_bytes(v, big, sizeof(big)), 0);
+}
+
+static void
+test_to_text_decimal_beyond_precision_is_error(void **state)
+{
+	(void)state;
+	want_text_error(XR_OID_NUMERIC, NUMTM(5, 2), 1, set_bytes_100000,
+	                "precision");
+	want_text_error(XR_OID_NUMERIC, NUMTM(1000, 0), 1, set_bytes_huge,
+	                "precision");
+	want_text_error(XR_OID_NUMERIC, NUMTM(5, 2), 1, set_bytes_empty,
+	                "empty");
+}
+
+static void
+test_to_text_bytea_lower_hex(void **state)
+{
+	(void)state;
+	want_same(XR_OID_BYTEA, -1, "\\xdeadbeef00");
+	want_same(XR_OID_BYTEA, -1, "\\x");
+	want_text(XR_OID_BYTEA, -1, "\\xDEADBEEF", "\\xdeadbeef");
+}
+
+static void
+test_to_text_strings_as_is(void **state)
+{
+	(void)state;
+	want_same(XR_OID_UUID, -1, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+	want_same(XR_OID_TEXT, -1, "h\xc3\xa9llo, \"world\"\\");
+	want_same(XR_OID_TEXT, -1, "");
+	want_same(XR_OID_JSONB, -1, "{\"a\": [1, \"x\"]}");
+	want_same(XR_OID_NUMERIC, -1, "3.14159265358979323846");
+	want_same(1186, -1, "1 day 02:00:00");
+}
+
+static void
+set_string_with_nul(avro_value_t *v)
+{
+	assert_int_equal(avro_value_set_string_len(v, "a\0b", 4), 0);
+}
+
+static void
+test_to_text_string_with_nul_is_error(void **state)
+{
+	(void)state;
+	want_text_error(XR_OID_TEXT, -1, 1, set_string_with_nul, "NUL");
+}
+
+static void
+test_to_text_date(void **state)
+{
+	(void)state;
+	want_same(XR_OID_DATE, -1, "1970-01-01");
+	want_same(XR_OID_DATE, -1, "2024-02-29");
+	want_same(XR_OID_DATE, -1, "1969-12-31");
+	want_same(XR_OID_DATE, -1, "0001-01-01");
+}
+
+static void
+test_to_text_date_bc(void **state)
+{
+	(void)state;
+	want_same(XR_OID_DATE, -1, "0001-12-31 BC");
+	want_same(XR_OID_DATE, -1, "0044-03-15 BC");
+	want_same(XR_OID_DATE, -1, "4714-11-24 BC");
+}
+
+static void
+test_to_text_date_far_future(void **state)
+{
+	(void)state;
+	want_same(XR_OID_DATE, -1, "9999-12-31");
+	want_same(XR_OID_DATE, -1, "10000-01-01");
+	want_same(XR_OID_DATE, -1, "5874897-12-31");
+}
+
+static void
+test_to_text_date_infinity(void **state)
+{
+	(void)state;
+	want_same(XR_OID_DATE, -1, "infinity");
+	want_same(XR_OID_DATE, -1, "-infinity");
+}
+
+static void
+test_to_text_time(void **state)
+{
+	(void)state;
+	want_same(XR_OID_TIME, -1, "00:00:00");
+	want_same(XR_OID_TIME, -1, "00:00:00.000001");
+	want_same(XR_OID_TIME, -1, "12:34:56.5");
+	want_same(XR_OID_TIME, -1, "23:59:59.999999");
+	want_same(XR_OID_TIME, -1, "24:00:00");
+	want_text(XR_OID_TIME, -1, "12:00:00.500000", "12:00:00.5");
+}
+
+static void
+set_long_minus_one(avro_value_t *v)
+{
+	assert_int_equal(avro_value_set_long(v, -1), 0);
+}
+
+static void
+set_long_day_and_one(avro_value_t *v)
+{
+	assert_int_equal(avro_value_set_long(v, INT64_C(86400000000) + 1), 0);
+}
+
+static void
+test_to_text_time_outside_day_is_error(void **state)
+{
+	(void)state;
+	want_text_error(XR_OID_TIME, -1, 1, set_long_minus_one, "within a day");
+	want_text_error(XR_OID_TIME, -1, 1, set_long_day_and_one,
+	                "within a day");
+}
+
+static void
+test_to_text_timestamp(void **state)
+{
+	(void)state;
+	/* No fraction when it is zero, no trailing fraction zeros. */
+	want_same(XR_OID_TIMESTAMP, -1, "2000-01-01 00:00:00");
+	want_same(XR_OID_TIMESTAMP, -1, "2000-01-01 00:00:00.000001");
+	want_same(XR_OID_TIMESTAMP, -1, "2024-02-29 23:59:59.25");
+	/* Before 1970: negative microseconds. */
+	want_same(XR_OID_TIMESTAMP, -1, "1969-12-31 23:59:59.5");
+	want_same(XR_OID_TIMESTAMP, -1, "294247-01-10 04:00:54.775806");
+}
+
+static void
+test_to_text_timestamp_bc(void **state)
+{
+	(void)state;
+	want_same(XR_OID_TIMESTAMP, -1, "0001-01-01 00:00:00 BC");
+	want_same(XR_OID_TIMESTAMP, -1, "0044-03-15 12:00:00.25 BC");
+	want_same(XR_OID_TIMESTAMP, -1, "4714-11-24 00:00:00 BC");
+}
+
+static void
+test_to_text_timestamptz_utc(void **state)
+{
+	(void)state;
+	want_same(XR_OID_TIMESTAMPTZ, -1, "2000-01-01 00:00:00+00");
+	want_same(XR_OID_TIMESTAMPTZ, -1, "2020-06-15 08:15:30.123456+00");
+	want_text(XR_OID_TIMESTAMPTZ, -1, "2020-06-15 13:45:30.123456+05:30",
+	          "2020-06-15 08:15:30.123456+00");
+}
+
+/* PostgreSQL puts the offset before " BC". */
+static void
+test_to_text_timestamptz_bc(void **state)
+{
+	(void)state;
+	want_same(XR_OID_TIMESTAMPTZ, -1, "0044-03-15 12:00:00+00 BC");
+	want_same(XR_OID_TIMESTAMPTZ, -1, "0044-03-15 12:00:00.25+00 BC");
+}
+
+static void
+test_to_text_timestamp_infinity(void **state)
+{
+	(void)state;
+	want_same(XR_OID_TIMESTAMP, -1, "infinity");
+	want_same(XR_OID_TIMESTAMP, -1, "-infinity");
+	want_same(XR_OID_TIMESTAMPTZ, -1, "infinity");
+	want_same(XR_OID_TIMESTAMPTZ, -1, "-infinity");
+}
+
+static void
+test_to_text_array_of_scalars(void **state)
+{
+	(void)state;
+	want_same(1007, -1, "{1,2,NULL,-3}");
+	want_same(1007, -1, "{}");
+	want_same(1000, -1, "{t,f,NULL}");
+	want_same(1021, -1, "{Infinity,-0,NaN}");
+	want_same(1231, NUMTM(5, 2), "{1.50,NaN,NULL}");
+	want_same(1182, -1, "{1970-01-01,infinity,\"0044-03-15 BC\"}");
+	want_same(1183, -1, "{12:00:00.5,24:00:00}");
+	want_same(1185, -1, "{\"2000-01-01 00:00:00+00\",NULL}");
+	want_same(1001, -1, "{\"\\\\x01\",NULL,\"\\\\x\"}");
+	want_same(2951, -1, "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}");
+	want_same(3807, -1, "{\"{\\\"a\\\": 1}\",[]}");
+}
+
+/* array_out's quoting: only where needed, quotes and backslashes escaped. */
+static void
+test_to_text_array_quoting(void **state)
+{
+	(void)state;
+	want_same(1009, -1,
+	          "{a,\"b c\",NULL,\"\",\"q\\\"\",\"back\\\\slash\",\"null\","
+	          "\"NULL\",\"{x}\",\"a,b\",\"tab\tx\",\" lead\",\xc3\xa9}");
+	want_text(1009, -1, "{ a , \"b\" }", "{a,b}");
+}
+
+static void
+test_to_text_array_string_branch(void **state)
+{
+	(void)state;
+	want_same(1007, -1, "{{1,2},{3,4}}");
+	want_same(1007, -1, "[0:1]={1,2}");
+	want_same(1009, -1, "{{\"a b\",NULL},{c,d}}");
+}
+
+static void
+test_to_text_null(void **state)
+{
+	fx_t     f;
+	xr_buf_t out;
+	bool     is_null = false;
+
+	(void)state;
+	fx_init(&f, 1231, NUMTM(5, 2), true);
+	assert_int_equal(xr_pgtype_set_null(&f.field), 0);
+	xr_buf_init(&out);
+	xr_buf_puts(&out, "x");
+	assert_int_equal(xr_pgtype_avro_to_text(&f.t, &f.field, true, &out,
+	                                        &is_null, f.err, sizeof(f.err)), 0);
+	assert_true(is_null);
+	assert_string_equal(out.data, "x");
+	xr_buf_term(&out);
+	fx_term(&f);
+}
+
+static void
+test_to_text_appends(void **state)
+{
+	fx_t     f;
+	xr_buf_t out;
+	bool     is_null = true;
+
+	(void)state;
+	fx_init(&f, XR_OID_INT4, -1, true);
+	assert_int_equal(fx_conv(&f, "42"), 0);
+	xr_buf_init(&out);
+	xr_buf_puts(&out, "n=");
+	assert_int_equal(xr_pgtype_avro_to_text(&f.t, &f.field, true, &out,
+	                                        &is_null, f.err, sizeof(f.err)), 0);
+	assert_false(is_null);
+	assert_string_equal(out.data, "n=42");
+	xr_buf_term(&out);
+	fx_term(&f);
+}
+
+/* A value whose Avro type is not the column's is an error, not a guess. */
+static void
+test_to_text_wrong_avro_type_is_error(void **state)
+{
+	fx_t         f;
+	xr_coltype_t other;
+	xr_buf_t     out;
+	bool         is_null;
+
+	(void)state;
+	fx_init(&f, XR_OID_INT8, -1, true);
+	assert_int_equal(fx_conv(&f, "42"), 0);
+	xr_pgtype_classify(XR_OID_INT4, -1, NULL, &other);
+	xr_buf_init(&out);
+	assert_int_equal(xr_pgtype_avro_to_text(&other, &f.field, true, &out,
+	                                        &is_null, f.err, sizeof(f.err)),
+	                 -1);
+	assert_non_null(strstr(f.err, "int4"));
+	assert_int_equal(out.len, 0);
+	/* A nullable field read as a key field: the union is not a long. */
+	assert_int_equal(xr_pgtype_avro_to_text(&f.t, &f.field, false, &out,
+	                                        &is_null, f.err, sizeof(f.err)),
+	                 -1);
+	assert_int_equal(out.len, 0);
+	fx_term(&f);
+
+	/* A decimal's string branch is no branch of an int4 column. */
+	fx_init(&f, XR_OID_NUMERIC, NUMTM(5, 2), true);
+	assert_int_equal(fx_conv(&f, "NaN"), 0);
+	assert_int_equal(xr_pgtype_avro_to_text(&other, &f.field, true, &out,
+	                                        &is_null, f.err, sizeof(f.err)),
+	                 -1);
+	assert_int_equal(out.len, 0);
+	xr_buf_term(&out);
+	fx_term(&f);
+}
+
+/* A bad element leaves nothing of the array behind. */
+static void
+test_to_text_bad_array_element_is_error(void **state)
+{
+	fx_t         f;
+	avro_value_t arr, item, b;
+	xr_buf_t     out;
+	bool         is_null;
+
+	(void)state;
+	fx_init(&f, 1231, NUMTM(3, 0), true);
+	assert_int_equal(fx_conv(&f, "{1,2}"), 0);
+	assert_int_equal(branch_of(&f.field, &arr), 1);
+	assert_int_equal(avro_value_get_by_index(&arr, 1, &item, NULL), 0);
+	assert_int_equal(avro_value_set_branch(&item, 1, &b), 0);
+	assert_int_equal(avro_value_set_bytes(&b, "\x01\x86\xa0", 3), 0);
+	xr_buf_init(&out);
+	xr_buf_puts(&out, "v=");
+	assert_int_equal(xr_pgtype_avro_to_text(&f.t, &f.field, true, &out,
+	                                        &is_null, f.err, sizeof(f.err)),
+	                 -1);
+	assert_string_equal(out.data, "v=");
+	assert_int_equal(out.len, 2);
+	assert_non_null(strstr(f.err, "numeric(3,0)[]"));
+	xr_buf_term(&out);
+	fx_term(&f);
+}
+
 int
 main(void)
 {
@@ -1450,6 +2072,40 @@ main(void)
 		cmocka_unit_test(test_key_decimal_and_array_use_branch_zero),
 		cmocka_unit_test(test_error_quotes_at_most_40_chars),
 		cmocka_unit_test(test_error_quote_keeps_utf8_whole_and_hides_controls),
+		cmocka_unit_test(test_to_text_bool),
+		cmocka_unit_test(test_to_text_integers),
+		cmocka_unit_test(test_to_text_float4_shortest_round_trip),
+		cmocka_unit_test(test_to_text_float8_shortest_round_trip),
+		cmocka_unit_test(test_to_text_float_exponent_notation_differs_from_postgres),
+		cmocka_unit_test(test_to_text_float_special_values),
+		cmocka_unit_test(test_to_text_decimal_at_scale),
+		cmocka_unit_test(test_to_text_decimal_negative),
+		cmocka_unit_test(test_to_text_decimal_1000_digits),
+		cmocka_unit_test(test_to_text_decimal_string_branch),
+		cmocka_unit_test(test_to_text_decimal_non_minimal_bytes),
+		cmocka_unit_test(test_to_text_decimal_wide_sign_extension),
+		cmocka_unit_test(test_to_text_decimal_beyond_precision_is_error),
+		cmocka_unit_test(test_to_text_bytea_lower_hex),
+		cmocka_unit_test(test_to_text_strings_as_is),
+		cmocka_unit_test(test_to_text_string_with_nul_is_error),
+		cmocka_unit_test(test_to_text_date),
+		cmocka_unit_test(test_to_text_date_bc),
+		cmocka_unit_test(test_to_text_date_far_future),
+		cmocka_unit_test(test_to_text_date_infinity),
+		cmocka_unit_test(test_to_text_time),
+		cmocka_unit_test(test_to_text_time_outside_day_is_error),
+		cmocka_unit_test(test_to_text_timestamp),
+		cmocka_unit_test(test_to_text_timestamp_bc),
+		cmocka_unit_test(test_to_text_timestamptz_utc),
+		cmocka_unit_test(test_to_text_timestamptz_bc),
+		cmocka_unit_test(test_to_text_timestamp_infinity),
+		cmocka_unit_test(test_to_text_array_of_scalars),
+		cmocka_unit_test(test_to_text_array_quoting),
+		cmocka_unit_test(test_to_text_array_string_branch),
+		cmocka_unit_test(test_to_text_null),
+		cmocka_unit_test(test_to_text_appends),
+		cmocka_unit_test(test_to_text_wrong_avro_type_is_error),
+		cmocka_unit_test(test_to_text_bad_array_element_is_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

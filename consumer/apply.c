@@ -1,0 +1,1315 @@
+/* apply.c: last-write-wins apply of change events (see apply.h). */
+#include "consumer/apply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "consumer/meta.h"
+
+/* Statements per pipeline sync: keeps both sides' buffers from filling. */
+#define PIPELINE_CHUNK 256
+
+const char *const xr_conflict_names[] = {
+	"none", "insert_exists", "insert_deleted", "update_missing",
+	"update_deleted", "update_origin_differs", "delete_missing",
+	"delete_origin_differs", "delete_after_update"
+};
+
+const char *const xr_resolution_names[] = {
+	"remote_applied", "local_kept", "dead_lettered"
+};
+
+typedef struct tcol_s {
+	char *name;
+	char *qname;     /* quoted identifier */
+	char *type;      /* format_type() */
+	bool  is_key;
+} tcol_t;
+
+/* A prepared statement for one shape of change. */
+typedef struct stmt_s {
+	char *sig;       /* op + which columns are set */
+	char  name[32];
+	int   ncols;     /* value parameters after the fixed ones */
+	int  *cols;      /* target column of each value parameter */
+} stmt_t;
+
+/* How the fields of one writer schema map onto the target's columns. */
+typedef struct fmap_s {
+	const xr_schema_t *schema;
+	int               *col;      /* per field: target column, -1 if missing */
+	int               *field_of; /* per target column: field, -1 if none */
+} fmap_t;
+
+typedef struct target_s {
+	char    *nspname, *relname;
+	char    *qual;       /* "schema"."table" */
+	char    *vt;         /* xregion."schema.table" */
+	char    *lit_nsp, *lit_rel;
+	bool     exists;
+	int      ncols;
+	tcol_t  *cols;
+	int      nkeys;
+	stmt_t **stmts;      /* each allocated alone: plans keep pointers */
+	size_t   nstmts;
+	fmap_t  *maps;
+	size_t   nmaps;
+} target_t;
+
+struct xr_applier_s {
+	const xr_config_t *conf;
+	PGconn    *conn;
+	char       origin[128];   /* origin set up in this session, "" if none */
+	target_t **targets;
+	size_t     ntargets;
+	unsigned   stmt_seq;
+	xr_apply_stats_t stats;
+	xr_buf_t   sql;
+	xr_buf_t   scratch;
+};
+
+static void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	return d;
+}
+
+static void
+copy_err(PGconn *conn, const char *what, char *errstr, size_t errstr_size)
+{
+	const char *m = PQerrorMessage(conn);
+	size_t      n = strlen(m);
+
+	while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
+		n--;
+	snprintf(errstr, errstr_size, "%s: %.*s", what, (int)n, m);
+}
+
+static void
+target_reset(target_t *t)
+{
+	size_t i;
+	int    c;
+
+	for (c = 0; c < t->ncols; c++) {
+		free(t->cols[c].name);
+		free(t->cols[c].qname);
+		free(t->cols[c].type);
+	}
+	free(t->cols);
+	t->cols = NULL;
+	t->ncols = t->nkeys = 0;
+	for (i = 0; i < t->nstmts; i++) {
+		free(t->stmts[i]->sig);
+		free(t->stmts[i]->cols);
+		free(t->stmts[i]);
+	}
+	free(t->stmts);
+	t->stmts = NULL;
+	t->nstmts = 0;
+	for (i = 0; i < t->nmaps; i++) {
+		free(t->maps[i].col);
+		free(t->maps[i].field_of);
+	}
+	free(t->maps);
+	t->maps = NULL;
+	t->nmaps = 0;
+}
+
+static void
+target_free(target_t *t)
+{
+	if (!t)
+		return;
+	target_reset(t);
+	free(t->nspname);
+	free(t->relname);
+	free(t->qual);
+	free(t->vt);
+	PQfreemem(t->lit_nsp);
+	PQfreemem(t->lit_rel);
+	free(t);
+}
+
+xr_applier_t *
+xr_applier_new(const xr_config_t *conf)
+{
+	xr_applier_t *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->conf = conf;
+	xr_buf_init(&a->sql);
+	xr_buf_init(&a->scratch);
+	return a;
+}
+
+void
+xr_applier_destroy(xr_applier_t *a)
+{
+	size_t i;
+
+	if (!a)
+		return;
+	for (i = 0; i < a->ntargets; i++)
+		target_free(a->targets[i]);
+	free(a->targets);
+	PQfinish(a->conn);
+	xr_buf_term(&a->sql);
+	xr_buf_term(&a->scratch);
+	free(a);
+}
+
+static int
+exec_ok(xr_applier_t *a, const char *sql, char *errstr, size_t errstr_size)
+{
+	PGresult *res = PQexec(a->conn, sql);
+	int       ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+	               PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		copy_err(a->conn, sql, errstr, errstr_size);
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+int
+xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
+{
+	const char *keys[] = { "dbname", "application_name", "options", NULL };
+	char        app[64];
+	const char *vals[] = {
+		a->conf->pg_dsn, app,
+		/* The text forms pgtype.c writes; applies skip ordinary triggers. */
+		"-c session_replication_role=replica -c timezone=UTC "
+		"-c datestyle=ISO,YMD -c intervalstyle=postgres "
+		"-c bytea_output=hex -c extra_float_digits=3",
+		NULL
+	};
+	size_t i;
+
+	snprintf(app, sizeof(app), "xregion-consumer-%s", a->conf->region);
+	PQfinish(a->conn);
+	a->origin[0] = '\0';
+	/* Prepared statements died with the old session. */
+	for (i = 0; i < a->ntargets; i++)
+		target_reset(a->targets[i]);
+	a->conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(a->conn) != CONNECTION_OK) {
+		copy_err(a->conn, "cannot connect to PostgreSQL", errstr, errstr_size);
+		PQfinish(a->conn);
+		a->conn = NULL;
+		return -1;
+	}
+	{
+		PGresult *res = PQexec(a->conn,
+		                       "SELECT to_regproc('xregion.version_of') "
+		                       "IS NOT NULL");
+		int ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+		         strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+		PQclear(res);
+		if (!ok) {
+			snprintf(errstr, errstr_size,
+			         "database %s has no xregion schema: run xregion setup",
+			         PQdb(a->conn));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static target_t *
+target_get(xr_applier_t *a, const char *nsp, const char *rel)
+{
+	target_t *t;
+	char      vtname[300];
+	char     *q1, *q2, *q3;
+	size_t    i;
+
+	for (i = 0; i < a->ntargets; i++)
+		if (strcmp(a->targets[i]->nspname, nsp) == 0 &&
+		    strcmp(a->targets[i]->relname, rel) == 0)
+			return a->targets[i];
+	t = xcalloc(1, sizeof(*t));
+	t->nspname = xstrdup(nsp);
+	t->relname = xstrdup(rel);
+	q1 = PQescapeIdentifier(a->conn, nsp, strlen(nsp));
+	q2 = PQescapeIdentifier(a->conn, rel, strlen(rel));
+	snprintf(vtname, sizeof(vtname), "%s.%s", nsp, rel);
+	q3 = PQescapeIdentifier(a->conn, vtname, strlen(vtname));
+	t->lit_nsp = PQescapeLiteral(a->conn, nsp, strlen(nsp));
+	t->lit_rel = PQescapeLiteral(a->conn, rel, strlen(rel));
+	if (!q1 || !q2 || !q3 || !t->lit_nsp || !t->lit_rel) {
+		PQfreemem(q1);
+		PQfreemem(q2);
+		PQfreemem(q3);
+		target_free(t);
+		return NULL;
+	}
+	xr_buf_reset(&a->scratch);
+	xr_buf_printf(&a->scratch, "%s.%s", q1, q2);
+	t->qual = xstrdup(a->scratch.data);
+	xr_buf_reset(&a->scratch);
+	xr_buf_printf(&a->scratch, "xregion.%s", q3);
+	t->vt = xstrdup(a->scratch.data);
+	PQfreemem(q1);
+	PQfreemem(q2);
+	PQfreemem(q3);
+	a->targets = realloc(a->targets, (a->ntargets + 1) * sizeof(*a->targets));
+	if (!a->targets) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	a->targets[a->ntargets++] = t;
+	return t;
+}
+
+/* Loads the table's columns; t->exists says whether it is there. */
+static int
+target_load(xr_applier_t *a, target_t *t, char *errstr, size_t errstr_size)
+{
+	const char *params[2] = { t->nspname, t->relname };
+	PGresult   *res;
+	int         i;
+
+	target_reset(t);
+	res = PQexecParams(a->conn,
+	                   "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+	                   "       coalesce(a.attnum = ANY (i.indkey), false) "
+	                   "FROM pg_catalog.pg_class c "
+	                   "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+	                   "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+	                   "LEFT JOIN pg_catalog.pg_index i "
+	                   "  ON i.indrelid = c.oid AND i.indisprimary "
+	                   "WHERE n.nspname = $1 AND c.relname = $2 "
+	                   "  AND c.relkind IN ('r', 'p') "
+	                   "  AND a.attnum > 0 AND NOT a.attisdropped "
+	                   "ORDER BY a.attnum", 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		copy_err(a->conn, "reading the catalog", errstr, errstr_size);
+		PQclear(res);
+		return -1;
+	}
+	t->ncols = PQntuples(res);
+	t->exists = t->ncols > 0;
+	t->cols = xcalloc((size_t)t->ncols, sizeof(*t->cols));
+	for (i = 0; i < t->ncols; i++) {
+		const char *name = PQgetvalue(res, i, 0);
+		char       *q = PQescapeIdentifier(a->conn, name, strlen(name));
+
+		if (!q) {
+			copy_err(a->conn, "quoting", errstr, errstr_size);
+			PQclear(res);
+			return -1;
+		}
+		t->cols[i].name = xstrdup(name);
+		t->cols[i].qname = xstrdup(q);
+		PQfreemem(q);
+		t->cols[i].type = xstrdup(PQgetvalue(res, i, 1));
+		t->cols[i].is_key = PQgetvalue(res, i, 2)[0] == 't';
+		if (t->cols[i].is_key)
+			t->nkeys++;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* The field map of t for schema s, made on first use. */
+static fmap_t *
+fmap_get(target_t *t, const xr_schema_t *s)
+{
+	fmap_t *m;
+	size_t  i;
+	int     f, c;
+
+	for (i = 0; i < t->nmaps; i++)
+		if (t->maps[i].schema == s)
+			return &t->maps[i];
+	t->maps = realloc(t->maps, (t->nmaps + 1) * sizeof(*t->maps));
+	if (!t->maps) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	m = &t->maps[t->nmaps++];
+	m->schema = s;
+	m->col = xcalloc((size_t)s->n_row_fields, sizeof(int));
+	m->field_of = xcalloc((size_t)t->ncols, sizeof(int));
+	for (c = 0; c < t->ncols; c++)
+		m->field_of[c] = -1;
+	for (f = 0; f < s->n_row_fields; f++) {
+		m->col[f] = -1;
+		for (c = 0; c < t->ncols; c++) {
+			if (strcmp(t->cols[c].name, s->row_fields[f].column) == 0) {
+				m->col[f] = c;
+				m->field_of[c] = f;
+				break;
+			}
+		}
+	}
+	return m;
+}
+
+xr_check_t
+xr_applier_check(xr_applier_t *a, const xr_event_t *ev, char *errstr,
+                 size_t errstr_size)
+{
+	target_t *t = target_get(a, ev->nspname, ev->relname);
+	fmap_t   *m;
+	int       f, c;
+
+	if (!t) {
+		copy_err(a->conn, "quoting", errstr, errstr_size);
+		return XR_CHECK_ERROR;
+	}
+	if (!t->cols && target_load(a, t, errstr, errstr_size))
+		return XR_CHECK_ERROR;
+	if (!t->exists) {
+		snprintf(errstr, errstr_size, "table %s.%s does not exist in region %s",
+		         ev->nspname, ev->relname, a->conf->region);
+		return XR_CHECK_NO_TABLE;
+	}
+	if (t->nkeys == 0) {
+		snprintf(errstr, errstr_size, "table %s.%s has no primary key in "
+		         "region %s", ev->nspname, ev->relname, a->conf->region);
+		return XR_CHECK_NO_TABLE;
+	}
+	if (ev->op == XR_OP_TRUNCATE)
+		return XR_CHECK_OK;
+	m = fmap_get(t, ev->schema);
+	for (f = 0; f < ev->nfields; f++) {
+		if (m->col[f] < 0) {
+			snprintf(errstr, errstr_size,
+			         "table %s.%s: column \"%s\" of region %s's schema is "
+			         "missing in region %s", ev->nspname, ev->relname,
+			         ev->schema->row_fields[f].column, ev->region,
+			         a->conf->region);
+			return XR_CHECK_DRIFT;
+		}
+	}
+	for (c = 0; c < t->ncols; c++) {
+		if (t->cols[c].is_key && m->field_of[c] < 0) {
+			snprintf(errstr, errstr_size,
+			         "table %s.%s: key column \"%s\" is not in region %s's "
+			         "events", ev->nspname, ev->relname, t->cols[c].name,
+			         ev->region);
+			return XR_CHECK_NO_TABLE;
+		}
+	}
+	return XR_CHECK_OK;
+}
+
+void
+xr_applier_forget(xr_applier_t *a, const char *nspname, const char *relname)
+{
+	size_t i;
+
+	for (i = 0; i < a->ntargets; i++) {
+		target_t *t = a->targets[i];
+
+		if (strcmp(t->nspname, nspname) == 0 &&
+		    strcmp(t->relname, relname) == 0) {
+			if (t->stmts && a->conn) {
+				size_t k;
+
+				for (k = 0; k < t->nstmts; k++) {
+					char sql[64];
+
+					snprintf(sql, sizeof(sql), "DEALLOCATE %s",
+					         t->stmts[k]->name);
+					PQclear(PQexec(a->conn, sql));
+				}
+			}
+			target_reset(t);
+		}
+	}
+}
+
+/* Appends "t.k1 = $i::type AND ..." for the key columns, from first. */
+static void
+key_match(xr_buf_t *b, const target_t *t, const char *alias, const int *pnum)
+{
+	int c, n = 0;
+
+	for (c = 0; c < t->ncols; c++) {
+		if (!t->cols[c].is_key)
+			continue;
+		xr_buf_printf(b, "%s%s.%s = $%d::%s", n++ ? " AND " : "", alias,
+		              t->cols[c].qname, pnum[c], t->cols[c].type);
+	}
+}
+
+/* Appends "a.k1 = b.k1 AND ...". */
+static void
+key_join(xr_buf_t *b, const target_t *t, const char *x, const char *y)
+{
+	int c, n = 0;
+
+	for (c = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s.%s = %s.%s", n++ ? " AND " : "", x,
+			              t->cols[c].qname, y, t->cols[c].qname);
+}
+
+static void
+key_list(xr_buf_t *b, const target_t *t)
+{
+	int c, n = 0;
+
+	for (c = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
+}
+
+/* The version of the live row t, read inside a statement. */
+static void
+row_version(xr_buf_t *b, const target_t *t)
+{
+	xr_buf_printf(b, "xregion.version_of(t.xmin, (SELECT v.ts FROM %s v WHERE ",
+	              t->vt);
+	key_join(b, t, "v", "t");
+	xr_buf_printf(b, "), (SELECT v.region FROM %s v WHERE ", t->vt);
+	key_join(b, t, "v", "t");
+	xr_buf_puts(b, "))");
+}
+
+/* The CTEs prior (the row now) and tomb (its tombstone or truncation). */
+static void
+prior_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
+{
+	xr_buf_printf(b,
+	              "WITH prior AS MATERIALIZED (\n"
+	              "  SELECT xregion.version_of(t.xmin, v.ts, v.region) AS ver,\n"
+	              "         CASE WHEN (xregion.version_of(t.xmin, v.ts, v.region))"
+	              ".region IS DISTINCT FROM $2 THEN to_jsonb(t.*) END AS img\n"
+	              "  FROM %s t LEFT JOIN %s v ON ", t->qual, t->vt);
+	key_join(b, t, "v", "t");
+	xr_buf_puts(b, "\n  WHERE ");
+	key_match(b, t, "t", pnum);
+	xr_buf_printf(b,
+	              "\n  FOR UPDATE OF t\n"
+	              "), tomb AS MATERIALIZED (\n"
+	              "  SELECT GREATEST(\n"
+	              "    (SELECT xregion.tomb_version(v.ts, v.region, v.xid) "
+	              "FROM %s v WHERE ", t->vt);
+	key_match(b, t, "v", pnum);
+	xr_buf_printf(b,
+	              " AND v.deleted),\n"
+	              "    (SELECT xregion.tomb_version(x.ts, x.region, x.xid) "
+	              "FROM xregion.truncations x WHERE x.table_schema = %s "
+	              "AND x.table_name = %s)) AS ver\n)",
+	              t->lit_nsp, t->lit_rel);
+}
+
+static const char result_cols[] =
+	"  (SELECT count(*) FROM prior)::int,\n"
+	"  (SELECT (ver).ts FROM prior), (SELECT (ver).region FROM prior),\n"
+	"  (SELECT (ver).ts FROM tomb), (SELECT (ver).region FROM tomb),\n"
+	"  (SELECT img FROM prior)";
+
+/*
+ * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted,
+ * then the set columns.  A present row is updated only when the event's
+ * version is newer than the row's (checked on the locked row, in ON
+ * CONFLICT); a missing row is inserted only when newer than its tombstone.
+ */
+static void
+sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
+{
+	int c, n;
+
+	prior_ctes(b, t, pnum);
+	xr_buf_printf(b, ", w AS (\n  INSERT INTO %s AS t (", t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
+	xr_buf_puts(b, ")\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_puts(b,
+	            "\n  WHERE EXISTS (SELECT 1 FROM prior) OR ($3 AND ("
+	            "(SELECT ver FROM tomb) IS NULL OR "
+	            "ROW($1, $2)::xregion.version > (SELECT ver FROM tomb)))\n"
+	            "  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_puts(b, ") DO UPDATE SET ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c] && !t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "",
+			              t->cols[c].qname, t->cols[c].qname);
+	if (n == 0) {
+		/* Only key columns: a no-op assignment keeps the syntax. */
+		for (c = 0; c < t->ncols; c++)
+			if (t->cols[c].is_key) {
+				xr_buf_printf(b, "%s = EXCLUDED.%s", t->cols[c].qname,
+				              t->cols[c].qname);
+				break;
+			}
+	}
+	xr_buf_puts(b, "\n  WHERE ROW($1, $2)::xregion.version > ");
+	row_version(b, t);
+	xr_buf_printf(b, "\n  RETURNING 1\n), vs AS (\n  INSERT INTO %s (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_puts(b, ", $1, $2, NULL, false FROM w\n  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_printf(b,
+	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
+	              "xid = NULL, deleted = false\n  RETURNING 1\n)\n"
+	              "SELECT (SELECT count(*) FROM w)::int,\n%s", result_cols);
+}
+
+/* A delete: $1 ts, $2 region, then the key columns. */
+static void
+sql_delete(xr_buf_t *b, const target_t *t, const int *pnum)
+{
+	int c, n;
+
+	prior_ctes(b, t, pnum);
+	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t WHERE ", t->qual);
+	key_match(b, t, "t", pnum);
+	xr_buf_puts(b, " AND ROW($1, $2)::xregion.version > ");
+	row_version(b, t);
+	xr_buf_printf(b, "\n  RETURNING 1\n), vs AS (\n  INSERT INTO %s (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_puts(b,
+	            ", $1, $2, NULL, true\n"
+	            "  WHERE EXISTS (SELECT 1 FROM d) OR (NOT EXISTS (SELECT 1 FROM "
+	            "prior) AND ((SELECT ver FROM tomb) IS NULL OR "
+	            "ROW($1, $2)::xregion.version > (SELECT ver FROM tomb)))\n"
+	            "  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_printf(b,
+	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
+	              "xid = NULL, deleted = true\n  RETURNING 1\n)\n"
+	              "SELECT (SELECT count(*) FROM d)::int,\n%s", result_cols);
+}
+
+/*
+ * A truncate: $1 ts, $2 region.  Deletes the rows older than the truncate,
+ * and records it, so that older changes arriving later stay out.
+ */
+static void
+sql_truncate(xr_buf_t *b, const target_t *t)
+{
+	xr_buf_printf(b,
+	              "WITH d AS (\n  DELETE FROM %s t WHERE "
+	              "ROW($1, $2)::xregion.version > ", t->qual);
+	row_version(b, t);
+	xr_buf_printf(b,
+	              "\n  RETURNING 1\n), tr AS (\n"
+	              "  INSERT INTO xregion.truncations AS x VALUES (%s, %s, $1, $2, "
+	              "NULL)\n  ON CONFLICT (table_schema, table_name) DO UPDATE SET "
+	              "ts = EXCLUDED.ts, region = EXCLUDED.region, xid = NULL\n"
+	              "  WHERE ROW(EXCLUDED.ts, EXCLUDED.region)::xregion.version > "
+	              "xregion.tomb_version(x.ts, x.region, x.xid)\n  RETURNING 1\n)\n"
+	              "SELECT (SELECT count(*) FROM d)::int, 0, NULL::bigint, "
+	              "NULL::text, NULL::bigint, NULL::text, NULL::jsonb",
+	              t->lit_nsp, t->lit_rel);
+}
+
+/*
+ * The prepared statement for op on t setting the columns in set (for a
+ * delete: the keys).  Prepares it on first use.
+ */
+static stmt_t *
+stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
+         char *errstr, size_t errstr_size)
+{
+	stmt_t   *s;
+	char     *sig = xcalloc((size_t)t->ncols + 2, 1);
+	int      *pnum = xcalloc((size_t)t->ncols, sizeof(int));
+	int       c, np = 3;
+	size_t    i;
+	PGresult *res;
+
+	sig[0] = op;
+	for (c = 0; c < t->ncols; c++)
+		sig[c + 1] = set[c] ? '1' : '0';
+	for (i = 0; i < t->nstmts; i++) {
+		if (strcmp(t->stmts[i]->sig, sig) == 0) {
+			free(sig);
+			free(pnum);
+			return t->stmts[i];
+		}
+	}
+	t->stmts = realloc(t->stmts, (t->nstmts + 1) * sizeof(*t->stmts));
+	if (!t->stmts) {
+		fputs("xregion: out of memory\n", stderr);
+		abort();
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->sig = sig;
+	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
+	s->cols = xcalloc((size_t)t->ncols, sizeof(int));
+	if (op == 'd')
+		np = 2;
+	if (op != 't') {
+		for (c = 0; c < t->ncols; c++) {
+			if (set[c]) {
+				pnum[c] = ++np;
+				s->cols[s->ncols++] = c;
+			}
+		}
+	}
+	xr_buf_reset(&a->sql);
+	if (op == 'u')
+		sql_upsert(&a->sql, t, set, pnum);
+	else if (op == 'd')
+		sql_delete(&a->sql, t, pnum);
+	else
+		sql_truncate(&a->sql, t);
+	free(pnum);
+	res = PQprepare(a->conn, s->name, a->sql.data, 0, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		copy_err(a->conn, "preparing the apply statement", errstr,
+		         errstr_size);
+		xr_debug("statement was:\n%s", a->sql.data);
+		PQclear(res);
+		free(s->sig);
+		free(s->cols);
+		free(s);
+		return NULL;
+	}
+	PQclear(res);
+	t->stmts[t->nstmts++] = s;
+	return s;
+}
+
+/* What one item sends: up to two statements (old key delete + upsert). */
+typedef struct plan_s {
+	stmt_t *stmt[2];
+	int     nstmt;
+	int     first_result;   /* index of the result that decides */
+} plan_t;
+
+/* Fills the parameters of statement s for item it (op 'u', 'd' or 't'). */
+static void
+params_of(const stmt_t *s, const xr_event_t *ev, const fmap_t *m,
+          const xr_eval_t *img, const char *ts, const char *allow,
+          const char **vals)
+{
+	int i;
+
+	vals[0] = ts;
+	vals[1] = ev->region;
+	if (s->sig[0] == 'u')
+		vals[2] = allow;
+	for (i = 0; i < s->ncols; i++) {
+		int f = m->field_of[s->cols[i]];
+
+		vals[(s->sig[0] == 'u' ? 3 : 2) + i] = f >= 0 ? xr_event_text(ev, &img[f])
+		                                             : NULL;
+	}
+}
+
+/* Whether the key columns of before differ from after's. */
+static bool
+key_changed(const xr_event_t *ev, const target_t *t, const fmap_t *m)
+{
+	int c;
+
+	if (!ev->has_before || !ev->has_after)
+		return false;
+	for (c = 0; c < t->ncols; c++) {
+		int         f = m->field_of[c];
+		const char *x, *y;
+
+		if (!t->cols[c].is_key || f < 0)
+			continue;
+		x = xr_event_text(ev, &ev->before[f]);
+		y = xr_event_text(ev, &ev->after[f]);
+		if (!x || !y || strcmp(x, y) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Classifies an item from its decisive result: applied, whether a row was
+ * there, its version's region, whether a tombstone was there.
+ */
+static void
+classify(xr_apply_item_t *it, bool applied, bool had_row,
+         const char *row_region, bool had_tomb, bool may_insert)
+{
+	const xr_event_t *ev = it->ev;
+	bool              other = had_row && row_region &&
+	                          strcmp(row_region, ev->region) != 0;
+
+	it->conflict = XR_CONFLICT_NONE;
+	it->resolution = applied ? XR_RES_APPLIED : XR_RES_SKIPPED;
+	switch (ev->op) {
+	case XR_OP_INSERT:
+	case XR_OP_SNAPSHOT_READ:
+		if (had_row && other)
+			it->conflict = XR_CONFLICT_INSERT_EXISTS;
+		else if (!had_row && had_tomb && !applied)
+			it->conflict = XR_CONFLICT_INSERT_DELETED;
+		break;
+	case XR_OP_UPDATE:
+		if (had_row && other)
+			it->conflict = XR_CONFLICT_UPDATE_ORIGIN_DIFFERS;
+		else if (!had_row && had_tomb && !applied && may_insert)
+			it->conflict = XR_CONFLICT_UPDATE_DELETED;
+		else if (!had_row && !had_tomb) {
+			it->conflict = XR_CONFLICT_UPDATE_MISSING;
+			if (!may_insert) {
+				it->resolution = XR_RES_DEAD_LETTER;
+				snprintf(it->reason, sizeof(it->reason),
+				         "update of a row missing in this region whose "
+				         "unchanged TOASTed columns were not sent");
+			}
+		} else if (!had_row && !applied && !may_insert) {
+			it->conflict = XR_CONFLICT_UPDATE_DELETED;
+		}
+		break;
+	case XR_OP_DELETE:
+		if (had_row && other)
+			it->conflict = applied ? XR_CONFLICT_DELETE_ORIGIN_DIFFERS
+			                       : XR_CONFLICT_DELETE_AFTER_UPDATE;
+		else if (!had_row && !had_tomb)
+			it->conflict = XR_CONFLICT_DELETE_MISSING;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Appends a JSON object of the image's values (as text) for the log. */
+static void
+image_json(xr_buf_t *b, const xr_event_t *ev, const xr_eval_t *img, bool keys,
+           const target_t *t, const fmap_t *m)
+{
+	int f, n = 0;
+
+	xr_buf_putc(b, '{');
+	for (f = 0; f < ev->nfields; f++) {
+		const char *name = ev->schema->row_fields[f].column;
+		const char *v;
+
+		if (!img[f].present || img[f].unchanged)
+			continue;
+		if (keys && (m->col[f] < 0 || !t->cols[m->col[f]].is_key))
+			continue;
+		if (n++)
+			xr_buf_putc(b, ',');
+		xr_buf_json_str(b, name, strlen(name));
+		xr_buf_putc(b, ':');
+		v = xr_event_text(ev, &img[f]);
+		if (v)
+			xr_buf_json_str(b, v, img[f].len);
+		else
+			xr_buf_puts(b, "null");
+	}
+	xr_buf_putc(b, '}');
+}
+
+static int
+log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
+             const fmap_t *m, PGresult *res, char *errstr, size_t errstr_size)
+{
+	const xr_event_t *ev = it->ev;
+	const xr_eval_t  *img = ev->has_after ? ev->after : ev->before;
+	xr_buf_t          key, row;
+	char              rts[32], part[16], off[32];
+	const char       *vals[14];
+	PGresult         *r;
+	int               ok;
+
+	xr_buf_init(&key);
+	xr_buf_init(&row);
+	image_json(&key, ev, img, true, t, m);
+	if (ev->has_after)
+		image_json(&row, ev, ev->after, false, t, m);
+	snprintf(rts, sizeof(rts), "%" PRId64, ev->commit_ts);
+	snprintf(part, sizeof(part), "%d", (int)it->partition);
+	snprintf(off, sizeof(off), "%" PRId64, it->offset);
+	vals[0] = ev->nspname;
+	vals[1] = ev->relname;
+	vals[2] = key.data;
+	vals[3] = xr_conflict_names[it->conflict];
+	vals[4] = xr_resolution_names[it->resolution];
+	vals[5] = res && !PQgetisnull(res, 0, 2) ? PQgetvalue(res, 0, 2) : NULL;
+	vals[6] = res && !PQgetisnull(res, 0, 3) ? PQgetvalue(res, 0, 3) : NULL;
+	vals[7] = rts;
+	vals[8] = ev->region;
+	vals[9] = res && !PQgetisnull(res, 0, 6) ? PQgetvalue(res, 0, 6) : NULL;
+	vals[10] = ev->has_after ? row.data : NULL;
+	vals[11] = ev->event_id;
+	vals[12] = it->topic;
+	vals[13] = part;
+	r = PQexecParams(a->conn,
+	                 "INSERT INTO xregion.conflicts (table_schema, table_name, "
+	                 "key, kind, resolution, local_ts, local_region, remote_ts, "
+	                 "remote_region, local_row, remote_row, event_id, topic, "
+	                 "kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5, "
+	                 "to_timestamp($6::bigint / 1000000.0), $7, "
+	                 "to_timestamp($8::bigint / 1000000.0), $9, $10, $11, "
+	                 "$12::uuid, $13, $14::int, $15::bigint)",
+	                 15, NULL,
+	                 (const char *const[]){ vals[0], vals[1], vals[2], vals[3],
+	                                        vals[4], vals[5], vals[6], vals[7],
+	                                        vals[8], vals[9], vals[10],
+	                                        vals[11], vals[12], vals[13], off },
+	                 NULL, NULL, 0);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		copy_err(a->conn, "logging a conflict", errstr, errstr_size);
+	PQclear(r);
+	xr_buf_term(&key);
+	xr_buf_term(&row);
+	return ok ? 0 : -1;
+}
+
+static int
+set_origin(xr_applier_t *a, const char *src, char *errstr, size_t errstr_size)
+{
+	char        name[128];
+	const char *params[1] = { name };
+	PGresult   *res;
+
+	xr_meta_origin_name(a->conf, src, name, sizeof(name));
+	if (strcmp(a->origin, name) == 0)
+		return 0;
+	if (a->origin[0] &&
+	    exec_ok(a, "SELECT pg_catalog.pg_replication_origin_session_reset()",
+	            errstr, errstr_size))
+		return -1;
+	a->origin[0] = '\0';
+	res = PQexecParams(a->conn,
+	                   "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		copy_err(a->conn, "replication origin (run xregion setup?)", errstr,
+		         errstr_size);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	snprintf(a->origin, sizeof(a->origin), "%s", name);
+	return 0;
+}
+
+static int
+store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n, char *errstr,
+              size_t errstr_size)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char        part[16], off[32];
+		const char *vals[3] = { o[i].topic, part, off };
+		PGresult   *res;
+
+		snprintf(part, sizeof(part), "%d", (int)o[i].partition);
+		snprintf(off, sizeof(off), "%" PRId64, o[i].next_offset);
+		res = PQexecParams(a->conn,
+		                   "INSERT INTO xregion.offsets (topic, partition, "
+		                   "next_offset) VALUES ($1, $2::int, $3::bigint) "
+		                   "ON CONFLICT (topic, partition) DO UPDATE SET "
+		                   "next_offset = EXCLUDED.next_offset, updated_at = now()",
+		                   3, NULL, vals, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			copy_err(a->conn, "storing offsets", errstr, errstr_size);
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+int
+xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
+                         size_t n, char *errstr, size_t errstr_size)
+{
+	if (exec_ok(a, "BEGIN", errstr, errstr_size))
+		return -1;
+	if (store_offsets(a, offsets, n, errstr, errstr_size) ||
+	    exec_ok(a, "COMMIT", errstr, errstr_size)) {
+		PQclear(PQexec(a->conn, "ROLLBACK"));
+		return -1;
+	}
+	return 0;
+}
+
+int
+xr_applier_load_offsets(xr_applier_t *a, const char *const *topics,
+                        const int32_t *partitions, size_t n, int64_t *out,
+                        char *errstr, size_t errstr_size)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char        part[16];
+		const char *vals[2] = { topics[i], part };
+		PGresult   *res;
+
+		snprintf(part, sizeof(part), "%d", (int)partitions[i]);
+		res = PQexecParams(a->conn,
+		                   "SELECT next_offset FROM xregion.offsets "
+		                   "WHERE topic = $1 AND partition = $2::int",
+		                   2, NULL, vals, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			copy_err(a->conn, "reading offsets", errstr, errstr_size);
+			PQclear(res);
+			return -1;
+		}
+		out[i] = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+		                        : -1;
+		PQclear(res);
+	}
+	return 0;
+}
+
+long
+xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
+                            char *errstr, size_t errstr_size)
+{
+	long   total = 0;
+	size_t i;
+
+	for (i = 0; i < a->ntargets; i++) {
+		target_t   *t = a->targets[i];
+		char        hours[16];
+		const char *vals[1] = { hours };
+		PGresult   *res;
+
+		if (!t->exists)
+			continue;
+		snprintf(hours, sizeof(hours), "%d", retention_hours);
+		xr_buf_reset(&a->sql);
+		xr_buf_printf(&a->sql,
+		              "DELETE FROM %s v WHERE v.deleted AND "
+		              "(xregion.tomb_version(v.ts, v.region, v.xid)).ts < "
+		              "(extract(epoch FROM now() - make_interval(hours => "
+		              "$1::int)) * 1000000)::bigint", t->vt);
+		res = PQexecParams(a->conn, a->sql.data, 1, NULL, vals, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			copy_err(a->conn, "purging tombstones", errstr, errstr_size);
+			PQclear(res);
+			return -1;
+		}
+		total += strtol(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+	}
+	return total;
+}
+
+bool
+xr_applier_connected(const xr_applier_t *a)
+{
+	return a->conn && PQstatus(a->conn) == CONNECTION_OK;
+}
+
+const xr_apply_stats_t *
+xr_applier_stats(const xr_applier_t *a)
+{
+	return &a->stats;
+}
+
+/* Sends one prepared statement into the pipeline. */
+static int
+send_stmt(xr_applier_t *a, const stmt_t *s, const char **vals, char *errstr,
+          size_t errstr_size)
+{
+	int nparams = (s->sig[0] == 'u' ? 3 : 2) + s->ncols;
+
+	if (!PQsendQueryPrepared(a->conn, s->name, nparams, vals, NULL, NULL, 0)) {
+		copy_err(a->conn, "sending a change", errstr, errstr_size);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads one statement's result in the pipeline; returns it or NULL. */
+static PGresult *
+read_result(xr_applier_t *a, char *errstr, size_t errstr_size)
+{
+	PGresult *res = PQgetResult(a->conn), *extra;
+
+	if (!res) {
+		copy_err(a->conn, "reading a result", errstr, errstr_size);
+		return NULL;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+			snprintf(errstr, errstr_size, "pipeline aborted");
+		else
+			snprintf(errstr, errstr_size, "applying a change: %s",
+			         PQresultErrorMessage(res));
+		PQclear(res);
+		/* The NULL that ends this query's results. */
+		extra = PQgetResult(a->conn);
+		PQclear(extra);
+		return NULL;
+	}
+	extra = PQgetResult(a->conn);   /* NULL: end of this query */
+	PQclear(extra);
+	return res;
+}
+
+/* Reads until the pipeline's sync point after an error. */
+static void
+drain_to_sync(xr_applier_t *a)
+{
+	for (;;) {
+		PGresult *res = PQgetResult(a->conn);
+
+		if (!res) {
+			if (PQstatus(a->conn) != CONNECTION_OK)
+				return;
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			return;
+		}
+		PQclear(res);
+	}
+}
+
+int
+xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
+                 size_t n, const xr_offset_t *offsets, size_t noffsets,
+                 xr_dead_letter_cb_t *dead_letter, void *ctx, char *errstr,
+                 size_t errstr_size)
+{
+	plan_t    *plans = xcalloc(n, sizeof(*plans));
+	PGresult **res = xcalloc(n * 2, sizeof(*res));
+	bool      *set = NULL;
+	size_t     i, start;
+	int        rc = -1, ndl = 0;
+	bool       in_pipeline = false, in_txn = false;
+	char       tsbuf[32];
+
+	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
+		goto out;
+	if (set_origin(a, src, errstr, errstr_size))
+		goto out;
+
+	/* Plan and prepare everything before the transaction starts. */
+	for (i = 0; i < n; i++) {
+		xr_event_t *ev = items[i].ev;
+		target_t   *t = target_get(a, ev->nspname, ev->relname);
+		fmap_t     *m;
+		int         c;
+
+		items[i].conflict = XR_CONFLICT_NONE;
+		items[i].resolution = XR_RES_APPLIED;
+		items[i].reason[0] = '\0';
+		if (!t || (!t->cols && target_load(a, t, errstr, errstr_size)))
+			goto out;
+		free(set);
+		set = xcalloc((size_t)t->ncols, sizeof(bool));
+		if (ev->op == XR_OP_TRUNCATE) {
+			if (!(plans[i].stmt[0] = stmt_get(a, t, 't', set, errstr,
+			                                  errstr_size)))
+				goto out;
+			plans[i].nstmt = 1;
+			continue;
+		}
+		m = fmap_get(t, ev->schema);
+		if (ev->op == XR_OP_DELETE || key_changed(ev, t, m)) {
+			for (c = 0; c < t->ncols; c++)
+				set[c] = t->cols[c].is_key;
+			if (!(plans[i].stmt[plans[i].nstmt++] =
+			          stmt_get(a, t, 'd', set, errstr, errstr_size)))
+				goto out;
+		}
+		if (ev->op != XR_OP_DELETE) {
+			for (c = 0; c < t->ncols; c++) {
+				int f = m->field_of[c];
+
+				set[c] = f >= 0 && ev->after[f].present &&
+				         !ev->after[f].unchanged;
+			}
+			plans[i].first_result = plans[i].nstmt;
+			if (!(plans[i].stmt[plans[i].nstmt++] =
+			          stmt_get(a, t, 'u', set, errstr, errstr_size)))
+				goto out;
+		}
+	}
+
+	if (exec_ok(a, "BEGIN", errstr, errstr_size))
+		goto out;
+	in_txn = true;
+	if (!PQenterPipelineMode(a->conn)) {
+		copy_err(a->conn, "pipeline mode", errstr, errstr_size);
+		goto out;
+	}
+	in_pipeline = true;
+	for (start = 0; start < n; start += PIPELINE_CHUNK) {
+		size_t end = start + PIPELINE_CHUNK < n ? start + PIPELINE_CHUNK : n;
+		PGresult *sync;
+
+		for (i = start; i < end; i++) {
+			xr_event_t *ev = items[i].ev;
+			target_t   *t = target_get(a, ev->nspname, ev->relname);
+			fmap_t     *m = ev->op == XR_OP_TRUNCATE ? NULL
+			                                         : fmap_get(t, ev->schema);
+			const char *vals[3 + 1600];
+			bool        may_insert = true;
+			int         k, f;
+
+			snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ev->commit_ts);
+			for (f = 0; f < ev->nfields && ev->has_after; f++)
+				if (ev->after[f].unchanged)
+					may_insert = false;
+			for (k = 0; k < plans[i].nstmt; k++) {
+				const stmt_t    *s = plans[i].stmt[k];
+				const xr_eval_t *img = s->sig[0] == 'd' ? ev->before : ev->after;
+
+				if (s->sig[0] == 't') {
+					vals[0] = tsbuf;
+					vals[1] = ev->region;
+				} else {
+					params_of(s, ev, m, img, tsbuf, may_insert ? "t" : "f",
+					          vals);
+				}
+				if (send_stmt(a, s, vals, errstr, errstr_size))
+					goto out;
+			}
+		}
+		if (!PQpipelineSync(a->conn)) {
+			copy_err(a->conn, "pipeline sync", errstr, errstr_size);
+			goto out;
+		}
+		for (i = start; i < end; i++) {
+			int k;
+
+			for (k = 0; k < plans[i].nstmt; k++) {
+				res[i * 2 + (size_t)k] = read_result(a, errstr, errstr_size);
+				if (!res[i * 2 + (size_t)k]) {
+					char ctx_err[1024];
+
+					snprintf(ctx_err, sizeof(ctx_err),
+					         "%s (table %s.%s, %s at %s [%d] offset %" PRId64 ")",
+					         errstr, items[i].ev->nspname, items[i].ev->relname,
+					         xr_op_names[items[i].ev->op], items[i].topic,
+					         (int)items[i].partition, items[i].offset);
+					snprintf(errstr, errstr_size, "%s", ctx_err);
+					drain_to_sync(a);
+					goto out;
+				}
+			}
+		}
+		sync = PQgetResult(a->conn);
+		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+			snprintf(errstr, errstr_size, "pipeline: expected a sync point");
+			PQclear(sync);
+			goto out;
+		}
+		PQclear(sync);
+	}
+	if (!PQexitPipelineMode(a->conn)) {
+		copy_err(a->conn, "leaving pipeline mode", errstr, errstr_size);
+		goto out;
+	}
+	in_pipeline = false;
+
+	/* Outcomes, conflict log, dead letters, offsets: then COMMIT. */
+	for (i = 0; i < n; i++) {
+		xr_apply_item_t *it = &items[i];
+		PGresult        *r = res[i * 2 + (size_t)plans[i].first_result];
+		target_t        *t = target_get(a, it->ev->nspname, it->ev->relname);
+		fmap_t          *m;
+		bool             may_insert = true;
+		int              f;
+
+		if (it->ev->op == XR_OP_TRUNCATE) {
+			it->resolution = XR_RES_APPLIED;
+			a->stats.applied++;
+			continue;
+		}
+		m = fmap_get(t, it->ev->schema);
+		for (f = 0; f < it->ev->nfields && it->ev->has_after; f++)
+			if (it->ev->after[f].unchanged)
+				may_insert = false;
+		classify(it, atoi(PQgetvalue(r, 0, 0)) > 0,
+		         atoi(PQgetvalue(r, 0, 1)) > 0,
+		         PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3),
+		         !PQgetisnull(r, 0, 4), may_insert);
+		if (it->resolution == XR_RES_DEAD_LETTER)
+			ndl++;
+		else if (it->resolution == XR_RES_APPLIED)
+			a->stats.applied++;
+		else
+			a->stats.skipped++;
+		if (it->conflict != XR_CONFLICT_NONE) {
+			a->stats.conflicts[it->conflict][it->resolution]++;
+			if (log_conflict(a, it, t, m, r, errstr, errstr_size))
+				goto out;
+		}
+	}
+	if (store_offsets(a, offsets, noffsets, errstr, errstr_size))
+		goto out;
+	if (ndl > 0) {
+		if (!dead_letter || dead_letter(ctx, items, n)) {
+			snprintf(errstr, errstr_size, "dead-lettering failed");
+			goto out;
+		}
+		a->stats.dead_lettered += (uint64_t)ndl;
+	}
+	if (exec_ok(a, "COMMIT", errstr, errstr_size))
+		goto out;
+	in_txn = false;
+	a->stats.batches++;
+	rc = 0;
+out:
+	if (in_pipeline)
+		(void)PQexitPipelineMode(a->conn);
+	if (in_txn && a->conn) {
+		if (PQstatus(a->conn) == CONNECTION_OK)
+			PQclear(PQexec(a->conn, "ROLLBACK"));
+	}
+	if (rc && a->conn && PQstatus(a->conn) != CONNECTION_OK) {
+		PQfinish(a->conn);
+		a->conn = NULL;
+		a->origin[0] = '\0';
+		for (i = 0; i < a->ntargets; i++)
+			target_reset(a->targets[i]);
+	}
+	for (i = 0; i < n * 2; i++)
+		PQclear(res[i]);
+	free(res);
+	free(plans);
+	free(set);
+	return rc;
+}

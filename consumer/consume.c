@@ -1,0 +1,884 @@
+/*
+ * consume.c: the consumer's loop: Kafka in, batches of decoded events out
+ * to the applier, poison to the dead-letter topic.
+ */
+#include "consumer/consume.h"
+
+#include <inttypes.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "common/kafka_conf.h"
+#include "common/log.h"
+#include "consumer/apply.h"
+#include "consumer/event.h"
+#include "consumer/registry.h"
+
+/* One message of a batch. */
+typedef struct msgrec_s {
+	rd_kafka_message_t *m;
+	xr_event_t          ev;
+	char                region[64];   /* from the topic name */
+	enum { REC_APPLY, REC_POISON, REC_DROP } kind;
+	char                reason[512];
+} msgrec_t;
+
+/* A partition paused because its events name a column missing here. */
+typedef struct paused_s {
+	char    *topic;
+	int32_t  partition;
+	int64_t  offset;       /* where to resume */
+	char    *nspname, *relname;
+	int64_t  recheck_us;
+	bool     retried;      /* resumed at least once: log quietly */
+} paused_t;
+
+typedef struct consumer_s {
+	const xr_config_t     *conf;
+	volatile sig_atomic_t *stop;
+	rd_kafka_t    *rk;         /* group consumer */
+	rd_kafka_t    *dlq;        /* dead-letter producer */
+	xr_registry_t *reg;
+	xr_applier_t  *ap;
+	msgrec_t      *recs;
+	size_t         nrecs;
+	paused_t      *paused;
+	size_t         npaused;
+	char         **warned;     /* tables logged once as not applicable */
+	size_t         nwarned;
+	int            dlq_failed;
+	/* Progress. */
+	uint64_t       consumed, poisoned;
+	uint64_t       last_consumed, last_applied;
+	int64_t        last_progress_us, last_purge_us;
+} consumer_t;
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+sleep_ms(consumer_t *c, int ms)
+{
+	int waited;
+
+	for (waited = 0; waited < ms && !*c->stop; waited += 100)
+		usleep(100 * 1000);
+}
+
+/* The region part of <prefix>.<region>.<schema>.<table>, into out. */
+static int
+topic_region(const consumer_t *c, const char *topic, char *out, size_t size)
+{
+	size_t      plen = strlen(c->conf->topic_prefix);
+	const char *r, *dot;
+
+	if (strncmp(topic, c->conf->topic_prefix, plen) != 0 || topic[plen] != '.')
+		return -1;
+	r = topic + plen + 1;
+	dot = strchr(r, '.');
+	if (!dot || (size_t)(dot - r) >= size)
+		return -1;
+	memcpy(out, r, (size_t)(dot - r));
+	out[dot - r] = '\0';
+	return 0;
+}
+
+/*
+ * Partitions assigned to us: start each at the offset stored with the rows
+ * it applied (or at the beginning: a new region replays all history).
+ * Runs on our thread, inside rd_kafka_consumer_poll().
+ */
+static void
+rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+             rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	consumer_t *c = opaque;
+	char        errstr[512];
+	int         i, backoff = 500;
+
+	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		size_t k;
+
+		/* Revoked: forget pauses of partitions no longer ours. */
+		for (k = 0; k < c->npaused; k++) {
+			free(c->paused[k].topic);
+			free(c->paused[k].nspname);
+			free(c->paused[k].relname);
+		}
+		c->npaused = 0;
+		(void)rd_kafka_assign(rk, NULL);
+		return;
+	}
+	for (;;) {
+		const char **topics = calloc((size_t)parts->cnt + 1, sizeof(char *));
+		int32_t     *pn = calloc((size_t)parts->cnt + 1, sizeof(int32_t));
+		int64_t     *offs = calloc((size_t)parts->cnt + 1, sizeof(int64_t));
+		int          rc = -1;
+
+		if (topics && pn && offs) {
+			for (i = 0; i < parts->cnt; i++) {
+				topics[i] = parts->elems[i].topic;
+				pn[i] = parts->elems[i].partition;
+			}
+			if ((xr_applier_connected(c->ap) ||
+			     xr_applier_connect(c->ap, errstr, sizeof(errstr)) == 0) &&
+			    xr_applier_load_offsets(c->ap, topics, pn, (size_t)parts->cnt,
+			                            offs, errstr, sizeof(errstr)) == 0) {
+				for (i = 0; i < parts->cnt; i++)
+					parts->elems[i].offset =
+					    offs[i] >= 0 ? offs[i] : RD_KAFKA_OFFSET_BEGINNING;
+				rc = 0;
+			}
+		} else {
+			snprintf(errstr, sizeof(errstr), "out of memory");
+		}
+		free(topics);
+		free(pn);
+		free(offs);
+		if (rc == 0)
+			break;
+		xr_error("reading stored offsets: %s; retrying in %d ms", errstr,
+		         backoff);
+		sleep_ms(c, backoff);
+		if (*c->stop) {
+			(void)rd_kafka_assign(rk, NULL);
+			return;
+		}
+		backoff = backoff * 2 > c->conf->reconnect_backoff_max_ms
+		              ? c->conf->reconnect_backoff_max_ms : backoff * 2;
+	}
+	for (i = 0; i < parts->cnt; i++)
+		xr_info("assigned %s [%d] from offset %s%" PRId64,
+		        parts->elems[i].topic, (int)parts->elems[i].partition,
+		        parts->elems[i].offset < 0 ? "(beginning) " : "",
+		        parts->elems[i].offset < 0 ? (int64_t)0
+		                                   : parts->elems[i].offset);
+	err = rd_kafka_assign(rk, parts);
+	if (err)
+		xr_error("kafka: assign: %s", rd_kafka_err2str(err));
+}
+
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	xr_warn("kafka: %s (%s); librdkafka retries with backoff", reason,
+	        rd_kafka_err2name((rd_kafka_resp_err_t)err));
+}
+
+static void
+dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	consumer_t *c = opaque;
+
+	(void)rk;
+	if (m->err) {
+		xr_error("dead-letter topic: delivery failed: %s",
+		         rd_kafka_err2str(m->err));
+		c->dlq_failed = 1;
+	}
+}
+
+static int
+consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
+{
+	static const char *const locked[] = {
+		"enable.auto.commit", "false",  /* offsets live in the database */
+		NULL
+	};
+	static const char *const pdefaults[] = {
+		"client.id", "xregion-dead-letters",
+		"enable.idempotence", "true",
+		"acks", "all",
+		NULL
+	};
+	const char *defaults[] = {
+		"client.id", "xregion-consumer",
+		"group.id", c->conf->group_id,
+		"auto.offset.reset", "earliest",
+		"enable.auto.offset.store", "false",
+		"topic.metadata.refresh.interval.ms", "10000",
+		"partition.assignment.strategy", "range,roundrobin",
+		NULL
+	};
+	rd_kafka_conf_t *kc;
+	rd_kafka_topic_partition_list_t *sub;
+	xr_buf_t         pattern;
+	size_t           i, n = 0;
+	rd_kafka_resp_err_t err;
+
+	kc = xr_kafka_conf_new(c->conf, pdefaults, NULL, errstr, errstr_size);
+	if (!kc)
+		return -1;
+	rd_kafka_conf_set_opaque(kc, c);
+	rd_kafka_conf_set_dr_msg_cb(kc, dlq_dr_cb);
+	rd_kafka_conf_set_error_cb(kc, error_cb);
+	c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
+	if (!c->dlq) {
+		rd_kafka_conf_destroy(kc);
+		return -1;
+	}
+	kc = xr_kafka_conf_new(c->conf, defaults, locked, errstr, errstr_size);
+	if (!kc)
+		return -1;
+	rd_kafka_conf_set_opaque(kc, c);
+	rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+	rd_kafka_conf_set_error_cb(kc, error_cb);
+	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+	if (!c->rk) {
+		rd_kafka_conf_destroy(kc);
+		return -1;
+	}
+	rd_kafka_poll_set_consumer(c->rk);
+
+	/* ^<prefix>\.(r1|r2)\.[^.]+\.[^.]+$ : every region but ours. */
+	xr_buf_init(&pattern);
+	xr_buf_putc(&pattern, '^');
+	for (i = 0; c->conf->topic_prefix[i]; i++) {
+		if (strchr(".-", c->conf->topic_prefix[i]))
+			xr_buf_putc(&pattern, '\\');
+		xr_buf_putc(&pattern, c->conf->topic_prefix[i]);
+	}
+	xr_buf_puts(&pattern, "\\.(");
+	for (i = 0; i < c->conf->n_regions; i++) {
+		if (strcmp(c->conf->regions[i], c->conf->region) == 0)
+			continue;
+		xr_buf_printf(&pattern, "%s%s", n++ ? "|" : "", c->conf->regions[i]);
+	}
+	xr_buf_puts(&pattern, ")\\.[^.]+\\.[^.]+$");
+	if (n == 0) {
+		snprintf(errstr, errstr_size,
+		         "regions lists no region but %s: nothing to consume",
+		         c->conf->region);
+		xr_buf_term(&pattern);
+		return -1;
+	}
+	sub = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(sub, pattern.data, RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(c->rk, sub);
+	rd_kafka_topic_partition_list_destroy(sub);
+	if (err) {
+		snprintf(errstr, errstr_size, "kafka: subscribe to %s: %s",
+		         pattern.data, rd_kafka_err2str(err));
+		xr_buf_term(&pattern);
+		return -1;
+	}
+	xr_info("subscribed to %s as group %s", pattern.data, c->conf->group_id);
+	xr_buf_term(&pattern);
+	c->reg = xr_registry_new(c->conf, errstr, errstr_size);
+	if (!c->reg)
+		return -1;
+	c->recs = calloc((size_t)c->conf->batch_size, sizeof(*c->recs));
+	if (!c->recs) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < (size_t)c->conf->batch_size; i++)
+		xr_event_init(&c->recs[i].ev);
+	return 0;
+}
+
+static void
+consumer_term(consumer_t *c)
+{
+	size_t i;
+
+	if (c->rk) {
+		(void)rd_kafka_consumer_close(c->rk);
+		rd_kafka_destroy(c->rk);
+	}
+	if (c->dlq) {
+		if (rd_kafka_flush(c->dlq, c->conf->flush_timeout_ms))
+			xr_warn("dead-letter topic: messages not acknowledged at exit");
+		rd_kafka_destroy(c->dlq);
+	}
+	xr_registry_destroy(c->reg);
+	for (i = 0; c->recs && i < (size_t)c->conf->batch_size; i++)
+		xr_event_term(&c->recs[i].ev);
+	free(c->recs);
+	for (i = 0; i < c->npaused; i++) {
+		free(c->paused[i].topic);
+		free(c->paused[i].nspname);
+		free(c->paused[i].relname);
+	}
+	free(c->paused);
+	for (i = 0; i < c->nwarned; i++)
+		free(c->warned[i]);
+	free(c->warned);
+}
+
+static bool
+is_paused(const consumer_t *c, const char *topic, int32_t partition)
+{
+	size_t i;
+
+	for (i = 0; i < c->npaused; i++)
+		if (c->paused[i].partition == partition &&
+		    strcmp(c->paused[i].topic, topic) == 0)
+			return true;
+	return false;
+}
+
+static void
+seek(consumer_t *c, const char *topic, int32_t partition, int64_t offset)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_error_t *e;
+
+	rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+	e = rd_kafka_seek_partitions(c->rk, l, 10000);
+	if (e) {
+		xr_error("kafka: seek %s [%d] to %" PRId64 ": %s", topic,
+		         (int)partition, offset, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void
+pause_partition(consumer_t *c, msgrec_t *r, const char *why)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	const char *topic = rd_kafka_topic_name(r->m->rkt);
+	paused_t   *p;
+	size_t      i;
+	bool        retried = false;
+
+	rd_kafka_topic_partition_list_add(l, topic, r->m->partition);
+	(void)rd_kafka_pause_partitions(c->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	for (i = 0; i < c->npaused; i++)
+		if (c->paused[i].partition == r->m->partition &&
+		    strcmp(c->paused[i].topic, topic) == 0)
+			return;
+	/* Was it paused for the same reason before this retry? */
+	p = realloc(c->paused, (c->npaused + 1) * sizeof(*p));
+	if (!p)
+		return;
+	c->paused = p;
+	p = &c->paused[c->npaused++];
+	p->topic = strdup(topic);
+	p->partition = r->m->partition;
+	p->offset = r->m->offset;
+	p->nspname = strdup(r->ev.nspname);
+	p->relname = strdup(r->ev.relname);
+	p->recheck_us = mono_us() + (int64_t)c->conf->drift_recheck_ms * 1000;
+	p->retried = retried;
+	xr_error("%s; pausing %s [%d] at offset %" PRId64 " until the column "
+	         "exists here (rechecked every %d ms)", why, topic,
+	         (int)r->m->partition, r->m->offset, c->conf->drift_recheck_ms);
+}
+
+/* Resumes paused partitions whose recheck time has come. */
+static void
+recheck_paused(consumer_t *c)
+{
+	int64_t now = mono_us();
+	size_t  i = 0;
+
+	while (i < c->npaused) {
+		paused_t *p = &c->paused[i];
+		rd_kafka_topic_partition_list_t *l;
+
+		if (p->recheck_us > now) {
+			i++;
+			continue;
+		}
+		/* Forget the catalog facts: the table may have changed. */
+		xr_applier_forget(c->ap, p->nspname, p->relname);
+		l = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+		(void)rd_kafka_resume_partitions(c->rk, l);
+		rd_kafka_topic_partition_list_destroy(l);
+		seek(c, p->topic, p->partition, p->offset);
+		xr_debug("rechecking %s [%d]", p->topic, (int)p->partition);
+		free(p->topic);
+		free(p->nspname);
+		free(p->relname);
+		c->paused[i] = c->paused[--c->npaused];
+	}
+}
+
+/* Logs once per table that its events are not applied here. */
+static void
+warn_once(consumer_t *c, const char *nsp, const char *rel, const char *why)
+{
+	char   name[300];
+	size_t i;
+	char **w;
+
+	snprintf(name, sizeof(name), "%s.%s", nsp, rel);
+	for (i = 0; i < c->nwarned; i++)
+		if (strcmp(c->warned[i], name) == 0)
+			return;
+	w = realloc(c->warned, (c->nwarned + 1) * sizeof(*w));
+	if (!w)
+		return;
+	c->warned = w;
+	c->warned[c->nwarned++] = strdup(name);
+	xr_warn("table %s: %s; its events go to %s", name, why,
+	        c->conf->dead_letter_topic);
+}
+
+/* Produces one message to the dead-letter topic with its reason. */
+static int
+dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
+{
+	rd_kafka_headers_t *src = NULL, *h;
+	rd_kafka_resp_err_t err;
+	char                part[16], off[32];
+
+	if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
+		h = rd_kafka_headers_copy(src);
+	else
+		h = rd_kafka_headers_new(5);
+	snprintf(part, sizeof(part), "%d", (int)m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	(void)rd_kafka_header_add(h, "xr-dlq-reason", -1, reason, -1);
+	(void)rd_kafka_header_add(h, "xr-dlq-topic", -1,
+	                          rd_kafka_topic_name(m->rkt), -1);
+	(void)rd_kafka_header_add(h, "xr-dlq-partition", -1, part, -1);
+	(void)rd_kafka_header_add(h, "xr-dlq-offset", -1, off, -1);
+	(void)rd_kafka_header_add(h, "xr-dlq-region", -1, c->conf->region, -1);
+	for (;;) {
+		err = rd_kafka_producev(c->dlq,
+		                        RD_KAFKA_V_TOPIC(c->conf->dead_letter_topic),
+		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		                        RD_KAFKA_V_KEY(m->key, m->key_len),
+		                        RD_KAFKA_V_VALUE(m->payload, m->len),
+		                        RD_KAFKA_V_HEADERS(h),
+		                        RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(c->dlq, 100);
+	}
+	if (err) {
+		rd_kafka_headers_destroy(h);
+		xr_error("dead-letter topic %s: %s", c->conf->dead_letter_topic,
+		         rd_kafka_err2str(err));
+		return -1;
+	}
+	c->poisoned++;
+	xr_warn("dead-lettered %s [%d] offset %" PRId64 ": %s",
+	        rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, reason);
+	return 0;
+}
+
+/* Waits until every dead letter is acknowledged. */
+static int
+dlq_flush(consumer_t *c)
+{
+	if (rd_kafka_flush(c->dlq, c->conf->flush_timeout_ms) != 0 ||
+	    c->dlq_failed) {
+		c->dlq_failed = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* The applier's callback: dead letters found while applying. */
+static int
+apply_dead_letters(void *ctx, xr_apply_item_t *items, size_t n)
+{
+	consumer_t *c = ctx;
+	size_t      i;
+
+	for (i = 0; i < n; i++) {
+		if (items[i].resolution != XR_RES_DEAD_LETTER)
+			continue;
+		if (dead_letter(c, ((msgrec_t *)items[i].opaque)->m, items[i].reason))
+			return -1;
+	}
+	return dlq_flush(c);
+}
+
+static void
+free_batch(consumer_t *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nrecs; i++) {
+		rd_kafka_message_destroy(c->recs[i].m);
+		c->recs[i].m = NULL;
+	}
+	c->nrecs = 0;
+}
+
+/* Decodes and classifies every message of the batch. */
+static int
+classify_batch(consumer_t *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nrecs; i++) {
+		msgrec_t   *r = &c->recs[i];
+		const char *topic = rd_kafka_topic_name(r->m->rkt);
+		char        err[512];
+		xr_check_t  chk;
+
+		r->kind = REC_APPLY;
+		r->reason[0] = '\0';
+		if (is_paused(c, topic, r->m->partition)) {
+			r->kind = REC_DROP;
+			continue;
+		}
+		if (topic_region(c, topic, r->region, sizeof(r->region))) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason),
+			         "topic name is not <prefix>.<region>.<schema>.<table>");
+			continue;
+		}
+		if (!r->m->payload || r->m->len == 0) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason), "empty message");
+			continue;
+		}
+		if (xr_event_decode(&r->ev, c->reg, r->m->payload, r->m->len, err,
+		                    sizeof(err))) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason), "undecodable: %.480s", err);
+			continue;
+		}
+		if (strcmp(r->ev.region, r->region) != 0) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason),
+			         "event of region %s on a topic of region %s",
+			         r->ev.region, r->region);
+			continue;
+		}
+		if (!xr_config_publishes(c->conf, r->ev.nspname, r->ev.relname)) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason),
+			         "table %s.%s is not marked pii: false in region %s",
+			         r->ev.nspname, r->ev.relname, c->conf->region);
+			warn_once(c, r->ev.nspname, r->ev.relname,
+			          "not marked pii: false here, never applied");
+			continue;
+		}
+		chk = xr_applier_check(c->ap, &r->ev, err, sizeof(err));
+		if (chk == XR_CHECK_NO_TABLE) {
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason), "%s", err);
+			warn_once(c, r->ev.nspname, r->ev.relname, err);
+		} else if (chk == XR_CHECK_DRIFT) {
+			r->kind = REC_DROP;
+			pause_partition(c, r, err);
+		} else if (chk == XR_CHECK_ERROR) {
+			xr_error("%s", err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Seeks every partition of the batch back to its first message. */
+static void
+rewind_batch(consumer_t *c)
+{
+	size_t i, j;
+
+	for (i = 0; i < c->nrecs; i++) {
+		const char *topic = rd_kafka_topic_name(c->recs[i].m->rkt);
+		bool        first = true;
+
+		for (j = 0; j < i; j++)
+			if (c->recs[j].m->partition == c->recs[i].m->partition &&
+			    strcmp(rd_kafka_topic_name(c->recs[j].m->rkt), topic) == 0)
+				first = false;
+		if (first && !is_paused(c, topic, c->recs[i].m->partition))
+			seek(c, topic, c->recs[i].m->partition, c->recs[i].m->offset);
+	}
+}
+
+/*
+ * The offsets to store for the records of region: per partition, one past
+ * the last message that is applied or dead-lettered (dropped messages of a
+ * paused partition stay unconsumed).
+ */
+static size_t
+offsets_of(consumer_t *c, const char *region, xr_offset_t *out)
+{
+	size_t i, j, n = 0;
+
+	for (i = 0; i < c->nrecs; i++) {
+		msgrec_t *r = &c->recs[i];
+
+		if (r->kind == REC_DROP || strcmp(r->region, region) != 0)
+			continue;
+		for (j = 0; j < n; j++)
+			if (out[j].partition == r->m->partition &&
+			    strcmp(out[j].topic, rd_kafka_topic_name(r->m->rkt)) == 0)
+				break;
+		if (j == n) {
+			out[n].topic = rd_kafka_topic_name(r->m->rkt);
+			out[n].partition = r->m->partition;
+			out[n++].next_offset = r->m->offset + 1;
+		} else if (r->m->offset + 1 > out[j].next_offset) {
+			out[j].next_offset = r->m->offset + 1;
+		}
+	}
+	return n;
+}
+
+/*
+ * Applies the events of one source region one by one: used after a batch
+ * failed, to find the message that made it fail and dead-letter it.
+ */
+static int
+apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
+{
+	size_t i;
+	char   err[1024];
+
+	for (i = 0; i < n; i++) {
+		msgrec_t   *r = items[i].opaque;
+		xr_offset_t off = { rd_kafka_topic_name(r->m->rkt), r->m->partition,
+		                    r->m->offset + 1 };
+
+		if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off, 1,
+		                     apply_dead_letters, c, err, sizeof(err)) == 0)
+			continue;
+		if (!xr_applier_connected(c->ap))
+			return -1;
+		/* The database refused this one event: it is poison. */
+		if (dead_letter(c, r->m, err) || dlq_flush(c) ||
+		    xr_applier_store_offsets(c->ap, &off, 1, err, sizeof(err)))
+			return -1;
+	}
+	return 0;
+}
+
+/* Applies a classified batch.  Returns 0, or -1 to retry it later. */
+static int
+apply_batch(consumer_t *c)
+{
+	xr_apply_item_t *items = calloc(c->nrecs + 1, sizeof(*items));
+	xr_offset_t     *offs = calloc(c->nrecs + 1, sizeof(*offs));
+	char           **regions = calloc(c->nrecs + 1, sizeof(char *));
+	size_t           i, j, nreg = 0;
+	char             err[1024];
+	int              rc = -1;
+
+	if (!items || !offs || !regions)
+		goto out;
+	/* Dead letters first: they must be on Kafka before their offsets. */
+	for (i = 0; i < c->nrecs; i++)
+		if (c->recs[i].kind == REC_POISON &&
+		    dead_letter(c, c->recs[i].m, c->recs[i].reason))
+			goto out;
+	if (dlq_flush(c))
+		goto out;
+
+	for (i = 0; i < c->nrecs; i++) {
+		if (c->recs[i].kind == REC_DROP)
+			continue;
+		for (j = 0; j < nreg; j++)
+			if (strcmp(regions[j], c->recs[i].region) == 0)
+				break;
+		if (j == nreg)
+			regions[nreg++] = c->recs[i].region;
+	}
+	for (j = 0; j < nreg; j++) {
+		size_t n = 0, noff = offsets_of(c, regions[j], offs);
+
+		for (i = 0; i < c->nrecs; i++) {
+			msgrec_t *r = &c->recs[i];
+
+			if (r->kind != REC_APPLY || strcmp(r->region, regions[j]) != 0)
+				continue;
+			items[n].ev = &r->ev;
+			items[n].topic = rd_kafka_topic_name(r->m->rkt);
+			items[n].partition = r->m->partition;
+			items[n].offset = r->m->offset;
+			items[n++].opaque = r;
+		}
+		if (n == 0) {
+			if (xr_applier_store_offsets(c->ap, offs, noff, err, sizeof(err))) {
+				xr_error("%s", err);
+				goto out;
+			}
+			continue;
+		}
+		if (xr_applier_apply(c->ap, regions[j], items, n, offs, noff,
+		                     apply_dead_letters, c, err, sizeof(err)) == 0)
+			continue;
+		if (!xr_applier_connected(c->ap)) {
+			xr_error("%s", err);
+			goto out;
+		}
+		xr_warn("batch from region %s failed (%s); applying its %zu events "
+		        "one by one", regions[j], err, n);
+		if (apply_one_by_one(c, items, n))
+			goto out;
+		/* Dead letters and drops of this region: store their offsets. */
+		if (xr_applier_store_offsets(c->ap, offs, noff, err, sizeof(err))) {
+			xr_error("%s", err);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(items);
+	free(offs);
+	free(regions);
+	return rc;
+}
+
+static void
+progress(consumer_t *c, bool force)
+{
+	const xr_apply_stats_t *st = xr_applier_stats(c->ap);
+	int64_t now = mono_us();
+	double  secs = (double)(now - c->last_progress_us) / 1e6;
+	char    conflicts[512] = "";
+	size_t  len = 0;
+	int     k, r;
+
+	if (!force && secs < 30.0)
+		return;
+	if (!force && c->consumed == c->last_consumed)
+		return;
+	for (k = 1; k < XR_CONFLICT_NKINDS; k++) {
+		for (r = 0; r < XR_RES_N; r++) {
+			int w;
+
+			if (!st->conflicts[k][r])
+				continue;
+			w = snprintf(conflicts + len, sizeof(conflicts) - len, " %s/%s=%"
+			             PRIu64, xr_conflict_names[k], xr_resolution_names[r],
+			             st->conflicts[k][r]);
+			if (w > 0 && (size_t)w < sizeof(conflicts) - len)
+				len += (size_t)w;
+		}
+	}
+	xr_info("consumed %" PRIu64 " events (%.0f/s): applied %" PRIu64
+	        ", skipped %" PRIu64 ", dead-lettered %" PRIu64 ", paused "
+	        "partitions %zu; conflicts:%s", c->consumed,
+	        secs > 0 ? (double)(c->consumed - c->last_consumed) / secs : 0.0,
+	        st->applied, st->skipped, c->poisoned, c->npaused,
+	        len ? conflicts : " none");
+	c->last_consumed = c->consumed;
+	c->last_progress_us = now;
+}
+
+int
+xr_consume_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
+{
+	consumer_t c;
+	char       err[1024];
+	int        rc = 0, backoff = 500;
+
+	memset(&c, 0, sizeof(c));
+	c.conf = conf;
+	c.stop = stop;
+	c.ap = xr_applier_new(conf);
+	if (!c.ap) {
+		xr_error("out of memory");
+		return 1;
+	}
+	while (!*stop && xr_applier_connect(c.ap, err, sizeof(err))) {
+		xr_error("%s; retrying in %d ms", err, backoff);
+		if (strstr(err, "run xregion setup")) {
+			xr_applier_destroy(c.ap);
+			return 1;
+		}
+		sleep_ms(&c, backoff);
+		backoff = backoff * 2 > conf->reconnect_backoff_max_ms
+		              ? conf->reconnect_backoff_max_ms : backoff * 2;
+	}
+	if (*stop) {
+		xr_applier_destroy(c.ap);
+		return 0;
+	}
+	if (consumer_init(&c, err, sizeof(err))) {
+		xr_error("%s", err);
+		consumer_term(&c);
+		xr_applier_destroy(c.ap);
+		return 2;
+	}
+	c.last_progress_us = c.last_purge_us = mono_us();
+	backoff = 500;
+
+	while (!*stop) {
+		int64_t first_us = 0;
+
+		/* Fill a batch: up to batch_size, or batch_linger_ms after the first. */
+		while (c.nrecs < (size_t)conf->batch_size && !*stop) {
+			int                 wait_ms = 100;
+			rd_kafka_message_t *m;
+
+			if (c.nrecs > 0) {
+				int64_t left = first_us + (int64_t)conf->batch_linger_ms * 1000 -
+				               mono_us();
+
+				if (left <= 0)
+					break;
+				wait_ms = (int)(left / 1000) + 1;
+			}
+			m = rd_kafka_consumer_poll(c.rk, wait_ms);
+			if (!m) {
+				if (c.nrecs == 0)
+					break;
+				continue;
+			}
+			if (m->err) {
+				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+					xr_warn("kafka: %s", rd_kafka_message_errstr(m));
+				rd_kafka_message_destroy(m);
+				continue;
+			}
+			if (c.nrecs == 0)
+				first_us = mono_us();
+			c.recs[c.nrecs++].m = m;
+			c.consumed++;
+		}
+		if (c.nrecs > 0) {
+			if (classify_batch(&c) == 0 && apply_batch(&c) == 0) {
+				backoff = 500;
+			} else {
+				c.consumed -= c.nrecs;
+				rewind_batch(&c);
+				xr_warn("batch not applied; retrying in %d ms", backoff);
+				sleep_ms(&c, backoff);
+				backoff = backoff * 2 > conf->reconnect_backoff_max_ms
+				              ? conf->reconnect_backoff_max_ms : backoff * 2;
+				if (!xr_applier_connected(c.ap) &&
+				    xr_applier_connect(c.ap, err, sizeof(err)))
+					xr_error("%s", err);
+			}
+			free_batch(&c);
+		}
+		recheck_paused(&c);
+		progress(&c, false);
+		if (mono_us() - c.last_purge_us > INT64_C(3600) * 1000000) {
+			long n = xr_applier_purge_tombstones(c.ap,
+			                                     conf->tombstone_retention_hours,
+			                                     err, sizeof(err));
+
+			if (n < 0)
+				xr_warn("%s", err);
+			else if (n > 0)
+				xr_info("purged %ld tombstone(s) older than %d hours", n,
+				        conf->tombstone_retention_hours);
+			c.last_purge_us = mono_us();
+		}
+	}
+	progress(&c, true);
+	consumer_term(&c);
+	xr_applier_destroy(c.ap);
+	xr_info("consumer stopped");
+	return rc;
+}

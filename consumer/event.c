@@ -1,0 +1,215 @@
+/* event.c: decoding change events for the consumer (see event.h). */
+#include "consumer/event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/pgtype.h"
+
+const char *const xr_op_names[] = {
+	"insert", "update", "delete", "truncate", "snapshot_read"
+};
+
+void
+xr_event_init(xr_event_t *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	xr_buf_init(&ev->text);
+}
+
+void
+xr_event_term(xr_event_t *ev)
+{
+	free(ev->before);
+	free(ev->after);
+	xr_buf_term(&ev->text);
+	memset(ev, 0, sizeof(*ev));
+}
+
+#define AVRO_TRY(expr, what)                                               \
+	do {                                                                   \
+		if ((expr) != 0) {                                                 \
+			snprintf(errstr, errstr_size, "event: %s: %s", (what),         \
+			         avro_strerror());                                     \
+			goto out;                                                      \
+		}                                                                  \
+	} while (0)
+
+static int
+get_string(avro_value_t *rec, size_t idx, char *dst, size_t dstsize,
+           const char *what, char *errstr, size_t errstr_size)
+{
+	avro_value_t f;
+	const char  *s;
+	size_t       n;
+
+	if (avro_value_get_by_index(rec, idx, &f, NULL) ||
+	    avro_value_get_string(&f, &s, &n)) {
+		snprintf(errstr, errstr_size, "event: %s: %s", what, avro_strerror());
+		return -1;
+	}
+	if (n == 0 || n > dstsize) {   /* n counts avro-c's NUL */
+		snprintf(errstr, errstr_size, "event: %s: length %zu out of range",
+		         what, n);
+		return -1;
+	}
+	memcpy(dst, s, n);
+	dst[n - 1] = '\0';
+	return 0;
+}
+
+/* Reads a nullable Row union into vals; returns 1 if it held a row. */
+static int
+read_image(xr_event_t *ev, avro_value_t *u, xr_eval_t *vals, char *errstr,
+           size_t errstr_size)
+{
+	avro_value_t row;
+	int          branch, i;
+
+	if (avro_value_get_discriminant(u, &branch) ||
+	    avro_value_get_current_branch(u, &row)) {
+		snprintf(errstr, errstr_size, "event: row: %s", avro_strerror());
+		return -1;
+	}
+	if (branch == 0)
+		return 0;
+	for (i = 0; i < ev->nfields; i++) {
+		const xr_field_t *fd = &ev->schema->row_fields[i];
+		avro_value_t      f;
+		bool              is_null;
+		size_t            start = ev->text.len;
+
+		if (avro_value_get_by_index(&row, (size_t)i, &f, NULL)) {
+			snprintf(errstr, errstr_size, "event: field %s: %s", fd->column,
+			         avro_strerror());
+			return -1;
+		}
+		if (xr_pgtype_avro_to_text(&fd->type, &f, fd->nullable, &ev->text,
+		                           &is_null, errstr, errstr_size))
+			return -1;
+		vals[i].present = true;
+		vals[i].is_null = is_null;
+		vals[i].off = start;
+		vals[i].len = ev->text.len - start;
+		xr_buf_putc(&ev->text, '\0');
+	}
+	return 1;
+}
+
+int
+xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
+                size_t len, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t *s;
+	const void        *body;
+	size_t             body_len, i, n;
+	uint64_t           fp;
+	avro_value_t       v, f, src, un;
+	bool               have_value = false;
+	int                e, r, rc = -1;
+	int64_t            l;
+
+	xr_buf_reset(&ev->text);
+	ev->has_before = ev->has_after = false;
+	if (xr_avro_so_header(msg, len, &fp, &body, &body_len, errstr,
+	                      errstr_size))
+		return -1;
+	s = xr_registry_get(reg, fp, errstr, errstr_size);
+	if (!s)
+		return -1;
+	if (!s->is_envelope) {
+		snprintf(errstr, errstr_size,
+		         "event: schema %016llx is not an xregion change event",
+		         (unsigned long long)fp);
+		return -1;
+	}
+	ev->schema = s;
+	ev->nfields = s->n_row_fields;
+	if ((size_t)ev->nfields > ev->cap) {
+		free(ev->before);
+		free(ev->after);
+		ev->before = calloc((size_t)ev->nfields, sizeof(*ev->before));
+		ev->after = calloc((size_t)ev->nfields, sizeof(*ev->after));
+		if (!ev->before || !ev->after) {
+			ev->cap = 0;
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		ev->cap = (size_t)ev->nfields;
+	}
+	memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
+	memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
+	if (xr_avro_decode(s, body, body_len, &v, errstr, errstr_size))
+		return -1;
+	have_value = true;
+
+	if (get_string(&v, XR_ENV_EVENT_ID, ev->event_id, sizeof(ev->event_id),
+	               "event_id", errstr, errstr_size))
+		goto out;
+	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_OP, &f, NULL), "op");
+	AVRO_TRY(avro_value_get_enum(&f, &e), "op");
+	if (e < XR_OP_INSERT || e > XR_OP_SNAPSHOT_READ) {
+		snprintf(errstr, errstr_size, "event: op %d unknown", e);
+		goto out;
+	}
+	ev->op = (xr_op_t)e;
+	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_SOURCE, &src, NULL), "source");
+	if (get_string(&src, XR_SRC_REGION, ev->region, sizeof(ev->region),
+	               "source.region", errstr, errstr_size) ||
+	    get_string(&src, XR_SRC_SCHEMA, ev->nspname, sizeof(ev->nspname),
+	               "source.schema", errstr, errstr_size) ||
+	    get_string(&src, XR_SRC_TABLE, ev->relname, sizeof(ev->relname),
+	               "source.table", errstr, errstr_size))
+		goto out;
+	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_COMMIT_TS, &f, NULL),
+	         "source.commit_ts");
+	AVRO_TRY(avro_value_get_long(&f, &ev->commit_ts), "source.commit_ts");
+	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_LSN, &f, NULL), "source.lsn");
+	AVRO_TRY(avro_value_get_long(&f, &l), "source.lsn");
+	ev->lsn = (xr_lsn_t)l;
+	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_COMMIT_LSN, &f, NULL),
+	         "source.commit_lsn");
+	AVRO_TRY(avro_value_get_long(&f, &l), "source.commit_lsn");
+	ev->commit_lsn = (xr_lsn_t)l;
+
+	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_BEFORE, &f, NULL), "before");
+	if ((r = read_image(ev, &f, ev->before, errstr, errstr_size)) < 0)
+		goto out;
+	ev->has_before = r == 1;
+	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_AFTER, &f, NULL), "after");
+	if ((r = read_image(ev, &f, ev->after, errstr, errstr_size)) < 0)
+		goto out;
+	ev->has_after = r == 1;
+
+	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_UNCHANGED, &un, NULL),
+	         "unchanged");
+	AVRO_TRY(avro_value_get_size(&un, &n), "unchanged");
+	for (i = 0; i < n; i++) {
+		avro_value_t el;
+		const char  *name;
+		size_t       nl;
+		int          k;
+
+		AVRO_TRY(avro_value_get_by_index(&un, i, &el, NULL), "unchanged");
+		AVRO_TRY(avro_value_get_string(&el, &name, &nl), "unchanged");
+		for (k = 0; k < ev->nfields; k++)
+			if (strcmp(s->row_fields[k].column, name) == 0)
+				ev->after[k].unchanged = true;
+	}
+	if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_UPDATE ||
+	     ev->op == XR_OP_SNAPSHOT_READ) && !ev->has_after) {
+		snprintf(errstr, errstr_size, "event: %s without an after image",
+		         xr_op_names[ev->op]);
+		goto out;
+	}
+	if (ev->op == XR_OP_DELETE && !ev->has_before) {
+		snprintf(errstr, errstr_size, "event: delete without a before image");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (have_value)
+		avro_value_decref(&v);
+	return rc;
+}

@@ -1,0 +1,65 @@
+/*
+ * event.h: a change event decoded for applying: the envelope's metadata and
+ * the before and after images as PostgreSQL text, one slot per field of
+ * the writer schema's xregion.Row.
+ */
+#ifndef XR_EVENT_H
+#define XR_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/avro_codec.h"
+#include "common/buf.h"
+#include "common/lsn.h"
+#include "consumer/registry.h"
+
+typedef struct xr_eval_s {
+	bool   present;    /* the image has this field */
+	bool   is_null;
+	bool   unchanged;  /* unchanged TOASTed value: not sent */
+	size_t off;        /* text at ev->text.data + off, NUL-terminated */
+	size_t len;
+} xr_eval_t;
+
+typedef struct xr_event_s {
+	xr_op_t            op;
+	const xr_schema_t *schema;     /* writer schema (borrowed, registry) */
+	char               region[64]; /* source.region */
+	char               nspname[128];
+	char               relname[128];
+	char               event_id[40];
+	int64_t            commit_ts;  /* µs since the Unix epoch */
+	xr_lsn_t           lsn;
+	xr_lsn_t           commit_lsn;
+	bool               has_before, has_after;
+	int                nfields;    /* schema->n_row_fields */
+	xr_eval_t         *before;     /* nfields entries */
+	xr_eval_t         *after;
+	xr_buf_t           text;       /* all values' text, NUL-separated */
+	size_t             cap;        /* entries allocated in before/after */
+} xr_event_t;
+
+void xr_event_init(xr_event_t *ev);
+void xr_event_term(xr_event_t *ev);
+
+/*
+ * Decodes a single-object encoded change event.  Returns 0, or -1 with a
+ * reason in errstr (not single-object encoded, unknown schema, not an
+ * xregion envelope, undecodable datum, a value that does not convert).
+ */
+int xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
+                    size_t len, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* The text of value v of ev (NUL-terminated), or NULL if it is null. */
+static inline const char *
+xr_event_text(const xr_event_t *ev, const xr_eval_t *v)
+{
+	return v->is_null ? NULL : ev->text.data + v->off;
+}
+
+extern const char *const xr_op_names[];
+
+#endif

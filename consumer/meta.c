@@ -1,0 +1,442 @@
+/* meta.c: the consumer's objects in schema xregion (see meta.h). */
+#include "consumer/meta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+
+/*
+ * The objects every region shares.  A version is (commit timestamp in µs
+ * since the Unix epoch, region); versions compare lexicographically, the
+ * region in byte order ("C") so that every database, whatever its default
+ * collation, breaks ties the same way.
+ */
+static const char common_sql[] =
+	"CREATE SCHEMA IF NOT EXISTS xregion;\n"
+	"DO $$ BEGIN\n"
+	"  IF to_regtype('xregion.version') IS NULL THEN\n"
+	"    CREATE TYPE xregion.version AS (ts bigint, region text COLLATE \"C\");\n"
+	"  END IF;\n"
+	"END $$;\n"
+	"CREATE TABLE IF NOT EXISTS xregion.offsets (\n"
+	"  topic text NOT NULL, partition int NOT NULL,\n"
+	"  next_offset bigint NOT NULL,\n"
+	"  updated_at timestamptz NOT NULL DEFAULT now(),\n"
+	"  PRIMARY KEY (topic, partition));\n"
+	"CREATE TABLE IF NOT EXISTS xregion.conflicts (\n"
+	"  id bigserial PRIMARY KEY,\n"
+	"  logged_at timestamptz NOT NULL DEFAULT now(),\n"
+	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
+	"  key jsonb NOT NULL, kind text NOT NULL, resolution text NOT NULL,\n"
+	"  local_ts timestamptz, local_region text,\n"
+	"  remote_ts timestamptz NOT NULL, remote_region text NOT NULL,\n"
+	"  local_row jsonb, remote_row jsonb,\n"
+	"  event_id uuid, topic text, kafka_partition int, kafka_offset bigint);\n"
+	"CREATE INDEX IF NOT EXISTS conflicts_table_at\n"
+	"  ON xregion.conflicts (table_schema, table_name, logged_at);\n"
+	"CREATE TABLE IF NOT EXISTS xregion.truncations (\n"
+	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
+	"  ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8,\n"
+	"  PRIMARY KEY (table_schema, table_name));\n"
+	/*
+	 * The version of a tombstone or truncation: given, or (for a local
+	 * one, recorded by a trigger that cannot know its commit time) the
+	 * commit timestamp of the transaction that wrote it.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.tomb_version(vts bigint, vregion text,\n"
+	"    vxid xid8) RETURNS xregion.version LANGUAGE sql STABLE AS $$\n"
+	"  SELECT CASE WHEN vxid IS NULL THEN ROW(vts, vregion)::xregion.version\n"
+	"    ELSE ROW(coalesce((extract(epoch FROM\n"
+	"           pg_xact_commit_timestamp(xid(vxid))) * 1000000)::bigint,\n"
+	"           -9223372036854775808), vregion)::xregion.version END\n"
+	"$$;\n";
+
+/*
+ * The version of a live row: a row the consumer applied (its xmin carries
+ * a replication origin, or is this very transaction) has its origin's
+ * version in the versions table; any other row was written here, and its
+ * version is its commit timestamp, which is exactly the timestamp this
+ * region's producer put in the event the other regions compare.
+ * A commit timestamp that is gone (frozen or very old rows) counts as the
+ * oldest possible.  %s is this region, as a literal.
+ */
+static const char version_of_sql[] =
+	"CREATE OR REPLACE FUNCTION xregion.version_of(x xid, vts bigint,\n"
+	"    vregion text) RETURNS xregion.version LANGUAGE sql STABLE AS $$\n"
+	"  SELECT CASE\n"
+	"    WHEN vts IS NOT NULL AND (c.roident <> 0\n"
+	"                             OR x = xid(pg_current_xact_id()))\n"
+	"      THEN ROW(vts, vregion)::xregion.version\n"
+	"    ELSE ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
+	"               ::bigint, -9223372036854775808), %s)::xregion.version\n"
+	"  END FROM pg_xact_commit_timestamp_origin(x) c\n"
+	"$$;\n"
+	"CREATE OR REPLACE FUNCTION xregion.truncated() RETURNS trigger\n"
+	"LANGUAGE plpgsql AS $$ BEGIN\n"
+	"  INSERT INTO xregion.truncations VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME,\n"
+	"      NULL, %s, pg_current_xact_id())\n"
+	"  ON CONFLICT (table_schema, table_name) DO UPDATE\n"
+	"    SET ts = NULL, region = EXCLUDED.region, xid = EXCLUDED.xid;\n"
+	"  RETURN NULL;\n"
+	"END $$;\n";
+
+void
+xr_meta_origin_name(const xr_config_t *conf, const char *src, char *buf,
+                    size_t size)
+{
+	/* Origins are cluster-wide: the slot name makes them this database's. */
+	snprintf(buf, size, "%s_from_%s", conf->slot, src);
+}
+
+static int
+exec_sql(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
+{
+	PGresult *res = PQexec(conn, sql);
+	int       ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+	               PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok) {
+		const char *m = PQerrorMessage(conn);
+		size_t      n = strlen(m);
+
+		while (n && m[n - 1] == '\n')
+			n--;
+		snprintf(errstr, errstr_size, "%.*s", (int)n, m);
+	}
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* Appends s quoted as an identifier / a literal. */
+static int
+put_ident(PGconn *conn, xr_buf_t *b, const char *s)
+{
+	char *q = PQescapeIdentifier(conn, s, strlen(s));
+
+	if (!q)
+		return -1;
+	xr_buf_puts(b, q);
+	PQfreemem(q);
+	return 0;
+}
+
+static int
+put_literal(PGconn *conn, xr_buf_t *b, const char *s)
+{
+	char *q = PQescapeLiteral(conn, s, strlen(s));
+
+	if (!q)
+		return -1;
+	xr_buf_puts(b, q);
+	PQfreemem(q);
+	return 0;
+}
+
+/*
+ * Installs the versions table, the tombstone trigger function and the
+ * triggers of one table.  The versions table is named xregion."schema.table"
+ * and has the table's primary-key columns with their types.
+ */
+static int
+install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
+              char *errstr, size_t errstr_size)
+{
+	const char *params[2] = { t->schema, t->name };
+	PGresult   *res;
+	xr_buf_t    sql, qual, vt, fn, keys, oldkeys, newkeys;
+	char        qualname[256];
+	int         i, n, rc = -1;
+
+	snprintf(qualname, sizeof(qualname), "%s.%s", t->schema, t->name);
+	if (strlen(qualname) > XR_META_MAX_QUALNAME) {
+		snprintf(errstr, errstr_size,
+		         "table %s: name longer than %d bytes, too long to name its "
+		         "versions table", qualname, XR_META_MAX_QUALNAME);
+		return -1;
+	}
+	res = PQexecParams(conn,
+	                   "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+	                   "FROM pg_catalog.pg_index i "
+	                   "JOIN pg_catalog.pg_attribute a "
+	                   "  ON a.attrelid = i.indrelid "
+	                   " AND a.attnum = ANY (i.indkey) "
+	                   "WHERE i.indrelid = (quote_ident($1) || '.' || "
+	                   "                    quote_ident($2))::regclass "
+	                   "  AND i.indisprimary "
+	                   "ORDER BY array_position(i.indkey, a.attnum)",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "table %s: %s", qualname,
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	if (n == 0) {
+		snprintf(errstr, errstr_size, "table %s has no primary key", qualname);
+		PQclear(res);
+		return -1;
+	}
+	xr_buf_init(&sql);
+	xr_buf_init(&qual);
+	xr_buf_init(&vt);
+	xr_buf_init(&fn);
+	xr_buf_init(&keys);
+	xr_buf_init(&oldkeys);
+	xr_buf_init(&newkeys);
+	if (put_ident(conn, &qual, t->schema) || (xr_buf_putc(&qual, '.'), 0) ||
+	    put_ident(conn, &qual, t->name))
+		goto quote_failed;
+	xr_buf_puts(&vt, "xregion.");
+	if (put_ident(conn, &vt, qualname))
+		goto quote_failed;
+	{
+		char fname[300];
+
+		snprintf(fname, sizeof(fname), "%s$tomb", qualname);
+		xr_buf_puts(&fn, "xregion.");
+		if (put_ident(conn, &fn, fname))
+			goto quote_failed;
+	}
+
+	xr_buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s (", vt.data);
+	for (i = 0; i < n; i++) {
+		const char *col = PQgetvalue(res, i, 0);
+
+		if (i) {
+			xr_buf_puts(&keys, ", ");
+			xr_buf_puts(&oldkeys, ", ");
+			xr_buf_puts(&newkeys, ", ");
+		}
+		if (put_ident(conn, &keys, col))
+			goto quote_failed;
+		xr_buf_puts(&oldkeys, "OLD.");
+		xr_buf_puts(&newkeys, "NEW.");
+		if (put_ident(conn, &oldkeys, col) || put_ident(conn, &newkeys, col) ||
+		    put_ident(conn, &sql, col))
+			goto quote_failed;
+		xr_buf_printf(&sql, " %s NOT NULL, ", PQgetvalue(res, i, 1));
+	}
+	xr_buf_printf(&sql,
+	              "ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8, "
+	              "deleted bool NOT NULL, PRIMARY KEY (%s));\n", keys.data);
+
+	/*
+	 * Local deletes (and key changes) leave a tombstone, so that an older
+	 * remote write arriving later cannot bring the row back.  Ordinary
+	 * triggers do not fire under session_replication_role = replica: the
+	 * consumer's own applies write their versions themselves.
+	 */
+	xr_buf_printf(&sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql AS $f$ BEGIN\n"
+	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
+	              "  VALUES (%s, NULL, ", fn.data, vt.data, keys.data,
+	              oldkeys.data);
+	if (put_literal(conn, &sql, conf->region))
+		goto quote_failed;
+	xr_buf_printf(&sql,
+	              ", pg_current_xact_id(), true)\n"
+	              "  ON CONFLICT (%s) DO UPDATE SET ts = NULL, "
+	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = true;\n"
+	              "  RETURN NULL;\nEND $f$;\n", keys.data);
+	xr_buf_printf(&sql,
+	              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
+	              "CREATE TRIGGER xregion_tombstone AFTER DELETE ON %s "
+	              "FOR EACH ROW EXECUTE FUNCTION %s();\n"
+	              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n"
+	              "CREATE TRIGGER xregion_key_change AFTER UPDATE OF %s ON %s "
+	              "FOR EACH ROW WHEN ((%s) IS DISTINCT FROM (%s)) "
+	              "EXECUTE FUNCTION %s();\n"
+	              "DROP TRIGGER IF EXISTS xregion_truncate ON %s;\n"
+	              "CREATE TRIGGER xregion_truncate AFTER TRUNCATE ON %s "
+	              "FOR EACH STATEMENT EXECUTE FUNCTION xregion.truncated();\n",
+	              qual.data, qual.data, fn.data, qual.data, keys.data, qual.data,
+	              oldkeys.data, newkeys.data, fn.data, qual.data, qual.data);
+	rc = exec_sql(conn, sql.data, errstr, errstr_size);
+	goto out;
+
+quote_failed:
+	snprintf(errstr, errstr_size, "quoting names of %s: %s", qualname,
+	         PQerrorMessage(conn));
+out:
+	PQclear(res);
+	xr_buf_term(&sql);
+	xr_buf_term(&qual);
+	xr_buf_term(&vt);
+	xr_buf_term(&fn);
+	xr_buf_term(&keys);
+	xr_buf_term(&oldkeys);
+	xr_buf_term(&newkeys);
+	return rc;
+}
+
+static int
+install_origins(PGconn *conn, const xr_config_t *conf, char *errstr,
+                size_t errstr_size)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n_regions; i++) {
+		char        name[128];
+		const char *params[1] = { name };
+		PGresult   *res;
+
+		if (strcmp(conf->regions[i], conf->region) == 0)
+			continue;
+		xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
+		res = PQexecParams(conn,
+		                   "SELECT pg_catalog.pg_replication_origin_create($1) "
+		                   "WHERE pg_catalog.pg_replication_origin_oid($1) "
+		                   "      IS NULL", 1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(errstr, errstr_size, "replication origin %s: %s", name,
+			         PQerrorMessage(conn));
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+int
+xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
+                size_t errstr_size)
+{
+	PGresult *res;
+	xr_buf_t  sql;
+	char     *lit;
+	size_t    i;
+	int       rc = -1;
+
+	res = PQexec(conn, "SHOW track_commit_timestamp");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+	    strcmp(PQgetvalue(res, 0, 0), "on") != 0) {
+		snprintf(errstr, errstr_size,
+		         "track_commit_timestamp is off in database %s: "
+		         "last-write-wins needs it (set it on and restart PostgreSQL)",
+		         PQdb(conn));
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	lit = PQescapeLiteral(conn, conf->region, strlen(conf->region));
+	if (!lit) {
+		snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+		return -1;
+	}
+	xr_buf_init(&sql);
+	xr_buf_puts(&sql, "BEGIN;\n");
+	xr_buf_puts(&sql, common_sql);
+	xr_buf_printf(&sql, version_of_sql, lit, lit);
+	PQfreemem(lit);
+	if (exec_sql(conn, sql.data, errstr, errstr_size))
+		goto out;
+	for (i = 0; i < conf->n_tables; i++) {
+		if (conf->tables[i].pii)
+			continue;
+		if (install_table(conn, conf, &conf->tables[i], errstr, errstr_size))
+			goto out;
+	}
+	if (exec_sql(conn, "COMMIT", errstr, errstr_size))
+		goto out;
+	if (install_origins(conn, conf, errstr, errstr_size))
+		goto out;
+	rc = 0;
+out:
+	if (rc)
+		(void)exec_sql(conn, "ROLLBACK", NULL, 0);
+	xr_buf_term(&sql);
+	return rc;
+}
+
+int
+xr_meta_remove(PGconn *conn, const xr_config_t *conf, char *errstr,
+               size_t errstr_size)
+{
+	xr_buf_t sql;
+	size_t   i;
+	int      rc = -1;
+
+	xr_buf_init(&sql);
+	/*
+	 * The triggers depend on functions in schema xregion: CASCADE drops
+	 * them with it, and leaves the replicated tables as they were.
+	 */
+	xr_buf_puts(&sql, "DROP SCHEMA IF EXISTS xregion CASCADE");
+	if (exec_sql(conn, sql.data, errstr, errstr_size))
+		goto out;
+	for (i = 0; i < conf->n_regions; i++) {
+		char        name[128];
+		const char *params[1] = { name };
+		PGresult   *res;
+
+		if (strcmp(conf->regions[i], conf->region) == 0)
+			continue;
+		xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
+		res = PQexecParams(conn,
+		                   "SELECT pg_catalog.pg_replication_origin_drop($1) "
+		                   "WHERE pg_catalog.pg_replication_origin_oid($1) "
+		                   "      IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
+		PQclear(res);
+	}
+	rc = 0;
+out:
+	xr_buf_term(&sql);
+	return rc;
+}
+
+static PGconn *
+connect_plain(const xr_config_t *conf)
+{
+	PGconn *conn = PQconnectdb(conf->pg_dsn);
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		xr_error("cannot connect to PostgreSQL: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+int
+xr_meta_setup(const xr_config_t *conf)
+{
+	PGconn *conn = connect_plain(conf);
+	char    err[1024];
+	int     rc;
+
+	if (!conn)
+		return 1;
+	rc = xr_meta_install(conn, conf, err, sizeof(err));
+	if (rc)
+		xr_error("consumer objects: %s", err);
+	else
+		xr_info("consumer objects in schema xregion: installed (versions, "
+		        "tombstone triggers, offsets, conflicts, origins)");
+	PQfinish(conn);
+	return rc ? 1 : 0;
+}
+
+int
+xr_meta_teardown(const xr_config_t *conf)
+{
+	PGconn *conn = connect_plain(conf);
+	char    err[1024];
+	int     rc;
+
+	if (!conn)
+		return 1;
+	rc = xr_meta_remove(conn, conf, err, sizeof(err));
+	if (rc)
+		xr_error("consumer objects: %s", err);
+	else
+		xr_info("consumer objects: schema xregion, its triggers and the "
+		        "replication origins dropped");
+	PQfinish(conn);
+	return rc ? 1 : 0;
+}

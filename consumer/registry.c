@@ -1,0 +1,239 @@
+/* registry.c: schemas by fingerprint from the schemas topic. */
+#include "consumer/registry.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "common/kafka_conf.h"
+#include "common/log.h"
+
+struct xr_registry_s {
+	const xr_config_t *conf;
+	rd_kafka_t   *rk;        /* a consumer without a group: assign only */
+	xr_schema_t **schemas;
+	size_t        n, cap;
+	int64_t      *next;      /* next offset to read, per partition */
+	int           nparts;
+};
+
+xr_registry_t *
+xr_registry_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
+{
+	static const char *const defaults[] = {
+		"client.id", "xregion-schemas",
+		"group.id", "xregion-schemas-unused",  /* required; never joined */
+		"enable.auto.commit", "false",
+		"enable.partition.eof", "true",
+		NULL
+	};
+	xr_registry_t   *r = calloc(1, sizeof(*r));
+	rd_kafka_conf_t *kc;
+
+	if (!r) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	r->conf = conf;
+	kc = xr_kafka_conf_new(conf, defaults, NULL, errstr, errstr_size);
+	if (!kc) {
+		free(r);
+		return NULL;
+	}
+	r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+	if (!r->rk) {
+		rd_kafka_conf_destroy(kc);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+xr_registry_destroy(xr_registry_t *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->n; i++)
+		xr_schema_destroy(r->schemas[i]);
+	free(r->schemas);
+	free(r->next);
+	rd_kafka_destroy(r->rk);
+	free(r);
+}
+
+size_t
+xr_registry_size(const xr_registry_t *r)
+{
+	return r->n;
+}
+
+static const xr_schema_t *
+find(const xr_registry_t *r, uint64_t fp)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		if (r->schemas[i]->fingerprint == fp)
+			return r->schemas[i];
+	return NULL;
+}
+
+static void
+add(xr_registry_t *r, const rd_kafka_message_t *m)
+{
+	xr_schema_t *s;
+	char         err[512];
+
+	if (!m->payload || m->len == 0)
+		return;   /* a compaction tombstone */
+	if (xr_schema_from_json(m->payload, m->len, &s, err, sizeof(err))) {
+		xr_warn("schemas topic %s offset %" PRId64 ": not a schema (%s); "
+		        "skipped", r->conf->schemas_topic, m->offset, err);
+		return;
+	}
+	if (find(r, s->fingerprint)) {
+		xr_schema_destroy(s);
+		return;
+	}
+	if (r->n == r->cap) {
+		size_t        ncap = r->cap ? r->cap * 2 : 32;
+		xr_schema_t **ns = realloc(r->schemas, ncap * sizeof(*ns));
+
+		if (!ns) {
+			xr_schema_destroy(s);
+			return;
+		}
+		r->schemas = ns;
+		r->cap = ncap;
+	}
+	r->schemas[r->n++] = s;
+}
+
+/* Reads the schemas topic from where it was left to its current end. */
+static int
+catch_up(xr_registry_t *r, char *errstr, size_t errstr_size)
+{
+	const char *topic = r->conf->schemas_topic;
+	rd_kafka_topic_partition_list_t *parts;
+	int64_t    *high;
+	int         p, remaining = 0;
+	rd_kafka_resp_err_t err;
+
+	if (r->nparts == 0) {
+		const struct rd_kafka_metadata *md;
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+
+		err = rd_kafka_metadata(r->rk, 0, rkt, &md, 10000);
+		rd_kafka_topic_destroy(rkt);
+		if (err) {
+			snprintf(errstr, errstr_size, "schemas topic %s: %s", topic,
+			         rd_kafka_err2str(err));
+			return -1;
+		}
+		if (md->topic_cnt != 1 || md->topics[0].err ||
+		    md->topics[0].partition_cnt < 1) {
+			snprintf(errstr, errstr_size, "schemas topic %s: %s", topic,
+			         md->topic_cnt == 1 && md->topics[0].err
+			             ? rd_kafka_err2str(md->topics[0].err)
+			             : "no partitions");
+			rd_kafka_metadata_destroy(md);
+			return -1;
+		}
+		r->nparts = md->topics[0].partition_cnt;
+		rd_kafka_metadata_destroy(md);
+		r->next = calloc((size_t)r->nparts, sizeof(*r->next));
+		if (!r->next) {
+			r->nparts = 0;
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+	}
+	high = calloc((size_t)r->nparts, sizeof(*high));
+	parts = rd_kafka_topic_partition_list_new(r->nparts);
+	for (p = 0; p < r->nparts; p++) {
+		int64_t lo;
+
+		err = rd_kafka_query_watermark_offsets(r->rk, topic, p, &lo, &high[p],
+		                                       10000);
+		if (err) {
+			snprintf(errstr, errstr_size, "schemas topic %s [%d]: %s", topic,
+			         p, rd_kafka_err2str(err));
+			goto fail;
+		}
+		if (r->next[p] < lo)
+			r->next[p] = lo;
+		if (r->next[p] < high[p]) {
+			rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+			    r->next[p];
+			remaining++;
+		}
+	}
+	if (remaining == 0)
+		goto done;
+	err = rd_kafka_assign(r->rk, parts);
+	if (err) {
+		snprintf(errstr, errstr_size, "schemas topic %s: assign: %s", topic,
+		         rd_kafka_err2str(err));
+		goto fail;
+	}
+	while (remaining > 0) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 10000);
+
+		if (!m) {
+			snprintf(errstr, errstr_size,
+			         "schemas topic %s: no data within 10 s", topic);
+			(void)rd_kafka_assign(r->rk, NULL);
+			goto fail;
+		}
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (m->err) {
+			snprintf(errstr, errstr_size, "schemas topic %s: %s", topic,
+			         rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			(void)rd_kafka_assign(r->rk, NULL);
+			goto fail;
+		}
+		add(r, m);
+		if (m->partition >= 0 && m->partition < r->nparts) {
+			r->next[m->partition] = m->offset + 1;
+			if (r->next[m->partition] == high[m->partition])
+				remaining--;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	(void)rd_kafka_assign(r->rk, NULL);
+done:
+	rd_kafka_topic_partition_list_destroy(parts);
+	free(high);
+	return 0;
+fail:
+	rd_kafka_topic_partition_list_destroy(parts);
+	free(high);
+	return -1;
+}
+
+const xr_schema_t *
+xr_registry_get(xr_registry_t *r, uint64_t fp, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t *s = find(r, fp);
+
+	if (s)
+		return s;
+	if (catch_up(r, errstr, errstr_size))
+		return NULL;
+	s = find(r, fp);
+	if (!s)
+		snprintf(errstr, errstr_size,
+		         "schema %016" PRIx64 " is not in schemas topic %s", fp,
+		         r->conf->schemas_topic);
+	return s;
+}

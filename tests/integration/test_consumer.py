@@ -1,0 +1,224 @@
+"""Consumer integration tests: three regions on the real stack, each running
+`xregion run`; results are compared with queries in every region."""
+import random
+import signal
+import threading
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+import xrtest
+from xrdeploy import Deployment
+
+SCHEMA = """
+CREATE TABLE users (id int PRIMARY KEY, email text);
+CREATE TABLE orders (id int PRIMARY KEY, region text, qty int, note text);
+"""
+TABLES = [("public.users", True), ("public.orders", False)]
+
+
+@pytest.fixture
+def deploy():
+    made = []
+
+    def make(tables=TABLES, schema=SCHEMA, **kw):
+        d = Deployment(tables, schema, **kw)
+        made.append(d)
+        d.start()
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def test_writes_in_each_region_reach_the_other_two(deploy):
+    d = deploy()
+    for i, r in enumerate(("us", "eu", "apac")):
+        d[r].sql("INSERT INTO orders SELECT g, %s, g, 'x' FROM "
+                 "generate_series(%s::int, %s::int) g", (r, i * 100 + 1, i * 100 + 50))
+    d.converge("orders", expect_rows=150)
+    d["eu"].sql("UPDATE orders SET qty = qty + 1000 WHERE id <= 50")
+    d["apac"].sql("DELETE FROM orders WHERE id > 100 AND id <= 110")
+    d["us"].sql("UPDATE orders SET note = NULL WHERE id > 200")
+    d.converge("orders", expect_rows=140)
+    rows = d["us"].sql("SELECT count(*) FROM orders WHERE qty > 1000")
+    assert rows == [(50,)]
+    d["eu"].sql("TRUNCATE orders")
+    d.converge("orders", expect_rows=0)
+    # Applied changes are not published again: the us topic holds only
+    # us's own writes.
+    us_events = xrtest.read_topic(f"{d.prefix}.us.public.orders")
+    assert len(us_events) == 50 + 50
+
+
+ALLTYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE alltypes (
+    id int PRIMARY KEY, c_int2 int2, c_int4 int4, c_int8 int8,
+    c_float4 float4, c_float8 float8, c_numeric numeric(12,3),
+    c_numeric_free numeric, c_bool bool, c_text text, c_varchar varchar(20),
+    c_char char(5), c_bytea bytea, c_uuid uuid, c_date date, c_time time,
+    c_ts timestamp, c_tstz timestamptz, c_json json, c_jsonb jsonb,
+    c_int_arr int4[], c_text_arr text[], c_mood mood, c_interval interval,
+    c_big text);
+"""
+
+
+def test_every_type_arrives_equal(deploy):
+    d = deploy(tables=[("public.alltypes", False)], schema=ALLTYPES)
+    d["us"].sql("""
+        INSERT INTO alltypes VALUES
+        (1, -32768, 2147483647, -9223372036854775808, 1.5, 3.141592653589793,
+         -12345.678, 0.00000000000000000001, true, e'h\\u00e9llo "q"\\nx', 'v',
+         'ab', '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+         '2024-02-29', '13:14:15.123456', '2024-02-29 13:14:15.123456',
+         '2024-02-29 13:14:15.123456+02', '{"a": [1, 2]}', '{"b": true}',
+         '{1,NULL,3}', '{"a,b","c\\"d",""}', 'happy', '1 day 02:00:00', 'x'),
+        (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL),
+        (3, 0, 0, 0, 'NaN', '-Infinity', 0, 'NaN', false, '', '', '', '',
+         '00000000-0000-0000-0000-000000000000', 'infinity', '24:00:00',
+         '-infinity', 'infinity', 'null', '[]', '{}', '{{1,2},{3,4}}', 'sad',
+         '-1 mons', repeat(md5('x'), 65536))
+    """)
+    d.converge("alltypes", expect_rows=3)
+    # An update that leaves the 2 MB TOASTed value untouched.
+    d["us"].sql("UPDATE alltypes SET c_int4 = 5 WHERE id = 3")
+    d.converge("alltypes", expect_rows=3)
+    assert d["eu"].sql("SELECT c_int4, length(c_big) FROM alltypes "
+                       "WHERE id = 3") == [(5, 32 * 65536)]
+
+
+def test_pii_table_is_never_applied(deploy):
+    d = deploy()
+    d["us"].sql("INSERT INTO users VALUES (1, 'a@example.com')")
+    d["us"].sql("INSERT INTO orders VALUES (1, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    # A rogue producer publishes users as if it were non-PII in us.
+    rogue = xrtest.Region("rogue", [{"name": "public.users", "pii": False}],
+                          region="us")
+    try:
+        rogue.sql("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        with open(rogue.config) as f:
+            text = f.read().replace(f"topic_prefix: {rogue.prefix}",
+                                    f"topic_prefix: {d.prefix}")
+        with open(rogue.config, "w") as f:
+            f.write(text)
+        rogue.xregion("setup")
+        rogue.start()
+        rogue.sql("INSERT INTO users VALUES (2, 'b@example.com')")
+        dlq = xrtest.read_topic(f"{d.prefix}.eu._dlq", expect=1, timeout=60)
+        reasons = [dict(m.headers())["xr-dlq-reason"].decode() for m in dlq]
+        assert any("public.users is not marked pii: false" in r for r in reasons)
+    finally:
+        rogue.close()
+    d["us"].sql("INSERT INTO orders VALUES (2, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=2)       # the consumer went on
+    for r in ("eu", "apac"):
+        assert d[r].sql("SELECT count(*) FROM users") == [(0,)]
+
+
+def test_concurrent_conflicting_writes_converge(deploy):
+    d = deploy()
+    keys = 40
+    d["us"].sql("INSERT INTO orders SELECT g, 'us', 0, 'seed' "
+                "FROM generate_series(1, %s::int) g", (keys,))
+    d.converge("orders", expect_rows=keys)
+    stop = time.time() + 8
+
+    def writer(region, seed):
+        rnd = random.Random(seed)
+        n = 0
+        while time.time() < stop:
+            k = rnd.randint(1, keys)
+            op = rnd.random()
+            if op < 0.7:
+                d[region].sql("UPDATE orders SET qty = qty + 1, region = %s, "
+                              "note = %s WHERE id = %s", (region, f"{region}{n}", k))
+            elif op < 0.85:
+                d[region].sql("DELETE FROM orders WHERE id = %s", (k,))
+            else:
+                d[region].sql("INSERT INTO orders VALUES (%s, %s, 0, 'ins') "
+                              "ON CONFLICT (id) DO UPDATE SET note = 'reins'",
+                              (k, region))
+            n += 1
+
+    threads = [threading.Thread(target=writer, args=(r, i))
+               for i, r in enumerate(("us", "eu", "apac"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = d.converge("orders", timeout=120)
+    conflicts = sum(d[r].sql("SELECT count(*) FROM xregion.conflicts")[0][0]
+                    for r in ("us", "eu", "apac"))
+    print(f"converged at {total}, {conflicts} conflicts logged")
+    assert conflicts > 0, "a small key space under load must conflict"
+
+
+def test_kill_9_consumer_mid_batch_then_restart(deploy):
+    d = deploy()
+    d["us"].sql("INSERT INTO orders SELECT g, 'us', g, repeat('n', 50) "
+                "FROM generate_series(1, 20000) g")
+    time.sleep(0.5)          # eu is part-way through applying
+    d["eu"].stop(signal.SIGKILL)
+    d["us"].sql("UPDATE orders SET qty = qty * 2 WHERE id % 3 = 0")
+    d["eu"].start()
+    d.converge("orders", expect_rows=20000, timeout=180)
+    assert d["eu"].sql("SELECT sum(qty) FROM orders") == \
+        d["us"].sql("SELECT sum(qty) FROM orders")
+    assert d["eu"].sql("SELECT count(*) FROM xregion.conflicts") == [(0,)]
+
+
+def test_replay_from_offset_zero_changes_nothing(deploy):
+    d = deploy()
+    d["us"].sql("INSERT INTO orders SELECT g, 'us', g, 'a' FROM "
+                "generate_series(1, 300) g")
+    d["us"].sql("UPDATE orders SET qty = -qty WHERE id <= 100")
+    d["us"].sql("DELETE FROM orders WHERE id > 250")
+    d.converge("orders", expect_rows=250)
+    d["eu"].sql("UPDATE orders SET note = 'eu' WHERE id = 5")   # a later local write
+    before = d.converge("orders", expect_rows=250)
+    assert d["us"].sql("SELECT note FROM orders WHERE id = 5") == [("eu",)]
+    d["eu"].stop()
+    d["eu"].sql("UPDATE xregion.offsets SET next_offset = 0")
+    d["eu"].start()
+    d["eu"].wait_log("from offset 0", timeout=60)
+    # Wait until the replay has gone through: the stored offsets are back
+    # where they were.
+    deadline = time.time() + 60
+    while time.time() < deadline and d["eu"].sql(
+            "SELECT sum(next_offset) FROM xregion.offsets "
+            "WHERE topic LIKE %s", (f"{d.prefix}.us.%",))[0][0] != 300 + 100 + 50:
+        time.sleep(0.3)
+    assert d["eu"].checksum("orders") == before
+    assert d["eu"].sql("SELECT note FROM orders WHERE id = 5") == [("eu",)]
+
+
+def test_corrupt_and_unknown_table_messages_go_to_dead_letters(deploy):
+    d = deploy(tables=TABLES + [("public.extra", False)],
+               schema=SCHEMA + "CREATE TABLE extra (id int PRIMARY KEY);")
+    d["eu"].sql("DROP TABLE extra")          # eu lacks a table us publishes
+    d["us"].sql("INSERT INTO orders VALUES (1, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    p = Producer({"bootstrap.servers": xrtest.BROKERS})
+    p.produce(f"{d.prefix}.us.public.orders", key=b"k", value=b"\xc3\x01garbage!")
+    p.produce(f"{d.prefix}.us.public.orders", key=b"k", value=b"not avro at all")
+    p.flush(10)
+    d["us"].sql("INSERT INTO extra VALUES (1)")
+    d["us"].sql("INSERT INTO orders VALUES (2, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=2)       # the consumer went on
+    dlq = xrtest.read_topic(f"{d.prefix}.eu._dlq", expect=3, timeout=60)
+    reasons = sorted(dict(m.headers())["xr-dlq-reason"].decode() for m in dlq)
+    assert len(reasons) == 3, reasons
+    assert "table public.extra does not exist in region eu" in reasons[0]
+    assert reasons[1].startswith("undecodable") and reasons[2].startswith("undecodable")
+    for m in dlq:
+        h = dict(m.headers())
+        assert h["xr-dlq-topic"].decode().startswith(f"{d.prefix}.us.public.")
+        assert int(h["xr-dlq-offset"]) >= 0 and h["xr-dlq-region"] == b"eu"
+    # apac has the table: it applied the row.
+    assert d["apac"].sql("SELECT count(*) FROM extra") == [(1,)]

@@ -1,0 +1,169 @@
+"""A throwaway three-region deployment for consumer tests.
+
+Each region is a fresh database in its own PostgreSQL cluster of the local
+stack (us 15432, eu 15433, apac 15434) running `xregion run`; all three share
+a fresh topic prefix, so tests see only their own events.
+"""
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import psycopg
+
+import xrtest
+
+REGIONS = ("us", "eu", "apac")
+
+
+class Node:
+    def __init__(self, dep, region, tables, extra=""):
+        self.dep = dep
+        self.region = region
+        self.db = f"xrd_{dep.suffix}_{region}"
+        self.slot = f"xrd_{dep.suffix}_{region}"
+        self.config = os.path.join(dep.tmp, f"{region}.yaml")
+        self.log = os.path.join(dep.tmp, f"{region}.log")
+        self.proc = None
+        with xrtest.connect(region) as c:
+            c.execute(f'CREATE DATABASE "{self.db}"')
+        lines = [
+            f"region: {region}",
+            f"regions: [{', '.join(dep.regions)}]",
+            "log_level: info",
+            "postgres:",
+            f'  dsn: "{xrtest.pg_dsn(region, self.db)}"',
+            f"  slot: {self.slot}",
+            "kafka:",
+            f"  brokers: {xrtest.BROKERS}",
+            f"  topic_prefix: {dep.prefix}",
+            "  partitions: 3",
+            "producer:",
+            "  status_interval_ms: 1000",
+            "consumer:",
+            "  batch_linger_ms: 20",
+            "tables:",
+        ]
+        for name, pii in tables:
+            lines += [f"  - name: {name}", f"    pii: {'true' if pii else 'false'}"]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra)
+
+    def sql(self, statement, params=None):
+        with xrtest.connect(self.region, self.db) as c:
+            cur = c.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+
+    def xregion(self, *args, check=True):
+        r = subprocess.run([xrtest.XREGION, *args, "-c", self.config],
+                           capture_output=True, text=True, timeout=120)
+        if check and r.returncode:
+            raise AssertionError(f"xregion {args} ({self.region}) exited "
+                                 f"{r.returncode}:\n{r.stdout}{r.stderr}")
+        return r
+
+    def start(self, mode="run"):
+        assert self.proc is None
+        self.logf = open(self.log, "a")
+        self.proc = subprocess.Popen([xrtest.XREGION, mode, "-c", self.config],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def wait_log(self, text, timeout=60, count=1):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.read_log().count(text) >= count:
+                return
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"{self.region} exited {self.proc.returncode}:"
+                                     f"\n{self.read_log()[-4000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no '{text}' in {self.region} log:\n"
+                             f"{self.read_log()[-4000:]}")
+
+    def read_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=60)
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def checksum(self, table, key="id"):
+        return self.sql(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' "
+                        f"ORDER BY {key}), '')) FROM {table} t")[0]
+
+    def close(self):
+        if self.proc is not None:
+            self.stop(signal.SIGKILL)
+        with xrtest.connect(self.region) as c:
+            c.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
+                      "pg_replication_slots WHERE slot_name = %s", (self.slot,))
+            c.execute("SELECT pg_replication_origin_drop(roname) FROM "
+                      "pg_replication_origin WHERE roname LIKE %s",
+                      (self.slot + "_from_%",))
+            c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+class Deployment:
+    def __init__(self, tables, schema_sql, regions=REGIONS, extra=""):
+        self.suffix = uuid.uuid4().hex[:8]
+        self.prefix = f"xrd{self.suffix}"
+        self.regions = regions
+        self.tmp = tempfile.mkdtemp(prefix="xrd-")
+        self.nodes = {}
+        try:
+            for r in regions:
+                self.nodes[r] = Node(self, r, tables, extra)
+                self.nodes[r].sql(schema_sql)
+            for n in self.nodes.values():
+                n.xregion("setup")
+        except Exception:
+            self.close()
+            raise
+
+    def __getitem__(self, region):
+        return self.nodes[region]
+
+    def start(self):
+        for n in self.nodes.values():
+            n.start()
+        for n in self.nodes.values():
+            n.wait_log("streaming slot")
+            n.wait_log("subscribed to")
+
+    def converge(self, table, key="id", timeout=90, expect_rows=None):
+        """Waits until table has the same checksum in every region."""
+        deadline = time.time() + timeout
+        while True:
+            sums = {r: n.checksum(table, key) for r, n in self.nodes.items()}
+            if len(set(sums.values())) == 1 and \
+               (expect_rows is None or next(iter(sums.values()))[0] == expect_rows):
+                return next(iter(sums.values()))
+            if time.time() > deadline:
+                logs = "\n".join(f"--- {r}\n{n.read_log()[-3000:]}"
+                                 for r, n in self.nodes.items())
+                raise AssertionError(f"{table} did not converge: {sums}\n{logs}")
+            time.sleep(0.3)
+
+    def close(self):
+        for n in self.nodes.values():
+            try:
+                n.close()
+            except Exception as e:  # keep closing the others
+                print(f"closing {n.region}: {e}")
+        admin = xrtest.AdminClient({"bootstrap.servers": xrtest.BROKERS})
+        mine = [t for t in admin.list_topics(timeout=10).topics
+                if t.startswith(self.prefix + ".")]
+        if mine:
+            for f in admin.delete_topics(mine).values():
+                try:
+                    f.result()
+                except Exception:
+                    pass
