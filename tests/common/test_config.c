@@ -133,6 +133,12 @@ test_full_file(void **state)
 		"  max_inflight_mb: 128\n"
 		"  flush_timeout_ms: 60000\n"
 		"  reconnect_backoff_max_ms: 20000\n"
+		"consumer:\n"
+		"  group_id: acme-us\n"
+		"  batch_size: 500\n"
+		"  batch_linger_ms: 10\n"
+		"  tombstone_retention_hours: 24\n"
+		"  drift_recheck_ms: 1000\n"
 		"tables:\n"
 		"  - name: public.orders\n"
 		"    pii: false\n"
@@ -176,6 +182,11 @@ test_full_file(void **state)
 	assert_int_equal(conf->max_inflight_mb, 128);
 	assert_int_equal(conf->flush_timeout_ms, 60000);
 	assert_int_equal(conf->reconnect_backoff_max_ms, 20000);
+	assert_string_equal(conf->group_id, "acme-us");
+	assert_int_equal(conf->batch_size, 500);
+	assert_int_equal(conf->batch_linger_ms, 10);
+	assert_int_equal(conf->tombstone_retention_hours, 24);
+	assert_int_equal(conf->drift_recheck_ms, 1000);
 	assert_int_equal(conf->n_tables, 3);
 	assert_string_equal(conf->tables[0].schema, "public");
 	assert_string_equal(conf->tables[0].name, "orders");
@@ -223,6 +234,12 @@ test_minimal_defaults(void **state)
 	assert_int_equal(conf->max_inflight_mb, 64);
 	assert_int_equal(conf->flush_timeout_ms, 30000);
 	assert_int_equal(conf->reconnect_backoff_max_ms, 30000);
+	assert_int_equal(conf->max_message_bytes, 64 * 1024 * 1024);
+	assert_string_equal(conf->group_id, "xregion.xr.us");
+	assert_int_equal(conf->batch_size, 2000);
+	assert_int_equal(conf->batch_linger_ms, 50);
+	assert_int_equal(conf->tombstone_retention_hours, 168);
+	assert_int_equal(conf->drift_recheck_ms, 5000);
 	assert_int_equal(conf->n_tables, 0);
 	xr_config_destroy(conf);
 }
