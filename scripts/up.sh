@@ -20,7 +20,7 @@ Usage: scripts/up.sh [--no-install] [--no-start]
   3. scripts/stack.sh up (PostgreSQL us/eu/apac on 15432-15434, Kafka 19092)
   4. scripts/sample-schema.sql in every region's "app" database
   5. xregion setup -c config/<region>.yaml for every region
-  6. starts 'xregion produce' for every region in the background
+  6. starts 'xregion run' (producer + consumer) for every region in the background
      (logs: $STATE/xregion/<region>.log, pids: $STATE/xregion/<region>.pid)
 
 Options:
@@ -70,10 +70,10 @@ for r in "${REGIONS[@]}"; do
     say "region $r: xregion already running (pid $(cat "$pidf"))"
     continue
   fi
-  nohup "$XREGION" produce -c "$ROOT/config/$r.yaml" \
+  nohup "$XREGION" run -c "$ROOT/config/$r.yaml" \
         >>"$STATE/xregion/$r.log" 2>&1 </dev/null &
   echo $! >"$pidf"
-  say "region $r: xregion produce started (pid $!, log $STATE/xregion/$r.log)"
+  say "region $r: xregion run started (pid $!, log $STATE/xregion/$r.log)"
 done
 
 # Started is not the same as streaming: wait for each to say so.
@@ -91,6 +91,6 @@ for r in "${REGIONS[@]}"; do
     { say "region $r: xregion did not start streaming in 30 s"; exit 1; }
   say "region $r: streaming"
 done
-say "up: three regions, Kafka at 127.0.0.1:19092; try:"
+say "up: three regions replicating through Kafka at 127.0.0.1:19092; try:"
 say "  psql -h 127.0.0.1 -p 15432 -U postgres app -c \"INSERT INTO products VALUES (1, 'sku-1', 'Mug', 9.50)\""
-say "  kafkacat -b 127.0.0.1:19092 -C -t xr.us.public.products -e"
+say "  psql -h 127.0.0.1 -p 15433 -U postgres app -c 'SELECT * FROM products'   # in eu"

@@ -222,3 +222,33 @@ def test_corrupt_and_unknown_table_messages_go_to_dead_letters(deploy):
         assert int(h["xr-dlq-offset"]) >= 0 and h["xr-dlq-region"] == b"eu"
     # apac has the table: it applied the row.
     assert d["apac"].sql("SELECT count(*) FROM extra") == [(1,)]
+
+
+def test_missing_column_pauses_until_it_exists(deploy):
+    d = deploy()
+    d["us"].sql("INSERT INTO orders VALUES (1, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    d["us"].sql("ALTER TABLE orders ADD COLUMN color text")
+    d["us"].sql("INSERT INTO orders VALUES (2, 'us', 1, 'x', 'red')")
+    for r in ("eu", "apac"):
+        d[r].wait_log('column "color" of region us\'s schema is missing', timeout=60)
+    time.sleep(1)
+    assert d["eu"].sql("SELECT count(*) FROM orders") == [(1,)]
+    # A write from another region still flows while us's partition waits.
+    d["apac"].sql("INSERT INTO orders VALUES (3, 'apac', 1, 'x')")
+    deadline = time.time() + 30
+    while d["eu"].sql("SELECT count(*) FROM orders WHERE id = 3") != [(1,)]:
+        assert time.time() < deadline, "apac's write did not reach eu"
+        time.sleep(0.2)
+    for r in ("eu", "apac"):
+        d[r].sql("ALTER TABLE orders ADD COLUMN color text")
+    d.converge("orders", expect_rows=3)
+    assert d["eu"].sql("SELECT color FROM orders WHERE id = 2") == [("red",)]
+    # Extra target columns take their defaults: us lacks nothing now, but
+    # eu adds one more column us does not have.
+    d["eu"].sql("ALTER TABLE orders ADD COLUMN size int DEFAULT 7")
+    d["us"].sql("INSERT INTO orders VALUES (4, 'us', 1, 'x', 'blue')")
+    deadline = time.time() + 30
+    while d["eu"].sql("SELECT size, color FROM orders WHERE id = 4") != [(7, "blue")]:
+        assert time.time() < deadline, "row 4 did not arrive with the default"
+        time.sleep(0.2)
