@@ -330,7 +330,8 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 		return -1;
 	}
 	xr_buf_init(&sql);
-	xr_buf_puts(&sql, "BEGIN;\n");
+	/* IF [NOT] EXISTS notices are expected on a re-run: keep them quiet. */
+	xr_buf_puts(&sql, "SET client_min_messages = warning;\nBEGIN;\n");
 	xr_buf_puts(&sql, common_sql);
 	xr_buf_printf(&sql, version_of_sql, lit, lit);
 	PQfreemem(lit);
