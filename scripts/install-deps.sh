@@ -11,6 +11,7 @@ VENV="${XR_VENV:-$REPO_ROOT/.stack/venv}"
 APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libpq-dev libavro-dev uuid-dev libcmocka-dev libyaml-dev libmicrohttpd-dev
+  libjansson-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
   python3-venv faketime kafkacat

@@ -1,0 +1,195 @@
+/* metrics.c: counters and their Prometheus endpoint (see metrics.h). */
+#include "common/metrics.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "common/buf.h"
+
+struct xr_metrics_server_s {
+	struct MHD_Daemon *daemon;
+	xr_metrics_t      *m;
+};
+
+void
+xr_metrics_init(xr_metrics_t *m, const char *region)
+{
+	memset(m, 0, sizeof(*m));
+	m->region = region;
+}
+
+static void
+counter(xr_buf_t *b, const xr_metrics_t *m, const char *name, const char *help,
+        const char *type, uint64_t v)
+{
+	xr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{region=\"%s\"} %" PRIu64
+	              "\n", name, help, name, type, name, m->region, v);
+}
+
+char *
+xr_metrics_render(const xr_metrics_t *m)
+{
+	xr_buf_t b;
+	int      k, r;
+	char    *out;
+
+	xr_buf_init(&b);
+	counter(&b, m, "xregion_produced_events_total",
+	        "Change events published to Kafka.", "counter",
+	        atomic_load(&m->produced_events));
+	counter(&b, m, "xregion_produced_transactions_total",
+	        "Transactions decoded from the slot.", "counter",
+	        atomic_load(&m->produced_txns));
+	counter(&b, m, "xregion_origin_transactions_skipped_total",
+	        "Transactions not published because they carry a replication "
+	        "origin (applied by a consumer).", "counter",
+	        atomic_load(&m->origin_txns_skipped));
+	counter(&b, m, "xregion_confirmed_lsn",
+	        "The WAL position confirmed to the slot (as a number).", "gauge",
+	        atomic_load(&m->confirmed_lsn));
+	counter(&b, m, "xregion_producer_in_flight",
+	        "Events handed to Kafka and not yet acknowledged.", "gauge",
+	        atomic_load(&m->in_flight));
+	counter(&b, m, "xregion_producer_restarts_total",
+	        "Replication sessions restarted after an error.", "counter",
+	        atomic_load(&m->producer_restarts));
+	counter(&b, m, "xregion_consumed_events_total",
+	        "Events read from other regions' topics.", "counter",
+	        atomic_load(&m->consumed_events));
+	counter(&b, m, "xregion_applied_events_total",
+	        "Events that changed this region's database.", "counter",
+	        atomic_load(&m->applied_events));
+	counter(&b, m, "xregion_skipped_events_total",
+	        "Events older than the row here (or repeats): not applied.",
+	        "counter", atomic_load(&m->skipped_events));
+	counter(&b, m, "xregion_dead_lettered_events_total",
+	        "Events sent to the dead-letter topic.", "counter",
+	        atomic_load(&m->dead_lettered));
+	counter(&b, m, "xregion_paused_partitions",
+	        "Partitions paused until a missing column exists.", "gauge",
+	        atomic_load(&m->paused_partitions));
+	counter(&b, m, "xregion_apply_batches_total",
+	        "Transactions committed by the consumer.", "counter",
+	        atomic_load(&m->batches));
+	xr_buf_puts(&b, "# HELP xregion_conflicts_total Conflicts by kind and "
+	                "resolution (also in xregion.conflicts).\n"
+	                "# TYPE xregion_conflicts_total counter\n");
+	for (k = 1; k < m->nkinds && k < XR_METRICS_KINDS; k++)
+		for (r = 0; r < m->nresolutions && r < XR_METRICS_RESOLUTIONS; r++)
+			xr_buf_printf(&b, "xregion_conflicts_total{region=\"%s\","
+			              "kind=\"%s\",resolution=\"%s\"} %" PRIu64 "\n",
+			              m->region, m->kind_names[k], m->resolution_names[r],
+			              (uint64_t)atomic_load(&m->conflicts[k][r]));
+	out = b.data;   /* handed over: the caller frees it */
+	return out;
+}
+
+/* Runs on libmicrohttpd's thread. */
+static enum MHD_Result
+handle(void *cls, struct MHD_Connection *conn, const char *url,
+       const char *method, const char *version, const char *upload_data,
+       size_t *upload_size, void **con_cls)
+{
+	xr_metrics_server_t  *s = cls;
+	struct MHD_Response  *resp;
+	enum MHD_Result       ret;
+	unsigned int          status = MHD_HTTP_OK;
+	char                 *body;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_size;
+	(void)con_cls;
+	if (strcmp(method, "GET") != 0) {
+		body = strdup("method not allowed\n");
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+	} else if (strcmp(url, "/metrics") == 0) {
+		body = xr_metrics_render(s->m);
+	} else if (strcmp(url, "/healthz") == 0) {
+		body = strdup("ok\n");
+	} else {
+		body = strdup("not found: try /metrics or /healthz\n");
+		status = MHD_HTTP_NOT_FOUND;
+	}
+	if (!body)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(body), body,
+	                                       MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	(void)MHD_add_response_header(resp, "Content-Type",
+	                              "text/plain; version=0.0.4");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+xr_metrics_server_t *
+xr_metrics_server_start(const char *listen, xr_metrics_t *m, char *errstr,
+                        size_t errstr_size)
+{
+	xr_metrics_server_t *s;
+	struct sockaddr_in   sin;
+	const char          *colon = strrchr(listen, ':');
+	char                 host[64];
+	char                *end;
+	long                 port;
+
+	if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
+		snprintf(errstr, errstr_size, "metrics_listen: expected host:port, "
+		         "got \"%s\"", listen);
+		return NULL;
+	}
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535) {
+		snprintf(errstr, errstr_size, "metrics_listen: bad port in \"%s\"",
+		         listen);
+		return NULL;
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
+		snprintf(errstr, errstr_size, "metrics_listen: \"%s\" is not an "
+		         "IPv4 address", host);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	s->m = m;
+	s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+	                             MHD_USE_ERROR_LOG,
+	                             (uint16_t)port, NULL, NULL, handle, s,
+	                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+	                             MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+	                             MHD_OPTION_END);
+	if (!s->daemon) {
+		snprintf(errstr, errstr_size, "metrics_listen: cannot listen on %s",
+		         listen);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+xr_metrics_server_stop(xr_metrics_server_t *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->daemon);
+	free(s);
+}

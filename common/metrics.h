@@ -1,0 +1,61 @@
+/*
+ * metrics.h: counters of one xregion process and an optional HTTP endpoint
+ * (libmicrohttpd) that serves them in Prometheus text format at /metrics,
+ * and "ok" at /healthz.
+ *
+ * Counters are C11 atomics: the producer and consumer threads add to them,
+ * the server's thread reads them.
+ */
+#ifndef XR_METRICS_H
+#define XR_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for the consumer's conflict kinds and resolutions. */
+#define XR_METRICS_KINDS 16
+#define XR_METRICS_RESOLUTIONS 4
+
+typedef struct xr_metrics_s {
+	const char *region;                 /* borrowed */
+	/* Producer. */
+	atomic_uint_fast64_t produced_events;
+	atomic_uint_fast64_t produced_txns;
+	atomic_uint_fast64_t origin_txns_skipped;
+	atomic_uint_fast64_t confirmed_lsn;
+	atomic_uint_fast64_t in_flight;
+	atomic_uint_fast64_t producer_restarts;
+	/* Consumer. */
+	atomic_uint_fast64_t consumed_events;
+	atomic_uint_fast64_t applied_events;
+	atomic_uint_fast64_t skipped_events;
+	atomic_uint_fast64_t dead_lettered;
+	atomic_uint_fast64_t paused_partitions;
+	atomic_uint_fast64_t batches;
+	atomic_uint_fast64_t conflicts[XR_METRICS_KINDS][XR_METRICS_RESOLUTIONS];
+	/* Names for the conflict labels (borrowed, static strings). */
+	const char *const *kind_names;
+	int                nkinds;
+	const char *const *resolution_names;
+	int                nresolutions;
+} xr_metrics_t;
+
+/* Zeroes m; region is borrowed and must outlive m. */
+void xr_metrics_init(xr_metrics_t *m, const char *region);
+
+/* Appends the Prometheus text exposition of m to a new string (free()). */
+char *xr_metrics_render(const xr_metrics_t *m);
+
+typedef struct xr_metrics_server_s xr_metrics_server_t;
+
+/*
+ * Serves m on listen ("host:port", e.g. "127.0.0.1:9187").  Returns a new
+ * server (stop with xr_metrics_server_stop), or NULL with errstr set.
+ */
+xr_metrics_server_t *xr_metrics_server_start(const char *listen,
+                                             xr_metrics_t *m, char *errstr,
+                                             size_t errstr_size);
+void xr_metrics_server_stop(xr_metrics_server_t *s);   /* NULL ok */
+
+#endif
