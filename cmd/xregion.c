@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/version.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
@@ -24,6 +25,9 @@
 #include <pthread.h>
 
 static volatile sig_atomic_t stop_requested = 0;
+
+/* The process's counters, served at metrics_listen when configured. */
+static xr_metrics_t metrics;
 
 static void
 on_signal(int sig)
@@ -72,14 +76,14 @@ static int
 run_produce(const xr_config_t *conf)
 {
 	install_signals();
-	return xr_produce_run(conf, &stop_requested);
+	return xr_produce_run(conf, &metrics, &stop_requested);
 }
 
 static int
 run_consume(const xr_config_t *conf)
 {
 	install_signals();
-	return xr_consume_run(conf, &stop_requested);
+	return xr_consume_run(conf, &metrics, &stop_requested);
 }
 
 /* `xregion run`: the producer on its own thread, the consumer on ours. */
@@ -93,7 +97,7 @@ producer_main(void *arg)
 {
 	producer_thread_t *pt = arg;
 
-	pt->rc = xr_produce_run(pt->conf, &stop_requested);
+	pt->rc = xr_produce_run(pt->conf, &metrics, &stop_requested);
 	/* A producer that gives up takes the replicator down with it. */
 	if (pt->rc != 0)
 		stop_requested = 1;
@@ -120,7 +124,7 @@ run_both(const xr_config_t *conf)
 		xr_error("cannot start the producer thread: %s", strerror(rc));
 		return 1;
 	}
-	rc = xr_consume_run(conf, &stop_requested);
+	rc = xr_consume_run(conf, &metrics, &stop_requested);
 	stop_requested = 1;
 	pthread_join(th, NULL);
 	xr_info("replicator stopped (producer %d, consumer %d)", pt.rc, rc);
@@ -219,6 +223,7 @@ main(int argc, char **argv)
 	const command_t *cmd = NULL;
 	const char      *path = NULL, *level = NULL;
 	xr_config_t     *conf;
+	xr_metrics_server_t *server = NULL;
 	char             err[1024];
 	size_t           i;
 	int              c, lvl, rc;
@@ -288,7 +293,21 @@ main(int argc, char **argv)
 	}
 	xr_log_set_level((xr_log_level_t)lvl);
 	xr_log_set_tag(conf->region);
+	xr_metrics_init(&metrics, conf->region);
+	if (conf->metrics_listen && (cmd->run == run_produce ||
+	                             cmd->run == run_consume ||
+	                             cmd->run == run_both)) {
+		server = xr_metrics_server_start(conf->metrics_listen, &metrics, err,
+		                                 sizeof(err));
+		if (!server) {
+			fprintf(stderr, "xregion: %s\n", err);
+			xr_config_destroy(conf);
+			return 2;
+		}
+		xr_info("metrics at http://%s/metrics", conf->metrics_listen);
+	}
 	rc = cmd->run(conf);
+	xr_metrics_server_stop(server);
 	xr_config_destroy(conf);
 	return rc;
 }

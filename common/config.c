@@ -49,8 +49,8 @@ typedef struct {
 } cfg_ctx_t;
 
 static const char *const root_keys[] = {
-	"region", "regions", "log_level", "postgres", "kafka", "producer",
-	"consumer", "tables", NULL
+	"region", "regions", "log_level", "metrics_listen", "postgres", "kafka",
+	"producer", "consumer", "tables", NULL
 };
 static const char *const pg_keys[] = {
 	"dsn", "slot", "publication", NULL
@@ -771,7 +771,7 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	/* librdkafka's message.max.bytes tops out at 1000000000. */
 	conf->max_message_bytes = 64 * 1024 * 1024;
 	if ((v = map_get(c, map, "max_message_bytes")) &&
-	    get_int(c, v, "kafka.max_message_bytes", 1024, 1000000000,
+	    get_int(c, v, "kafka.max_message_bytes", 16384, 1000000000,
 	            &conf->max_message_bytes) != 0)
 		return -1;
 	return parse_kafka_props(c, conf, map_get(c, map, "properties"));
@@ -1040,6 +1040,9 @@ parse_root(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *root)
 	} else {
 		conf->log_level = xstrdup("info");
 	}
+	if ((v = map_get(c, root, "metrics_listen")) &&
+	    get_string(c, v, "metrics_listen", &conf->metrics_listen) != 0)
+		return -1;
 
 	if (parse_postgres(c, conf, map_get(c, root, "postgres")) != 0 ||
 	    parse_kafka(c, conf, map_get(c, root, "kafka")) != 0 ||
@@ -1339,6 +1342,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->publication);
 	free(conf->brokers);
 	free(conf->group_id);
+	free(conf->metrics_listen);
 	free(conf->topic_prefix);
 	free(conf->schemas_topic);
 	free(conf->dead_letter_topic);

@@ -35,6 +35,7 @@ typedef struct xr_config_s {
 	char  **regions;           /* all regions of the deployment, incl. region */
 	size_t  n_regions;
 	char   *log_level;         /* "info" */
+	char   *metrics_listen;    /* "host:port" of /metrics, NULL: none */
 
 	/* postgres: */
 	char   *pg_dsn;            /* required; env XREGION_POSTGRES_DSN wins */

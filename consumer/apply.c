@@ -69,6 +69,7 @@ struct xr_applier_s {
 	target_t **targets;
 	size_t     ntargets;
 	unsigned   stmt_seq;
+	char       sqlstate[6];   /* of the last failed statement, "" if none */
 	xr_apply_stats_t stats;
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
@@ -386,7 +387,8 @@ xr_applier_check(xr_applier_t *a, const xr_event_t *ev, char *errstr,
 		copy_err(a->conn, "quoting", errstr, errstr_size);
 		return XR_CHECK_ERROR;
 	}
-	if (!t->cols && target_load(a, t, errstr, errstr_size))
+	/* A missing table is looked for again each time: it may be created. */
+	if ((!t->cols || !t->exists) && target_load(a, t, errstr, errstr_size))
 		return XR_CHECK_ERROR;
 	if (!t->exists) {
 		snprintf(errstr, errstr_size, "table %s.%s does not exist in region %s",
@@ -497,7 +499,11 @@ row_version(xr_buf_t *b, const target_t *t)
 	xr_buf_puts(b, "))");
 }
 
-/* The CTEs prior (the row now) and tomb (its tombstone or truncation). */
+/*
+ * The CTEs prior (the row now, locked: a concurrent local write is waited
+ * for), tomb (its tombstone or the table's truncation, for the report) and
+ * trunc (the truncation alone).
+ */
 static void
 prior_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
 {
@@ -512,17 +518,16 @@ prior_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
 	key_match(b, t, "t", pnum);
 	xr_buf_printf(b,
 	              "\n  FOR UPDATE OF t\n"
+	              "), trunc AS MATERIALIZED (\n"
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "FROM xregion.truncations x WHERE x.table_schema = %s "
+	              "AND x.table_name = %s\n"
 	              "), tomb AS MATERIALIZED (\n"
 	              "  SELECT GREATEST(\n"
 	              "    (SELECT xregion.tomb_version(v.ts, v.region, v.xid) "
-	              "FROM %s v WHERE ", t->vt);
+	              "FROM %s v WHERE ", t->lit_nsp, t->lit_rel, t->vt);
 	key_match(b, t, "v", pnum);
-	xr_buf_printf(b,
-	              " AND v.deleted),\n"
-	              "    (SELECT xregion.tomb_version(x.ts, x.region, x.xid) "
-	              "FROM xregion.truncations x WHERE x.table_schema = %s "
-	              "AND x.table_name = %s)) AS ver\n)",
-	              t->lit_nsp, t->lit_rel);
+	xr_buf_puts(b, " AND v.deleted), (SELECT ver FROM trunc)) AS ver\n)");
 }
 
 static const char result_cols[] =
@@ -532,10 +537,46 @@ static const char result_cols[] =
 	"  (SELECT img FROM prior)";
 
 /*
- * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted,
- * then the set columns.  A present row is updated only when the event's
- * version is newer than the row's (checked on the locked row, in ON
- * CONFLICT); a missing row is inserted only when newer than its tombstone.
+ * The versions row of the key, written first and only when the event wins:
+ * against the locked row when there is one, else against the newest
+ * tombstone or applied version recorded for the key.  That comparison sits
+ * in ON CONFLICT ... WHERE, which PostgreSQL evaluates on the latest
+ * committed versions row, waiting for a concurrent local delete's tombstone
+ * if need be: so a delete committing while this statement runs is not
+ * overtaken by an older remote write.  where_new says when a missing row
+ * may get one at all.
+ */
+static void
+versions_gate(xr_buf_t *b, const target_t *t, const int *pnum, bool deleted,
+              const char *where_new)
+{
+	int c, n;
+
+	xr_buf_printf(b, ", vs AS (\n  INSERT INTO %s AS v (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_printf(b,
+	              ", $1, $2, NULL, %s\n"
+	              "  WHERE CASE WHEN EXISTS (SELECT 1 FROM prior)\n"
+	              "    THEN ROW($1, $2)::xregion.version > (SELECT ver FROM prior)\n"
+	              "    ELSE %s END\n"
+	              "  ON CONFLICT (", deleted ? "true" : "false", where_new);
+	key_list(b, t);
+	xr_buf_printf(b,
+	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
+	              "xid = NULL, deleted = %s\n"
+	              "  WHERE EXISTS (SELECT 1 FROM prior) OR ROW($1, $2)::"
+	              "xregion.version > xregion.tomb_version(v.ts, v.region, v.xid)\n"
+	              "  RETURNING 1\n", deleted ? "true" : "false");
+}
+
+/*
+ * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted
+ * (not when unchanged TOASTed values were left out), then the set columns.
  */
 static void
 sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
@@ -543,7 +584,10 @@ sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
 	int c, n;
 
 	prior_ctes(b, t, pnum);
-	xr_buf_printf(b, ", w AS (\n  INSERT INTO %s AS t (", t->qual);
+	versions_gate(b, t, pnum, false,
+	              "$3 AND ((SELECT ver FROM trunc) IS NULL OR "
+	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))");
+	xr_buf_printf(b, "), w AS (\n  INSERT INTO %s AS t (", t->qual);
 	for (c = 0, n = 0; c < t->ncols; c++)
 		if (set[c])
 			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
@@ -552,11 +596,7 @@ sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
 		if (set[c])
 			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
 			              t->cols[c].type);
-	xr_buf_puts(b,
-	            "\n  WHERE EXISTS (SELECT 1 FROM prior) OR ($3 AND ("
-	            "(SELECT ver FROM tomb) IS NULL OR "
-	            "ROW($1, $2)::xregion.version > (SELECT ver FROM tomb)))\n"
-	            "  ON CONFLICT (");
+	xr_buf_puts(b, "\n  WHERE EXISTS (SELECT 1 FROM vs)\n  ON CONFLICT (");
 	key_list(b, t);
 	xr_buf_puts(b, ") DO UPDATE SET ");
 	for (c = 0, n = 0; c < t->ncols; c++)
@@ -572,52 +612,26 @@ sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
 				break;
 			}
 	}
+	/* Checked again on the row as it is now (a local insert may race). */
 	xr_buf_puts(b, "\n  WHERE ROW($1, $2)::xregion.version > ");
 	row_version(b, t);
-	xr_buf_printf(b, "\n  RETURNING 1\n), vs AS (\n  INSERT INTO %s (", t->vt);
-	key_list(b, t);
-	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (t->cols[c].is_key)
-			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
-			              t->cols[c].type);
-	xr_buf_puts(b, ", $1, $2, NULL, false FROM w\n  ON CONFLICT (");
-	key_list(b, t);
-	xr_buf_printf(b,
-	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
-	              "xid = NULL, deleted = false\n  RETURNING 1\n)\n"
-	              "SELECT (SELECT count(*) FROM w)::int,\n%s", result_cols);
+	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM w)::int,"
+	              "\n%s", result_cols);
 }
 
 /* A delete: $1 ts, $2 region, then the key columns. */
 static void
 sql_delete(xr_buf_t *b, const target_t *t, const int *pnum)
 {
-	int c, n;
-
 	prior_ctes(b, t, pnum);
-	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t WHERE ", t->qual);
+	versions_gate(b, t, pnum, true, "true");
+	xr_buf_printf(b, "), d AS (\n  DELETE FROM %s t WHERE ", t->qual);
 	key_match(b, t, "t", pnum);
-	xr_buf_puts(b, " AND ROW($1, $2)::xregion.version > ");
+	xr_buf_puts(b, " AND EXISTS (SELECT 1 FROM vs) AND ROW($1, $2)::"
+	               "xregion.version > ");
 	row_version(b, t);
-	xr_buf_printf(b, "\n  RETURNING 1\n), vs AS (\n  INSERT INTO %s (", t->vt);
-	key_list(b, t);
-	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (t->cols[c].is_key)
-			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
-			              t->cols[c].type);
-	xr_buf_puts(b,
-	            ", $1, $2, NULL, true\n"
-	            "  WHERE EXISTS (SELECT 1 FROM d) OR (NOT EXISTS (SELECT 1 FROM "
-	            "prior) AND ((SELECT ver FROM tomb) IS NULL OR "
-	            "ROW($1, $2)::xregion.version > (SELECT ver FROM tomb)))\n"
-	            "  ON CONFLICT (");
-	key_list(b, t);
-	xr_buf_printf(b,
-	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
-	              "xid = NULL, deleted = true\n  RETURNING 1\n)\n"
-	              "SELECT (SELECT count(*) FROM d)::int,\n%s", result_cols);
+	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM d)::int,"
+	              "\n%s", result_cols);
 }
 
 /*
@@ -760,17 +774,33 @@ key_changed(const xr_event_t *ev, const target_t *t, const fmap_t *m)
 	return false;
 }
 
+/* Whether (ts, region) is newer than (ts2, region2); region by bytes. */
+static bool
+newer(int64_t ts, const char *region, int64_t ts2, const char *region2)
+{
+	if (ts != ts2)
+		return ts > ts2;
+	return strcmp(region, region2) > 0;
+}
+
 /*
- * Classifies an item from its decisive result: applied, whether a row was
- * there, its version's region, whether a tombstone was there.
+ * Classifies an item from its decisive result row r: applied, whether a
+ * row was there and its version's region, the tombstone if any.
  */
 static void
-classify(xr_apply_item_t *it, bool applied, bool had_row,
-         const char *row_region, bool had_tomb, bool may_insert)
+classify(xr_apply_item_t *it, PGresult *r, bool may_insert)
 {
 	const xr_event_t *ev = it->ev;
-	bool              other = had_row && row_region &&
-	                          strcmp(row_region, ev->region) != 0;
+	bool        applied = atoi(PQgetvalue(r, 0, 0)) > 0;
+	bool        had_row = atoi(PQgetvalue(r, 0, 1)) > 0;
+	const char *row_region = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3);
+	bool        had_tomb = !PQgetisnull(r, 0, 4) && !PQgetisnull(r, 0, 5);
+	bool        beats_tomb = !had_tomb ||
+	                         newer(ev->commit_ts, ev->region,
+	                               strtoll(PQgetvalue(r, 0, 4), NULL, 10),
+	                               PQgetvalue(r, 0, 5));
+	bool        other = had_row && row_region &&
+	                    strcmp(row_region, ev->region) != 0;
 
 	it->conflict = XR_CONFLICT_NONE;
 	it->resolution = applied ? XR_RES_APPLIED : XR_RES_SKIPPED;
@@ -779,15 +809,16 @@ classify(xr_apply_item_t *it, bool applied, bool had_row,
 	case XR_OP_SNAPSHOT_READ:
 		if (had_row && other)
 			it->conflict = XR_CONFLICT_INSERT_EXISTS;
-		else if (!had_row && had_tomb && !applied)
+		else if (!had_row && !beats_tomb)
 			it->conflict = XR_CONFLICT_INSERT_DELETED;
 		break;
 	case XR_OP_UPDATE:
-		if (had_row && other)
-			it->conflict = XR_CONFLICT_UPDATE_ORIGIN_DIFFERS;
-		else if (!had_row && had_tomb && !applied && may_insert)
+		if (had_row) {
+			if (other)
+				it->conflict = XR_CONFLICT_UPDATE_ORIGIN_DIFFERS;
+		} else if (!beats_tomb) {
 			it->conflict = XR_CONFLICT_UPDATE_DELETED;
-		else if (!had_row && !had_tomb) {
+		} else {
 			it->conflict = XR_CONFLICT_UPDATE_MISSING;
 			if (!may_insert) {
 				it->resolution = XR_RES_DEAD_LETTER;
@@ -795,16 +826,18 @@ classify(xr_apply_item_t *it, bool applied, bool had_row,
 				         "update of a row missing in this region whose "
 				         "unchanged TOASTed columns were not sent");
 			}
-		} else if (!had_row && !applied && !may_insert) {
-			it->conflict = XR_CONFLICT_UPDATE_DELETED;
 		}
 		break;
 	case XR_OP_DELETE:
 		if (had_row && other)
 			it->conflict = applied ? XR_CONFLICT_DELETE_ORIGIN_DIFFERS
 			                       : XR_CONFLICT_DELETE_AFTER_UPDATE;
-		else if (!had_row && !had_tomb)
-			it->conflict = XR_CONFLICT_DELETE_MISSING;
+		else if (!had_row) {
+			/* Nothing to delete: the tombstone is what counts. */
+			it->resolution = beats_tomb ? XR_RES_APPLIED : XR_RES_SKIPPED;
+			if (!had_tomb)
+				it->conflict = XR_CONFLICT_DELETE_MISSING;
+		}
 		break;
 	default:
 		break;
@@ -879,8 +912,8 @@ log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	                 "key, kind, resolution, local_ts, local_region, remote_ts, "
 	                 "remote_region, local_row, remote_row, event_id, topic, "
 	                 "kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5, "
-	                 "to_timestamp($6::bigint / 1000000.0), $7, "
-	                 "to_timestamp($8::bigint / 1000000.0), $9, $10, $11, "
+	                 "xregion.ts_of($6::bigint), $7, "
+	                 "xregion.ts_of($8::bigint), $9, $10, $11, "
 	                 "$12::uuid, $13, $14::int, $15::bigint)",
 	                 15, NULL,
 	                 (const char *const[]){ vals[0], vals[1], vals[2], vals[3],
@@ -1033,6 +1066,19 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 }
 
 bool
+xr_applier_error_is_data(const xr_applier_t *a)
+{
+	/*
+	 * Only the data itself can make an event poison: a value the column
+	 * refuses (class 22) or a constraint it breaks (class 23).  Anything
+	 * else (locks, deadlocks, privileges, missing objects, resources) is
+	 * the database's state and is retried.
+	 */
+	return strncmp(a->sqlstate, "22", 2) == 0 ||
+	       strncmp(a->sqlstate, "23", 2) == 0;
+}
+
+bool
 xr_applier_connected(const xr_applier_t *a)
 {
 	return a->conn && PQstatus(a->conn) == CONNECTION_OK;
@@ -1069,11 +1115,14 @@ read_result(xr_applier_t *a, char *errstr, size_t errstr_size)
 		return NULL;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
 		if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
 			snprintf(errstr, errstr_size, "pipeline aborted");
 		else
 			snprintf(errstr, errstr_size, "applying a change: %s",
 			         PQresultErrorMessage(res));
+		snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", state ? state : "");
 		PQclear(res);
 		/* The NULL that ends this query's results. */
 		extra = PQgetResult(a->conn);
@@ -1119,6 +1168,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 	bool       in_pipeline = false, in_txn = false;
 	char       tsbuf[32];
 
+	a->sqlstate[0] = '\0';
 	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
 		goto out;
 	if (set_origin(a, src, errstr, errstr_size))
@@ -1262,10 +1312,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		for (f = 0; f < it->ev->nfields && it->ev->has_after; f++)
 			if (it->ev->after[f].unchanged)
 				may_insert = false;
-		classify(it, atoi(PQgetvalue(r, 0, 0)) > 0,
-		         atoi(PQgetvalue(r, 0, 1)) > 0,
-		         PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3),
-		         !PQgetisnull(r, 0, 4), may_insert);
+		classify(it, r, may_insert);
 		if (it->resolution == XR_RES_DEAD_LETTER)
 			ndl++;
 		else if (it->resolution == XR_RES_APPLIED)

@@ -143,6 +143,12 @@ long xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 
 const xr_apply_stats_t *xr_applier_stats(const xr_applier_t *a);
 
+/*
+ * Whether the last failure of xr_applier_apply was the data's fault (a
+ * value or constraint the database refused): only then is an event poison.
+ */
+bool xr_applier_error_is_data(const xr_applier_t *a);
+
 /* Whether the database connection is up (a failed apply may drop it). */
 bool xr_applier_connected(const xr_applier_t *a);
 

@@ -41,6 +41,7 @@ typedef struct paused_s {
 
 typedef struct consumer_s {
 	const xr_config_t     *conf;
+	xr_metrics_t          *metrics;   /* may be NULL */
 	volatile sig_atomic_t *stop;
 	rd_kafka_t    *rk;         /* group consumer */
 	rd_kafka_t    *dlq;        /* dead-letter producer */
@@ -526,8 +527,12 @@ classify_batch(consumer_t *c)
 	for (i = 0; i < c->nrecs; i++) {
 		msgrec_t   *r = &c->recs[i];
 		const char *topic = rd_kafka_topic_name(r->m->rkt);
-		char        err[512];
+		char        err[512], schema_id[64];
 		xr_check_t  chk;
+		int         rc;
+		rd_kafka_headers_t *hdrs;
+		const void *hv;
+		size_t      hlen;
 
 		r->kind = REC_APPLY;
 		r->reason[0] = '\0';
@@ -546,8 +551,20 @@ classify_batch(consumer_t *c)
 			snprintf(r->reason, sizeof(r->reason), "empty message");
 			continue;
 		}
-		if (xr_event_decode(&r->ev, c->reg, r->m->payload, r->m->len, err,
-		                    sizeof(err))) {
+		schema_id[0] = '\0';
+		if (rd_kafka_message_headers(r->m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    rd_kafka_header_get_last(hdrs, "xr-schema", &hv, &hlen) ==
+		        RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    hv && hlen < sizeof(schema_id)) {
+			memcpy(schema_id, hv, hlen);
+			schema_id[hlen] = '\0';
+		}
+		if ((rc = xr_event_decode(&r->ev, c->reg, r->m->payload, r->m->len,
+		                          schema_id[0] ? schema_id : NULL, err,
+		                          sizeof(err))) == -2) {
+			xr_error("%s", err);
+			return -1;
+		} else if (rc) {
 			r->kind = REC_POISON;
 			snprintf(r->reason, sizeof(r->reason), "undecodable: %.480s", err);
 			continue;
@@ -598,8 +615,18 @@ rewind_batch(consumer_t *c)
 			if (c->recs[j].m->partition == c->recs[i].m->partition &&
 			    strcmp(rd_kafka_topic_name(c->recs[j].m->rkt), topic) == 0)
 				first = false;
-		if (first && !is_paused(c, topic, c->recs[i].m->partition))
-			seek(c, topic, c->recs[i].m->partition, c->recs[i].m->offset);
+		if (!first)
+			continue;
+		if (is_paused(c, topic, c->recs[i].m->partition)) {
+			/* Resume from the batch's first message, not the drift's. */
+			for (j = 0; j < c->npaused; j++)
+				if (c->paused[j].partition == c->recs[i].m->partition &&
+				    strcmp(c->paused[j].topic, topic) == 0 &&
+				    c->recs[i].m->offset < c->paused[j].offset)
+					c->paused[j].offset = c->recs[i].m->offset;
+			continue;
+		}
+		seek(c, topic, c->recs[i].m->partition, c->recs[i].m->offset);
 	}
 }
 
@@ -651,8 +678,10 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off, 1,
 		                     apply_dead_letters, c, err, sizeof(err)) == 0)
 			continue;
-		if (!xr_applier_connected(c->ap))
+		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
+			xr_error("%s", err);
 			return -1;
+		}
 		/* The database refused this one event: it is poison. */
 		if (dead_letter(c, r->m, err) || dlq_flush(c) ||
 		    xr_applier_store_offsets(c->ap, &off, 1, err, sizeof(err)))
@@ -715,7 +744,8 @@ apply_batch(consumer_t *c)
 		if (xr_applier_apply(c->ap, regions[j], items, n, offs, noff,
 		                     apply_dead_letters, c, err, sizeof(err)) == 0)
 			continue;
-		if (!xr_applier_connected(c->ap)) {
+		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
+			/* Not the data's fault: the whole batch is tried again. */
 			xr_error("%s", err);
 			goto out;
 		}
@@ -735,6 +765,27 @@ out:
 	free(offs);
 	free(regions);
 	return rc;
+}
+
+/* Copies the counters to the metrics the HTTP endpoint serves. */
+static void
+publish_metrics(consumer_t *c)
+{
+	const xr_apply_stats_t *st = xr_applier_stats(c->ap);
+	xr_metrics_t           *m = c->metrics;
+	int                     k, r;
+
+	if (!m)
+		return;
+	atomic_store(&m->consumed_events, c->consumed);
+	atomic_store(&m->applied_events, st->applied);
+	atomic_store(&m->skipped_events, st->skipped);
+	atomic_store(&m->dead_lettered, c->poisoned);
+	atomic_store(&m->paused_partitions, c->npaused);
+	atomic_store(&m->batches, st->batches);
+	for (k = 0; k < XR_CONFLICT_NKINDS && k < XR_METRICS_KINDS; k++)
+		for (r = 0; r < XR_RES_N && r < XR_METRICS_RESOLUTIONS; r++)
+			atomic_store(&m->conflicts[k][r], st->conflicts[k][r]);
 }
 
 static void
@@ -775,7 +826,8 @@ progress(consumer_t *c, bool force)
 }
 
 int
-xr_consume_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
+xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
+               volatile sig_atomic_t *stop)
 {
 	consumer_t c;
 	char       err[1024];
@@ -783,7 +835,14 @@ xr_consume_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
 
 	memset(&c, 0, sizeof(c));
 	c.conf = conf;
+	c.metrics = metrics;
 	c.stop = stop;
+	if (metrics) {
+		metrics->kind_names = xr_conflict_names;
+		metrics->nkinds = XR_CONFLICT_NKINDS;
+		metrics->resolution_names = xr_resolution_names;
+		metrics->nresolutions = XR_RES_N;
+	}
 	c.ap = xr_applier_new(conf);
 	if (!c.ap) {
 		xr_error("out of memory");
@@ -862,6 +921,7 @@ xr_consume_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
 			free_batch(&c);
 		}
 		recheck_paused(&c);
+		publish_metrics(&c);
 		progress(&c, false);
 		if (mono_us() - c.last_purge_us > INT64_C(3600) * 1000000) {
 			long n = xr_applier_purge_tombstones(c.ap,

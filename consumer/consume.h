@@ -5,17 +5,19 @@
 #include <signal.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 
 /*
  * Applies the other regions' change events to this region's database until
  * *stop becomes non-zero.  Subscribes to <prefix>.<region>.<schema>.<table>
  * of every region but this one; applies only tables this region's config
- * marks pii: false; sends what cannot be applied to the dead-letter topic
+ * marks pii: false (counting into metrics, which may be NULL); sends what cannot be applied to the dead-letter topic
  * with the reason; pauses a table's partitions while a column its events
  * carry is missing here.  Offsets live in the database (xregion.offsets),
  * committed with the rows they applied.  Returns 0 when stopped, 1 on an
  * error a retry cannot mend, 2 on a bad setting.
  */
-int xr_consume_run(const xr_config_t *conf, volatile sig_atomic_t *stop);
+int xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
+                   volatile sig_atomic_t *stop);
 
 #endif

@@ -99,12 +99,14 @@ read_image(xr_event_t *ev, avro_value_t *u, xr_eval_t *vals, char *errstr,
 
 int
 xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
-                size_t len, char *errstr, size_t errstr_size)
+                size_t len, const char *schema_id, char *errstr,
+                size_t errstr_size)
 {
 	const xr_schema_t *s;
 	const void        *body;
 	size_t             body_len, i, n;
 	uint64_t           fp;
+	bool               transient;
 	avro_value_t       v, f, src, un;
 	bool               have_value = false;
 	int                e, r, rc = -1;
@@ -115,9 +117,9 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	if (xr_avro_so_header(msg, len, &fp, &body, &body_len, errstr,
 	                      errstr_size))
 		return -1;
-	s = xr_registry_get(reg, fp, errstr, errstr_size);
+	s = xr_registry_get(reg, fp, schema_id, &transient, errstr, errstr_size);
 	if (!s)
-		return -1;
+		return transient ? -2 : -1;
 	if (!s->is_envelope) {
 		snprintf(errstr, errstr_size,
 		         "event: schema %016llx is not an xregion change event",

@@ -45,12 +45,15 @@ void xr_event_init(xr_event_t *ev);
 void xr_event_term(xr_event_t *ev);
 
 /*
- * Decodes a single-object encoded change event.  Returns 0, or -1 with a
+ * Decodes a single-object encoded change event, resolving its writer
+ * schema by schema_id (its xr-schema header; NULL: by fingerprint alone).  Returns 0, or -1 with a
  * reason in errstr (not single-object encoded, unknown schema, not an
- * xregion envelope, undecodable datum, a value that does not convert).
+ * xregion envelope, undecodable datum, a value that does not convert), or
+ * -2 when the schemas topic could not be read (try again later).
  */
 int xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
-                    size_t len, char *errstr, size_t errstr_size)
+                    size_t len, const char *schema_id, char *errstr,
+                    size_t errstr_size)
 	__attribute__((warn_unused_result));
 
 /* The text of value v of ev (NUL-terminated), or NULL if it is null. */

@@ -46,6 +46,12 @@ static const char common_sql[] =
 	 * one, recorded by a trigger that cannot know its commit time) the
 	 * commit timestamp of the transaction that wrote it.
 	 */
+	/* A version's timestamp as timestamptz; NULL for "no timestamp known". */
+	"CREATE OR REPLACE FUNCTION xregion.ts_of(us bigint) RETURNS timestamptz\n"
+	"LANGUAGE sql IMMUTABLE AS $$\n"
+	"  SELECT CASE WHEN us > -9223372036854775808\n"
+	"    THEN to_timestamp(us / 1000000.0) END\n"
+	"$$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.tomb_version(vts bigint, vregion text,\n"
 	"    vxid xid8) RETURNS xregion.version LANGUAGE sql STABLE AS $$\n"
 	"  SELECT CASE WHEN vxid IS NULL THEN ROW(vts, vregion)::xregion.version\n"
@@ -75,7 +81,8 @@ static const char version_of_sql[] =
 	"  END FROM pg_xact_commit_timestamp_origin(x) c\n"
 	"$$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.truncated() RETURNS trigger\n"
-	"LANGUAGE plpgsql AS $$ BEGIN\n"
+	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
+	"AS $$ BEGIN\n"
 	"  INSERT INTO xregion.truncations VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME,\n"
 	"      NULL, %s, pg_current_xact_id())\n"
 	"  ON CONFLICT (table_schema, table_name) DO UPDATE\n"
@@ -232,7 +239,8 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	 */
 	xr_buf_printf(&sql,
 	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql AS $f$ BEGIN\n"
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$ BEGIN\n"
 	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
 	              "  VALUES (%s, NULL, ", fn.data, vt.data, keys.data,
 	              oldkeys.data);

@@ -15,6 +15,7 @@ struct xr_registry_s {
 	const xr_config_t *conf;
 	rd_kafka_t   *rk;        /* a consumer without a group: assign only */
 	xr_schema_t **schemas;
+	char        **ids;       /* each schema's topic key, "" if it had none */
 	size_t        n, cap;
 	int64_t      *next;      /* next offset to read, per partition */
 	int           nparts;
@@ -59,9 +60,12 @@ xr_registry_destroy(xr_registry_t *r)
 
 	if (!r)
 		return;
-	for (i = 0; i < r->n; i++)
+	for (i = 0; i < r->n; i++) {
 		xr_schema_destroy(r->schemas[i]);
+		free(r->ids[i]);
+	}
 	free(r->schemas);
+	free(r->ids);
 	free(r->next);
 	rd_kafka_destroy(r->rk);
 	free(r);
@@ -73,14 +77,23 @@ xr_registry_size(const xr_registry_t *r)
 	return r->n;
 }
 
+/*
+ * The schema with this id (the key it was published under) or, without an
+ * id, the first with this fingerprint.  Schemas that differ only in what
+ * the canonical form leaves out (logical types) share a fingerprint: the
+ * id tells them apart.
+ */
 static const xr_schema_t *
-find(const xr_registry_t *r, uint64_t fp)
+find(const xr_registry_t *r, uint64_t fp, const char *id)
 {
 	size_t i;
 
-	for (i = 0; i < r->n; i++)
-		if (r->schemas[i]->fingerprint == fp)
+	for (i = 0; i < r->n; i++) {
+		if (r->schemas[i]->fingerprint != fp)
+			continue;
+		if (!id || strcmp(r->ids[i], id) == 0)
 			return r->schemas[i];
+	}
 	return NULL;
 }
 
@@ -88,7 +101,8 @@ static void
 add(xr_registry_t *r, const rd_kafka_message_t *m)
 {
 	xr_schema_t *s;
-	char         err[512];
+	char         err[512], *id;
+	size_t       i;
 
 	if (!m->payload || m->len == 0)
 		return;   /* a compaction tombstone */
@@ -97,21 +111,39 @@ add(xr_registry_t *r, const rd_kafka_message_t *m)
 		        "skipped", r->conf->schemas_topic, m->offset, err);
 		return;
 	}
-	if (find(r, s->fingerprint)) {
+	id = strndup(m->key ? (const char *)m->key : "", m->key ? m->key_len : 0);
+	if (!id) {
 		xr_schema_destroy(s);
 		return;
+	}
+	for (i = 0; i < r->n; i++) {
+		if (strcmp(r->ids[i], id) == 0) {
+			xr_schema_destroy(s);
+			free(id);
+			return;
+		}
 	}
 	if (r->n == r->cap) {
 		size_t        ncap = r->cap ? r->cap * 2 : 32;
 		xr_schema_t **ns = realloc(r->schemas, ncap * sizeof(*ns));
+		char        **ni;
 
 		if (!ns) {
 			xr_schema_destroy(s);
+			free(id);
 			return;
 		}
 		r->schemas = ns;
+		ni = realloc(r->ids, ncap * sizeof(*ni));
+		if (!ni) {
+			xr_schema_destroy(s);
+			free(id);
+			return;
+		}
+		r->ids = ni;
 		r->cap = ncap;
 	}
+	r->ids[r->n] = id;
 	r->schemas[r->n++] = s;
 }
 
@@ -222,18 +254,23 @@ fail:
 }
 
 const xr_schema_t *
-xr_registry_get(xr_registry_t *r, uint64_t fp, char *errstr, size_t errstr_size)
+xr_registry_get(xr_registry_t *r, uint64_t fp, const char *id, bool *transient,
+                char *errstr, size_t errstr_size)
 {
-	const xr_schema_t *s = find(r, fp);
+	const xr_schema_t *s = find(r, fp, id);
 
+	*transient = false;
 	if (s)
 		return s;
-	if (catch_up(r, errstr, errstr_size))
+	if (catch_up(r, errstr, errstr_size)) {
+		*transient = true;
 		return NULL;
-	s = find(r, fp);
+	}
+	s = find(r, fp, id);
 	if (!s)
 		snprintf(errstr, errstr_size,
-		         "schema %016" PRIx64 " is not in schemas topic %s", fp,
+		         "schema %s%s%016" PRIx64 " is not in schemas topic %s",
+		         id ? id : "", id ? " (fingerprint " : "", fp,
 		         r->conf->schemas_topic);
 	return s;
 }

@@ -8,6 +8,7 @@
 #ifndef XR_REGISTRY_H
 #define XR_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,12 +23,15 @@ xr_registry_t *xr_registry_new(const xr_config_t *conf, char *errstr,
 void           xr_registry_destroy(xr_registry_t *r);   /* NULL ok */
 
 /*
- * The schema with this fingerprint (borrowed: valid until the registry is
- * destroyed).  Reads new schemas from the topic when it is not cached.
+ * The schema with this fingerprint and, when id is not NULL, this id (the
+ * event's xr-schema header: the key the schema was published under).
+ * Borrowed: valid until the registry is destroyed.  Reads new schemas from the topic when it is not cached.
  * Returns NULL with errstr set when the topic does not have it either, or
- * cannot be read.
+ * cannot be read; *transient then says whether it was the latter (worth a
+ * retry) rather than a schema that is not there.
  */
 const xr_schema_t *xr_registry_get(xr_registry_t *r, uint64_t fingerprint,
+                                   const char *id, bool *transient,
                                    char *errstr, size_t errstr_size);
 
 /* Schemas known. */

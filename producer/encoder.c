@@ -1,7 +1,9 @@
 /* encoder.c: one row change to a single-object encoded Avro event. */
 #include "producer/encoder.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <uuid/uuid.h>
@@ -60,8 +62,15 @@ set_row(xr_rel_t *rel, avro_value_t *field, const xr_pgo_tuple_t *tup,
 				char inner[384];
 
 				snprintf(inner, sizeof(inner), "%s", errstr);
-				snprintf(errstr, errstr_size, "table %s.%s column %s: %s",
-				         rel->nspname, rel->relname, col->name, inner);
+				snprintf(errstr, errstr_size,
+				         "table %s.%s column %s: %s; the value has no form in "
+				         "the event schema: %s and restart",
+				         rel->nspname, rel->relname, col->name, inner,
+				         col->is_key
+				             ? "mark the table pii: true (a key column "
+				               "cannot be excluded)"
+				             : "list the column in exclude_columns (or mark "
+				               "the table pii: true)");
 				return -1;
 			}
 			break;
@@ -92,17 +101,48 @@ set_key(xr_rel_t *rel, const xr_pgo_tuple_t *tup, char *errstr,
 		if (d->kind != XR_PGO_COL_TEXT) {
 			snprintf(errstr, errstr_size,
 			         "table %s.%s: key column %s has no value in the "
-			         "change (is the replica identity the primary key?)",
-			         rel->nspname, rel->relname, col->name);
+			         "change: the table's replica identity does not cover "
+			         "its primary key; set ALTER TABLE %s.%s REPLICA "
+			         "IDENTITY DEFAULT (or FULL) for later changes",
+			         rel->nspname, rel->relname, col->name, rel->nspname,
+			         rel->relname);
 			return -1;
 		}
 		CHECK_AVRO(avro_value_get_by_index(&rel->key, (size_t)col->key_field,
 		                                   &f, NULL), col->name);
 		if (xr_pgtype_text_to_avro(&col->type, d->data, d->len, false, &f,
-		                           errstr, errstr_size))
+		                           errstr, errstr_size)) {
+			char inner[384];
+
+			snprintf(inner, sizeof(inner), "%s", errstr);
+			snprintf(errstr, errstr_size, "table %s.%s key column %s: %s",
+			         rel->nspname, rel->relname, col->name, inner);
 			return -1;
+		}
 	}
 	return 0;
+}
+
+void
+xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1])
+{
+	uuid_t   ns, uu;
+	xr_buf_t name;
+
+	/* A constant that parses: a failure here is a broken build. */
+	if (uuid_parse(XR_EVENT_ID_NS, ns) != 0)
+		abort();
+	xr_buf_init(&name);
+	xr_buf_puts(&name, src->region);
+	xr_buf_putc(&name, '\0');
+	xr_buf_puts(&name, src->database);
+	xr_buf_putc(&name, '\0');
+	xr_buf_printf(&name, "%" PRIu64, (uint64_t)src->commit_lsn);
+	xr_buf_putc(&name, '\0');
+	xr_buf_printf(&name, "%" PRIu64, src->change_index);
+	uuid_generate_sha1(uu, ns, name.data, name.len);
+	uuid_unparse_lower(uu, event_id);
+	xr_buf_term(&name);
 }
 
 int
@@ -114,12 +154,10 @@ xr_encode_change(xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *before,
 {
 	avro_value_t *v = &rel->value;
 	avro_value_t  f, s, sf, unchanged;
-	uuid_t        uu;
 
 	xr_buf_reset(key);
 	xr_buf_reset(value);
-	uuid_generate_random(uu);
-	uuid_unparse_lower(uu, event_id);
+	xr_event_id(src, event_id);
 
 	CHECK_AVRO(avro_value_reset(v), "reset");
 	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_EVENT_ID, &f, NULL), "event_id");

@@ -16,6 +16,16 @@
 
 #define XR_EVENT_ID_LEN 36
 
+/*
+ * The namespace of event ids: event_id is the name-based (version 5, SHA-1)
+ * UUID of this namespace and the name
+ *   region NUL database NUL commit_lsn NUL change_index
+ * with commit_lsn and change_index in decimal (Python:
+ * uuid.uuid5(XR_EVENT_ID_NS, f"{region}\0{database}\0{commit_lsn}\0{index}")).
+ * Documented in docs/event-format.md; changing it changes every id.
+ */
+#define XR_EVENT_ID_NS "186c3810-3053-4465-95e2-c41965dc6581"
+
 /* Where a change comes from: the envelope's source record. */
 typedef struct xr_source_s {
 	const char *region;
@@ -25,7 +35,17 @@ typedef struct xr_source_s {
 	uint32_t    xid;
 	int64_t     commit_ts_us; /* µs since the Unix epoch */
 	const char *origin;       /* replication origin, or NULL */
+	uint64_t    change_index; /* the change's place in its transaction,
+	                             from 0, counting every change the server
+	                             sent (published or not) */
 } xr_source_t;
+
+/*
+ * Writes the event id of the change src describes (see XR_EVENT_ID_NS),
+ * lowercase and NUL-terminated: the same change always gets the same id,
+ * also when it is sent again after a restart.
+ */
+void xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1]);
 
 /*
  * Encodes a change of rel, a published relation.
@@ -37,9 +57,10 @@ typedef struct xr_source_s {
  * Unchanged TOASTed columns of after are written as null and listed in the
  * envelope's "unchanged" array: never as a made-up value.
  * The key is built from after (or before for a delete).  On success key
- * and value hold the encoded messages (reset first) and event_id the UUID
- * given to the event, NUL-terminated.  Returns 0, or -1 with errstr naming
- * the table and column when a value does not convert.
+ * and value hold the encoded messages (reset first) and event_id the
+ * event's id (xr_event_id), NUL-terminated.  Returns 0, or -1 with errstr
+ * naming the table, the column where there is one, and what to do.  The
+ * same change fails the same way every time: a caller should not retry.
  */
 int xr_encode_change(xr_rel_t *rel, xr_op_t op,
                      const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,

@@ -17,6 +17,7 @@
 #include "common/avro_codec.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "producer/encoder.h"
 #include "producer/pgoutput.h"
 #include "producer/publisher.h"
@@ -33,6 +34,7 @@ typedef enum {
 
 typedef struct session_s {
 	const xr_config_t *conf;
+	xr_metrics_t     *metrics;   /* may be NULL */
 	volatile sig_atomic_t *stop;
 	xr_publisher_t   *pub;
 	xr_stream_t      *stream;
@@ -49,6 +51,7 @@ typedef struct session_s {
 	uint32_t          xid;
 	xr_lsn_t          final_lsn;
 	int64_t           commit_ts_us;
+	uint64_t          change_no; /* changes of the transaction so far */
 
 	xr_lsn_t          received;  /* highest LSN seen from the server */
 	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
@@ -102,6 +105,12 @@ send_status(session_t *s, bool force, char *errstr, size_t errstr_size)
 static void
 progress(session_t *s, bool force)
 {
+	if (s->metrics) {
+		atomic_store(&s->metrics->confirmed_lsn,
+		             xr_tracker_safe_lsn(s->tracker));
+		atomic_store(&s->metrics->in_flight, xr_tracker_in_flight(s->tracker));
+	}
+
 	int64_t now = mono_us();
 	char    lsn[XR_LSN_STRLEN];
 	double  secs = (double)(now - s->last_progress_us) / 1e6;
@@ -197,94 +206,6 @@ free_list(char **l)
 	free(l);
 }
 
-/* Publishes a relation's key and value schemas to the schemas topic. */
-static int
-publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
-{
-	const xr_schema_t *schemas[2] = { rel->key_schema, rel->value_schema };
-	int                i;
-
-	for (i = 0; i < 2; i++) {
-		char key[17];
-		int  b;
-
-		/*
-		 * The key is the hex of the fingerprint as it stands in a message's
-		 * header (little-endian bytes, as Java and fastavro print it), so a
-		 * reader looks up hex(msg[2:10]) as is.
-		 */
-		for (b = 0; b < 8; b++)
-			snprintf(key + 2 * b, 3, "%02x",
-			         (unsigned)(schemas[i]->fingerprint >> (8 * b)) & 0xff);
-		if (xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, key,
-		                              strlen(key), schemas[i]->json.data,
-		                              schemas[i]->json.len,
-		                              s->conf->flush_timeout_ms, errstr,
-		                              errstr_size))
-			return -1;
-	}
-	xr_info("table %s.%s: value and key schemas published to %s",
-	        rel->nspname, rel->relname, s->conf->schemas_topic);
-	rel->schemas_published = true;
-	return 0;
-}
-
-static rd_kafka_headers_t *
-headers(session_t *s, const char *event_id, xr_lsn_t lsn)
-{
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-	char                buf[XR_LSN_STRLEN];
-
-	xr_lsn_format(lsn, buf);
-	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
-	(void)rd_kafka_header_add(h, "xr-event-id", -1, event_id, -1);
-	(void)rd_kafka_header_add(h, "xr-lsn", -1, buf, -1);
-	return h;
-}
-
-/* Encodes and publishes one change; a truncate goes to every partition. */
-static int
-publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
-               const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
-               xr_lsn_t lsn, char *errstr, size_t errstr_size)
-{
-	xr_source_t src = {
-		.region = s->conf->region,
-		.database = xr_stream_database(s->stream),
-		.lsn = lsn,
-		.commit_lsn = s->final_lsn,
-		.xid = s->xid,
-		.commit_ts_us = s->commit_ts_us,
-		.origin = NULL,
-	};
-	char event_id[XR_EVENT_ID_LEN + 1];
-	int  nparts = 1, p;
-
-	if (!rel->schemas_published &&
-	    publish_schemas(s, rel, errstr, errstr_size))
-		return -1;
-	if (xr_encode_change(rel, op, before, after, &src, &s->key, &s->value,
-	                     event_id, errstr, errstr_size))
-		return -1;
-	if (op == XR_OP_TRUNCATE) {
-		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
-		                                 errstr_size);
-		if (nparts < 0)
-			return -1;
-	}
-	for (p = 0; p < nparts; p++) {
-		if (xr_publisher_produce(s->pub, rel->topic,
-		                         op == XR_OP_TRUNCATE ? p : RD_KAFKA_PARTITION_UA,
-		                         s->key.len ? s->key.data : NULL, s->key.len,
-		                         s->value.data, s->value.len,
-		                         headers(s, event_id, lsn), s->txn_id,
-		                         errstr, errstr_size))
-			return -1;
-	}
-	s->events++;
-	return 0;
-}
-
 /* The relation a change names, if it is to be published. */
 static xr_rel_t *
 change_rel(session_t *s, uint32_t relid, int *err, char *errstr,
@@ -312,6 +233,200 @@ change_rel(session_t *s, uint32_t relid, int *err, char *errstr,
 	return rel;
 }
 
+/*
+ * Rewrites errstr, a publisher error of XR_PUB_FATAL for an event or schema
+ * of rel (NULL if unknown), into the ERROR line that says what to do.
+ */
+static void
+kafka_fatal(session_t *s, const xr_rel_t *rel, char *errstr,
+            size_t errstr_size)
+{
+	char reason[768], table[256] = "";
+
+	snprintf(reason, sizeof(reason), "%s", errstr);
+	if (rel)
+		snprintf(table, sizeof(table), "table %s.%s: ", rel->nspname,
+		         rel->relname);
+	if (xr_publisher_fatal(s->pub, errstr, errstr_size)) {
+		/* Whatever the message met, this is the cause now. */
+		snprintf(reason, sizeof(reason), "%s", errstr);
+		snprintf(errstr, errstr_size,
+		         "%s%s; this Kafka producer cannot publish any more: "
+		         "restart xregion", table, reason);
+	} else {
+		snprintf(errstr, errstr_size,
+		         "%s%s; raise kafka.max_message_bytes and the max.message."
+		         "bytes of the table's topic (setup does not alter an "
+		         "existing topic), or list the large column in "
+		         "exclude_columns, then restart", table, reason);
+	}
+}
+
+/*
+ * Appends to errstr, the reason a change of the open transaction cannot be
+ * published, that xregion stops and where the slot stays.
+ */
+static void
+fatal_change(session_t *s, char *errstr, size_t errstr_size)
+{
+	char reason[900], lsn[XR_LSN_STRLEN];
+
+	snprintf(reason, sizeof(reason), "%s", errstr);
+	snprintf(errstr, errstr_size,
+	         "%s (retrying cannot help: xregion stops, and slot %s stays "
+	         "before this transaction, xid %" PRIu32 ", commit LSN %s)",
+	         reason, s->conf->slot, s->xid, xr_lsn_format(s->final_lsn, lsn));
+}
+
+/*
+ * Publishes a relation's key and value schemas to the schemas topic, keyed
+ * by their ids (fingerprint.json-crc, see relcache.h): two schemas with the
+ * same canonical form but other logical types have other keys, so the
+ * compacted topic keeps both.  Returns 0 or a publisher result code.
+ */
+static int
+publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t *schemas[2] = { rel->key_schema, rel->value_schema };
+	const char        *ids[2] = { rel->key_schema_id, rel->value_schema_id };
+	int                i, rc;
+
+	for (i = 0; i < 2; i++) {
+		rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic,
+		                               ids[i], strlen(ids[i]),
+		                               schemas[i]->json.data,
+		                               schemas[i]->json.len,
+		                               s->conf->flush_timeout_ms, errstr,
+		                               errstr_size);
+		if (rc == XR_PUB_FATAL &&
+		    xr_publisher_fatal(s->pub, errstr, errstr_size)) {
+			kafka_fatal(s, rel, errstr, errstr_size);
+		} else if (rc == XR_PUB_FATAL) {
+			char reason[700];
+
+			/* Too large: the schema must fit like any event. */
+			snprintf(reason, sizeof(reason), "%s", errstr);
+			snprintf(errstr, errstr_size,
+			         "table %s.%s: its %s schema %s cannot be published: "
+			         "%s; raise kafka.max_message_bytes (and the schemas "
+			         "topic's max.message.bytes, if set lower) above the "
+			         "schema's size, then restart", rel->nspname,
+			         rel->relname, i ? "value" : "key", ids[i], reason);
+		}
+		if (rc)
+			return rc;
+	}
+	xr_info("table %s.%s: schemas %s (value) and %s (key) published to %s",
+	        rel->nspname, rel->relname, rel->value_schema_id,
+	        rel->key_schema_id, s->conf->schemas_topic);
+	rel->schemas_published = true;
+	return 0;
+}
+
+static rd_kafka_headers_t *
+headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
+        bool has_key)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	char                buf[XR_LSN_STRLEN];
+
+	xr_lsn_format(lsn, buf);
+	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
+	(void)rd_kafka_header_add(h, "xr-event-id", -1, event_id, -1);
+	(void)rd_kafka_header_add(h, "xr-lsn", -1, buf, -1);
+	/* The exact writer schemas: the fingerprint alone misses logical types. */
+	(void)rd_kafka_header_add(h, "xr-schema", -1, rel->value_schema_id, -1);
+	if (has_key)
+		(void)rd_kafka_header_add(h, "xr-key-schema", -1, rel->key_schema_id,
+		                          -1);
+	return h;
+}
+
+/*
+ * Encodes and publishes one change, the index-th of its transaction; a
+ * truncate goes to every partition, with one event id.  Returns 0, or
+ * XR_PUB_RETRY or XR_PUB_FATAL with errstr set: an encoder failure is
+ * fatal, since the same change fails the same way every time.
+ */
+static int
+publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
+               const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
+               xr_lsn_t lsn, uint64_t index, char *errstr, size_t errstr_size)
+{
+	xr_source_t src = {
+		.region = s->conf->region,
+		.database = xr_stream_database(s->stream),
+		.lsn = lsn,
+		.commit_lsn = s->final_lsn,
+		.xid = s->xid,
+		.commit_ts_us = s->commit_ts_us,
+		.origin = NULL,
+		.change_index = index,
+	};
+	char event_id[XR_EVENT_ID_LEN + 1];
+	int  nparts = 1, p, rc;
+
+	if (!rel->schemas_published &&
+	    (rc = publish_schemas(s, rel, errstr, errstr_size)) != 0)
+		return rc;
+	if (xr_encode_change(rel, op, before, after, &src, &s->key, &s->value,
+	                     event_id, errstr, errstr_size))
+		return XR_PUB_FATAL;
+	if (op == XR_OP_TRUNCATE) {
+		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
+		                                 errstr_size);
+		if (nparts < 0)
+			return XR_PUB_RETRY;
+	}
+	for (p = 0; p < nparts; p++) {
+		rc = xr_publisher_produce(s->pub, rel->topic,
+		                          op == XR_OP_TRUNCATE ? p
+		                                               : RD_KAFKA_PARTITION_UA,
+		                          s->key.len ? s->key.data : NULL, s->key.len,
+		                          s->value.data, s->value.len,
+		                          headers(s, rel, event_id, lsn, s->key.len > 0),
+		                          s->txn_id, errstr, errstr_size);
+		if (rc == XR_PUB_FATAL)
+			kafka_fatal(s, rel, errstr, errstr_size);
+		if (rc)
+			return rc;
+	}
+	s->events++;
+	if (s->metrics)
+		atomic_fetch_add(&s->metrics->produced_events, 1);
+	return 0;
+}
+
+/*
+ * Publishes the change of relid (when its table is published) as the next
+ * change of the transaction.  Returns 0, or -1 with errstr set and *fatal
+ * when retrying cannot help.
+ */
+static int
+handle_change(session_t *s, uint32_t relid, xr_op_t op,
+              const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
+              xr_lsn_t lsn, char *errstr, size_t errstr_size, bool *fatal)
+{
+	uint64_t  index = s->change_no++;
+	xr_rel_t *rel;
+	int       err, rc;
+
+	if (s->skip_txn)
+		return 0;
+	rel = change_rel(s, relid, &err, errstr, errstr_size);
+	if (err)
+		return -1;
+	if (!rel)
+		return 0;
+	rc = publish_change(s, rel, op, before, after, lsn, index, errstr,
+	                    errstr_size);
+	if (rc == XR_PUB_FATAL) {
+		fatal_change(s, errstr, errstr_size);
+		*fatal = true;
+	}
+	return rc ? -1 : 0;
+}
+
 static int
 handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
                size_t errstr_size, bool *fatal)
@@ -334,11 +449,14 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->xid = m.u.begin.xid;
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
+		s->change_no = 0;
 		break;
 	case XR_PGO_ORIGIN:
 		/* Applied by a consumer: publishing it again would loop. */
 		s->skip_txn = true;
 		s->origin_txns++;
+		if (s->metrics)
+			atomic_fetch_add(&s->metrics->origin_txns_skipped, 1);
 		break;
 	case XR_PGO_COMMIT:
 		if (!s->in_txn) {
@@ -349,6 +467,8 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);
 		s->in_txn = false;
 		s->txns++;
+		if (s->metrics)
+			atomic_fetch_add(&s->metrics->produced_txns, 1);
 		break;
 	case XR_PGO_RELATION: {
 		char **pk = primary_key(s, m.u.relation.relid, errstr, errstr_size,
@@ -369,56 +489,65 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		xr_relcache_type(s->rels, m.u.type.typid, m.u.type.nspname,
 		                 m.u.type.typname);
 		break;
+	/*
+	 * Every change the server sends takes the next index of its
+	 * transaction, published or not: the index, and so the event id, does
+	 * not depend on this producer's config.  A truncate of several tables
+	 * gives each its own index.
+	 */
 	case XR_PGO_INSERT:
-		if (s->skip_txn)
-			break;
-		rel = change_rel(s, m.u.insert.relid, &err, errstr, errstr_size);
-		if (rel && publish_change(s, rel, XR_OP_INSERT, NULL,
-		                          &m.u.insert.newtup, wm->data_start, errstr,
-		                          errstr_size))
-			return -1;
-		if (err)
-			return -1;
-		break;
+		return handle_change(s, m.u.insert.relid, XR_OP_INSERT, NULL,
+		                     &m.u.insert.newtup, wm->data_start, errstr,
+		                     errstr_size, fatal);
 	case XR_PGO_UPDATE:
-		if (s->skip_txn)
-			break;
-		rel = change_rel(s, m.u.update.relid, &err, errstr, errstr_size);
-		if (rel && publish_change(s, rel, XR_OP_UPDATE,
-		                          m.u.update.oldkind ? &m.u.update.oldtup : NULL,
-		                          &m.u.update.newtup, wm->data_start, errstr,
-		                          errstr_size))
-			return -1;
-		if (err)
-			return -1;
-		break;
+		return handle_change(s, m.u.update.relid, XR_OP_UPDATE,
+		                     m.u.update.oldkind ? &m.u.update.oldtup : NULL,
+		                     &m.u.update.newtup, wm->data_start, errstr,
+		                     errstr_size, fatal);
 	case XR_PGO_DELETE:
-		if (s->skip_txn)
-			break;
-		rel = change_rel(s, m.u.delete.relid, &err, errstr, errstr_size);
-		if (rel && publish_change(s, rel, XR_OP_DELETE, &m.u.delete.oldtup,
-		                          NULL, wm->data_start, errstr, errstr_size))
-			return -1;
-		if (err)
-			return -1;
-		break;
+		return handle_change(s, m.u.delete.relid, XR_OP_DELETE,
+		                     &m.u.delete.oldtup, NULL, wm->data_start, errstr,
+		                     errstr_size, fatal);
 	case XR_PGO_TRUNCATE:
-		if (s->skip_txn)
-			break;
-		for (i = 0; i < m.u.truncate.nrelids; i++) {
-			rel = change_rel(s, m.u.truncate.relids[i], &err, errstr,
-			                 errstr_size);
-			if (err)
+		for (i = 0; i < m.u.truncate.nrelids; i++)
+			if (handle_change(s, m.u.truncate.relids[i], XR_OP_TRUNCATE,
+			                  NULL, NULL, wm->data_start, errstr,
+			                  errstr_size, fatal))
 				return -1;
-			if (rel && publish_change(s, rel, XR_OP_TRUNCATE, NULL, NULL,
-			                          wm->data_start, errstr, errstr_size))
-				return -1;
-		}
 		break;
 	case XR_PGO_MESSAGE:
 		break;
 	}
 	return 0;
+}
+
+/*
+ * Whether Kafka refused something that sending again cannot mend: a
+ * delivery refused for its size, or a fatal librdkafka error.  If so,
+ * errstr gets the one ERROR line that says what to do.
+ */
+static bool
+kafka_gone(session_t *s, char *errstr, size_t errstr_size)
+{
+	char reason[900];
+
+	if (xr_publisher_failure_fatal(s->pub)) {
+		snprintf(errstr, errstr_size, "%s", xr_publisher_failure(s->pub));
+		kafka_fatal(s, s->rels ? xr_relcache_by_topic(
+		                             s->rels, xr_publisher_failure_topic(s->pub))
+		                       : NULL,
+		            errstr, errstr_size);
+	} else if (xr_publisher_fatal(s->pub, errstr, errstr_size)) {
+		kafka_fatal(s, NULL, errstr, errstr_size);
+	} else {
+		return false;
+	}
+	snprintf(reason, sizeof(reason), "%s", errstr);
+	snprintf(errstr, errstr_size,
+	         "%s (retrying cannot help: xregion stops, and slot %s keeps "
+	         "every change Kafka has not acknowledged)", reason,
+	         s->conf->slot);
+	return true;
 }
 
 static void
@@ -440,8 +569,9 @@ session_term(session_t *s)
  * drain Kafka and confirm what is safe.
  */
 static session_end_t
-session_run(const xr_config_t *conf, xr_publisher_t *pub,
-            volatile sig_atomic_t *stop, bool *progressed)
+session_run(const xr_config_t *conf, xr_metrics_t *metrics,
+            xr_publisher_t *pub, volatile sig_atomic_t *stop,
+            bool *progressed)
 {
 	session_t       s;
 	session_end_t   end = END_RETRY;
@@ -452,6 +582,7 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 
 	memset(&s, 0, sizeof(s));
 	s.conf = conf;
+	s.metrics = metrics;
 	s.stop = stop;
 	s.pub = pub;
 	xr_buf_init(&s.key);
@@ -528,6 +659,11 @@ session_run(const xr_config_t *conf, xr_publisher_t *pub,
 		 * then.  The tracker takes it only once nothing is in flight.
 		 */
 		xr_tracker_server_lsn(s.tracker, s.idle_lsn);
+		if (kafka_gone(&s, err, sizeof(err))) {
+			xr_error("%s", err);
+			end = END_FATAL;
+			goto drain;
+		}
 		if (xr_publisher_failure(pub)) {
 			xr_error("%s; restarting from the slot", xr_publisher_failure(pub));
 			goto drain;
@@ -550,19 +686,24 @@ drain:
 		xr_warn("kafka: not every message was acknowledged within %d ms; "
 		        "the unacknowledged ones stay unconfirmed and are sent again",
 		        conf->flush_timeout_ms);
+	/* A report served by the flush may show what a retry cannot mend. */
+	if (end != END_FATAL && kafka_gone(&s, err, sizeof(err))) {
+		xr_error("%s", err);
+		end = END_FATAL;
+	}
 	if (send_status(&s, true, err, sizeof(err)) == 0) {
 		xr_info("confirmed %s to slot %s",
 		        xr_lsn_format(xr_tracker_safe_lsn(s.tracker), lsn), conf->slot);
-		if (end == END_STOP && xr_stream_finish(s.stream, err, sizeof(err)))
+		if (end != END_RETRY && xr_stream_finish(s.stream, err, sizeof(err)))
 			xr_warn("%s", err);
-	} else if (end == END_STOP) {
+	} else if (end != END_RETRY) {
 		xr_warn("%s", err);
 	}
 	progress(&s, true);
 	/* Only a session that moved the slot resets the retry backoff. */
 	*progressed = xr_tracker_safe_lsn(s.tracker) > start;
 out:
-	if (xr_publisher_flush(pub, 0) != 0) {
+	if (end == END_RETRY && xr_publisher_flush(pub, 0) != 0) {
 		/*
 		 * Messages of this session are still queued (Kafka unreachable).
 		 * They must not report into the next session's tracker: wait.
@@ -577,7 +718,8 @@ out:
 }
 
 int
-xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
+xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
+               volatile sig_atomic_t *stop)
 {
 	xr_publisher_t *pub;
 	char            err[1024];
@@ -590,15 +732,19 @@ xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop)
 	}
 	for (;;) {
 		bool          progressed;
-		session_end_t end = session_run(conf, pub, stop, &progressed);
+		session_end_t end = session_run(conf, metrics, pub, stop, &progressed);
 		int           waited;
 
 		if (end == END_STOP || *stop)
 			break;
 		if (end == END_FATAL) {
 			xr_publisher_destroy(pub);
+			xr_info("producer stopped after an error that a retry cannot "
+			        "mend (exit 1)");
 			return 1;
 		}
+		if (metrics)
+			atomic_fetch_add(&metrics->producer_restarts, 1);
 		if (progressed)
 			backoff_ms = 500;
 		xr_warn("retrying in %d ms", backoff_ms);

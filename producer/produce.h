@@ -5,8 +5,10 @@
 #include <signal.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 
 /*
+ * Counts into metrics (may be NULL).
  * Streams the region's committed changes of its published tables to Kafka
  * until *stop becomes non-zero (set by a signal handler), then flushes
  * Kafka, confirms the final safe LSN to the slot and returns 0.
@@ -15,6 +17,7 @@
  * producer.reconnect_backoff_max_ms).  Returns 1 on errors that a retry
  * cannot mend (a missing slot, a published table without a primary key).
  */
-int xr_produce_run(const xr_config_t *conf, volatile sig_atomic_t *stop);
+int xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
+                   volatile sig_atomic_t *stop);
 
 #endif

@@ -23,16 +23,67 @@ struct xr_publisher_s {
 	void         *wait_ctx;
 	int           flush_timeout_ms;
 
+	int           max_message_bytes;  /* kafka.max_message_bytes */
+
 	/* The outcome of the one synchronous message in flight. */
 	int           sync_done;
 	rd_kafka_resp_err_t sync_err;
 
 	char          failure[512];  /* first delivery failure, "" if none */
+	bool          failure_fatal; /* retrying cannot mend it */
+	char          failure_topic[256];
 	uint64_t      delivered;
 
 	part_cache_t *parts;
 	size_t        n_parts;
 };
+
+/*
+ * Delivery errors that sending the same message again cannot mend: the
+ * broker refuses its size (the topic's max.message.bytes), or librdkafka
+ * can produce no more (fatal error).
+ */
+static bool
+err_is_fatal(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR__FATAL;
+}
+
+static int publisher_fatal(rd_kafka_t *rk, char *errstr, size_t errstr_size);
+
+/*
+ * Fills errstr for a message of size bytes that err refused, at produce
+ * time or (at_broker) in its delivery report; returns XR_PUB_FATAL when
+ * sending it again cannot help, else XR_PUB_RETRY.
+ */
+static int
+refused(xr_publisher_t *p, const char *topic, size_t size,
+        rd_kafka_resp_err_t err, bool at_broker, char *errstr,
+        size_t errstr_size)
+{
+	if (publisher_fatal(p->rk, errstr, errstr_size))
+		return XR_PUB_FATAL;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		snprintf(errstr, errstr_size, "kafka: fatal error, the Kafka "
+		         "producer cannot go on: %s", rd_kafka_err2str(err));
+	else if (err_is_fatal(err) && at_broker)
+		snprintf(errstr, errstr_size,
+		         "kafka: topic %s refused a message of %zu bytes: %s "
+		         "(the topic's max.message.bytes is lower than the message)",
+		         topic, size, rd_kafka_err2str(err));
+	else if (err_is_fatal(err))
+		snprintf(errstr, errstr_size,
+		         "kafka: a message of %zu bytes for topic %s is larger than "
+		         "kafka.max_message_bytes (%d)", size, topic,
+		         p->max_message_bytes);
+	else
+		snprintf(errstr, errstr_size, "kafka: %s to %s failed: %s",
+		         at_broker ? "delivery" : "produce", topic,
+		         rd_kafka_err2str(err));
+	return err_is_fatal(err) ? XR_PUB_FATAL : XR_PUB_RETRY;
+}
 
 /* Runs on the thread calling rd_kafka_poll/flush: ours. */
 static void
@@ -47,16 +98,23 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		return;
 	}
 	if (m->err) {
+		char err[sizeof(p->failure)];
+		bool fatal;
+
 		/*
 		 * The tracker is not told: the transaction stays pending, so the
-		 * flush LSN cannot pass it, and the stream restarts from the
-		 * slot to send it again.
+		 * flush LSN cannot pass it.  The session ends; a failure that a
+		 * retry can mend restarts the stream from the slot.
 		 */
-		if (!p->failure[0])
-			snprintf(p->failure, sizeof(p->failure),
-			         "delivery to %s [%d] failed: %s",
-			         rd_kafka_topic_name(m->rkt), (int)m->partition,
-			         rd_kafka_err2str(m->err));
+		fatal = refused(p, rd_kafka_topic_name(m->rkt),
+		                m->len + m->key_len, m->err, true, err,
+		                sizeof(err)) == XR_PUB_FATAL;
+		if (!p->failure[0] || (fatal && !p->failure_fatal)) {
+			snprintf(p->failure, sizeof(p->failure), "%s", err);
+			snprintf(p->failure_topic, sizeof(p->failure_topic), "%s",
+			         rd_kafka_topic_name(m->rkt));
+			p->failure_fatal = fatal;
+		}
 		return;
 	}
 	p->delivered++;
@@ -122,6 +180,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 		return NULL;
 	}
 	p->flush_timeout_ms = conf->flush_timeout_ms;
+	p->max_message_bytes = conf->max_message_bytes;
 	kc = xr_kafka_conf_new(conf, defaults, locked, errstr, errstr_size);
 	if (!kc) {
 		free(p);
@@ -172,6 +231,7 @@ xr_publisher_set_wait_cb(xr_publisher_t *p, xr_publisher_wait_cb_t *cb,
 	p->wait_ctx = ctx;
 }
 
+/* Returns 0, or XR_PUB_RETRY or XR_PUB_FATAL with errstr set. */
 static int
 produce(xr_publisher_t *p, const char *topic, int32_t partition,
         const void *key, size_t keylen, const void *value, size_t valuelen,
@@ -195,11 +255,10 @@ produce(xr_publisher_t *p, const char *topic, int32_t partition,
 			return 0;
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			snprintf(errstr, errstr_size, "kafka: produce to %s: %s",
-			         topic, rd_kafka_err2str(err));
 			if (headers)
 				rd_kafka_headers_destroy(headers);
-			return -1;
+			return refused(p, topic, keylen + valuelen, err, false, errstr,
+			               errstr_size);
 		}
 		/* Back-pressure: the queue bounds our memory; wait for room. */
 		rd_kafka_poll(p->rk, 100);
@@ -209,7 +268,7 @@ produce(xr_publisher_t *p, const char *topic, int32_t partition,
 			         "was full", topic);
 			if (headers)
 				rd_kafka_headers_destroy(headers);
-			return -1;
+			return XR_PUB_RETRY;
 		}
 	}
 }
@@ -228,10 +287,8 @@ xr_publisher_produce(xr_publisher_t *p, const char *topic, int32_t partition,
 	 */
 	if (p->tracker)
 		xr_tracker_add(p->tracker, txn);
-	if (produce(p, topic, partition, key, keylen, value, valuelen, headers,
-	            (void *)(uintptr_t)txn, errstr, errstr_size))
-		return -1;
-	return 0;
+	return produce(p, topic, partition, key, keylen, value, valuelen, headers,
+	               (void *)(uintptr_t)txn, errstr, errstr_size);
 }
 
 int
@@ -240,31 +297,31 @@ xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
                           size_t valuelen, int timeout_ms, char *errstr,
                           size_t errstr_size)
 {
-	int waited = 0;
+	int waited = 0, rc;
 
 	p->sync_done = 0;
-	if (produce(p, topic, RD_KAFKA_PARTITION_UA, key, keylen, value,
-	            valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size))
-		return -1;
+	rc = produce(p, topic, RD_KAFKA_PARTITION_UA, key, keylen, value,
+	             valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size);
+	if (rc)
+		return rc;
 	while (!p->sync_done) {
 		if (timeout_ms > 0 && waited >= timeout_ms) {
 			snprintf(errstr, errstr_size,
 			         "kafka: no acknowledgement from %s within %d ms",
 			         topic, timeout_ms);
-			return -1;
+			return xr_publisher_fatal(p, errstr, errstr_size)
+			           ? XR_PUB_FATAL : XR_PUB_RETRY;
 		}
 		rd_kafka_poll(p->rk, 100);
 		waited += 100;
-		if (p->wait_cb && p->wait_cb(p->wait_ctx)) {
+		if (!p->sync_done && p->wait_cb && p->wait_cb(p->wait_ctx)) {
 			snprintf(errstr, errstr_size, "kafka: interrupted");
-			return -1;
+			return XR_PUB_RETRY;
 		}
 	}
-	if (p->sync_err) {
-		snprintf(errstr, errstr_size, "kafka: delivery to %s failed: %s",
-		         topic, rd_kafka_err2str(p->sync_err));
-		return -1;
-	}
+	if (p->sync_err)
+		return refused(p, topic, keylen + valuelen, p->sync_err, true,
+		               errstr, errstr_size);
 	return 0;
 }
 
@@ -340,10 +397,46 @@ xr_publisher_failure(const xr_publisher_t *p)
 	return p->failure[0] ? p->failure : NULL;
 }
 
+bool
+xr_publisher_failure_fatal(const xr_publisher_t *p)
+{
+	return p->failure[0] && p->failure_fatal;
+}
+
+const char *
+xr_publisher_failure_topic(const xr_publisher_t *p)
+{
+	return p->failure_topic;
+}
+
 void
 xr_publisher_clear_failure(xr_publisher_t *p)
 {
 	p->failure[0] = '\0';
+	p->failure_topic[0] = '\0';
+	p->failure_fatal = false;
+}
+
+/* Thread-safe: rd_kafka_fatal_error() may be called from any thread. */
+static int
+publisher_fatal(rd_kafka_t *rk, char *errstr, size_t errstr_size)
+{
+	char                reason[256];
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_fatal_error(rk, reason, sizeof(reason));
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	snprintf(errstr, errstr_size,
+	         "kafka: fatal error, the Kafka producer cannot go on: %s (%s)",
+	         reason, rd_kafka_err2name(err));
+	return 1;
+}
+
+int
+xr_publisher_fatal(xr_publisher_t *p, char *errstr, size_t errstr_size)
+{
+	return publisher_fatal(p->rk, errstr, errstr_size);
 }
 
 uint64_t

@@ -8,6 +8,7 @@
 #ifndef XR_PUBLISHER_H
 #define XR_PUBLISHER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,16 @@
 #include "producer/tracker.h"
 
 typedef struct xr_publisher_s xr_publisher_t;
+
+/*
+ * What a failed publisher call means.  XR_PUB_RETRY: the same message may
+ * go through in a new session (Kafka away, a wait interrupted).
+ * XR_PUB_FATAL: retrying cannot help: the message is larger than
+ * kafka.max_message_bytes or than the topic's max.message.bytes, or
+ * librdkafka raised a fatal error and the handle can produce no more.
+ */
+#define XR_PUB_RETRY (-1)
+#define XR_PUB_FATAL (-2)
 
 /*
  * Called about every 100 ms while a produce call waits for room in
@@ -40,7 +51,8 @@ void xr_publisher_set_wait_cb(xr_publisher_t *p, xr_publisher_wait_cb_t *cb,
  * Queues one message of transaction txn (counted in the tracker).  The key
  * and value are copied; headers (may be NULL) are taken over on success and
  * on failure alike.  partition is RD_KAFKA_PARTITION_UA to partition by key.
- * Blocks while the queue is full.  Returns 0, or -1 with errstr set.
+ * Blocks while the queue is full.  Returns 0, or XR_PUB_RETRY or
+ * XR_PUB_FATAL with errstr set.
  */
 int xr_publisher_produce(xr_publisher_t *p, const char *topic,
                          int32_t partition, const void *key, size_t keylen,
@@ -52,7 +64,8 @@ int xr_publisher_produce(xr_publisher_t *p, const char *topic,
 /*
  * Produces one message outside any transaction and waits until Kafka has
  * acknowledged it (used for schemas, which must be readable before the
- * first event that names them).  Returns 0, or -1 with errstr set.
+ * first event that names them).  Returns 0, or XR_PUB_RETRY or
+ * XR_PUB_FATAL with errstr set.
  */
 int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
                               const void *key, size_t keylen,
@@ -73,9 +86,25 @@ void xr_publisher_poll(xr_publisher_t *p, int timeout_ms);
  */
 int xr_publisher_flush(xr_publisher_t *p, int timeout_ms);
 
-/* The first delivery failure since the last clear, or NULL. */
+/*
+ * The first delivery failure since the last clear, or NULL (valid until
+ * the next clear).  A failure that retrying cannot mend (too large, fatal)
+ * replaces an earlier one that it can.
+ */
 const char *xr_publisher_failure(const xr_publisher_t *p);
+/* Whether that failure is one retrying cannot mend (see XR_PUB_FATAL). */
+bool        xr_publisher_failure_fatal(const xr_publisher_t *p);
+/* The topic of the failed message ("" if none; valid until the clear). */
+const char *xr_publisher_failure_topic(const xr_publisher_t *p);
 void        xr_publisher_clear_failure(xr_publisher_t *p);
+
+/*
+ * Whether librdkafka raised a fatal error (e.g. the idempotent producer
+ * lost its guarantees): returns 0 if not, else non-zero with its text
+ * copied to errstr.  The handle cannot produce after that; only a new
+ * process (a new handle) can.  Thread-safe, cheap when there is none.
+ */
+int xr_publisher_fatal(xr_publisher_t *p, char *errstr, size_t errstr_size);
 
 /* Counters since start. */
 uint64_t xr_publisher_delivered(const xr_publisher_t *p);

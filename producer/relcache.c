@@ -158,6 +158,8 @@ build_schemas(xr_rel_t *r, char *errstr, size_t errstr_size)
 	    xr_schema_build(vcols, nv, true, &r->key_schema, errstr,
 	                    errstr_size))
 		goto out;
+	xr_relcache_schema_id(r->value_schema, r->value_schema_id);
+	xr_relcache_schema_id(r->key_schema, r->key_schema_id);
 	if (avro_generic_value_new(r->value_schema->iface, &r->value)) {
 		snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
 		goto out;
@@ -176,6 +178,13 @@ out:
 	}
 	free(vcols);
 	return rc;
+}
+
+static bool
+same_json(const xr_schema_t *a, const xr_schema_t *b)
+{
+	return a->json.len == b->json.len &&
+	       memcmp(a->json.data, b->json.data, a->json.len) == 0;
 }
 
 int
@@ -241,11 +250,13 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
 		if (rc->rels[i]->relid == r->relid) {
 			xr_rel_t *old = rc->rels[i];
 
-			/* Same schema: keep what was published and warned. */
+			/*
+			 * Same schemas, to the byte: keep what was published.  Equal
+			 * fingerprints are not enough (see relcache.h).
+			 */
 			if (r->published && old->published &&
-			    old->value_schema->fingerprint ==
-			        r->value_schema->fingerprint &&
-			    old->key_schema->fingerprint == r->key_schema->fingerprint)
+			    same_json(old->value_schema, r->value_schema) &&
+			    same_json(old->key_schema, r->key_schema))
 				r->schemas_published = old->schemas_published;
 			r->warned = old->warned;
 			rel_free(old);
@@ -277,4 +288,43 @@ xr_relcache_get(xr_relcache_t *rc, uint32_t relid)
 		if (rc->rels[i]->relid == relid)
 			return rc->rels[i];
 	return NULL;
+}
+
+xr_rel_t *
+xr_relcache_by_topic(xr_relcache_t *rc, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < rc->nrels; i++)
+		if (rc->rels[i]->published && strcmp(rc->rels[i]->topic, topic) == 0)
+			return rc->rels[i];
+	return NULL;
+}
+
+static void
+hex_le(uint64_t v, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	int               b;
+
+	for (b = 0; b < 8; b++) {
+		unsigned byte = (unsigned)(v >> (8 * b)) & 0xff;
+
+		out[2 * b] = digits[byte >> 4];
+		out[2 * b + 1] = digits[byte & 0xf];
+	}
+}
+
+void
+xr_relcache_schema_id(const xr_schema_t *s, char out[XR_SCHEMA_ID_LEN + 1])
+{
+	/*
+	 * Little-endian, as the fingerprint stands in a message's header (and
+	 * as Java and fastavro print it), so a reader matches hex(msg[2:10])
+	 * against the part before the dot as is.
+	 */
+	hex_le(s->fingerprint, out);
+	out[16] = '.';
+	hex_le(xr_avro_crc64(s->json.data, s->json.len), out + 17);
+	out[XR_SCHEMA_ID_LEN] = '\0';
 }

@@ -5,9 +5,12 @@
  * in a session and again after its definition changes; changes then name
  * only its OID.  The cache keeps, per OID, the columns with their Avro
  * mapping, the config's classification and the derived key and value
- * schemas.  A Relation message whose columns differ from the cached ones
- * replaces the entry: the new schemas get new fingerprints (a new schema
- * version) that the stream publishes before the next event.
+ * schemas.  Every Relation message replaces the entry.  When a schema's
+ * full JSON differs from the cached one, it is a new schema version that
+ * the stream publishes before the next event.  The JSON, not only the
+ * fingerprint, decides: the fingerprint is taken over the Parsing
+ * Canonical Form, which drops logical types, so numeric(10,2) and
+ * numeric(10,4) (or timestamp and timestamptz) share a fingerprint.
  */
 #ifndef XR_RELCACHE_H
 #define XR_RELCACHE_H
@@ -22,6 +25,15 @@
 #include "common/config.h"
 #include "common/pgtype.h"
 #include "producer/pgoutput.h"
+
+/*
+ * A schema's id: "<fingerprint>.<json crc>", 16 lowercase hex digits each.
+ * The first part is the CRC-64-AVRO of the Parsing Canonical Form as its
+ * bytes stand in a message (little-endian), the second the CRC-64-AVRO of
+ * the full JSON text, in the same byte order.  It keys the schemas topic
+ * and is sent in each event's xr-schema / xr-key-schema header.
+ */
+#define XR_SCHEMA_ID_LEN 33
 
 typedef struct xr_relcol_s {
 	char        *name;
@@ -52,6 +64,8 @@ typedef struct xr_rel_s {
 	xr_schema_t *key_schema;
 	avro_value_t value;      /* reused for every event of the relation */
 	avro_value_t key;
+	char         value_schema_id[XR_SCHEMA_ID_LEN + 1];
+	char         key_schema_id[XR_SCHEMA_ID_LEN + 1];
 	bool         schemas_published;
 } xr_rel_t;
 
@@ -82,5 +96,12 @@ int xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *relation,
 
 /* The entry of relid, or NULL when no Relation message described it. */
 xr_rel_t *xr_relcache_get(xr_relcache_t *rc, uint32_t relid);
+
+/* The published relation whose topic is topic, or NULL. */
+xr_rel_t *xr_relcache_by_topic(xr_relcache_t *rc, const char *topic);
+
+/* Writes s's id (see XR_SCHEMA_ID_LEN), NUL-terminated, to out. */
+void xr_relcache_schema_id(const xr_schema_t *s,
+                           char out[XR_SCHEMA_ID_LEN + 1]);
 
 #endif

@@ -384,7 +384,7 @@ test_unknown_top_key(void **state)
 	(void)state;
 	expect_error("unk.yaml", MINIMAL "regoin: eu\n",
 	             ":6: regoin: unknown key; valid keys are: region, regions, "
-	             "log_level, postgres, kafka, producer, consumer, tables");
+	             "log_level, metrics_listen, postgres, kafka, producer, consumer, tables");
 }
 
 static void

@@ -252,3 +252,53 @@ def test_missing_column_pauses_until_it_exists(deploy):
     while d["eu"].sql("SELECT size, color FROM orders WHERE id = 4") != [(7, "blue")]:
         assert time.time() < deadline, "row 4 did not arrive with the default"
         time.sleep(0.2)
+
+
+def test_metrics_endpoint_counts_applies_and_conflicts(deploy):
+    import socket
+    import urllib.request
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    d = deploy(extra={"eu": f"metrics_listen: 127.0.0.1:{port}\n"})
+    d["us"].sql("INSERT INTO orders SELECT g, 'us', g, 'x' FROM generate_series(1, 20) g")
+    d.converge("orders", expect_rows=20)
+    d["eu"].sql("UPDATE orders SET note = 'eu' WHERE id = 1")
+    d.converge("orders", expect_rows=20)
+    d["us"].sql("UPDATE orders SET note = 'us' WHERE id = 1")   # newer: wins
+    d.converge("orders", expect_rows=20)
+    deadline = time.time() + 40
+    while True:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                      timeout=5).read().decode()
+        vals = {l.split(" ")[0]: float(l.split(" ")[1]) for l in body.splitlines()
+                if l and not l.startswith("#")}
+        if vals.get('xregion_applied_events_total{region="eu"}', 0) >= 21 or \
+           time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert vals['xregion_applied_events_total{region="eu"}'] >= 21, body
+    assert vals['xregion_produced_events_total{region="eu"}'] >= 1, body
+    assert vals['xregion_conflicts_total{region="eu",kind="update_origin_differs",'
+                'resolution="remote_applied"}'] >= 1, body
+    health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert health.status == 200
+
+
+def test_local_delete_committing_during_apply_is_not_overtaken(deploy):
+    d = deploy()
+    d["us"].sql("INSERT INTO orders VALUES (10, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    import psycopg
+    tx = psycopg.connect(xrtest.pg_dsn("us", d["us"].db))   # not autocommit
+    try:
+        tx.execute("DELETE FROM orders WHERE id = 10")        # holds the row
+        d["eu"].sql("UPDATE orders SET note = 'eu' WHERE id = 10")
+        # us's consumer now waits for the row lock with eu's older update.
+        time.sleep(2)
+        tx.commit()                                           # the newer write
+    finally:
+        tx.close()
+    d.converge("orders", expect_rows=0)
+    for r in ("us", "eu", "apac"):
+        assert d[r].sql("SELECT count(*) FROM orders") == [(0,)], r

@@ -19,6 +19,17 @@ import pytest
 import xrtest
 from xrtest import Region, events, schema_registry, decode, lsn_int
 
+# The namespace of event ids (producer/encoder.h, docs/event-format.md).
+EVENT_ID_NS = uuid.UUID("186c3810-3053-4465-95e2-c41965dc6581")
+
+
+def expected_event_id(value, index):
+    """event_id recomputed from the event: uuid5 over region, database,
+    commit_lsn and the change's index within its transaction."""
+    src = value["source"]
+    return uuid.uuid5(EVENT_ID_NS, f"{src['region']}\0{src['database']}\0"
+                                   f"{src['commit_lsn']}\0{index}")
+
 
 @pytest.fixture
 def region(request):
@@ -143,6 +154,13 @@ def test_every_type_insert_update_delete_truncate(region):
     assert dele["before"]["id"] == 2
     assert {v["source"]["table"] for _, v, _ in by_op["truncate"]} == {"alltypes"}
     assert all(k is None for k, _, _ in by_op["truncate"])
+    # Every change is the first of its transaction here: index 0.  The
+    # truncate's copies on the 3 partitions share one id.
+    for _, v, _ in evs:
+        assert str(v["event_id"]) == str(expected_event_id(v, 0)), v["op"]
+    assert len({str(v["event_id"]) for _, v, _ in by_op["truncate"]}) == 1
+    assert all("xr-key-schema" not in h for _, _, h in by_op["truncate"])
+    assert all(h["xr-schema"] == ins[1][2]["xr-schema"] for _, _, h in evs)
 
 
 def test_checked_in_envelope_reads_every_event(region):
@@ -389,6 +407,190 @@ def test_unreachable_postgres_is_retried_with_backoff(region):
     assert "cannot connect to PostgreSQL" in err
     assert err.count("retrying in") >= 2
     assert "retrying in 500 ms" in err and "retrying in 1000 ms" in err
+
+
+def test_alter_numeric_scale_publishes_a_new_schema_version(region):
+    """numeric(10,2) -> numeric(10,4) keeps the canonical fingerprint (the
+    Parsing Canonical Form drops logical types) but must still be a new
+    schema: each event names its exact schema in the xr-schema header."""
+    r = region([{"name": "public.prices", "pii": False}])
+    r.sql("CREATE TABLE prices (id int PRIMARY KEY, amount numeric(10,2))")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO prices VALUES (1, 2.5)")
+    r.sql("ALTER TABLE prices ALTER COLUMN amount TYPE numeric(10,4)")
+    r.sql("INSERT INTO prices VALUES (2, 2.5)")
+    msgs = xrtest.read_topic(r.topic("prices"), expect=2)
+    reg = schema_registry(r.prefix)
+    got = {}
+    for m in msgs:
+        h = dict(m.headers())
+        v = decode(m.value(), reg, schema_id=h["xr-schema"])
+        k = decode(m.key(), reg, schema_id=h["xr-key-schema"])
+        assert k == {"id": v["after"]["id"]}
+        got[v["after"]["id"]] = (v["after"]["amount"], h["xr-schema"].decode(),
+                                 m.value()[2:10].hex())
+    assert str(got[1][0]) == "2.50", got[1]
+    assert str(got[2][0]) == "2.5000", got[2]
+    assert got[1][2] == got[2][2], "the canonical fingerprint is the same"
+    assert got[1][1] != got[2][1], "but the schema ids differ"
+    # Both versions stay on the schemas topic, under one fingerprint; any
+    # of them decodes the bytes (what a generic Avro reader would do).
+    assert {got[1][1], got[2][1]} <= set(reg.by_id)
+    assert len(reg.by_fp[got[1][2]]) == 2
+    for m in msgs:
+        decode(m.value(), reg)
+
+
+def test_event_larger_than_max_message_bytes_exits_1(region):
+    """A retry cannot make an event smaller: the producer exits 1, naming
+    the table, after confirming what Kafka has; the slot keeps the change."""
+    r = region([{"name": "public.blobs", "pii": False}],
+               kafka={"max_message_bytes": 65536})
+    r.sql("CREATE TABLE blobs (id int PRIMARY KEY, body text)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO blobs VALUES (1, 'small')")
+    (_, small, _), = events(r, "blobs", expect=1)
+    # 200 kB of text that does not compress away.
+    (xid,), = r.sql("INSERT INTO blobs SELECT 2, string_agg(md5(g::text), '') "
+                    "FROM generate_series(1, 6400) g "
+                    "RETURNING pg_current_xact_id()::text")
+    rc = r.wait_exit(timeout=60)
+    log = r.read_log()
+    assert rc == 1, log
+    assert "retrying in" not in log
+    errors = r.error_lines()
+    assert any("table public.blobs" in e and "max_message_bytes" in e
+               for e in errors), errors
+    # What was delivered is confirmed; the big transaction is not.
+    assert lsn_int(r.confirmed_lsn()) > small["source"]["commit_lsn"]
+    assert unconfirmed_xid(r, xid)
+    # Starting again meets the same change and stops again.
+    res = r.xregion("produce", check=False, timeout=60)
+    assert res.returncode == 1 and "table public.blobs" in res.stderr
+    assert xrtest.topic_size(r.topic("blobs")) == 1
+    assert unconfirmed_xid(r, xid)
+
+
+def unconfirmed_xid(r, xid):
+    """Whether the slot would send transaction xid again."""
+    rows = r.sql("SELECT xid::text FROM pg_logical_slot_peek_binary_changes("
+                 "%s, NULL, NULL, 'proto_version', '1', "
+                 "'publication_names', 'xregion')", (r.slot,))
+    return (xid,) in rows
+
+
+def test_event_refused_by_the_topic_exits_1(region):
+    """The topic's own max.message.bytes (lowered by hand below the config's
+    max_message_bytes) refuses the event in the delivery report."""
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType,
+                                       ConfigEntry, ConfigResource)
+    r = region([{"name": "public.blobs", "pii": False}])
+    r.sql("CREATE TABLE blobs (id int PRIMARY KEY, body text)")
+    r.xregion("setup")
+    admin = AdminClient({"bootstrap.servers": xrtest.BROKERS})
+    res = ConfigResource(ConfigResource.Type.TOPIC, r.topic("blobs"),
+                         incremental_configs=[ConfigEntry(
+                             "max.message.bytes", "65536",
+                             incremental_operation=AlterConfigOpType.SET)])
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result()
+    r.start()
+    r.sql("INSERT INTO blobs VALUES (1, 'small')")
+    events(r, "blobs", expect=1)
+    (xid,), = r.sql("INSERT INTO blobs SELECT 2, string_agg(md5(g::text), '') "
+                    "FROM generate_series(1, 6400) g "
+                    "RETURNING pg_current_xact_id()::text")
+    rc = r.wait_exit(timeout=60)
+    log = r.read_log()
+    assert rc == 1, log
+    assert "retrying in" not in log
+    errors = r.error_lines()
+    assert any("table public.blobs" in e and "max.message.bytes" in e
+               for e in errors), errors
+    assert unconfirmed_xid(r, xid)
+
+
+@pytest.mark.parametrize("case", ["value", "key"])
+def test_change_that_cannot_be_encoded_exits_1(region, case):
+    """A value with no form in the schema, or a delete whose old tuple lacks
+    the primary key: the same change fails every time, so exit 1."""
+    r = region([{"name": "public.bad", "pii": False}])
+    r.sql("CREATE TABLE bad (id int PRIMARY KEY, u int NOT NULL UNIQUE, "
+          "ts timestamp)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO bad VALUES (1, 1, '2024-01-01')")
+    events(r, "bad", expect=1)
+    if case == "value":
+        # Valid in PostgreSQL, past what µs since 1970 hold in a long.
+        (xid,), = r.sql("INSERT INTO bad VALUES (2, 2, '294250-01-01') "
+                        "RETURNING pg_current_xact_id()::text")
+        want = ["table public.bad column ts", "exclude_columns"]
+    else:
+        r.sql("ALTER TABLE bad REPLICA IDENTITY USING INDEX bad_u_key")
+        (xid,), = r.sql("DELETE FROM bad WHERE id = 1 "
+                        "RETURNING pg_current_xact_id()::text")
+        want = ["table public.bad: key column id", "REPLICA IDENTITY"]
+    rc = r.wait_exit(timeout=60)
+    log = r.read_log()
+    assert rc == 1, log
+    assert "retrying in" not in log
+    errors = r.error_lines()
+    assert any(all(w in e for w in want) for e in errors), errors
+    assert unconfirmed_xid(r, xid)
+
+
+def test_resent_events_keep_their_event_id(region):
+    """kill -9 in the middle of a transaction's events: after the restart
+    the whole transaction is sent again, and every re-sent event has the id
+    (and the content) it had the first time."""
+    rows = 300_000
+    r = region([{"name": "public.d", "pii": False}])
+    r.sql("CREATE TABLE d (id int PRIMARY KEY, v text)")
+    r.xregion("setup")
+    r.start()
+    r.sql("INSERT INTO d VALUES (0, 'first'), (-1, 'second')")
+    events(r, "d", expect=2)
+    r.sql("INSERT INTO d SELECT g, 'x' FROM generate_series(1, %s::int) g",
+          (rows,))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        n = xrtest.topic_size(r.topic("d"))
+        if n > 2:
+            break
+        time.sleep(0.02)
+    assert 2 < n < rows + 2, f"{n} events on Kafka: not caught mid-stream"
+    r.kill9()
+    r.start()
+    total = rows + 2
+    deadline = time.time() + 180
+    while True:
+        evs = events(r, "d", expect=total, timeout=120)
+        ids = {v["after"]["id"] for _, v, _ in evs}
+        if len(ids) == total or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert len(ids) == total, f"{total - len(ids)} rows missing"
+    by_id = {}
+    for key, v, h in evs:
+        assert h["xr-event-id"].decode() == str(v["event_id"])
+        same = dict(v, produced_at=None)
+        by_id.setdefault(str(v["event_id"]), []).append(
+            (key, same, h["xr-lsn"], h["xr-schema"]))
+    # One event id per change, however often the change was sent.
+    assert len(by_id) == total
+    dups = [copies for copies in by_id.values() if len(copies) > 1]
+    assert dups, "the restart re-sent nothing: no duplicates to compare"
+    for copies in dups:
+        assert all(c == copies[0] for c in copies), copies
+    # The id is the documented name-based UUID: the big transaction's
+    # changes are its rows in generate_series order.
+    for _, v, _ in evs:
+        row = v["after"]["id"]
+        index = row - 1 if row > 0 else -row
+        assert str(v["event_id"]) == str(expected_event_id(v, index))
 
 
 def test_million_row_transaction_with_flat_memory(region):

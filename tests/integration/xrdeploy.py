@@ -102,13 +102,7 @@ class Node:
     def close(self):
         if self.proc is not None:
             self.stop(signal.SIGKILL)
-        with xrtest.connect(self.region) as c:
-            c.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
-                      "pg_replication_slots WHERE slot_name = %s", (self.slot,))
-            c.execute("SELECT pg_replication_origin_drop(roname) FROM "
-                      "pg_replication_origin WHERE roname LIKE %s",
-                      (self.slot + "_from_%",))
-            c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        xrtest.drop_region_objects(self.region, self.slot, self.db)
 
 
 class Deployment:
@@ -120,7 +114,9 @@ class Deployment:
         self.nodes = {}
         try:
             for r in regions:
-                self.nodes[r] = Node(self, r, tables, extra)
+                self.nodes[r] = Node(self, r, tables,
+                                     extra.get(r, "") if isinstance(extra, dict)
+                                     else extra)
                 self.nodes[r].sql(schema_sql)
             for n in self.nodes.values():
                 n.xregion("setup")

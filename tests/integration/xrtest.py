@@ -39,7 +39,7 @@ class Region:
     """One test region: a fresh database with its config and producer."""
 
     def __init__(self, name, tables, region="us", extra_config="",
-                 producer=None):
+                 producer=None, kafka=None):
         self.region = region
         self.suffix = uuid.uuid4().hex[:8]
         self.db = f"xrt_{name}_{self.suffix}"
@@ -62,6 +62,7 @@ class Region:
             f"  brokers: {BROKERS}",
             f"  topic_prefix: {self.prefix}",
             "  partitions: 3",
+            *[f"  {k}: {v}" for k, v in (kafka or {}).items()],
             "producer:",
             "  status_interval_ms: 1000",
             *[f"  {k}: {v}" for k, v in (producer or {}).items()],
@@ -121,6 +122,21 @@ class Region:
         self.logf.close()
         return rc
 
+    def wait_exit(self, timeout=60):
+        """Waits for the producer to exit by itself; returns its status."""
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        return self.wait_exit()
+
+    def error_lines(self):
+        return [line for line in self.read_log().splitlines()
+                if " ERROR [" in line]
+
     def confirmed_lsn(self):
         rows = self.sql("SELECT confirmed_flush_lsn FROM pg_replication_slots "
                         "WHERE slot_name = %s", (self.slot,))
@@ -135,10 +151,7 @@ class Region:
     def close(self):
         if self.proc is not None:
             self.stop(signal.SIGKILL)
-        with connect(self.region) as c:
-            c.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
-                      "pg_replication_slots WHERE slot_name = %s", (self.slot,))
-            c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        drop_region_objects(self.region, self.slot, self.db)
         admin = AdminClient({"bootstrap.servers": BROKERS})
         mine = [t for t in admin.list_topics(timeout=10).topics
                 if t.startswith(self.prefix + ".")]
@@ -148,6 +161,23 @@ class Region:
                     f.result()
                 except Exception:
                     pass
+
+
+def drop_region_objects(region, slot, db):
+    """Drops what a test region leaves in its cluster: the slot (once its
+    walsender has gone), the replication origins setup made (they are
+    cluster-wide and outlive the database) and the database."""
+    with connect(region) as c:
+        deadline = time.time() + 15
+        while c.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s "
+                        "AND active", (slot,)).fetchall() and time.time() < deadline:
+            time.sleep(0.2)
+        c.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
+                  "pg_replication_slots WHERE slot_name = %s", (slot,))
+        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        c.execute("SELECT pg_replication_origin_drop(roname) FROM "
+                  "pg_replication_origin WHERE starts_with(roname, %s)",
+                  (slot + "_from_",))
 
 
 def lsn_int(text):
@@ -228,29 +258,96 @@ def read_topic(topic, timeout=30, expect=None):
         c.close()
 
 
+def _crc64_table():
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (0xc15d213aa4d7a795 & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_CRC64 = _crc64_table()
+
+
+def crc64_avro(data):
+    """CRC-64-AVRO of bytes, as the hex of its little-endian bytes (the
+    order of a single-object header and of fastavro's fingerprint())."""
+    fp = 0xc15d213aa4d7a795
+    for b in data:
+        fp = (fp >> 8) ^ _CRC64[(fp ^ b) & 0xff]
+    return fp.to_bytes(8, "little").hex()
+
+
+class Registry:
+    """Writer schemas read from a schemas topic.
+
+    by_id: schema id (the topic's key, "<fingerprint>.<json crc>", also in
+    the xr-schema / xr-key-schema headers) -> parsed schema: the exact
+    writer schema, logical types included.
+    by_fp: canonical fingerprint (hex of header bytes 2..10) -> the parsed
+    schemas under it, in topic order.  Any of them decodes the bytes; only
+    the one named by the header gives the right logical types.
+    """
+
+    def __init__(self):
+        self.by_id = {}
+        self.by_fp = {}
+
+    def __len__(self):
+        return len(self.by_id)
+
+
 def schema_registry(prefix):
-    """fingerprint bytes -> parsed writer schema, from <prefix>._schemas."""
-    reg = {}
+    """A Registry of every schema on <prefix>._schemas, each key checked."""
+    reg = Registry()
     for m in read_topic(f"{prefix}._schemas"):
-        fp = m.key().decode()
+        sid = m.key().decode()
+        fp, dot, json_crc = sid.partition(".")
+        assert dot and len(fp) == 16 and len(json_crc) == 16, \
+            f"schema key {sid!r} is not <fingerprint>.<json crc>"
         schema = json.loads(m.value())
         parsed = fastavro.parse_schema(schema)
-        # The key must be the CRC-64-AVRO of the canonical form: check it
-        # with fastavro's own implementation.
+        # The first part must be the CRC-64-AVRO of the canonical form
+        # (checked with fastavro's own implementation), the second that of
+        # the full JSON text as published.
         canon = fastavro.schema.to_parsing_canonical_form(parsed)
         assert fastavro.schema.fingerprint(canon, "CRC-64-AVRO") == fp, \
-            f"schema keyed {fp} has another fingerprint"
-        reg[fp] = parsed
+            f"schema keyed {sid} has another fingerprint"
+        assert crc64_avro(m.value()) == json_crc, \
+            f"schema keyed {sid} has another JSON checksum"
+        assert reg.by_id.get(sid, parsed) == parsed, \
+            f"two different schemas keyed {sid}"
+        reg.by_id[sid] = parsed
+        under = reg.by_fp.setdefault(fp, [])
+        if parsed not in under:
+            under.append(parsed)
     return reg
 
 
-def decode(data, registry, reader=None):
-    """Decodes Avro single-object bytes with fastavro."""
+def decode(data, registry, reader=None, schema_id=None):
+    """Decodes Avro single-object bytes with fastavro.
+
+    schema_id (str or bytes, an xr-schema / xr-key-schema header) picks the
+    exact writer schema; without it, the latest schema published under the
+    header's fingerprint is used.
+    """
     assert data[:2] == b"\xc3\x01", f"not single-object encoded: {data[:10]!r}"
     fp = data[2:10].hex()
-    assert fp in registry, f"fingerprint {fp} not in the schemas topic"
+    if schema_id is not None:
+        if isinstance(schema_id, bytes):
+            schema_id = schema_id.decode()
+        assert schema_id.split(".")[0] == fp, \
+            f"header schema {schema_id} does not match fingerprint {fp}"
+        assert schema_id in registry.by_id, \
+            f"schema {schema_id} not in the schemas topic"
+        writer = registry.by_id[schema_id]
+    else:
+        assert fp in registry.by_fp, f"fingerprint {fp} not in the schemas topic"
+        writer = registry.by_fp[fp][-1]
     buf = io.BytesIO(data[10:])
-    rec = fastavro.schemaless_reader(buf, registry[fp], reader)
+    rec = fastavro.schemaless_reader(buf, writer, reader)
     assert buf.read() == b"", "bytes left over after the datum"
     return rec
 
@@ -262,7 +359,9 @@ def events(region, table, registry=None, expect=None, timeout=60):
         registry = schema_registry(region.prefix)
     out = []
     for m in msgs:
-        key = decode(m.key(), registry) if m.key() else None
-        value = decode(m.value(), registry)
-        out.append((key, value, dict(m.headers() or [])))
+        headers = dict(m.headers() or [])
+        key = decode(m.key(), registry, schema_id=headers["xr-key-schema"]) \
+            if m.key() else None
+        value = decode(m.value(), registry, schema_id=headers["xr-schema"])
+        out.append((key, value, headers))
     return out
