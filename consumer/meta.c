@@ -235,7 +235,9 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	 * Local deletes (and key changes) leave a tombstone, so that an older
 	 * remote write arriving later cannot bring the row back.  Ordinary
 	 * triggers do not fire under session_replication_role = replica: the
-	 * consumer's own applies write their versions themselves.
+	 * consumer's own applies write their versions themselves.  The function
+	 * runs as its owner (SECURITY DEFINER, fixed search_path), so that the
+	 * application's roles need no rights on schema xregion to delete.
 	 */
 	xr_buf_printf(&sql,
 	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
@@ -353,12 +355,12 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	}
 	if (exec_sql(conn, "COMMIT", errstr, errstr_size))
 		goto out;
-	if (install_origins(conn, conf, errstr, errstr_size))
-		goto out;
-	rc = 0;
+	/* Outside the transaction: origins are not transactional objects. */
+	rc = install_origins(conn, conf, errstr, errstr_size);
+	xr_buf_term(&sql);
+	return rc;
 out:
-	if (rc)
-		(void)exec_sql(conn, "ROLLBACK", NULL, 0);
+	(void)exec_sql(conn, "ROLLBACK", NULL, 0);
 	xr_buf_term(&sql);
 	return rc;
 }
