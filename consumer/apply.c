@@ -509,11 +509,12 @@ prior_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
 {
 	xr_buf_printf(b,
 	              "WITH prior AS MATERIALIZED (\n"
-	              "  SELECT xregion.version_of(t.xmin, v.ts, v.region) AS ver,\n"
-	              "         CASE WHEN (xregion.version_of(t.xmin, v.ts, v.region))"
-	              ".region IS DISTINCT FROM $2 THEN to_jsonb(t.*) END AS img\n"
+	              "  SELECT x.ver, CASE WHEN (x.ver).region IS DISTINCT FROM $2 "
+	              "THEN to_jsonb(t.*) END AS img\n"
 	              "  FROM %s t LEFT JOIN %s v ON ", t->qual, t->vt);
 	key_join(b, t, "v", "t");
+	xr_buf_puts(b, "\n  CROSS JOIN LATERAL (SELECT xregion.version_of(t.xmin, "
+	               "v.ts, v.region) AS ver) x");
 	xr_buf_puts(b, "\n  WHERE ");
 	key_match(b, t, "t", pnum);
 	xr_buf_printf(b,

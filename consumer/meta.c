@@ -53,12 +53,15 @@ static const char common_sql[] =
 	"    THEN to_timestamp(us / 1000000.0) END\n"
 	"$$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.tomb_version(vts bigint, vregion text,\n"
-	"    vxid xid8) RETURNS xregion.version LANGUAGE sql STABLE AS $$\n"
-	"  SELECT CASE WHEN vxid IS NULL THEN ROW(vts, vregion)::xregion.version\n"
-	"    ELSE ROW(coalesce((extract(epoch FROM\n"
+	"    vxid xid8) RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
+	"BEGIN\n"
+	"  IF vxid IS NULL THEN\n"
+	"    RETURN ROW(vts, vregion)::xregion.version;\n"
+	"  END IF;\n"
+	"  RETURN ROW(coalesce((extract(epoch FROM\n"
 	"           pg_xact_commit_timestamp(xid(vxid))) * 1000000)::bigint,\n"
-	"           -9223372036854775808), vregion)::xregion.version END\n"
-	"$$;\n";
+	"           -9223372036854775808), vregion)::xregion.version;\n"
+	"END $$;\n";
 
 /*
  * The version of a live row: a row the consumer applied (its xmin carries
@@ -71,15 +74,20 @@ static const char common_sql[] =
  */
 static const char version_of_sql[] =
 	"CREATE OR REPLACE FUNCTION xregion.version_of(x xid, vts bigint,\n"
-	"    vregion text) RETURNS xregion.version LANGUAGE sql STABLE AS $$\n"
-	"  SELECT CASE\n"
-	"    WHEN vts IS NOT NULL AND (c.roident <> 0\n"
-	"                             OR x = xid(pg_current_xact_id()))\n"
-	"      THEN ROW(vts, vregion)::xregion.version\n"
-	"    ELSE ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
-	"               ::bigint, -9223372036854775808), %s)::xregion.version\n"
-	"  END FROM pg_xact_commit_timestamp_origin(x) c\n"
-	"$$;\n"
+	"    vregion text) RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
+	"DECLARE c record;\n"
+	"BEGIN\n"
+	"  c := pg_xact_commit_timestamp_origin(x);\n"
+	/*
+	 * No commit data: the row is this transaction's own (the only
+	 * uncommitted rows a statement sees), or its data is gone.
+	 */
+	"  IF vts IS NOT NULL AND (c.roident IS NULL OR c.roident <> 0) THEN\n"
+	"    RETURN ROW(vts, vregion)::xregion.version;\n"
+	"  END IF;\n"
+	"  RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
+	"           ::bigint, -9223372036854775808), %s)::xregion.version;\n"
+	"END $$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.truncated() RETURNS trigger\n"
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
 	"AS $$ BEGIN\n"

@@ -1,0 +1,608 @@
+"""Measurement side of bench/replication.sh (see its --help).
+
+Each subcommand does one step; timed steps add their figures to a JSON
+results file (--results) under a dotted key such as "xregion.insert", so the
+shell script only orchestrates processes and clusters.
+
+  prepare     drop and create a database with the items table
+  dropdb      drop a database (and the bench's replication slots/origins in it)
+  warmup      insert and delete one row on the source, wait for the destination
+  insert      time a one-transaction INSERT of N rows until the destination has them
+  update      time UPDATE ... WHERE id % 2 = 0 until the destination reflects it
+  oltp        pgbench single-row updates on the source, then the time until
+              the destination has caught up
+  set         store a value in the results file
+  topics-drop delete the Kafka topics (and consumer groups) of a topic prefix
+  report      print the result table, write the final JSON
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+import psycopg
+
+TABLE_SQL = ("CREATE TABLE items (id bigint PRIMARY KEY, a int, b text, "
+             "c timestamptz)")
+POLL = 0.2          # seconds between destination polls
+PROGRESS = 5.0      # seconds between progress lines
+
+
+def say(msg):
+    print(f"[bench] {msg}", flush=True)
+
+
+def dsn(port, db):
+    return f"host=127.0.0.1 port={port} dbname={db} user=postgres"
+
+
+def connect(port, db="postgres"):
+    # application_name marks the bench's own sessions, which CPU accounting skips
+    return psycopg.connect(dsn(port, db), autocommit=True,
+                           application_name="xrbench")
+
+
+def one(conn, sql, params=None):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+# -------------------------------------------------------------- results file
+
+def load(path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
+
+
+def store(path, key, value):
+    data = load(path)
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------- databases, slots
+
+def drop_db(port, db, slot_like=None):
+    """Drops db after its replication slots; and origins named slot_like."""
+    with connect(port) as c:
+        for (slot, pid) in c.execute(
+                "SELECT slot_name, active_pid FROM pg_replication_slots "
+                "WHERE database = %s", (db,)).fetchall():
+            if pid:
+                c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                time.sleep(0.5)
+            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        if slot_like:
+            # every origin of a bench slot (xrbench_<suffix>_<region>_from_<src>),
+            # including ones a killed run left behind; none are in use by others
+            c.execute("SELECT pg_replication_origin_drop(roname) FROM "
+                      "pg_replication_origin WHERE roname LIKE %s", (slot_like,))
+        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def cmd_prepare(a):
+    drop_db(a.port, a.db, a.origins_like)
+    with connect(a.port) as c:
+        c.execute(f'CREATE DATABASE "{a.db}"')
+    with connect(a.port, a.db) as c:
+        c.execute(TABLE_SQL)
+    say(f"database {a.db} on 127.0.0.1:{a.port}: fresh, with table items")
+
+
+def cmd_dropdb(a):
+    drop_db(a.port, a.db, a.origins_like)
+
+
+# ------------------------------------------------------------ Kafka progress
+
+class KafkaWatch:
+    """Sum of the high watermarks of one topic: how many events are in Kafka."""
+
+    def __init__(self, brokers, topic):
+        from confluent_kafka import Consumer, TopicPartition
+        self.tp = TopicPartition
+        self.topic = topic
+        self.c = Consumer({"bootstrap.servers": brokers,
+                           "group.id": "xrbench-watch",
+                           "enable.auto.commit": False})
+        md = self.c.list_topics(topic, timeout=10).topics[topic]
+        self.parts = sorted(md.partitions)
+
+    def events(self):
+        return sum(self.c.get_watermark_offsets(self.tp(self.topic, p),
+                                                timeout=10, cached=False)[1]
+                   for p in self.parts)
+
+    def close(self):
+        self.c.close()
+
+
+class Sampler(threading.Thread):
+    """Samples Kafka's event count every POLL s: when were all events there."""
+
+    def __init__(self, watch, target, t0):
+        super().__init__(daemon=True)
+        self.watch, self.target, self.t0 = watch, target, t0
+        self.done_at = None
+        self.first_at = None
+        self.last = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                n = self.watch.events()
+            except Exception:  # keep sampling; a miss only blurs the figure
+                n = self.last
+            now = time.monotonic() - self.t0
+            self.last = n
+            if n > self.target[0] and self.first_at is None:
+                self.first_at = now
+            if n >= self.target[1]:
+                self.done_at = now
+                return
+            self.stop.wait(POLL)
+
+
+# ------------------------------------------------------------ CPU accounting
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """user+system CPU seconds of a process and all its threads, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CpuWatch:
+    """CPU used during a step by each process taking part: the replication
+    backends of the two databases (walsenders, the apply session or worker)
+    and the processes named with --pids (xregion, Kafka)."""
+
+    def __init__(self, a, src, dst):
+        self.sides = ((src, a.src_db, "source"), (dst, a.dst_db, "dest"))
+        self.extra = {}
+        for item in (a.pids or "").split(","):
+            if "=" in item:
+                name, pid = item.split("=", 1)
+                self.extra[int(pid)] = name
+        self.start = self.snapshot()
+
+    def procs(self):
+        found = dict(self.extra)
+        for conn, db, side in self.sides:
+            for pid, btype, app in conn.execute(
+                    "SELECT pid, backend_type, coalesce(nullif("
+                    "application_name, ''), '?') FROM pg_stat_activity "
+                    "WHERE datname = %s AND coalesce(application_name, '') "
+                    "<> 'xrbench'", (db,)).fetchall():
+                found[pid] = f"{side} {btype} ({app})"
+        return found
+
+    def snapshot(self):
+        return {pid: (name, cpu_seconds(pid))
+                for pid, name in self.procs().items()}
+
+    def usage(self, wall):
+        """{name: cpu seconds} for the step, summed over pids of one name."""
+        end = self.snapshot()
+        out = {}
+        for pid, (name, cpu) in end.items():
+            if cpu is None:
+                continue
+            before = self.start.get(pid, (name, 0.0))[1] or 0.0
+            out[name] = out.get(name, 0.0) + cpu - before
+        return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
+# ------------------------------------------------------------- timed steps
+
+def checkpoint(*conns):
+    for c in conns:
+        c.execute("CHECKPOINT")
+
+
+def wait_for(label, dst, check, t0, timeout, progress):
+    """Polls check(dst) every POLL s until true; returns (seconds since t0,
+    seconds when the destination first changed)."""
+    last_print = time.monotonic()
+    first = None
+    while True:
+        ok, seen = check(dst)
+        now = time.monotonic()
+        if seen and first is None:
+            first = now - t0
+        if ok:
+            return now - t0, first
+        if now - t0 > timeout:
+            raise SystemExit(f"[bench] {label}: destination not caught up after "
+                             f"{timeout:.0f} s ({progress(seen)})")
+        if now - last_print >= PROGRESS:
+            say(f"  {label}: {now - t0:6.1f} s, destination {progress(seen)}")
+            last_print = now
+        time.sleep(POLL)
+
+
+def start_watch(a):
+    if not a.kafka_topic:
+        return None, None
+    w = KafkaWatch(a.brokers, a.kafka_topic)
+    base = w.events()
+    return w, base
+
+
+def finish(a, label, res, sampler, watch, cpu=None):
+    if cpu:
+        res["cpu_s"] = cpu.usage(res["seconds"])
+    if sampler:
+        sampler.stop.set()
+        sampler.join(5)
+        res["kafka_first_s"] = sampler.first_at
+        res["kafka_all_s"] = sampler.done_at
+        watch.close()
+    parts = [f"{k}={v:.2f}" for k, v in res.items()
+             if isinstance(v, float) and k != "seconds"]
+    say(f"{label}: {res['seconds']:.2f} s  ({', '.join(parts)})")
+    store(a.results, a.key, res)
+
+
+def cmd_insert(a):
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    checkpoint(src, dst)
+    watch, base = start_watch(a)
+    n = a.rows
+    cpu = CpuWatch(a, src, dst)
+    label = f"{a.key}: INSERT {n} rows"
+    say(f"{label} in one transaction on 127.0.0.1:{a.src_port}/{a.src_db}")
+    t0 = time.monotonic()
+    sampler = None
+    if watch:
+        sampler = Sampler(watch, (base, base + n), t0)
+        sampler.start()
+    src.execute("INSERT INTO items SELECT g, (g %% 1000)::int, md5(g::text), "
+                "now() FROM generate_series(1, %s) g", (n,))
+    committed = time.monotonic() - t0
+    say(f"  {a.key}: source committed after {committed:.2f} s")
+
+    def check(c):
+        k = one(c, "SELECT count(*) FROM items")
+        return k >= n, k
+
+    total, first = wait_for(a.key, dst, check, t0, a.timeout,
+                            lambda k: f"{k}/{n} rows")
+    res = {"seconds": total, "rows": n, "source_commit_s": committed,
+           "dest_first_rows_s": first, "rows_per_s": n / total}
+    finish(a, f"{a.key} done", res, sampler, watch, cpu)
+
+
+def sums(c):
+    return c.execute("SELECT count(*), coalesce(sum(a), 0), "
+                     "coalesce(sum(length(b)), 0) FROM items").fetchone()
+
+
+def cmd_update(a):
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    for c in (src, dst):
+        c.execute("VACUUM ANALYZE items")
+    checkpoint(src, dst)
+    n = one(src, "SELECT count(*) FROM items WHERE id % 2 = 0")
+    before = sums(dst)
+    watch, base = start_watch(a)
+    cpu = CpuWatch(a, src, dst)
+    label = f"{a.key}: UPDATE {n} rows"
+    say(f"{label} in one transaction on 127.0.0.1:{a.src_port}/{a.src_db}")
+    t0 = time.monotonic()
+    sampler = None
+    if watch:
+        sampler = Sampler(watch, (base, base + n), t0)
+        sampler.start()
+    updated = src.execute("UPDATE items SET a = a + 1, b = b || 'x' "
+                          "WHERE id % 2 = 0").rowcount
+    committed = time.monotonic() - t0
+    want = sums(src)
+    say(f"  {a.key}: source committed {updated} updates after {committed:.2f} s")
+
+    # each update adds 1 to a and 1 to length(b) of a distinct row, so the
+    # destination's sums equal the source's only once all of them arrived
+    def check(c):
+        got = sums(c)
+        return got == want, (got[1] - before[1]) if got != before else 0
+
+    total, first = wait_for(a.key, dst, check, t0, a.timeout,
+                            lambda k: f"{k}/{updated} updates")
+    res = {"seconds": total, "rows": updated, "source_commit_s": committed,
+           "dest_first_rows_s": first, "rows_per_s": updated / total}
+    finish(a, f"{a.key} done", res, sampler, watch, cpu)
+
+
+def cmd_warmup(a):
+    """One row through the pipeline and back out: connections, schemas and
+    subscriptions are live before anything is timed."""
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    t0 = time.monotonic()
+    src.execute("INSERT INTO items VALUES (-1, 0, 'warmup', now())")
+    wait_for("warmup insert", dst,
+             lambda c: (one(c, "SELECT count(*) FROM items WHERE id = -1") == 1,
+                        None), t0, a.timeout, lambda _: "not yet")
+    src.execute("DELETE FROM items WHERE id = -1")
+    wait_for("warmup delete", dst,
+             lambda c: (one(c, "SELECT count(*) FROM items") == 0, None),
+             t0, a.timeout, lambda _: "not yet")
+    say(f"warm-up row replicated and deleted in {time.monotonic() - t0:.2f} s")
+    # xregion logs what it took for a conflict; none is expected here
+    if one(dst, "SELECT to_regclass('xregion.conflicts') IS NOT NULL"):
+        rows = dst.execute("SELECT kind, resolution, key::text, local_row::text, "
+                           "remote_row::text FROM xregion.conflicts "
+                           "ORDER BY id").fetchall()
+        for r in rows:
+            say(f"  warm-up: destination logged conflict {r[0]}/{r[1]} key {r[2]}"
+                f" local {r[3]} remote {r[4]}")
+        if a.results:
+            store(a.results, a.key + "_conflicts", [list(r) for r in rows])
+
+
+def cmd_oltp(a):
+    """pgbench on the source, then the time until the destination caught up."""
+    import re
+    import subprocess
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    for c in (src, dst):
+        c.execute("VACUUM ANALYZE items")
+    checkpoint(src, dst)
+    script = os.path.join(os.path.dirname(a.results), "oltp.sql")
+    with open(script, "w") as f:
+        f.write(f"\\set id random(1, {a.rows})\n"
+                "UPDATE items SET a = a + 1 WHERE id = :id;\n")
+    cmd = [a.pgbench, "-h", "127.0.0.1", "-p", str(a.src_port), "-U", "postgres",
+           "-n", "-M", "prepared", "-c", str(a.clients),
+           "-j", str(min(a.clients, os.cpu_count() or 1)),
+           "-T", str(a.seconds), "-P", "5", "-f", script, a.src_db]
+    say(f"{a.key}: pgbench, {a.clients} clients, {a.seconds} s of single-row "
+        f"updates on 127.0.0.1:{a.src_port}/{a.src_db}")
+    cpu = CpuWatch(a, src, dst)
+    before = sums(dst)[1]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    out = []
+    for line in p.stdout:
+        out.append(line)
+        if line.startswith("progress:"):
+            say("  " + line.strip())
+    rc = p.wait()
+    ended = time.monotonic()
+    text = "".join(out)
+    if a.log:
+        with open(a.log, "w") as f:
+            f.write(" ".join(cmd) + "\n" + text)
+    if rc:
+        raise SystemExit(f"[bench] pgbench exited {rc}:\n{text}")
+    tps = float(re.search(r"tps = ([0-9.]+) \(without initial", text).group(1))
+    txns = int(re.search(r"actually processed: (\d+)", text).group(1))
+    want = sums(src)
+    got = sums(dst)
+    behind = want[1] - got[1]
+    say(f"  {a.key}: {txns} updates, {tps:.1f} TPS on the source; destination "
+        f"{behind} updates behind {time.monotonic() - ended:.2f} s after the "
+        "load ended")
+
+    def check(c):
+        g = sums(c)
+        return g == want, want[1] - g[1]
+
+    secs, _ = wait_for(a.key + " catch-up", dst, check, ended, a.timeout,
+                       lambda k: f"{k} updates behind")
+    arrived = want[1] - before
+    res = {"tps": tps, "transactions": txns, "clients": a.clients,
+           "seconds": a.seconds, "catchup_s": secs, "behind_at_end": behind,
+           "replicated_updates": arrived,
+           "cpu_s": cpu.usage(a.seconds + secs)}
+    store(a.results, a.key, res)
+    say(f"{a.key}: {tps:.1f} TPS; destination caught up {secs:.2f} s after "
+        "the load ended")
+
+
+def cmd_set(a):
+    try:
+        v = json.loads(a.value)
+    except ValueError:
+        v = a.value
+    store(a.results, a.key, v)
+
+
+def cmd_topics_drop(a):
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    mine = [t for t in admin.list_topics(timeout=10).topics
+            if t.startswith(a.prefix + ".")]
+    for f in (admin.delete_topics(mine).values() if mine else []):
+        try:
+            f.result()
+        except Exception:
+            pass
+    groups = []
+    try:
+        res = admin.list_consumer_groups().result()
+        groups = [g.group_id for g in res.valid
+                  if g.group_id.startswith(f"xregion.{a.prefix}.")]
+        for f in (admin.delete_consumer_groups(groups).values() if groups else []):
+            try:
+                f.result()
+            except Exception:
+                pass
+    except Exception:
+        pass
+    say(f"kafka: deleted {len(mine)} topic(s) and {len(groups)} consumer "
+        f"group(s) of prefix {a.prefix}")
+
+
+# ------------------------------------------------------------------ report
+
+def fmt(v, unit=" s"):
+    return "-" if v is None else f"{v:.2f}{unit}"
+
+
+def ratio(native, xr):
+    if native is None or xr is None or xr <= 0:
+        return "-"
+    return f"{native / xr:.3f}"
+
+
+def cmd_report(a):
+    r = load(a.results)
+    x, n = r.get("xregion", {}), r.get("native", {})
+    rows = []
+
+    def line(case, xv, nv):
+        rows.append((case, fmt(xv), fmt(nv), ratio(nv, xv)))
+
+    g = lambda d, *ks: (d.get(ks[0], {}) or {}).get(ks[1]) if d else None
+
+    def after(d, case):  # replication alone: from the source's commit on
+        t, c = g(d, case, "seconds"), g(d, case, "source_commit_s")
+        return None if t is None or c is None else t - c
+
+    line(f"insert {r.get('rows', '?')} rows, 1 txn",
+         g(x, "insert", "seconds"), g(n, "insert", "seconds"))
+    line("  of which after the source's commit",
+         after(x, "insert"), after(n, "insert"))
+    line(f"update {g(x, 'update', 'rows') or g(n, 'update', 'rows') or '?'} "
+         "rows, 1 txn", g(x, "update", "seconds"), g(n, "update", "seconds"))
+    line("  of which after the source's commit",
+         after(x, "update"), after(n, "update"))
+    line("OLTP catch-up after load end",
+         g(x, "oltp", "catchup_s"), g(n, "oltp", "catchup_s"))
+    xt, nt = g(x, "oltp", "tps"), g(n, "oltp", "tps")
+    rows.append((f"OLTP source TPS ({r.get('oltp_clients', '?')} clients, "
+                 f"{r.get('oltp_seconds', '?')} s)",
+                 fmt(xt, ""), fmt(nt, ""),
+                 "-" if not (xt and nt) else f"{xt / nt:.3f}*"))
+    w = [max(len(row[i]) for row in rows + [("case", "xregion", "native",
+                                             "native/xregion")])
+         for i in range(4)]
+    hdr = ("case", "xregion", "native", "native/xregion")
+    out = [" | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i])
+                      for i, h in enumerate(hdr)),
+           "-+-".join("-" * k for k in w)]
+    for row in rows:
+        out.append(" | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
+                              for i, c in enumerate(row)))
+    print()
+    print(f"Replication benchmark {r.get('started', '')} on {r.get('host', '')}"
+          f" ({r.get('cpus', '?')} CPUs), {r.get('xregion_version', '')}")
+    print("\n".join(out))
+    print("ratio = native time / xregion time (>= 1.0: xregion at least as fast);"
+          "\n* TPS row: xregion-source TPS / native-source TPS")
+    details = []
+    for name, d in (("xregion", x), ("native", n)):
+        for case in ("insert", "update"):
+            c = d.get(case) if d else None
+            if not c:
+                continue
+            s = (f"  {name:7} {case}: source commit {fmt(c.get('source_commit_s'))}"
+                 f", first rows at destination {fmt(c.get('dest_first_rows_s'))}")
+            if c.get("kafka_all_s") is not None or "kafka_all_s" in c:
+                s += (f", first event in Kafka {fmt(c.get('kafka_first_s'))}"
+                      f", all events in Kafka {fmt(c.get('kafka_all_s'))}")
+            s += f", all at destination {fmt(c.get('seconds'))}"
+            s += f" ({c.get('rows_per_s', 0):.0f} rows/s end to end)"
+            details.append(s)
+        o = d.get("oltp") if d else None
+        if o:
+            details.append(f"  {name:7} oltp: {o.get('transactions', '?')} "
+                           f"updates at {fmt(o.get('tps'), ' TPS')}, "
+                           f"{o.get('behind_at_end', '?')} behind at load end, "
+                           f"caught up {fmt(o.get('catchup_s'))} after it")
+    if details:
+        print("Stages (seconds from the start of the statement):")
+        print("\n".join(details))
+    cpu_lines = []
+    for name, d in (("xregion", x), ("native", n)):
+        for case in ("insert", "update", "oltp"):
+            c = (d or {}).get(case) or {}
+            if not c.get("cpu_s"):
+                continue
+            wall = c["seconds"] + (c.get("catchup_s") or 0) \
+                if case == "oltp" else c["seconds"]
+            used = sorted(((v, k) for k, v in c["cpu_s"].items() if v >= 0.01),
+                          reverse=True)
+            cpu_lines.append(f"  {name:7} {case:6} ({wall:.1f} s): " + ", ".join(
+                f"{k} {v:.1f} s ({100 * v / wall:.0f}%)" for v, k in used))
+    if cpu_lines:
+        print("CPU seconds per process during each case (% of its wall time; "
+              "the bench's own sessions and pgbench are not counted):")
+        print("\n".join(cpu_lines))
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(r, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"results: {a.out}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def db_args(sp):
+        sp.add_argument("--port", type=int, required=True)
+        sp.add_argument("--db", required=True)
+        sp.add_argument("--origins-like")
+
+    db_args(sub.add_parser("prepare"))
+    db_args(sub.add_parser("dropdb"))
+    for name in ("insert", "update", "warmup", "oltp"):
+        sp = sub.add_parser(name)
+        sp.add_argument("--src-port", type=int, required=True)
+        sp.add_argument("--src-db", required=True)
+        sp.add_argument("--dst-port", type=int, required=True)
+        sp.add_argument("--dst-db", required=True)
+        sp.add_argument("--results")
+        sp.add_argument("--key", default=name)
+        sp.add_argument("--rows", type=int, default=0)
+        sp.add_argument("--timeout", type=float, default=3600)
+        sp.add_argument("--brokers", default="127.0.0.1:19092")
+        sp.add_argument("--kafka-topic")
+        sp.add_argument("--clients", type=int, default=4)
+        sp.add_argument("--seconds", type=int, default=15)
+        sp.add_argument("--pgbench", default="/usr/lib/postgresql/15/bin/pgbench")
+        sp.add_argument("--log", help="where to keep pgbench's output")
+        sp.add_argument("--pids", help="name=pid,... processes whose CPU "
+                        "time to report besides the databases' backends")
+    sp = sub.add_parser("set")
+    sp.add_argument("--results", required=True)
+    sp.add_argument("key")
+    sp.add_argument("value")
+    sp = sub.add_parser("topics-drop")
+    sp.add_argument("--brokers", default="127.0.0.1:19092")
+    sp.add_argument("--prefix", required=True)
+    sp = sub.add_parser("report")
+    sp.add_argument("--results", required=True)
+    sp.add_argument("--out")
+    a = p.parse_args()
+    {"prepare": cmd_prepare, "dropdb": cmd_dropdb, "insert": cmd_insert,
+     "update": cmd_update, "warmup": cmd_warmup, "oltp": cmd_oltp,
+     "set": cmd_set, "topics-drop": cmd_topics_drop,
+     "report": cmd_report}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

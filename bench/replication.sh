@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Replication benchmark: xregion (us -> Kafka -> eu) against PostgreSQL's
+# native logical replication (publication/subscription) on the same machine.
+# See --help.  Measurement lives in bench/replication.py; this script makes
+# and removes the deployments.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+HELPER="$BENCH/replication.py"
+PY="${XR_VENV:-$ROOT/.stack/venv}/bin/python"
+PGBIN="${XR_PG_BIN:-/usr/lib/postgresql/15/bin}"
+XREGION_BIN="${XREGION_BIN:-$ROOT/build/xregion}"
+BROKERS="${XR_KAFKA_BROKERS:-127.0.0.1:19092}"
+US_PORT=15432
+EU_PORT=15433
+NATIVE_PORT=15452          # src; dst is NATIVE_PORT+1
+ROWS=1000000
+OLTP_SECONDS=15
+CLIENTS=4
+TIMEOUT=3600
+ONLY=""
+
+usage() {
+  cat <<USAGE
+Usage: bench/replication.sh [OPTIONS]
+
+Times the same workloads through xregion and through PostgreSQL 15's native
+logical replication, on this machine, and prints a table with the ratio
+native_time / xregion_time (>= 1.0 means xregion is at least as fast).
+
+xregion path: fresh databases bench_us (us cluster, 127.0.0.1:$US_PORT) and
+  bench_eu (eu cluster, 127.0.0.1:$EU_PORT) of the running local stack, table
+  items (id bigint PRIMARY KEY, a int, b text, c timestamptz), configs for
+  regions [us, eu] with a fresh topic prefix and slots, 'xregion setup' and
+  'xregion run' for both; changes are made on us and awaited on eu.
+native path: two fresh PostgreSQL 15 clusters src/dst made with
+  scripts/stack.sh (ports $NATIVE_PORT/$((NATIVE_PORT + 1)), no Kafka), the same table,
+  CREATE PUBLICATION on src, CREATE SUBSCRIPTION ... WITH (copy_data = false)
+  on dst.
+
+Cases, each timed from just before the statement until the destination has
+every change (polled every 0.2 s):
+  insert  INSERT of --rows rows in one transaction (dest count(*) = rows)
+  update  UPDATE items SET a = a + 1, b = b || 'x' WHERE id % 2 = 0, i.e.
+          rows/2 rows in one transaction (dest sum(a), sum(length(b)) = source's)
+  oltp    pgbench, --clients clients for --oltp-seconds s of
+          'UPDATE items SET a = a + 1 WHERE id = random(1, rows)': source TPS,
+          and seconds from the end of the load until dest sum(a) = source's
+A warm-up row goes through each path first. Besides the table, the run reports
+per stage: source commit, first and all events in Kafka (xregion), first and
+all rows at the destination, and the CPU seconds of each process taking part.
+
+Results: bench/results/<UTC date-time>.json, and the processes' logs in
+bench/results/<UTC date-time>-logs/.  Everything the run makes (databases,
+slots, origins, publication/subscription, the src/dst clusters, the Kafka
+topics and consumer groups of its prefix) is removed at exit, also on failure
+or Ctrl-C.
+
+Options:
+  --rows N           rows inserted (default $ROWS); the update touches N/2
+  --oltp-seconds S   pgbench duration (default $OLTP_SECONDS)
+  --clients N        pgbench clients (default $CLIENTS)
+  --timeout S        give up waiting for a destination after S s (default $TIMEOUT)
+  --only PATH        run only 'xregion' or 'native'
+  --native-port P    first port of the src/dst clusters (default $NATIVE_PORT)
+  -h, --help         this help
+
+Quick smoke run:  bench/replication.sh --rows 20000 --oltp-seconds 3
+
+Needs the local stack (scripts/stack.sh up), build/xregion (or \$XREGION_BIN),
+the test venv (\$XR_VENV, default .stack/venv) and pgbench in \$XR_PG_BIN.
+USAGE
+}
+
+die() { echo "replication.sh: $*" >&2; exit 2; }
+num() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+
+while (($#)); do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --rows) num "$1" "${2-}"; ROWS=$2; shift 2 ;;
+    --oltp-seconds) num "$1" "${2-}"; OLTP_SECONDS=$2; shift 2 ;;
+    --clients) num "$1" "${2-}"; CLIENTS=$2; shift 2 ;;
+    --timeout) num "$1" "${2-}"; TIMEOUT=$2; shift 2 ;;
+    --native-port) num "$1" "${2-}"; NATIVE_PORT=$2; shift 2 ;;
+    --only) [[ ${2-} == xregion || ${2-} == native ]] ||
+              die "--only takes xregion or native"; ONLY=$2; shift 2 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+((ROWS >= 2)) || die "--rows must be at least 2"
+run_xregion=1 run_native=1
+[[ $ONLY == native ]] && run_xregion=0
+[[ $ONLY == xregion ]] && run_native=0
+
+say() { printf '[bench] %s\n' "$*"; }
+
+[[ -x $PY ]] || die "no Python venv at $PY (scripts/install-deps.sh)"
+[[ -x $PGBIN/pgbench ]] || die "no pgbench in $PGBIN"
+if ((run_xregion)); then
+  [[ -x $XREGION_BIN ]] || die "no xregion binary at $XREGION_BIN (cmake --build build)"
+  for p in $US_PORT $EU_PORT; do
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$p" ||
+      die "PostgreSQL on 127.0.0.1:$p does not answer (scripts/stack.sh up)"
+  done
+fi
+
+STAMP="$(date -u +%Y-%m-%dT%H%M%SZ)"
+RESULTS_DIR="$BENCH/results"
+OUT="$RESULTS_DIR/$STAMP.json"
+LOGS="$RESULTS_DIR/$STAMP-logs"
+mkdir -p "$RESULTS_DIR" "$LOGS"
+WORK="$(mktemp -d /tmp/xrbench.XXXXXX)"
+RES="$WORK/results.json"
+SUFFIX="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+PREFIX="xrbench$SUFFIX"
+ORIGINS_LIKE="xrbench\\_${SUFFIX}\\_%"
+NATIVE_ENV=(XR_STATE_DIR="$WORK/native" XR_REGIONS="src dst"
+            XR_PG_BASE_PORT="$NATIVE_PORT" XR_KAFKA=0)
+SRC_PORT=$NATIVE_PORT
+DST_PORT=$((NATIVE_PORT + 1))
+declare -A XR_PID=()
+native_up=0 xregion_made=0 reported=0
+
+helper() { "$PY" "$HELPER" "$@"; }
+put() { helper set --results "$RES" "$1" "$2"; }
+
+# ------------------------------------------------------------------ cleanup
+
+stop_xregion() {
+  local r pid
+  for r in "${!XR_PID[@]}"; do
+    pid=${XR_PID[$r]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "xregion $r (pid $pid) did not stop in 30 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset "XR_PID[$r]"
+  done
+}
+
+drop_xregion() {
+  ((xregion_made)) || return 0
+  helper dropdb --port $US_PORT --db bench_us --origins-like "$ORIGINS_LIKE" || true
+  helper dropdb --port $EU_PORT --db bench_eu --origins-like "$ORIGINS_LIKE" || true
+  helper topics-drop --brokers "$BROKERS" --prefix "$PREFIX" || true
+  xregion_made=0
+}
+
+drop_native() {
+  ((native_up)) || return 0
+  psql -X -q -h 127.0.0.1 -p $DST_PORT -U postgres -d app \
+       -c "DROP SUBSCRIPTION IF EXISTS xrbench_sub" >/dev/null 2>&1 || true
+  env "${NATIVE_ENV[@]}" "$ROOT/scripts/stack.sh" down --purge 2>&1 |
+    sed 's/^/    /' || true
+  native_up=0
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if ((rc)); then
+    say "failed (exit $rc); cleaning up"
+    for f in "$WORK"/xregion-*.log; do
+      [[ -f $f ]] || continue
+      say "last lines of $(basename "$f"):"; tail -n 15 "$f" | sed 's/^/    /'
+    done
+    OUT="${OUT%.json}-failed.json"
+  fi
+  stop_xregion
+  cp "$WORK"/*.log "$WORK"/*.yaml "$LOGS"/ 2>/dev/null
+  drop_xregion
+  drop_native
+  if ((!reported)) && [[ -f $RES ]]; then
+    say "partial results:"
+    helper report --results "$RES" --out "$OUT"
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ run info
+
+put started "\"$STAMP\""
+put host "\"$(hostname)\""
+put cpus "$(nproc)"
+put rows "$ROWS"
+put oltp_seconds "$OLTP_SECONDS"
+put oltp_clients "$CLIENTS"
+put loadavg_start "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+if ((run_xregion)); then
+  # a private copy: a rebuild during the run must not swap the binary
+  cp "$XREGION_BIN" "$WORK/xregion"
+  put xregion_version "\"$("$WORK/xregion" --version 2>&1 | head -n1)\""
+  put xregion_bin "\"$XREGION_BIN sha256:$(sha256sum "$XREGION_BIN" | cut -c1-16)\""
+  put repo_git "\"$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)\""
+  # other users of the shared stack compete for the same CPUs
+  put other_walsenders_us "$(psql -X -Atq -h 127.0.0.1 -p $US_PORT -U postgres -d postgres \
+      -c "SELECT count(*) FROM pg_stat_replication")"
+  put other_xregion_processes "$(pgrep -c -x xregion || true)"
+fi
+
+wait_log() {  # region text: until the region's log has text
+  local r=$1 text=$2 log="$WORK/xregion-$1.log"
+  for _ in $(seq 1 600); do
+    grep -q "$text" "$log" 2>/dev/null && return 0
+    kill -0 "${XR_PID[$r]}" 2>/dev/null || {
+      say "xregion $r exited; last lines of its log:"; tail -n 30 "$log"; exit 1; }
+    sleep 0.1
+  done
+  say "xregion $r: no '$text' in its log after 60 s:"; tail -n 30 "$log"; exit 1
+}
+
+timed_cases() {  # key src_port src_db dst_port dst_db [extra helper args]
+  local key=$1 sp=$2 sd=$3 dp=$4 dd=$5
+  shift 5
+  local common=(--src-port "$sp" --src-db "$sd" --dst-port "$dp" --dst-db "$dd"
+                --results "$RES" --timeout "$TIMEOUT" --rows "$ROWS")
+  helper warmup "${common[@]}" --key "$key.warmup" --timeout $((TIMEOUT < 120 ? TIMEOUT : 120))
+  helper insert "${common[@]}" --key "$key.insert" "$@"
+  helper update "${common[@]}" --key "$key.update" "$@"
+  helper oltp "${common[@]}" --key "$key.oltp" --clients "$CLIENTS" \
+         --seconds "$OLTP_SECONDS" --pgbench "$PGBIN/pgbench" \
+         --log "$LOGS/pgbench-$key.log" "$@"
+}
+
+# ------------------------------------------------------------------ xregion
+
+if ((run_xregion)); then
+  say "=== xregion path: us 127.0.0.1:$US_PORT/bench_us -> Kafka $BROKERS -> eu 127.0.0.1:$EU_PORT/bench_eu (topic prefix $PREFIX)"
+  xregion_made=1
+  helper prepare --port $US_PORT --db bench_us --origins-like "$ORIGINS_LIKE"
+  helper prepare --port $EU_PORT --db bench_eu --origins-like "$ORIGINS_LIKE"
+  for r in us eu; do
+    port=$US_PORT; [[ $r == eu ]] && port=$EU_PORT
+    cat >"$WORK/xregion-$r.yaml" <<YAML
+region: $r
+regions: [us, eu]
+log_level: info
+postgres:
+  dsn: "host=127.0.0.1 port=$port dbname=bench_$r user=postgres"
+  slot: xrbench_${SUFFIX}_$r
+  publication: xrbench
+kafka:
+  brokers: $BROKERS
+  topic_prefix: $PREFIX
+  partitions: 3
+  replication_factor: 1
+tables:
+  - name: public.items
+    pii: false
+YAML
+    say "xregion setup $r"
+    "$WORK/xregion" setup -c "$WORK/xregion-$r.yaml" 2>&1 | sed 's/^/    /'
+    ((PIPESTATUS[0] == 0)) || { say "xregion setup $r failed"; exit 1; }
+  done
+  for r in us eu; do
+    "$WORK/xregion" run -c "$WORK/xregion-$r.yaml" \
+        >"$WORK/xregion-$r.log" 2>&1 </dev/null &
+    XR_PID[$r]=$!
+    say "xregion run $r started (pid ${XR_PID[$r]})"
+  done
+  for r in us eu; do
+    wait_log $r "streaming slot"
+    wait_log $r "subscribed to"
+  done
+  KAFKA_PID="$(cat "$ROOT/.stack/kafka/kafka.pid" 2>/dev/null || echo 0)"
+  PIDS="xregion-us=${XR_PID[us]},xregion-eu=${XR_PID[eu]},kafka=$KAFKA_PID"
+  timed_cases xregion $US_PORT bench_us $EU_PORT bench_eu \
+      --kafka-topic "$PREFIX.us.public.items" --brokers "$BROKERS" --pids "$PIDS"
+  say "stopping xregion; its rate lines:"
+  stop_xregion
+  for r in us eu; do
+    grep -E "produced|consumed" "$WORK/xregion-$r.log" | sed "s/^/    $r: /" || true
+    cp "$WORK/xregion-$r.log" "$WORK/xregion-$r.yaml" "$LOGS"/
+  done
+  drop_xregion
+fi
+
+# ------------------------------------------------------------------ native
+
+if ((run_native)); then
+  say "=== native path: fresh clusters src 127.0.0.1:$SRC_PORT -> dst 127.0.0.1:$DST_PORT (publication/subscription)"
+  native_up=1
+  env "${NATIVE_ENV[@]}" "$ROOT/scripts/stack.sh" up 2>&1 | sed 's/^/    /'
+  ((PIPESTATUS[0] == 0)) || { say "could not start the src/dst clusters"; exit 1; }
+  psql_n() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d app -c "$2"; }
+  for p in $SRC_PORT $DST_PORT; do
+    psql_n "$p" "CREATE TABLE items (id bigint PRIMARY KEY, a int, b text, c timestamptz)"
+  done
+  psql_n $SRC_PORT "CREATE PUBLICATION xrbench_pub FOR TABLE items"
+  psql_n $DST_PORT "CREATE SUBSCRIPTION xrbench_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=app user=postgres' PUBLICATION xrbench_pub WITH (copy_data = false)"
+  say "publication xrbench_pub on src, subscription xrbench_sub on dst"
+  timed_cases native $SRC_PORT app $DST_PORT app
+  drop_native
+fi
+
+put loadavg_end "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+reported=1
+helper report --results "$RES" --out "$OUT"
+say "logs: $LOGS"
