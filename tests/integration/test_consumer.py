@@ -302,3 +302,27 @@ def test_local_delete_committing_during_apply_is_not_overtaken(deploy):
     d.converge("orders", expect_rows=0)
     for r in ("us", "eu", "apac"):
         assert d[r].sql("SELECT count(*) FROM orders") == [(0,)], r
+
+
+def test_application_role_can_delete_without_rights_on_schema_xregion(deploy):
+    d = deploy()
+    role = f"xrt_app_{d.suffix}"
+    d["us"].sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        d["us"].sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO {role}")
+        d["us"].sql("INSERT INTO orders VALUES (1, 'us', 1, 'x'), (2, 'us', 1, 'x')")
+        d.converge("orders", expect_rows=2)
+        import psycopg
+        dsn = xrtest.pg_dsn("us", d["us"].db).replace("user=postgres", f"user={role}")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("DELETE FROM orders WHERE id = 1")   # fires the trigger
+            c.execute("UPDATE orders SET id = 3 WHERE id = 2")   # key change
+        d.converge("orders", expect_rows=1)
+        assert d["eu"].sql("SELECT id FROM orders") == [(3,)]
+        tomb = d["us"].sql('SELECT id, deleted FROM xregion."public.orders" '
+                           "WHERE deleted ORDER BY id")
+        assert tomb == [(1, True), (2, True)]
+    finally:
+        d["us"].sql(f"DROP OWNED BY {role}")
+        with xrtest.connect("us") as c:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
