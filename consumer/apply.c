@@ -658,6 +658,193 @@ sql_truncate(xr_buf_t *b, const target_t *t)
 	              t->lit_nsp, t->lit_rel);
 }
 
+
+/*
+ * Set-based forms of the upsert and delete, for many events of one table
+ * and one shape at once (keys distinct): the same decisions as the
+ * statements above, row by row, in one statement.  Parameters are arrays:
+ * $1 ts, $2 region, $3 may-insert, then one text[] per set column.  One
+ * result row per event, in order: applied, had_row, the row's version, the
+ * tombstone's, the row's image, and "race" (a missing row that a local
+ * insert took first: the caller retries that one with the single-row
+ * statement).
+ */
+static void
+bulk_ev(xr_buf_t *b, const target_t *t, const bool *set)
+{
+	int c, p = 3;
+
+	xr_buf_puts(b, "WITH ev AS MATERIALIZED (\n  SELECT * FROM unnest("
+	               "$1::bigint[], $2::text[], $3::bool[]");
+	for (c = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, ", $%d::text[]", ++p);
+	xr_buf_puts(b, ") WITH ORDINALITY AS e(ts, region, ins");
+	for (c = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, ", c%d", c);
+	xr_buf_puts(b, ", n)\n)");
+}
+
+/* Appends "x.k1 = e.c0::type AND ..." for the key columns. */
+static void
+bulk_key_match(xr_buf_t *b, const target_t *t, const char *x)
+{
+	int c, n = 0;
+
+	for (c = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s.%s = e.c%d::%s", n++ ? " AND " : "", x,
+			              t->cols[c].qname, c, t->cols[c].type);
+}
+
+static void
+bulk_key_values(xr_buf_t *b, const target_t *t)
+{
+	int c, n = 0;
+
+	for (c = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%se.c%d::%s", n++ ? ", " : "", c,
+			              t->cols[c].type);
+}
+
+static void
+bulk_prior(xr_buf_t *b, const target_t *t)
+{
+	xr_buf_printf(b,
+	              ", prior AS MATERIALIZED (\n"
+	              "  SELECT e.n, x.ver, CASE WHEN (x.ver).region IS DISTINCT FROM "
+	              "e.region THEN to_jsonb(t.*) END AS img\n"
+	              "  FROM ev e JOIN %s t ON ", t->qual);
+	bulk_key_match(b, t, "t");
+	xr_buf_printf(b, "\n  LEFT JOIN %s v ON ", t->vt);
+	key_join(b, t, "v", "t");
+	xr_buf_printf(b,
+	              "\n  CROSS JOIN LATERAL (SELECT xregion.version_of(t.xmin, v.ts, "
+	              "v.region) AS ver) x\n  FOR UPDATE OF t\n"
+	              "), trunc AS MATERIALIZED (\n"
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "FROM xregion.truncations x WHERE x.table_schema = %s "
+	              "AND x.table_name = %s\n"
+	              "), tomb AS MATERIALIZED (\n"
+	              "  SELECT e.n, GREATEST(xregion.tomb_version(v.ts, v.region, "
+	              "v.xid), (SELECT ver FROM trunc)) AS ver\n"
+	              "  FROM ev e LEFT JOIN %s v ON ",
+	              t->lit_nsp, t->lit_rel, t->vt);
+	bulk_key_match(b, t, "v");
+	xr_buf_puts(b, " AND v.deleted\n)");
+}
+
+/* The versions entries of the missing rows the events may create. */
+static void
+bulk_gate(xr_buf_t *b, const target_t *t, bool deleted, const char *cond)
+{
+	xr_buf_printf(b, ", gate AS (\n  INSERT INTO %s AS v (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	bulk_key_values(b, t);
+	xr_buf_printf(b, ", e.ts, e.region, NULL, %s FROM ev e\n  WHERE %s\n"
+	              "  ON CONFLICT (", deleted ? "true" : "false", cond);
+	key_list(b, t);
+	xr_buf_printf(b,
+	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
+	              "xid = NULL, deleted = %s\n"
+	              "  WHERE ROW(EXCLUDED.ts, EXCLUDED.region)::xregion.version > "
+	              "xregion.tomb_version(v.ts, v.region, v.xid)\n  RETURNING ",
+	              deleted ? "true" : "false");
+	key_list(b, t);
+	xr_buf_puts(b, "\n)");
+}
+
+static void
+bulk_upsert(xr_buf_t *b, const target_t *t, const bool *set)
+{
+	int c, n;
+
+	bulk_ev(b, t, set);
+	bulk_prior(b, t);
+	xr_buf_printf(b, ", up AS (\n  UPDATE %s t SET ", t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c] && !t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s = e.c%d::%s", n++ ? ", " : "",
+			              t->cols[c].qname, c, t->cols[c].type);
+	if (n == 0)
+		for (c = 0; c < t->ncols && n == 0; c++)
+			if (t->cols[c].is_key)
+				xr_buf_printf(b, "%s = t.%s", t->cols[c].qname,
+				              t->cols[c].qname), n++;
+	xr_buf_puts(b, "\n  FROM prior p JOIN ev e ON e.n = p.n\n  WHERE ");
+	bulk_key_match(b, t, "t");
+	xr_buf_puts(b, " AND ROW(e.ts, e.region)::xregion.version > p.ver\n"
+	               "  RETURNING e.n\n)");
+	bulk_gate(b, t, false,
+	          "NOT EXISTS (SELECT 1 FROM prior p WHERE p.n = e.n) AND e.ins "
+	          "AND ((SELECT ver FROM trunc) IS NULL OR ROW(e.ts, e.region)::"
+	          "xregion.version > (SELECT ver FROM trunc))");
+	xr_buf_printf(b, ", ins AS (\n  INSERT INTO %s AS t (", t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
+	xr_buf_puts(b, ")\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%se.c%d::%s", n++ ? ", " : "", c,
+			              t->cols[c].type);
+	xr_buf_puts(b, " FROM ev e JOIN gate g ON ");
+	bulk_key_match(b, t, "g");
+	xr_buf_puts(b, "\n  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_puts(b, ") DO NOTHING\n  RETURNING ");
+	key_list(b, t);
+	xr_buf_printf(b, "\n), vup AS (\n  INSERT INTO %s AS v (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	bulk_key_values(b, t);
+	xr_buf_puts(b, ", e.ts, e.region, NULL, false FROM ev e JOIN up u ON "
+	               "u.n = e.n\n  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_puts(b, ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
+	               "xid = NULL, deleted = false\n)\n");
+	/* Plain joins on the key (distinct in a group): hash joins, not loops. */
+	for (c = 0; c < t->ncols && !t->cols[c].is_key; c++)
+		;
+	xr_buf_printf(b,
+	              "SELECT (u.n IS NOT NULL OR i.%s IS NOT NULL)::int, "
+	              "(p.n IS NOT NULL)::int, (p.ver).ts, (p.ver).region, "
+	              "(tb.ver).ts, (tb.ver).region, p.img, "
+	              "(g.%s IS NOT NULL AND i.%s IS NULL)::int\n"
+	              "FROM ev e LEFT JOIN prior p ON p.n = e.n "
+	              "LEFT JOIN up u ON u.n = e.n LEFT JOIN tomb tb ON tb.n = e.n\n"
+	              "LEFT JOIN gate g ON ", t->cols[c].qname, t->cols[c].qname,
+	              t->cols[c].qname);
+	bulk_key_match(b, t, "g");
+	xr_buf_puts(b, "\nLEFT JOIN ins i ON ");
+	bulk_key_match(b, t, "i");
+	xr_buf_puts(b, "\nORDER BY e.n");
+}
+
+static void
+bulk_delete(xr_buf_t *b, const target_t *t, const bool *set)
+{
+	bulk_ev(b, t, set);
+	bulk_prior(b, t);
+	bulk_gate(b, t, true, "NOT EXISTS (SELECT 1 FROM prior p WHERE p.n = e.n) "
+	                      "OR ROW(e.ts, e.region)::xregion.version > "
+	                      "(SELECT p.ver FROM prior p WHERE p.n = e.n)");
+	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t USING prior p JOIN ev e ON "
+	              "e.n = p.n\n  WHERE ", t->qual);
+	bulk_key_match(b, t, "t");
+	xr_buf_puts(b, " AND ROW(e.ts, e.region)::xregion.version > p.ver\n"
+	               "  RETURNING e.n\n)\n"
+	               "SELECT (d.n IS NOT NULL)::int, (p.n IS NOT NULL)::int, "
+	               "(p.ver).ts, (p.ver).region, (tb.ver).ts, (tb.ver).region, "
+	               "p.img, 0\n"
+	               "FROM ev e LEFT JOIN prior p ON p.n = e.n "
+	               "LEFT JOIN d ON d.n = e.n LEFT JOIN tomb tb ON tb.n = e.n\n"
+	               "ORDER BY e.n");
+}
+
 /*
  * The prepared statement for op on t setting the columns in set (for a
  * delete: the keys).  Prepares it on first use.
@@ -694,7 +881,7 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	s->cols = xcalloc((size_t)t->ncols, sizeof(int));
 	if (op == 'd')
 		np = 2;
-	if (op != 't') {
+	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
 		for (c = 0; c < t->ncols; c++) {
 			if (set[c]) {
 				pnum[c] = ++np;
@@ -707,6 +894,10 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		sql_upsert(&a->sql, t, set, pnum);
 	else if (op == 'd')
 		sql_delete(&a->sql, t, pnum);
+	else if (op == 'U')
+		bulk_upsert(&a->sql, t, set);
+	else if (op == 'D')
+		bulk_delete(&a->sql, t, set);
 	else
 		sql_truncate(&a->sql, t);
 	free(pnum);
@@ -722,16 +913,25 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		return NULL;
 	}
 	PQclear(res);
+	xr_debug("prepared %s for %s.%s:\n%s", s->name, t->nspname, t->relname,
+	         a->sql.data);
 	t->stmts[t->nstmts++] = s;
 	return s;
 }
 
 /* What one item sends: up to two statements (old key delete + upsert). */
 typedef struct plan_s {
-	stmt_t *stmt[2];
-	int     nstmt;
-	int     first_result;   /* index of the result that decides */
+	stmt_t   *stmt[2];
+	int       nstmt;
+	int       first_result; /* index of the result that decides */
+	bool      superseded;   /* a newer event of its key is in the batch */
+	PGresult *bulk;         /* decided by a set-based statement (borrowed) */
+	int       bulk_row;
+	char     *key;          /* table and key, for finding repeats */
 } plan_t;
+
+/* Groups smaller than this go row by row: not worth a statement of their own. */
+#define BULK_MIN 8
 
 /* Fills the parameters of statement s for item it (op 'u', 'd' or 't'). */
 static void
@@ -789,17 +989,18 @@ newer(int64_t ts, const char *region, int64_t ts2, const char *region2)
  * row was there and its version's region, the tombstone if any.
  */
 static void
-classify(xr_apply_item_t *it, PGresult *r, bool may_insert)
+classify(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 {
 	const xr_event_t *ev = it->ev;
-	bool        applied = atoi(PQgetvalue(r, 0, 0)) > 0;
-	bool        had_row = atoi(PQgetvalue(r, 0, 1)) > 0;
-	const char *row_region = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3);
-	bool        had_tomb = !PQgetisnull(r, 0, 4) && !PQgetisnull(r, 0, 5);
+	bool        applied = atoi(PQgetvalue(r, row, 0)) > 0;
+	bool        had_row = atoi(PQgetvalue(r, row, 1)) > 0;
+	const char *row_region = PQgetisnull(r, row, 3) ? NULL
+	                                                : PQgetvalue(r, row, 3);
+	bool        had_tomb = !PQgetisnull(r, row, 4) && !PQgetisnull(r, row, 5);
 	bool        beats_tomb = !had_tomb ||
 	                         newer(ev->commit_ts, ev->region,
-	                               strtoll(PQgetvalue(r, 0, 4), NULL, 10),
-	                               PQgetvalue(r, 0, 5));
+	                               strtoll(PQgetvalue(r, row, 4), NULL, 10),
+	                               PQgetvalue(r, row, 5));
 	bool        other = had_row && row_region &&
 	                    strcmp(row_region, ev->region) != 0;
 
@@ -876,7 +1077,8 @@ image_json(xr_buf_t *b, const xr_event_t *ev, const xr_eval_t *img, bool keys,
 
 static int
 log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
-             const fmap_t *m, PGresult *res, char *errstr, size_t errstr_size)
+             const fmap_t *m, PGresult *res, int rrow, char *errstr,
+             size_t errstr_size)
 {
 	const xr_event_t *ev = it->ev;
 	const xr_eval_t  *img = ev->has_after ? ev->after : ev->before;
@@ -899,11 +1101,11 @@ log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	vals[2] = key.data;
 	vals[3] = xr_conflict_names[it->conflict];
 	vals[4] = xr_resolution_names[it->resolution];
-	vals[5] = res && !PQgetisnull(res, 0, 2) ? PQgetvalue(res, 0, 2) : NULL;
-	vals[6] = res && !PQgetisnull(res, 0, 3) ? PQgetvalue(res, 0, 3) : NULL;
+	vals[5] = res && !PQgetisnull(res, rrow, 2) ? PQgetvalue(res, rrow, 2) : NULL;
+	vals[6] = res && !PQgetisnull(res, rrow, 3) ? PQgetvalue(res, rrow, 3) : NULL;
 	vals[7] = rts;
 	vals[8] = ev->region;
-	vals[9] = res && !PQgetisnull(res, 0, 6) ? PQgetvalue(res, 0, 6) : NULL;
+	vals[9] = res && !PQgetisnull(res, rrow, 6) ? PQgetvalue(res, rrow, 6) : NULL;
 	vals[10] = ev->has_after ? row.data : NULL;
 	vals[11] = ev->event_id;
 	vals[12] = it->topic;
@@ -1155,6 +1357,214 @@ drain_to_sync(xr_applier_t *a)
 	}
 }
 
+
+/* Appends v as an element of a PostgreSQL array literal. */
+static void
+array_elem(xr_buf_t *b, const char *v, bool first)
+{
+	if (!first)
+		xr_buf_putc(b, ',');
+	if (!v) {
+		xr_buf_puts(b, "NULL");
+		return;
+	}
+	xr_buf_putc(b, '"');
+	for (; *v; v++) {
+		if (*v == '"' || *v == '\\')
+			xr_buf_putc(b, '\\');
+		xr_buf_putc(b, *v);
+	}
+	xr_buf_putc(b, '"');
+}
+
+typedef struct sort_ctx_s {
+	const xr_apply_item_t *items;
+	const plan_t          *plans;
+} sort_ctx_t;
+
+/* Orders by key, then by version (newest last). */
+static int
+cmp_key(const void *x, const void *y, void *arg)
+{
+	const sort_ctx_t *sc = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	int    c = strcmp(sc->plans[i].key, sc->plans[j].key);
+	const xr_event_t *a = sc->items[i].ev, *b = sc->items[j].ev;
+
+	if (c)
+		return c;
+	if (a->commit_ts != b->commit_ts)
+		return a->commit_ts < b->commit_ts ? -1 : 1;
+	c = strcmp(a->region, b->region);
+	if (c)
+		return c;
+	return i < j ? -1 : (i > j);
+}
+
+/* Orders by statement, then by position in the batch. */
+static int
+cmp_stmt(const void *x, const void *y, void *arg)
+{
+	const sort_ctx_t *sc = arg;
+	size_t      i = *(const size_t *)x, j = *(const size_t *)y;
+	const char *a = sc->plans[i].stmt[sc->plans[i].first_result]->name;
+	const char *b = sc->plans[j].stmt[sc->plans[j].first_result]->name;
+	int         c = strcmp(a, b);
+
+	return c ? c : (i < j ? -1 : (i > j));
+}
+
+/*
+ * Applies what it can of the batch with set-based statements, inside the
+ * open transaction: first drops the events a newer event of the same key in
+ * the batch overrides (last write wins: the outcome is the same), then
+ * runs one statement per table and shape for groups of BULK_MIN or more.
+ * The rest, and rows a local insert raced for, stay for the row-by-row
+ * pipeline.  Results are kept in *bulk_res (the caller clears them).
+ */
+static int
+bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
+           PGresult ***bulk_res, size_t *nbulk, char *errstr,
+           size_t errstr_size)
+{
+	size_t    *idx = xcalloc(n, sizeof(size_t));
+	size_t     i, j, k, m = 0;
+	sort_ctx_t sc = { items, plans };
+	int        rc = -1;
+
+	for (i = 0; i < n; i++) {
+		xr_event_t      *ev = items[i].ev;
+		target_t        *t = target_get(a, ev->nspname, ev->relname);
+		fmap_t          *fm = fmap_get(t, ev->schema);
+		const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before : ev->after;
+		xr_buf_t         key;
+		int              c;
+
+		/* Truncates and key changes keep the batch in order: row by row. */
+		if (ev->op == XR_OP_TRUNCATE || plans[i].nstmt != 1)
+			goto done;
+		xr_buf_init(&key);
+		xr_buf_printf(&key, "%p", (void *)t);
+		for (c = 0; c < t->ncols; c++) {
+			const char *v;
+
+			if (!t->cols[c].is_key)
+				continue;
+			v = xr_event_text(ev, &img[fm->field_of[c]]);
+			xr_buf_putc(&key, '\x1f');
+			xr_buf_puts(&key, v ? v : "\x1e");
+		}
+		plans[i].key = key.data;   /* handed over */
+		idx[m++] = i;
+	}
+	qsort_r(idx, m, sizeof(size_t), cmp_key, &sc);
+	for (i = 0; i + 1 < m; i++)
+		if (strcmp(plans[idx[i]].key, plans[idx[i + 1]].key) == 0) {
+			plans[idx[i]].superseded = true;
+			plans[idx[i]].nstmt = 0;
+		}
+	for (i = 0, k = 0; i < m; i++)
+		if (!plans[idx[i]].superseded)
+			idx[k++] = idx[i];
+	m = k;
+	qsort_r(idx, m, sizeof(size_t), cmp_stmt, &sc);
+	for (i = 0; i < m; i = j) {
+		stmt_t   *one = plans[idx[i]].stmt[0], *bulk;
+		target_t *t;
+		bool     *set;
+		xr_buf_t *arr;
+		const char **vals;
+		int       c, ncol, p;
+		PGresult *res;
+
+		for (j = i + 1; j < m && plans[idx[j]].stmt[0] == one; j++)
+			;
+		if (j - i < BULK_MIN)
+			continue;
+		t = target_get(a, items[idx[i]].ev->nspname, items[idx[i]].ev->relname);
+		set = xcalloc((size_t)t->ncols, sizeof(bool));
+		for (c = 0; c < t->ncols; c++)
+			set[c] = one->sig[c + 1] == '1';
+		bulk = stmt_get(a, t, one->sig[0] == 'u' ? 'U' : 'D', set, errstr,
+		                errstr_size);
+		free(set);
+		if (!bulk)
+			goto done;
+		ncol = bulk->ncols;
+		arr = xcalloc((size_t)ncol + 3, sizeof(xr_buf_t));
+		vals = xcalloc((size_t)ncol + 3, sizeof(char *));
+		for (p = 0; p < ncol + 3; p++) {
+			xr_buf_init(&arr[p]);
+			xr_buf_putc(&arr[p], '{');
+		}
+		for (k = i; k < j; k++) {
+			xr_event_t      *ev = items[idx[k]].ev;
+			fmap_t          *fm = fmap_get(t, ev->schema);
+			const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before
+			                                              : ev->after;
+			bool             may_insert = true;
+			int              f;
+
+			for (f = 0; f < ev->nfields && ev->has_after; f++)
+				if (ev->after[f].unchanged)
+					may_insert = false;
+			xr_buf_printf(&arr[0], "%s%" PRId64, k > i ? "," : "",
+			              ev->commit_ts);
+			array_elem(&arr[1], ev->region, k == i);
+			xr_buf_printf(&arr[2], "%s%s", k > i ? "," : "",
+			              may_insert ? "t" : "f");
+			for (p = 0; p < ncol; p++) {
+				int fi = fm->field_of[bulk->cols[p]];
+
+				array_elem(&arr[3 + p], fi >= 0 ? xr_event_text(ev, &img[fi])
+				                                : NULL, k == i);
+			}
+		}
+		for (p = 0; p < ncol + 3; p++) {
+			xr_buf_putc(&arr[p], '}');
+			vals[p] = arr[p].data;
+		}
+		res = PQexecPrepared(a->conn, bulk->name, ncol + 3, vals, NULL, NULL,
+		                     0);
+		for (p = 0; p < ncol + 3; p++)
+			xr_buf_term(&arr[p]);
+		free(arr);
+		free(vals);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		    (size_t)PQntuples(res) != j - i) {
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			snprintf(a->sqlstate, sizeof(a->sqlstate), "%s",
+			         state ? state : "");
+			snprintf(errstr, errstr_size, "applying %zu changes to %s.%s: %s",
+			         j - i, t->nspname, t->relname,
+			         PQresultErrorMessage(res));
+			PQclear(res);
+			goto done;
+		}
+		*bulk_res = realloc(*bulk_res, (*nbulk + 1) * sizeof(PGresult *));
+		if (!*bulk_res) {
+			fputs("xregion: out of memory\n", stderr);
+			abort();
+		}
+		(*bulk_res)[(*nbulk)++] = res;
+		for (k = i; k < j; k++) {
+			plan_t *pl = &plans[idx[k]];
+
+			/* A local insert took the missing row first: row by row. */
+			if (atoi(PQgetvalue(res, (int)(k - i), 7)) > 0)
+				continue;
+			pl->bulk = res;
+			pl->bulk_row = (int)(k - i);
+			pl->nstmt = 0;
+		}
+	}
+	rc = 0;
+done:
+	free(idx);
+	return rc;
+}
+
 int
 xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
                  size_t n, const xr_offset_t *offsets, size_t noffsets,
@@ -1163,6 +1573,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 {
 	plan_t    *plans = xcalloc(n, sizeof(*plans));
 	PGresult **res = xcalloc(n * 2, sizeof(*res));
+	PGresult **bulk_res = NULL;
+	size_t     nbulk = 0;
 	bool      *set = NULL;
 	size_t     i, start;
 	int        rc = -1, ndl = 0;
@@ -1221,6 +1633,9 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 	if (exec_ok(a, "BEGIN", errstr, errstr_size))
 		goto out;
 	in_txn = true;
+	if (n >= BULK_MIN &&
+	    bulk_phase(a, items, plans, n, &bulk_res, &nbulk, errstr, errstr_size))
+		goto out;
 	if (!PQenterPipelineMode(a->conn)) {
 		copy_err(a->conn, "pipeline mode", errstr, errstr_size);
 		goto out;
@@ -1298,12 +1713,21 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 	/* Outcomes, conflict log, dead letters, offsets: then COMMIT. */
 	for (i = 0; i < n; i++) {
 		xr_apply_item_t *it = &items[i];
-		PGresult        *r = res[i * 2 + (size_t)plans[i].first_result];
+		PGresult        *r = plans[i].bulk ? plans[i].bulk
+		                                   : res[i * 2 +
+		                                         (size_t)plans[i].first_result];
+		int              row = plans[i].bulk ? plans[i].bulk_row : 0;
 		target_t        *t = target_get(a, it->ev->nspname, it->ev->relname);
 		fmap_t          *m;
 		bool             may_insert = true;
 		int              f;
 
+		if (plans[i].superseded) {
+			/* A newer write of the key in this batch decides. */
+			it->resolution = XR_RES_SKIPPED;
+			a->stats.skipped++;
+			continue;
+		}
 		if (it->ev->op == XR_OP_TRUNCATE) {
 			it->resolution = XR_RES_APPLIED;
 			a->stats.applied++;
@@ -1313,7 +1737,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		for (f = 0; f < it->ev->nfields && it->ev->has_after; f++)
 			if (it->ev->after[f].unchanged)
 				may_insert = false;
-		classify(it, r, may_insert);
+		classify(it, r, row, may_insert);
 		if (it->resolution == XR_RES_DEAD_LETTER)
 			ndl++;
 		else if (it->resolution == XR_RES_APPLIED)
@@ -1322,7 +1746,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 			a->stats.skipped++;
 		if (it->conflict != XR_CONFLICT_NONE) {
 			a->stats.conflicts[it->conflict][it->resolution]++;
-			if (log_conflict(a, it, t, m, r, errstr, errstr_size))
+			if (log_conflict(a, it, t, m, r, row, errstr, errstr_size))
 				goto out;
 		}
 	}
@@ -1356,6 +1780,11 @@ out:
 	}
 	for (i = 0; i < n * 2; i++)
 		PQclear(res[i]);
+	for (i = 0; i < nbulk; i++)
+		PQclear(bulk_res[i]);
+	free(bulk_res);
+	for (i = 0; i < n; i++)
+		free(plans[i].key);
 	free(res);
 	free(plans);
 	free(set);

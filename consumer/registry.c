@@ -97,30 +97,28 @@ find(const xr_registry_t *r, uint64_t fp, const char *id)
 	return NULL;
 }
 
-static void
-add(xr_registry_t *r, const rd_kafka_message_t *m)
+/*
+ * Keeps s under key id[0..idlen) unless a schema with that key is known
+ * already (then the first one stays, as compaction keeps one per key).
+ * Takes ownership of s in every case.  Returns 0, or -1 when out of memory
+ * (s is then dropped).
+ */
+static int
+put(xr_registry_t *r, const char *id_bytes, size_t idlen, xr_schema_t *s)
 {
-	xr_schema_t *s;
-	char         err[512], *id;
-	size_t       i;
+	char  *id;
+	size_t i;
 
-	if (!m->payload || m->len == 0)
-		return;   /* a compaction tombstone */
-	if (xr_schema_from_json(m->payload, m->len, &s, err, sizeof(err))) {
-		xr_warn("schemas topic %s offset %" PRId64 ": not a schema (%s); "
-		        "skipped", r->conf->schemas_topic, m->offset, err);
-		return;
-	}
-	id = strndup(m->key ? (const char *)m->key : "", m->key ? m->key_len : 0);
+	id = strndup(id_bytes ? id_bytes : "", id_bytes ? idlen : 0);
 	if (!id) {
 		xr_schema_destroy(s);
-		return;
+		return -1;
 	}
 	for (i = 0; i < r->n; i++) {
 		if (strcmp(r->ids[i], id) == 0) {
 			xr_schema_destroy(s);
 			free(id);
-			return;
+			return 0;
 		}
 	}
 	if (r->n == r->cap) {
@@ -131,20 +129,54 @@ add(xr_registry_t *r, const rd_kafka_message_t *m)
 		if (!ns) {
 			xr_schema_destroy(s);
 			free(id);
-			return;
+			return -1;
 		}
 		r->schemas = ns;
 		ni = realloc(r->ids, ncap * sizeof(*ni));
 		if (!ni) {
 			xr_schema_destroy(s);
 			free(id);
-			return;
+			return -1;
 		}
 		r->ids = ni;
 		r->cap = ncap;
 	}
 	r->ids[r->n] = id;
 	r->schemas[r->n++] = s;
+	return 0;
+}
+
+static void
+add(xr_registry_t *r, const rd_kafka_message_t *m)
+{
+	xr_schema_t *s;
+	char         err[512];
+
+	if (!m->payload || m->len == 0)
+		return;   /* a compaction tombstone */
+	if (xr_schema_from_json(m->payload, m->len, &s, err, sizeof(err))) {
+		xr_warn("schemas topic %s offset %" PRId64 ": not a schema (%s); "
+		        "skipped", r->conf->schemas_topic, m->offset, err);
+		return;
+	}
+	(void)put(r, m->key, m->key ? m->key_len : 0, s);   /* OOM: skipped */
+}
+
+int
+xr_registry_add_json(xr_registry_t *r, const char *id, const char *json,
+                     size_t len, char *errstr, size_t errstr_size)
+{
+	xr_schema_t *s;
+
+	if (!json || len == 0)
+		return 0;   /* a compaction tombstone */
+	if (xr_schema_from_json(json, len, &s, errstr, errstr_size))
+		return -1;
+	if (put(r, id, id ? strlen(id) : 0, s)) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /* Reads the schemas topic from where it was left to its current end. */

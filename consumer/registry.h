@@ -34,6 +34,18 @@ const xr_schema_t *xr_registry_get(xr_registry_t *r, uint64_t fingerprint,
                                    const char *id, bool *transient,
                                    char *errstr, size_t errstr_size);
 
+/*
+ * Adds the schema json[0..len) as if it had been read from the schemas
+ * topic under key id (NULL: a message without a key), for callers that
+ * get schemas some other way (tests, tools).  As on the topic, an empty
+ * json is a tombstone and is ignored, and a key already known keeps its
+ * first schema.  json and id are borrowed (copied).  Returns 0, or -1 with
+ * errstr set when json is not a schema or memory runs out.
+ */
+int xr_registry_add_json(xr_registry_t *r, const char *id, const char *json,
+                         size_t len, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
 /* Schemas known. */
 size_t xr_registry_size(const xr_registry_t *r);
 
