@@ -777,15 +777,45 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	return parse_kafka_props(c, conf, map_get(c, map, "properties"));
 }
 
+/* An integer setting of a section: key, full path, range, default, field. */
+typedef struct int_key_s {
+	const char *key;
+	const char *path;
+	long        min, max, def;
+	size_t      offset;
+} int_key_t;
+
+/*
+ * Checks section n (a mapping or absent) against keys and reads its
+ * integer settings; *mapp is the section, NULL when absent.
+ */
+static WUR int
+parse_int_section(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n,
+                  const char *name, const char *const *keys,
+                  const int_key_t *ints, size_t nints, yaml_node_t **mapp)
+{
+	yaml_node_t *v;
+	size_t       i;
+
+	if (as_map(c, n, name, mapp) != 0)
+		return -1;
+	if (*mapp && map_check(c, *mapp, name, keys) != 0)
+		return -1;
+	for (i = 0; i < nints; i++) {
+		int *field = (int *)((char *)conf + ints[i].offset);
+
+		*field = (int)ints[i].def;
+		if ((v = map_get(c, *mapp, ints[i].key)) &&
+		    get_int(c, v, ints[i].path, ints[i].min, ints[i].max, field) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static WUR int
 parse_producer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 {
-	static const struct {
-		const char *key;
-		const char *path;
-		long        min, max, def;
-		size_t      offset;
-	} ints[] = {
+	static const int_key_t ints[] = {
 		{ "status_interval_ms", "producer.status_interval_ms",
 		  100, 600000, 10000, offsetof(xr_config_t, status_interval_ms) },
 		{ "max_inflight_mb", "producer.max_inflight_mb",
@@ -795,33 +825,16 @@ parse_producer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		{ "reconnect_backoff_max_ms", "producer.reconnect_backoff_max_ms",
 		  100, 600000, 30000, offsetof(xr_config_t, reconnect_backoff_max_ms) },
 	};
-	yaml_node_t *map, *v;
-	size_t i;
+	yaml_node_t *map;
 
-	if (as_map(c, n, "producer", &map) != 0)
-		return -1;
-	if (map && map_check(c, map, "producer", producer_keys) != 0)
-		return -1;
-	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-		int *field = (int *)((char *)conf + ints[i].offset);
-
-		*field = (int)ints[i].def;
-		if ((v = map_get(c, map, ints[i].key)) &&
-		    get_int(c, v, ints[i].path, ints[i].min, ints[i].max, field) != 0)
-			return -1;
-	}
-	return 0;
+	return parse_int_section(c, conf, n, "producer", producer_keys, ints,
+	                         sizeof(ints) / sizeof(ints[0]), &map);
 }
 
 static WUR int
 parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 {
-	static const struct {
-		const char *key;
-		const char *path;
-		long        min, max, def;
-		size_t      offset;
-	} ints[] = {
+	static const int_key_t ints[] = {
 		{ "batch_size", "consumer.batch_size",
 		  1, 100000, 2000, offsetof(xr_config_t, batch_size) },
 		{ "batch_linger_ms", "consumer.batch_linger_ms",
@@ -832,20 +845,10 @@ parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		  100, 600000, 5000, offsetof(xr_config_t, drift_recheck_ms) },
 	};
 	yaml_node_t *map, *v;
-	size_t i;
 
-	if (as_map(c, n, "consumer", &map) != 0)
+	if (parse_int_section(c, conf, n, "consumer", consumer_keys, ints,
+	                      sizeof(ints) / sizeof(ints[0]), &map) != 0)
 		return -1;
-	if (map && map_check(c, map, "consumer", consumer_keys) != 0)
-		return -1;
-	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-		int *field = (int *)((char *)conf + ints[i].offset);
-
-		*field = (int)ints[i].def;
-		if ((v = map_get(c, map, ints[i].key)) &&
-		    get_int(c, v, ints[i].path, ints[i].min, ints[i].max, field) != 0)
-			return -1;
-	}
 	if ((v = map_get(c, map, "group_id"))) {
 		if (get_string(c, v, "consumer.group_id", &conf->group_id) != 0)
 			return -1;
