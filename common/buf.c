@@ -1,17 +1,12 @@
 /* buf.c: a growable byte buffer (see buf.h). */
 #include "common/buf.h"
+#include "common/mem.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void
-oom(void)
-{
-	fputs("xregion: out of memory\n", stderr);
-	abort();
-}
 
 void
 xr_buf_init(xr_buf_t *b)
@@ -20,7 +15,7 @@ xr_buf_init(xr_buf_t *b)
 	b->len = 0;
 	b->data = malloc(b->cap);
 	if (!b->data)
-		oom();
+		xr_oom();
 	b->data[0] = '\0';
 }
 
@@ -47,7 +42,7 @@ xr_buf_reserve(xr_buf_t *b, size_t extra)
 	size_t need;
 
 	if (extra > SIZE_MAX - b->len - 1)
-		oom();
+		xr_oom();
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return;
@@ -55,7 +50,7 @@ xr_buf_reserve(xr_buf_t *b, size_t extra)
 		b->cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
 	b->data = realloc(b->data, b->cap);
 	if (!b->data)
-		oom();
+		xr_oom();
 }
 
 void
@@ -90,14 +85,14 @@ xr_buf_printf(xr_buf_t *b, const char *fmt, ...)
 	n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		oom();
+		xr_oom();
 	if ((size_t)n >= b->cap - b->len) {
 		xr_buf_reserve(b, (size_t)n);
 		va_start(ap, fmt);
 		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 		va_end(ap);
 		if (n < 0 || (size_t)n >= b->cap - b->len)
-			oom();
+			xr_oom();
 	}
 	b->len += (size_t)n;
 }

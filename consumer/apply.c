@@ -10,6 +10,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "consumer/meta.h"
 
 /* Statements per pipeline sync: keeps both sides' buffers from filling. */
@@ -74,30 +75,6 @@ struct xr_applier_s {
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
 };
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-
-	if (!p) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *d = strdup(s);
-
-	if (!d) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
-	return d;
-}
 
 static void
 copy_err(PGconn *conn, const char *what, char *errstr, size_t errstr_size)
@@ -256,9 +233,9 @@ target_get(xr_applier_t *a, const char *nsp, const char *rel)
 		if (strcmp(a->targets[i]->nspname, nsp) == 0 &&
 		    strcmp(a->targets[i]->relname, rel) == 0)
 			return a->targets[i];
-	t = xcalloc(1, sizeof(*t));
-	t->nspname = xstrdup(nsp);
-	t->relname = xstrdup(rel);
+	t = xr_calloc(1, sizeof(*t));
+	t->nspname = xr_strdup(nsp);
+	t->relname = xr_strdup(rel);
 	q1 = PQescapeIdentifier(a->conn, nsp, strlen(nsp));
 	q2 = PQescapeIdentifier(a->conn, rel, strlen(rel));
 	snprintf(vtname, sizeof(vtname), "%s.%s", nsp, rel);
@@ -274,18 +251,14 @@ target_get(xr_applier_t *a, const char *nsp, const char *rel)
 	}
 	xr_buf_reset(&a->scratch);
 	xr_buf_printf(&a->scratch, "%s.%s", q1, q2);
-	t->qual = xstrdup(a->scratch.data);
+	t->qual = xr_strdup(a->scratch.data);
 	xr_buf_reset(&a->scratch);
 	xr_buf_printf(&a->scratch, "xregion.%s", q3);
-	t->vt = xstrdup(a->scratch.data);
+	t->vt = xr_strdup(a->scratch.data);
 	PQfreemem(q1);
 	PQfreemem(q2);
 	PQfreemem(q3);
-	a->targets = realloc(a->targets, (a->ntargets + 1) * sizeof(*a->targets));
-	if (!a->targets) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
+	a->targets = xr_reallocarray(a->targets, a->ntargets + 1, sizeof(*a->targets));
 	a->targets[a->ntargets++] = t;
 	return t;
 }
@@ -318,7 +291,7 @@ target_load(xr_applier_t *a, target_t *t, char *errstr, size_t errstr_size)
 	}
 	t->ncols = PQntuples(res);
 	t->exists = t->ncols > 0;
-	t->cols = xcalloc((size_t)t->ncols, sizeof(*t->cols));
+	t->cols = xr_calloc((size_t)t->ncols, sizeof(*t->cols));
 	for (i = 0; i < t->ncols; i++) {
 		const char *name = PQgetvalue(res, i, 0);
 		char       *q = PQescapeIdentifier(a->conn, name, strlen(name));
@@ -328,10 +301,10 @@ target_load(xr_applier_t *a, target_t *t, char *errstr, size_t errstr_size)
 			PQclear(res);
 			return -1;
 		}
-		t->cols[i].name = xstrdup(name);
-		t->cols[i].qname = xstrdup(q);
+		t->cols[i].name = xr_strdup(name);
+		t->cols[i].qname = xr_strdup(q);
 		PQfreemem(q);
-		t->cols[i].type = xstrdup(PQgetvalue(res, i, 1));
+		t->cols[i].type = xr_strdup(PQgetvalue(res, i, 1));
 		t->cols[i].is_key = PQgetvalue(res, i, 2)[0] == 't';
 		if (t->cols[i].is_key)
 			t->nkeys++;
@@ -351,15 +324,11 @@ fmap_get(target_t *t, const xr_schema_t *s)
 	for (i = 0; i < t->nmaps; i++)
 		if (t->maps[i].schema == s)
 			return &t->maps[i];
-	t->maps = realloc(t->maps, (t->nmaps + 1) * sizeof(*t->maps));
-	if (!t->maps) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
+	t->maps = xr_reallocarray(t->maps, t->nmaps + 1, sizeof(*t->maps));
 	m = &t->maps[t->nmaps++];
 	m->schema = s;
-	m->col = xcalloc((size_t)s->n_row_fields, sizeof(int));
-	m->field_of = xcalloc((size_t)t->ncols, sizeof(int));
+	m->col = xr_calloc((size_t)s->n_row_fields, sizeof(int));
+	m->field_of = xr_calloc((size_t)t->ncols, sizeof(int));
 	for (c = 0; c < t->ncols; c++)
 		m->field_of[c] = -1;
 	for (f = 0; f < s->n_row_fields; f++) {
@@ -854,8 +823,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
          char *errstr, size_t errstr_size)
 {
 	stmt_t   *s;
-	char     *sig = xcalloc((size_t)t->ncols + 2, 1);
-	int      *pnum = xcalloc((size_t)t->ncols, sizeof(int));
+	char     *sig = xr_calloc((size_t)t->ncols + 2, 1);
+	int      *pnum = xr_calloc((size_t)t->ncols, sizeof(int));
 	int       c, np = 3;
 	size_t    i;
 	PGresult *res;
@@ -870,15 +839,11 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 			return t->stmts[i];
 		}
 	}
-	t->stmts = realloc(t->stmts, (t->nstmts + 1) * sizeof(*t->stmts));
-	if (!t->stmts) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
-	s = xcalloc(1, sizeof(*s));
+	t->stmts = xr_reallocarray(t->stmts, t->nstmts + 1, sizeof(*t->stmts));
+	s = xr_calloc(1, sizeof(*s));
 	s->sig = sig;
 	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
-	s->cols = xcalloc((size_t)t->ncols, sizeof(int));
+	s->cols = xr_calloc((size_t)t->ncols, sizeof(int));
 	if (op == 'd')
 		np = 2;
 	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
@@ -1427,7 +1392,7 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
            PGresult ***bulk_res, size_t *nbulk, char *errstr,
            size_t errstr_size)
 {
-	size_t    *idx = xcalloc(n, sizeof(size_t));
+	size_t    *idx = xr_calloc(n, sizeof(size_t));
 	size_t     i, j, k, m = 0;
 	sort_ctx_t sc = { items, plans };
 	int        rc = -1;
@@ -1482,7 +1447,7 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		if (j - i < BULK_MIN)
 			continue;
 		t = target_get(a, items[idx[i]].ev->nspname, items[idx[i]].ev->relname);
-		set = xcalloc((size_t)t->ncols, sizeof(bool));
+		set = xr_calloc((size_t)t->ncols, sizeof(bool));
 		for (c = 0; c < t->ncols; c++)
 			set[c] = one->sig[c + 1] == '1';
 		bulk = stmt_get(a, t, one->sig[0] == 'u' ? 'U' : 'D', set, errstr,
@@ -1491,8 +1456,8 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		if (!bulk)
 			goto done;
 		ncol = bulk->ncols;
-		arr = xcalloc((size_t)ncol + 3, sizeof(xr_buf_t));
-		vals = xcalloc((size_t)ncol + 3, sizeof(char *));
+		arr = xr_calloc((size_t)ncol + 3, sizeof(xr_buf_t));
+		vals = xr_calloc((size_t)ncol + 3, sizeof(char *));
 		for (p = 0; p < ncol + 3; p++) {
 			xr_buf_init(&arr[p]);
 			xr_buf_putc(&arr[p], '{');
@@ -1542,11 +1507,7 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 			PQclear(res);
 			goto done;
 		}
-		*bulk_res = realloc(*bulk_res, (*nbulk + 1) * sizeof(PGresult *));
-		if (!*bulk_res) {
-			fputs("xregion: out of memory\n", stderr);
-			abort();
-		}
+		*bulk_res = xr_reallocarray(*bulk_res, *nbulk + 1, sizeof(PGresult *));
 		(*bulk_res)[(*nbulk)++] = res;
 		for (k = i; k < j; k++) {
 			plan_t *pl = &plans[idx[k]];
@@ -1571,8 +1532,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
                  xr_dead_letter_cb_t *dead_letter, void *ctx, char *errstr,
                  size_t errstr_size)
 {
-	plan_t    *plans = xcalloc(n, sizeof(*plans));
-	PGresult **res = xcalloc(n * 2, sizeof(*res));
+	plan_t    *plans = xr_calloc(n, sizeof(*plans));
+	PGresult **res = xr_calloc(n * 2, sizeof(*res));
 	PGresult **bulk_res = NULL;
 	size_t     nbulk = 0;
 	bool      *set = NULL;
@@ -1600,7 +1561,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		if (!t || (!t->cols && target_load(a, t, errstr, errstr_size)))
 			goto out;
 		free(set);
-		set = xcalloc((size_t)t->ncols, sizeof(bool));
+		set = xr_calloc((size_t)t->ncols, sizeof(bool));
 		if (ev->op == XR_OP_TRUNCATE) {
 			if (!(plans[i].stmt[0] = stmt_get(a, t, 't', set, errstr,
 			                                  errstr_size)))

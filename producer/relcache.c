@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/mem.h"
 
 typedef struct typename_s {
 	uint32_t typid;
@@ -68,32 +69,12 @@ xr_relcache_destroy(xr_relcache_t *rc)
 	free(rc);
 }
 
-static void *
-xmalloc(size_t n)
-{
-	void *p = calloc(1, n ? n : 1);
-
-	if (!p) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-
-	return memcpy(xmalloc(n), s, n);
-}
-
 void
 xr_relcache_type(xr_relcache_t *rc, uint32_t typid, const char *nspname,
                  const char *typname)
 {
 	size_t i, n = strlen(nspname) + strlen(typname) + 2;
-	char  *name = xmalloc(n);
+	char  *name = xr_calloc(1, n);
 
 	snprintf(name, n, "%s.%s", nspname, typname);
 	for (i = 0; i < rc->ntypes; i++) {
@@ -103,11 +84,7 @@ xr_relcache_type(xr_relcache_t *rc, uint32_t typid, const char *nspname,
 			return;
 		}
 	}
-	rc->types = realloc(rc->types, (rc->ntypes + 1) * sizeof(*rc->types));
-	if (!rc->types) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
+	rc->types = xr_reallocarray(rc->types, rc->ntypes + 1, sizeof(*rc->types));
 	rc->types[rc->ntypes].typid = typid;
 	rc->types[rc->ntypes++].name = name;
 }
@@ -141,7 +118,7 @@ in_list(const char *const *list, const char *name)
 static int
 build_schemas(xr_rel_t *r, char *errstr, size_t errstr_size)
 {
-	xr_schema_col_t *vcols = xmalloc((size_t)r->ncols * sizeof(*vcols));
+	xr_schema_col_t *vcols = xr_calloc(1, (size_t)r->ncols * sizeof(*vcols));
 	int              i, nv = 0, rc = -1;
 
 	for (i = 0; i < r->ncols; i++) {
@@ -193,20 +170,20 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
                    size_t errstr_size)
 {
 	const xr_config_t *conf = rc->conf;
-	xr_rel_t *r = xmalloc(sizeof(*r));
+	xr_rel_t *r = xr_calloc(1, sizeof(*r));
 	size_t    i, n;
 	int       c, nfield = 0;
 
 	r->relid = m->u.relation.relid;
-	r->nspname = xstrdup(m->u.relation.nspname);
-	r->relname = xstrdup(m->u.relation.relname);
+	r->nspname = xr_strdup(m->u.relation.nspname);
+	r->relname = xr_strdup(m->u.relation.relname);
 	r->ncols = m->u.relation.ncols;
-	r->cols = xmalloc((size_t)r->ncols * sizeof(*r->cols));
+	r->cols = xr_calloc(1, (size_t)r->ncols * sizeof(*r->cols));
 	r->tconf = xr_config_table(conf, r->nspname, r->relname);
 	r->published = xr_config_publishes(conf, r->nspname, r->relname);
 	n = strlen(conf->topic_prefix) + strlen(conf->region) +
 	    strlen(r->nspname) + strlen(r->relname) + 4;
-	r->topic = xmalloc(n);
+	r->topic = xr_calloc(1, n);
 	snprintf(r->topic, n, "%s.%s.%s.%s", conf->topic_prefix, conf->region,
 	         r->nspname, r->relname);
 
@@ -214,7 +191,7 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
 		const xr_pgo_relcol_t *src = &m->u.relation.cols[c];
 		xr_relcol_t           *col = &r->cols[c];
 
-		col->name = xstrdup(src->name);
+		col->name = xr_strdup(src->name);
 		col->typid = src->typid;
 		col->typmod = src->typmod;
 		col->is_key = key_cols ? in_list(key_cols, src->name) : src->is_key;
@@ -265,11 +242,7 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
 			return 0;
 		}
 	}
-	rc->rels = realloc(rc->rels, (rc->nrels + 1) * sizeof(*rc->rels));
-	if (!rc->rels) {
-		fputs("xregion: out of memory\n", stderr);
-		abort();
-	}
+	rc->rels = xr_reallocarray(rc->rels, rc->nrels + 1, sizeof(*rc->rels));
 	rc->rels[rc->nrels++] = r;
 	*out = r;
 	return 0;

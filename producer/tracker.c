@@ -1,6 +1,8 @@
 /* tracker.c: safe flush LSN bookkeeping (see tracker.h). */
 #include "producer/tracker.h"
 
+#include "common/mem.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,12 +86,8 @@ xr_tracker_begin(xr_tracker_t *t)
 
 	if (t->count == t->cap) {
 		size_t  ncap = t->cap * 2, i;
-		txn_t  *nring = malloc(ncap * sizeof(*nring));
+		txn_t  *nring = xr_reallocarray(NULL, ncap, sizeof(*nring));
 
-		if (!nring) {
-			fputs("xregion: out of memory\n", stderr);
-			abort();
-		}
 		for (i = 0; i < t->count; i++)
 			nring[i] = t->ring[(t->head + i) % t->cap];
 		free(t->ring);
