@@ -121,8 +121,10 @@ def test_pii_table_is_never_applied(deploy):
         assert d[r].sql("SELECT count(*) FROM users") == [(0,)]
 
 
-def test_concurrent_conflicting_writes_converge(deploy):
-    d = deploy()
+@pytest.mark.parametrize("regions", [("us", "eu"), ("us", "eu", "apac")],
+                         ids=["two-regions", "three-regions"])
+def test_concurrent_conflicting_writes_converge(deploy, regions):
+    d = deploy(regions=regions)
     keys = 40
     d["us"].sql("INSERT INTO orders SELECT g, 'us', 0, 'seed' "
                 "FROM generate_series(1, %s::int) g", (keys,))
@@ -147,14 +149,14 @@ def test_concurrent_conflicting_writes_converge(deploy):
             n += 1
 
     threads = [threading.Thread(target=writer, args=(r, i))
-               for i, r in enumerate(("us", "eu", "apac"))]
+               for i, r in enumerate(regions)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     total = d.converge("orders", timeout=120)
     conflicts = sum(d[r].sql("SELECT count(*) FROM xregion.conflicts")[0][0]
-                    for r in ("us", "eu", "apac"))
+                    for r in regions)
     print(f"converged at {total}, {conflicts} conflicts logged")
     assert conflicts > 0, "a small key space under load must conflict"
 
