@@ -1158,6 +1158,151 @@ xr_avro_so_header(const void *msg, size_t len, uint64_t *fingerprint,
 	return 0;
 }
 
+
+/*
+ * Walks an Avro binary datum against its schema without allocating,
+ * checking what avro-c 1.11 does not before it allocates: that every
+ * string, bytes and fixed length and every array or map block fits in the
+ * bytes that remain (avro-c allocates a claimed length first: six bytes can
+ * claim a gigabyte), that varints end, and that union and enum indexes are
+ * in range.  Items of an array or map must take at least one byte each,
+ * which every xregion schema satisfies.  Returns 0, or -1 with errstr.
+ */
+typedef struct vcur_s {
+	const unsigned char *p;
+	size_t               left;
+} vcur_t;
+
+static int
+v_long(vcur_t *c, int64_t *out)
+{
+	uint64_t v = 0;
+	int      shift = 0;
+
+	for (;;) {
+		unsigned char b;
+
+		if (c->left == 0 || shift > 63)
+			return -1;
+		b = *c->p++;
+		c->left--;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			break;
+		shift += 7;
+	}
+	*out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+	return 0;
+}
+
+static int
+v_skip(vcur_t *c, size_t n)
+{
+	if (n > c->left)
+		return -1;
+	c->p += n;
+	c->left -= n;
+	return 0;
+}
+
+static int
+v_walk(avro_schema_t s, vcur_t *c, int depth)
+{
+	int64_t n;
+	size_t  i;
+
+	if (depth > 64)
+		return -1;
+	switch (avro_typeof(s)) {
+	case AVRO_NULL:
+		return 0;
+	case AVRO_BOOLEAN:
+		return v_skip(c, 1);
+	case AVRO_INT32:
+	case AVRO_INT64:
+		return v_long(c, &n);
+	case AVRO_FLOAT:
+		return v_skip(c, 4);
+	case AVRO_DOUBLE:
+		return v_skip(c, 8);
+	case AVRO_STRING:
+	case AVRO_BYTES:
+		if (v_long(c, &n) || n < 0)
+			return -1;
+		return v_skip(c, (size_t)n);
+	case AVRO_FIXED:
+		return v_skip(c, (size_t)avro_schema_fixed_size(s));
+	case AVRO_ENUM:
+		if (v_long(c, &n) || n < 0 ||
+		    n >= avro_schema_enum_number_of_symbols(s))
+			return -1;
+		return 0;
+	case AVRO_UNION:
+		if (v_long(c, &n) || n < 0 || (size_t)n >= avro_schema_union_size(s))
+			return -1;
+		return v_walk(avro_schema_union_branch(s, (int)n), c, depth + 1);
+	case AVRO_RECORD:
+		for (i = 0; i < avro_schema_record_size(s); i++)
+			if (v_walk(avro_schema_record_field_get_by_index(s, (int)i), c,
+			           depth + 1))
+				return -1;
+		return 0;
+	case AVRO_ARRAY:
+	case AVRO_MAP:
+		for (;;) {
+			int64_t k;
+
+			if (v_long(c, &n))
+				return -1;
+			if (n == 0)
+				return 0;
+			if (n < 0) {
+				int64_t bytes;
+
+				if (n == INT64_MIN || v_long(c, &bytes) || bytes < 0)
+					return -1;
+				n = -n;
+			}
+			if ((uint64_t)n > c->left)
+				return -1;
+			for (k = 0; k < n; k++) {
+				if (avro_typeof(s) == AVRO_MAP) {
+					int64_t kl;
+
+					if (v_long(c, &kl) || kl < 0 || v_skip(c, (size_t)kl))
+						return -1;
+					if (v_walk(avro_schema_map_values(s), c, depth + 1))
+						return -1;
+				} else if (v_walk(avro_schema_array_items(s), c, depth + 1)) {
+					return -1;
+				}
+			}
+		}
+	case AVRO_LINK:
+		return v_walk(avro_schema_link_target(s), c, depth + 1);
+	}
+	return -1;
+}
+
+int
+xr_avro_validate(const xr_schema_t *s, const void *body, size_t len,
+                 char *errstr, size_t errstr_size)
+{
+	vcur_t c = { body, len };
+
+	if (v_walk(s->schema, &c, 0) != 0) {
+		set_err(errstr, errstr_size,
+		        "cannot decode Avro datum: a length, count or index does not "
+		        "fit the %zu bytes of the message", len);
+		return -1;
+	}
+	if (c.left != 0) {
+		set_err(errstr, errstr_size, "Avro datum leaves bytes over");
+		return -1;
+	}
+	return 0;
+}
+
 int
 xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
                avro_value_t *out, char *errstr, size_t errstr_size)
@@ -1169,6 +1314,8 @@ xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
 		set_err(errstr, errstr_size, "Avro datum too large");
 		return -1;
 	}
+	if (xr_avro_validate(s, body, len, errstr, errstr_size))
+		return -1;
 	r = avro_reader_memory(body, (int64_t)len);
 	if (!r) {
 		set_err(errstr, errstr_size, "cannot make Avro reader: %s",

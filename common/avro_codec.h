@@ -147,6 +147,16 @@ int xr_avro_so_header(const void *msg, size_t len, uint64_t *fingerprint,
 	__attribute__((warn_unused_result));
 
 /*
+ * Checks, without allocating, that a datum of len bytes fits schema s:
+ * every length, count and index within the bytes there are, nothing over.
+ * xr_avro_decode() calls it first, so that corrupt bytes are refused before
+ * avro-c allocates what they claim.  Returns 0, or -1 with errstr set.
+ */
+int xr_avro_validate(const xr_schema_t *s, const void *body, size_t len,
+                     char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
  * Decodes a datum written with schema s into a new value of s's generic
  * class (release with avro_value_decref).  Returns 0, or -1 with errstr set
  * when the bytes do not decode or leave bytes over.

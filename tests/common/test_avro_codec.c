@@ -1442,6 +1442,84 @@ test_key_reads_back_as_text(void **state)
 	table_term(&t);
 }
 
+
+/* A record of a string and an array of strings, for the length checks. */
+static xr_schema_t *
+lengths_schema(void)
+{
+	static const char json[] =
+		"{\"type\":\"record\",\"name\":\"L\",\"fields\":["
+		"{\"name\":\"s\",\"type\":\"string\"},"
+		"{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"string\"}}]}";
+	xr_schema_t *s = NULL;
+	char         err[256];
+
+	assert_int_equal(xr_schema_from_json(json, sizeof(json) - 1, &s, err,
+	                                     sizeof(err)), 0);
+	return s;
+}
+
+static void
+test_validate_accepts_a_well_formed_datum(void **state)
+{
+	/* s = "hi", a = ["x"] */
+	static const unsigned char ok[] = { 0x04, 'h', 'i', 0x02, 0x02, 'x', 0x00 };
+	xr_schema_t *s = lengths_schema();
+	char         err[256];
+
+	(void)state;
+	assert_int_equal(xr_avro_validate(s, ok, sizeof(ok), err, sizeof(err)), 0);
+	xr_schema_destroy(s);
+}
+
+/*
+ * Six bytes claiming a 1 GiB string: refused before avro-c allocates
+ * what they claim (its 1.11 reader allocates first and checks after).
+ */
+static void
+test_decode_refuses_a_length_beyond_the_message(void **state)
+{
+	static const unsigned char bad[] = { 0x80, 0x80, 0x80, 0x80, 0x08, 'x' };
+	xr_schema_t *s = lengths_schema();
+	avro_value_t v;
+	char         err[256];
+
+	(void)state;
+	assert_int_equal(xr_avro_decode(s, bad, sizeof(bad), &v, err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "does not fit"));
+	xr_schema_destroy(s);
+}
+
+static void
+test_validate_refuses_an_array_count_beyond_the_message(void **state)
+{
+	/* s = "", then a block of 2^40 items in 2 bytes */
+	static const unsigned char bad[] = { 0x00, 0x80, 0x80, 0x80, 0x80, 0x80,
+	                                     0x40, 'x', 'y' };
+	xr_schema_t *s = lengths_schema();
+	char         err[256];
+
+	(void)state;
+	assert_int_equal(xr_avro_validate(s, bad, sizeof(bad), err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "does not fit"));
+	xr_schema_destroy(s);
+}
+
+static void
+test_validate_refuses_an_unterminated_varint(void **state)
+{
+	static const unsigned char bad[] = { 0xff, 0xff, 0xff };
+	xr_schema_t *s = lengths_schema();
+	char         err[256];
+
+	(void)state;
+	assert_int_equal(xr_avro_validate(s, bad, sizeof(bad), err, sizeof(err)),
+	                 -1);
+	xr_schema_destroy(s);
+}
+
 int
 main(void)
 {
@@ -1483,6 +1561,10 @@ main(void)
 		cmocka_unit_test(test_envelope_without_row_is_error),
 		cmocka_unit_test(test_golden_message_reads_back_as_text),
 		cmocka_unit_test(test_key_reads_back_as_text),
+		cmocka_unit_test(test_validate_accepts_a_well_formed_datum),
+		cmocka_unit_test(test_decode_refuses_a_length_beyond_the_message),
+		cmocka_unit_test(test_validate_refuses_an_array_count_beyond_the_message),
+		cmocka_unit_test(test_validate_refuses_an_unterminated_varint),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
