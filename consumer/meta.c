@@ -422,8 +422,12 @@ connect_plain(const xr_config_t *conf)
 	return conn;
 }
 
-int
-xr_meta_setup(const xr_config_t *conf)
+typedef int (meta_op_t)(PGconn *conn, const xr_config_t *conf, char *errstr,
+                        size_t errstr_size);
+
+/* Connects, runs op, logs its outcome.  Returns 0 or 1. */
+static int
+run_logged(const xr_config_t *conf, meta_op_t *op, const char *done)
 {
 	PGconn *conn = connect_plain(conf);
 	char    err[1024];
@@ -431,31 +435,27 @@ xr_meta_setup(const xr_config_t *conf)
 
 	if (!conn)
 		return 1;
-	rc = xr_meta_install(conn, conf, err, sizeof(err));
+	rc = op(conn, conf, err, sizeof(err));
 	if (rc)
 		xr_error("consumer objects: %s", err);
 	else
-		xr_info("consumer objects in schema xregion: installed (versions, "
-		        "tombstone triggers, offsets, conflicts, origins)");
+		xr_info("consumer objects: %s", done);
 	PQfinish(conn);
 	return rc ? 1 : 0;
 }
 
 int
+xr_meta_setup(const xr_config_t *conf)
+{
+	return run_logged(conf, xr_meta_install,
+	                  "installed in schema xregion (versions, tombstone "
+	                  "triggers, offsets, conflicts, origins)");
+}
+
+int
 xr_meta_teardown(const xr_config_t *conf)
 {
-	PGconn *conn = connect_plain(conf);
-	char    err[1024];
-	int     rc;
-
-	if (!conn)
-		return 1;
-	rc = xr_meta_remove(conn, conf, err, sizeof(err));
-	if (rc)
-		xr_error("consumer objects: %s", err);
-	else
-		xr_info("consumer objects: schema xregion, its triggers and the "
-		        "replication origins dropped");
-	PQfinish(conn);
-	return rc ? 1 : 0;
+	return run_logged(conf, xr_meta_remove,
+	                  "schema xregion, its triggers and the replication "
+	                  "origins dropped");
 }
