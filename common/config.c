@@ -69,7 +69,7 @@ static const char *const consumer_keys[] = {
 	"drift_recheck_ms", NULL
 };
 static const char *const table_keys[] = {
-	"name", "pii", "exclude_columns", "conflict", NULL
+	"name", "pii", "exclude_columns", "conflict", "tiebreak", NULL
 };
 
 /* ---- memory: allocation failure aborts, as in buf.c ---- */
@@ -937,6 +937,32 @@ parse_table(cfg_ctx_t *c, yaml_node_t *n, const char *path, xr_table_conf_t *t)
 			return -1;
 		}
 	}
+	if ((v = map_get(c, n, "tiebreak"))) {
+		const char *s;
+
+		path_key(kpath, path, "tiebreak");
+		if (get_scalar(c, v, kpath, &s) != 0)
+			return -1;
+		if (t->conflict != XR_CONFLICT_VCLOCK) {
+			cfg_err(c, node_line(v), kpath,
+			        "only applies to conflict: vclock");
+			return -1;
+		}
+		if (strcmp(s, "lww") == 0) {
+			t->tiebreak = XR_TIEBREAK_LWW;
+		} else if (strcmp(s, "keep-local") == 0) {
+			t->tiebreak = XR_TIEBREAK_KEEP_LOCAL;
+		} else if (strncmp(s, "prefer-region:", 14) == 0 &&
+		           is_region(s + 14)) {
+			t->tiebreak = XR_TIEBREAK_PREFER_REGION;
+			t->prefer_region = xstrdup(s + 14);
+		} else {
+			cfg_err(c, node_line(v), kpath,
+			        "expected lww, keep-local or prefer-region:<region>, "
+			        "got \"%.*s\"", CFG_MSG_VALUE_MAX, s);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -959,6 +985,18 @@ parse_tables(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		conf->n_tables = i + 1;   /* so that destroy frees a partial entry */
 		if (parse_table(c, item, ipath, t) != 0)
 			return -1;
+		if (t->prefer_region) {
+			bool known = false;
+
+			for (j = 0; j < conf->n_regions; j++)
+				known = known || strcmp(conf->regions[j], t->prefer_region) == 0;
+			if (!known) {
+				cfg_err(c, node_line(map_get(c, item, "tiebreak")),
+				        path_key(npath, ipath, "tiebreak"),
+				        "region \"%s\" is not in regions", t->prefer_region);
+				return -1;
+			}
+		}
 		for (j = 0; j < i; j++) {
 			const xr_table_conf_t *o = &conf->tables[j];
 
@@ -1357,6 +1395,7 @@ xr_config_destroy(xr_config_t *conf)
 	for (i = 0; i < conf->n_tables; i++) {
 		free(conf->tables[i].schema);
 		free(conf->tables[i].name);
+		free(conf->tables[i].prefer_region);
 		free_list(conf->tables[i].exclude_columns,
 		          conf->tables[i].n_exclude_columns);
 	}

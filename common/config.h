@@ -13,6 +13,13 @@ typedef enum {
 	XR_CONFLICT_VCLOCK
 } xr_conflict_mode_t;
 
+/* How vclock mode picks the winner of two concurrent writes. */
+typedef enum {
+	XR_TIEBREAK_LWW = 0,        /* the later hybrid timestamp, then region */
+	XR_TIEBREAK_KEEP_LOCAL,     /* the local row stays (regions may differ) */
+	XR_TIEBREAK_PREFER_REGION   /* the write that saw more of one region's */
+} xr_tiebreak_t;
+
 /* One entry of "tables:". */
 typedef struct xr_table_conf_s {
 	char   *schema;            /* "public" when the name has no schema part */
@@ -21,6 +28,8 @@ typedef struct xr_table_conf_s {
 	char  **exclude_columns;   /* never published; NULL-terminated list */
 	size_t  n_exclude_columns;
 	xr_conflict_mode_t conflict;
+	xr_tiebreak_t tiebreak;    /* vclock only */
+	char   *prefer_region;     /* XR_TIEBREAK_PREFER_REGION: the region */
 } xr_table_conf_t;
 
 /* A librdkafka property passed through as-is. */

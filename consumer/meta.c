@@ -35,6 +35,10 @@ static const char common_sql[] =
 	"  remote_ts timestamptz NOT NULL, remote_region text NOT NULL,\n"
 	"  local_row jsonb, remote_row jsonb,\n"
 	"  event_id uuid, topic text, kafka_partition int, kafka_offset bigint);\n"
+	/* Version vectors of vclock tables (added after the first release). */
+	"ALTER TABLE xregion.conflicts\n"
+	"  ADD COLUMN IF NOT EXISTS local_vclock jsonb,\n"
+	"  ADD COLUMN IF NOT EXISTS remote_vclock jsonb;\n"
 	"CREATE INDEX IF NOT EXISTS conflicts_table_at\n"
 	"  ON xregion.conflicts (table_schema, table_name, logged_at);\n"
 	"CREATE TABLE IF NOT EXISTS xregion.truncations (\n"
