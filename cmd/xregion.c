@@ -283,15 +283,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "xregion: %s\n", err);
 		return 2;
 	}
-	for (i = 0; i < conf->n_tables; i++) {
-		if (conf->tables[i].conflict == XR_CONFLICT_VCLOCK) {
-			/* Refused rather than quietly applied as last-write-wins. */
-			fprintf(stderr, "xregion: %s: tables[%zu].conflict: vclock is not "
-			        "implemented in this version; use lww\n", path, i);
-			xr_config_destroy(conf);
-			return 2;
-		}
-	}
 	if (!level)
 		level = conf->log_level;
 	lvl = xr_log_level_parse(level);

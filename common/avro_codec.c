@@ -822,7 +822,19 @@ static const char env_tail_full[] =
 	"{\"name\":\"after\",\"type\":[\"null\",\"xregion.Row\"],\"default\":null,"
 	"\"doc\":\"The row after the change (insert, update, snapshot_read); otherwise null.\"},"
 	"{\"name\":\"unchanged\",\"type\":{\"type\":\"array\",\"items\":\"string\"},\"default\":[],"
-	"\"doc\":\"Columns (by PostgreSQL name) whose unchanged TOASTed value was not sent: their fields in after are null.\"}"
+	"\"doc\":\"Columns (by PostgreSQL name) whose unchanged TOASTed value was not sent: their fields in after are null.\"},"
+	"{\"name\":\"vclock\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"xregion.VClock\","
+	"\"doc\":\"The version of a write to a table in conflict mode vclock.\",\"fields\":["
+	"{\"name\":\"hlc\",\"type\":\"long\",\"doc\":\"Hybrid clock of the write: microseconds since the Unix epoch, "
+	"later than every clock of the row the writer had seen.\"},"
+	"{\"name\":\"vector\",\"type\":{\"type\":\"map\",\"values\":\"long\"},"
+	"\"doc\":\"Version vector of the row after the write: how many of each region's writes it includes.\"},"
+	"{\"name\":\"before_hlc\",\"type\":[\"null\",\"long\"],\"default\":null,"
+	"\"doc\":\"For an update that changed the key: the clock of the old key's tombstone.\"},"
+	"{\"name\":\"before_vector\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"long\"}],\"default\":null,"
+	"\"doc\":\"For an update that changed the key: the version vector of the old key's tombstone.\"}"
+	"]}],\"default\":null,"
+	"\"doc\":\"Vector-clock version of the write for tables in conflict mode vclock; null otherwise.\"}"
 	"]}";
 
 static const char env_head_canon[] =
@@ -845,7 +857,12 @@ static const char env_head_canon[] =
 static const char env_tail_canon[] =
 	"]}]},"
 	"{\"name\":\"after\",\"type\":[\"null\",\"xregion.Row\"]},"
-	"{\"name\":\"unchanged\",\"type\":{\"type\":\"array\",\"items\":\"string\"}}]}";
+	"{\"name\":\"unchanged\",\"type\":{\"type\":\"array\",\"items\":\"string\"}},"
+	"{\"name\":\"vclock\",\"type\":[\"null\",{\"name\":\"xregion.VClock\",\"type\":\"record\",\"fields\":["
+	"{\"name\":\"hlc\",\"type\":\"long\"},"
+	"{\"name\":\"vector\",\"type\":{\"type\":\"map\",\"values\":\"long\"}},"
+	"{\"name\":\"before_hlc\",\"type\":[\"null\",\"long\"]},"
+	"{\"name\":\"before_vector\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"long\"}]}]}]}]}";
 
 static const char key_head_full[] =
 	"{\"type\":\"record\",\"name\":\"xregion.Key\","

@@ -34,6 +34,7 @@ enum {
 	XR_ENV_BEFORE,
 	XR_ENV_AFTER,
 	XR_ENV_UNCHANGED,
+	XR_ENV_VCLOCK,     /* absent in events of releases before vclock */
 	XR_ENV_NFIELDS
 };
 /* Positions of the source record's fields. */

@@ -19,7 +19,8 @@
 const char *const xr_conflict_names[] = {
 	"none", "insert_exists", "insert_deleted", "update_missing",
 	"update_deleted", "update_origin_differs", "delete_missing",
-	"delete_origin_differs", "delete_after_update"
+	"delete_origin_differs", "delete_after_update", "insert_concurrent",
+	"update_concurrent", "delete_concurrent"
 };
 
 const char *const xr_resolution_names[] = {
@@ -53,6 +54,7 @@ typedef struct target_s {
 	char    *qual;       /* "schema"."table" */
 	char    *vt;         /* xregion."schema.table" */
 	char    *lit_nsp, *lit_rel;
+	const xr_table_conf_t *tconf;   /* this region's entry (NULL: none) */
 	bool     exists;
 	int      ncols;
 	tcol_t  *cols;
@@ -236,6 +238,7 @@ target_get(xr_applier_t *a, const char *nsp, const char *rel)
 	t = xr_calloc(1, sizeof(*t));
 	t->nspname = xr_strdup(nsp);
 	t->relname = xr_strdup(rel);
+	t->tconf = xr_config_table(a->conf, nsp, rel);
 	q1 = PQescapeIdentifier(a->conn, nsp, strlen(nsp));
 	q2 = PQescapeIdentifier(a->conn, rel, strlen(rel));
 	snprintf(vtname, sizeof(vtname), "%s.%s", nsp, rel);
@@ -629,6 +632,195 @@ sql_truncate(xr_buf_t *b, const target_t *t)
 
 
 /*
+ * Vector-clock tables.  The row's state is its versions entry: vv (the
+ * pointwise maximum of every vector applied or written here), clk (the
+ * largest clock seen) and the current winner's (rnk, ts, region), where ts
+ * is the winner's hybrid clock and rnk its prefer-region rank.  A write
+ * replaces the winner when its (rnk, hlc, region) is larger
+ * (xregion.vc_wins): an order that every region computes alike and that a
+ * write made after seeing another always follows, so that the state is the
+ * maximum of the writes seen whatever their order of arrival.
+ */
+static bool
+is_vclock(const target_t *t)
+{
+	return t->tconf && t->tconf->conflict == XR_CONFLICT_VCLOCK;
+}
+
+/* Number of fixed parameters ahead of the column values, by op. */
+static int
+nfixed(char op)
+{
+	switch (op) {
+	case 'u': return 3;   /* ts, region, may-insert */
+	case 'v': return 4;   /* hlc, region, may-insert, vv */
+	case 'x': return 3;   /* hlc, region, vv */
+	default:  return 2;   /* 'd', 't': ts, region */
+	}
+}
+
+static bool
+keep_local(const target_t *t)
+{
+	return t->tconf && t->tconf->tiebreak == XR_TIEBREAK_KEEP_LOCAL;
+}
+
+/* The rank of the incoming write, from its vector ($vvp). */
+static void
+vc_rank(PGconn *conn, xr_buf_t *b, const target_t *t, int vvp)
+{
+	char *lit;
+
+	if (!t->tconf || t->tconf->tiebreak != XR_TIEBREAK_PREFER_REGION) {
+		xr_buf_puts(b, "0::bigint");
+		return;
+	}
+	lit = PQescapeLiteral(conn, t->tconf->prefer_region,
+	                      strlen(t->tconf->prefer_region));
+	xr_buf_printf(b, "coalesce(($%d::jsonb->>%s)::bigint, 0)", vvp,
+	              lit ? lit : "''");
+	PQfreemem(lit);
+}
+
+/*
+ * prior (the row, locked first, as a local write locks it before its
+ * trigger runs), cur (its versions entry, locked) and trunc.
+ */
+static void
+vc_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
+{
+	xr_buf_printf(b,
+	              "WITH prior AS MATERIALIZED (\n"
+	              "  SELECT to_jsonb(t.*) AS img FROM %s t WHERE ", t->qual);
+	key_match(b, t, "t", pnum);
+	xr_buf_printf(b,
+	              " FOR UPDATE OF t\n"
+	              "), cur AS MATERIALIZED (\n"
+	              "  SELECT v.ts, v.region, v.deleted, v.vv, v.rnk FROM %s v "
+	              "WHERE ", t->vt);
+	key_match(b, t, "v", pnum);
+	xr_buf_printf(b,
+	              " AND (SELECT count(*) FROM prior) >= 0 FOR UPDATE\n"
+	              "), trunc AS MATERIALIZED (\n"
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "FROM xregion.truncations x WHERE x.table_schema = %s "
+	              "AND x.table_name = %s\n)", t->lit_nsp, t->lit_rel);
+}
+
+/*
+ * The versions entry: inserted when the key has none, else updated with
+ * the decision made on the entry as it is now (a local write that took it
+ * first has been waited for).  Returns the winner after the statement.
+ */
+static void
+vc_versions(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum,
+            bool deleted, int vvp, const char *where)
+{
+	const char *w = "xregion.vc_wins(EXCLUDED.rnk, EXCLUDED.ts, "
+	                "EXCLUDED.region, EXCLUDED.vv, v.rnk, v.ts, v.region, v.vv, ";
+	int c, n;
+
+	xr_buf_printf(b, ", vs AS (\n  INSERT INTO %s AS v (", t->vt);
+	key_list(b, t);
+	xr_buf_puts(b, ", ts, region, xid, deleted, vv, rnk, clk)\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_printf(b, ", $1, $2, NULL, %s, $%d::jsonb, ",
+	              deleted ? "true" : "false", vvp);
+	vc_rank(conn, b, t, vvp);
+	xr_buf_printf(b, ", $1\n  WHERE (SELECT count(*) FROM cur) >= 0 AND "
+	              "((SELECT ver FROM trunc) IS NULL OR "
+	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))%s\n"
+	              "  ON CONFLICT (", where);
+	key_list(b, t);
+	xr_buf_printf(b,
+	              ") DO UPDATE SET\n"
+	              "    ts = CASE WHEN %s%s) THEN EXCLUDED.ts ELSE v.ts END,\n"
+	              "    region = CASE WHEN %s%s) THEN EXCLUDED.region "
+	              "ELSE v.region END,\n"
+	              "    rnk = CASE WHEN %s%s) THEN EXCLUDED.rnk ELSE v.rnk END,\n"
+	              "    deleted = CASE WHEN %s%s) THEN %s ELSE v.deleted END,\n"
+	              "    xid = NULL, vv = xregion.vv_merge(v.vv, EXCLUDED.vv),\n"
+	              "    clk = GREATEST(coalesce(v.clk, v.ts), EXCLUDED.clk)\n"
+	              "  RETURNING v.ts, v.region, v.rnk\n)",
+	              w, keep_local(t) ? "true" : "false",
+	              w, keep_local(t) ? "true" : "false",
+	              w, keep_local(t) ? "true" : "false",
+	              w, keep_local(t) ? "true" : "false",
+	              deleted ? "true" : "false");
+	/* Won: the entry names this write now, and did not before. */
+	xr_buf_puts(b, ", won AS MATERIALIZED (\n  SELECT 1 FROM vs WHERE vs.ts = $1 "
+	               "AND vs.region = $2 AND vs.rnk = ");
+	vc_rank(conn, b, t, vvp);
+	xr_buf_puts(b, "\n    AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.ts = $1 "
+	               "AND cur.region = $2 AND cur.rnk IS NOT DISTINCT FROM ");
+	vc_rank(conn, b, t, vvp);
+	xr_buf_puts(b, ")\n)");
+}
+
+static const char vc_result_cols[] =
+	"  (SELECT count(*) FROM prior)::int,\n"
+	"  (SELECT ts FROM cur), (SELECT region FROM cur),\n"
+	"  (SELECT deleted FROM cur)::int, (SELECT count(*) FROM won)::int,\n"
+	"  (SELECT img FROM prior), (SELECT vv FROM cur)::text,\n";
+
+/*
+ * A vclock upsert: $1 hlc, $2 region, $3 may-insert, $4 vector, then the
+ * set columns.  Result: applied, had_row, the entry's ts and region,
+ * deleted, won, the row's image, the entry's vector, and how the event's
+ * vector compares with it (xregion.vv_cmp).
+ */
+static void
+sql_vc_upsert(PGconn *conn, xr_buf_t *b, const target_t *t, const bool *set,
+              const int *pnum)
+{
+	int c, n;
+
+	vc_ctes(b, t, pnum);
+	vc_versions(conn, b, t, pnum, false, 4,
+	            " AND (EXISTS (SELECT 1 FROM prior) OR $3)");
+	xr_buf_printf(b, ", w AS (\n  INSERT INTO %s AS t (", t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
+	xr_buf_puts(b, ")\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
+			              t->cols[c].type);
+	xr_buf_puts(b, "\n  WHERE EXISTS (SELECT 1 FROM won)\n  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_puts(b, ") DO UPDATE SET ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c] && !t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "",
+			              t->cols[c].qname, t->cols[c].qname);
+	for (c = 0; c < t->ncols && n == 0; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s = EXCLUDED.%s", t->cols[c].qname,
+			              t->cols[c].qname), n++;
+	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM w)::int,"
+	              "\n%s  xregion.vv_cmp($4::jsonb, (SELECT vv FROM cur))",
+	              vc_result_cols);
+}
+
+/* A vclock delete: $1 hlc, $2 region, $3 vector, then the key columns. */
+static void
+sql_vc_delete(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum)
+{
+	vc_ctes(b, t, pnum);
+	vc_versions(conn, b, t, pnum, true, 3, "");
+	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t WHERE ", t->qual);
+	key_match(b, t, "t", pnum);
+	xr_buf_printf(b, " AND EXISTS (SELECT 1 FROM won)\n  RETURNING 1\n)\n"
+	              "SELECT (SELECT count(*) FROM d)::int,\n%s"
+	              "  xregion.vv_cmp($3::jsonb, (SELECT vv FROM cur))",
+	              vc_result_cols);
+}
+
+/*
  * Set-based forms of the upsert and delete, for many events of one table
  * and one shape at once (keys distinct): the same decisions as the
  * statements above, row by row, in one statement.  Parameters are arrays:
@@ -844,8 +1036,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	s->sig = sig;
 	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
 	s->cols = xr_calloc((size_t)t->ncols, sizeof(int));
-	if (op == 'd')
-		np = 2;
+	if (op == 'd' || op == 'v' || op == 'x')
+		np = nfixed(op);
 	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
 		for (c = 0; c < t->ncols; c++) {
 			if (set[c]) {
@@ -863,6 +1055,10 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		bulk_upsert(&a->sql, t, set);
 	else if (op == 'D')
 		bulk_delete(&a->sql, t, set);
+	else if (op == 'v')
+		sql_vc_upsert(a->conn, &a->sql, t, set, pnum);
+	else if (op == 'x')
+		sql_vc_delete(a->conn, &a->sql, t, pnum);
 	else
 		sql_truncate(&a->sql, t);
 	free(pnum);
@@ -902,20 +1098,42 @@ typedef struct plan_s {
 static void
 params_of(const stmt_t *s, const xr_event_t *ev, const fmap_t *m,
           const xr_eval_t *img, const char *ts, const char *allow,
-          const char **vals)
+          const char *vv, const char **vals)
 {
-	int i;
+	int i, k = nfixed(s->sig[0]);
 
 	vals[0] = ts;
 	vals[1] = ev->region;
-	if (s->sig[0] == 'u')
+	if (s->sig[0] == 'u' || s->sig[0] == 'v')
 		vals[2] = allow;
+	if (s->sig[0] == 'v' || s->sig[0] == 'x')
+		vals[k - 1] = vv;
 	for (i = 0; i < s->ncols; i++) {
 		int f = m->field_of[s->cols[i]];
 
-		vals[(s->sig[0] == 'u' ? 3 : 2) + i] = f >= 0 ? xr_event_text(ev, &img[f])
-		                                             : NULL;
+		vals[k + i] = f >= 0 ? xr_event_text(ev, &img[f]) : NULL;
 	}
+}
+
+/*
+ * The clock and vector an item's vclock statement s sends: the old key's
+ * tombstone takes the event's before_* when the key changed.  An event
+ * without a vector (from a table not in vclock mode at its source) counts
+ * as an empty vector at its commit time.
+ */
+static const char *
+vc_params(const stmt_t *s, const xr_event_t *ev, char *hlc, size_t hlc_size)
+{
+	bool old_key = s->sig[0] == 'x' && ev->op != XR_OP_DELETE &&
+	               ev->has_vc_before;
+
+	if (!ev->has_vclock) {
+		snprintf(hlc, hlc_size, "%" PRId64, ev->commit_ts);
+		return "{}";
+	}
+	snprintf(hlc, hlc_size, "%" PRId64, old_key ? ev->vc_before_hlc
+	                                              : ev->vc_hlc);
+	return old_key ? ev->vc_before_vector.data : ev->vc_vector.data;
 }
 
 /* Whether the key columns of before differ from after's. */
@@ -1011,6 +1229,58 @@ classify(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 	}
 }
 
+/*
+ * Classifies an item of a vclock table from its decisive result row (see
+ * sql_vc_upsert): a conflict is a write whose vector is concurrent with the
+ * row's, or one that finds nothing it could apply to.
+ */
+static void
+classify_vc(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
+{
+	const xr_event_t *ev = it->ev;
+	bool applied = atoi(PQgetvalue(r, row, 0)) > 0;
+	bool had_row = atoi(PQgetvalue(r, row, 1)) > 0;
+	bool had_entry = !PQgetisnull(r, row, 2);
+	bool tomb = !PQgetisnull(r, row, 4) && atoi(PQgetvalue(r, row, 4)) > 0;
+	bool won = atoi(PQgetvalue(r, row, 5)) > 0;
+	int  cmp = PQgetisnull(r, row, 8) ? 1 : atoi(PQgetvalue(r, row, 8));
+	bool concurrent = had_entry && cmp == 2;
+
+	it->conflict = XR_CONFLICT_NONE;
+	it->resolution = applied || (ev->op == XR_OP_DELETE && won)
+	                 ? XR_RES_APPLIED : XR_RES_SKIPPED;
+	switch (ev->op) {
+	case XR_OP_INSERT:
+	case XR_OP_SNAPSHOT_READ:
+		if (concurrent)
+			it->conflict = had_row || !tomb ? XR_CONFLICT_INSERT_CONCURRENT
+			                                : XR_CONFLICT_INSERT_DELETED;
+		break;
+	case XR_OP_UPDATE:
+		if (concurrent) {
+			it->conflict = had_row || !tomb ? XR_CONFLICT_UPDATE_CONCURRENT
+			                                : XR_CONFLICT_UPDATE_DELETED;
+		} else if (!had_row && !tomb) {
+			it->conflict = XR_CONFLICT_UPDATE_MISSING;
+			if (!applied && !may_insert) {
+				it->resolution = XR_RES_DEAD_LETTER;
+				snprintf(it->reason, sizeof(it->reason),
+				         "update of a row missing in this region whose "
+				         "unchanged TOASTed columns were not sent");
+			}
+		}
+		break;
+	case XR_OP_DELETE:
+		if (concurrent)
+			it->conflict = XR_CONFLICT_DELETE_CONCURRENT;
+		else if (!had_row && !had_entry)
+			it->conflict = XR_CONFLICT_DELETE_MISSING;
+		break;
+	default:
+		break;
+	}
+}
+
 /* Appends a JSON object of the image's values (as text) for the log. */
 static void
 image_json(xr_buf_t *b, const xr_event_t *ev, const xr_eval_t *img, bool keys,
@@ -1050,6 +1320,8 @@ log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	xr_buf_t          key, row;
 	char              rts[32], part[16], off[32];
 	const char       *vals[14];
+	const char       *vvs[2] = { NULL, NULL };
+	bool              vc = is_vclock(t);
 	PGresult         *r;
 	int               ok;
 
@@ -1075,19 +1347,30 @@ log_conflict(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	vals[11] = ev->event_id;
 	vals[12] = it->topic;
 	vals[13] = part;
+	if (vc) {
+		/* The clocks compared, and both vectors. */
+		snprintf(rts, sizeof(rts), "%" PRId64,
+		         ev->has_vclock ? ev->vc_hlc : ev->commit_ts);
+		vvs[0] = res && !PQgetisnull(res, rrow, 7) ? PQgetvalue(res, rrow, 7)
+		                                           : NULL;
+		vvs[1] = ev->has_vclock ? ev->vc_vector.data : "{}";
+	}
 	r = PQexecParams(a->conn,
 	                 "INSERT INTO xregion.conflicts (table_schema, table_name, "
 	                 "key, kind, resolution, local_ts, local_region, remote_ts, "
 	                 "remote_region, local_row, remote_row, event_id, topic, "
-	                 "kafka_partition, kafka_offset) VALUES ($1, $2, $3, $4, $5, "
+	                 "kafka_partition, kafka_offset, local_vclock, "
+	                 "remote_vclock) VALUES ($1, $2, $3, $4, $5, "
 	                 "xregion.ts_of($6::bigint), $7, "
 	                 "xregion.ts_of($8::bigint), $9, $10, $11, "
-	                 "$12::uuid, $13, $14::int, $15::bigint)",
-	                 15, NULL,
+	                 "$12::uuid, $13, $14::int, $15::bigint, $16::jsonb, "
+	                 "$17::jsonb)",
+	                 17, NULL,
 	                 (const char *const[]){ vals[0], vals[1], vals[2], vals[3],
 	                                        vals[4], vals[5], vals[6], vals[7],
 	                                        vals[8], vals[9], vals[10],
-	                                        vals[11], vals[12], vals[13], off },
+	                                        vals[11], vals[12], vals[13], off,
+	                                        vvs[0], vvs[1] },
 	                 NULL, NULL, 0);
 	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
@@ -1263,7 +1546,7 @@ static int
 send_stmt(xr_applier_t *a, const stmt_t *s, const char **vals, char *errstr,
           size_t errstr_size)
 {
-	int nparams = (s->sig[0] == 'u' ? 3 : 2) + s->ncols;
+	int nparams = nfixed(s->sig[0]) + s->ncols;
 
 	if (!PQsendQueryPrepared(a->conn, s->name, nparams, vals, NULL, NULL, 0)) {
 		copy_err(a->conn, "sending a change", errstr, errstr_size);
@@ -1444,7 +1727,7 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 
 		for (j = i + 1; j < m && plans[idx[j]].stmt[0] == one; j++)
 			;
-		if (j - i < BULK_MIN)
+		if (j - i < BULK_MIN || (one->sig[0] != 'u' && one->sig[0] != 'd'))
 			continue;
 		t = target_get(a, items[idx[i]].ev->nspname, items[idx[i]].ev->relname);
 		set = xr_calloc((size_t)t->ncols, sizeof(bool));
@@ -1574,7 +1857,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 			for (c = 0; c < t->ncols; c++)
 				set[c] = t->cols[c].is_key;
 			if (!(plans[i].stmt[plans[i].nstmt++] =
-			          stmt_get(a, t, 'd', set, errstr, errstr_size)))
+			          stmt_get(a, t, is_vclock(t) ? 'x' : 'd', set, errstr,
+			                   errstr_size)))
 				goto out;
 		}
 		if (ev->op != XR_OP_DELETE) {
@@ -1586,7 +1870,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 			}
 			plans[i].first_result = plans[i].nstmt;
 			if (!(plans[i].stmt[plans[i].nstmt++] =
-			          stmt_get(a, t, 'u', set, errstr, errstr_size)))
+			          stmt_get(a, t, is_vclock(t) ? 'v' : 'u', set, errstr,
+			                   errstr_size)))
 				goto out;
 		}
 	}
@@ -1611,7 +1896,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 			target_t   *t = target_get(a, ev->nspname, ev->relname);
 			fmap_t     *m = ev->op == XR_OP_TRUNCATE ? NULL
 			                                         : fmap_get(t, ev->schema);
-			const char *vals[3 + 1600];
+			const char *vals[4 + 1600];
 			bool        may_insert = true;
 			int         k, f;
 
@@ -1621,14 +1906,21 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 					may_insert = false;
 			for (k = 0; k < plans[i].nstmt; k++) {
 				const stmt_t    *s = plans[i].stmt[k];
-				const xr_eval_t *img = s->sig[0] == 'd' ? ev->before : ev->after;
+				const xr_eval_t *img = s->sig[0] == 'd' || s->sig[0] == 'x'
+				                       ? ev->before : ev->after;
+				char             hlc[32];
 
 				if (s->sig[0] == 't') {
 					vals[0] = tsbuf;
 					vals[1] = ev->region;
+				} else if (s->sig[0] == 'v' || s->sig[0] == 'x') {
+					const char *vv = vc_params(s, ev, hlc, sizeof(hlc));
+
+					params_of(s, ev, m, img, hlc, may_insert ? "t" : "f", vv,
+					          vals);
 				} else {
 					params_of(s, ev, m, img, tsbuf, may_insert ? "t" : "f",
-					          vals);
+					          NULL, vals);
 				}
 				if (send_stmt(a, s, vals, errstr, errstr_size))
 					goto out;
@@ -1698,7 +1990,10 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		for (f = 0; f < it->ev->nfields && it->ev->has_after; f++)
 			if (it->ev->after[f].unchanged)
 				may_insert = false;
-		classify(it, r, row, may_insert);
+		if (is_vclock(t))
+			classify_vc(it, r, row, may_insert);
+		else
+			classify(it, r, row, may_insert);
 		if (it->resolution == XR_RES_DEAD_LETTER)
 			ndl++;
 		else if (it->resolution == XR_RES_APPLIED)

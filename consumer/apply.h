@@ -31,6 +31,10 @@ typedef enum {
 	XR_CONFLICT_DELETE_MISSING,       /* delete of a row not here */
 	XR_CONFLICT_DELETE_ORIGIN_DIFFERS,/* delete of a row another region wrote */
 	XR_CONFLICT_DELETE_AFTER_UPDATE,  /* delete older than a later update */
+	/* vclock tables: neither version vector includes the other. */
+	XR_CONFLICT_INSERT_CONCURRENT,    /* insert concurrent with the row */
+	XR_CONFLICT_UPDATE_CONCURRENT,    /* update concurrent with the row */
+	XR_CONFLICT_DELETE_CONCURRENT,    /* delete concurrent with the row */
 	XR_CONFLICT_NKINDS
 } xr_conflict_kind_t;
 

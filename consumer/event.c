@@ -1,6 +1,7 @@
 /* event.c: decoding change events for the consumer (see event.h). */
 #include "consumer/event.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ xr_event_init(xr_event_t *ev)
 {
 	memset(ev, 0, sizeof(*ev));
 	xr_buf_init(&ev->text);
+	xr_buf_init(&ev->vc_vector);
+	xr_buf_init(&ev->vc_before_vector);
 }
 
 void
@@ -24,6 +27,8 @@ xr_event_term(xr_event_t *ev)
 	free(ev->before);
 	free(ev->after);
 	xr_buf_term(&ev->text);
+	xr_buf_term(&ev->vc_vector);
+	xr_buf_term(&ev->vc_before_vector);
 	memset(ev, 0, sizeof(*ev));
 }
 
@@ -95,6 +100,87 @@ read_image(xr_event_t *ev, avro_value_t *u, xr_eval_t *vals, char *errstr,
 		xr_buf_putc(&ev->text, '\0');
 	}
 	return 1;
+}
+
+/* Writes map m (region -> counter) as a JSON object into b. */
+static int
+read_vector(avro_value_t *m, xr_buf_t *b, char *errstr, size_t errstr_size)
+{
+	size_t i, n;
+
+	xr_buf_reset(b);
+	AVRO_TRY(avro_value_get_size(m, &n), "vclock vector");
+	xr_buf_putc(b, '{');
+	for (i = 0; i < n; i++) {
+		avro_value_t e;
+		const char  *region;
+		int64_t      c;
+
+		AVRO_TRY(avro_value_get_by_index(m, i, &e, &region), "vclock vector");
+		AVRO_TRY(avro_value_get_long(&e, &c), "vclock vector");
+		if (c < 0) {
+			snprintf(errstr, errstr_size, "event: vclock counter of %s is "
+			         "negative", region);
+			return -1;
+		}
+		if (i)
+			xr_buf_putc(b, ',');
+		xr_buf_json_str(b, region, strlen(region));
+		xr_buf_printf(b, ":%" PRId64, c);
+	}
+	xr_buf_putc(b, '}');
+	return 0;
+out:
+	return -1;
+}
+
+/*
+ * Reads the envelope's vclock field, when the writer schema has one (events
+ * of earlier releases do not).  Returns 0 or -1.
+ */
+static int
+read_vclock(xr_event_t *ev, avro_value_t *v, char *errstr, size_t errstr_size)
+{
+	avro_value_t u, r, f, b;
+	size_t       n;
+	int          branch;
+
+	ev->has_vclock = ev->has_vc_before = false;
+	AVRO_TRY(avro_value_get_size(v, &n), "envelope");
+	if (n <= XR_ENV_VCLOCK)
+		return 0;
+	AVRO_TRY(avro_value_get_by_index(v, XR_ENV_VCLOCK, &u, NULL), "vclock");
+	AVRO_TRY(avro_value_get_discriminant(&u, &branch), "vclock");
+	if (branch == 0)
+		return 0;
+	AVRO_TRY(avro_value_get_current_branch(&u, &r), "vclock");
+	AVRO_TRY(avro_value_get_by_index(&r, 0, &f, NULL), "vclock hlc");
+	AVRO_TRY(avro_value_get_long(&f, &ev->vc_hlc), "vclock hlc");
+	AVRO_TRY(avro_value_get_by_index(&r, 1, &f, NULL), "vclock vector");
+	if (read_vector(&f, &ev->vc_vector, errstr, errstr_size))
+		return -1;
+	AVRO_TRY(avro_value_get_by_index(&r, 2, &f, NULL), "vclock before_hlc");
+	AVRO_TRY(avro_value_get_discriminant(&f, &branch), "vclock before_hlc");
+	if (branch == 1) {
+		AVRO_TRY(avro_value_get_current_branch(&f, &b), "vclock before_hlc");
+		AVRO_TRY(avro_value_get_long(&b, &ev->vc_before_hlc),
+		         "vclock before_hlc");
+		AVRO_TRY(avro_value_get_by_index(&r, 3, &f, NULL),
+		         "vclock before_vector");
+		AVRO_TRY(avro_value_get_discriminant(&f, &branch),
+		         "vclock before_vector");
+		if (branch == 1) {
+			AVRO_TRY(avro_value_get_current_branch(&f, &b),
+			         "vclock before_vector");
+			if (read_vector(&b, &ev->vc_before_vector, errstr, errstr_size))
+				return -1;
+			ev->has_vc_before = true;
+		}
+	}
+	ev->has_vclock = true;
+	return 0;
+out:
+	return -1;
 }
 
 int
@@ -199,6 +285,8 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 			if (strcmp(s->row_fields[k].column, name) == 0)
 				ev->after[k].unchanged = true;
 	}
+	if (read_vclock(ev, &v, errstr, errstr_size))
+		goto out;
 	if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_UPDATE ||
 	     ev->op == XR_OP_SNAPSHOT_READ) && !ev->has_after) {
 		snprintf(errstr, errstr_size, "event: %s without an after image",

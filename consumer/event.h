@@ -37,6 +37,13 @@ typedef struct xr_event_s {
 	int                nfields;    /* schema->n_row_fields */
 	xr_eval_t         *before;     /* nfields entries */
 	xr_eval_t         *after;
+	/* The vector-clock version (tables in conflict mode vclock). */
+	bool               has_vclock;
+	int64_t            vc_hlc;
+	xr_buf_t           vc_vector;  /* JSON object region -> counter */
+	bool               has_vc_before; /* the key changed: the old key's */
+	int64_t            vc_before_hlc;
+	xr_buf_t           vc_before_vector;
 	xr_buf_t           text;       /* all values' text, NUL-separated */
 	size_t             cap;        /* entries allocated in before/after */
 } xr_event_t;

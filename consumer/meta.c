@@ -65,7 +65,46 @@ static const char common_sql[] =
 	"  RETURN ROW(coalesce((extract(epoch FROM\n"
 	"           pg_xact_commit_timestamp(xid(vxid))) * 1000000)::bigint,\n"
 	"           -9223372036854775808), vregion)::xregion.version;\n"
-	"END $$;\n";
+	"END $$;\n"
+	/*
+	 * Version vectors ({"region": counter}, a missing entry is 0).
+	 * vv_cmp(a, b): 0 equal, 1 a dominates, -1 b dominates, 2 concurrent.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.vv_cmp(a jsonb, b jsonb) RETURNS int\n"
+	"LANGUAGE sql IMMUTABLE AS $$\n"
+	"  SELECT CASE WHEN coalesce(ge, true) AND coalesce(le, true) THEN 0\n"
+	"    WHEN coalesce(ge, true) THEN 1 WHEN coalesce(le, true) THEN -1\n"
+	"    ELSE 2 END\n"
+	"  FROM (SELECT bool_and(coalesce((a->>k)::bigint, 0) >=\n"
+	"                        coalesce((b->>k)::bigint, 0)) AS ge,\n"
+	"               bool_and(coalesce((a->>k)::bigint, 0) <=\n"
+	"                        coalesce((b->>k)::bigint, 0)) AS le\n"
+	"        FROM (SELECT jsonb_object_keys(coalesce(a, '{}'))\n"
+	"              UNION SELECT jsonb_object_keys(coalesce(b, '{}'))) s(k)) x\n"
+	"$$;\n"
+	"CREATE OR REPLACE FUNCTION xregion.vv_merge(a jsonb, b jsonb)\n"
+	"RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$\n"
+	"  SELECT coalesce(jsonb_object_agg(k, GREATEST(\n"
+	"           coalesce((a->>k)::bigint, 0), coalesce((b->>k)::bigint, 0))),\n"
+	"         '{}')\n"
+	"  FROM (SELECT jsonb_object_keys(coalesce(a, '{}'))\n"
+	"        UNION SELECT jsonb_object_keys(coalesce(b, '{}'))) s(k)\n"
+	"$$;\n"
+	/*
+	 * Whether a write (rank, hlc, region) beats the row's current winner:
+	 * the order every region uses; with keep_local, never when concurrent.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.vc_wins(irnk bigint, its bigint,\n"
+	"    iregion text, ivv jsonb, lrnk bigint, lts bigint, lregion text,\n"
+	"    lvv jsonb, keep_local bool) RETURNS bool\n"
+	"LANGUAGE sql IMMUTABLE AS $$\n"
+	"  SELECT (ROW(irnk, its) > ROW(coalesce(lrnk, 0),\n"
+	"                              coalesce(lts, -9223372036854775808))\n"
+	"          OR (ROW(irnk, its) = ROW(coalesce(lrnk, 0),\n"
+	"                                  coalesce(lts, -9223372036854775808))\n"
+	"              AND iregion COLLATE \"C\" > coalesce(lregion, '') COLLATE \"C\"))\n"
+	"     AND NOT (keep_local AND xregion.vv_cmp(ivv, lvv) = 2)\n"
+	"$$;\n";
 
 /*
  * The version of a live row: a row the consumer applied (its xmin carries
@@ -155,6 +194,160 @@ put_literal(PGconn *conn, xr_buf_t *b, const char *s)
 }
 
 /*
+ * The vclock trigger of one table: before every local insert, update and
+ * delete it advances the row's version vector (this region's entry) and
+ * hybrid clock in the versions table, and emits them as a transactional
+ * logical decoding message just ahead of the change, for the producer to
+ * put in the event.  keys is the result of the primary-key query (name,
+ * type).  Ordinary triggers do not fire under session_replication_role =
+ * replica: the consumer's applies merge the vectors themselves.
+ */
+static int
+vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
+               PGresult *keys, xr_buf_t *sql, const xr_buf_t *qual,
+               const xr_buf_t *vt, const char *qualname)
+{
+	/* Per image (0: OLD, 1: NEW): "X.k1, X.k2", {"k1": X.k1::text, ...}. */
+	xr_buf_t fn, kl, lit, rank_ins, rank_upd, ks[2], kj[2], match;
+	char     fname[300];
+	int      i, c, n = PQntuples(keys), rc = -1;
+
+	xr_buf_init(&fn);
+	xr_buf_init(&kl);
+	xr_buf_init(&lit);
+	xr_buf_init(&rank_ins);
+	xr_buf_init(&rank_upd);
+	xr_buf_init(&match);
+	for (i = 0; i < 2; i++) {
+		xr_buf_init(&ks[i]);
+		xr_buf_init(&kj[i]);
+	}
+	snprintf(fname, sizeof(fname), "%s$vclock", qualname);
+	xr_buf_puts(&fn, "xregion.");
+	if (put_ident(conn, &fn, fname) || put_literal(conn, &lit, conf->region))
+		goto out;
+	for (c = 0; c < n; c++) {
+		const char *col = PQgetvalue(keys, c, 0);
+
+		if (c) {
+			xr_buf_puts(&kl, ", ");
+			xr_buf_puts(&match, " AND ");
+		}
+		if (put_ident(conn, &kl, col))
+			goto out;
+		xr_buf_puts(&match, "t.");
+		if (put_ident(conn, &match, col) ||
+		    (xr_buf_puts(&match, " = NEW."), 0) || put_ident(conn, &match, col))
+			goto out;
+		for (i = 0; i < 2; i++) {
+			const char *img = i ? "NEW." : "OLD.";
+
+			xr_buf_printf(&ks[i], "%s%s", c ? ", " : "", img);
+			xr_buf_puts(&kj[i], c ? ", " : "jsonb_build_object(");
+			if (put_ident(conn, &ks[i], col) ||
+			    put_literal(conn, &kj[i], col) ||
+			    (xr_buf_printf(&kj[i], ", %s", img), 0) ||
+			    put_ident(conn, &kj[i], col))
+				goto out;
+			xr_buf_puts(&kj[i], "::text");
+		}
+	}
+	for (i = 0; i < 2; i++)
+		xr_buf_putc(&kj[i], ')');
+	/* The rank prefer-region compares first: the vector's entry of it. */
+	if (t->tiebreak == XR_TIEBREAK_PREFER_REGION) {
+		int mine = strcmp(t->prefer_region, conf->region) == 0;
+
+		xr_buf_printf(&rank_ins, "%d", mine);
+		xr_buf_puts(&rank_upd, "coalesce((v.vv->>");
+		if (put_literal(conn, &rank_upd, t->prefer_region))
+			goto out;
+		xr_buf_printf(&rank_upd, ")::bigint, 0) + %d", mine);
+	} else {
+		xr_buf_puts(&rank_ins, "0");
+		xr_buf_puts(&rank_upd, "0");
+	}
+
+	xr_buf_printf(sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
+	              "DECLARE h bigint; vv jsonb; oh bigint; ovv jsonb;\n"
+	              "  now_us bigint := (extract(epoch FROM clock_timestamp())"
+	              " * 1000000)::bigint;\n"
+	              "BEGIN\n", fn.data);
+	/*
+	 * An insert of a key that is there already either fails, does nothing
+	 * (ON CONFLICT DO NOTHING) or becomes an update, whose own trigger
+	 * call counts it: advancing here would count a write never made.
+	 */
+	xr_buf_printf(sql, "  IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM %s t "
+	              "WHERE %s) THEN\n    RETURN NEW;\n  END IF;\n",
+	              qual->data, match.data);
+	/*
+	 * The new clock: past both the wall clock and every clock this row
+	 * has seen (clk), so that a write made after seeing another is later
+	 * than it even on a slow clock.
+	 */
+	for (i = 0; i < 2; i++) {
+		if (i == 0)
+			xr_buf_printf(sql,
+			              "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND "
+			              "ROW(%s) IS DISTINCT FROM ROW(%s)) THEN\n",
+			              ks[0].data, ks[1].data);
+		else
+			xr_buf_puts(sql, "  IF TG_OP <> 'DELETE' THEN\n");
+		xr_buf_printf(sql,
+		              "    INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
+		              "vv, rnk, clk)\n"
+		              "    VALUES (%s, now_us, %s, NULL, %s, "
+		              "jsonb_build_object(%s, 1), %s, now_us)\n"
+		              "    ON CONFLICT (%s) DO UPDATE SET\n"
+		              "      ts = GREATEST(EXCLUDED.ts, coalesce(v.clk, v.ts) + 1),\n"
+		              "      clk = GREATEST(EXCLUDED.ts, coalesce(v.clk, v.ts) + 1),\n"
+		              "      region = EXCLUDED.region, xid = NULL, deleted = %s,\n"
+		              "      vv = coalesce(v.vv, '{}') || jsonb_build_object(%s, "
+		              "coalesce((v.vv->>%s)::bigint, 0) + 1),\n"
+		              "      rnk = %s\n"
+		              "    RETURNING v.ts, v.vv INTO %s, %s;\n"
+		              "  END IF;\n",
+		              vt->data, kl.data, ks[i].data, lit.data,
+		              i ? "false" : "true", lit.data, rank_ins.data, kl.data,
+		              i ? "false" : "true", lit.data, lit.data, rank_upd.data,
+		              i ? "h" : "oh", i ? "vv" : "ovv");
+	}
+	xr_buf_printf(sql,
+	              "  IF TG_OP = 'DELETE' THEN\n"
+	              "    PERFORM pg_logical_emit_message(true, 'xregion.vclock', "
+	              "jsonb_build_object('s', TG_TABLE_SCHEMA, 't', TG_TABLE_NAME, "
+	              "'k', %s, 'h', oh, 'v', ovv)::text);\n"
+	              "    RETURN OLD;\n"
+	              "  END IF;\n"
+	              "  PERFORM pg_logical_emit_message(true, 'xregion.vclock', "
+	              "jsonb_build_object('s', TG_TABLE_SCHEMA, 't', TG_TABLE_NAME, "
+	              "'k', %s, 'h', h, 'v', vv, 'oh', oh, 'ov', ovv)::text);\n"
+	              "  RETURN NEW;\n"
+	              "END $f$;\n"
+	              "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n"
+	              "CREATE TRIGGER xregion_vclock BEFORE INSERT OR UPDATE OR "
+	              "DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n",
+	              kj[0].data, kj[1].data, qual->data, qual->data, fn.data);
+	rc = 0;
+out:
+	xr_buf_term(&fn);
+	xr_buf_term(&kl);
+	xr_buf_term(&lit);
+	xr_buf_term(&rank_ins);
+	xr_buf_term(&rank_upd);
+	xr_buf_term(&match);
+	for (i = 0; i < 2; i++) {
+		xr_buf_term(&ks[i]);
+		xr_buf_term(&kj[i]);
+	}
+	return rc;
+}
+
+/*
  * Installs the versions table, the tombstone trigger function and the
  * triggers of one table.  The versions table is named xregion."schema.table"
  * and has the table's primary-key columns with their types.
@@ -241,7 +434,26 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	}
 	xr_buf_printf(&sql,
 	              "ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8, "
-	              "deleted bool NOT NULL, PRIMARY KEY (%s));\n", keys.data);
+	              "deleted bool NOT NULL, vv jsonb, rnk bigint, clk bigint, "
+	              "PRIMARY KEY (%s));\n"
+	              "ALTER TABLE %s ADD COLUMN IF NOT EXISTS vv jsonb, "
+	              "ADD COLUMN IF NOT EXISTS rnk bigint, "
+	              "ADD COLUMN IF NOT EXISTS clk bigint;\n", keys.data, vt.data);
+	if (t->conflict == XR_CONFLICT_VCLOCK) {
+		if (vclock_trigger(conn, conf, t, res, &sql, &qual, &vt, qualname))
+			goto quote_failed;
+		xr_buf_printf(&sql,
+		              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_truncate ON %s;\n"
+		              "CREATE TRIGGER xregion_truncate AFTER TRUNCATE ON %s "
+		              "FOR EACH STATEMENT EXECUTE FUNCTION xregion.truncated();\n",
+		              qual.data, qual.data, qual.data, qual.data);
+		rc = exec_sql(conn, sql.data, errstr, errstr_size);
+		goto out;
+	}
+	xr_buf_printf(&sql, "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n",
+	              qual.data);
 
 	/*
 	 * Local deletes (and key changes) leave a tombstone, so that an older

@@ -145,6 +145,63 @@ xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1])
 	xr_buf_term(&name);
 }
 
+/* Sets map m from a JSON object of region to counter. */
+static int
+set_vector(avro_value_t *m, const json_t *vec, char *errstr,
+           size_t errstr_size)
+{
+	const char *region;
+	json_t     *n;
+
+	if (!json_is_object(vec)) {
+		snprintf(errstr, errstr_size, "vclock: vector is not an object");
+		return -1;
+	}
+	json_object_foreach((json_t *)vec, region, n) {
+		avro_value_t e;
+
+		if (!json_is_integer(n)) {
+			snprintf(errstr, errstr_size, "vclock: counter of %s is not an "
+			         "integer", region);
+			return -1;
+		}
+		CHECK_AVRO(avro_value_add(m, region, &e, NULL, NULL), "vclock vector");
+		CHECK_AVRO(avro_value_set_long(&e, (int64_t)json_integer_value(n)),
+		           "vclock vector");
+	}
+	return 0;
+}
+
+static int
+set_vclock(avro_value_t *field, const xr_vclock_t *vc, char *errstr,
+           size_t errstr_size)
+{
+	avro_value_t r, f, b;
+
+	CHECK_AVRO(avro_value_set_branch(field, 1, &r), "vclock");
+	CHECK_AVRO(avro_value_get_by_index(&r, 0, &f, NULL), "vclock hlc");
+	CHECK_AVRO(avro_value_set_long(&f, vc->hlc), "vclock hlc");
+	CHECK_AVRO(avro_value_get_by_index(&r, 1, &f, NULL), "vclock vector");
+	if (set_vector(&f, vc->vector, errstr, errstr_size))
+		return -1;
+	CHECK_AVRO(avro_value_get_by_index(&r, 2, &f, NULL), "vclock before_hlc");
+	if (vc->before_vector) {
+		CHECK_AVRO(avro_value_set_branch(&f, 1, &b), "vclock before_hlc");
+		CHECK_AVRO(avro_value_set_long(&b, vc->before_hlc), "vclock before_hlc");
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "vclock before_hlc");
+	}
+	CHECK_AVRO(avro_value_get_by_index(&r, 3, &f, NULL), "vclock before_vector");
+	if (vc->before_vector) {
+		CHECK_AVRO(avro_value_set_branch(&f, 1, &b), "vclock before_vector");
+		if (set_vector(&b, vc->before_vector, errstr, errstr_size))
+			return -1;
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "vclock before_vector");
+	}
+	return 0;
+}
+
 int
 xr_encode_change(xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *before,
                  const xr_pgo_tuple_t *after, const xr_source_t *src,
@@ -215,6 +272,14 @@ xr_encode_change(xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *before,
 			return -1;
 	} else {
 		CHECK_AVRO(xr_pgtype_set_null(&f), "after");
+	}
+
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_VCLOCK, &f, NULL), "vclock");
+	if (src->vclock) {
+		if (set_vclock(&f, src->vclock, errstr, errstr_size))
+			return -1;
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "vclock");
 	}
 
 	if (xr_avro_encode(rel->value_schema, v, value, errstr, errstr_size))

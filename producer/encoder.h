@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/avro_codec.h"
 #include "common/buf.h"
 #include "common/lsn.h"
@@ -26,6 +28,18 @@
  */
 #define XR_EVENT_ID_NS "186c3810-3053-4465-95e2-c41965dc6581"
 
+/*
+ * The vector-clock version of a write (tables in conflict mode vclock), as
+ * the table's trigger reported it: vectors are JSON objects of region to
+ * counter (borrowed).
+ */
+typedef struct xr_vclock_s {
+	int64_t       hlc;
+	const json_t *vector;
+	const json_t *before_vector;   /* NULL unless the key changed */
+	int64_t       before_hlc;
+} xr_vclock_t;
+
 /* Where a change comes from: the envelope's source record. */
 typedef struct xr_source_s {
 	const char *region;
@@ -38,6 +52,7 @@ typedef struct xr_source_s {
 	uint64_t    change_index; /* the change's place in its transaction,
 	                             from 0, counting every change the server
 	                             sent (published or not) */
+	const xr_vclock_t *vclock; /* NULL: none */
 } xr_source_t;
 
 /*

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "common/avro_codec.h"
@@ -52,6 +53,7 @@ typedef struct session_s {
 	xr_lsn_t          final_lsn;
 	int64_t           commit_ts_us;
 	uint64_t          change_no; /* changes of the transaction so far */
+	json_t           *vclock;    /* the last vclock message, not yet used */
 
 	xr_lsn_t          received;  /* highest LSN seen from the server */
 	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
@@ -351,7 +353,8 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 static int
 publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
                const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
-               xr_lsn_t lsn, uint64_t index, char *errstr, size_t errstr_size)
+               xr_lsn_t lsn, uint64_t index, const xr_vclock_t *vclock,
+               char *errstr, size_t errstr_size)
 {
 	xr_source_t src = {
 		.region = s->conf->region,
@@ -362,6 +365,7 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 		.commit_ts_us = s->commit_ts_us,
 		.origin = NULL,
 		.change_index = index,
+		.vclock = vclock,
 	};
 	char event_id[XR_EVENT_ID_LEN + 1];
 	int  nparts = 1, p, rc;
@@ -397,6 +401,97 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 	return 0;
 }
 
+/* The prefix of the messages the vclock triggers emit (see meta.c). */
+#define VCLOCK_PREFIX "xregion.vclock"
+
+/* Keeps a vclock message for the change that follows it. */
+static void
+vclock_message(session_t *s, const xr_pgo_msg_t *m)
+{
+	json_error_t jerr;
+
+	if (!(m->u.message.flags & 1) || s->skip_txn ||
+	    strcmp(m->u.message.prefix, VCLOCK_PREFIX) != 0)
+		return;
+	json_decref(s->vclock);
+	s->vclock = json_loadb(m->u.message.content, m->u.message.len, 0, &jerr);
+	if (!s->vclock || !json_is_object(s->vclock)) {
+		xr_warn("vclock message at %X/%X unreadable: %s",
+		        (unsigned)(m->u.message.lsn >> 32),
+		        (unsigned)m->u.message.lsn,
+		        s->vclock ? "not an object" : jerr.text);
+		json_decref(s->vclock);
+		s->vclock = NULL;
+	}
+}
+
+/*
+ * Whether the kept vclock message is the one of this change: the trigger
+ * emits it just before the row is written, naming the table and the key
+ * as text (the same output functions pgoutput uses).
+ */
+static bool
+vclock_match(const session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
+{
+	json_t *k = json_object_get(s->vclock, "k");
+	int     i;
+
+	if (!tup || !json_is_object(k) ||
+	    !json_is_string(json_object_get(s->vclock, "s")) ||
+	    !json_is_string(json_object_get(s->vclock, "t")) ||
+	    strcmp(json_string_value(json_object_get(s->vclock, "s")),
+	           rel->nspname) != 0 ||
+	    strcmp(json_string_value(json_object_get(s->vclock, "t")),
+	           rel->relname) != 0 ||
+	    !json_is_integer(json_object_get(s->vclock, "h")) ||
+	    !json_is_object(json_object_get(s->vclock, "v")))
+		return false;
+	for (i = 0; i < rel->ncols && i < tup->ncols; i++) {
+		const xr_pgo_datum_t *d = &tup->cols[i];
+		json_t               *v;
+
+		if (!rel->cols[i].is_key)
+			continue;
+		v = json_object_get(k, rel->cols[i].name);
+		if (d->kind != XR_PGO_COL_TEXT || !json_is_string(v) ||
+		    json_string_length(v) != d->len ||
+		    memcmp(json_string_value(v), d->data, d->len) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Fills vc from the kept message if it belongs to this change. */
+static const xr_vclock_t *
+vclock_for(session_t *s, xr_rel_t *rel, xr_op_t op,
+           const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
+           xr_vclock_t *vc)
+{
+	const xr_pgo_tuple_t *tup = op == XR_OP_DELETE ? before : after;
+	json_t               *ov;
+
+	if (!rel->tconf || rel->tconf->conflict != XR_CONFLICT_VCLOCK ||
+	    op == XR_OP_TRUNCATE)
+		return NULL;
+	if (!s->vclock || !vclock_match(s, rel, tup)) {
+		if (!rel->vclock_warned)
+			xr_warn("table %s.%s is in conflict mode vclock but a change "
+			        "came without its version vector (was xregion setup "
+			        "run, and is trigger xregion_vclock enabled?); such "
+			        "changes are published without one", rel->nspname,
+			        rel->relname);
+		rel->vclock_warned = true;
+		return NULL;
+	}
+	vc->hlc = (int64_t)json_integer_value(json_object_get(s->vclock, "h"));
+	vc->vector = json_object_get(s->vclock, "v");
+	ov = json_object_get(s->vclock, "ov");
+	vc->before_vector = json_is_object(ov) ? ov : NULL;
+	vc->before_hlc = (int64_t)json_integer_value(json_object_get(s->vclock,
+	                                                             "oh"));
+	return vc;
+}
+
 /*
  * Publishes the change of relid (when its table is published) as the next
  * change of the transaction.  Returns 0, or -1 with errstr set and *fatal
@@ -407,19 +502,25 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
               const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
               xr_lsn_t lsn, char *errstr, size_t errstr_size, bool *fatal)
 {
-	uint64_t  index = s->change_no++;
-	xr_rel_t *rel;
-	int       err, rc;
+	uint64_t    index = s->change_no++;
+	xr_rel_t   *rel;
+	xr_vclock_t vc;
+	int         err, rc;
 
 	if (s->skip_txn)
 		return 0;
 	rel = change_rel(s, relid, &err, errstr, errstr_size);
-	if (err)
-		return -1;
-	if (!rel)
-		return 0;
-	rc = publish_change(s, rel, op, before, after, lsn, index, errstr,
+	if (err || !rel) {
+		json_decref(s->vclock);
+		s->vclock = NULL;
+		return err ? -1 : 0;
+	}
+	rc = publish_change(s, rel, op, before, after, lsn, index,
+	                    vclock_for(s, rel, op, before, after, &vc), errstr,
 	                    errstr_size);
+	/* A message goes with the change right after it, or with none. */
+	json_decref(s->vclock);
+	s->vclock = NULL;
 	if (rc == XR_PUB_FATAL) {
 		fatal_change(s, errstr, errstr_size);
 		*fatal = true;
@@ -450,6 +551,8 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
+		json_decref(s->vclock);
+		s->vclock = NULL;
 		break;
 	case XR_PGO_ORIGIN:
 		/* Applied by a consumer: publishing it again would loop. */
@@ -516,6 +619,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 				return -1;
 		break;
 	case XR_PGO_MESSAGE:
+		vclock_message(s, &m);
 		break;
 	}
 	return 0;
@@ -554,6 +658,8 @@ static void
 session_term(session_t *s)
 {
 	xr_stream_close(s->stream);
+	json_decref(s->vclock);
+	s->vclock = NULL;
 	PQfinish(s->catalog);
 	xr_pgo_parser_destroy(s->parser);
 	xr_relcache_destroy(s->rels);

@@ -56,6 +56,7 @@ typedef struct xr_rel_s {
 	/* Published only when the config lists the table with pii: false. */
 	bool         published;
 	bool         warned;     /* logged once that it is not published */
+	bool         vclock_warned; /* logged once: a change without vclock */
 	const xr_table_conf_t *tconf;  /* borrowed from the config, or NULL */
 	char        *topic;      /* <prefix>.<region>.<schema>.<table> */
 

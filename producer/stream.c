@@ -157,7 +157,8 @@ xr_stream_start(xr_stream_t *s, const char *slot, const char *publication,
 	}
 	snprintf(sql, n,
 	         "START_REPLICATION SLOT %s LOGICAL 0/0 "
-	         "(proto_version '1', publication_names %s)", slot_id, pub_lit);
+	         "(proto_version '1', publication_names %s, messages 'true')",
+	         slot_id, pub_lit);
 	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		copy_pq_error(s->conn, "START_REPLICATION", errstr, errstr_size);

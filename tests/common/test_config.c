@@ -398,7 +398,7 @@ test_unknown_table_key(void **state)
 	             "  - name: users\n"
 	             "    pi: false\n",
 	             ":10: tables[1].pi: unknown key; valid keys are: name, pii, "
-	             "exclude_columns, conflict");
+	             "exclude_columns, conflict, tiebreak");
 }
 
 static void
@@ -615,6 +615,58 @@ test_bad_conflict(void **state)
 	             "    conflict: newest\n",
 	             ":8: tables[0].conflict: expected lww or vclock, "
 	             "got \"newest\"");
+}
+
+static void
+test_tiebreak(void **state)
+{
+	char         err[1024];
+	xr_config_t *conf;
+
+	(void)state;
+	conf = load("tb.yaml", MINIMAL
+	            "regions: [us, eu]\n"
+	            "tables:\n"
+	            "  - name: a\n"
+	            "    conflict: vclock\n"
+	            "  - name: b\n"
+	            "    conflict: vclock\n"
+	            "    tiebreak: keep-local\n"
+	            "  - name: c\n"
+	            "    conflict: vclock\n"
+	            "    tiebreak: prefer-region:eu\n", err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->tables[0].tiebreak, XR_TIEBREAK_LWW);
+	assert_null(conf->tables[0].prefer_region);
+	assert_int_equal(conf->tables[1].tiebreak, XR_TIEBREAK_KEEP_LOCAL);
+	assert_int_equal(conf->tables[2].tiebreak, XR_TIEBREAK_PREFER_REGION);
+	assert_string_equal(conf->tables[2].prefer_region, "eu");
+	xr_config_destroy(conf);
+}
+
+static void
+test_bad_tiebreak(void **state)
+{
+	(void)state;
+	expect_error("tb1.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    conflict: vclock\n"
+	             "    tiebreak: newest\n",
+	             ":9: tables[0].tiebreak: expected lww, keep-local or "
+	             "prefer-region:<region>, got \"newest\"");
+	expect_error("tb2.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    tiebreak: lww\n",
+	             ":8: tables[0].tiebreak: only applies to conflict: vclock");
+	expect_error("tb3.yaml", MINIMAL
+	             "regions: [us, eu]\n"
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    conflict: vclock\n"
+	             "    tiebreak: prefer-region:apac\n",
+	             ":10: tables[0].tiebreak: region \"apac\" is not in regions");
 }
 
 static void
@@ -946,6 +998,8 @@ main(void)
 		T(test_bad_topic_prefix),
 		T(test_bad_table_name),
 		T(test_bad_conflict),
+		T(test_tiebreak),
+		T(test_bad_tiebreak),
 		T(test_bad_log_level),
 		T(test_duplicate_table),
 		T(test_region_not_in_regions),

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,6 +324,53 @@ test_insert_metadata(void **state)
 	assert_string_equal(fx->ev.event_id, fx->event_id);
 	assert_false(fx->ev.has_before);
 	assert_true(fx->ev.has_after);
+}
+
+/* The vector-clock version travels whole; a key change adds the old key's. */
+static void
+test_vclock_round_trip(void **state)
+{
+	fx_t        *fx = *state;
+	json_t      *vec = json_pack("{s:I,s:I}", "us", (json_int_t)3,
+	                             "eu", (json_int_t)12);
+	json_t      *old = json_pack("{s:I}", "us", (json_int_t)2);
+	xr_vclock_t  vc = { .hlc = INT64_C(1795781380963108), .vector = vec };
+	xr_source_t  s2 = src;
+	xr_pgo_tuple_t a = { NCOLS, full_row };
+	json_t      *got;
+
+	register_value_schema(fx);
+	assert_non_null(vec);
+	assert_non_null(old);
+	s2.vclock = &vc;
+	assert_int_equal(xr_encode_change(fx->rel, XR_OP_INSERT, NULL, &a, &s2,
+	                                  &fx->key, &fx->value, fx->event_id,
+	                                  fx->err, sizeof(fx->err)), 0);
+	decode(fx);
+	assert_true(fx->ev.has_vclock);
+	assert_false(fx->ev.has_vc_before);
+	assert_true(fx->ev.vc_hlc == INT64_C(1795781380963108));
+	got = json_loads(fx->ev.vc_vector.data, 0, NULL);
+	assert_non_null(got);
+	assert_true(json_equal(got, vec));
+	json_decref(got);
+
+	vc.before_vector = old;
+	vc.before_hlc = 77;
+	assert_int_equal(xr_encode_change(fx->rel, XR_OP_UPDATE, NULL, &a, &s2,
+	                                  &fx->key, &fx->value, fx->event_id,
+	                                  fx->err, sizeof(fx->err)), 0);
+	decode(fx);
+	assert_true(fx->ev.has_vc_before);
+	assert_true(fx->ev.vc_before_hlc == 77);
+	assert_string_equal(fx->ev.vc_before_vector.data, "{\"us\":2}");
+
+	/* Without one, the next event has none. */
+	encode(fx, XR_OP_INSERT, NULL, full_row);
+	decode(fx);
+	assert_false(fx->ev.has_vclock);
+	json_decref(vec);
+	json_decref(old);
 }
 
 /* The event's fields are the table's published columns, named as in PG. */
@@ -694,11 +742,12 @@ test_truncated_datum(void **state)
 	register_value_schema(fx);
 	encode(fx, XR_OP_INSERT, NULL, full_row);
 	assert_true(fx->value.len > XR_AVRO_SO_HEADER_LEN + 3);
-	/* ... 02 (branch int) 53 (-42) 00 (no unchanged columns) */
-	assert_memory_equal(fx->value.data + fx->value.len - 3, "\x02\x53\x00", 3);
+	/* ... 02 (branch int) 53 (-42) 00 (no unchanged columns) 00 (no vclock) */
+	assert_memory_equal(fx->value.data + fx->value.len - 4, "\x02\x53\x00\x00",
+	                    4);
 	fx->err[0] = '\0';
 	assert_int_equal(xr_event_decode(&fx->ev, fx->reg, fx->value.data,
-	                                 fx->value.len - 2,
+	                                 fx->value.len - 3,
 	                                 fx->rel->value_schema_id, fx->err,
 	                                 sizeof(fx->err)), -1);
 	assert_true(fx->err[0] != '\0');
@@ -827,6 +876,7 @@ main(void)
 		TEST(test_unknown_schema_kafka_unreachable_is_transient),
 		TEST(test_truncated_datum),
 		TEST(test_trailing_bytes),
+		TEST(test_vclock_round_trip),
 		TEST(test_key_schema_is_not_an_envelope),
 		TEST(test_foreign_schema_is_not_an_envelope),
 		TEST(test_registry_add_json_rejects_non_schema),

@@ -637,14 +637,3 @@ def test_million_row_transaction_with_flat_memory(region):
         time.sleep(0.5)
     assert lsn_int(r.confirmed_lsn()) >= end
 
-
-def test_vclock_mode_is_refused_until_it_exists(tmp_path):
-    cfg = tmp_path / "v.yaml"
-    cfg.write_text("region: us\npostgres:\n  dsn: x\nkafka:\n  brokers: y\n"
-                   "tables:\n  - name: public.a\n    pii: false\n"
-                   "    conflict: vclock\n")
-    for cmd in ("setup", "run", "consume", "produce"):
-        res = subprocess.run([xrtest.XREGION, cmd, "-c", str(cfg)],
-                             capture_output=True, text=True)
-        assert res.returncode == 2, cmd
-        assert "tables[0].conflict: vclock is not implemented" in res.stderr

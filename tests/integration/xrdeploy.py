@@ -46,8 +46,10 @@ class Node:
             "  batch_linger_ms: 20",
             "tables:",
         ]
-        for name, pii in tables:
+        for name, pii, *more in tables:
             lines += [f"  - name: {name}", f"    pii: {'true' if pii else 'false'}"]
+            # more: further keys of the entry, e.g. "conflict: vclock"
+            lines += [f"    {line}" for line in more]
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
 
