@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/version.h"
+#include "consumer/conflicts.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
 #include "producer/produce.h"
@@ -28,6 +29,9 @@ static volatile sig_atomic_t stop_requested = 0;
 
 /* The process's counters, served at metrics_listen when configured. */
 static xr_metrics_t metrics;
+
+/* The options of `xregion conflicts`, set while parsing the command line. */
+static xr_conflicts_opts_t conflicts_opts;
 
 static void
 on_signal(int sig)
@@ -131,6 +135,18 @@ run_both(const xr_config_t *conf)
 	return rc ? rc : pt.rc;
 }
 
+static int
+run_conflicts(const xr_config_t *conf)
+{
+	char err[1024];
+
+	if (xr_conflicts_run(conf, &conflicts_opts, stdout, err, sizeof(err))) {
+		fprintf(stderr, "xregion conflicts: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 static const command_t commands[] = {
 	{ "setup", "create the publication, slot, Kafka topics and schema xregion",
 	  "Idempotent. Checks that every table marked pii: false exists and has\n"
@@ -172,9 +188,37 @@ static const command_t commands[] = {
 	  "triggers, and its replication origins. Kafka topics are kept: they\n"
 	  "hold the change history.\n",
 	  run_teardown },
+	{ "conflicts", "show the recent conflicts of the conflict log",
+	  "Prints the newest conflicts logged in xregion.conflicts of this\n"
+	  "region's database, one line each, oldest first (the newest last),\n"
+	  "then a summary line: counts by kind/resolution of every conflict the\n"
+	  "filters select. A line gives the time it was logged (UTC), the table,\n"
+	  "the key, kind/resolution, the winner (the region whose write stands,\n"
+	  "\"local\", or \"dead-lettered\"), and the local and remote versions\n"
+	  "(region@commit time, and the version vector if any; local=none when\n"
+	  "there was no local row). Read only; exits 1 if the database cannot be\n"
+	  "reached or has no schema xregion.\n\n"
+	  "Selection and output:\n"
+	  "      --table NAME      schema.table, or table (schema public); repeat\n"
+	  "                        it to select several tables\n"
+	  "      --kind KIND       a conflict kind, e.g. insert_exists or\n"
+	  "                        update_origin_differs; repeat it for several\n"
+	  "      --since WHEN      logged at or after WHEN: a time (2024-05-01,\n"
+	  "                        2024-05-01T10:00:00Z; local time without an\n"
+	  "                        offset) or a duration ago (45s, 30m, 2h, 7d,\n"
+	  "                        1w, 1h30m)\n"
+	  "      --until WHEN      logged before WHEN (the same forms)\n"
+	  "      --limit N         show the newest N (default 50; 0: all)\n"
+	  "      --rows            also print the local and remote row images\n"
+	  "      --format FORMAT   text (default) or json: one JSON object per\n"
+	  "                        line, without the summary\n",
+	  run_conflicts },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* getopt_long's value for the options xr_conflicts_opts_set() takes. */
+#define OPT_CONFLICTS 256
 
 static void
 usage(FILE *out)
@@ -197,7 +241,7 @@ static void
 command_usage(const command_t *cmd, FILE *out)
 {
 	fprintf(out,
-	        "usage: xregion %s [-c FILE] [-l LEVEL]\n\n%s - %s\n\n%s\n"
+	        "usage: xregion %s [-c FILE] [-l LEVEL]%s\n\n%s - %s\n\n%s\n"
 	        "Options:\n"
 	        "  -c, --config FILE     configuration file (default: "
 	        "$XREGION_CONFIG,\n"
@@ -208,7 +252,13 @@ command_usage(const command_t *cmd, FILE *out)
 	        "Environment: XREGION_POSTGRES_DSN, XREGION_KAFKA_BROKERS and\n"
 	        "XREGION_KAFKA_PROP_<NAME> override the config file "
 	        "(docs/configuration.md).\n",
-	        cmd->name, cmd->name, cmd->summary, cmd->help);
+	        cmd->name,
+	        cmd->run == run_conflicts
+	            ? " [--table NAME]... [--kind KIND]...\n"
+	              "                 [--since WHEN] [--until WHEN] [--limit N] "
+	              "[--rows]\n                 [--format text|json]"
+	            : "",
+	        cmd->name, cmd->summary, cmd->help);
 }
 
 int
@@ -218,6 +268,14 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		/* xregion conflicts only: */
+		{ "table", required_argument, NULL, OPT_CONFLICTS },
+		{ "kind", required_argument, NULL, OPT_CONFLICTS },
+		{ "since", required_argument, NULL, OPT_CONFLICTS },
+		{ "until", required_argument, NULL, OPT_CONFLICTS },
+		{ "limit", required_argument, NULL, OPT_CONFLICTS },
+		{ "rows", no_argument, NULL, OPT_CONFLICTS },
+		{ "format", required_argument, NULL, OPT_CONFLICTS },
 		{ NULL, 0, NULL, 0 }
 	};
 	const command_t *cmd = NULL;
@@ -226,8 +284,9 @@ main(int argc, char **argv)
 	xr_metrics_server_t *server = NULL;
 	char             err[1024];
 	size_t           i;
-	int              c, lvl, rc;
+	int              c, li = 0, lvl, rc;
 
+	xr_conflicts_opts_init(&conflicts_opts);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -252,7 +311,7 @@ main(int argc, char **argv)
 	}
 
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:h", longopts, &li)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -263,6 +322,18 @@ main(int argc, char **argv)
 		case 'h':
 			command_usage(cmd, stdout);
 			return 0;
+		case OPT_CONFLICTS:
+			if (cmd->run != run_conflicts) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "conflicts only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (xr_conflicts_opts_set(&conflicts_opts, longopts[li].name,
+			                          optarg, err, sizeof(err))) {
+				fprintf(stderr, "xregion conflicts: %s\n", err);
+				return 2;
+			}
+			break;
 		default:
 			command_usage(cmd, stderr);
 			return 2;
@@ -309,5 +380,6 @@ main(int argc, char **argv)
 	rc = cmd->run(conf);
 	xr_metrics_server_stop(server);
 	xr_config_destroy(conf);
+	xr_conflicts_opts_term(&conflicts_opts);
 	return rc;
 }

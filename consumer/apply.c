@@ -1086,6 +1086,7 @@ typedef struct plan_s {
 	int       nstmt;
 	int       first_result; /* index of the result that decides */
 	bool      superseded;   /* a newer event of its key is in the batch */
+	bool      follows_insert; /* a superseded insert of its key came first */
 	PGresult *bulk;         /* decided by a set-based statement (borrowed) */
 	int       bulk_row;
 	char     *key;          /* table and key, for finding repeats */
@@ -1710,6 +1711,11 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		if (strcmp(plans[idx[i]].key, plans[idx[i + 1]].key) == 0) {
 			plans[idx[i]].superseded = true;
 			plans[idx[i]].nstmt = 0;
+			/* An update or delete after its row's insert is not "missing". */
+			if (items[idx[i]].ev->op == XR_OP_INSERT ||
+			    (plans[idx[i]].follows_insert &&
+			     items[idx[i]].ev->op == XR_OP_UPDATE))
+				plans[idx[i + 1]].follows_insert = true;
 		}
 	for (i = 0, k = 0; i < m; i++)
 		if (!plans[idx[i]].superseded)
@@ -1994,6 +2000,11 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 			classify_vc(it, r, row, may_insert);
 		else
 			classify(it, r, row, may_insert);
+		/* The row the batch's own superseded insert made was not missing. */
+		if ((it->conflict == XR_CONFLICT_UPDATE_MISSING ||
+		     it->conflict == XR_CONFLICT_DELETE_MISSING) &&
+		    plans[i].follows_insert && it->resolution == XR_RES_APPLIED)
+			it->conflict = XR_CONFLICT_NONE;
 		if (it->resolution == XR_RES_DEAD_LETTER)
 			ndl++;
 		else if (it->resolution == XR_RES_APPLIED)
