@@ -1007,6 +1007,53 @@ bulk_delete(xr_buf_t *b, const target_t *t, const bool *set)
 }
 
 /*
+ * The fast insert: rows of one shape that are new here (no row, no
+ * versions entry, not older than the table's truncation), all from the
+ * source transaction whose commit timestamp this apply transaction carries
+ * as its origin timestamp.  They need no versions entry: their version is
+ * in their commit data (see version_of in meta.c).  $1 ts, $2 region, then
+ * one text[] per set column.  Returns how many rows it inserted; the
+ * caller keeps them only if that is all of them.
+ */
+static void
+sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
+{
+	int c, n, p = 2;
+
+	xr_buf_printf(b,
+	              "WITH trunc AS MATERIALIZED (\n"
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "FROM xregion.truncations x WHERE x.table_schema = %s "
+	              "AND x.table_name = %s\n"
+	              "), ins AS (\n  INSERT INTO %s AS t (",
+	              t->lit_nsp, t->lit_rel, t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
+	xr_buf_puts(b, ")\n  SELECT ");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%se.c%d::%s", n++ ? ", " : "", c,
+			              t->cols[c].type);
+	xr_buf_puts(b, "\n  FROM unnest(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s$%d::text[]", n++ ? ", " : "", ++p);
+	xr_buf_puts(b, ") AS e(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%sc%d", n++ ? ", " : "", c);
+	xr_buf_printf(b, ")\n  WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE ", t->vt);
+	bulk_key_match(b, t, "v");
+	xr_buf_puts(b, ")\n    AND ((SELECT ver FROM trunc) IS NULL OR "
+	               "ROW($1::bigint, $2::text)::xregion.version > "
+	               "(SELECT ver FROM trunc))\n  ON CONFLICT (");
+	key_list(b, t);
+	xr_buf_puts(b, ") DO NOTHING\n  RETURNING 1\n)\n"
+	               "SELECT count(*)::int FROM ins");
+}
+
+/*
  * The prepared statement for op on t setting the columns in set (for a
  * delete: the keys).  Prepares it on first use.
  */
@@ -1036,8 +1083,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	s->sig = sig;
 	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
 	s->cols = xr_calloc((size_t)t->ncols, sizeof(int));
-	if (op == 'd' || op == 'v' || op == 'x')
-		np = nfixed(op);
+	if (op == 'd' || op == 'v' || op == 'x' || op == 'F')
+		np = op == 'F' ? 2 : nfixed(op);
 	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
 		for (c = 0; c < t->ncols; c++) {
 			if (set[c]) {
@@ -1055,6 +1102,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		bulk_upsert(&a->sql, t, set);
 	else if (op == 'D')
 		bulk_delete(&a->sql, t, set);
+	else if (op == 'F')
+		sql_fast_insert(&a->sql, t, set);
 	else if (op == 'v')
 		sql_vc_upsert(a->conn, &a->sql, t, set, pnum);
 	else if (op == 'x')
@@ -1087,6 +1136,7 @@ typedef struct plan_s {
 	int       first_result; /* index of the result that decides */
 	bool      superseded;   /* a newer event of its key is in the batch */
 	bool      follows_insert; /* a superseded insert of its key came first */
+	bool      fast;         /* inserted by the fast insert path */
 	PGresult *bulk;         /* decided by a set-based statement (borrowed) */
 	int       bulk_row;
 	char     *key;          /* table and key, for finding repeats */
@@ -1663,6 +1713,180 @@ cmp_stmt(const void *x, const void *y, void *arg)
 	return c ? c : (i < j ? -1 : (i > j));
 }
 
+/* Whether ev has every column (no unchanged TOASTed value left out). */
+static bool
+may_insert_of(const xr_event_t *ev)
+{
+	int f;
+
+	for (f = 0; f < ev->nfields && ev->has_after; f++)
+		if (ev->after[f].unchanged)
+			return false;
+	return true;
+}
+
+/* Whether item i may take the fast insert path at commit time ts. */
+static bool
+fast_candidate(const xr_apply_item_t *it, const plan_t *pl, int64_t ts)
+{
+	return (it->ev->op == XR_OP_INSERT || it->ev->op == XR_OP_SNAPSHOT_READ) &&
+	       pl->nstmt == 1 && pl->stmt[0]->sig[0] == 'u' &&
+	       it->ev->commit_ts == ts && may_insert_of(it->ev);
+}
+
+static int
+cmp_i64(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+
+	return a < b ? -1 : (a > b);
+}
+
+/*
+ * The commit timestamp most inserts of the batch share (one source
+ * transaction), if at least BULK_MIN do; else INT64_MIN.  Sets *lsn to
+ * that transaction's commit LSN.
+ */
+static int64_t
+fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
+               const size_t *idx, size_t m, xr_lsn_t *lsn)
+{
+	int64_t *ts = xr_calloc(m ? m : 1, sizeof(int64_t));
+	int64_t  best = INT64_MIN;
+	size_t   i, j, n = 0, best_n = 0;
+
+	for (i = 0; i < m; i++) {
+		const xr_event_t *ev = items[idx[i]].ev;
+
+		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ) &&
+		    plans[idx[i]].nstmt == 1)
+			ts[n++] = ev->commit_ts;
+	}
+	qsort(ts, n, sizeof(int64_t), cmp_i64);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && ts[j] == ts[i]; j++)
+			;
+		if (j - i > best_n) {
+			best_n = j - i;
+			best = ts[i];
+		}
+	}
+	free(ts);
+	if (best_n < BULK_MIN)
+		return INT64_MIN;
+	for (i = 0; i < m; i++)
+		if (items[idx[i]].ev->commit_ts == best)
+			*lsn = items[idx[i]].ev->commit_lsn;
+	return best;
+}
+
+/*
+ * Tries the fast insert (sql_fast_insert) for the candidates among the
+ * group's members: all of them or none (a savepoint undoes a partial
+ * one).  The first use makes the transaction carry ts as its origin
+ * timestamp.  Marks the members it inserted.  Returns 0, or -1 with errstr
+ * when the database failed.
+ */
+static int
+fast_insert(xr_applier_t *a, target_t *t, const bool *set,
+            xr_apply_item_t *items, plan_t *plans, const size_t *mem,
+            size_t nmem, int64_t ts, xr_lsn_t lsn, bool *setup, char *errstr,
+            size_t errstr_size)
+{
+	size_t      *cand = xr_calloc(nmem, sizeof(size_t));
+	size_t       k, nc = 0;
+	stmt_t      *st;
+	xr_buf_t    *arr = NULL;
+	const char **vals = NULL;
+	char         tsbuf[32], lsnbuf[XR_LSN_STRLEN];
+	PGresult    *res = NULL;
+	int          p, rc = -1, inserted;
+
+	for (k = 0; k < nmem; k++)
+		if (fast_candidate(&items[mem[k]], &plans[mem[k]], ts))
+			cand[nc++] = mem[k];
+	if (nc < BULK_MIN) {
+		rc = 0;
+		goto out;
+	}
+	if (!(st = stmt_get(a, t, 'F', set, errstr, errstr_size)))
+		goto out;
+	snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
+	if (!*setup) {
+		const char *v[2] = { xr_lsn_format(lsn, lsnbuf), tsbuf };
+
+		res = PQexecParams(a->conn,
+		                   "SELECT pg_catalog.pg_replication_origin_xact_setup("
+		                   "$1::pg_lsn, 'epoch'::timestamptz + $2::bigint * "
+		                   "interval '1 microsecond')", 2, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			copy_err(a->conn, "setting the origin timestamp", errstr,
+			         errstr_size);
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+		*setup = true;
+	}
+	arr = xr_calloc((size_t)st->ncols, sizeof(xr_buf_t));
+	vals = xr_calloc((size_t)st->ncols + 2, sizeof(char *));
+	vals[0] = tsbuf;
+	vals[1] = items[cand[0]].ev->region;
+	for (p = 0; p < st->ncols; p++) {
+		xr_buf_init(&arr[p]);
+		xr_buf_putc(&arr[p], '{');
+	}
+	for (k = 0; k < nc; k++) {
+		xr_event_t *ev = items[cand[k]].ev;
+		fmap_t     *fm = fmap_get(t, ev->schema);
+
+		for (p = 0; p < st->ncols; p++) {
+			int fi = fm->field_of[st->cols[p]];
+
+			array_elem(&arr[p], fi >= 0 ? xr_event_text(ev, &ev->after[fi])
+			                            : NULL, k == 0);
+		}
+	}
+	for (p = 0; p < st->ncols; p++) {
+		xr_buf_putc(&arr[p], '}');
+		vals[2 + p] = arr[p].data;
+	}
+	if (exec_ok(a, "SAVEPOINT xr_fast", errstr, errstr_size))
+		goto out;
+	res = PQexecPrepared(a->conn, st->name, st->ncols + 2, vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", state ? state : "");
+		snprintf(errstr, errstr_size, "inserting %zu rows into %s.%s: %s", nc,
+		         t->nspname, t->relname, PQresultErrorMessage(res));
+		goto out;
+	}
+	inserted = atoi(PQgetvalue(res, 0, 0));
+	if ((size_t)inserted != nc) {
+		/* Some were there: the regular statements decide them all. */
+		if (exec_ok(a, "ROLLBACK TO SAVEPOINT xr_fast", errstr, errstr_size))
+			goto out;
+	} else {
+		for (k = 0; k < nc; k++) {
+			plans[cand[k]].fast = true;
+			plans[cand[k]].nstmt = 0;
+		}
+	}
+	if (exec_ok(a, "RELEASE SAVEPOINT xr_fast", errstr, errstr_size))
+		goto out;
+	rc = 0;
+out:
+	PQclear(res);
+	if (arr)
+		for (p = 0; p < st->ncols; p++)
+			xr_buf_term(&arr[p]);
+	free(arr);
+	free(vals);
+	free(cand);
+	return rc;
+}
+
 /*
  * Applies what it can of the batch with set-based statements, inside the
  * open transaction: first drops the events a newer event of the same key in
@@ -1676,9 +1900,12 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
            PGresult ***bulk_res, size_t *nbulk, char *errstr,
            size_t errstr_size)
 {
-	size_t    *idx = xr_calloc(n, sizeof(size_t));
+	size_t    *idx = xr_calloc(n, sizeof(size_t)), *grp = NULL;
 	size_t     i, j, k, m = 0;
 	sort_ctx_t sc = { items, plans };
+	int64_t    fast_ts;
+	xr_lsn_t   fast_lsn = 0;
+	bool       fast_setup = false;
 	int        rc = -1;
 
 	for (i = 0; i < n; i++) {
@@ -1690,8 +1917,10 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		int              c;
 
 		/* Truncates and key changes keep the batch in order: row by row. */
-		if (ev->op == XR_OP_TRUNCATE || plans[i].nstmt != 1)
+		if (ev->op == XR_OP_TRUNCATE || plans[i].nstmt != 1) {
+			rc = 0;
 			goto done;
+		}
 		xr_buf_init(&key);
 		xr_buf_printf(&key, "%p", (void *)t);
 		for (c = 0; c < t->ncols; c++) {
@@ -1722,6 +1951,8 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 			idx[k++] = idx[i];
 	m = k;
 	qsort_r(idx, m, sizeof(size_t), cmp_stmt, &sc);
+	fast_ts = fast_commit_ts(items, plans, idx, m, &fast_lsn);
+	grp = xr_calloc(m ? m : 1, sizeof(size_t));
 	for (i = 0; i < m; i = j) {
 		stmt_t   *one = plans[idx[i]].stmt[0], *bulk;
 		target_t *t;
@@ -1729,6 +1960,7 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		xr_buf_t *arr;
 		const char **vals;
 		int       c, ncol, p;
+		size_t    g;
 		PGresult *res;
 
 		for (j = i + 1; j < m && plans[idx[j]].stmt[0] == one; j++)
@@ -1739,11 +1971,23 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		set = xr_calloc((size_t)t->ncols, sizeof(bool));
 		for (c = 0; c < t->ncols; c++)
 			set[c] = one->sig[c + 1] == '1';
+		if (one->sig[0] == 'u' && fast_ts != INT64_MIN &&
+		    fast_insert(a, t, set, items, plans, idx + i, j - i, fast_ts,
+		                fast_lsn, &fast_setup, errstr, errstr_size)) {
+			free(set);
+			goto done;
+		}
 		bulk = stmt_get(a, t, one->sig[0] == 'u' ? 'U' : 'D', set, errstr,
 		                errstr_size);
 		free(set);
 		if (!bulk)
 			goto done;
+		/* What the fast path left. */
+		for (k = i, g = 0; k < j; k++)
+			if (!plans[idx[k]].fast)
+				grp[g++] = idx[k];
+		if (g < BULK_MIN)
+			continue;
 		ncol = bulk->ncols;
 		arr = xr_calloc((size_t)ncol + 3, sizeof(xr_buf_t));
 		vals = xr_calloc((size_t)ncol + 3, sizeof(char *));
@@ -1751,27 +1995,22 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 			xr_buf_init(&arr[p]);
 			xr_buf_putc(&arr[p], '{');
 		}
-		for (k = i; k < j; k++) {
-			xr_event_t      *ev = items[idx[k]].ev;
+		for (k = 0; k < g; k++) {
+			xr_event_t      *ev = items[grp[k]].ev;
 			fmap_t          *fm = fmap_get(t, ev->schema);
 			const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before
 			                                              : ev->after;
-			bool             may_insert = true;
-			int              f;
+			int              fi;
 
-			for (f = 0; f < ev->nfields && ev->has_after; f++)
-				if (ev->after[f].unchanged)
-					may_insert = false;
-			xr_buf_printf(&arr[0], "%s%" PRId64, k > i ? "," : "",
+			xr_buf_printf(&arr[0], "%s%" PRId64, k > 0 ? "," : "",
 			              ev->commit_ts);
-			array_elem(&arr[1], ev->region, k == i);
-			xr_buf_printf(&arr[2], "%s%s", k > i ? "," : "",
-			              may_insert ? "t" : "f");
+			array_elem(&arr[1], ev->region, k == 0);
+			xr_buf_printf(&arr[2], "%s%s", k > 0 ? "," : "",
+			              may_insert_of(ev) ? "t" : "f");
 			for (p = 0; p < ncol; p++) {
-				int fi = fm->field_of[bulk->cols[p]];
-
+				fi = fm->field_of[bulk->cols[p]];
 				array_elem(&arr[3 + p], fi >= 0 ? xr_event_text(ev, &img[fi])
-				                                : NULL, k == i);
+				                                : NULL, k == 0);
 			}
 		}
 		for (p = 0; p < ncol + 3; p++) {
@@ -1785,33 +2024,33 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		free(arr);
 		free(vals);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    (size_t)PQntuples(res) != j - i) {
+		    (size_t)PQntuples(res) != g) {
 			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 			snprintf(a->sqlstate, sizeof(a->sqlstate), "%s",
 			         state ? state : "");
 			snprintf(errstr, errstr_size, "applying %zu changes to %s.%s: %s",
-			         j - i, t->nspname, t->relname,
-			         PQresultErrorMessage(res));
+			         g, t->nspname, t->relname, PQresultErrorMessage(res));
 			PQclear(res);
 			goto done;
 		}
 		*bulk_res = xr_reallocarray(*bulk_res, *nbulk + 1, sizeof(PGresult *));
 		(*bulk_res)[(*nbulk)++] = res;
-		for (k = i; k < j; k++) {
-			plan_t *pl = &plans[idx[k]];
+		for (k = 0; k < g; k++) {
+			plan_t *pl = &plans[grp[k]];
 
 			/* A local insert took the missing row first: row by row. */
-			if (atoi(PQgetvalue(res, (int)(k - i), 7)) > 0)
+			if (atoi(PQgetvalue(res, (int)k, 7)) > 0)
 				continue;
 			pl->bulk = res;
-			pl->bulk_row = (int)(k - i);
+			pl->bulk_row = (int)k;
 			pl->nstmt = 0;
 		}
 	}
 	rc = 0;
 done:
 	free(idx);
+	free(grp);
 	return rc;
 }
 
@@ -1981,6 +2220,11 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		bool             may_insert = true;
 		int              f;
 
+		if (plans[i].fast) {
+			it->resolution = XR_RES_APPLIED;
+			a->stats.applied++;
+			continue;
+		}
 		if (plans[i].superseded) {
 			/* A newer write of the key in this batch decides. */
 			it->resolution = XR_RES_SKIPPED;

@@ -113,12 +113,20 @@ static const char common_sql[] =
  * version is its commit timestamp, which is exactly the timestamp this
  * region's producer put in the event the other regions compare.
  * A commit timestamp that is gone (frozen or very old rows) counts as the
- * oldest possible.  %s is this region, as a literal.
+ * oldest possible.
+ *
+ * The fast insert path (apply.c) writes no versions entry: its
+ * transaction commits with the source's commit timestamp as origin
+ * timestamp (pg_replication_origin_xact_setup), so an applied row without
+ * an entry has its version in the commit data itself, the region being
+ * the one its origin "<slot>_from_<region>" names.
+ *
+ * %s: this region as a literal; %s: "<slot>_from_" as a literal.
  */
 static const char version_of_sql[] =
 	"CREATE OR REPLACE FUNCTION xregion.version_of(x xid, vts bigint,\n"
 	"    vregion text) RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
-	"DECLARE c record;\n"
+	"DECLARE c record; r text;\n"
 	"BEGIN\n"
 	"  c := pg_xact_commit_timestamp_origin(x);\n"
 	/*
@@ -127,6 +135,15 @@ static const char version_of_sql[] =
 	 */
 	"  IF vts IS NOT NULL AND (c.roident IS NULL OR c.roident <> 0) THEN\n"
 	"    RETURN ROW(vts, vregion)::xregion.version;\n"
+	"  END IF;\n"
+	"  IF c.roident IS NOT NULL AND c.roident <> 0 THEN\n"
+	"    SELECT substr(o.roname, length(%s) + 1) INTO r\n"
+	"    FROM pg_catalog.pg_replication_origin o\n"
+	"    WHERE o.roident = c.roident AND starts_with(o.roname, %s);\n"
+	"    IF r IS NOT NULL THEN\n"
+	"      RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
+	"               ::bigint, -9223372036854775808), r)::xregion.version;\n"
+	"    END IF;\n"
 	"  END IF;\n"
 	"  RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
 	"           ::bigint, -9223372036854775808), %s)::xregion.version;\n"
@@ -567,7 +584,21 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	/* IF [NOT] EXISTS notices are expected on a re-run: keep them quiet. */
 	xr_buf_puts(&sql, "SET client_min_messages = warning;\nBEGIN;\n");
 	xr_buf_puts(&sql, common_sql);
-	xr_buf_printf(&sql, version_of_sql, lit, lit);
+	{
+		char  prefix[128];
+		char *plit;
+
+		snprintf(prefix, sizeof(prefix), "%s_from_", conf->slot);
+		plit = PQescapeLiteral(conn, prefix, strlen(prefix));
+		if (!plit) {
+			snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+			PQfreemem(lit);
+			xr_buf_term(&sql);
+			return -1;
+		}
+		xr_buf_printf(&sql, version_of_sql, plit, plit, lit, lit);
+		PQfreemem(plit);
+	}
 	PQfreemem(lit);
 	if (exec_sql(conn, sql.data, errstr, errstr_size))
 		goto out;

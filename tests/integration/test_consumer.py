@@ -355,3 +355,39 @@ def test_update_of_missing_row_without_its_toasted_value_is_dead_lettered(deploy
     while d["apac"].sql("SELECT n FROM docs") != [(1,)]:
         assert time.time() < deadline, "apac did not apply the update"
         time.sleep(0.2)
+
+
+def test_bulk_insert_takes_the_fast_path_with_the_source_version(deploy):
+    """The rows of one large source transaction are inserted without
+    versions entries: the apply transaction carries the source's commit
+    timestamp and origin, and that is the version every region compares."""
+    d = deploy()
+    us, eu, apac = d["us"], d["eu"], d["apac"]
+    us.sql("INSERT INTO orders SELECT g, 'us', g, 'a' FROM generate_series(1, 500) g")
+    d.converge("orders", expect_rows=500)
+    src = us.sql("SELECT DISTINCT (extract(epoch FROM pg_xact_commit_timestamp(xmin))"
+                 " * 1000000)::bigint FROM orders")
+    assert len(src) == 1
+    for n in (eu, apac):
+        assert n.sql('SELECT count(*) FROM xregion."public.orders"') == [(0,)]
+        assert n.sql("SELECT DISTINCT (v).ts, (v).region FROM (SELECT "
+                     "xregion.version_of(xmin, NULL, NULL) AS v FROM orders) x") == \
+            [(src[0][0], "us")]
+    # Later writes still win over the fast rows, and older ones still lose.
+    eu.sql("UPDATE orders SET note = 'eu' WHERE id <= 10")
+    us.sql("DELETE FROM orders WHERE id > 490")
+    d.converge("orders", expect_rows=490)
+    assert apac.sql("SELECT count(*) FROM orders WHERE note = 'eu'") == [(10,)]
+    # eu's updates overwrote rows us wrote: logged as such, newer, applied;
+    # in apac the fast rows' version names us and the source commit time.
+    for n in (us, apac):
+        got = n.sql("SELECT kind, resolution, local_region, "
+                    "(extract(epoch FROM local_ts) * 1000000)::bigint, remote_region "
+                    "FROM xregion.conflicts WHERE table_name = 'orders'")
+        assert len(got) == 10
+        for kind, res, lreg, lts, rreg in got:
+            assert (kind, res, lreg, rreg) == ("update_origin_differs",
+                                               "remote_applied", "us", "eu")
+            if n is apac:
+                assert abs(lts - src[0][0]) <= 1
+    assert eu.sql("SELECT count(*) FROM xregion.conflicts") == [(0,)]
