@@ -457,7 +457,8 @@ def cmd_report(a):
         p(f"vclock versions row of id 1: {r['vclock_versions_sample']}")
 
     p("")
-    p("Per run (TPS, in run order; WAL B/txn):")
+    p("Per run (TPS in run order; WAL B/txn; 1-minute load average at "
+      "the end of the run):")
     for w in WORKLOADS:
         for v in VARIANTS:
             xs = runs.get(w, {}).get(v, [])
@@ -466,8 +467,10 @@ def cmd_report(a):
             wal = ", ".join(fmt(x.get(key, 0) / max(x["transactions"], 1), 0)
                             for x in xs)
             failed = sum(x.get("failed", 0) for x in xs)
+            load = ", ".join(str(x.get("loadavg", "?")) for x in xs)
             p(f"  {w:6} {v:6}: " + ", ".join(fmt(x["tps"]) for x in xs)
-              + f"   (WAL {wal})" + (f"  {failed} failed txns" if failed else ""))
+              + f"   (WAL {wal}; load average {load})"
+              + (f"  {failed} failed txns" if failed else ""))
     misses = r.get("mixed_delete_misses", {})
     if any(misses.values()):
         p(f"  note: mixed deletes that found no row yet: {misses}")
