@@ -38,6 +38,9 @@ Commands:
   down [--purge]   stop Kafka and the PostgreSQL clusters (data is kept);
                    --purge also deletes their data and logs (the Python venv
                    and the Kafka jars are kept)
+  restart-kafka    stop the broker (SIGTERM, as 'down' does) and start it again
+                   with the same data; PostgreSQL is left alone (for tests
+                   that ride out a broker restart)
   status           one line per service; exit status 1 if anything is down
   logs [-f] [-n N] [SERVICE...]
                    tail the logs (SERVICE: pg-<region> or kafka; default all)
@@ -473,6 +476,15 @@ cmd_down() {
   log "stack is down"
 }
 
+cmd_restart_kafka() {
+  (($# == 0)) || die "restart-kafka: unknown argument: $1"
+  [[ $KAFKA_ENABLED != 0 ]] || die "restart-kafka: this stack has no Kafka (XR_KAFKA=0)"
+  [[ -f $KAFKA_DIR/server.properties ]] || die "restart-kafka: no broker in $STATE (run 'up' first)"
+  lock_state
+  kafka_down
+  kafka_up
+}
+
 cmd_status() {
   local bad=0 r port
   for r in $(all_regions); do
@@ -544,6 +556,7 @@ main() {
   case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
+    restart-kafka) cmd_restart_kafka "$@" ;;
     status) cmd_status "$@" ;;
     logs) cmd_logs "$@" ;;
     env) cmd_env "$@" ;;

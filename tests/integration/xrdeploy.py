@@ -3,6 +3,11 @@
 Each region is a fresh database in its own PostgreSQL cluster of the local
 stack (us 15432, eu 15433, apac 15434) running `xregion run`; all three share
 a fresh topic prefix, so tests see only their own events.
+
+A table is (name, pii) or (name, pii, {"conflict": "vclock", ...}): the
+mapping's items become more keys of its tables[] entry.  ports maps a
+region to the port of a cluster of its own (say one run under faketime)
+instead of the stack's.
 """
 import os
 import signal
@@ -27,14 +32,15 @@ class Node:
         self.config = os.path.join(dep.tmp, f"{region}.yaml")
         self.log = os.path.join(dep.tmp, f"{region}.log")
         self.proc = None
-        with xrtest.connect(region) as c:
+        self.port = dep.ports.get(region)
+        with xrtest.connect(region, port=self.port) as c:
             c.execute(f'CREATE DATABASE "{self.db}"')
         lines = [
             f"region: {region}",
             f"regions: [{', '.join(dep.regions)}]",
             "log_level: info",
             "postgres:",
-            f'  dsn: "{xrtest.pg_dsn(region, self.db)}"',
+            f'  dsn: "{xrtest.pg_dsn(region, self.db, self.port)}"',
             f"  slot: {self.slot}",
             "kafka:",
             f"  brokers: {xrtest.BROKERS}",
@@ -48,13 +54,16 @@ class Node:
         ]
         for name, pii, *more in tables:
             lines += [f"  - name: {name}", f"    pii: {'true' if pii else 'false'}"]
-            # more: further keys of the entry, e.g. "conflict: vclock"
-            lines += [f"    {line}" for line in more]
+            # more: further keys of the entry, as {"conflict": "vclock"}
+            # mappings or "conflict: vclock" lines
+            for m in more:
+                items = m.items() if isinstance(m, dict) else [m.split(": ", 1)]
+                lines += [f"    {k}: {v}" for k, v in items]
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
 
     def sql(self, statement, params=None):
-        with xrtest.connect(self.region, self.db) as c:
+        with xrtest.connect(self.region, self.db, self.port) as c:
             cur = c.execute(statement, params)
             return cur.fetchall() if cur.description else None
 
@@ -104,12 +113,14 @@ class Node:
     def close(self):
         if self.proc is not None:
             self.stop(signal.SIGKILL)
-        xrtest.drop_region_objects(self.region, self.slot, self.db)
+        xrtest.drop_region_objects(self.region, self.slot, self.db, self.port)
 
 
 class Deployment:
-    def __init__(self, tables, schema_sql, regions=REGIONS, extra=""):
+    def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
+                 ports=None):
         self.suffix = uuid.uuid4().hex[:8]
+        self.ports = ports or {}
         self.prefix = f"xrd{self.suffix}"
         self.regions = regions
         self.tmp = tempfile.mkdtemp(prefix="xrd-")

@@ -27,12 +27,13 @@ with open(os.path.join(ROOT, "schemas", "envelope.avsc")) as f:
     ENVELOPE = fastavro.parse_schema(json.load(f))
 
 
-def pg_dsn(region="us", db="postgres"):
-    return f"host=127.0.0.1 port={PG_PORTS[region]} dbname={db} user=postgres"
+def pg_dsn(region="us", db="postgres", port=None):
+    """port: a cluster of the region's own instead of the stack's."""
+    return f"host=127.0.0.1 port={port or PG_PORTS[region]} dbname={db} user=postgres"
 
 
-def connect(region="us", db="postgres"):
-    return psycopg.connect(pg_dsn(region, db), autocommit=True)
+def connect(region="us", db="postgres", port=None):
+    return psycopg.connect(pg_dsn(region, db, port), autocommit=True)
 
 
 class Region:
@@ -163,11 +164,11 @@ class Region:
                     pass
 
 
-def drop_region_objects(region, slot, db):
+def drop_region_objects(region, slot, db, port=None):
     """Drops what a test region leaves in its cluster: the slot (once its
     walsender has gone), the replication origins setup made (they are
     cluster-wide and outlive the database) and the database."""
-    with connect(region) as c:
+    with connect(region, port=port) as c:
         deadline = time.time() + 15
         while c.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s "
                         "AND active", (slot,)).fetchall() and time.time() < deadline:

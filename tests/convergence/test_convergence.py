@@ -1,0 +1,139 @@
+"""The convergence test under pytest: a short randomized run with a kill -9
+and a broker restart, the causal scenario, and checks of the checker.
+
+XR_CONVERGE_MODES: conflict modes to test (default "lww,vclock").
+XR_CONVERGE_LONG=1 adds a long run (XR_CONVERGE_LONG_SECONDS, default 600).
+The broker restart uses scripts/stack.sh restart-kafka on XR_STATE_DIR
+(default <repo>/.stack): the stack must be the one scripts/stack.sh started.
+"""
+import os
+
+import pytest
+
+import checks
+import converge
+import workload
+
+MODES = converge.parse_modes(os.environ.get("XR_CONVERGE_MODES", "lww,vclock"))
+LONG = os.environ.get("XR_CONVERGE_LONG") == "1"
+
+
+def assert_converged(s):
+    problems = [f"{f['table']} {f['key']}: {', '.join(f['kind'])}"
+                for f in s["findings"]]
+    assert s["drained"], "the replicators did not drain"
+    assert not s["errors"], s["errors"]
+    assert s["unexpected_exits"] == 0, "a replicator exited by itself"
+    assert s["divergent_rows"] == 0 and s["lost_changes"] == 0, \
+        "\n".join(problems[:40])
+    # Not vacuous: the regions wrote the same keys at once.
+    assert s["writes"] > 500 and s["conflicts"] > 50, s
+
+
+def test_random_writes_with_kill_and_broker_restart_converge():
+    s = converge.run_random(duration=25, modes=MODES, workers=2, kills=1,
+                            broker_restart=True, pause_ms=5, drain_timeout=150)
+    assert s["kills"] == 1 and s["broker_restarts"] == 1
+    assert_converged(s)
+
+
+def test_causal_write_on_a_lagging_clock():
+    out = converge.run_causal(MODES, {"eu": -30.0})
+    for line in converge.causal_summary(out):
+        print(line)
+    assert converge.causal_verdict(out) == []
+
+
+@pytest.mark.skipif(not LONG, reason="long run: set XR_CONVERGE_LONG=1")
+def test_long_random_run():
+    secs = float(os.environ.get("XR_CONVERGE_LONG_SECONDS", "600"))
+    s = converge.run_random(duration=secs, modes=MODES, workers=2,
+                            kills=max(1, int(secs // 60)), broker_restart=True,
+                            drain_timeout=600)
+    assert_converged(s)
+
+
+# ----------------------------------------------- the checker can fail
+
+REGIONS = ["us", "eu", "apac"]
+T = workload.Table("lww_a", "lww", "a")
+V = workload.Table("vc_a", "vclock", "a")
+P = workload.Table("pii_notes", "pii", "a")
+
+
+def row(key, val, origin):
+    return {"id": key, "val": val, "origin": origin, "n": 1, "note": None}
+
+
+def logs_of(*writes):
+    """WriteLogs from (region, ts, table, key, op, val, prev) tuples."""
+    logs = {r: workload.WriteLog(r) for r in REGIONS}
+    for region, ts, table, key, op, val, prev in writes:
+        logs[region].commit([{
+            "region": region, "worker": 0, "xid": str(ts), "ts": ts,
+            "table": table, "key": (key,), "op": op, "prev": prev,
+            "row": None if op in ("delete", "move-out") else row(key, val, region)}])
+    return logs
+
+
+def snap_of(table_rows, tables=(T, V, P)):
+    """{table: {region: {key: row}}} from {table: {region: [rows]}}."""
+    return {t.name: {r: {(x["id"],): x for x in table_rows.get(t.name, {}).get(r, [])}
+                     for r in REGIONS} for t in tables}
+
+
+def kinds(findings):
+    return sorted(k for f in findings for k in f["kind"])
+
+
+LOGS = logs_of(("us", 100, "lww_a", 1, "insert", "us.0.1", None),
+               ("eu", 200, "lww_a", 1, "update", "eu.0.1", "us.0.1"),
+               ("apac", 150, "lww_a", 2, "insert", "apac.0.1", None),
+               ("us", 300, "lww_a", 2, "delete", None, "apac.0.1"),
+               ("us", 100, "vc_a", 1, "insert", "us.0.2", None),
+               ("eu", 200, "vc_a", 1, "update", "eu.0.2", "us.0.2"),
+               ("us", 100, "pii_notes", 1, "insert", "us.0.3", None))
+GOOD = {"lww_a": {r: [row(1, "eu.0.1", "eu")] for r in REGIONS},
+        "vc_a": {r: [row(1, "eu.0.2", "eu")] for r in REGIONS},
+        "pii_notes": {"us": [row(1, "us.0.3", "us")]}}
+
+
+def test_check_accepts_the_right_end_state():
+    assert checks.check([T, V, P], LOGS, snap_of(GOOD), REGIONS) == []
+
+
+@pytest.mark.parametrize("change, expect", [
+    # us kept the write that eu's write replaced.
+    (("lww_a", "us", [row(1, "us.0.1", "us")]),
+     ["divergent", "lww-not-latest@us", "overwritten@us"]),
+    # A row nobody wrote.
+    (("lww_a", "eu", [row(1, "eu.0.1", "eu"), row(3, "zz", "eu")]),
+     ["divergent", "phantom@eu"]),
+    # The same val with another column changed is not that write's row.
+    (("lww_a", "apac", [dict(row(1, "eu.0.1", "eu"), n=2)]),
+     ["divergent", "lww-not-latest@apac", "phantom@apac"]),
+    # The newest write (eu's update) lost everywhere... in lww.
+    (("lww_a", "all", [row(1, "us.0.1", "us")]),
+     ["lww-not-latest@apac", "lww-not-latest@eu", "lww-not-latest@us",
+      "overwritten@apac", "overwritten@eu", "overwritten@us"]),
+    # ...and in vclock, where the replaced write came back.
+    (("vc_a", "all", [row(1, "us.0.2", "us")]),
+     ["overwritten@apac", "overwritten@eu", "overwritten@us"]),
+    # Key 2's newest write is a delete: it must stay deleted.
+    (("lww_a", "all", [row(1, "eu.0.1", "eu"), row(2, "apac.0.1", "apac")]),
+     ["lww-not-latest@apac", "lww-not-latest@eu", "lww-not-latest@us",
+      "overwritten@apac", "overwritten@eu", "overwritten@us"]),
+    # A row that was never deleted vanished.
+    (("vc_a", "all", []),
+     ["vanished@apac", "vanished@eu", "vanished@us"]),
+    # PII: another region's row, and a region without its own last write.
+    (("pii_notes", "eu", [row(1, "us.0.3", "us")]),
+     ["pii-leak@eu", "pii-not-own-last-write@eu"]),
+    (("pii_notes", "us", []), ["pii-not-own-last-write@us"]),
+])
+def test_check_finds(change, expect):
+    table, region, rows = change
+    state = {t: dict(per) for t, per in GOOD.items()}
+    for r in (REGIONS if region == "all" else [region]):
+        state[table][r] = rows
+    assert kinds(checks.check([T, V, P], LOGS, snap_of(state), REGIONS)) == expect

@@ -1,0 +1,252 @@
+"""The convergence test's tables and its random writers.
+
+Every region runs writer threads that insert, update and delete rows of a
+small key space (so that the regions' writes conflict often), sometimes
+several rows in one transaction, and log every row change they commit.  A
+write's row image is fully determined by the write: val is unique in the
+whole run ("<region>.<worker>.<n>"), so a final row can always be traced
+back to the write that made it.
+"""
+import os
+import random
+import sys
+import threading
+import time
+
+# xrtest and xrdeploy live with the integration tests.
+_INTEGRATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration")
+if _INTEGRATION not in sys.path:
+    sys.path.insert(0, _INTEGRATION)
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+import xrtest
+
+# Errors a writer expects from concurrency (with the other writers and with
+# the local consumer): the transaction is rolled back and nothing is logged.
+RETRYABLE = (psycopg.errors.DeadlockDetected,
+             psycopg.errors.SerializationFailure,
+             psycopg.errors.UniqueViolation,
+             psycopg.errors.LockNotAvailable)
+
+
+class Table:
+    """One test table.  mode: "lww" or "vclock" (replicated with that
+    conflict mode) or "pii" (never leaves its region).  shape "a": key id,
+    key changes allowed; shape "b": composite key (grp, id) and a jsonb."""
+
+    def __init__(self, name, mode, shape):
+        self.name = name
+        self.mode = mode
+        self.shape = shape
+        if shape == "a":
+            self.key_cols = ("id",)
+            self.cols = ("id", "val", "origin", "n", "note")
+            self.keys = [(i,) for i in range(1, 51)]
+            self.ddl = (f"CREATE TABLE {name} (id int PRIMARY KEY, val text NOT NULL, "
+                        "origin text NOT NULL, n int NOT NULL, note text);")
+        else:
+            self.key_cols = ("grp", "id")
+            self.cols = ("grp", "id", "val", "origin", "doc")
+            self.keys = [(g, i) for g in range(1, 6) for i in range(1, 11)]
+            self.ddl = (f"CREATE TABLE {name} (grp int, id int, val text NOT NULL, "
+                        "origin text NOT NULL, doc jsonb, PRIMARY KEY (grp, id));")
+        self.data_cols = tuple(c for c in self.cols if c not in self.key_cols)
+        where = " AND ".join(f"{c} = %s" for c in self.key_cols)
+        self.sql_prev = f"SELECT val FROM {name} WHERE {where} FOR UPDATE"
+        self.sql_insert = (
+            f"INSERT INTO {name} ({', '.join(self.cols)}) VALUES "
+            f"({', '.join(['%s'] * len(self.cols))}) ON CONFLICT "
+            f"({', '.join(self.key_cols)}) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in self.data_cols))
+        self.sql_update = (f"UPDATE {name} SET "
+                           + ", ".join(f"{c} = %s" for c in self.data_cols)
+                           + f" WHERE {where}")
+        self.sql_delete = f"DELETE FROM {name} WHERE {where} RETURNING val"
+        if shape == "a":
+            self.sql_move = (f"UPDATE {name} SET id = %s, "
+                             + ", ".join(f"{c} = %s" for c in self.data_cols)
+                             + " WHERE id = %s")
+
+    @property
+    def replicated(self):
+        return self.mode != "pii"
+
+    def config_entry(self, tiebreak=None):
+        """The (name, pii, options) entry for xrdeploy."""
+        if self.mode == "pii":
+            return (f"public.{self.name}", True)
+        opts = {"conflict": self.mode}
+        if self.mode == "vclock" and tiebreak:
+            opts["tiebreak"] = tiebreak
+        return (f"public.{self.name}", False, opts)
+
+    def new_row(self, key, val, region, rnd):
+        """The row a write stores, as JSON values (what to_jsonb gives)."""
+        if self.shape == "a":
+            return {"id": key[0], "val": val, "origin": region,
+                    "n": rnd.randint(-1000, 1000),
+                    "note": rnd.choice([None, "", "x", f"note {val}"])}
+        return {"grp": key[0], "id": key[1], "val": val, "origin": region,
+                "doc": rnd.choice([None, {"w": val, "k": [key[0], key[1]]},
+                                   {"nested": {"a": rnd.randint(0, 9)}}])}
+
+    def params(self, row):
+        return [Jsonb(row[c]) if c == "doc" and row[c] is not None else row[c]
+                for c in self.cols]
+
+    def data_params(self, row):
+        return [Jsonb(row[c]) if c == "doc" and row[c] is not None else row[c]
+                for c in self.data_cols]
+
+
+def tables_for(modes):
+    """Two tables per conflict mode (one of each shape) and one PII table."""
+    out = []
+    for m in modes:
+        p = {"lww": "lww", "vclock": "vc"}[m]
+        out += [Table(f"{p}_a", m, "a"), Table(f"{p}_b", m, "b")]
+    out.append(Table("pii_notes", "pii", "a"))
+    return out
+
+
+class WriteLog:
+    """Every committed row change of one region, in that region's commit
+    order (a writer appends under the lock right after COMMIT returns; for
+    two writes to one key, the row lock orders their commits and appends).
+
+    A record: region, worker, tx (the region's transaction count), xid,
+    table, key (tuple), op (insert | update | delete | move-out | move-in),
+    row (dict, None for delete and move-out), prev (the val the write saw
+    and replaced, None when there was no row), ts (commit timestamp in µs
+    since the epoch, filled in by fill_commit_ts after the run).
+    """
+
+    def __init__(self, region):
+        self.region = region
+        self.records = []
+        self.txs = 0
+        self.aborted = 0
+        self.lock = threading.Lock()
+
+    def commit(self, records):
+        with self.lock:
+            self.txs += 1
+            for r in records:
+                r["tx"] = self.txs
+                self.records.append(r)
+
+    def events(self, table):
+        """How many change events the region's producer must publish for
+        table: one per row change, a key change being one."""
+        return sum(1 for r in self.records
+                   if r["table"] == table and r["op"] != "move-in")
+
+    def fill_commit_ts(self, node):
+        """Looks up every logged transaction's commit timestamp (µs) in the
+        region's own database (track_commit_timestamp): the ts of the
+        write's LWW version."""
+        xids = sorted({r["xid"] for r in self.records})
+        ts = {}
+        for i in range(0, len(xids), 5000):
+            rows = node.sql(
+                "SELECT x, (extract(epoch FROM pg_xact_commit_timestamp(x::xid))"
+                " * 1000000)::bigint FROM unnest(%s::text[]) x", (xids[i:i + 5000],))
+            ts.update(rows)
+        for r in self.records:
+            r["ts"] = ts[r["xid"]]
+
+
+class Writer(threading.Thread):
+    """One writer thread of one region, until stop is set."""
+
+    def __init__(self, node, wid, tables, log, stop, seed, pause_ms=0):
+        super().__init__(name=f"writer-{node.region}-{wid}", daemon=True)
+        self.node = node
+        self.wid = wid
+        self.tables = tables
+        self.log = log
+        self.stop = stop
+        self.rnd = random.Random(seed)
+        self.pause = pause_ms / 1000.0
+        self.n = 0
+        self.error = None
+
+    def run(self):
+        try:
+            dsn = xrtest.pg_dsn(self.node.region, self.node.db, self.node.port)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                while not self.stop.is_set():
+                    self.one_tx(conn)
+                    if self.pause:
+                        time.sleep(self.rnd.uniform(0, 2 * self.pause))
+        except Exception as e:  # reported by the caller
+            self.error = e
+
+    def pick(self):
+        """1 row (3 in 4 transactions) or 2 to 4 rows of distinct keys."""
+        n = 1 if self.rnd.random() < 0.75 else self.rnd.randint(2, 4)
+        picks = set()
+        while len(picks) < n:
+            t = self.rnd.choice(self.tables)
+            picks.add((t.name, self.rnd.choice(t.keys)))
+        by_name = {t.name: t for t in self.tables}
+        return [(by_name[n], k) for n, k in sorted(picks)]
+
+    def one_tx(self, conn):
+        region = self.node.region
+        picks = self.pick()
+        busy = {(t.name, k) for t, k in picks}
+        records = []
+        try:
+            with conn.transaction():
+                xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+                for t, key in picks:
+                    records += self.one_row(conn, t, key, busy)
+        except RETRYABLE:
+            with self.log.lock:
+                self.log.aborted += 1
+            return
+        for r in records:
+            r.update(region=region, worker=self.wid, xid=xid)
+        if records:
+            self.log.commit(records)
+
+    def next_val(self):
+        self.n += 1
+        return f"{self.node.region}.{self.wid}.{self.n}"
+
+    def one_row(self, conn, t, key, busy):
+        """Writes one row; returns the records of what changed."""
+        prev = conn.execute(t.sql_prev, key).fetchone()
+        prev = prev[0] if prev else None
+        op = self.rnd.choices(["upsert", "update", "delete", "move"],
+                              [45, 25, 20, 10])[0]
+        if op == "move" and (t.shape != "a" or prev is None):
+            op = "upsert"
+        rec = {"table": t.name, "key": key, "prev": prev}
+        if op == "delete":
+            if prev is None:
+                return []
+            conn.execute(t.sql_delete, key)
+            return [dict(rec, op="delete", row=None)]
+        if op == "update" and prev is None:
+            return []
+        if op == "move":
+            new = self.rnd.choice(t.keys)
+            if new == key or (t.name, new) in busy or \
+               conn.execute(t.sql_prev, new).fetchone():
+                return []
+            busy.add((t.name, new))
+            row = t.new_row(new, self.next_val(), self.node.region, self.rnd)
+            conn.execute(t.sql_move, [new[0], *t.data_params(row), key[0]])
+            return [dict(rec, op="move-out", row=None),
+                    {"table": t.name, "key": new, "prev": None,
+                     "op": "move-in", "row": row}]
+        row = t.new_row(key, self.next_val(), self.node.region, self.rnd)
+        if prev is None:
+            conn.execute(t.sql_insert, t.params(row))
+            return [dict(rec, op="insert", row=row)]
+        conn.execute(t.sql_update, [*t.data_params(row), *key])
+        return [dict(rec, op="update", row=row)]
