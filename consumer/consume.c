@@ -54,6 +54,7 @@ typedef struct consumer_s {
 	char         **warned;     /* tables logged once as not applicable */
 	size_t         nwarned;
 	int            dlq_failed;
+	volatile sig_atomic_t fatal;   /* librdkafka gave up: stop, exit 1 */
 	/* Progress. */
 	uint64_t       consumed, poisoned;
 	uint64_t       last_consumed, last_applied;
@@ -174,8 +175,20 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	(void)rk;
-	(void)opaque;
+	consumer_t *c = opaque;
+	char        why[512];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		(void)rd_kafka_fatal_error(rk, why, sizeof(why));
+		/*
+		 * With static membership, fencing means another consumer joined
+		 * with this group.instance.id: only one may apply a region.
+		 */
+		xr_error("kafka: fatal: %s; the consumer stops (is another xregion "
+		         "consumer running with group %s?)", why, c->conf->group_id);
+		c->fatal = 1;
+		return;
+	}
 	xr_warn("kafka: %s (%s); librdkafka retries with backoff", reason,
 	        rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
@@ -209,6 +222,11 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	const char *defaults[] = {
 		"client.id", "xregion-consumer",
 		"group.id", c->conf->group_id,
+		/*
+		 * Static membership: a restarted consumer (after a crash too) takes
+		 * its partitions back at once, not after session.timeout.ms.
+		 */
+		"group.instance.id", c->conf->group_id,
 		"auto.offset.reset", "earliest",
 		"enable.auto.offset.store", "false",
 		"topic.metadata.refresh.interval.ms", "10000",
@@ -871,11 +889,11 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	c.last_progress_us = c.last_purge_us = mono_us();
 	backoff = 500;
 
-	while (!*stop) {
+	while (!*stop && !c.fatal) {
 		int64_t first_us = 0;
 
 		/* Fill a batch: up to batch_size, or batch_linger_ms after the first. */
-		while (c.nrecs < (size_t)conf->batch_size && !*stop) {
+		while (c.nrecs < (size_t)conf->batch_size && !*stop && !c.fatal) {
 			int                 wait_ms = 100;
 			rd_kafka_message_t *m;
 
@@ -892,6 +910,11 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 				if (c.nrecs == 0)
 					break;
 				continue;
+			}
+			if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+				error_cb(c.rk, m->err, rd_kafka_message_errstr(m), &c);
+				rd_kafka_message_destroy(m);
+				break;
 			}
 			if (m->err) {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -937,6 +960,8 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		}
 	}
 	progress(&c, true);
+	if (c.fatal)
+		rc = 1;
 	consumer_term(&c);
 	xr_applier_destroy(c.ap);
 	xr_info("consumer stopped");
