@@ -439,8 +439,8 @@ is_topic(const char *s)
  * A PostgreSQL identifier as it appears unquoted or as pgoutput reports it:
  * [A-Za-z_][A-Za-z0-9_$]{0,62}.  Case is kept: "Orders" and "orders" differ.
  */
-static bool
-is_ident(const char *s, size_t n)
+bool
+xr_config_is_ident(const char *s, size_t n)
 {
 	size_t i;
 
@@ -575,7 +575,7 @@ is_region(const char *s)
 static bool
 is_column(const char *s)
 {
-	return is_ident(s, strlen(s));
+	return xr_config_is_ident(s, strlen(s));
 }
 
 static WUR int
@@ -869,7 +869,7 @@ parse_table_name(cfg_ctx_t *c, yaml_node_t *n, const char *path,
 	if (get_scalar(c, n, path, &s) != 0)
 		return -1;
 	dot = strchr(s, '.');
-	if (dot ? !is_ident(s, (size_t)(dot - s)) || !is_column(dot + 1)
+	if (dot ? !xr_config_is_ident(s, (size_t)(dot - s)) || !is_column(dot + 1)
 	        : !is_column(s)) {
 		cfg_err(c, node_line(n), path,
 		        "expected \"schema.table\" or \"table\" (identifiers of A-Z, "

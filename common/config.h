@@ -90,6 +90,9 @@ xr_config_t *xr_config_load(const char *path, char *errstr, size_t errstr_size);
 void         xr_config_destroy(xr_config_t *conf);   /* NULL ok */
 
 /* The table's entry, or NULL when the config does not list it (= PII). */
+/* Whether s[0..n) is a table or column name the config accepts. */
+bool xr_config_is_ident(const char *s, size_t n);
+
 const xr_table_conf_t *xr_config_table(const xr_config_t *conf,
                                        const char *schema, const char *name);
 

@@ -548,19 +548,16 @@ versions_gate(xr_buf_t *b, const target_t *t, const int *pnum, bool deleted,
 }
 
 /*
- * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted
- * (not when unchanged TOASTed values were left out), then the set columns.
+ * The CTE w: inserts or updates the row with the set columns when the CTE
+ * gate returned a row (the event won its versions entry).
  */
 static void
-sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
+write_row(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum,
+          const char *gate)
 {
 	int c, n;
 
-	prior_ctes(b, t, pnum);
-	versions_gate(b, t, pnum, false,
-	              "$3 AND ((SELECT ver FROM trunc) IS NULL OR "
-	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))");
-	xr_buf_printf(b, "), w AS (\n  INSERT INTO %s AS t (", t->qual);
+	xr_buf_printf(b, ", w AS (\n  INSERT INTO %s AS t (", t->qual);
 	for (c = 0, n = 0; c < t->ncols; c++)
 		if (set[c])
 			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
@@ -569,22 +566,34 @@ sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
 		if (set[c])
 			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
 			              t->cols[c].type);
-	xr_buf_puts(b, "\n  WHERE EXISTS (SELECT 1 FROM vs)\n  ON CONFLICT (");
+	xr_buf_printf(b, "\n  WHERE EXISTS (SELECT 1 FROM %s)\n  ON CONFLICT (",
+	              gate);
 	key_list(b, t);
 	xr_buf_puts(b, ") DO UPDATE SET ");
 	for (c = 0, n = 0; c < t->ncols; c++)
 		if (set[c] && !t->cols[c].is_key)
 			xr_buf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "",
 			              t->cols[c].qname, t->cols[c].qname);
-	if (n == 0) {
-		/* Only key columns: a no-op assignment keeps the syntax. */
-		for (c = 0; c < t->ncols; c++)
-			if (t->cols[c].is_key) {
-				xr_buf_printf(b, "%s = EXCLUDED.%s", t->cols[c].qname,
-				              t->cols[c].qname);
-				break;
-			}
-	}
+	/* Only key columns: a no-op assignment keeps the syntax. */
+	for (c = 0; c < t->ncols && n == 0; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s = EXCLUDED.%s", t->cols[c].qname,
+			              t->cols[c].qname), n++;
+}
+
+/*
+ * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted
+ * (not when unchanged TOASTed values were left out), then the set columns.
+ */
+static void
+sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
+{
+	prior_ctes(b, t, pnum);
+	versions_gate(b, t, pnum, false,
+	              "$3 AND ((SELECT ver FROM trunc) IS NULL OR "
+	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))");
+	xr_buf_putc(b, ')');
+	write_row(b, t, set, pnum, "vs");
 	/* Checked again on the row as it is now (a local insert may race). */
 	xr_buf_puts(b, "\n  WHERE ROW($1, $2)::xregion.version > ");
 	row_version(b, t);
@@ -776,31 +785,10 @@ static void
 sql_vc_upsert(PGconn *conn, xr_buf_t *b, const target_t *t, const bool *set,
               const int *pnum)
 {
-	int c, n;
-
 	vc_ctes(b, t, pnum);
 	vc_versions(conn, b, t, pnum, false, 4,
 	            " AND (EXISTS (SELECT 1 FROM prior) OR $3)");
-	xr_buf_printf(b, ", w AS (\n  INSERT INTO %s AS t (", t->qual);
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
-	xr_buf_puts(b, ")\n  SELECT ");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
-			              t->cols[c].type);
-	xr_buf_puts(b, "\n  WHERE EXISTS (SELECT 1 FROM won)\n  ON CONFLICT (");
-	key_list(b, t);
-	xr_buf_puts(b, ") DO UPDATE SET ");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c] && !t->cols[c].is_key)
-			xr_buf_printf(b, "%s%s = EXCLUDED.%s", n++ ? ", " : "",
-			              t->cols[c].qname, t->cols[c].qname);
-	for (c = 0; c < t->ncols && n == 0; c++)
-		if (t->cols[c].is_key)
-			xr_buf_printf(b, "%s = EXCLUDED.%s", t->cols[c].qname,
-			              t->cols[c].qname), n++;
+	write_row(b, t, set, pnum, "won");
 	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM w)::int,"
 	              "\n%s  xregion.vv_cmp($4::jsonb, (SELECT vv FROM cur))",
 	              vc_result_cols);

@@ -265,23 +265,6 @@ xr_conflicts_parse_when(const char *s, xr_when_t *out, char *errstr,
 
 /* ---- the other options ------------------------------------------------- */
 
-/* [A-Za-z_][A-Za-z0-9_$]{0,62}: the table names config.c accepts. */
-static bool
-is_ident(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > PG_NAME_MAX)
-		return false;
-	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-	      s[0] == '_'))
-		return false;
-	for (i = 1; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '$'))
-			return false;
-	return true;
-}
 
 static void
 push(char ***v, size_t n, char *s)
@@ -297,9 +280,11 @@ set_table(xr_conflicts_opts_t *o, const char *arg, char *errstr,
 	const char *dot = strchr(arg, '.');
 	char       *schema;
 
-	if (dot ? !is_ident(arg, (size_t)(dot - arg)) || !is_ident(dot + 1,
-	                                                          strlen(dot + 1))
-	        : !is_ident(arg, strlen(arg))) {
+	bool        ok = dot ? xr_config_is_ident(arg, (size_t)(dot - arg)) &&
+	                       xr_config_is_ident(dot + 1, strlen(dot + 1))
+	                     : xr_config_is_ident(arg, strlen(arg));
+
+	if (!ok) {
 		snprintf(errstr, errstr_size,
 		         "--table: expected \"schema.table\" or \"table\" (schema "
 		         "public), identifiers of A-Z, a-z, 0-9, _, $ as in the "
