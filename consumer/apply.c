@@ -69,6 +69,7 @@ struct xr_applier_s {
 	const xr_config_t *conf;
 	PGconn    *conn;
 	char       origin[128];   /* origin set up in this session, "" if none */
+	char       origin_id[16]; /* its roident, as text */
 	target_t **targets;
 	size_t     ntargets;
 	unsigned   stmt_seq;
@@ -1042,6 +1043,51 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 }
 
 /*
+ * The fast update: updates of rows whose last write is an earlier fast
+ * insert or fast update from the same source region (no versions entry,
+ * committed under this origin, before this transaction's source commit
+ * time), so that the update neither conflicts nor needs an entry.  $1 ts,
+ * $2 the origin's id, then one text[] per set column.  Returns how many
+ * rows it updated; the caller keeps them only if that is all of them.
+ */
+static void
+sql_fast_update(xr_buf_t *b, const target_t *t, const bool *set)
+{
+	int c, n, p = 2;
+
+	xr_buf_printf(b,
+	              "WITH p AS MATERIALIZED (\n"
+	              "  SELECT 'epoch'::timestamptz + $1::bigint * "
+	              "interval '1 microsecond' AS ts, $2::oid AS ro\n"
+	              "), up AS (\n  UPDATE %s t SET ", t->qual);
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c] && !t->cols[c].is_key)
+			xr_buf_printf(b, "%s%s = e.c%d::%s", n++ ? ", " : "",
+			              t->cols[c].qname, c, t->cols[c].type);
+	for (c = 0; c < t->ncols && n == 0; c++)
+		if (t->cols[c].is_key)
+			xr_buf_printf(b, "%s = t.%s", t->cols[c].qname,
+			              t->cols[c].qname), n++;
+	xr_buf_puts(b, "\n  FROM p, unnest(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s$%d::text[]", n++ ? ", " : "", ++p);
+	xr_buf_puts(b, ") AS e(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%sc%d", n++ ? ", " : "", c);
+	xr_buf_puts(b, ")\n  WHERE ");
+	bulk_key_match(b, t, "t");
+	xr_buf_puts(b, "\n    AND (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin))"
+	               ".roident = p.ro\n"
+	               "    AND (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin))"
+	               ".\"timestamp\" < p.ts\n");
+	xr_buf_printf(b, "    AND NOT EXISTS (SELECT 1 FROM %s v WHERE ", t->vt);
+	key_join(b, t, "v", "t");
+	xr_buf_puts(b, ")\n  RETURNING 1\n)\nSELECT count(*)::int FROM up");
+}
+
+/*
  * The prepared statement for op on t setting the columns in set (for a
  * delete: the keys).  Prepares it on first use.
  */
@@ -1071,8 +1117,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	s->sig = sig;
 	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
 	s->cols = xr_calloc((size_t)t->ncols, sizeof(int));
-	if (op == 'd' || op == 'v' || op == 'x' || op == 'F')
-		np = op == 'F' ? 2 : nfixed(op);
+	if (op == 'd' || op == 'v' || op == 'x' || op == 'F' || op == 'G')
+		np = op == 'F' || op == 'G' ? 2 : nfixed(op);
 	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
 		for (c = 0; c < t->ncols; c++) {
 			if (set[c]) {
@@ -1092,6 +1138,8 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		bulk_delete(&a->sql, t, set);
 	else if (op == 'F')
 		sql_fast_insert(&a->sql, t, set);
+	else if (op == 'G')
+		sql_fast_update(&a->sql, t, set);
 	else if (op == 'v')
 		sql_vc_upsert(a->conn, &a->sql, t, set, pnum);
 	else if (op == 'x')
@@ -1436,7 +1484,8 @@ set_origin(xr_applier_t *a, const char *src, char *errstr, size_t errstr_size)
 		return -1;
 	a->origin[0] = '\0';
 	res = PQexecParams(a->conn,
-	                   "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+	                   "SELECT pg_catalog.pg_replication_origin_session_setup($1), "
+	                   "pg_catalog.pg_replication_origin_oid($1)",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		copy_err(a->conn, "replication origin (run xregion setup?)", errstr,
@@ -1444,6 +1493,7 @@ set_origin(xr_applier_t *a, const char *src, char *errstr, size_t errstr_size)
 		PQclear(res);
 		return -1;
 	}
+	snprintf(a->origin_id, sizeof(a->origin_id), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
 	snprintf(a->origin, sizeof(a->origin), "%s", name);
 	return 0;
@@ -1713,13 +1763,20 @@ may_insert_of(const xr_event_t *ev)
 	return true;
 }
 
-/* Whether item i may take the fast insert path at commit time ts. */
+/*
+ * Whether item i may take the fast path op ('F': insert, 'G': update) at
+ * commit time ts.
+ */
 static bool
-fast_candidate(const xr_apply_item_t *it, const plan_t *pl, int64_t ts)
+fast_candidate(const xr_apply_item_t *it, const plan_t *pl, int64_t ts,
+               char op)
 {
-	return (it->ev->op == XR_OP_INSERT || it->ev->op == XR_OP_SNAPSHOT_READ) &&
-	       pl->nstmt == 1 && pl->stmt[0]->sig[0] == 'u' &&
-	       it->ev->commit_ts == ts && may_insert_of(it->ev);
+	bool ins = it->ev->op == XR_OP_INSERT || it->ev->op == XR_OP_SNAPSHOT_READ;
+
+	if (pl->nstmt != 1 || pl->stmt[0]->sig[0] != 'u' || it->ev->commit_ts != ts)
+		return false;
+	return op == 'F' ? ins && may_insert_of(it->ev)
+	                 : it->ev->op == XR_OP_UPDATE;
 }
 
 static int
@@ -1731,8 +1788,8 @@ cmp_i64(const void *x, const void *y)
 }
 
 /*
- * The commit timestamp most inserts of the batch share (one source
- * transaction), if at least BULK_MIN do; else INT64_MIN.  Sets *lsn to
+ * The commit timestamp most inserts and updates of the batch share (one
+ * source transaction), if at least BULK_MIN do; else INT64_MIN.  Sets *lsn to
  * that transaction's commit LSN.
  */
 static int64_t
@@ -1746,8 +1803,8 @@ fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
 	for (i = 0; i < m; i++) {
 		const xr_event_t *ev = items[idx[i]].ev;
 
-		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ) &&
-		    plans[idx[i]].nstmt == 1)
+		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ ||
+		     ev->op == XR_OP_UPDATE) && plans[idx[i]].nstmt == 1)
 			ts[n++] = ev->commit_ts;
 	}
 	qsort(ts, n, sizeof(int64_t), cmp_i64);
@@ -1769,17 +1826,17 @@ fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
 }
 
 /*
- * Tries the fast insert (sql_fast_insert) for the candidates among the
- * group's members: all of them or none (a savepoint undoes a partial
- * one).  The first use makes the transaction carry ts as its origin
- * timestamp.  Marks the members it inserted.  Returns 0, or -1 with errstr
- * when the database failed.
+ * Tries fast path op (sql_fast_insert 'F', sql_fast_update 'G') for the
+ * candidates among the group's members: all of them or none (a savepoint
+ * undoes a partial one).  The first use makes the transaction carry ts as
+ * its origin timestamp.  Marks the members it applied.  Returns 0, or -1
+ * with errstr when the database failed.
  */
 static int
-fast_insert(xr_applier_t *a, target_t *t, const bool *set,
-            xr_apply_item_t *items, plan_t *plans, const size_t *mem,
-            size_t nmem, int64_t ts, xr_lsn_t lsn, bool *setup, char *errstr,
-            size_t errstr_size)
+fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op,
+           xr_apply_item_t *items, plan_t *plans, const size_t *mem,
+           size_t nmem, int64_t ts, xr_lsn_t lsn, bool *setup, char *errstr,
+           size_t errstr_size)
 {
 	size_t      *cand = xr_calloc(nmem, sizeof(size_t));
 	size_t       k, nc = 0;
@@ -1791,13 +1848,13 @@ fast_insert(xr_applier_t *a, target_t *t, const bool *set,
 	int          p, rc = -1, inserted;
 
 	for (k = 0; k < nmem; k++)
-		if (fast_candidate(&items[mem[k]], &plans[mem[k]], ts))
+		if (fast_candidate(&items[mem[k]], &plans[mem[k]], ts, op))
 			cand[nc++] = mem[k];
 	if (nc < BULK_MIN) {
 		rc = 0;
 		goto out;
 	}
-	if (!(st = stmt_get(a, t, 'F', set, errstr, errstr_size)))
+	if (!(st = stmt_get(a, t, op, set, errstr, errstr_size)))
 		goto out;
 	snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
 	if (!*setup) {
@@ -1819,7 +1876,7 @@ fast_insert(xr_applier_t *a, target_t *t, const bool *set,
 	arr = xr_calloc((size_t)st->ncols, sizeof(xr_buf_t));
 	vals = xr_calloc((size_t)st->ncols + 2, sizeof(char *));
 	vals[0] = tsbuf;
-	vals[1] = items[cand[0]].ev->region;
+	vals[1] = op == 'F' ? items[cand[0]].ev->region : a->origin_id;
 	for (p = 0; p < st->ncols; p++) {
 		xr_buf_init(&arr[p]);
 		xr_buf_putc(&arr[p], '{');
@@ -1846,8 +1903,9 @@ fast_insert(xr_applier_t *a, target_t *t, const bool *set,
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", state ? state : "");
-		snprintf(errstr, errstr_size, "inserting %zu rows into %s.%s: %s", nc,
-		         t->nspname, t->relname, PQresultErrorMessage(res));
+		snprintf(errstr, errstr_size, "%s %zu rows of %s.%s: %s",
+		         op == 'F' ? "inserting" : "updating", nc, t->nspname,
+		         t->relname, PQresultErrorMessage(res));
 		goto out;
 	}
 	inserted = atoi(PQgetvalue(res, 0, 0));
@@ -1960,8 +2018,10 @@ bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
 		for (c = 0; c < t->ncols; c++)
 			set[c] = one->sig[c + 1] == '1';
 		if (one->sig[0] == 'u' && fast_ts != INT64_MIN &&
-		    fast_insert(a, t, set, items, plans, idx + i, j - i, fast_ts,
-		                fast_lsn, &fast_setup, errstr, errstr_size)) {
+		    (fast_apply(a, t, set, 'F', items, plans, idx + i, j - i, fast_ts,
+		                fast_lsn, &fast_setup, errstr, errstr_size) ||
+		     fast_apply(a, t, set, 'G', items, plans, idx + i, j - i, fast_ts,
+		                fast_lsn, &fast_setup, errstr, errstr_size))) {
 			free(set);
 			goto done;
 		}

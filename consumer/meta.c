@@ -121,7 +121,9 @@ static const char common_sql[] =
  * an entry has its version in the commit data itself, the region being
  * the one its origin "<slot>_from_<region>" names.
  *
- * %s: this region as a literal; %s: "<slot>_from_" as a literal.
+ * %s: a CASE on c.roident giving the region of each origin this setup
+ * made (origins keep their ids until teardown drops them); %s: this region
+ * as a literal.
  */
 static const char version_of_sql[] =
 	"CREATE OR REPLACE FUNCTION xregion.version_of(x xid, vts bigint,\n"
@@ -137,9 +139,7 @@ static const char version_of_sql[] =
 	"    RETURN ROW(vts, vregion)::xregion.version;\n"
 	"  END IF;\n"
 	"  IF c.roident IS NOT NULL AND c.roident <> 0 THEN\n"
-	"    SELECT substr(o.roname, length(%s) + 1) INTO r\n"
-	"    FROM pg_catalog.pg_replication_origin o\n"
-	"    WHERE o.roident = c.roident AND starts_with(o.roname, %s);\n"
+	"    r := %s;\n"
 	"    IF r IS NOT NULL THEN\n"
 	"      RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
 	"               ::bigint, -9223372036854775808), r)::xregion.version;\n"
@@ -554,6 +554,60 @@ install_origins(PGconn *conn, const xr_config_t *conf, char *errstr,
 	return 0;
 }
 
+/*
+ * "CASE c.roident WHEN <id> THEN '<region>' ... END": the source region of
+ * each of this database's origins (named <slot>_from_<region>).
+ */
+static int
+origin_cases(PGconn *conn, const xr_config_t *conf, xr_buf_t *out,
+             char *errstr, size_t errstr_size)
+{
+	char        prefix[128];
+	const char *params[1] = { prefix };
+	PGresult   *res;
+	int         i, n;
+
+	snprintf(prefix, sizeof(prefix), "%s_from_", conf->slot);
+	res = PQexecParams(conn,
+	                   "SELECT roident, substr(roname, length($1) + 1) "
+	                   "FROM pg_catalog.pg_replication_origin "
+	                   "WHERE starts_with(roname, $1) ORDER BY roident",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "reading replication origins: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	xr_buf_puts(out, "CASE c.roident");
+	for (i = 0; i < n; i++) {
+		const char *region = PQgetvalue(res, i, 1);
+		size_t      r;
+
+		/* Another slot's name may start with this one's. */
+		for (r = 0; r < conf->n_regions; r++)
+			if (strcmp(conf->regions[r], region) == 0)
+				break;
+		if (r == conf->n_regions)
+			continue;
+		xr_buf_printf(out, " WHEN %s THEN ", PQgetvalue(res, i, 0));
+		if (put_literal(conn, out, region)) {
+			snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+			PQclear(res);
+			return -1;
+		}
+	}
+	if (strcmp(out->data, "CASE c.roident") == 0) {
+		xr_buf_reset(out);                    /* a single region: no origin */
+		xr_buf_puts(out, "NULL::text");
+	} else {
+		xr_buf_puts(out, " ELSE NULL END");
+	}
+	PQclear(res);
+	return 0;
+}
+
 int
 xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
                 size_t errstr_size)
@@ -580,24 +634,27 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 		snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
 		return -1;
 	}
+	/* Origins first (not transactional): version_of names their ids. */
+	if (install_origins(conn, conf, errstr, errstr_size)) {
+		PQfreemem(lit);
+		return -1;
+	}
 	xr_buf_init(&sql);
 	/* IF [NOT] EXISTS notices are expected on a re-run: keep them quiet. */
 	xr_buf_puts(&sql, "SET client_min_messages = warning;\nBEGIN;\n");
 	xr_buf_puts(&sql, common_sql);
 	{
-		char  prefix[128];
-		char *plit;
+		xr_buf_t cases;
 
-		snprintf(prefix, sizeof(prefix), "%s_from_", conf->slot);
-		plit = PQescapeLiteral(conn, prefix, strlen(prefix));
-		if (!plit) {
-			snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
+		xr_buf_init(&cases);
+		if (origin_cases(conn, conf, &cases, errstr, errstr_size)) {
 			PQfreemem(lit);
+			xr_buf_term(&cases);
 			xr_buf_term(&sql);
 			return -1;
 		}
-		xr_buf_printf(&sql, version_of_sql, plit, plit, lit, lit);
-		PQfreemem(plit);
+		xr_buf_printf(&sql, version_of_sql, cases.data, lit, lit);
+		xr_buf_term(&cases);
 	}
 	PQfreemem(lit);
 	if (exec_sql(conn, sql.data, errstr, errstr_size))
@@ -610,8 +667,7 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	}
 	if (exec_sql(conn, "COMMIT", errstr, errstr_size))
 		goto out;
-	/* Outside the transaction: origins are not transactional objects. */
-	rc = install_origins(conn, conf, errstr, errstr_size);
+	rc = 0;
 	xr_buf_term(&sql);
 	return rc;
 out:

@@ -373,6 +373,22 @@ def test_bulk_insert_takes_the_fast_path_with_the_source_version(deploy):
         assert n.sql("SELECT DISTINCT (v).ts, (v).region FROM (SELECT "
                      "xregion.version_of(xmin, NULL, NULL) AS v FROM orders) x") == \
             [(src[0][0], "us")]
+    # An update of them all in one transaction: the fast update path, no
+    # entries either, and the update's commit time as the version.
+    us.sql("UPDATE orders SET qty = qty + 1")
+    deadline = time.time() + 60
+    while time.time() < deadline and apac.sql(
+            "SELECT count(*) FROM orders WHERE qty = id + 1") != [(500,)]:
+        time.sleep(0.3)
+    d.converge("orders", expect_rows=500)
+    src = us.sql("SELECT DISTINCT (extract(epoch FROM pg_xact_commit_timestamp(xmin))"
+                 " * 1000000)::bigint FROM orders")
+    assert len(src) == 1
+    for n in (eu, apac):
+        assert n.sql('SELECT count(*) FROM xregion."public.orders"') == [(0,)]
+        assert n.sql("SELECT DISTINCT (v).ts, (v).region FROM (SELECT "
+                     "xregion.version_of(xmin, NULL, NULL) AS v FROM orders) x") == \
+            [(src[0][0], "us")]
     # Later writes still win over the fast rows, and older ones still lose.
     eu.sql("UPDATE orders SET note = 'eu' WHERE id <= 10")
     us.sql("DELETE FROM orders WHERE id > 490")
