@@ -995,6 +995,23 @@ bulk_delete(xr_buf_t *b, const target_t *t, const bool *set)
 	               "ORDER BY e.n");
 }
 
+/* "unnest($first::text[], ...) AS e(c<i>, ...)" for the set columns. */
+static void
+unnest_set(xr_buf_t *b, const target_t *t, const bool *set, int first)
+{
+	int c, n;
+
+	xr_buf_puts(b, "unnest(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%s$%d::text[]", n++ ? ", " : "", first++);
+	xr_buf_puts(b, ") AS e(");
+	for (c = 0, n = 0; c < t->ncols; c++)
+		if (set[c])
+			xr_buf_printf(b, "%sc%d", n++ ? ", " : "", c);
+	xr_buf_putc(b, ')');
+}
+
 /*
  * The fast insert: rows of one shape that are new here (no row, no
  * versions entry, not older than the table's truncation), all from the
@@ -1007,7 +1024,7 @@ bulk_delete(xr_buf_t *b, const target_t *t, const bool *set)
 static void
 sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 {
-	int c, n, p = 2;
+	int c, n;
 
 	xr_buf_printf(b,
 	              "WITH trunc AS MATERIALIZED (\n"
@@ -1024,15 +1041,9 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 		if (set[c])
 			xr_buf_printf(b, "%se.c%d::%s", n++ ? ", " : "", c,
 			              t->cols[c].type);
-	xr_buf_puts(b, "\n  FROM unnest(");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%s$%d::text[]", n++ ? ", " : "", ++p);
-	xr_buf_puts(b, ") AS e(");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%sc%d", n++ ? ", " : "", c);
-	xr_buf_printf(b, ")\n  WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE ", t->vt);
+	xr_buf_puts(b, "\n  FROM ");
+	unnest_set(b, t, set, 3);
+	xr_buf_printf(b, "\n  WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE ", t->vt);
 	bulk_key_match(b, t, "v");
 	xr_buf_puts(b, ")\n    AND ((SELECT ver FROM trunc) IS NULL OR "
 	               "ROW($1::bigint, $2::text)::xregion.version > "
@@ -1053,7 +1064,7 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 static void
 sql_fast_update(xr_buf_t *b, const target_t *t, const bool *set)
 {
-	int c, n, p = 2;
+	int c, n;
 
 	xr_buf_printf(b,
 	              "WITH p AS MATERIALIZED (\n"
@@ -1068,15 +1079,9 @@ sql_fast_update(xr_buf_t *b, const target_t *t, const bool *set)
 		if (t->cols[c].is_key)
 			xr_buf_printf(b, "%s = t.%s", t->cols[c].qname,
 			              t->cols[c].qname), n++;
-	xr_buf_puts(b, "\n  FROM p, unnest(");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%s$%d::text[]", n++ ? ", " : "", ++p);
-	xr_buf_puts(b, ") AS e(");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%sc%d", n++ ? ", " : "", c);
-	xr_buf_puts(b, ")\n  WHERE ");
+	xr_buf_puts(b, "\n  FROM p, ");
+	unnest_set(b, t, set, 3);
+	xr_buf_puts(b, "\n  WHERE ");
 	bulk_key_match(b, t, "t");
 	xr_buf_puts(b, "\n    AND (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin))"
 	               ".roident = p.ro\n"

@@ -108,15 +108,9 @@ class Env:
                     f"clock {secs:+g} s (measured: now() {now_off:+.2f} s, "
                     f"commit timestamps {commit_off:+.2f} s)")
             schema = "\n".join(t.ddl for t in tables)
-            try:
-                self.dep = Deployment([t.config_entry(tiebreak) for t in tables],
-                                      schema,
-                                      ports={r: c.port for r, c in self.clusters.items()})
-            except AssertionError as e:
-                if "vclock" in str(e) and "not implemented" in str(e):
-                    raise SetupError(f"{xrtest.XREGION} has no vclock mode yet: "
-                                     "run with --modes lww (or set XREGION_BIN)")
-                raise
+            self.dep = Deployment([t.config_entry(tiebreak) for t in tables],
+                                  schema,
+                                  ports={r: c.port for r, c in self.clusters.items()})
             self.dep.start()
         except BaseException:
             self.close()
