@@ -28,8 +28,13 @@ key, from all regions):
               write with the maximal version"): it covers "a key whose last
               write was an insert or update with no later delete exists
               everywhere", "a later delete is not undone", and "no newer
-              update is lost".  vclock tables get the weaker checks above:
-              which of two concurrent writes wins is up to the tiebreak.
+              update is lost".
+- vclock-not-latest (vclock tables, tiebreak lww or prefer-region): a
+              region's row is not that of the write with the greatest
+              (rank, hybrid clock, region) in W, each write's clock and
+              rank read back from its versions entry in its own
+              transaction, or is there although that write was a delete:
+              the exact end state docs/vclock.md argues for.
 
 For the PII table, each region must hold exactly the outcome of its own
 writes (the last one per key, by local commit timestamp) and nothing
@@ -155,6 +160,12 @@ def _version(w):
     return (w["ts"], w["region"], w["tx"])
 
 
+def _vc_version(w):
+    """The order vclock mode keeps the maximum of: (rank, hybrid clock,
+    region); a write made after seeing another is always greater."""
+    return (w["rnk"], w["hlc"], w["region"])
+
+
 def check(tables, logs, snap, regions):
     """Returns a list of findings: dicts with kind, table, key, regions
     (region -> row or None) and writes (the key's write history)."""
@@ -195,6 +206,11 @@ def check(tables, logs, snap, regions):
                 for r, row in final.items():
                     if row != want:
                         kinds.append(f"lww-not-latest@{r}")
+            if t.mode == "vclock" and hist and t.tiebreak != "keep-local":
+                want = max(hist, key=_vc_version)["row"]
+                for r, row in final.items():
+                    if row != want:
+                        kinds.append(f"vclock-not-latest@{r}")
             if kinds:
                 findings.append({"kind": kinds, "table": t.name, "key": key,
                                  "regions": final, "writes": hist})

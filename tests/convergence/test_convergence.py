@@ -71,6 +71,7 @@ def logs_of(*writes):
     for region, ts, table, key, op, val, prev in writes:
         logs[region].commit([{
             "region": region, "worker": 0, "xid": str(ts), "ts": ts,
+            "hlc": ts, "rnk": 0,
             "table": table, "key": (key,), "op": op, "prev": prev,
             "row": None if op in ("delete", "move-out") else row(key, val, region)}])
     return logs
@@ -92,9 +93,12 @@ LOGS = logs_of(("us", 100, "lww_a", 1, "insert", "us.0.1", None),
                ("us", 300, "lww_a", 2, "delete", None, "apac.0.1"),
                ("us", 100, "vc_a", 1, "insert", "us.0.2", None),
                ("eu", 200, "vc_a", 1, "update", "eu.0.2", "us.0.2"),
+               ("us", 400, "vc_a", 3, "insert", "us.0.4", None),
+               ("apac", 300, "vc_a", 3, "insert", "apac.0.4", None),
                ("us", 100, "pii_notes", 1, "insert", "us.0.3", None))
 GOOD = {"lww_a": {r: [row(1, "eu.0.1", "eu")] for r in REGIONS},
-        "vc_a": {r: [row(1, "eu.0.2", "eu")] for r in REGIONS},
+        "vc_a": {r: [row(1, "eu.0.2", "eu"), row(3, "us.0.4", "us")]
+                 for r in REGIONS},
         "pii_notes": {"us": [row(1, "us.0.3", "us")]}}
 
 
@@ -117,15 +121,21 @@ def test_check_accepts_the_right_end_state():
      ["lww-not-latest@apac", "lww-not-latest@eu", "lww-not-latest@us",
       "overwritten@apac", "overwritten@eu", "overwritten@us"]),
     # ...and in vclock, where the replaced write came back.
-    (("vc_a", "all", [row(1, "us.0.2", "us")]),
-     ["overwritten@apac", "overwritten@eu", "overwritten@us"]),
+    (("vc_a", "all", [row(1, "us.0.2", "us"), row(3, "us.0.4", "us")]),
+     ["overwritten@apac", "overwritten@eu", "overwritten@us",
+      "vclock-not-latest@apac", "vclock-not-latest@eu", "vclock-not-latest@us"]),
+    # vclock: of two concurrent writes (neither saw the other), the one with
+    # the smaller clock is kept everywhere.
+    (("vc_a", "all", [row(1, "eu.0.2", "eu"), row(3, "apac.0.4", "apac")]),
+     ["vclock-not-latest@apac", "vclock-not-latest@eu", "vclock-not-latest@us"]),
     # Key 2's newest write is a delete: it must stay deleted.
     (("lww_a", "all", [row(1, "eu.0.1", "eu"), row(2, "apac.0.1", "apac")]),
      ["lww-not-latest@apac", "lww-not-latest@eu", "lww-not-latest@us",
       "overwritten@apac", "overwritten@eu", "overwritten@us"]),
     # A row that was never deleted vanished.
-    (("vc_a", "all", []),
-     ["vanished@apac", "vanished@eu", "vanished@us"]),
+    (("vc_a", "all", [row(3, "us.0.4", "us")]),
+     ["vanished@apac", "vanished@eu", "vanished@us",
+      "vclock-not-latest@apac", "vclock-not-latest@eu", "vclock-not-latest@us"]),
     # PII: another region's row, and a region without its own last write.
     (("pii_notes", "eu", [row(1, "us.0.3", "us")]),
      ["pii-leak@eu", "pii-not-own-last-write@eu"]),

@@ -64,6 +64,11 @@ class Table:
                            + ", ".join(f"{c} = %s" for c in self.data_cols)
                            + f" WHERE {where}")
         self.sql_delete = f"DELETE FROM {name} WHERE {where} RETURNING val"
+        # vclock: the clock and rank the trigger gave the write just made
+        # (the versions entry, locked by this transaction until it commits).
+        self.sql_vc = (f'SELECT ts, rnk FROM xregion."public.{name}" '
+                       f"WHERE {where}")
+        self.tiebreak = None
         if shape == "a":
             self.sql_move = (f"UPDATE {name} SET id = %s, "
                              + ", ".join(f"{c} = %s" for c in self.data_cols)
@@ -80,6 +85,7 @@ class Table:
         opts = {"conflict": self.mode}
         if self.mode == "vclock" and tiebreak:
             opts["tiebreak"] = tiebreak
+            self.tiebreak = tiebreak
         return (f"public.{self.name}", False, opts)
 
     def new_row(self, key, val, region, rnd):
@@ -218,7 +224,15 @@ class Writer(threading.Thread):
         return f"{self.node.region}.{self.wid}.{self.n}"
 
     def one_row(self, conn, t, key, busy):
-        """Writes one row; returns the records of what changed."""
+        """Writes one row; returns the records of what changed, with, for
+        vclock tables, the hybrid clock and rank of each."""
+        records = self.write_row(conn, t, key, busy)
+        if t.mode == "vclock":
+            for r in records:
+                r["hlc"], r["rnk"] = conn.execute(t.sql_vc, r["key"]).fetchone()
+        return records
+
+    def write_row(self, conn, t, key, busy):
         prev = conn.execute(t.sql_prev, key).fetchone()
         prev = prev[0] if prev else None
         op = self.rnd.choices(["upsert", "update", "delete", "move"],
