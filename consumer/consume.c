@@ -180,12 +180,7 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		(void)rd_kafka_fatal_error(rk, why, sizeof(why));
-		/*
-		 * With static membership, fencing means another consumer joined
-		 * with this group.instance.id: only one may apply a region.
-		 */
-		xr_error("kafka: fatal: %s; the consumer stops (is another xregion "
-		         "consumer running with group %s?)", why, c->conf->group_id);
+		xr_error("kafka: fatal: %s; the consumer stops", why);
 		c->fatal = 1;
 		return;
 	}
@@ -223,10 +218,14 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		"client.id", "xregion-consumer",
 		"group.id", c->conf->group_id,
 		/*
-		 * Static membership: a restarted consumer (after a crash too) takes
-		 * its partitions back at once, not after session.timeout.ms.
+		 * A consumer that died (kill -9) holds its partitions until the
+		 * session times out: 10 s, not the 45 s default, so a restarted
+		 * one resumes soon.  (Static membership would resume at once, but
+		 * librdkafka 2.0 then fences itself after a broker restart.)
+		 * Heartbeats run on librdkafka's own thread: a long apply does
+		 * not count against this.
 		 */
-		"group.instance.id", c->conf->group_id,
+		"session.timeout.ms", "10000",
 		"auto.offset.reset", "earliest",
 		"enable.auto.offset.store", "false",
 		"topic.metadata.refresh.interval.ms", "10000",

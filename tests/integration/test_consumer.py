@@ -409,24 +409,14 @@ def test_bulk_insert_takes_the_fast_path_with_the_source_version(deploy):
     assert eu.sql("SELECT count(*) FROM xregion.conflicts") == [(0,)]
 
 
-def test_restarted_consumer_resumes_at_once_and_a_second_one_fences_the_first(deploy):
-    """Static membership: after kill -9 the region applies again well
-    before the group's session timeout (45 s); a second consumer with the
-    same config takes over and the first stops with an error."""
+
+def test_killed_consumer_resumes_well_before_the_default_session_timeout(deploy):
+    """After kill -9 the region applies again within the consumer's
+    10 s session timeout (plus a rebalance), not librdkafka's default 45 s."""
     d = deploy(regions=("us", "eu"))
     d["eu"].stop(signal.SIGKILL)
     d["us"].sql("INSERT INTO orders VALUES (1, 'us', 1, 'x')")
     t0 = time.time()
     d["eu"].start()
-    d.converge("orders", expect_rows=1, timeout=60)
+    d.converge("orders", expect_rows=1, timeout=90)
     assert time.time() - t0 < 30, f"took {time.time() - t0:.1f} s"
-    second = d["eu"].xregion_popen("consume")
-    try:
-        assert d["eu"].proc.wait(timeout=60) == 1
-        d["eu"].proc = None
-        assert "fatal" in d["eu"].read_log()
-        d["us"].sql("INSERT INTO orders VALUES (2, 'us', 1, 'x')")
-        d.converge("orders", expect_rows=2, timeout=60)   # the second applies
-    finally:
-        second.kill()
-        second.wait()

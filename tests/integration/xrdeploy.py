@@ -81,12 +81,6 @@ class Node:
         self.proc = subprocess.Popen([xrtest.XREGION, mode, "-c", self.config],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
 
-    def xregion_popen(self, mode):
-        """Another `xregion mode` process on this region's config."""
-        return subprocess.Popen([xrtest.XREGION, mode, "-c", self.config],
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
     def wait_log(self, text, timeout=60, count=1):
         deadline = time.time() + timeout
         while time.time() < deadline:
