@@ -156,8 +156,9 @@ static const command_t commands[] = {
 	  "table (<prefix>.<region>.<schema>.<table>), the compacted schemas\n"
 	  "topic and the dead-letter topic. Then installs the consumer's schema\n"
 	  "xregion: applied offsets, row versions and tombstones, the conflict\n"
-	  "log, tombstone triggers on the published tables, and a replication\n"
-	  "origin per source region.\n",
+	  "log, tombstone triggers on the lww tables, the version-vector\n"
+	  "trigger xregion_vclock on the tables with conflict: vclock, and a\n"
+	  "replication origin per source region.\n",
 	  run_setup },
 	{ "produce", "stream committed changes to Kafka as Avro events",
 	  "Reads the slot with pgoutput and publishes one Avro change event per\n"
@@ -184,9 +185,9 @@ static const command_t commands[] = {
 	  run_both },
 	{ "teardown", "drop the slot, the publication and schema xregion",
 	  "Drops the region's replication slot and publication, the consumer's\n"
-	  "schema xregion (offsets, versions, tombstones, conflict log) with its\n"
-	  "triggers, and its replication origins. Kafka topics are kept: they\n"
-	  "hold the change history.\n",
+	  "schema xregion (offsets, versions, tombstones, version vectors,\n"
+	  "conflict log) with its triggers, and its replication origins.\n"
+	  "Kafka topics are kept: they hold the change history.\n",
 	  run_teardown },
 	{ "conflicts", "show the recent conflicts of the conflict log",
 	  "Prints the newest conflicts logged in xregion.conflicts of this\n"
