@@ -26,6 +26,12 @@ import time
 
 import psycopg
 
+# The helpers replication.py already has: log lines, connections, the
+# results file, dropping a database with its slots and origins.
+from replication import connect, one, say, store
+from replication import load as load_results
+from replication import drop_db as _drop_db
+
 VARIANTS = ("plain", "lww", "vclock")
 WORKLOADS = ("update", "insert", "mixed")
 WORKLOAD_DESC = {
@@ -33,20 +39,6 @@ WORKLOAD_DESC = {
     "insert": "INSERT 1 new row",
     "mixed": "UPDATE+INSERT+DELETE, 1 txn",
 }
-
-
-def say(msg):
-    print(f"[bench] {msg}", flush=True)
-
-
-def connect(port, db="postgres"):
-    return psycopg.connect(f"host=127.0.0.1 port={port} dbname={db} "
-                           "user=postgres", autocommit=True,
-                           application_name="xrbench-vclock")
-
-
-def one(conn, sql, params=None):
-    return conn.execute(sql, params).fetchone()[0]
 
 
 def table(v):
@@ -58,47 +50,11 @@ def versions_table(v):
     return f'xregion."public.{table(v)}"'
 
 
-# -------------------------------------------------------------- results file
-
-def load_results(path):
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {}
-
-
-def store(path, key, value):
-    data = load_results(path)
-    node = data
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------ the database
 
 def drop_db(port, db, slot):
-    with connect(port) as c:
-        for (name, pid) in c.execute(
-                "SELECT slot_name, active_pid FROM pg_replication_slots "
-                "WHERE database = %s", (db,)).fetchall():
-            if pid:
-                c.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                time.sleep(0.5)
-            c.execute("SELECT pg_drop_replication_slot(%s)", (name,))
-            say(f"dropped replication slot {name}")
-        if slot:
-            like = slot.replace("_", "\\_") + "\\_from\\_%"
-            for (o,) in c.execute("SELECT roname FROM pg_replication_origin "
-                                  "WHERE roname LIKE %s", (like,)).fetchall():
-                c.execute("SELECT pg_replication_origin_drop(%s)", (o,))
-                say(f"dropped replication origin {o}")
-        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    """Drops db, its slots and the origins of slot (<slot>_from_<region>)."""
+    _drop_db(port, db, slot.replace("_", "\\_") + "\\_from\\_%" if slot else None)
 
 
 def cmd_prepare(a):
