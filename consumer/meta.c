@@ -1,6 +1,7 @@
 /* meta.c: the consumer's objects in schema xregion (see meta.h). */
 #include "consumer/meta.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,11 +526,17 @@ out:
 	return rc;
 }
 
+/*
+ * Runs sql, with $1 the origin's name, for the origin of every other
+ * region.  Returns 0, or -1 with errstr at the first failure (with
+ * keep_going, after trying them all).
+ */
 static int
-install_origins(PGconn *conn, const xr_config_t *conf, char *errstr,
-                size_t errstr_size)
+each_origin(PGconn *conn, const xr_config_t *conf, const char *sql,
+            bool keep_going, char *errstr, size_t errstr_size)
 {
 	size_t i;
+	int    rc = 0;
 
 	for (i = 0; i < conf->n_regions; i++) {
 		char        name[128];
@@ -539,19 +546,27 @@ install_origins(PGconn *conn, const xr_config_t *conf, char *errstr,
 		if (strcmp(conf->regions[i], conf->region) == 0)
 			continue;
 		xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
-		res = PQexecParams(conn,
-		                   "SELECT pg_catalog.pg_replication_origin_create($1) "
-		                   "WHERE pg_catalog.pg_replication_origin_oid($1) "
-		                   "      IS NULL", 1, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK && rc == 0) {
 			snprintf(errstr, errstr_size, "replication origin %s: %s", name,
 			         PQerrorMessage(conn));
-			PQclear(res);
-			return -1;
+			rc = -1;
 		}
 		PQclear(res);
+		if (rc && !keep_going)
+			break;
 	}
-	return 0;
+	return rc;
+}
+
+static int
+install_origins(PGconn *conn, const xr_config_t *conf, char *errstr,
+                size_t errstr_size)
+{
+	return each_origin(conn, conf,
+	                   "SELECT pg_catalog.pg_replication_origin_create($1) "
+	                   "WHERE pg_catalog.pg_replication_origin_oid($1) IS NULL",
+	                   false, errstr, errstr_size);
 }
 
 /*
@@ -681,7 +696,6 @@ xr_meta_remove(PGconn *conn, const xr_config_t *conf, char *errstr,
                size_t errstr_size)
 {
 	xr_buf_t sql;
-	size_t   i;
 	int      rc = -1;
 
 	xr_buf_init(&sql);
@@ -692,20 +706,11 @@ xr_meta_remove(PGconn *conn, const xr_config_t *conf, char *errstr,
 	xr_buf_puts(&sql, "DROP SCHEMA IF EXISTS xregion CASCADE");
 	if (exec_sql(conn, sql.data, errstr, errstr_size))
 		goto out;
-	for (i = 0; i < conf->n_regions; i++) {
-		char        name[128];
-		const char *params[1] = { name };
-		PGresult   *res;
-
-		if (strcmp(conf->regions[i], conf->region) == 0)
-			continue;
-		xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
-		res = PQexecParams(conn,
-		                   "SELECT pg_catalog.pg_replication_origin_drop($1) "
-		                   "WHERE pg_catalog.pg_replication_origin_oid($1) "
-		                   "      IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
-		PQclear(res);
-	}
+	/* As before: an origin that cannot be dropped does not stop the rest. */
+	(void)each_origin(conn, conf,
+	                  "SELECT pg_catalog.pg_replication_origin_drop($1) "
+	                  "WHERE pg_catalog.pg_replication_origin_oid($1) IS NOT NULL",
+	                  true, errstr, errstr_size);
 	rc = 0;
 out:
 	xr_buf_term(&sql);
