@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,12 @@
 
 #include <pthread.h>
 
-static volatile sig_atomic_t stop_requested = 0;
+/*
+ * Set by the signal handler and by either thread of `xregion run`: an atomic
+ * (lock-free, so async-signal-safe) rather than a plain sig_atomic_t,
+ * which is only safe between a handler and one thread.
+ */
+static atomic_int stop_requested = 0;
 
 /* The process's counters, served at metrics_listen when configured. */
 static xr_metrics_t metrics;

@@ -10,6 +10,8 @@
  */
 #include "common/config.h"
 
+#include "common/buf.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -66,7 +68,7 @@ static const char *const producer_keys[] = {
 };
 static const char *const consumer_keys[] = {
 	"group_id", "batch_size", "batch_linger_ms", "tombstone_retention_hours",
-	"drift_recheck_ms", NULL
+	"drift_recheck_ms", "lock_timeout_ms", "statement_timeout_ms", NULL
 };
 static const char *const table_keys[] = {
 	"name", "pii", "exclude_columns", "conflict", "tiebreak", NULL
@@ -843,6 +845,11 @@ parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		  1, 87600, 168, offsetof(xr_config_t, tombstone_retention_hours) },
 		{ "drift_recheck_ms", "consumer.drift_recheck_ms",
 		  100, 600000, 5000, offsetof(xr_config_t, drift_recheck_ms) },
+		{ "lock_timeout_ms", "consumer.lock_timeout_ms",
+		  100, 600000, 5000, offsetof(xr_config_t, lock_timeout_ms) },
+		{ "statement_timeout_ms", "consumer.statement_timeout_ms",
+		  1000, 86400000, 600000,
+		  offsetof(xr_config_t, statement_timeout_ms) },
 	};
 	yaml_node_t *map, *v;
 
@@ -1439,4 +1446,36 @@ xr_config_column_excluded(const xr_table_conf_t *t, const char *col)
 		if (strcmp(t->exclude_columns[i], col) == 0)
 			return true;
 	return false;
+}
+
+static void
+put_name_part(xr_buf_t *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '.')
+			xr_buf_puts(b, "%2E");
+		else if (*s == '%')
+			xr_buf_puts(b, "%25");
+		else
+			xr_buf_putc(b, *s);
+	}
+}
+
+int
+xr_config_versions_name(const char *schema, const char *table, char *buf,
+                        size_t size)
+{
+	xr_buf_t b;
+	int      rc = -1;
+
+	xr_buf_init(&b);
+	put_name_part(&b, schema);
+	xr_buf_putc(&b, '.');
+	put_name_part(&b, table);
+	if (b.len <= XR_CONFIG_MAX_VTNAME && b.len < size) {
+		memcpy(buf, b.data, b.len + 1);
+		rc = 0;
+	}
+	xr_buf_term(&b);
+	return rc;
 }

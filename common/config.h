@@ -74,6 +74,8 @@ typedef struct xr_config_s {
 	int     batch_linger_ms;        /* 50: wait this long to fill a batch */
 	int     tombstone_retention_hours; /* 168 */
 	int     drift_recheck_ms;       /* 5000 */
+	int     lock_timeout_ms;        /* 5000: an apply waiting on a row lock */
+	int     statement_timeout_ms;   /* 600000: one apply statement */
 
 	xr_table_conf_t *tables;
 	size_t  n_tables;
@@ -102,5 +104,18 @@ bool xr_config_publishes(const xr_config_t *conf, const char *schema,
 
 /* True when column col of a published table is listed in exclude_columns. */
 bool xr_config_column_excluded(const xr_table_conf_t *t, const char *col);
+
+/* Longest versions table name (see xr_config_versions_name). */
+#define XR_CONFIG_MAX_VTNAME 56
+
+/*
+ * The name of the versions table of schema.table (in schema xregion, to be
+ * quoted as an identifier) into buf: "<schema>.<table>" with every '.' and
+ * '%' of either name written %2E and %25, so that no two tables share one
+ * ("a.b"."c" and "a"."b.c" differ).  Returns 0, or -1 when it would be
+ * longer than XR_CONFIG_MAX_VTNAME bytes.
+ */
+int xr_config_versions_name(const char *schema, const char *table, char *buf,
+                            size_t size) __attribute__((warn_unused_result));
 
 #endif

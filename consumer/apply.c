@@ -12,9 +12,18 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "consumer/meta.h"
+#include "consumer/plan.h"
 
 /* Statements per pipeline sync: keeps both sides' buffers from filling. */
 #define PIPELINE_CHUNK 256
+
+/*
+ * The version of the event a row statement applies: $1 commit timestamp
+ * (or hybrid clock), $2 region, $3 commit LSN, $4 change LSN (see meta.c).
+ * In set-based statements, the same from the unnested arrays.
+ */
+#define EV_VERSION "ROW($1::bigint, $2::text, $3::bigint, $4::bigint)::xregion.version"
+#define BULK_VERSION "ROW(e.ts, e.region, e.clsn, e.lsn)::xregion.version"
 
 const char *const xr_conflict_names[] = {
 	"none", "insert_exists", "insert_deleted", "update_missing",
@@ -36,10 +45,12 @@ typedef struct tcol_s {
 
 /* A prepared statement for one shape of change. */
 typedef struct stmt_s {
-	char *sig;       /* op + which columns are set */
+	char *sig;       /* op + per column: '1' set, '2' from the old key's
+	                  * row (a key change's unchanged value), '0' not set */
 	char  name[32];
 	int   ncols;     /* value parameters after the fixed ones */
 	int  *cols;      /* target column of each value parameter */
+	int   nold;      /* of which the last nold are the old key's columns */
 } stmt_t;
 
 /* How the fields of one writer schema map onto the target's columns. */
@@ -181,19 +192,27 @@ exec_ok(xr_applier_t *a, const char *sql, char *errstr, size_t errstr_size)
 int
 xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
 {
-	const char *keys[] = { "dbname", "application_name", "options", NULL };
-	char        app[64];
-	const char *vals[] = {
-		a->conf->pg_dsn, app,
-		/* The text forms pgtype.c writes; applies skip ordinary triggers. */
-		"-c session_replication_role=replica -c timezone=UTC "
-		"-c datestyle=ISO,YMD -c intervalstyle=postgres "
-		"-c bytea_output=hex -c extra_float_digits=3",
-		NULL
-	};
+	const char *keys[] = { "dbname", "application_name", "options",
+	                       "connect_timeout", "keepalives", "keepalives_idle",
+	                       "keepalives_interval", "keepalives_count", NULL };
+	char        app[64], opts[512];
+	const char *vals[] = { a->conf->pg_dsn, app, opts, "10", "1", "30", "10",
+	                       "3", NULL };
 	size_t i;
 
 	snprintf(app, sizeof(app), "xregion-consumer-%s", a->conf->region);
+	/*
+	 * The text forms pgtype.c writes; applies skip ordinary triggers; no
+	 * wait without an end: a row lock a local transaction holds fails the
+	 * batch after lock_timeout_ms (it is retried), and a statement after
+	 * statement_timeout_ms.
+	 */
+	snprintf(opts, sizeof(opts),
+	         "-c session_replication_role=replica -c timezone=UTC "
+	         "-c datestyle=ISO,YMD -c intervalstyle=postgres "
+	         "-c bytea_output=hex -c extra_float_digits=3 "
+	         "-c lock_timeout=%d -c statement_timeout=%d",
+	         a->conf->lock_timeout_ms, a->conf->statement_timeout_ms);
 	PQfinish(a->conn);
 	a->origin[0] = '\0';
 	/* Prepared statements died with the old session. */
@@ -242,7 +261,9 @@ target_get(xr_applier_t *a, const char *nsp, const char *rel)
 	t->tconf = xr_config_table(a->conf, nsp, rel);
 	q1 = PQescapeIdentifier(a->conn, nsp, strlen(nsp));
 	q2 = PQescapeIdentifier(a->conn, rel, strlen(rel));
-	snprintf(vtname, sizeof(vtname), "%s.%s", nsp, rel);
+	if (xr_config_versions_name(nsp, rel, vtname, sizeof(vtname)))
+		snprintf(vtname, sizeof(vtname), "%s.%s", nsp, rel);  /* none: setup
+		                                                        * refused it */
 	q3 = PQescapeIdentifier(a->conn, vtname, strlen(vtname));
 	t->lit_nsp = PQescapeLiteral(a->conn, nsp, strlen(nsp));
 	t->lit_rel = PQescapeLiteral(a->conn, rel, strlen(rel));
@@ -464,12 +485,10 @@ key_list(xr_buf_t *b, const target_t *t)
 static void
 row_version(xr_buf_t *b, const target_t *t)
 {
-	xr_buf_printf(b, "xregion.version_of(t.xmin, (SELECT v.ts FROM %s v WHERE ",
-	              t->vt);
+	xr_buf_printf(b, "coalesce((SELECT xregion.version_of(t.xmin, v.ts, "
+	              "v.region, v.clsn, v.lsn, v.xid) FROM %s v WHERE ", t->vt);
 	key_join(b, t, "v", "t");
-	xr_buf_printf(b, "), (SELECT v.region FROM %s v WHERE ", t->vt);
-	key_join(b, t, "v", "t");
-	xr_buf_puts(b, "))");
+	xr_buf_puts(b, "), xregion.version_of(t.xmin, NULL, NULL))");
 }
 
 /*
@@ -487,28 +506,34 @@ prior_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
 	              "  FROM %s t LEFT JOIN %s v ON ", t->qual, t->vt);
 	key_join(b, t, "v", "t");
 	xr_buf_puts(b, "\n  CROSS JOIN LATERAL (SELECT xregion.version_of(t.xmin, "
-	               "v.ts, v.region) AS ver) x");
+	               "v.ts, v.region, v.clsn, v.lsn, v.xid) AS ver) x");
 	xr_buf_puts(b, "\n  WHERE ");
 	key_match(b, t, "t", pnum);
 	xr_buf_printf(b,
 	              "\n  FOR UPDATE OF t\n"
 	              "), trunc AS MATERIALIZED (\n"
-	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn) AS ver "
 	              "FROM xregion.truncations x WHERE x.table_schema = %s "
 	              "AND x.table_name = %s\n"
 	              "), tomb AS MATERIALIZED (\n"
 	              "  SELECT GREATEST(\n"
-	              "    (SELECT xregion.tomb_version(v.ts, v.region, v.xid) "
-	              "FROM %s v WHERE ", t->lit_nsp, t->lit_rel, t->vt);
+	              "    (SELECT xregion.tomb_version(v.ts, v.region, v.xid, v.clsn, "
+	              "v.lsn) FROM %s v WHERE ", t->lit_nsp, t->lit_rel, t->vt);
 	key_match(b, t, "v", pnum);
 	xr_buf_puts(b, " AND v.deleted), (SELECT ver FROM trunc)) AS ver\n)");
 }
 
+/*
+ * The result of a row statement, as of set-based ones: applied, had_row,
+ * the row's version (ts, region), the tombstone's, the row's image, race
+ * (always 0 here), and whether the event is newer than the tombstone.
+ */
 static const char result_cols[] =
 	"  (SELECT count(*) FROM prior)::int,\n"
 	"  (SELECT (ver).ts FROM prior), (SELECT (ver).region FROM prior),\n"
 	"  (SELECT (ver).ts FROM tomb), (SELECT (ver).region FROM tomb),\n"
-	"  (SELECT img FROM prior)";
+	"  (SELECT img FROM prior), 0,\n"
+	"  (SELECT " EV_VERSION " > ver FROM tomb)";
 
 /*
  * The versions row of the key, written first and only when the event wins:
@@ -528,23 +553,24 @@ versions_gate(xr_buf_t *b, const target_t *t, const int *pnum, bool deleted,
 
 	xr_buf_printf(b, ", vs AS (\n  INSERT INTO %s AS v (", t->vt);
 	key_list(b, t);
-	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	xr_buf_puts(b, ", ts, region, xid, deleted, clsn, lsn)\n  SELECT ");
 	for (c = 0, n = 0; c < t->ncols; c++)
 		if (t->cols[c].is_key)
 			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
 			              t->cols[c].type);
 	xr_buf_printf(b,
-	              ", $1, $2, NULL, %s\n"
+	              ", $1, $2, pg_catalog.pg_current_xact_id(), %s, $3, $4\n"
 	              "  WHERE CASE WHEN EXISTS (SELECT 1 FROM prior)\n"
-	              "    THEN ROW($1, $2)::xregion.version > (SELECT ver FROM prior)\n"
+	              "    THEN " EV_VERSION " > (SELECT ver FROM prior)\n"
 	              "    ELSE %s END\n"
 	              "  ON CONFLICT (", deleted ? "true" : "false", where_new);
 	key_list(b, t);
 	xr_buf_printf(b,
 	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
-	              "xid = NULL, deleted = %s\n"
-	              "  WHERE EXISTS (SELECT 1 FROM prior) OR ROW($1, $2)::"
-	              "xregion.version > xregion.tomb_version(v.ts, v.region, v.xid)\n"
+	              "xid = EXCLUDED.xid, deleted = %s, clsn = EXCLUDED.clsn, "
+	              "lsn = EXCLUDED.lsn\n"
+	              "  WHERE EXISTS (SELECT 1 FROM prior) OR " EV_VERSION " > "
+	              "xregion.tomb_version(v.ts, v.region, v.xid, v.clsn, v.lsn)\n"
 	              "  RETURNING 1\n", deleted ? "true" : "false");
 }
 
@@ -554,7 +580,7 @@ versions_gate(xr_buf_t *b, const target_t *t, const int *pnum, bool deleted,
  */
 static void
 write_row(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum,
-          const char *gate)
+          const int *okp, const char *gate)
 {
 	int c, n;
 
@@ -563,10 +589,21 @@ write_row(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum,
 		if (set[c])
 			xr_buf_printf(b, "%s%s", n++ ? ", " : "", t->cols[c].qname);
 	xr_buf_puts(b, ")\n  SELECT ");
-	for (c = 0, n = 0; c < t->ncols; c++)
-		if (set[c])
-			xr_buf_printf(b, "%s$%d::%s", n++ ? ", " : "", pnum[c],
-			              t->cols[c].type);
+	for (c = 0, n = 0; c < t->ncols; c++) {
+		if (!set[c])
+			continue;
+		if (n++)
+			xr_buf_puts(b, ", ");
+		if (pnum[c] > 0) {
+			xr_buf_printf(b, "$%d::%s", pnum[c], t->cols[c].type);
+			continue;
+		}
+		/* A key change's unchanged value: the old key's row has it. */
+		xr_buf_printf(b, "(SELECT o.%s FROM %s o WHERE ", t->cols[c].qname,
+		              t->qual);
+		key_match(b, t, "o", okp);
+		xr_buf_putc(b, ')');
+	}
 	xr_buf_printf(b, "\n  WHERE EXISTS (SELECT 1 FROM %s)\n  ON CONFLICT (",
 	              gate);
 	key_list(b, t);
@@ -583,26 +620,48 @@ write_row(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum,
 }
 
 /*
- * An upsert: $1 ts, $2 region, $3 whether a missing row may be inserted
- * (not when unchanged TOASTed values were left out), then the set columns.
+ * "$5", whether a missing row may be inserted: not when unchanged TOASTed
+ * values were left out, unless (a key change) the old key's row has them.
  */
 static void
-sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum)
+may_insert_cond(xr_buf_t *b, const target_t *t, const int *okp)
 {
+	if (!okp) {
+		xr_buf_puts(b, "$5");
+		return;
+	}
+	xr_buf_printf(b, "($5 OR EXISTS (SELECT 1 FROM %s o WHERE ", t->qual);
+	key_match(b, t, "o", okp);
+	xr_buf_puts(b, "))");
+}
+
+/*
+ * An upsert: $1-$4 the version, $5 whether a missing row may be inserted,
+ * then the set columns (and, okp, the old key of a key change).
+ */
+static void
+sql_upsert(xr_buf_t *b, const target_t *t, const bool *set, const int *pnum,
+           const int *okp)
+{
+	xr_buf_t cond;
+
+	xr_buf_init(&cond);
+	may_insert_cond(&cond, t, okp);
+	xr_buf_puts(&cond, " AND ((SELECT ver FROM trunc) IS NULL OR "
+	                   EV_VERSION " > (SELECT ver FROM trunc))");
 	prior_ctes(b, t, pnum);
-	versions_gate(b, t, pnum, false,
-	              "$3 AND ((SELECT ver FROM trunc) IS NULL OR "
-	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))");
+	versions_gate(b, t, pnum, false, cond.data);
+	xr_buf_term(&cond);
 	xr_buf_putc(b, ')');
-	write_row(b, t, set, pnum, "vs");
+	write_row(b, t, set, pnum, okp, "vs");
 	/* Checked again on the row as it is now (a local insert may race). */
-	xr_buf_puts(b, "\n  WHERE ROW($1, $2)::xregion.version > ");
+	xr_buf_puts(b, "\n  WHERE " EV_VERSION " > ");
 	row_version(b, t);
 	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM w)::int,"
 	              "\n%s", result_cols);
 }
 
-/* A delete: $1 ts, $2 region, then the key columns. */
+/* A delete: $1-$4 the version, then the key columns. */
 static void
 sql_delete(xr_buf_t *b, const target_t *t, const int *pnum)
 {
@@ -610,34 +669,36 @@ sql_delete(xr_buf_t *b, const target_t *t, const int *pnum)
 	versions_gate(b, t, pnum, true, "true");
 	xr_buf_printf(b, "), d AS (\n  DELETE FROM %s t WHERE ", t->qual);
 	key_match(b, t, "t", pnum);
-	xr_buf_puts(b, " AND EXISTS (SELECT 1 FROM vs) AND ROW($1, $2)::"
-	               "xregion.version > ");
+	xr_buf_puts(b, " AND EXISTS (SELECT 1 FROM vs) AND " EV_VERSION " > ");
 	row_version(b, t);
 	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM d)::int,"
 	              "\n%s", result_cols);
 }
 
 /*
- * A truncate: $1 ts, $2 region.  Deletes the rows older than the truncate,
+ * A truncate: $1-$4 its version.  Deletes the rows older than the truncate,
  * and records it, so that older changes arriving later stay out.
  */
 static void
 sql_truncate(xr_buf_t *b, const target_t *t)
 {
 	xr_buf_printf(b,
-	              "WITH d AS (\n  DELETE FROM %s t WHERE "
-	              "ROW($1, $2)::xregion.version > ", t->qual);
+	              "WITH d AS (\n  DELETE FROM %s t WHERE " EV_VERSION " > ",
+	              t->qual);
 	row_version(b, t);
 	xr_buf_printf(b,
 	              "\n  RETURNING 1\n), tr AS (\n"
-	              "  INSERT INTO xregion.truncations AS x VALUES (%s, %s, $1, $2, "
-	              "NULL)\n  ON CONFLICT (table_schema, table_name) DO UPDATE SET "
-	              "ts = EXCLUDED.ts, region = EXCLUDED.region, xid = NULL\n"
-	              "  WHERE ROW(EXCLUDED.ts, EXCLUDED.region)::xregion.version > "
-	              "xregion.tomb_version(x.ts, x.region, x.xid)\n  RETURNING 1\n)\n"
+	              "  INSERT INTO xregion.truncations AS x (table_schema, "
+	              "table_name, ts, region, xid, clsn, lsn) VALUES (%s, %s, $1, "
+	              "$2, NULL, $3, $4)\n"
+	              "  ON CONFLICT (table_schema, table_name) DO UPDATE SET "
+	              "ts = EXCLUDED.ts, region = EXCLUDED.region, xid = NULL, "
+	              "clsn = EXCLUDED.clsn, lsn = EXCLUDED.lsn\n"
+	              "  WHERE " EV_VERSION " > xregion.tomb_version(x.ts, x.region, "
+	              "x.xid, x.clsn, x.lsn)\n  RETURNING 1\n)\n"
 	              "SELECT (SELECT count(*) FROM d)::int, 0, NULL::bigint, "
-	              "NULL::text, NULL::bigint, NULL::text, NULL::jsonb",
-	              t->lit_nsp, t->lit_rel);
+	              "NULL::text, NULL::bigint, NULL::text, NULL::jsonb, 0, "
+	              "NULL::bool", t->lit_nsp, t->lit_rel);
 }
 
 
@@ -657,15 +718,22 @@ is_vclock(const target_t *t)
 	return t->tconf && t->tconf->conflict == XR_CONFLICT_VCLOCK;
 }
 
-/* Number of fixed parameters ahead of the column values, by op. */
+/*
+ * Number of fixed parameters ahead of the column values, by op: every row
+ * statement starts with the version (ts or hlc, region, commit LSN, LSN).
+ */
 static int
 nfixed(char op)
 {
 	switch (op) {
-	case 'u': return 3;   /* ts, region, may-insert */
-	case 'v': return 4;   /* hlc, region, may-insert, vv */
-	case 'x': return 3;   /* hlc, region, vv */
-	default:  return 2;   /* 'd', 't': ts, region */
+	case 'u': return 5;   /* version, may-insert */
+	case 'v': return 6;   /* version, may-insert, vv */
+	case 'x': return 5;   /* version, vv */
+	case 'U':
+	case 'D': return 5;   /* arrays: ts, region, may-insert, clsn, lsn */
+	case 'F':
+	case 'G': return 2;   /* ts, region (or origin id) */
+	default:  return 4;   /* 'd', 't': version */
 	}
 }
 
@@ -712,7 +780,7 @@ vc_ctes(xr_buf_t *b, const target_t *t, const int *pnum)
 	xr_buf_printf(b,
 	              " AND (SELECT count(*) FROM prior) >= 0 FOR UPDATE\n"
 	              "), trunc AS MATERIALIZED (\n"
-	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn) AS ver "
 	              "FROM xregion.truncations x WHERE x.table_schema = %s "
 	              "AND x.table_name = %s\n)", t->lit_nsp, t->lit_rel);
 }
@@ -742,7 +810,7 @@ vc_versions(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum,
 	vc_rank(conn, b, t, vvp);
 	xr_buf_printf(b, ", $1\n  WHERE (SELECT count(*) FROM cur) >= 0 AND "
 	              "((SELECT ver FROM trunc) IS NULL OR "
-	              "ROW($1, $2)::xregion.version > (SELECT ver FROM trunc))%s\n"
+	              EV_VERSION " > (SELECT ver FROM trunc))%s\n"
 	              "  ON CONFLICT (", where);
 	key_list(b, t);
 	xr_buf_printf(b,
@@ -777,35 +845,45 @@ static const char vc_result_cols[] =
 	"  (SELECT img FROM prior), (SELECT vv FROM cur)::text,\n";
 
 /*
- * A vclock upsert: $1 hlc, $2 region, $3 may-insert, $4 vector, then the
+ * A vclock upsert: $1 hlc, $2 region, $3-$4 the position, $5 may-insert,
+ * $6 vector, then the
  * set columns.  Result: applied, had_row, the entry's ts and region,
  * deleted, won, the row's image, the entry's vector, and how the event's
  * vector compares with it (xregion.vv_cmp).
  */
 static void
 sql_vc_upsert(PGconn *conn, xr_buf_t *b, const target_t *t, const bool *set,
-              const int *pnum)
+              const int *pnum, const int *okp)
 {
+	xr_buf_t cond;
+
+	xr_buf_init(&cond);
+	xr_buf_puts(&cond, " AND (EXISTS (SELECT 1 FROM prior) OR ");
+	may_insert_cond(&cond, t, okp);
+	xr_buf_putc(&cond, ')');
 	vc_ctes(b, t, pnum);
-	vc_versions(conn, b, t, pnum, false, 4,
-	            " AND (EXISTS (SELECT 1 FROM prior) OR $3)");
-	write_row(b, t, set, pnum, "won");
+	vc_versions(conn, b, t, pnum, false, 6, cond.data);
+	xr_buf_term(&cond);
+	write_row(b, t, set, pnum, okp, "won");
 	xr_buf_printf(b, "\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM w)::int,"
-	              "\n%s  xregion.vv_cmp($4::jsonb, (SELECT vv FROM cur))",
+	              "\n%s  xregion.vv_cmp($6::jsonb, (SELECT vv FROM cur))",
 	              vc_result_cols);
 }
 
-/* A vclock delete: $1 hlc, $2 region, $3 vector, then the key columns. */
+/*
+ * A vclock delete: $1 hlc, $2 region, $3-$4 the position, $5 vector, then
+ * the key columns.
+ */
 static void
 sql_vc_delete(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum)
 {
 	vc_ctes(b, t, pnum);
-	vc_versions(conn, b, t, pnum, true, 3, "");
+	vc_versions(conn, b, t, pnum, true, 5, "");
 	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t WHERE ", t->qual);
 	key_match(b, t, "t", pnum);
 	xr_buf_printf(b, " AND EXISTS (SELECT 1 FROM won)\n  RETURNING 1\n)\n"
 	              "SELECT (SELECT count(*) FROM d)::int,\n%s"
-	              "  xregion.vv_cmp($3::jsonb, (SELECT vv FROM cur))",
+	              "  xregion.vv_cmp($5::jsonb, (SELECT vv FROM cur))",
 	              vc_result_cols);
 }
 
@@ -813,23 +891,24 @@ sql_vc_delete(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum)
  * Set-based forms of the upsert and delete, for many events of one table
  * and one shape at once (keys distinct): the same decisions as the
  * statements above, row by row, in one statement.  Parameters are arrays:
- * $1 ts, $2 region, $3 may-insert, then one text[] per set column.  One
- * result row per event, in order: applied, had_row, the row's version, the
- * tombstone's, the row's image, and "race" (a missing row that a local
- * insert took first: the caller retries that one with the single-row
- * statement).
+ * $1 ts, $2 region, $3 may-insert, $4 commit LSN, $5 LSN, then one text[]
+ * per set column.  One result row per event, in order: applied, had_row,
+ * the row's version, the tombstone's, the row's image, "race" (a missing
+ * row that a local insert took first: the caller retries that one with the
+ * single-row statement), and whether the event beats the tombstone.
  */
 static void
 bulk_ev(xr_buf_t *b, const target_t *t, const bool *set)
 {
-	int c, p = 3;
+	int c, p = nfixed('U');
 
 	xr_buf_puts(b, "WITH ev AS MATERIALIZED (\n  SELECT * FROM unnest("
-	               "$1::bigint[], $2::text[], $3::bool[]");
+	               "$1::bigint[], $2::text[], $3::bool[], $4::bigint[], "
+	               "$5::bigint[]");
 	for (c = 0; c < t->ncols; c++)
 		if (set[c])
 			xr_buf_printf(b, ", $%d::text[]", ++p);
-	xr_buf_puts(b, ") WITH ORDINALITY AS e(ts, region, ins");
+	xr_buf_puts(b, ") WITH ORDINALITY AS e(ts, region, ins, clsn, lsn");
 	for (c = 0; c < t->ncols; c++)
 		if (set[c])
 			xr_buf_printf(b, ", c%d", c);
@@ -872,14 +951,14 @@ bulk_prior(xr_buf_t *b, const target_t *t)
 	key_join(b, t, "v", "t");
 	xr_buf_printf(b,
 	              "\n  CROSS JOIN LATERAL (SELECT xregion.version_of(t.xmin, v.ts, "
-	              "v.region) AS ver) x\n  FOR UPDATE OF t\n"
+	              "v.region, v.clsn, v.lsn, v.xid) AS ver) x\n  FOR UPDATE OF t\n"
 	              "), trunc AS MATERIALIZED (\n"
-	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn) AS ver "
 	              "FROM xregion.truncations x WHERE x.table_schema = %s "
 	              "AND x.table_name = %s\n"
 	              "), tomb AS MATERIALIZED (\n"
 	              "  SELECT e.n, GREATEST(xregion.tomb_version(v.ts, v.region, "
-	              "v.xid), (SELECT ver FROM trunc)) AS ver\n"
+	              "v.xid, v.clsn, v.lsn), (SELECT ver FROM trunc)) AS ver\n"
 	              "  FROM ev e LEFT JOIN %s v ON ",
 	              t->lit_nsp, t->lit_rel, t->vt);
 	bulk_key_match(b, t, "v");
@@ -892,16 +971,20 @@ bulk_gate(xr_buf_t *b, const target_t *t, bool deleted, const char *cond)
 {
 	xr_buf_printf(b, ", gate AS (\n  INSERT INTO %s AS v (", t->vt);
 	key_list(b, t);
-	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	xr_buf_puts(b, ", ts, region, xid, deleted, clsn, lsn)\n  SELECT ");
 	bulk_key_values(b, t);
-	xr_buf_printf(b, ", e.ts, e.region, NULL, %s FROM ev e\n  WHERE %s\n"
-	              "  ON CONFLICT (", deleted ? "true" : "false", cond);
+	xr_buf_printf(b, ", e.ts, e.region, pg_catalog.pg_current_xact_id(), %s, "
+	              "e.clsn, e.lsn FROM ev e\n"
+	              "  WHERE %s\n  ON CONFLICT (", deleted ? "true" : "false",
+	              cond);
 	key_list(b, t);
 	xr_buf_printf(b,
 	              ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
-	              "xid = NULL, deleted = %s\n"
-	              "  WHERE ROW(EXCLUDED.ts, EXCLUDED.region)::xregion.version > "
-	              "xregion.tomb_version(v.ts, v.region, v.xid)\n  RETURNING ",
+	              "xid = EXCLUDED.xid, deleted = %s, clsn = EXCLUDED.clsn, "
+	              "lsn = EXCLUDED.lsn\n"
+	              "  WHERE ROW(EXCLUDED.ts, EXCLUDED.region, EXCLUDED.clsn, "
+	              "EXCLUDED.lsn)::xregion.version > xregion.tomb_version(v.ts, "
+	              "v.region, v.xid, v.clsn, v.lsn)\n  RETURNING ",
 	              deleted ? "true" : "false");
 	key_list(b, t);
 	xr_buf_puts(b, "\n)");
@@ -926,12 +1009,11 @@ bulk_upsert(xr_buf_t *b, const target_t *t, const bool *set)
 				              t->cols[c].qname), n++;
 	xr_buf_puts(b, "\n  FROM prior p JOIN ev e ON e.n = p.n\n  WHERE ");
 	bulk_key_match(b, t, "t");
-	xr_buf_puts(b, " AND ROW(e.ts, e.region)::xregion.version > p.ver\n"
-	               "  RETURNING e.n\n)");
+	xr_buf_puts(b, " AND " BULK_VERSION " > p.ver\n  RETURNING e.n\n)");
 	bulk_gate(b, t, false,
 	          "NOT EXISTS (SELECT 1 FROM prior p WHERE p.n = e.n) AND e.ins "
-	          "AND ((SELECT ver FROM trunc) IS NULL OR ROW(e.ts, e.region)::"
-	          "xregion.version > (SELECT ver FROM trunc))");
+	          "AND ((SELECT ver FROM trunc) IS NULL OR " BULK_VERSION
+	          " > (SELECT ver FROM trunc))");
 	xr_buf_printf(b, ", ins AS (\n  INSERT INTO %s AS t (", t->qual);
 	for (c = 0, n = 0; c < t->ncols; c++)
 		if (set[c])
@@ -949,13 +1031,15 @@ bulk_upsert(xr_buf_t *b, const target_t *t, const bool *set)
 	key_list(b, t);
 	xr_buf_printf(b, "\n), vup AS (\n  INSERT INTO %s AS v (", t->vt);
 	key_list(b, t);
-	xr_buf_puts(b, ", ts, region, xid, deleted)\n  SELECT ");
+	xr_buf_puts(b, ", ts, region, xid, deleted, clsn, lsn)\n  SELECT ");
 	bulk_key_values(b, t);
-	xr_buf_puts(b, ", e.ts, e.region, NULL, false FROM ev e JOIN up u ON "
-	               "u.n = e.n\n  ON CONFLICT (");
+	xr_buf_puts(b, ", e.ts, e.region, pg_catalog.pg_current_xact_id(), false, "
+	               "e.clsn, e.lsn FROM ev e JOIN up u ON u.n = e.n\n"
+	               "  ON CONFLICT (");
 	key_list(b, t);
 	xr_buf_puts(b, ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "
-	               "xid = NULL, deleted = false\n)\n");
+	               "xid = EXCLUDED.xid, deleted = false, clsn = EXCLUDED.clsn, "
+	               "lsn = EXCLUDED.lsn\n)\n");
 	/* Plain joins on the key (distinct in a group): hash joins, not loops. */
 	for (c = 0; c < t->ncols && !t->cols[c].is_key; c++)
 		;
@@ -963,7 +1047,8 @@ bulk_upsert(xr_buf_t *b, const target_t *t, const bool *set)
 	              "SELECT (u.n IS NOT NULL OR i.%s IS NOT NULL)::int, "
 	              "(p.n IS NOT NULL)::int, (p.ver).ts, (p.ver).region, "
 	              "(tb.ver).ts, (tb.ver).region, p.img, "
-	              "(g.%s IS NOT NULL AND i.%s IS NULL)::int\n"
+	              "(g.%s IS NOT NULL AND i.%s IS NULL)::int, "
+	              BULK_VERSION " > tb.ver\n"
 	              "FROM ev e LEFT JOIN prior p ON p.n = e.n "
 	              "LEFT JOIN up u ON u.n = e.n LEFT JOIN tomb tb ON tb.n = e.n\n"
 	              "LEFT JOIN gate g ON ", t->cols[c].qname, t->cols[c].qname,
@@ -980,16 +1065,16 @@ bulk_delete(xr_buf_t *b, const target_t *t, const bool *set)
 	bulk_ev(b, t, set);
 	bulk_prior(b, t);
 	bulk_gate(b, t, true, "NOT EXISTS (SELECT 1 FROM prior p WHERE p.n = e.n) "
-	                      "OR ROW(e.ts, e.region)::xregion.version > "
+	                      "OR " BULK_VERSION " > "
 	                      "(SELECT p.ver FROM prior p WHERE p.n = e.n)");
 	xr_buf_printf(b, ", d AS (\n  DELETE FROM %s t USING prior p JOIN ev e ON "
 	              "e.n = p.n\n  WHERE ", t->qual);
 	bulk_key_match(b, t, "t");
-	xr_buf_puts(b, " AND ROW(e.ts, e.region)::xregion.version > p.ver\n"
+	xr_buf_puts(b, " AND " BULK_VERSION " > p.ver\n"
 	               "  RETURNING e.n\n)\n"
 	               "SELECT (d.n IS NOT NULL)::int, (p.n IS NOT NULL)::int, "
 	               "(p.ver).ts, (p.ver).region, (tb.ver).ts, (tb.ver).region, "
-	               "p.img, 0\n"
+	               "p.img, 0, " BULK_VERSION " > tb.ver\n"
 	               "FROM ev e LEFT JOIN prior p ON p.n = e.n "
 	               "LEFT JOIN d ON d.n = e.n LEFT JOIN tomb tb ON tb.n = e.n\n"
 	               "ORDER BY e.n");
@@ -1028,7 +1113,7 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 
 	xr_buf_printf(b,
 	              "WITH trunc AS MATERIALIZED (\n"
-	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid) AS ver "
+	              "  SELECT xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn) AS ver "
 	              "FROM xregion.truncations x WHERE x.table_schema = %s "
 	              "AND x.table_name = %s\n"
 	              "), ins AS (\n  INSERT INTO %s AS t (",
@@ -1046,7 +1131,7 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 	xr_buf_printf(b, "\n  WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE ", t->vt);
 	bulk_key_match(b, t, "v");
 	xr_buf_puts(b, ")\n    AND ((SELECT ver FROM trunc) IS NULL OR "
-	               "ROW($1::bigint, $2::text)::xregion.version > "
+	               "ROW($1::bigint, $2::text, 0::bigint, 0::bigint)::xregion.version > "
 	               "(SELECT ver FROM trunc))\n  ON CONFLICT (");
 	key_list(b, t);
 	xr_buf_puts(b, ") DO NOTHING\n  RETURNING 1\n)\n"
@@ -1098,22 +1183,27 @@ sql_fast_update(xr_buf_t *b, const target_t *t, const bool *set)
  */
 static stmt_t *
 stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
-         char *errstr, size_t errstr_size)
+         const bool *from_old, char *errstr, size_t errstr_size)
 {
 	stmt_t   *s;
 	char     *sig = xr_calloc((size_t)t->ncols + 2, 1);
 	int      *pnum = xr_calloc((size_t)t->ncols, sizeof(int));
-	int       c, np = 3;
+	int      *okp = NULL;
+	bool     *all = xr_calloc((size_t)t->ncols + 1, sizeof(bool));
+	int       c, np = nfixed(op);
 	size_t    i;
 	PGresult *res;
 
 	sig[0] = op;
-	for (c = 0; c < t->ncols; c++)
-		sig[c + 1] = set[c] ? '1' : '0';
+	for (c = 0; c < t->ncols; c++) {
+		sig[c + 1] = from_old && from_old[c] ? '2' : set[c] ? '1' : '0';
+		all[c] = sig[c + 1] != '0';
+	}
 	for (i = 0; i < t->nstmts; i++) {
 		if (strcmp(t->stmts[i]->sig, sig) == 0) {
 			free(sig);
 			free(pnum);
+			free(all);
 			return t->stmts[i];
 		}
 	}
@@ -1121,20 +1211,28 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	s = xr_calloc(1, sizeof(*s));
 	s->sig = sig;
 	snprintf(s->name, sizeof(s->name), "xr_apply_%u", ++a->stmt_seq);
-	s->cols = xr_calloc((size_t)t->ncols, sizeof(int));
-	if (op == 'd' || op == 'v' || op == 'x' || op == 'F' || op == 'G')
-		np = op == 'F' || op == 'G' ? 2 : nfixed(op);
-	if (op != 't') {   /* 'U' and 'D' (set-based) number like 'u' */
+	s->cols = xr_calloc((size_t)t->ncols * 2 + 1, sizeof(int));
+	if (op != 't') {
 		for (c = 0; c < t->ncols; c++) {
-			if (set[c]) {
-				pnum[c] = ++np;
+			pnum[c] = sig[c + 1] == '1' ? ++np : -1;
+			if (sig[c + 1] == '1')
 				s->cols[s->ncols++] = c;
-			}
+		}
+	}
+	if (strchr(sig + 1, '2')) {
+		/* The old key, to read the unchanged values from its row. */
+		okp = xr_calloc((size_t)t->ncols, sizeof(int));
+		for (c = 0; c < t->ncols; c++) {
+			if (!t->cols[c].is_key)
+				continue;
+			okp[c] = ++np;
+			s->cols[s->ncols++] = c;
+			s->nold++;
 		}
 	}
 	xr_buf_reset(&a->sql);
 	if (op == 'u')
-		sql_upsert(&a->sql, t, set, pnum);
+		sql_upsert(&a->sql, t, all, pnum, okp);
 	else if (op == 'd')
 		sql_delete(&a->sql, t, pnum);
 	else if (op == 'U')
@@ -1146,12 +1244,14 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 	else if (op == 'G')
 		sql_fast_update(&a->sql, t, set);
 	else if (op == 'v')
-		sql_vc_upsert(a->conn, &a->sql, t, set, pnum);
+		sql_vc_upsert(a->conn, &a->sql, t, all, pnum, okp);
 	else if (op == 'x')
 		sql_vc_delete(a->conn, &a->sql, t, pnum);
 	else
 		sql_truncate(&a->sql, t);
 	free(pnum);
+	free(okp);
+	free(all);
 	res = PQprepare(a->conn, s->name, a->sql.data, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		copy_err(a->conn, "preparing the apply statement", errstr,
@@ -1172,39 +1272,62 @@ stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 
 /* What one item sends: up to two statements (old key delete + upsert). */
 typedef struct plan_s {
-	stmt_t   *stmt[2];
-	int       nstmt;
-	int       first_result; /* index of the result that decides */
-	bool      superseded;   /* a newer event of its key is in the batch */
-	bool      follows_insert; /* a superseded insert of its key came first */
-	bool      fast;         /* inserted by the fast insert path */
-	PGresult *bulk;         /* decided by a set-based statement (borrowed) */
-	int       bulk_row;
-	char     *key;          /* table and key, for finding repeats */
+	stmt_t        *stmt[2];
+	int            nstmt;
+	int            first_result; /* index of the result that decides */
+	bool           fast;         /* applied by a fast path */
+	PGresult      *bulk;         /* decided by a set-based statement (borrowed) */
+	int            bulk_row;
+	xr_plan_out_t *merge;        /* superseded, follows_insert, fills */
 } plan_t;
 
 /* Groups smaller than this go row by row: not worth a statement of their own. */
 #define BULK_MIN 8
 
-/* Fills the parameters of statement s for item it (op 'u', 'd' or 't'). */
+/*
+ * The text of the value of target column c in ev's image for statement
+ * op ('d' and 'x' read the before image, the rest the after image, with
+ * the values the batch's merge filled in); NULL for SQL NULL or a column
+ * the event does not have.
+ */
+static const char *
+value_of(const xr_event_t *ev, const fmap_t *m, const xr_plan_out_t *merge,
+         char op, int c)
+{
+	int  f = c >= 0 ? m->field_of[c] : -1;
+	bool known;
+
+	if (f < 0)
+		return NULL;
+	if (op == 'd' || op == 'x' || op == 'D')
+		return xr_event_text(ev, &ev->before[f]);
+	return xr_plan_after_text(ev, merge, f, &known);
+}
+
+/*
+ * Fills the parameters of row statement s for event ev: ts (the commit
+ * time, or the hybrid clock of a vclock statement) and pos (its commit
+ * LSN and LSN as text) give the version.
+ */
 static void
 params_of(const stmt_t *s, const xr_event_t *ev, const fmap_t *m,
-          const xr_eval_t *img, const char *ts, const char *allow,
-          const char *vv, const char **vals)
+          const xr_plan_out_t *merge, const char *ts, char pos[2][24],
+          const char *allow, const char *vv, const char **vals)
 {
 	int i, k = nfixed(s->sig[0]);
 
 	vals[0] = ts;
 	vals[1] = ev->region;
+	vals[2] = pos[0];
+	vals[3] = pos[1];
 	if (s->sig[0] == 'u' || s->sig[0] == 'v')
-		vals[2] = allow;
+		vals[4] = allow;
 	if (s->sig[0] == 'v' || s->sig[0] == 'x')
 		vals[k - 1] = vv;
-	for (i = 0; i < s->ncols; i++) {
-		int f = m->field_of[s->cols[i]];
-
-		vals[k + i] = f >= 0 ? xr_event_text(ev, &img[f]) : NULL;
-	}
+	for (i = 0; i < s->ncols - s->nold; i++)
+		vals[k + i] = value_of(ev, m, merge, s->sig[0], s->cols[i]);
+	for (; i < s->ncols; i++)
+		vals[k + i] = value_of(ev, m, NULL, 'd', s->cols[i]);
 }
 
 /*
@@ -1250,15 +1373,6 @@ key_changed(const xr_event_t *ev, const target_t *t, const fmap_t *m)
 	return false;
 }
 
-/* Whether (ts, region) is newer than (ts2, region2); region by bytes. */
-static bool
-newer(int64_t ts, const char *region, int64_t ts2, const char *region2)
-{
-	if (ts != ts2)
-		return ts > ts2;
-	return strcmp(region, region2) > 0;
-}
-
 /*
  * Classifies an item from its decisive result row r: applied, whether a
  * row was there and its version's region, the tombstone if any.
@@ -1272,10 +1386,8 @@ classify(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 	const char *row_region = PQgetisnull(r, row, 3) ? NULL
 	                                                : PQgetvalue(r, row, 3);
 	bool        had_tomb = !PQgetisnull(r, row, 4) && !PQgetisnull(r, row, 5);
-	bool        beats_tomb = !had_tomb ||
-	                         newer(ev->commit_ts, ev->region,
-	                               strtoll(PQgetvalue(r, row, 4), NULL, 10),
-	                               PQgetvalue(r, row, 5));
+	bool        beats_tomb = !had_tomb || PQgetisnull(r, row, 8) ||
+	                         PQgetvalue(r, row, 8)[0] == 't';
 	bool        other = had_row && row_region &&
 	                    strcmp(row_region, ev->region) != 0;
 
@@ -1297,7 +1409,7 @@ classify(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 			it->conflict = XR_CONFLICT_UPDATE_DELETED;
 		} else {
 			it->conflict = XR_CONFLICT_UPDATE_MISSING;
-			if (!may_insert) {
+			if (!applied && !may_insert) {
 				it->resolution = XR_RES_DEAD_LETTER;
 				snprintf(it->reason, sizeof(it->reason),
 				         "update of a row missing in this region whose "
@@ -1518,10 +1630,12 @@ store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n, char *errstr,
 		snprintf(part, sizeof(part), "%d", (int)o[i].partition);
 		snprintf(off, sizeof(off), "%" PRId64, o[i].next_offset);
 		res = PQexecParams(a->conn,
-		                   "INSERT INTO xregion.offsets (topic, partition, "
+		                   "INSERT INTO xregion.offsets AS o (topic, partition, "
 		                   "next_offset) VALUES ($1, $2::int, $3::bigint) "
 		                   "ON CONFLICT (topic, partition) DO UPDATE SET "
-		                   "next_offset = EXCLUDED.next_offset, updated_at = now()",
+		                   "next_offset = EXCLUDED.next_offset, updated_at = now() "
+		                   /* Never backwards: a stale batch cannot rewind. */
+		                   "WHERE o.next_offset <= EXCLUDED.next_offset",
 		                   3, NULL, vals, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			copy_err(a->conn, "storing offsets", errstr, errstr_size);
@@ -1595,7 +1709,7 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 		xr_buf_reset(&a->sql);
 		xr_buf_printf(&a->sql,
 		              "DELETE FROM %s v WHERE v.deleted AND "
-		              "(xregion.tomb_version(v.ts, v.region, v.xid)).ts < "
+		              "(xregion.tomb_version(v.ts, v.region, v.xid, v.clsn, v.lsn)).ts < "
 		              "(extract(epoch FROM now() - make_interval(hours => "
 		              "$1::int)) * 1000000)::bigint", t->vt);
 		res = PQexecParams(a->conn, a->sql.data, 1, NULL, vals, NULL, NULL, 0);
@@ -1719,53 +1833,31 @@ array_elem(xr_buf_t *b, const char *v, bool first)
 	xr_buf_putc(b, '"');
 }
 
-typedef struct sort_ctx_s {
-	const xr_apply_item_t *items;
-	const plan_t          *plans;
-} sort_ctx_t;
-
-/* Orders by key, then by version (newest last). */
-static int
-cmp_key(const void *x, const void *y, void *arg)
-{
-	const sort_ctx_t *sc = arg;
-	size_t i = *(const size_t *)x, j = *(const size_t *)y;
-	int    c = strcmp(sc->plans[i].key, sc->plans[j].key);
-	const xr_event_t *a = sc->items[i].ev, *b = sc->items[j].ev;
-
-	if (c)
-		return c;
-	if (a->commit_ts != b->commit_ts)
-		return a->commit_ts < b->commit_ts ? -1 : 1;
-	c = strcmp(a->region, b->region);
-	if (c)
-		return c;
-	return i < j ? -1 : (i > j);
-}
+/* A batch being applied: its items, their plans and results. */
+typedef struct batch_s {
+	xr_apply_item_t  *items;
+	size_t            n;
+	plan_t           *plans;
+	xr_plan_out_t    *merge;     /* n entries: the planner's output */
+	bool              in_order;  /* not merged: every event, in order */
+	size_t           *order;     /* the items by position in the source */
+	PGresult        **res;       /* n * 2: row statements' results */
+	PGresult        **bulk_res;  /* set-based statements' results */
+	size_t            nbulk;
+	xr_apply_stats_t  stats;     /* added to the applier's after COMMIT */
+} batch_t;
 
 /* Orders by statement, then by position in the batch. */
 static int
 cmp_stmt(const void *x, const void *y, void *arg)
 {
-	const sort_ctx_t *sc = arg;
+	const plan_t *plans = arg;
 	size_t      i = *(const size_t *)x, j = *(const size_t *)y;
-	const char *a = sc->plans[i].stmt[sc->plans[i].first_result]->name;
-	const char *b = sc->plans[j].stmt[sc->plans[j].first_result]->name;
+	const char *a = plans[i].stmt[plans[i].first_result]->name;
+	const char *b = plans[j].stmt[plans[j].first_result]->name;
 	int         c = strcmp(a, b);
 
 	return c ? c : (i < j ? -1 : (i > j));
-}
-
-/* Whether ev has every column (no unchanged TOASTed value left out). */
-static bool
-may_insert_of(const xr_event_t *ev)
-{
-	int f;
-
-	for (f = 0; f < ev->nfields && ev->has_after; f++)
-		if (ev->after[f].unchanged)
-			return false;
-	return true;
 }
 
 /*
@@ -1773,15 +1865,16 @@ may_insert_of(const xr_event_t *ev)
  * commit time ts.
  */
 static bool
-fast_candidate(const xr_apply_item_t *it, const plan_t *pl, int64_t ts,
-               char op)
+fast_candidate(const batch_t *b, size_t i, int64_t ts, char op)
 {
-	bool ins = it->ev->op == XR_OP_INSERT || it->ev->op == XR_OP_SNAPSHOT_READ;
+	const xr_event_t *ev = b->items[i].ev;
+	const plan_t     *pl = &b->plans[i];
+	bool ins = ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ;
 
-	if (pl->nstmt != 1 || pl->stmt[0]->sig[0] != 'u' || it->ev->commit_ts != ts)
+	if (pl->nstmt != 1 || pl->stmt[0]->sig[0] != 'u' || ev->commit_ts != ts)
 		return false;
-	return op == 'F' ? ins && may_insert_of(it->ev)
-	                 : it->ev->op == XR_OP_UPDATE;
+	return op == 'F' ? ins && xr_plan_complete(ev, pl->merge)
+	                 : ev->op == XR_OP_UPDATE;
 }
 
 static int
@@ -1798,18 +1891,17 @@ cmp_i64(const void *x, const void *y)
  * that transaction's commit LSN.
  */
 static int64_t
-fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
-               const size_t *idx, size_t m, xr_lsn_t *lsn)
+fast_commit_ts(const batch_t *b, const size_t *idx, size_t m, xr_lsn_t *lsn)
 {
 	int64_t *ts = xr_calloc(m ? m : 1, sizeof(int64_t));
 	int64_t  best = INT64_MIN;
 	size_t   i, j, n = 0, best_n = 0;
 
 	for (i = 0; i < m; i++) {
-		const xr_event_t *ev = items[idx[i]].ev;
+		const xr_event_t *ev = b->items[idx[i]].ev;
 
 		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ ||
-		     ev->op == XR_OP_UPDATE) && plans[idx[i]].nstmt == 1)
+		     ev->op == XR_OP_UPDATE) && b->plans[idx[i]].nstmt == 1)
 			ts[n++] = ev->commit_ts;
 	}
 	qsort(ts, n, sizeof(int64_t), cmp_i64);
@@ -1825,9 +1917,114 @@ fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
 	if (best_n < BULK_MIN)
 		return INT64_MIN;
 	for (i = 0; i < m; i++)
-		if (items[idx[i]].ev->commit_ts == best)
-			*lsn = items[idx[i]].ev->commit_lsn;
+		if (b->items[idx[i]].ev->commit_ts == best)
+			*lsn = b->items[idx[i]].ev->commit_lsn;
 	return best;
+}
+
+/*
+ * The arrays of a set-based statement: nfixed leading ones (filled by
+ * the caller), then one per set column of s, each "{...}" once closed.
+ */
+typedef struct arrays_s {
+	xr_buf_t    *arr;
+	const char **vals;
+	int          n;
+} arrays_t;
+
+static void
+arrays_init(arrays_t *x, int n)
+{
+	int p;
+
+	x->n = n;
+	x->arr = xr_calloc((size_t)n, sizeof(xr_buf_t));
+	x->vals = xr_calloc((size_t)n, sizeof(char *));
+	for (p = 0; p < n; p++) {
+		xr_buf_init(&x->arr[p]);
+		xr_buf_putc(&x->arr[p], '{');
+	}
+}
+
+/* Appends the column values of item i to the arrays from first on. */
+static void
+arrays_add_cols(arrays_t *x, int first, target_t *t, const stmt_t *s, char op,
+                const batch_t *b, size_t i, bool at_start)
+{
+	const xr_event_t *ev = b->items[i].ev;
+	fmap_t           *fm = fmap_get(t, ev->schema);
+	int               p;
+
+	for (p = 0; p < s->ncols; p++)
+		array_elem(&x->arr[first + p],
+		           value_of(ev, fm, b->plans[i].merge, op, s->cols[p]),
+		           at_start);
+}
+
+static void
+arrays_close(arrays_t *x)
+{
+	int p;
+
+	for (p = 0; p < x->n; p++) {
+		xr_buf_putc(&x->arr[p], '}');
+		x->vals[p] = x->arr[p].data;
+	}
+}
+
+static void
+arrays_term(arrays_t *x)
+{
+	int p;
+
+	for (p = 0; p < x->n && x->arr; p++)
+		xr_buf_term(&x->arr[p]);
+	free(x->arr);
+	free(x->vals);
+	x->arr = NULL;
+	x->vals = NULL;
+}
+
+/*
+ * Makes this transaction carry the source transaction's commit time, the
+ * version of the rows the fast paths write without versions entries, and
+ * records that version in xregion.applied_xacts, where version_of finds it
+ * once PostgreSQL has truncated the commit timestamps.
+ */
+static int
+origin_xact_setup(xr_applier_t *a, xr_lsn_t lsn, const char *ts,
+                  const char *region, char *errstr, size_t errstr_size)
+{
+	char        lsnbuf[XR_LSN_STRLEN];
+	const char *v[3] = { xr_lsn_format(lsn, lsnbuf), ts, region };
+	PGresult   *res;
+	int         ok;
+
+	res = PQexecParams(a->conn,
+	                   "WITH s AS (SELECT pg_catalog.pg_replication_origin_xact_"
+	                   "setup($1::pg_lsn, 'epoch'::timestamptz + $2::bigint * "
+	                   "interval '1 microsecond')), r AS (INSERT INTO "
+	                   "xregion.applied_xacts (xid, ts, region) VALUES "
+	                   "(pg_catalog.pg_current_xact_id(), $2::bigint, $3) "
+	                   "ON CONFLICT (xid) DO NOTHING) SELECT * FROM s",
+	                   3, NULL, v, NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		copy_err(a->conn, "setting the origin timestamp", errstr, errstr_size);
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* Records the sqlstate and message of a failed set-based statement. */
+static void
+bulk_error(xr_applier_t *a, PGresult *res, const char *what, size_t n,
+           const target_t *t, char *errstr, size_t errstr_size)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", state ? state : "");
+	snprintf(errstr, errstr_size, "%s %zu rows of %s.%s: %s", what, n,
+	         t->nspname, t->relname, PQresultErrorMessage(res));
 }
 
 /*
@@ -1838,90 +2035,56 @@ fast_commit_ts(const xr_apply_item_t *items, const plan_t *plans,
  * with errstr when the database failed.
  */
 static int
-fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op,
-           xr_apply_item_t *items, plan_t *plans, const size_t *mem,
-           size_t nmem, int64_t ts, xr_lsn_t lsn, bool *setup, char *errstr,
-           size_t errstr_size)
+fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op, batch_t *b,
+           const size_t *mem, size_t nmem, int64_t ts, xr_lsn_t lsn,
+           bool *setup, char *errstr, size_t errstr_size)
 {
-	size_t      *cand = xr_calloc(nmem, sizeof(size_t));
-	size_t       k, nc = 0;
-	stmt_t      *st;
-	xr_buf_t    *arr = NULL;
-	const char **vals = NULL;
-	char         tsbuf[32], lsnbuf[XR_LSN_STRLEN];
-	PGresult    *res = NULL;
-	int          p, rc = -1, inserted;
+	size_t   *cand = xr_calloc(nmem ? nmem : 1, sizeof(size_t));
+	size_t    k, nc = 0;
+	stmt_t   *st;
+	arrays_t  x = { 0 };
+	char      tsbuf[32];
+	PGresult *res = NULL;
+	int       rc = -1;
 
 	for (k = 0; k < nmem; k++)
-		if (fast_candidate(&items[mem[k]], &plans[mem[k]], ts, op))
+		if (fast_candidate(b, mem[k], ts, op))
 			cand[nc++] = mem[k];
 	if (nc < BULK_MIN) {
 		rc = 0;
 		goto out;
 	}
-	if (!(st = stmt_get(a, t, op, set, errstr, errstr_size)))
+	if (!(st = stmt_get(a, t, op, set, NULL, errstr, errstr_size)))
 		goto out;
 	snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
 	if (!*setup) {
-		const char *v[2] = { xr_lsn_format(lsn, lsnbuf), tsbuf };
-
-		res = PQexecParams(a->conn,
-		                   "SELECT pg_catalog.pg_replication_origin_xact_setup("
-		                   "$1::pg_lsn, 'epoch'::timestamptz + $2::bigint * "
-		                   "interval '1 microsecond')", 2, NULL, v, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			copy_err(a->conn, "setting the origin timestamp", errstr,
-			         errstr_size);
+		if (origin_xact_setup(a, lsn, tsbuf, b->items[cand[0]].ev->region,
+		                      errstr, errstr_size))
 			goto out;
-		}
-		PQclear(res);
-		res = NULL;
 		*setup = true;
 	}
-	arr = xr_calloc((size_t)st->ncols, sizeof(xr_buf_t));
-	vals = xr_calloc((size_t)st->ncols + 2, sizeof(char *));
-	vals[0] = tsbuf;
-	vals[1] = op == 'F' ? items[cand[0]].ev->region : a->origin_id;
-	for (p = 0; p < st->ncols; p++) {
-		xr_buf_init(&arr[p]);
-		xr_buf_putc(&arr[p], '{');
-	}
-	for (k = 0; k < nc; k++) {
-		xr_event_t *ev = items[cand[k]].ev;
-		fmap_t     *fm = fmap_get(t, ev->schema);
-
-		for (p = 0; p < st->ncols; p++) {
-			int fi = fm->field_of[st->cols[p]];
-
-			array_elem(&arr[p], fi >= 0 ? xr_event_text(ev, &ev->after[fi])
-			                            : NULL, k == 0);
-		}
-	}
-	for (p = 0; p < st->ncols; p++) {
-		xr_buf_putc(&arr[p], '}');
-		vals[2 + p] = arr[p].data;
-	}
+	arrays_init(&x, st->ncols + 2);
+	for (k = 0; k < nc; k++)
+		arrays_add_cols(&x, 2, t, st, 'u', b, cand[k], k == 0);
+	arrays_close(&x);
+	x.vals[0] = tsbuf;
+	x.vals[1] = op == 'F' ? b->items[cand[0]].ev->region : a->origin_id;
 	if (exec_ok(a, "SAVEPOINT xr_fast", errstr, errstr_size))
 		goto out;
-	res = PQexecPrepared(a->conn, st->name, st->ncols + 2, vals, NULL, NULL, 0);
+	res = PQexecPrepared(a->conn, st->name, x.n, x.vals, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-		snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", state ? state : "");
-		snprintf(errstr, errstr_size, "%s %zu rows of %s.%s: %s",
-		         op == 'F' ? "inserting" : "updating", nc, t->nspname,
-		         t->relname, PQresultErrorMessage(res));
+		bulk_error(a, res, op == 'F' ? "inserting" : "updating", nc, t,
+		           errstr, errstr_size);
 		goto out;
 	}
-	inserted = atoi(PQgetvalue(res, 0, 0));
-	if ((size_t)inserted != nc) {
+	if ((size_t)atoi(PQgetvalue(res, 0, 0)) != nc) {
 		/* Some were there: the regular statements decide them all. */
 		if (exec_ok(a, "ROLLBACK TO SAVEPOINT xr_fast", errstr, errstr_size))
 			goto out;
 	} else {
 		for (k = 0; k < nc; k++) {
-			plans[cand[k]].fast = true;
-			plans[cand[k]].nstmt = 0;
+			b->plans[cand[k]].fast = true;
+			b->plans[cand[k]].nstmt = 0;
 		}
 	}
 	if (exec_ok(a, "RELEASE SAVEPOINT xr_fast", errstr, errstr_size))
@@ -1929,182 +2092,552 @@ fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op,
 	rc = 0;
 out:
 	PQclear(res);
-	if (arr)
-		for (p = 0; p < st->ncols; p++)
-			xr_buf_term(&arr[p]);
-	free(arr);
-	free(vals);
+	arrays_term(&x);
 	free(cand);
 	return rc;
 }
 
 /*
- * Applies what it can of the batch with set-based statements, inside the
- * open transaction: first drops the events a newer event of the same key in
- * the batch overrides (last write wins: the outcome is the same), then
- * runs one statement per table and shape for groups of BULK_MIN or more.
- * The rest, and rows a local insert raced for, stay for the row-by-row
- * pipeline.  Results are kept in *bulk_res (the caller clears them).
+ * Runs the set-based form of one group's statement ('U' or 'D') for the
+ * members the fast paths left, if enough are left, and hands each member
+ * its result row.  Returns 0, or -1 with errstr.
  */
 static int
-bulk_phase(xr_applier_t *a, xr_apply_item_t *items, plan_t *plans, size_t n,
-           PGresult ***bulk_res, size_t *nbulk, char *errstr,
+bulk_group(xr_applier_t *a, target_t *t, const stmt_t *one, const bool *set,
+           batch_t *b, const size_t *mem, size_t nmem, char *errstr,
            size_t errstr_size)
 {
-	size_t    *idx = xr_calloc(n, sizeof(size_t)), *grp = NULL;
-	size_t     i, j, k, m = 0;
-	sort_ctx_t sc = { items, plans };
-	int64_t    fast_ts;
-	xr_lsn_t   fast_lsn = 0;
-	bool       fast_setup = false;
-	int        rc = -1;
+	char      op = one->sig[0] == 'u' ? 'U' : 'D';
+	stmt_t   *bulk = stmt_get(a, t, op, set, NULL, errstr, errstr_size);
+	size_t   *grp, k, g = 0;
+	arrays_t  x;
+	PGresult *res;
 
-	for (i = 0; i < n; i++) {
-		xr_event_t      *ev = items[i].ev;
-		target_t        *t = target_get(a, ev->nspname, ev->relname);
-		fmap_t          *fm = fmap_get(t, ev->schema);
-		const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before : ev->after;
-		xr_buf_t         key;
-		int              c;
-
-		/* Truncates and key changes keep the batch in order: row by row. */
-		if (ev->op == XR_OP_TRUNCATE || plans[i].nstmt != 1) {
-			rc = 0;
-			goto done;
-		}
-		xr_buf_init(&key);
-		xr_buf_printf(&key, "%p", (void *)t);
-		for (c = 0; c < t->ncols; c++) {
-			const char *v;
-
-			if (!t->cols[c].is_key)
-				continue;
-			v = xr_event_text(ev, &img[fm->field_of[c]]);
-			xr_buf_putc(&key, '\x1f');
-			xr_buf_puts(&key, v ? v : "\x1e");
-		}
-		plans[i].key = key.data;   /* handed over */
-		idx[m++] = i;
+	if (!bulk)
+		return -1;
+	grp = xr_calloc(nmem ? nmem : 1, sizeof(size_t));
+	for (k = 0; k < nmem; k++)
+		if (!b->plans[mem[k]].fast)
+			grp[g++] = mem[k];
+	if (g < BULK_MIN) {
+		free(grp);
+		return 0;
 	}
-	qsort_r(idx, m, sizeof(size_t), cmp_key, &sc);
-	for (i = 0; i + 1 < m; i++)
-		if (strcmp(plans[idx[i]].key, plans[idx[i + 1]].key) == 0) {
-			plans[idx[i]].superseded = true;
-			plans[idx[i]].nstmt = 0;
-			/* An update or delete after its row's insert is not "missing". */
-			if (items[idx[i]].ev->op == XR_OP_INSERT ||
-			    (plans[idx[i]].follows_insert &&
-			     items[idx[i]].ev->op == XR_OP_UPDATE))
-				plans[idx[i + 1]].follows_insert = true;
-		}
-	for (i = 0, k = 0; i < m; i++)
-		if (!plans[idx[i]].superseded)
-			idx[k++] = idx[i];
-	m = k;
-	qsort_r(idx, m, sizeof(size_t), cmp_stmt, &sc);
-	fast_ts = fast_commit_ts(items, plans, idx, m, &fast_lsn);
-	grp = xr_calloc(m ? m : 1, sizeof(size_t));
+	arrays_init(&x, bulk->ncols + nfixed(op));
+	for (k = 0; k < g; k++) {
+		const xr_event_t *ev = b->items[grp[k]].ev;
+		const char       *sep = k > 0 ? "," : "";
+
+		xr_buf_printf(&x.arr[0], "%s%" PRId64, sep, ev->commit_ts);
+		array_elem(&x.arr[1], ev->region, k == 0);
+		xr_buf_printf(&x.arr[2], "%s%s", sep,
+		              xr_plan_complete(ev, b->plans[grp[k]].merge) ? "t" : "f");
+		xr_buf_printf(&x.arr[3], "%s%" PRId64, sep, (int64_t)ev->commit_lsn);
+		xr_buf_printf(&x.arr[4], "%s%" PRId64, sep, (int64_t)ev->lsn);
+		arrays_add_cols(&x, nfixed(op), t, bulk, op, b, grp[k], k == 0);
+	}
+	arrays_close(&x);
+	res = PQexecPrepared(a->conn, bulk->name, x.n, x.vals, NULL, NULL, 0);
+	arrays_term(&x);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+	    (size_t)PQntuples(res) != g) {
+		bulk_error(a, res, "applying", g, t, errstr, errstr_size);
+		PQclear(res);
+		free(grp);
+		return -1;
+	}
+	b->bulk_res = xr_reallocarray(b->bulk_res, b->nbulk + 1, sizeof(PGresult *));
+	b->bulk_res[b->nbulk++] = res;
+	for (k = 0; k < g; k++) {
+		plan_t *pl = &b->plans[grp[k]];
+
+		/* A local insert took the missing row first: row by row. */
+		if (atoi(PQgetvalue(res, (int)k, 7)) > 0)
+			continue;
+		pl->bulk = res;
+		pl->bulk_row = (int)k;
+		pl->nstmt = 0;
+	}
+	free(grp);
+	return 0;
+}
+
+/*
+ * Applies what it can of the batch with set-based statements, inside the
+ * open transaction: one statement per table and shape for groups of
+ * BULK_MIN or more of the events the merge kept (at most one per key).
+ * The rest, and rows a local insert raced for, stay for the row-by-row
+ * pipeline.  Results are kept in b->bulk_res.
+ */
+static int
+bulk_phase(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
+{
+	size_t  *idx = xr_calloc(b->n ? b->n : 1, sizeof(size_t));
+	size_t   i, j, m = 0;
+	int64_t  fast_ts;
+	xr_lsn_t fast_lsn = 0;
+	bool     fast_setup = false;
+	int      rc = -1;
+
+	for (i = 0; i < b->n; i++)
+		if (b->plans[i].nstmt == 1)
+			idx[m++] = i;
+	qsort_r(idx, m, sizeof(size_t), cmp_stmt, b->plans);
+	fast_ts = fast_commit_ts(b, idx, m, &fast_lsn);
 	for (i = 0; i < m; i = j) {
-		stmt_t   *one = plans[idx[i]].stmt[0], *bulk;
+		stmt_t   *one = b->plans[idx[i]].stmt[0];
 		target_t *t;
 		bool     *set;
-		xr_buf_t *arr;
-		const char **vals;
-		int       c, ncol, p;
-		size_t    g;
-		PGresult *res;
+		int       c, err;
 
-		for (j = i + 1; j < m && plans[idx[j]].stmt[0] == one; j++)
+		for (j = i + 1; j < m && b->plans[idx[j]].stmt[0] == one; j++)
 			;
 		if (j - i < BULK_MIN || (one->sig[0] != 'u' && one->sig[0] != 'd'))
 			continue;
-		t = target_get(a, items[idx[i]].ev->nspname, items[idx[i]].ev->relname);
+		t = target_get(a, b->items[idx[i]].ev->nspname,
+		               b->items[idx[i]].ev->relname);
 		set = xr_calloc((size_t)t->ncols, sizeof(bool));
 		for (c = 0; c < t->ncols; c++)
 			set[c] = one->sig[c + 1] == '1';
-		if (one->sig[0] == 'u' && fast_ts != INT64_MIN &&
-		    (fast_apply(a, t, set, 'F', items, plans, idx + i, j - i, fast_ts,
-		                fast_lsn, &fast_setup, errstr, errstr_size) ||
-		     fast_apply(a, t, set, 'G', items, plans, idx + i, j - i, fast_ts,
-		                fast_lsn, &fast_setup, errstr, errstr_size))) {
-			free(set);
-			goto done;
-		}
-		bulk = stmt_get(a, t, one->sig[0] == 'u' ? 'U' : 'D', set, errstr,
-		                errstr_size);
+		err = one->sig[0] == 'u' && fast_ts != INT64_MIN &&
+		      (fast_apply(a, t, set, 'F', b, idx + i, j - i, fast_ts, fast_lsn,
+		                  &fast_setup, errstr, errstr_size) ||
+		       fast_apply(a, t, set, 'G', b, idx + i, j - i, fast_ts, fast_lsn,
+		                  &fast_setup, errstr, errstr_size));
+		if (!err)
+			err = bulk_group(a, t, one, set, b, idx + i, j - i, errstr,
+			                 errstr_size);
 		free(set);
-		if (!bulk)
+		if (err)
 			goto done;
-		/* What the fast path left. */
-		for (k = i, g = 0; k < j; k++)
-			if (!plans[idx[k]].fast)
-				grp[g++] = idx[k];
-		if (g < BULK_MIN)
-			continue;
-		ncol = bulk->ncols;
-		arr = xr_calloc((size_t)ncol + 3, sizeof(xr_buf_t));
-		vals = xr_calloc((size_t)ncol + 3, sizeof(char *));
-		for (p = 0; p < ncol + 3; p++) {
-			xr_buf_init(&arr[p]);
-			xr_buf_putc(&arr[p], '{');
-		}
-		for (k = 0; k < g; k++) {
-			xr_event_t      *ev = items[grp[k]].ev;
-			fmap_t          *fm = fmap_get(t, ev->schema);
-			const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before
-			                                              : ev->after;
-			int              fi;
-
-			xr_buf_printf(&arr[0], "%s%" PRId64, k > 0 ? "," : "",
-			              ev->commit_ts);
-			array_elem(&arr[1], ev->region, k == 0);
-			xr_buf_printf(&arr[2], "%s%s", k > 0 ? "," : "",
-			              may_insert_of(ev) ? "t" : "f");
-			for (p = 0; p < ncol; p++) {
-				fi = fm->field_of[bulk->cols[p]];
-				array_elem(&arr[3 + p], fi >= 0 ? xr_event_text(ev, &img[fi])
-				                                : NULL, k == 0);
-			}
-		}
-		for (p = 0; p < ncol + 3; p++) {
-			xr_buf_putc(&arr[p], '}');
-			vals[p] = arr[p].data;
-		}
-		res = PQexecPrepared(a->conn, bulk->name, ncol + 3, vals, NULL, NULL,
-		                     0);
-		for (p = 0; p < ncol + 3; p++)
-			xr_buf_term(&arr[p]);
-		free(arr);
-		free(vals);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    (size_t)PQntuples(res) != g) {
-			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-			snprintf(a->sqlstate, sizeof(a->sqlstate), "%s",
-			         state ? state : "");
-			snprintf(errstr, errstr_size, "applying %zu changes to %s.%s: %s",
-			         g, t->nspname, t->relname, PQresultErrorMessage(res));
-			PQclear(res);
-			goto done;
-		}
-		*bulk_res = xr_reallocarray(*bulk_res, *nbulk + 1, sizeof(PGresult *));
-		(*bulk_res)[(*nbulk)++] = res;
-		for (k = 0; k < g; k++) {
-			plan_t *pl = &plans[grp[k]];
-
-			/* A local insert took the missing row first: row by row. */
-			if (atoi(PQgetvalue(res, (int)k, 7)) > 0)
-				continue;
-			pl->bulk = res;
-			pl->bulk_row = (int)k;
-			pl->nstmt = 0;
-		}
 	}
 	rc = 0;
 done:
 	free(idx);
-	free(grp);
 	return rc;
+}
+
+/*
+ * The merge key of an event: its table and key values, in a buffer the
+ * caller terms; NULL for events the merge must leave in place (truncates,
+ * key changes).
+ */
+static bool
+merge_key(xr_buf_t *key, const target_t *t, const fmap_t *fm,
+          const xr_event_t *ev)
+{
+	const xr_eval_t *img = ev->op == XR_OP_DELETE ? ev->before : ev->after;
+	int              c;
+
+	if (ev->op == XR_OP_TRUNCATE || key_changed(ev, t, fm))
+		return false;
+	xr_buf_printf(key, "%p", (const void *)t);
+	for (c = 0; c < t->ncols; c++) {
+		const char *v;
+
+		if (!t->cols[c].is_key || fm->field_of[c] < 0)
+			continue;
+		v = xr_event_text(ev, &img[fm->field_of[c]]);
+		xr_buf_putc(key, '\x1f');
+		xr_buf_puts(key, v ? v : "\x1e");
+	}
+	return true;
+}
+
+/*
+ * Chooses the statements of one item that the merge kept: the upsert
+ * (with the columns its image carries, or the merge filled in) or the
+ * delete; for a key change, the delete of the old key and the upsert of
+ * the new one.  When a key change left TOASTed values unchanged, the
+ * upsert goes first and takes them from the old key's row, which the
+ * delete then removes.  set and from_old have room for t's columns.
+ */
+static int
+plan_item(xr_applier_t *a, target_t *t, batch_t *b, size_t i, bool *set,
+          bool *from_old, char *errstr, size_t errstr_size)
+{
+	xr_event_t *ev = b->items[i].ev;
+	plan_t     *pl = &b->plans[i];
+	fmap_t     *m;
+	stmt_t     *del = NULL, *up = NULL;
+	bool        moved = false, keys_changed;
+	int         c;
+
+	memset(set, 0, (size_t)t->ncols * sizeof(bool));
+	memset(from_old, 0, (size_t)t->ncols * sizeof(bool));
+	if (ev->op == XR_OP_TRUNCATE) {
+		pl->stmt[pl->nstmt++] = stmt_get(a, t, 't', set, NULL, errstr,
+		                                 errstr_size);
+		return pl->stmt[0] ? 0 : -1;
+	}
+	m = fmap_get(t, ev->schema);
+	keys_changed = key_changed(ev, t, m);
+	if (ev->op == XR_OP_DELETE || keys_changed) {
+		for (c = 0; c < t->ncols; c++)
+			set[c] = t->cols[c].is_key;
+		if (!(del = stmt_get(a, t, is_vclock(t) ? 'x' : 'd', set, NULL,
+		                     errstr, errstr_size)))
+			return -1;
+	}
+	if (ev->op != XR_OP_DELETE) {
+		for (c = 0; c < t->ncols; c++) {
+			int  f = m->field_of[c];
+			bool known = false;
+
+			if (f >= 0 && ev->after[f].present)
+				(void)xr_plan_after_text(ev, pl->merge, f, &known);
+			set[c] = known;
+			from_old[c] = keys_changed && f >= 0 && ev->after[f].present &&
+			              !known;
+			moved |= from_old[c];
+		}
+		if (!(up = stmt_get(a, t, is_vclock(t) ? 'v' : 'u', set, from_old,
+		                    errstr, errstr_size)))
+			return -1;
+	}
+	if (moved)
+		pl->stmt[pl->nstmt++] = up;
+	if (del)
+		pl->stmt[pl->nstmt++] = del;
+	if (up && !moved) {
+		pl->first_result = pl->nstmt;
+		pl->stmt[pl->nstmt++] = up;
+	}
+	return 0;
+}
+
+/*
+ * Plans the batch before its transaction starts: loads the targets,
+ * merges the writes of each key (plan.c), and prepares the statements of
+ * the events the merge kept.
+ */
+static int
+plan_batch(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
+{
+	xr_plan_in_t *in = xr_calloc(b->n ? b->n : 1, sizeof(*in));
+	xr_buf_t     *keys = xr_calloc(b->n ? b->n : 1, sizeof(*keys));
+	bool         *set = NULL;
+	size_t        i;
+	int           rc = -1;
+
+	for (i = 0; i < b->n; i++) {
+		xr_event_t *ev = b->items[i].ev;
+		target_t   *t = target_get(a, ev->nspname, ev->relname);
+
+		xr_buf_init(&keys[i]);
+		b->items[i].conflict = XR_CONFLICT_NONE;
+		b->items[i].resolution = XR_RES_APPLIED;
+		b->items[i].reason[0] = '\0';
+		if (!t || (!t->cols && target_load(a, t, errstr, errstr_size)))
+			goto out;
+		in[i].ev = ev;
+		in[i].vclock = is_vclock(t);
+		if (ev->op != XR_OP_TRUNCATE &&
+		    merge_key(&keys[i], t, fmap_get(t, ev->schema), ev))
+			in[i].key = keys[i].data;
+	}
+	b->in_order = xr_plan_merge(in, b->n, b->merge) == XR_PLAN_IN_ORDER;
+	for (i = 0; i < b->n; i++) {
+		target_t *t = target_get(a, b->items[i].ev->nspname,
+		                         b->items[i].ev->relname);
+
+		b->plans[i].merge = &b->merge[i];
+		if (b->merge[i].superseded)
+			continue;
+		set = xr_reallocarray(set, (size_t)t->ncols * 2 + 1, sizeof(bool));
+		if (plan_item(a, t, b, i, set, set + t->ncols, errstr, errstr_size))
+			goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < b->n; i++)
+		xr_buf_term(&keys[i]);
+	free(keys);
+	free(in);
+	free(set);
+	return rc;
+}
+
+/*
+ * After a failure inside pipeline mode: reads to a sync point and leaves
+ * the mode; when that cannot be done, drops the connection (its
+ * transaction dies with it), so that nothing is left half-way.
+ */
+static void
+pipeline_abort(xr_applier_t *a)
+{
+	if (PQpipelineStatus(a->conn) == PQ_PIPELINE_OFF)
+		return;
+	if (PQpipelineSync(a->conn))
+		drain_to_sync(a);
+	while (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF &&
+	       PQstatus(a->conn) == CONNECTION_OK) {
+		PGresult *res;
+
+		if (PQexitPipelineMode(a->conn))
+			return;
+		/* Results still queued (an earlier sync): read them. */
+		if (!(res = PQgetResult(a->conn)) && PQisBusy(a->conn) == 0 &&
+		    !PQexitPipelineMode(a->conn))
+			break;
+		PQclear(res);
+	}
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF) {
+		xr_warn("apply connection left in pipeline mode: reconnecting");
+		PQfinish(a->conn);
+		a->conn = NULL;
+	}
+}
+
+/*
+ * Orders by position in the source region's stream (commit LSN, then the
+ * change's LSN), then by place in the batch: the order the source made the
+ * writes in, whatever partitions they came through.
+ */
+static int
+cmp_position(const void *x, const void *y, void *arg)
+{
+	const xr_apply_item_t *items = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	const xr_event_t *a = items[i].ev, *b = items[j].ev;
+
+	if (a->commit_lsn != b->commit_lsn)
+		return a->commit_lsn < b->commit_lsn ? -1 : 1;
+	if (a->lsn != b->lsn)
+		return a->lsn < b->lsn ? -1 : 1;
+	return i < j ? -1 : (i > j);
+}
+
+/* Sends the row statements of items order[start, end) into the pipeline. */
+static int
+send_chunk(xr_applier_t *a, batch_t *b, size_t start, size_t end,
+           char *errstr, size_t errstr_size)
+{
+	size_t p;
+
+	for (p = start; p < end; p++) {
+		size_t      i = b->order[p];
+		xr_event_t *ev = b->items[i].ev;
+		target_t   *t = target_get(a, ev->nspname, ev->relname);
+		fmap_t     *m = ev->op == XR_OP_TRUNCATE ? NULL
+		                                         : fmap_get(t, ev->schema);
+		const char *vals[6 + 1600];
+		const char *allow = xr_plan_complete(ev, b->plans[i].merge) ? "t"
+		                                                            : "f";
+		char        tsbuf[32], pos[2][24];
+		int         k;
+
+		snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ev->commit_ts);
+		snprintf(pos[0], sizeof(pos[0]), "%" PRId64, (int64_t)ev->commit_lsn);
+		snprintf(pos[1], sizeof(pos[1]), "%" PRId64, (int64_t)ev->lsn);
+		for (k = 0; k < b->plans[i].nstmt; k++) {
+			const stmt_t *s = b->plans[i].stmt[k];
+			char          hlc[32];
+
+			if (s->sig[0] == 't') {
+				vals[0] = tsbuf;
+				vals[1] = ev->region;
+				vals[2] = pos[0];
+				vals[3] = pos[1];
+			} else if (s->sig[0] == 'v' || s->sig[0] == 'x') {
+				const char *vv = vc_params(s, ev, hlc, sizeof(hlc));
+
+				params_of(s, ev, m, b->plans[i].merge, hlc, pos, allow, vv,
+				          vals);
+			} else {
+				params_of(s, ev, m, b->plans[i].merge, tsbuf, pos, allow,
+				          NULL, vals);
+			}
+			if (send_stmt(a, s, vals, errstr, errstr_size))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Sends the row statements of the items the set-based phase left, in
+ * batch order, a chunk at a time, and keeps their results in b->res.
+ */
+static int
+run_pipeline(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
+{
+	size_t start, p, i;
+
+	for (i = 0; i < b->n; i++)
+		b->order[i] = i;
+	qsort_r(b->order, b->n, sizeof(size_t), cmp_position, b->items);
+	if (!PQenterPipelineMode(a->conn)) {
+		copy_err(a->conn, "pipeline mode", errstr, errstr_size);
+		return -1;
+	}
+	for (start = 0; start < b->n; start += PIPELINE_CHUNK) {
+		size_t    end = start + PIPELINE_CHUNK < b->n ? start + PIPELINE_CHUNK
+		                                              : b->n;
+		PGresult *sync;
+
+		if (send_chunk(a, b, start, end, errstr, errstr_size))
+			goto fail;
+		if (!PQpipelineSync(a->conn)) {
+			copy_err(a->conn, "pipeline sync", errstr, errstr_size);
+			goto fail;
+		}
+		for (p = start; p < end; p++) {
+			const xr_apply_item_t *it = &b->items[b->order[p]];
+			int k;
+
+			i = b->order[p];
+			for (k = 0; k < b->plans[i].nstmt; k++) {
+				char ctx_err[1024];
+
+				if ((b->res[i * 2 + (size_t)k] = read_result(a, errstr,
+				                                             errstr_size)))
+					continue;
+				snprintf(ctx_err, sizeof(ctx_err),
+				         "%s (table %s.%s, %s at %s [%d] offset %" PRId64 ")",
+				         errstr, it->ev->nspname, it->ev->relname,
+				         xr_op_names[it->ev->op], it->topic,
+				         (int)it->partition, it->offset);
+				snprintf(errstr, errstr_size, "%s", ctx_err);
+				drain_to_sync(a);
+				goto fail;
+			}
+		}
+		sync = PQgetResult(a->conn);
+		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+			snprintf(errstr, errstr_size, "pipeline: expected a sync point");
+			PQclear(sync);
+			goto fail;
+		}
+		PQclear(sync);
+	}
+	if (!PQexitPipelineMode(a->conn)) {
+		copy_err(a->conn, "leaving pipeline mode", errstr, errstr_size);
+		goto fail;
+	}
+	return 0;
+fail:
+	pipeline_abort(a);
+	return -1;
+}
+
+/*
+ * Whether item i is a key change whose old key's row was here (its delete
+ * found it), so that its new key being missing is no conflict.
+ */
+static bool
+moved_row(const batch_t *b, size_t i)
+{
+	const plan_t *pl = &b->plans[i];
+	int           k;
+
+	if (pl->nstmt != 2 || b->items[i].ev->op != XR_OP_UPDATE)
+		return false;
+	for (k = 0; k < 2; k++) {
+		char op = pl->stmt[k]->sig[0];
+		PGresult *r = b->res[i * 2 + (size_t)k];
+
+		if ((op == 'd' || op == 'x') && r && PQntuples(r) == 1)
+			return atoi(PQgetvalue(r, 0, 1)) > 0;
+	}
+	return false;
+}
+
+/* Counts an outcome in the batch's stats. */
+static void
+count_outcome(batch_t *b, const xr_apply_item_t *it)
+{
+	if (it->resolution == XR_RES_DEAD_LETTER)
+		b->stats.dead_lettered++;
+	else if (it->resolution == XR_RES_APPLIED)
+		b->stats.applied++;
+	else
+		b->stats.skipped++;
+	if (it->conflict != XR_CONFLICT_NONE)
+		b->stats.conflicts[it->conflict][it->resolution]++;
+}
+
+/*
+ * Sets each item's outcome from its decisive result and logs conflicts.
+ * Returns the number of dead letters, or -1 with errstr.
+ */
+static int
+settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
+{
+	size_t i;
+	int    ndl = 0;
+
+	for (i = 0; i < b->n; i++) {
+		xr_apply_item_t *it = &b->items[i];
+		plan_t          *pl = &b->plans[i];
+		PGresult        *r = pl->bulk ? pl->bulk
+		                              : b->res[i * 2 + (size_t)pl->first_result];
+		int              row = pl->bulk ? pl->bulk_row : 0;
+		target_t        *t = target_get(a, it->ev->nspname, it->ev->relname);
+		bool             may_insert = xr_plan_complete(it->ev, pl->merge);
+
+		it->conflict = XR_CONFLICT_NONE;
+		if (pl->merge->superseded) {
+			/* A later write of the key in this batch decides. */
+			it->resolution = XR_RES_SKIPPED;
+		} else if (pl->fast || it->ev->op == XR_OP_TRUNCATE) {
+			it->resolution = XR_RES_APPLIED;
+		} else {
+			if (is_vclock(t))
+				classify_vc(it, r, row, may_insert);
+			else
+				classify(it, r, row, may_insert);
+			/*
+			 * Not missing: the row the batch's own superseded insert
+			 * made, or the old key's row a key change moved.
+			 */
+			if ((it->conflict == XR_CONFLICT_UPDATE_MISSING ||
+			     it->conflict == XR_CONFLICT_DELETE_MISSING) &&
+			    it->resolution == XR_RES_APPLIED &&
+			    (pl->merge->follows_insert || moved_row(b, i)))
+				it->conflict = XR_CONFLICT_NONE;
+		}
+		count_outcome(b, it);
+		if (it->resolution == XR_RES_DEAD_LETTER)
+			ndl++;
+		if (it->conflict != XR_CONFLICT_NONE &&
+		    log_conflict(a, it, t, fmap_get(t, it->ev->schema), r, row, errstr,
+		                 errstr_size))
+			return -1;
+	}
+	return ndl;
+}
+
+/* Adds a committed batch's counts to the applier's. */
+static void
+stats_add(xr_apply_stats_t *to, const xr_apply_stats_t *from)
+{
+	int k, r;
+
+	to->applied += from->applied;
+	to->skipped += from->skipped;
+	to->dead_lettered += from->dead_lettered;
+	for (k = 0; k < XR_CONFLICT_NKINDS; k++)
+		for (r = 0; r < XR_RES_N; r++)
+			to->conflicts[k][r] += from->conflicts[k][r];
+	to->batches++;
+}
+
+static void
+batch_term(batch_t *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n * 2; i++)
+		PQclear(b->res[i]);
+	for (i = 0; i < b->nbulk; i++)
+		PQclear(b->bulk_res[i]);
+	free(b->bulk_res);
+	xr_plan_out_term(b->merge, b->n);
+	free(b->merge);
+	free(b->res);
+	free(b->order);
+	free(b->plans);
 }
 
 int
@@ -2113,244 +2646,54 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
                  xr_dead_letter_cb_t *dead_letter, void *ctx, char *errstr,
                  size_t errstr_size)
 {
-	plan_t    *plans = xr_calloc(n, sizeof(*plans));
-	PGresult **res = xr_calloc(n * 2, sizeof(*res));
-	PGresult **bulk_res = NULL;
-	size_t     nbulk = 0;
-	bool      *set = NULL;
-	size_t     i, start;
-	int        rc = -1, ndl = 0;
-	bool       in_pipeline = false, in_txn = false;
-	char       tsbuf[32];
+	batch_t b = { .items = items, .n = n };
+	int     rc = -1, ndl;
+	bool    in_txn = false;
+	size_t  i;
 
+	b.plans = xr_calloc(n ? n : 1, sizeof(*b.plans));
+	b.merge = xr_calloc(n ? n : 1, sizeof(*b.merge));
+	b.res = xr_calloc(n ? n * 2 : 1, sizeof(*b.res));
+	b.order = xr_calloc(n ? n : 1, sizeof(*b.order));
 	a->sqlstate[0] = '\0';
 	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
 		goto out;
-	if (set_origin(a, src, errstr, errstr_size))
+	if (set_origin(a, src, errstr, errstr_size) ||
+	    plan_batch(a, &b, errstr, errstr_size))
 		goto out;
-
-	/* Plan and prepare everything before the transaction starts. */
-	for (i = 0; i < n; i++) {
-		xr_event_t *ev = items[i].ev;
-		target_t   *t = target_get(a, ev->nspname, ev->relname);
-		fmap_t     *m;
-		int         c;
-
-		items[i].conflict = XR_CONFLICT_NONE;
-		items[i].resolution = XR_RES_APPLIED;
-		items[i].reason[0] = '\0';
-		if (!t || (!t->cols && target_load(a, t, errstr, errstr_size)))
-			goto out;
-		free(set);
-		set = xr_calloc((size_t)t->ncols, sizeof(bool));
-		if (ev->op == XR_OP_TRUNCATE) {
-			if (!(plans[i].stmt[0] = stmt_get(a, t, 't', set, errstr,
-			                                  errstr_size)))
-				goto out;
-			plans[i].nstmt = 1;
-			continue;
-		}
-		m = fmap_get(t, ev->schema);
-		if (ev->op == XR_OP_DELETE || key_changed(ev, t, m)) {
-			for (c = 0; c < t->ncols; c++)
-				set[c] = t->cols[c].is_key;
-			if (!(plans[i].stmt[plans[i].nstmt++] =
-			          stmt_get(a, t, is_vclock(t) ? 'x' : 'd', set, errstr,
-			                   errstr_size)))
-				goto out;
-		}
-		if (ev->op != XR_OP_DELETE) {
-			for (c = 0; c < t->ncols; c++) {
-				int f = m->field_of[c];
-
-				set[c] = f >= 0 && ev->after[f].present &&
-				         !ev->after[f].unchanged;
-			}
-			plans[i].first_result = plans[i].nstmt;
-			if (!(plans[i].stmt[plans[i].nstmt++] =
-			          stmt_get(a, t, is_vclock(t) ? 'v' : 'u', set, errstr,
-			                   errstr_size)))
-				goto out;
-		}
-	}
-
 	if (exec_ok(a, "BEGIN", errstr, errstr_size))
 		goto out;
 	in_txn = true;
-	if (n >= BULK_MIN &&
-	    bulk_phase(a, items, plans, n, &bulk_res, &nbulk, errstr, errstr_size))
+	/* Set-based statements need one write per key: a merged batch. */
+	if ((n >= BULK_MIN && !b.in_order &&
+	     bulk_phase(a, &b, errstr, errstr_size)) ||
+	    run_pipeline(a, &b, errstr, errstr_size))
 		goto out;
-	if (!PQenterPipelineMode(a->conn)) {
-		copy_err(a->conn, "pipeline mode", errstr, errstr_size);
-		goto out;
-	}
-	in_pipeline = true;
-	for (start = 0; start < n; start += PIPELINE_CHUNK) {
-		size_t end = start + PIPELINE_CHUNK < n ? start + PIPELINE_CHUNK : n;
-		PGresult *sync;
-
-		for (i = start; i < end; i++) {
-			xr_event_t *ev = items[i].ev;
-			target_t   *t = target_get(a, ev->nspname, ev->relname);
-			fmap_t     *m = ev->op == XR_OP_TRUNCATE ? NULL
-			                                         : fmap_get(t, ev->schema);
-			const char *vals[4 + 1600];
-			bool        may_insert = true;
-			int         k, f;
-
-			snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ev->commit_ts);
-			for (f = 0; f < ev->nfields && ev->has_after; f++)
-				if (ev->after[f].unchanged)
-					may_insert = false;
-			for (k = 0; k < plans[i].nstmt; k++) {
-				const stmt_t    *s = plans[i].stmt[k];
-				const xr_eval_t *img = s->sig[0] == 'd' || s->sig[0] == 'x'
-				                       ? ev->before : ev->after;
-				char             hlc[32];
-
-				if (s->sig[0] == 't') {
-					vals[0] = tsbuf;
-					vals[1] = ev->region;
-				} else if (s->sig[0] == 'v' || s->sig[0] == 'x') {
-					const char *vv = vc_params(s, ev, hlc, sizeof(hlc));
-
-					params_of(s, ev, m, img, hlc, may_insert ? "t" : "f", vv,
-					          vals);
-				} else {
-					params_of(s, ev, m, img, tsbuf, may_insert ? "t" : "f",
-					          NULL, vals);
-				}
-				if (send_stmt(a, s, vals, errstr, errstr_size))
-					goto out;
-			}
-		}
-		if (!PQpipelineSync(a->conn)) {
-			copy_err(a->conn, "pipeline sync", errstr, errstr_size);
-			goto out;
-		}
-		for (i = start; i < end; i++) {
-			int k;
-
-			for (k = 0; k < plans[i].nstmt; k++) {
-				res[i * 2 + (size_t)k] = read_result(a, errstr, errstr_size);
-				if (!res[i * 2 + (size_t)k]) {
-					char ctx_err[1024];
-
-					snprintf(ctx_err, sizeof(ctx_err),
-					         "%s (table %s.%s, %s at %s [%d] offset %" PRId64 ")",
-					         errstr, items[i].ev->nspname, items[i].ev->relname,
-					         xr_op_names[items[i].ev->op], items[i].topic,
-					         (int)items[i].partition, items[i].offset);
-					snprintf(errstr, errstr_size, "%s", ctx_err);
-					drain_to_sync(a);
-					goto out;
-				}
-			}
-		}
-		sync = PQgetResult(a->conn);
-		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
-			snprintf(errstr, errstr_size, "pipeline: expected a sync point");
-			PQclear(sync);
-			goto out;
-		}
-		PQclear(sync);
-	}
-	if (!PQexitPipelineMode(a->conn)) {
-		copy_err(a->conn, "leaving pipeline mode", errstr, errstr_size);
-		goto out;
-	}
-	in_pipeline = false;
-
 	/* Outcomes, conflict log, dead letters, offsets: then COMMIT. */
-	for (i = 0; i < n; i++) {
-		xr_apply_item_t *it = &items[i];
-		PGresult        *r = plans[i].bulk ? plans[i].bulk
-		                                   : res[i * 2 +
-		                                         (size_t)plans[i].first_result];
-		int              row = plans[i].bulk ? plans[i].bulk_row : 0;
-		target_t        *t = target_get(a, it->ev->nspname, it->ev->relname);
-		fmap_t          *m;
-		bool             may_insert = true;
-		int              f;
-
-		if (plans[i].fast) {
-			it->resolution = XR_RES_APPLIED;
-			a->stats.applied++;
-			continue;
-		}
-		if (plans[i].superseded) {
-			/* A newer write of the key in this batch decides. */
-			it->resolution = XR_RES_SKIPPED;
-			a->stats.skipped++;
-			continue;
-		}
-		if (it->ev->op == XR_OP_TRUNCATE) {
-			it->resolution = XR_RES_APPLIED;
-			a->stats.applied++;
-			continue;
-		}
-		m = fmap_get(t, it->ev->schema);
-		for (f = 0; f < it->ev->nfields && it->ev->has_after; f++)
-			if (it->ev->after[f].unchanged)
-				may_insert = false;
-		if (is_vclock(t))
-			classify_vc(it, r, row, may_insert);
-		else
-			classify(it, r, row, may_insert);
-		/* The row the batch's own superseded insert made was not missing. */
-		if ((it->conflict == XR_CONFLICT_UPDATE_MISSING ||
-		     it->conflict == XR_CONFLICT_DELETE_MISSING) &&
-		    plans[i].follows_insert && it->resolution == XR_RES_APPLIED)
-			it->conflict = XR_CONFLICT_NONE;
-		if (it->resolution == XR_RES_DEAD_LETTER)
-			ndl++;
-		else if (it->resolution == XR_RES_APPLIED)
-			a->stats.applied++;
-		else
-			a->stats.skipped++;
-		if (it->conflict != XR_CONFLICT_NONE) {
-			a->stats.conflicts[it->conflict][it->resolution]++;
-			if (log_conflict(a, it, t, m, r, row, errstr, errstr_size))
-				goto out;
-		}
-	}
-	if (store_offsets(a, offsets, noffsets, errstr, errstr_size))
+	if ((ndl = settle(a, &b, errstr, errstr_size)) < 0 ||
+	    store_offsets(a, offsets, noffsets, errstr, errstr_size))
 		goto out;
-	if (ndl > 0) {
-		if (!dead_letter || dead_letter(ctx, items, n)) {
-			snprintf(errstr, errstr_size, "dead-lettering failed");
-			goto out;
-		}
-		a->stats.dead_lettered += (uint64_t)ndl;
+	if (ndl > 0 && (!dead_letter || dead_letter(ctx, items, n))) {
+		snprintf(errstr, errstr_size, "dead-lettering failed");
+		goto out;
 	}
 	if (exec_ok(a, "COMMIT", errstr, errstr_size))
 		goto out;
 	in_txn = false;
-	a->stats.batches++;
+	stats_add(&a->stats, &b.stats);
 	rc = 0;
 out:
-	if (in_pipeline)
-		(void)PQexitPipelineMode(a->conn);
-	if (in_txn && a->conn) {
-		if (PQstatus(a->conn) == CONNECTION_OK)
-			PQclear(PQexec(a->conn, "ROLLBACK"));
-	}
+	if (in_txn && a->conn && PQstatus(a->conn) == CONNECTION_OK)
+		PQclear(PQexec(a->conn, "ROLLBACK"));
 	if (rc && a->conn && PQstatus(a->conn) != CONNECTION_OK) {
 		PQfinish(a->conn);
 		a->conn = NULL;
+	}
+	if (!a->conn) {
 		a->origin[0] = '\0';
 		for (i = 0; i < a->ntargets; i++)
 			target_reset(a->targets[i]);
 	}
-	for (i = 0; i < n * 2; i++)
-		PQclear(res[i]);
-	for (i = 0; i < nbulk; i++)
-		PQclear(bulk_res[i]);
-	free(bulk_res);
-	for (i = 0; i < n; i++)
-		free(plans[i].key);
-	free(res);
-	free(plans);
-	free(set);
+	batch_term(&b);
 	return rc;
 }

@@ -42,7 +42,7 @@ typedef struct paused_s {
 typedef struct consumer_s {
 	const xr_config_t     *conf;
 	xr_metrics_t          *metrics;   /* may be NULL */
-	volatile sig_atomic_t *stop;
+	atomic_int *stop;
 	rd_kafka_t    *rk;         /* group consumer */
 	rd_kafka_t    *dlq;        /* dead-letter producer */
 	xr_registry_t *reg;
@@ -55,6 +55,14 @@ typedef struct consumer_s {
 	size_t         nwarned;
 	int            dlq_failed;
 	volatile sig_atomic_t fatal;   /* librdkafka gave up: stop, exit 1 */
+	/*
+	 * Partitions assigned while their stored offsets could not be read:
+	 * paused, their messages dropped, until the main loop reads the
+	 * offsets and seeks them there (the rebalance callback never waits).
+	 */
+	rd_kafka_topic_partition_list_t *pending;
+	int64_t        pending_retry_us;
+	int            pending_backoff;
 	/* Progress. */
 	uint64_t       consumed, poisoned;
 	uint64_t       last_consumed, last_applied;
@@ -98,9 +106,93 @@ topic_region(const consumer_t *c, const char *topic, char *out, size_t size)
 }
 
 /*
- * Partitions assigned to us: start each at the offset stored with the rows
- * it applied (or at the beginning: a new region replays all history).
- * Runs on our thread, inside rd_kafka_consumer_poll().
+ * Sets each partition of parts to the offset stored with the rows it
+ * applied (or the beginning: a new region replays all history).  Returns
+ * 0, or -1 with errstr when the database could not be asked.
+ */
+static int
+stored_offsets(consumer_t *c, rd_kafka_topic_partition_list_t *parts,
+               char *errstr, size_t errstr_size)
+{
+	const char **topics = calloc((size_t)parts->cnt + 1, sizeof(char *));
+	int32_t     *pn = calloc((size_t)parts->cnt + 1, sizeof(int32_t));
+	int64_t     *offs = calloc((size_t)parts->cnt + 1, sizeof(int64_t));
+	int          i, rc = -1;
+
+	if (!topics || !pn || !offs) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < parts->cnt; i++) {
+		topics[i] = parts->elems[i].topic;
+		pn[i] = parts->elems[i].partition;
+	}
+	if ((!xr_applier_connected(c->ap) &&
+	     xr_applier_connect(c->ap, errstr, errstr_size)) ||
+	    xr_applier_load_offsets(c->ap, topics, pn, (size_t)parts->cnt, offs,
+	                            errstr, errstr_size))
+		goto out;
+	for (i = 0; i < parts->cnt; i++)
+		parts->elems[i].offset = offs[i] >= 0 ? offs[i]
+		                                      : RD_KAFKA_OFFSET_BEGINNING;
+	rc = 0;
+out:
+	free(topics);
+	free(pn);
+	free(offs);
+	return rc;
+}
+
+static void
+log_assigned(const rd_kafka_topic_partition_list_t *parts)
+{
+	int i;
+
+	for (i = 0; i < parts->cnt; i++)
+		xr_info("assigned %s [%d] from offset %s%" PRId64,
+		        parts->elems[i].topic, (int)parts->elems[i].partition,
+		        parts->elems[i].offset < 0 ? "(beginning) " : "",
+		        parts->elems[i].offset < 0 ? (int64_t)0
+		                                   : parts->elems[i].offset);
+}
+
+/* Whether the message's partition is in parts. */
+static bool
+in_list(const rd_kafka_topic_partition_list_t *parts,
+        const rd_kafka_message_t *m)
+{
+	return parts &&
+	       rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt),
+	                                          m->partition) != NULL;
+}
+
+/*
+ * Drops the records of the batch being filled that belong to parts
+ * (revoked: another consumer, or this one after the next assignment,
+ * applies them from the stored offsets).
+ */
+static void
+drop_records(consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < c->nrecs; i++) {
+		if (in_list(parts, c->recs[i].m)) {
+			rd_kafka_message_destroy(c->recs[i].m);
+			c->recs[i].m = NULL;
+			c->consumed--;
+			continue;
+		}
+		c->recs[k++].m = c->recs[i].m;
+	}
+	c->nrecs = k;
+}
+
+/*
+ * Partitions assigned to us start at their stored offsets.  When those
+ * cannot be read now, the partitions are assigned paused and the main loop
+ * tries again (retry_pending): the callback never sleeps.  Runs on our
+ * thread, inside rd_kafka_consumer_poll().
  */
 static void
 rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -108,7 +200,6 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	consumer_t *c = opaque;
 	char        errstr[512];
-	int         i, backoff = 500;
 
 	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		size_t k;
@@ -120,56 +211,66 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			free(c->paused[k].relname);
 		}
 		c->npaused = 0;
+		drop_records(c, parts);
+		if (c->pending)
+			rd_kafka_topic_partition_list_destroy(c->pending);
+		c->pending = NULL;
 		(void)rd_kafka_assign(rk, NULL);
 		return;
 	}
-	for (;;) {
-		const char **topics = calloc((size_t)parts->cnt + 1, sizeof(char *));
-		int32_t     *pn = calloc((size_t)parts->cnt + 1, sizeof(int32_t));
-		int64_t     *offs = calloc((size_t)parts->cnt + 1, sizeof(int64_t));
-		int          rc = -1;
-
-		if (topics && pn && offs) {
-			for (i = 0; i < parts->cnt; i++) {
-				topics[i] = parts->elems[i].topic;
-				pn[i] = parts->elems[i].partition;
-			}
-			if ((xr_applier_connected(c->ap) ||
-			     xr_applier_connect(c->ap, errstr, sizeof(errstr)) == 0) &&
-			    xr_applier_load_offsets(c->ap, topics, pn, (size_t)parts->cnt,
-			                            offs, errstr, sizeof(errstr)) == 0) {
-				for (i = 0; i < parts->cnt; i++)
-					parts->elems[i].offset =
-					    offs[i] >= 0 ? offs[i] : RD_KAFKA_OFFSET_BEGINNING;
-				rc = 0;
-			}
-		} else {
-			snprintf(errstr, sizeof(errstr), "out of memory");
-		}
-		free(topics);
-		free(pn);
-		free(offs);
-		if (rc == 0)
-			break;
-		xr_error("reading stored offsets: %s; retrying in %d ms", errstr,
-		         backoff);
-		sleep_ms(c, backoff);
-		if (*c->stop) {
-			(void)rd_kafka_assign(rk, NULL);
-			return;
-		}
-		backoff = backoff * 2 > c->conf->reconnect_backoff_max_ms
-		              ? c->conf->reconnect_backoff_max_ms : backoff * 2;
+	if (stored_offsets(c, parts, errstr, sizeof(errstr)) == 0) {
+		log_assigned(parts);
+		err = rd_kafka_assign(rk, parts);
+		if (err)
+			xr_error("kafka: assign: %s", rd_kafka_err2str(err));
+		return;
 	}
-	for (i = 0; i < parts->cnt; i++)
-		xr_info("assigned %s [%d] from offset %s%" PRId64,
-		        parts->elems[i].topic, (int)parts->elems[i].partition,
-		        parts->elems[i].offset < 0 ? "(beginning) " : "",
-		        parts->elems[i].offset < 0 ? (int64_t)0
-		                                   : parts->elems[i].offset);
+	xr_error("reading stored offsets: %s; partitions held until they can be "
+	         "read", errstr);
+	if (c->pending)
+		rd_kafka_topic_partition_list_destroy(c->pending);
+	c->pending = rd_kafka_topic_partition_list_copy(parts);
+	c->pending_backoff = 500;
+	c->pending_retry_us = mono_us() + 500 * 1000;
 	err = rd_kafka_assign(rk, parts);
 	if (err)
 		xr_error("kafka: assign: %s", rd_kafka_err2str(err));
+	(void)rd_kafka_pause_partitions(rk, parts);
+}
+
+/*
+ * Reads the stored offsets of partitions assigned while the database could
+ * not be asked, then seeks them there and resumes them; with backoff.
+ */
+static void
+retry_pending(consumer_t *c)
+{
+	rd_kafka_error_t *kerr;
+	char              errstr[512];
+
+	if (!c->pending || mono_us() < c->pending_retry_us)
+		return;
+	if (stored_offsets(c, c->pending, errstr, sizeof(errstr))) {
+		xr_error("reading stored offsets: %s; retrying in %d ms", errstr,
+		         c->pending_backoff);
+		c->pending_retry_us = mono_us() + (int64_t)c->pending_backoff * 1000;
+		c->pending_backoff = c->pending_backoff * 2 >
+		                     c->conf->reconnect_backoff_max_ms
+		                     ? c->conf->reconnect_backoff_max_ms
+		                     : c->pending_backoff * 2;
+		return;
+	}
+	log_assigned(c->pending);
+	kerr = rd_kafka_seek_partitions(c->rk, c->pending, 10000);
+	if (kerr) {
+		xr_error("kafka: seek: %s", rd_kafka_error_string(kerr));
+		rd_kafka_error_destroy(kerr);
+		c->pending_retry_us = mono_us() + (int64_t)c->pending_backoff * 1000;
+		return;
+	}
+	(void)rd_kafka_resume_partitions(c->rk, c->pending);
+	rd_kafka_topic_partition_list_destroy(c->pending);
+	c->pending = NULL;
 }
 
 static void
@@ -323,6 +424,8 @@ consumer_term(consumer_t *c)
 			xr_warn("dead-letter topic: messages not acknowledged at exit");
 		rd_kafka_destroy(c->dlq);
 	}
+	if (c->pending)
+		rd_kafka_topic_partition_list_destroy(c->pending);
 	xr_registry_destroy(c->reg);
 	for (i = 0; c->recs && i < (size_t)c->conf->batch_size; i++)
 		xr_event_term(&c->recs[i].ev);
@@ -479,7 +582,7 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 		                        RD_KAFKA_V_VALUE(m->payload, m->len),
 		                        RD_KAFKA_V_HEADERS(h),
 		                        RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || *c->stop)
 			break;
 		rd_kafka_poll(c->dlq, 100);
 	}
@@ -844,7 +947,7 @@ progress(consumer_t *c, bool force)
 
 int
 xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
-               volatile sig_atomic_t *stop)
+               atomic_int *stop)
 {
 	consumer_t c;
 	char       err[1024];
@@ -921,6 +1024,11 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 				rd_kafka_message_destroy(m);
 				continue;
 			}
+			if (in_list(c.pending, m)) {
+				/* Fetched before its stored offset was known. */
+				rd_kafka_message_destroy(m);
+				continue;
+			}
 			if (c.nrecs == 0)
 				first_us = mono_us();
 			c.recs[c.nrecs++].m = m;
@@ -943,6 +1051,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 			free_batch(&c);
 		}
 		recheck_paused(&c);
+		retry_pending(&c);
 		publish_metrics(&c);
 		progress(&c, false);
 		if (mono_us() - c.last_purge_us > INT64_C(3600) * 1000000) {

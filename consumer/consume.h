@@ -3,6 +3,7 @@
 #define XR_CONSUME_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "common/config.h"
 #include "common/metrics.h"
@@ -18,6 +19,6 @@
  * error a retry cannot mend, 2 on a bad setting.
  */
 int xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
-                   volatile sig_atomic_t *stop);
+                   atomic_int *stop);
 
 #endif

@@ -11,15 +11,29 @@
 
 /*
  * The objects every region shares.  A version is (commit timestamp in µs
- * since the Unix epoch, region); versions compare lexicographically, the
- * region in byte order ("C") so that every database, whatever its default
- * collation, breaks ties the same way.
+ * since the Unix epoch, region, commit LSN, change LSN); versions compare
+ * lexicographically, the region in byte order ("C") so that every
+ * database, whatever its default collation, breaks ties the same way.  The
+ * two LSNs, the write's position in its region's stream, order the writes
+ * of one transaction (and of transactions that share a commit time): each
+ * write of a region has a version of its own, and a later one is greater.
+ * A version without a position (a local write, a tombstone written here)
+ * has 0, 0: it is only ever compared with other regions' writes, which the
+ * region decides.
  */
 static const char common_sql[] =
 	"CREATE SCHEMA IF NOT EXISTS xregion;\n"
 	"DO $$ BEGIN\n"
 	"  IF to_regtype('xregion.version') IS NULL THEN\n"
-	"    CREATE TYPE xregion.version AS (ts bigint, region text COLLATE \"C\");\n"
+	"    CREATE TYPE xregion.version AS (ts bigint, region text COLLATE \"C\",\n"
+	"                                    clsn bigint, lsn bigint);\n"
+	"  END IF;\n"
+	/* Versions before the position within the source's stream was kept. */
+	"  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'clsn' AND\n"
+	"                 attrelid = (SELECT typrelid FROM pg_type\n"
+	"                             WHERE oid = 'xregion.version'::regtype)) THEN\n"
+	"    ALTER TYPE xregion.version ADD ATTRIBUTE clsn bigint,\n"
+	"                               ADD ATTRIBUTE lsn bigint;\n"
 	"  END IF;\n"
 	"END $$;\n"
 	"CREATE TABLE IF NOT EXISTS xregion.offsets (\n"
@@ -46,6 +60,18 @@ static const char common_sql[] =
 	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
 	"  ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8,\n"
 	"  PRIMARY KEY (table_schema, table_name));\n"
+	"ALTER TABLE xregion.truncations ADD COLUMN IF NOT EXISTS clsn bigint,\n"
+	"  ADD COLUMN IF NOT EXISTS lsn bigint;\n"
+	/*
+	 * The version of each apply transaction of the fast insert path, whose
+	 * rows have no versions entry: found by their xmin once PostgreSQL has
+	 * truncated the commit timestamps.  One row per such transaction.
+	 */
+	"CREATE TABLE IF NOT EXISTS xregion.applied_xacts (\n"
+	"  xid xid8 PRIMARY KEY, ts bigint NOT NULL,\n"
+	"  region text COLLATE \"C\" NOT NULL);\n"
+	"CREATE INDEX IF NOT EXISTS applied_xacts_xid32\n"
+	"  ON xregion.applied_xacts USING hash ((xid(xid)));\n"
 	/*
 	 * The version of a tombstone or truncation: given, or (for a local
 	 * one, recorded by a trigger that cannot know its commit time) the
@@ -57,15 +83,20 @@ static const char common_sql[] =
 	"  SELECT CASE WHEN us > -9223372036854775808\n"
 	"    THEN to_timestamp(us / 1000000.0) END\n"
 	"$$;\n"
+	"DROP FUNCTION IF EXISTS xregion.tomb_version(bigint, text, xid8);\n"
 	"CREATE OR REPLACE FUNCTION xregion.tomb_version(vts bigint, vregion text,\n"
-	"    vxid xid8) RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
+	"    vxid xid8, vclsn bigint DEFAULT NULL, vlsn bigint DEFAULT NULL)\n"
+	"RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
+	"DECLARE ts timestamptz;\n"
 	"BEGIN\n"
-	"  IF vxid IS NULL THEN\n"
-	"    RETURN ROW(vts, vregion)::xregion.version;\n"
+	"  IF vts IS NOT NULL OR vxid IS NULL THEN\n"
+	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
+	"               coalesce(vlsn, 0))::xregion.version;\n"
 	"  END IF;\n"
-	"  RETURN ROW(coalesce((extract(epoch FROM\n"
-	"           pg_xact_commit_timestamp(xid(vxid))) * 1000000)::bigint,\n"
-	"           -9223372036854775808), vregion)::xregion.version;\n"
+	/* Recorded here by a trigger: its transaction's commit time. */
+	"  ts := pg_xact_commit_timestamp(xid(vxid));\n"
+	"  RETURN ROW(coalesce((extract(epoch FROM ts) * 1000000)::bigint,\n"
+	"           -9223372036854775808), vregion, 0, 0)::xregion.version;\n"
 	"END $$;\n"
 	/*
 	 * Version vectors ({"region": counter}, a missing entry is 0).
@@ -127,27 +158,54 @@ static const char common_sql[] =
  * as a literal.
  */
 static const char version_of_sql[] =
+	"DROP FUNCTION IF EXISTS xregion.version_of(xid, bigint, text);\n"
+	"DROP FUNCTION IF EXISTS xregion.version_of(xid, bigint, text, bigint,\n"
+	"    bigint);\n"
 	"CREATE OR REPLACE FUNCTION xregion.version_of(x xid, vts bigint,\n"
-	"    vregion text) RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
-	"DECLARE c record; r text;\n"
+	"    vregion text, vclsn bigint DEFAULT NULL, vlsn bigint DEFAULT NULL,\n"
+	"    vxid xid8 DEFAULT NULL)\n"
+	"RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
+	"DECLARE c record; r text; ats bigint; areg text;\n"
 	"BEGIN\n"
+	/* An entry written by the row's own writer describes it. */
+	"  IF vts IS NOT NULL AND vxid IS NOT NULL AND xid(vxid) = x THEN\n"
+	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
+	"               coalesce(vlsn, 0))::xregion.version;\n"
+	"  END IF;\n"
 	"  c := pg_xact_commit_timestamp_origin(x);\n"
+	"  IF c.roident IS NOT NULL THEN\n"
+	"    IF c.roident <> 0 THEN\n"
+	/* An entry of a consumer from before entries named their writer. */
+	"      IF vts IS NOT NULL AND vxid IS NULL THEN\n"
+	"        RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
+	"                   coalesce(vlsn, 0))::xregion.version;\n"
+	"      END IF;\n"
+	"      r := %s;\n"
+	"      IF r IS NOT NULL THEN\n"
+	"        RETURN ROW((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
+	"                   ::bigint, r, 0, 0)::xregion.version;\n"
+	"      END IF;\n"
+	"    END IF;\n"
+	"    RETURN ROW((extract(epoch FROM c.\"timestamp\") * 1000000)::bigint,\n"
+	"               %s, 0, 0)::xregion.version;\n"
+	"  END IF;\n"
 	/*
 	 * No commit data: the row is this transaction's own (the only
-	 * uncommitted rows a statement sees), or its data is gone.
+	 * uncommitted rows a statement sees), or PostgreSQL truncated its
+	 * commit timestamp (vacuum froze past it).  A fast-path apply recorded
+	 * its version in applied_xacts; a pre-upgrade entry is the best known.
 	 */
-	"  IF vts IS NOT NULL AND (c.roident IS NULL OR c.roident <> 0) THEN\n"
-	"    RETURN ROW(vts, vregion)::xregion.version;\n"
+	"  SELECT a.ts, a.region INTO ats, areg FROM xregion.applied_xacts a\n"
+	"    WHERE xid(a.xid) = x ORDER BY a.xid DESC LIMIT 1;\n"
+	"  IF FOUND THEN\n"
+	"    RETURN ROW(ats, areg, 0, 0)::xregion.version;\n"
 	"  END IF;\n"
-	"  IF c.roident IS NOT NULL AND c.roident <> 0 THEN\n"
-	"    r := %s;\n"
-	"    IF r IS NOT NULL THEN\n"
-	"      RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
-	"               ::bigint, -9223372036854775808), r)::xregion.version;\n"
-	"    END IF;\n"
+	"  IF vts IS NOT NULL AND vxid IS NULL THEN\n"
+	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
+	"               coalesce(vlsn, 0))::xregion.version;\n"
 	"  END IF;\n"
-	"  RETURN ROW(coalesce((extract(epoch FROM c.\"timestamp\") * 1000000)\n"
-	"           ::bigint, -9223372036854775808), %s)::xregion.version;\n"
+	/* A local write whose time is gone: the oldest (see docs/consumer.md). */
+	"  RETURN ROW(-9223372036854775808, %s, 0, 0)::xregion.version;\n"
 	"END $$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.truncated() RETURNS trigger\n"
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
@@ -155,7 +213,8 @@ static const char version_of_sql[] =
 	"  INSERT INTO xregion.truncations VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME,\n"
 	"      NULL, %s, pg_current_xact_id())\n"
 	"  ON CONFLICT (table_schema, table_name) DO UPDATE\n"
-	"    SET ts = NULL, region = EXCLUDED.region, xid = EXCLUDED.xid;\n"
+	"    SET ts = NULL, region = EXCLUDED.region, xid = EXCLUDED.xid,\n"
+	"        clsn = NULL, lsn = NULL;\n"
 	"  RETURN NULL;\n"
 	"END $$;\n";
 
@@ -380,8 +439,9 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	char        qualname[256];
 	int         i, n, rc = -1;
 
-	snprintf(qualname, sizeof(qualname), "%s.%s", t->schema, t->name);
-	if (strlen(qualname) > XR_META_MAX_QUALNAME) {
+	if (xr_config_versions_name(t->schema, t->name, qualname,
+	                          sizeof(qualname))) {
+		snprintf(qualname, sizeof(qualname), "%s.%s", t->schema, t->name);
 		snprintf(errstr, errstr_size,
 		         "table %s: name longer than %d bytes, too long to name its "
 		         "versions table", qualname, XR_META_MAX_QUALNAME);
@@ -453,10 +513,12 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	xr_buf_printf(&sql,
 	              "ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8, "
 	              "deleted bool NOT NULL, vv jsonb, rnk bigint, clk bigint, "
-	              "PRIMARY KEY (%s));\n"
+	              "clsn bigint, lsn bigint, PRIMARY KEY (%s));\n"
 	              "ALTER TABLE %s ADD COLUMN IF NOT EXISTS vv jsonb, "
 	              "ADD COLUMN IF NOT EXISTS rnk bigint, "
-	              "ADD COLUMN IF NOT EXISTS clk bigint;\n", keys.data, vt.data);
+	              "ADD COLUMN IF NOT EXISTS clk bigint, "
+	              "ADD COLUMN IF NOT EXISTS clsn bigint, "
+	              "ADD COLUMN IF NOT EXISTS lsn bigint;\n", keys.data, vt.data);
 	if (t->conflict == XR_CONFLICT_VCLOCK) {
 		if (vclock_trigger(conn, conf, t, res, &sql, &qual, &vt, qualname))
 			goto quote_failed;
@@ -493,7 +555,8 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	xr_buf_printf(&sql,
 	              ", pg_current_xact_id(), true)\n"
 	              "  ON CONFLICT (%s) DO UPDATE SET ts = NULL, "
-	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = true;\n"
+	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = true, "
+	              "clsn = NULL, lsn = NULL;\n"
 	              "  RETURN NULL;\nEND $f$;\n", keys.data);
 	xr_buf_printf(&sql,
 	              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
@@ -668,7 +731,7 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 			xr_buf_term(&sql);
 			return -1;
 		}
-		xr_buf_printf(&sql, version_of_sql, cases.data, lit, lit);
+		xr_buf_printf(&sql, version_of_sql, cases.data, lit, lit, lit);
 		xr_buf_term(&cases);
 	}
 	PQfreemem(lit);

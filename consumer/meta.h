@@ -16,7 +16,7 @@
 #include "common/config.h"
 
 /* Longest "schema.table" for which a versions table can be named. */
-#define XR_META_MAX_QUALNAME 56
+#define XR_META_MAX_QUALNAME XR_CONFIG_MAX_VTNAME
 
 /*
  * Installs or updates the objects (idempotent) for every table conf marks

@@ -36,10 +36,11 @@ typedef enum {
 typedef struct session_s {
 	const xr_config_t *conf;
 	xr_metrics_t     *metrics;   /* may be NULL */
-	volatile sig_atomic_t *stop;
+	atomic_int *stop;
 	xr_publisher_t   *pub;
 	xr_stream_t      *stream;
-	PGconn           *catalog;   /* plain connection for primary keys */
+	PGconn           *catalog;   /* plain connection (catalog, row reads) */
+	PGresult         *moved_res; /* values read back for the change at hand */
 	xr_pgo_parser_t  *parser;
 	xr_relcache_t    *rels;
 	xr_tracker_t     *tracker;
@@ -59,6 +60,8 @@ typedef struct session_s {
 	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
 	xr_lsn_t          reported;  /* last flush LSN sent */
 	int64_t           last_status_us;
+	int               status_ms;  /* status_interval_ms, within the server's
+	                               * wal_sender_timeout */
 	bool              fatal;     /* a wait callback saw an unfixable error */
 
 	/* Progress. */
@@ -86,8 +89,7 @@ send_status(session_t *s, bool force, char *errstr, size_t errstr_size)
 	xr_lsn_t safe = xr_tracker_safe_lsn(s->tracker);
 
 	xr_publisher_poll(s->pub, 0);
-	if (!force && now - s->last_status_us <
-	                  (int64_t)s->conf->status_interval_ms * 1000 &&
+	if (!force && now - s->last_status_us < (int64_t)s->status_ms * 1000 &&
 	    !(safe > s->reported && now - s->last_status_us >= 1000000))
 		return 0;
 	if (xr_stream_send_status(s->stream, s->received > safe ? s->received : safe,
@@ -147,6 +149,63 @@ wait_cb(void *ctx)
 }
 
 /*
+ * The plain connection (catalog look-ups, rows read back), made on first
+ * use with the stream's text settings.  Returns 0, or -1 with errstr.
+ */
+static int
+catalog_conn(session_t *s, char *errstr, size_t errstr_size)
+{
+	const char *keys[] = { "dbname", "options", "application_name",
+	                       "connect_timeout", NULL };
+	const char *vals[] = { s->conf->pg_dsn, xr_stream_session_options,
+	                       "xregion-producer-catalog", "10", NULL };
+
+	if (s->catalog && PQstatus(s->catalog) == CONNECTION_OK)
+		return 0;
+	PQfinish(s->catalog);
+	s->catalog = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(s->catalog) != CONNECTION_OK) {
+		snprintf(errstr, errstr_size, "catalog connection: %s",
+		         PQerrorMessage(s->catalog));
+		PQfinish(s->catalog);
+		s->catalog = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The interval of status messages: status_interval_ms, but at most a third
+ * of the server's wal_sender_timeout, or the server ends an idle stream
+ * ("otherwise wal_sender_timeout will kill us").  When the setting cannot
+ * be read, the configured interval.
+ */
+static int
+status_interval(session_t *s)
+{
+	char      err[512];
+	PGresult *res;
+	int       ms = s->conf->status_interval_ms, timeout = 0;
+
+	if (catalog_conn(s, err, sizeof(err))) {
+		xr_warn("%s; wal_sender_timeout not checked", err);
+		return ms;
+	}
+	res = PQexec(s->catalog, "SELECT setting::int FROM pg_catalog.pg_settings "
+	                         "WHERE name = 'wal_sender_timeout'");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		timeout = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (timeout > 0 && ms > timeout / 3) {
+		xr_warn("producer.status_interval_ms %d is too close to the server's "
+		        "wal_sender_timeout %d ms: status goes every %d ms instead",
+		        ms, timeout, timeout / 3 > 100 ? timeout / 3 : 100);
+		ms = timeout / 3 > 100 ? timeout / 3 : 100;
+	}
+	return ms;
+}
+
+/*
  * The primary-key columns of relid, read from the catalog: the key of an
  * event is the primary key whatever the table's replica identity is.
  * Returns a NULL-terminated list (free each and the list), NULL if none.
@@ -162,16 +221,9 @@ primary_key(session_t *s, uint32_t relid, char *errstr, size_t errstr_size,
 	int         i, n;
 
 	*failed = 0;
-	if (!s->catalog) {
-		s->catalog = PQconnectdb(s->conf->pg_dsn);
-		if (PQstatus(s->catalog) != CONNECTION_OK) {
-			snprintf(errstr, errstr_size, "catalog connection: %s",
-			         PQerrorMessage(s->catalog));
-			PQfinish(s->catalog);
-			s->catalog = NULL;
-			*failed = 1;
-			return NULL;
-		}
+	if (catalog_conn(s, errstr, errstr_size)) {
+		*failed = 1;
+		return NULL;
 	}
 	snprintf(oid, sizeof(oid), "%" PRIu32, relid);
 	res = PQexecParams(s->catalog,
@@ -492,6 +544,148 @@ vclock_for(session_t *s, xr_rel_t *rel, xr_op_t op,
 	return vc;
 }
 
+/* Whether the primary key of before and after differ (both as text). */
+static bool
+key_moved(const xr_rel_t *rel, const xr_pgo_tuple_t *before,
+          const xr_pgo_tuple_t *after)
+{
+	int i;
+
+	if (!before || !after)
+		return false;
+	for (i = 0; i < rel->ncols && i < before->ncols && i < after->ncols; i++) {
+		const xr_pgo_datum_t *x = &before->cols[i], *y = &after->cols[i];
+
+		if (!rel->cols[i].is_key || x->kind != XR_PGO_COL_TEXT ||
+		    y->kind != XR_PGO_COL_TEXT)
+			continue;
+		if (x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A key change leaves the unchanged TOASTed values out of the new image,
+ * like any update; but the new key's row, in the other regions, has
+ * nothing to keep them from, and its events may be applied before those
+ * of the old key (they travel on another partition).  So they are read
+ * back from the row at its new key: the value the change left, or a later
+ * one, which the key's later events carry anyway.  A row gone since
+ * (deleted, or moved again) leaves them out, as before.  On success *out
+ * is after with the values filled in; its text lives in *store (the
+ * caller terms both).  Returns 0, or -1 with errstr (database error).
+ */
+static int
+fill_moved_row(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
+               xr_pgo_tuple_t *out, xr_buf_t *store, char *errstr,
+               size_t errstr_size)
+{
+	xr_buf_t     sql;
+	const char **params = calloc((size_t)rel->ncols + 1, sizeof(char *));
+	size_t      *offs = calloc((size_t)rel->ncols + 1, sizeof(size_t));
+	int          i, np = 0, nout = 0, rc = -1;
+	PGresult    *res = NULL;
+	char        *q;
+
+	xr_buf_init(&sql);
+	out->ncols = after->ncols;
+	out->cols = calloc((size_t)after->ncols + 1, sizeof(*out->cols));
+	if (!params || !offs || !out->cols) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto done;
+	}
+	memcpy(out->cols, after->cols, (size_t)after->ncols * sizeof(*out->cols));
+	if (catalog_conn(s, errstr, errstr_size))
+		goto done;
+	/* Key values, NUL-terminated, one after the other in store. */
+	for (i = 0; i < rel->ncols && i < after->ncols; i++) {
+		if (!rel->cols[i].is_key)
+			continue;
+		offs[np++] = store->len;
+		xr_buf_append(store, after->cols[i].data, after->cols[i].len);
+		xr_buf_putc(store, '\0');
+	}
+	xr_buf_puts(&sql, "SELECT ");
+	for (i = 0; i < rel->ncols && i < after->ncols; i++) {
+		if (after->cols[i].kind != XR_PGO_COL_UNCHANGED)
+			continue;
+		if (!(q = PQescapeIdentifier(s->catalog, rel->cols[i].name,
+		                             strlen(rel->cols[i].name))))
+			goto quote;
+		xr_buf_printf(&sql, "%s%s", nout++ ? ", " : "", q);
+		PQfreemem(q);
+	}
+	if (!(q = PQescapeIdentifier(s->catalog, rel->nspname,
+	                             strlen(rel->nspname))))
+		goto quote;
+	xr_buf_printf(&sql, " FROM ONLY %s.", q);
+	PQfreemem(q);
+	if (!(q = PQescapeIdentifier(s->catalog, rel->relname,
+	                             strlen(rel->relname))))
+		goto quote;
+	xr_buf_printf(&sql, "%s WHERE ", q);
+	PQfreemem(q);
+	for (i = 0, np = 0; i < rel->ncols && i < after->ncols; i++) {
+		if (!rel->cols[i].is_key)
+			continue;
+		if (!(q = PQescapeIdentifier(s->catalog, rel->cols[i].name,
+		                             strlen(rel->cols[i].name))))
+			goto quote;
+		xr_buf_printf(&sql, "%s%s = $%d", np ? " AND " : "", q, np + 1);
+		PQfreemem(q);
+		np++;
+	}
+	for (i = 0; i < np; i++)
+		params[i] = store->data + offs[i];
+	res = PQexecParams(s->catalog, sql.data, np, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "reading back a moved row of %s.%s: %s",
+		         rel->nspname, rel->relname, PQerrorMessage(s->catalog));
+		goto done;
+	}
+	if (PQntuples(res) == 1) {
+		int k = 0;
+
+		for (i = 0; i < after->ncols; i++) {
+			if (after->cols[i].kind != XR_PGO_COL_UNCHANGED)
+				continue;
+			if (PQgetisnull(res, 0, k)) {
+				out->cols[i].kind = XR_PGO_COL_NULL;
+			} else {
+				out->cols[i].kind = XR_PGO_COL_TEXT;
+				out->cols[i].data = PQgetvalue(res, 0, k);
+				out->cols[i].len = (size_t)PQgetlength(res, 0, k);
+			}
+			k++;
+		}
+		s->moved_res = res;   /* the values live until the change is out */
+		res = NULL;
+	}
+	rc = 0;
+	goto done;
+quote:
+	snprintf(errstr, errstr_size, "quoting: %s", PQerrorMessage(s->catalog));
+done:
+	PQclear(res);
+	xr_buf_term(&sql);
+	free(params);
+	free(offs);
+	return rc;
+}
+
+/* Whether after has an unchanged TOASTed value. */
+static bool
+has_unchanged(const xr_pgo_tuple_t *after)
+{
+	int i;
+
+	for (i = 0; after && i < after->ncols; i++)
+		if (after->cols[i].kind == XR_PGO_COL_UNCHANGED)
+			return true;
+	return false;
+}
+
 /*
  * Publishes the change of relid (when its table is published) as the next
  * change of the transaction.  Returns 0, or -1 with errstr set and *fatal
@@ -515,9 +709,32 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 		s->vclock = NULL;
 		return err ? -1 : 0;
 	}
-	rc = publish_change(s, rel, op, before, after, lsn, index,
-	                    vclock_for(s, rel, op, before, after, &vc), errstr,
-	                    errstr_size);
+	if (op == XR_OP_UPDATE && has_unchanged(after) &&
+	    key_moved(rel, before, after)) {
+		xr_pgo_tuple_t filled = { 0, NULL };
+		xr_buf_t       store;
+
+		xr_buf_init(&store);
+		if (fill_moved_row(s, rel, after, &filled, &store, errstr,
+		                   errstr_size)) {
+			free(filled.cols);
+			xr_buf_term(&store);
+			json_decref(s->vclock);
+			s->vclock = NULL;
+			return -1;
+		}
+		rc = publish_change(s, rel, op, before, &filled, lsn, index,
+		                    vclock_for(s, rel, op, before, after, &vc), errstr,
+		                    errstr_size);
+		PQclear(s->moved_res);
+		s->moved_res = NULL;
+		free(filled.cols);
+		xr_buf_term(&store);
+	} else {
+		rc = publish_change(s, rel, op, before, after, lsn, index,
+		                    vclock_for(s, rel, op, before, after, &vc), errstr,
+		                    errstr_size);
+	}
 	/* A message goes with the change right after it, or with none. */
 	json_decref(s->vclock);
 	s->vclock = NULL;
@@ -568,6 +785,13 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			return -1;
 		}
 		xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);
+		if (xr_tracker_broken(s->tracker)) {
+			snprintf(errstr, errstr_size, "LSN tracker out of step at the "
+			         "commit of xid %u (a bug): stopping without confirming",
+			         s->xid);
+			*fatal = true;
+			return -1;
+		}
 		s->in_txn = false;
 		s->txns++;
 		if (s->metrics)
@@ -676,7 +900,7 @@ session_term(session_t *s)
  */
 static session_end_t
 session_run(const xr_config_t *conf, xr_metrics_t *metrics,
-            xr_publisher_t *pub, volatile sig_atomic_t *stop,
+            xr_publisher_t *pub, atomic_int *stop,
             bool *progressed)
 {
 	session_t       s;
@@ -725,6 +949,7 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	}
 	s.reported = start;
 	s.received = start;
+	s.status_ms = status_interval(&s);
 	s.last_status_us = s.last_progress_us = mono_us();
 	xr_info("streaming slot %s of database %s from %s (publication %s)",
 	        conf->slot, xr_stream_database(s.stream),
@@ -825,7 +1050,7 @@ out:
 
 int
 xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
-               volatile sig_atomic_t *stop)
+               atomic_int *stop)
 {
 	xr_publisher_t *pub;
 	char            err[1024];

@@ -3,6 +3,7 @@
 #define XR_PRODUCE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "common/config.h"
 #include "common/metrics.h"
@@ -18,6 +19,6 @@
  * cannot mend (a missing slot, a published table without a primary key).
  */
 int xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
-                   volatile sig_atomic_t *stop);
+                   atomic_int *stop);
 
 #endif

@@ -14,8 +14,7 @@ struct xr_stream_s {
 	char   *copybuf;     /* the last message, freed at the next read */
 };
 
-/* Text forms pgtype.c parses: fixed whatever the server's defaults are. */
-static const char session_options[] =
+const char xr_stream_session_options[] =
 	"-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=postgres "
 	"-c extra_float_digits=3 -c bytea_output=hex";
 
@@ -36,7 +35,8 @@ xr_stream_connect(const char *dsn, const char *appname, char *errstr,
 {
 	const char *keys[] = { "dbname", "replication", "options",
 	                       "application_name", NULL };
-	const char *vals[] = { dsn, "database", session_options, appname, NULL };
+	const char *vals[] = { dsn, "database", xr_stream_session_options,
+	                       appname, NULL };
 	xr_stream_t *s = calloc(1, sizeof(*s));
 
 	if (!s) {

@@ -31,6 +31,13 @@ typedef struct xr_stream_msg_s {
 } xr_stream_msg_t;
 
 /*
+ * The session settings of every connection whose text values pgtype.c
+ * parses (the replication stream's, and the producer's plain one): the
+ * text forms are fixed whatever the server's defaults are.
+ */
+extern const char xr_stream_session_options[];
+
+/*
  * Opens a replication connection (replication=database) to dsn with the
  * session settings pgtype.h expects.  Returns a new stream (close with
  * xr_stream_close), or NULL with errstr holding libpq's message.

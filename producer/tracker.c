@@ -3,7 +3,6 @@
 
 #include "common/mem.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,6 +25,7 @@ struct xr_tracker_s {
 	uint64_t next_id;
 	uint64_t in_flight;
 	xr_lsn_t safe_lsn;
+	bool     broken;      /* a call named a transaction it does not have */
 };
 
 xr_tracker_t *
@@ -55,10 +55,18 @@ xr_tracker_destroy(xr_tracker_t *t)
 	free(t);
 }
 
+/*
+ * The entry of transaction id, or NULL (and the tracker broken for good)
+ * when it has none: checked in every build, since a wrong entry would
+ * confirm a position whose changes are not on Kafka.
+ */
 static txn_t *
 entry(xr_tracker_t *t, uint64_t id)
 {
-	assert(id >= t->head_id && id - t->head_id < t->count);
+	if (t->broken || id < t->head_id || id - t->head_id >= t->count) {
+		t->broken = true;
+		return NULL;
+	}
 	return &t->ring[(t->head + (size_t)(id - t->head_id)) % t->cap];
 }
 
@@ -66,6 +74,8 @@ entry(xr_tracker_t *t, uint64_t id)
 static void
 advance(xr_tracker_t *t)
 {
+	if (t->broken)
+		return;
 	while (t->count > 0) {
 		txn_t *e = &t->ring[t->head];
 
@@ -96,7 +106,7 @@ xr_tracker_begin(xr_tracker_t *t)
 		t->head = 0;
 	}
 	t->count++;
-	e = entry(t, t->next_id);
+	e = &t->ring[(t->head + t->count - 1) % t->cap];
 	e->pending = 0;
 	e->end_lsn = XR_INVALID_LSN;
 	e->committed = false;
@@ -106,7 +116,11 @@ xr_tracker_begin(xr_tracker_t *t)
 void
 xr_tracker_add(xr_tracker_t *t, uint64_t txn)
 {
-	entry(t, txn)->pending++;
+	txn_t *e = entry(t, txn);
+
+	if (!e)
+		return;
+	e->pending++;
 	t->in_flight++;
 }
 
@@ -115,6 +129,8 @@ xr_tracker_commit(xr_tracker_t *t, uint64_t txn, xr_lsn_t end_lsn)
 {
 	txn_t *e = entry(t, txn);
 
+	if (!e)
+		return;
 	e->committed = true;
 	e->end_lsn = end_lsn;
 	advance(t);
@@ -125,7 +141,10 @@ xr_tracker_delivered(xr_tracker_t *t, uint64_t txn)
 {
 	txn_t *e = entry(t, txn);
 
-	assert(e->pending > 0 && t->in_flight > 0);
+	if (!e || e->pending == 0 || t->in_flight == 0) {
+		t->broken = true;
+		return;
+	}
 	e->pending--;
 	t->in_flight--;
 	if (e->pending == 0 && txn == t->head_id)
@@ -138,10 +157,16 @@ xr_tracker_safe_lsn(const xr_tracker_t *t)
 	return t->safe_lsn;
 }
 
+bool
+xr_tracker_broken(const xr_tracker_t *t)
+{
+	return t->broken;
+}
+
 void
 xr_tracker_server_lsn(xr_tracker_t *t, xr_lsn_t lsn)
 {
-	if (t->count == 0 && t->in_flight == 0 && lsn > t->safe_lsn)
+	if (!t->broken && t->count == 0 && t->in_flight == 0 && lsn > t->safe_lsn)
 		t->safe_lsn = lsn;
 }
 

@@ -43,6 +43,13 @@ void     xr_tracker_commit(xr_tracker_t *t, uint64_t txn, xr_lsn_t end_lsn);
 /* A message of txn was delivered: one fewer in flight. */
 void     xr_tracker_delivered(xr_tracker_t *t, uint64_t txn);
 
+/*
+ * Whether a call named a transaction the tracker does not have, or a
+ * delivery it was not waiting for: a bug, after which the safe LSN no
+ * longer moves and the producer must stop.
+ */
+bool     xr_tracker_broken(const xr_tracker_t *t);
+
 /* The highest LSN whose changes, and all before them, are on Kafka. */
 xr_lsn_t xr_tracker_safe_lsn(const xr_tracker_t *t);
 

@@ -961,10 +961,59 @@ test_destroy_null(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
+/* ---- versions table names ---- */
+
+static void
+test_plain_names_keep_their_versions_table(void **state)
+{
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(xr_config_versions_name("public", "orders", buf,
+	                                       sizeof(buf)), 0);
+	assert_string_equal(buf, "public.orders");
+}
+
+static void
+test_dots_in_names_cannot_make_two_tables_share_one(void **state)
+{
+	char a[128], b[128], c[128];
+
+	(void)state;
+	assert_int_equal(xr_config_versions_name("a.b", "c", a, sizeof(a)), 0);
+	assert_int_equal(xr_config_versions_name("a", "b.c", b, sizeof(b)), 0);
+	assert_string_not_equal(a, b);
+	assert_string_equal(a, "a%2Eb.c");
+	assert_string_equal(b, "a.b%2Ec");
+	/* The escape itself is escaped: "a%2Eb" is not "a.b". */
+	assert_int_equal(xr_config_versions_name("a%2Eb", "c", c, sizeof(c)), 0);
+	assert_string_not_equal(a, c);
+	assert_string_equal(c, "a%252Eb.c");
+}
+
+static void
+test_too_long_a_name_is_refused(void **state)
+{
+	char buf[256], name[64];
+
+	(void)state;
+	memset(name, 'x', 50);
+	name[50] = '\0';
+	assert_int_equal(xr_config_versions_name("public", name, buf, sizeof(buf)),
+	                 -1);
+	name[49] = '\0';
+	assert_int_equal(xr_config_versions_name("public", name, buf, sizeof(buf)),
+	                 0);
+	assert_int_equal(xr_config_versions_name("public", name, buf, 10), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_names_keep_their_versions_table),
+		cmocka_unit_test(test_dots_in_names_cannot_make_two_tables_share_one),
+		cmocka_unit_test(test_too_long_a_name_is_refused),
 		T(test_full_file),
 		T(test_minimal_defaults),
 		T(test_derived_topics_follow_prefix),

@@ -112,6 +112,39 @@ test_server_lsn_only_when_idle(void **state)
 }
 
 /* Many transactions in flight at once make the ring grow and wrap. */
+/*
+ * A report for a transaction the tracker does not have (or one more than
+ * it was waiting for) is a bug: checked in release builds too, and the
+ * safe LSN stops where it was.
+ */
+static void
+test_unknown_transaction_breaks_it_for_good(void **state)
+{
+	xr_tracker_t *t = xr_tracker_new(100);
+	uint64_t      a;
+
+	(void)state;
+	a = xr_tracker_begin(t);
+	xr_tracker_add(t, a);
+	xr_tracker_commit(t, a, 200);
+	xr_tracker_delivered(t, a);
+	assert_int_equal(xr_tracker_safe_lsn(t), 200);
+	assert_false(xr_tracker_broken(t));
+	xr_tracker_delivered(t, a);          /* once more: nothing pending */
+	assert_true(xr_tracker_broken(t));
+	a = xr_tracker_begin(t);
+	xr_tracker_commit(t, a, 300);
+	xr_tracker_server_lsn(t, 400);
+	assert_int_equal(xr_tracker_safe_lsn(t), 200);
+	xr_tracker_destroy(t);
+
+	t = xr_tracker_new(100);
+	xr_tracker_commit(t, 42, 200);       /* never begun */
+	assert_true(xr_tracker_broken(t));
+	assert_int_equal(xr_tracker_safe_lsn(t), 100);
+	xr_tracker_destroy(t);
+}
+
 static void
 test_ring_grows_and_wraps(void **state)
 {
@@ -150,6 +183,7 @@ main(void)
 		cmocka_unit_test(test_later_transaction_waits_for_earlier),
 		cmocka_unit_test(test_empty_transaction_is_safe_at_commit),
 		cmocka_unit_test(test_server_lsn_only_when_idle),
+		cmocka_unit_test(test_unknown_transaction_breaks_it_for_good),
 		cmocka_unit_test(test_ring_grows_and_wraps),
 	};
 
