@@ -78,6 +78,19 @@ static const char common_sql[] =
 	 * commit timestamp of the transaction that wrote it.
 	 */
 	/* A version's timestamp as timestamptz; NULL for "no timestamp known". */
+	/*
+	 * The full id of a transaction id seen lately (a row's xmin): within
+	 * 2^31 of the next one to be assigned.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.xid8_of(x xid) RETURNS xid8\n"
+	"LANGUAGE sql STABLE AS $$\n"
+	"  SELECT (CASE WHEN x::text::bigint >= n % 4294967296\n"
+	"                AND n >= 4294967296\n"
+	"    THEN (n / 4294967296 - 1) * 4294967296 + x::text::bigint\n"
+	"    ELSE (n / 4294967296) * 4294967296 + x::text::bigint END)::text::xid8\n"
+	"  FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint\n"
+	"        AS n) s\n"
+	"$$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.ts_of(us bigint) RETURNS timestamptz\n"
 	"LANGUAGE sql IMMUTABLE AS $$\n"
 	"  SELECT CASE WHEN us > -9223372036854775808\n"
@@ -534,6 +547,26 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	}
 	xr_buf_printf(&sql, "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n",
 	              qual.data);
+	/*
+	 * The producer records the version of every local write from now on
+	 * (producer/stamp.c); the rows written before are recorded here, while
+	 * their commit timestamps are still there, so that they too survive
+	 * freezing.  Entries written by consumers are kept; so are those of an
+	 * older consumer (no xid) unless the row has since been written here.
+	 */
+	xr_buf_printf(&sql, "INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
+	              "clsn, lsn)\n  SELECT %s, (extract(epoch FROM c.\"timestamp\") "
+	              "* 1000000)::bigint, ", vt.data, keys.data, keys.data);
+	if (put_literal(conn, &sql, conf->region))
+		goto quote_failed;
+	xr_buf_printf(&sql, ", xregion.xid8_of(t.xmin), false, 0, 0\n"
+	              "  FROM ONLY %s t, LATERAL "
+	              "pg_catalog.pg_xact_commit_timestamp_origin(t.xmin) c\n"
+	              "  WHERE c.roident = 0\n"
+	              "  ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, "
+	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = false, "
+	              "clsn = 0, lsn = 0 WHERE v.xid IS NULL AND NOT v.deleted;\n",
+	              qual.data, keys.data);
 
 	/*
 	 * Local deletes (and key changes) leave a tombstone, so that an older

@@ -23,6 +23,8 @@
 #include "producer/pgoutput.h"
 #include "producer/publisher.h"
 #include "producer/relcache.h"
+#include "producer/stamp.h"
+#include "common/mem.h"
 #include "producer/stream.h"
 #include "producer/tracker.h"
 
@@ -41,6 +43,17 @@ typedef struct session_s {
 	xr_stream_t      *stream;
 	PGconn           *catalog;   /* plain connection (catalog, row reads) */
 	PGresult         *moved_res; /* values read back for the change at hand */
+	xr_stamper_t     *stamper;   /* versions of local writes (stamp.h) */
+	/*
+	 * Transactions whose stamps are not yet written: their Commit goes to
+	 * the tracker once they are, so the slot never passes an unstamped
+	 * write.
+	 */
+	struct { uint64_t id; xr_lsn_t end; } *held;
+	size_t            nheld, capheld;
+	bool              txn_stamped;  /* the open transaction added stamps */
+	int64_t           stamp_due_us; /* flush by then (0: nothing pending) */
+	int               stamp_backoff_ms;
 	xr_pgo_parser_t  *parser;
 	xr_relcache_t    *rels;
 	xr_tracker_t     *tracker;
@@ -687,6 +700,64 @@ has_unchanged(const xr_pgo_tuple_t *after)
 }
 
 /*
+ * Stamps are written in batches: when this many are pending, or this long
+ * after the first, or when the session ends.  The slot waits for them.
+ */
+#define STAMP_BATCH     20000
+#define STAMP_DELAY_US  INT64_C(200000)
+
+static void
+hold_commit(session_t *s, uint64_t id, xr_lsn_t end)
+{
+	if (s->nheld == s->capheld) {
+		s->capheld = s->capheld ? s->capheld * 2 : 64;
+		s->held = xr_reallocarray(s->held, s->capheld, sizeof(*s->held));
+	}
+	s->held[s->nheld].id = id;
+	s->held[s->nheld++].end = end;
+	/* Its stamps may have gone out already: release it at the next turn. */
+	if (!s->stamp_due_us)
+		s->stamp_due_us = mono_us();
+}
+
+/*
+ * Writes the pending stamps when due (or now, with force), then hands the
+ * Commits that waited for them to the tracker.  A failure is logged and
+ * retried with backoff: meanwhile the slot does not move past them.
+ * Returns 0, or -1 when forced and the stamps could not be written.
+ */
+static int
+flush_stamps(session_t *s, bool force)
+{
+	char   err[1024];
+	size_t i;
+
+	if (!s->stamp_due_us)
+		return 0;
+	if (!force && mono_us() < s->stamp_due_us &&
+	    xr_stamper_pending(s->stamper) < STAMP_BATCH)
+		return 0;
+	if (catalog_conn(s, err, sizeof(err)) ||
+	    xr_stamper_flush(s->stamper, s->catalog, err, sizeof(err))) {
+		xr_warn("%s; versions of local writes not recorded yet, retrying "
+		        "in %d ms (the slot waits for them)", err,
+		        s->stamp_backoff_ms);
+		s->stamp_due_us = mono_us() + (int64_t)s->stamp_backoff_ms * 1000;
+		s->stamp_backoff_ms = s->stamp_backoff_ms * 2 >
+		                      s->conf->reconnect_backoff_max_ms
+		                      ? s->conf->reconnect_backoff_max_ms
+		                      : s->stamp_backoff_ms * 2;
+		return -1;
+	}
+	s->stamp_backoff_ms = 500;
+	s->stamp_due_us = 0;
+	for (i = 0; i < s->nheld; i++)
+		xr_tracker_commit(s->tracker, s->held[i].id, s->held[i].end);
+	s->nheld = 0;
+	return 0;
+}
+
+/*
  * Publishes the change of relid (when its table is published) as the next
  * change of the transaction.  Returns 0, or -1 with errstr set and *fatal
  * when retrying cannot help.
@@ -738,6 +809,13 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	/* A message goes with the change right after it, or with none. */
 	json_decref(s->vclock);
 	s->vclock = NULL;
+	if (rc == 0) {
+		xr_stamper_add(s->stamper, rel, op, before, after, s->xid,
+		               s->commit_ts_us);
+		s->txn_stamped = true;
+		if (!s->stamp_due_us)
+			s->stamp_due_us = mono_us() + STAMP_DELAY_US;
+	}
 	if (rc == XR_PUB_FATAL) {
 		fatal_change(s, errstr, errstr_size);
 		*fatal = true;
@@ -768,6 +846,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
+		s->txn_stamped = false;
 		json_decref(s->vclock);
 		s->vclock = NULL;
 		break;
@@ -784,7 +863,10 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			*fatal = true;
 			return -1;
 		}
-		xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);
+		if (s->txn_stamped)
+			hold_commit(s, s->txn_id, m.u.commit.end_lsn);
+		else
+			xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);
 		if (xr_tracker_broken(s->tracker)) {
 			snprintf(errstr, errstr_size, "LSN tracker out of step at the "
 			         "commit of xid %u (a bug): stopping without confirming",
@@ -885,6 +967,8 @@ session_term(session_t *s)
 	json_decref(s->vclock);
 	s->vclock = NULL;
 	PQfinish(s->catalog);
+	xr_stamper_destroy(s->stamper);
+	free(s->held);
 	xr_pgo_parser_destroy(s->parser);
 	xr_relcache_destroy(s->rels);
 	xr_publisher_set_tracker(s->pub, NULL);
@@ -935,7 +1019,9 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	s.parser = xr_pgo_parser_new();
 	s.rels = xr_relcache_new(conf);
 	s.tracker = xr_tracker_new(start);
-	if (!s.parser || !s.rels || !s.tracker) {
+	s.stamper = xr_stamper_new(conf);
+	s.stamp_backoff_ms = 500;
+	if (!s.parser || !s.rels || !s.tracker || !s.stamper) {
 		xr_error("out of memory");
 		end = END_FATAL;
 		goto out;
@@ -999,6 +1085,7 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 			xr_error("%s; restarting from the slot", xr_publisher_failure(pub));
 			goto drain;
 		}
+		(void)flush_stamps(&s, false);
 		if (send_status(&s, false, err, sizeof(err))) {
 			xr_error("%s", err);
 			goto drain;
@@ -1017,6 +1104,8 @@ drain:
 		xr_warn("kafka: not every message was acknowledged within %d ms; "
 		        "the unacknowledged ones stay unconfirmed and are sent again",
 		        conf->flush_timeout_ms);
+	/* Stamps not written now keep their transactions unconfirmed. */
+	(void)flush_stamps(&s, true);
 	/* A report served by the flush may show what a retry cannot mend. */
 	if (end != END_FATAL && kafka_gone(&s, err, sizeof(err))) {
 		xr_error("%s", err);

@@ -2,7 +2,8 @@
 
 Every region runs writer threads that insert, update and delete rows of a
 small key space (so that the regions' writes conflict often), sometimes
-several rows in one transaction, and log every row change they commit.  A
+several rows in one transaction, sometimes one row several times (insert
+then update, delete then re-insert), and log every row change they commit.  A
 write's row image is fully determined by the write: val is unique in the
 whole run ("<region>.<worker>.<n>"), so a final row can always be traced
 back to the write that made it.
@@ -224,12 +225,21 @@ class Writer(threading.Thread):
         return f"{self.node.region}.{self.wid}.{self.n}"
 
     def one_row(self, conn, t, key, busy):
-        """Writes one row; returns the records of what changed, with, for
-        vclock tables, the hybrid clock and rank of each."""
-        records = self.write_row(conn, t, key, busy)
-        if t.mode == "vclock":
-            for r in records:
-                r["hlc"], r["rnk"] = conn.execute(t.sql_vc, r["key"]).fetchone()
+        """Writes one row, and in one case in four writes it again in the
+        same transaction (up to four writes: an insert then an update, a
+        delete then a re-insert, two updates, a key change then an insert
+        of the freed key); returns the records of what changed, in order,
+        with, for vclock tables, the hybrid clock and rank of each, read
+        back right after the write."""
+        records = []
+        for _ in range(4):
+            got = self.write_row(conn, t, key, busy)
+            if t.mode == "vclock":
+                for r in got:
+                    r["hlc"], r["rnk"] = conn.execute(t.sql_vc, r["key"]).fetchone()
+            records += got
+            if not got or self.rnd.random() >= 0.25:
+                break
         return records
 
     def write_row(self, conn, t, key, busy):

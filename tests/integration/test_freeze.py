@@ -1,0 +1,117 @@
+"""A row's version survives freezing.
+
+PostgreSQL keeps commit timestamps only until vacuum freezes past them:
+then pg_xact_commit_timestamp() of the row's xmin is NULL.  Reproduction:
+eu runs its producer but not its consumer; row 1 is written in us at T1,
+then in eu at T2 > T1 (us applies it: us holds eu's T2); row 2 is updated
+in us at T1 and deleted in eu at T2.  eu then freezes:
+tens of thousands of transactions, VACUUM FREEZE in every database
+(template0 too, as anti-wraparound autovacuum eventually does), until the
+commit timestamps of eu's writes are gone.  eu's consumer starts and meets
+us's older T1 writes: it must keep T2 (the row, and the delete), as us does.
+
+eu runs on a cluster of its own (the freeze touches every database of it).
+"""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "convergence"))
+
+import skewpg  # noqa: E402
+import xrtest  # noqa: E402
+from xrdeploy import Deployment  # noqa: E402
+
+PGBENCH = os.path.join(skewpg.PG_BIN, "pgbench")
+
+
+def freeze_cluster(port, ntx=60000):
+    """Burns ntx transaction ids, then VACUUM FREEZE in every database."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".xid.sql")
+    with open(script, "w") as f:
+        f.write("SELECT txid_current();\n")
+    try:
+        subprocess.run([PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U",
+                        "postgres", "-n", "-c", "2", "-t", str(ntx // 2), "-f",
+                        script, "postgres"], check=True, capture_output=True,
+                       timeout=300)
+    finally:
+        os.unlink(script)
+    # A logical slot's catalog_xmin holds every database's datfrozenxid
+    # back (catalogs cannot be frozen past it): wait until the slots have
+    # moved on (a checkpoint logs the running transactions they need).
+    with xrtest.connect(port=port) as c:
+        target = int(c.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+        deadline = time.time() + 60
+        while True:
+            c.execute("CHECKPOINT")
+            low = c.execute("SELECT min(catalog_xmin::text::bigint) FROM "
+                            "pg_replication_slots").fetchone()[0]
+            if low is None or low > target - ntx // 2:
+                break
+            assert time.time() < deadline, f"slots hold catalog_xmin {low}"
+            time.sleep(0.5)
+    with xrtest.connect(port=port) as c:
+        dbs = [r[0] for r in c.execute("SELECT datname FROM pg_database")]
+        c.execute("UPDATE pg_database SET datallowconn = true "
+                  "WHERE datname = 'template0'")
+    try:
+        for db in dbs:
+            with xrtest.connect(db=db, port=port) as c:
+                c.execute("VACUUM FREEZE")
+    finally:
+        with xrtest.connect(port=port) as c:
+            c.execute("UPDATE pg_database SET datallowconn = false "
+                      "WHERE datname = 'template0'")
+
+
+def test_a_row_keeps_its_version_after_vacuum_truncates_commit_timestamps():
+    with skewpg.SkewedCluster("eu", 0) as eu_pg:
+        d = Deployment([("public.t", False)],
+                       "CREATE TABLE t (id int PRIMARY KEY, v text);",
+                       regions=("us", "eu"), ports={"eu": eu_pg.port})
+        try:
+            d.start()
+            us, eu = d["us"], d["eu"]
+            us.sql("INSERT INTO t VALUES (2, 'both')")
+            d.converge("t", expect_rows=1)
+            eu.stop()
+            eu.start("produce")
+            eu.wait_log("streaming slot", count=2)
+            us.sql("INSERT INTO t VALUES (1, 'us-T1')")
+            us.sql("UPDATE t SET v = 'us-T1' WHERE id = 2")
+            time.sleep(0.05)
+            eu.sql("INSERT INTO t VALUES (1, 'eu-T2')")
+            eu.sql("DELETE FROM t WHERE id = 2")
+            deadline = time.time() + 60
+            while us.sql("SELECT v FROM t ORDER BY id") != [("eu-T2",)]:
+                assert time.time() < deadline, "us did not apply eu's write"
+                time.sleep(0.2)
+            # The producer has had time to record eu's write; then freeze.
+            time.sleep(2)
+            xmin = eu.sql("SELECT xmin::text FROM t")[0][0]
+            freeze_cluster(eu_pg.port)
+            assert eu.sql("SELECT pg_xact_commit_timestamp(%s::xid)",
+                          (xmin,)) == [(None,)], "commit timestamp not truncated"
+            eu.stop()
+            eu.start("run")
+            eu.wait_log("subscribed to")
+            # Until eu's consumer has stored offsets past every us event.
+            topic = f"{d.prefix}.us.public.t"
+            end = xrtest.topic_size(topic)
+            deadline = time.time() + 60
+            while eu.sql("SELECT coalesce(sum(next_offset), 0)::int FROM "
+                         "xregion.offsets WHERE topic = %s", (topic,)) != [(end,)]:
+                assert time.time() < deadline, eu.read_log()[-3000:]
+                time.sleep(0.3)
+            # eu's consumer has stored its offset past us's T1 events: the
+            # newer local insert and the newer local delete stand.
+            assert eu.sql("SELECT id, v FROM t ORDER BY id") == [(1, "eu-T2")]
+            assert us.sql("SELECT id, v FROM t ORDER BY id") == [(1, "eu-T2")]
+            got = eu.sql("SELECT kind, resolution FROM xregion.conflicts "
+                         "ORDER BY kind")
+            assert got == [("insert_exists", "local_kept"),
+                           ("update_deleted", "local_kept")], got
+        finally:
+            d.close()
