@@ -63,15 +63,16 @@ static const char common_sql[] =
 	"ALTER TABLE xregion.truncations ADD COLUMN IF NOT EXISTS clsn bigint,\n"
 	"  ADD COLUMN IF NOT EXISTS lsn bigint;\n"
 	/*
-	 * The version of each apply transaction of the fast insert path, whose
-	 * rows have no versions entry: found by their xmin once PostgreSQL has
-	 * truncated the commit timestamps.  One row per such transaction.
+	 * The version of each transaction whose rows have no entries of their
+	 * own: an apply of the fast insert path, or a large local transaction
+	 * (the producer records those whole, see producer/stamp.c).  Found by
+	 * the rows' xmin once PostgreSQL has truncated the commit timestamps.
 	 */
-	"CREATE TABLE IF NOT EXISTS xregion.applied_xacts (\n"
+	"CREATE TABLE IF NOT EXISTS xregion.xact_versions (\n"
 	"  xid xid8 PRIMARY KEY, ts bigint NOT NULL,\n"
 	"  region text COLLATE \"C\" NOT NULL);\n"
-	"CREATE INDEX IF NOT EXISTS applied_xacts_xid32\n"
-	"  ON xregion.applied_xacts USING hash ((xid(xid)));\n"
+	"CREATE INDEX IF NOT EXISTS xact_versions_xid32\n"
+	"  ON xregion.xact_versions USING hash ((xid(xid)));\n"
 	/*
 	 * The version of a tombstone or truncation: given, or (for a local
 	 * one, recorded by a trigger that cannot know its commit time) the
@@ -100,16 +101,23 @@ static const char common_sql[] =
 	"CREATE OR REPLACE FUNCTION xregion.tomb_version(vts bigint, vregion text,\n"
 	"    vxid xid8, vclsn bigint DEFAULT NULL, vlsn bigint DEFAULT NULL)\n"
 	"RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
-	"DECLARE ts timestamptz;\n"
+	"DECLARE us bigint;\n"
 	"BEGIN\n"
 	"  IF vts IS NOT NULL OR vxid IS NULL THEN\n"
 	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
 	"               coalesce(vlsn, 0))::xregion.version;\n"
 	"  END IF;\n"
-	/* Recorded here by a trigger: its transaction's commit time. */
-	"  ts := pg_xact_commit_timestamp(xid(vxid));\n"
-	"  RETURN ROW(coalesce((extract(epoch FROM ts) * 1000000)::bigint,\n"
-	"           -9223372036854775808), vregion, 0, 0)::xregion.version;\n"
+	/*
+	 * Recorded here by a trigger: its transaction's commit time, or once
+	 * that is gone, the one the producer recorded for a large transaction.
+	 */
+	"  us := (extract(epoch FROM pg_xact_commit_timestamp(xid(vxid)))\n"
+	"         * 1000000)::bigint;\n"
+	"  IF us IS NULL THEN\n"
+	"    SELECT a.ts INTO us FROM xregion.xact_versions a WHERE a.xid = vxid;\n"
+	"  END IF;\n"
+	"  RETURN ROW(coalesce(us, -9223372036854775808), vregion, 0,\n"
+	"             0)::xregion.version;\n"
 	"END $$;\n"
 	/*
 	 * Version vectors ({"region": counter}, a missing entry is 0).
@@ -206,9 +214,9 @@ static const char version_of_sql[] =
 	 * No commit data: the row is this transaction's own (the only
 	 * uncommitted rows a statement sees), or PostgreSQL truncated its
 	 * commit timestamp (vacuum froze past it).  A fast-path apply recorded
-	 * its version in applied_xacts; a pre-upgrade entry is the best known.
+	 * its version in xact_versions; a pre-upgrade entry is the best known.
 	 */
-	"  SELECT a.ts, a.region INTO ats, areg FROM xregion.applied_xacts a\n"
+	"  SELECT a.ts, a.region INTO ats, areg FROM xregion.xact_versions a\n"
 	"    WHERE xid(a.xid) = x ORDER BY a.xid DESC LIMIT 1;\n"
 	"  IF FOUND THEN\n"
 	"    RETURN ROW(ats, areg, 0, 0)::xregion.version;\n"

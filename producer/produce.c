@@ -51,7 +51,6 @@ typedef struct session_s {
 	 */
 	struct { uint64_t id; xr_lsn_t end; } *held;
 	size_t            nheld, capheld;
-	bool              txn_stamped;  /* the open transaction added stamps */
 	int64_t           stamp_due_us; /* flush by then (0: nothing pending) */
 	int               stamp_backoff_ms;
 	xr_pgo_parser_t  *parser;
@@ -715,9 +714,8 @@ hold_commit(session_t *s, uint64_t id, xr_lsn_t end)
 	}
 	s->held[s->nheld].id = id;
 	s->held[s->nheld++].end = end;
-	/* Its stamps may have gone out already: release it at the next turn. */
 	if (!s->stamp_due_us)
-		s->stamp_due_us = mono_us();
+		s->stamp_due_us = mono_us() + STAMP_DELAY_US;
 }
 
 /*
@@ -809,13 +807,9 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	/* A message goes with the change right after it, or with none. */
 	json_decref(s->vclock);
 	s->vclock = NULL;
-	if (rc == 0) {
+	if (rc == 0)
 		xr_stamper_add(s->stamper, rel, op, before, after, s->xid,
 		               s->commit_ts_us);
-		s->txn_stamped = true;
-		if (!s->stamp_due_us)
-			s->stamp_due_us = mono_us() + STAMP_DELAY_US;
-	}
 	if (rc == XR_PUB_FATAL) {
 		fatal_change(s, errstr, errstr_size);
 		*fatal = true;
@@ -846,7 +840,6 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
-		s->txn_stamped = false;
 		json_decref(s->vclock);
 		s->vclock = NULL;
 		break;
@@ -863,7 +856,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			*fatal = true;
 			return -1;
 		}
-		if (s->txn_stamped)
+		if (xr_stamper_commit(s->stamper, s->xid, s->commit_ts_us))
 			hold_commit(s, s->txn_id, m.u.commit.end_lsn);
 		else
 			xr_tracker_commit(s->tracker, s->txn_id, m.u.commit.end_lsn);

@@ -25,7 +25,8 @@ typedef struct table_s {
 	int      nkeys;
 	int     *keycol;      /* the relation's column of each key column */
 	bool     vclock;      /* versions kept by its trigger: truncates only */
-	group_t  writes, tombs;
+	group_t  writes, tombs;     /* pending: committed, to flush */
+	group_t  swrites, stombs;   /* staged: the transaction being read */
 	size_t   ntruncs;     /* truncations pending: (xid, ts) pairs */
 	uint32_t *trunc_xid;
 	int64_t  *trunc_ts;
@@ -36,6 +37,11 @@ struct xr_stamper_s {
 	table_t          **tables;
 	size_t             ntables;
 	size_t             pending;
+	size_t             staged;      /* row stamps of the open transaction */
+	bool               whole;       /* it is recorded whole instead */
+	bool               truncated;   /* it truncated a table */
+	xr_buf_t           xact_xids, xact_ts;   /* whole transactions pending */
+	size_t             nxacts;
 	xr_buf_t           sql;
 };
 
@@ -83,6 +89,8 @@ table_free(table_t *t)
 		return;
 	group_term(&t->writes, t->nkeys);
 	group_term(&t->tombs, t->nkeys);
+	group_term(&t->swrites, t->nkeys);
+	group_term(&t->stombs, t->nkeys);
 	free(t->keycol);
 	free(t->trunc_xid);
 	free(t->trunc_ts);
@@ -100,6 +108,8 @@ xr_stamper_new(const xr_config_t *conf)
 		return NULL;
 	st->conf = conf;
 	xr_buf_init(&st->sql);
+	xr_buf_init(&st->xact_xids);
+	xr_buf_init(&st->xact_ts);
 	return st;
 }
 
@@ -114,6 +124,8 @@ xr_stamper_destroy(xr_stamper_t *st)
 		table_free(st->tables[i]);
 	free(st->tables);
 	xr_buf_term(&st->sql);
+	xr_buf_term(&st->xact_xids);
+	xr_buf_term(&st->xact_ts);
 	free(st);
 }
 
@@ -144,6 +156,8 @@ table_get(xr_stamper_t *st, const xr_rel_t *rel)
 			t->keycol[t->nkeys++] = c;
 	group_init(&t->writes, t->nkeys);
 	group_init(&t->tombs, t->nkeys);
+	group_init(&t->swrites, t->nkeys);
+	group_init(&t->stombs, t->nkeys);
 	st->tables = xr_reallocarray(st->tables, st->ntables + 1,
 	                             sizeof(*st->tables));
 	st->tables[st->ntables++] = t;
@@ -164,6 +178,19 @@ array_text(xr_buf_t *b, const char *v, size_t len)
 		xr_buf_putc(b, v[i]);
 	}
 	xr_buf_putc(b, '"');
+}
+
+/* Forgets the open transaction's row stamps. */
+static void
+drop_staged(xr_stamper_t *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->ntables; i++) {
+		group_reset(&st->tables[i]->swrites, st->tables[i]->nkeys);
+		group_reset(&st->tables[i]->stombs, st->tables[i]->nkeys);
+	}
+	st->staged = 0;
 }
 
 /* Adds the key of tup to g; false (nothing added) when a key is not text. */
@@ -203,17 +230,75 @@ xr_stamper_add(xr_stamper_t *st, const xr_rel_t *rel, xr_op_t op,
 		t->trunc_xid[t->ntruncs] = xid;
 		t->trunc_ts[t->ntruncs++] = commit_ts_us;
 		st->pending++;
+		st->truncated = true;
 		return;
 	}
-	if (t->vclock || t->nkeys == 0)
+	if (t->vclock || t->nkeys == 0 || st->whole)
 		return;
 	/* The old key of a delete or key change: its tombstone's time. */
 	if (before && (op == XR_OP_DELETE || op == XR_OP_UPDATE) &&
-	    group_add(&t->tombs, t, before, xid, commit_ts_us))
-		st->pending++;
+	    group_add(&t->stombs, t, before, xid, commit_ts_us))
+		st->staged++;
 	if (after && op != XR_OP_DELETE &&
-	    group_add(&t->writes, t, after, xid, commit_ts_us))
+	    group_add(&t->swrites, t, after, xid, commit_ts_us))
+		st->staged++;
+	if (st->staged > XR_STAMP_WHOLE_TXN) {
+		/* Large: one row for the transaction instead (see stamp.h). */
+		drop_staged(st);
+		st->whole = true;
+	}
+}
+
+/* Appends the elements of array literal src ("{a,b") to dst's. */
+static void
+array_merge(xr_buf_t *dst, const xr_buf_t *src)
+{
+	if (src->len == 0)
+		return;
+	if (dst->len == 0) {
+		xr_buf_append(dst, src->data, src->len);
+		return;
+	}
+	xr_buf_putc(dst, ',');
+	xr_buf_append(dst, src->data + 1, src->len - 1);
+}
+
+static void
+group_merge(group_t *dst, const group_t *src, int nkeys)
+{
+	int k;
+
+	for (k = 0; k < nkeys; k++)
+		array_merge(&dst->keys[k], &src->keys[k]);
+	array_merge(&dst->xids, &src->xids);
+	array_merge(&dst->ts, &src->ts);
+	dst->n += src->n;
+}
+
+bool
+xr_stamper_commit(xr_stamper_t *st, uint32_t xid, int64_t commit_ts_us)
+{
+	size_t i;
+	bool   any = st->staged > 0 || st->whole || st->truncated;
+
+	if (st->whole) {
+		xr_buf_printf(&st->xact_xids, "%c%" PRIu32, st->nxacts ? ',' : '{',
+		              xid);
+		xr_buf_printf(&st->xact_ts, "%c%" PRId64, st->nxacts ? ',' : '{',
+		              commit_ts_us);
+		st->nxacts++;
 		st->pending++;
+	}
+	for (i = 0; i < st->ntables && st->staged > 0; i++) {
+		table_t *t = st->tables[i];
+
+		group_merge(&t->writes, &t->swrites, t->nkeys);
+		group_merge(&t->tombs, &t->stombs, t->nkeys);
+	}
+	st->pending += st->staged;
+	drop_staged(st);
+	st->whole = st->truncated = false;
+	return any;
 }
 
 /*
@@ -473,6 +558,40 @@ truncs_run(PGconn *conn, const table_t *t, uint64_t next, char *errstr,
 	return 0;
 }
 
+/* The transactions recorded whole: one row each in xregion.xact_versions. */
+static int
+xacts_run(xr_stamper_t *st, PGconn *conn, uint64_t next, char *errstr,
+          size_t errstr_size)
+{
+	xr_buf_t    xids, ts;
+	const char *params[3];
+	PGresult   *res;
+	int         ok;
+
+	xr_buf_init(&xids);
+	xr_buf_init(&ts);
+	full_xids(&st->xact_xids, next, &xids);
+	xr_buf_append(&ts, st->xact_ts.data, st->xact_ts.len);
+	xr_buf_putc(&ts, '}');
+	params[0] = xids.data;
+	params[1] = ts.data;
+	params[2] = st->conf->region;
+	res = PQexecParams(conn,
+	                   "INSERT INTO xregion.xact_versions (xid, ts, region) "
+	                   "SELECT * FROM unnest($1::xid8[], $2::bigint[]), "
+	                   "LATERAL (SELECT $3::text) r "
+	                   "ON CONFLICT (xid) DO NOTHING",
+	                   3, NULL, params, NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		snprintf(errstr, errstr_size, "stamping large transactions: %s",
+		         PQerrorMessage(conn));
+	PQclear(res);
+	xr_buf_term(&xids);
+	xr_buf_term(&ts);
+	return ok ? 0 : -1;
+}
+
 static int
 exec_cmd(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 {
@@ -556,6 +675,8 @@ xr_stamper_flush(xr_stamper_t *st, PGconn *conn, char *errstr,
 	}
 	next = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
+	if (st->nxacts && xacts_run(st, conn, next, errstr, errstr_size))
+		goto fail;
 	for (i = 0; i < st->ntables; i++)
 		if (table_flush(st, conn, st->tables[i], next, errstr, errstr_size))
 			goto fail;
@@ -568,6 +689,9 @@ xr_stamper_flush(xr_stamper_t *st, PGconn *conn, char *errstr,
 		group_reset(&t->tombs, t->nkeys);
 		t->ntruncs = 0;
 	}
+	xr_buf_reset(&st->xact_xids);
+	xr_buf_reset(&st->xact_ts);
+	st->nxacts = 0;
 	st->pending = 0;
 	return 0;
 fail:

@@ -11,7 +11,10 @@
  * consumer/meta.c): for a row still holding the write (its xmin is the
  * writer's xid, checked under a KEY SHARE lock), an entry naming the xid;
  * for a local tombstone or truncation (written by the triggers with the
- * deleting xid and no time), its time.  The producer confirms a transaction
+ * deleting xid and no time), its time.  A transaction of more than
+ * XR_STAMP_WHOLE_TXN rows is recorded whole instead: one row (xid, commit
+ * time) in xregion.xact_versions, which the consumer looks up by a row's
+ * xmin or a tombstone's xid.  The producer confirms a transaction
  * to the slot only after its stamps are committed, so none is ever lost:
  * a restart streams the transaction again.
  *
@@ -38,16 +41,30 @@ xr_stamper_t *xr_stamper_new(const xr_config_t *conf);
 void          xr_stamper_destroy(xr_stamper_t *st);   /* NULL ok */
 
 /*
- * Records a local change of rel (published: pii false) made by transaction
- * xid, committed at commit_ts_us: op insert, update, delete or truncate,
- * with the pgoutput tuples (before: the old key of a delete or key change).
- * Tuples are copied.
+ * A transaction that writes more rows than this is recorded whole: one row
+ * (xid, commit time) in xregion.xact_versions, where the consumer finds
+ * the version of its rows and tombstones by their xid, instead of one
+ * entry per row.
+ */
+#define XR_STAMP_WHOLE_TXN 1000
+
+/*
+ * Records a local change of rel (published: pii false) made by the
+ * transaction being read (xid, committed at commit_ts_us): op insert,
+ * update, delete or truncate, with the pgoutput tuples (before: the old
+ * key of a delete or key change).  Tuples are copied.
  */
 void xr_stamper_add(xr_stamper_t *st, const xr_rel_t *rel, xr_op_t op,
                     const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
                     uint32_t xid, int64_t commit_ts_us);
 
-/* Changes recorded and not yet flushed. */
+/*
+ * Ends the transaction being read: its stamps become pending.  Returns
+ * whether it has any (its Commit must then wait for the flush).
+ */
+bool xr_stamper_commit(xr_stamper_t *st, uint32_t xid, int64_t commit_ts_us);
+
+/* Stamps pending (committed transactions' ones, not yet flushed). */
 size_t xr_stamper_pending(const xr_stamper_t *st);
 
 /*

@@ -4,7 +4,8 @@ PostgreSQL keeps commit timestamps only until vacuum freezes past them:
 then pg_xact_commit_timestamp() of the row's xmin is NULL.  Reproduction:
 eu runs its producer but not its consumer; row 1 is written in us at T1,
 then in eu at T2 > T1 (us applies it: us holds eu's T2); row 2 is updated
-in us at T1 and deleted in eu at T2.  eu then freezes:
+in us at T1 and deleted in eu at T2; and the same for 3,500 rows in two
+large transactions (which the producer records whole, by xid).  eu then freezes:
 tens of thousands of transactions, VACUUM FREEZE in every database
 (template0 too, as anti-wraparound autovacuum eventually does), until the
 commit timestamps of eu's writes are gone.  eu's consumer starts and meets
@@ -75,25 +76,33 @@ def test_a_row_keeps_its_version_after_vacuum_truncates_commit_timestamps():
             d.start()
             us, eu = d["us"], d["eu"]
             us.sql("INSERT INTO t VALUES (2, 'both')")
-            d.converge("t", expect_rows=1)
+            us.sql("INSERT INTO t SELECT g, 'both' FROM generate_series(1000, 4499) g")
+            d.converge("t", expect_rows=3501)
             eu.stop()
             eu.start("produce")
             eu.wait_log("streaming slot", count=2)
             us.sql("INSERT INTO t VALUES (1, 'us-T1')")
             us.sql("UPDATE t SET v = 'us-T1' WHERE id = 2")
+            us.sql("UPDATE t SET v = 'us-T1' WHERE id >= 1000")
             time.sleep(0.05)
             eu.sql("INSERT INTO t VALUES (1, 'eu-T2')")
             eu.sql("DELETE FROM t WHERE id = 2")
+            # Large transactions: recorded whole by the producer.
+            eu.sql("UPDATE t SET v = 'eu-T2' WHERE id BETWEEN 1000 AND 2999")
+            eu.sql("DELETE FROM t WHERE id >= 3000")
+            want = [(1, "eu-T2")] + [(i, "eu-T2") for i in range(1000, 3000)]
             deadline = time.time() + 60
-            while us.sql("SELECT v FROM t ORDER BY id") != [("eu-T2",)]:
+            while us.sql("SELECT id, v FROM t ORDER BY id") != want:
                 assert time.time() < deadline, "us did not apply eu's write"
                 time.sleep(0.2)
             # The producer has had time to record eu's write; then freeze.
             time.sleep(2)
-            xmin = eu.sql("SELECT xmin::text FROM t")[0][0]
+            xmins = [r[0] for r in eu.sql("SELECT DISTINCT xmin::text FROM t")]
+            assert len(xmins) == 2
             freeze_cluster(eu_pg.port)
-            assert eu.sql("SELECT pg_xact_commit_timestamp(%s::xid)",
-                          (xmin,)) == [(None,)], "commit timestamp not truncated"
+            for xmin in xmins:
+                assert eu.sql("SELECT pg_xact_commit_timestamp(%s::xid)",
+                              (xmin,)) == [(None,)], "commit timestamp not truncated"
             eu.stop()
             eu.start("run")
             eu.wait_log("subscribed to")
@@ -107,11 +116,12 @@ def test_a_row_keeps_its_version_after_vacuum_truncates_commit_timestamps():
                 time.sleep(0.3)
             # eu's consumer has stored its offset past us's T1 events: the
             # newer local insert and the newer local delete stand.
-            assert eu.sql("SELECT id, v FROM t ORDER BY id") == [(1, "eu-T2")]
-            assert us.sql("SELECT id, v FROM t ORDER BY id") == [(1, "eu-T2")]
-            got = eu.sql("SELECT kind, resolution FROM xregion.conflicts "
-                         "ORDER BY kind")
-            assert got == [("insert_exists", "local_kept"),
-                           ("update_deleted", "local_kept")], got
+            assert eu.sql("SELECT id, v FROM t ORDER BY id") == want
+            assert us.sql("SELECT id, v FROM t ORDER BY id") == want
+            got = eu.sql("SELECT kind, resolution, count(*) FROM "
+                         "xregion.conflicts GROUP BY 1, 2 ORDER BY 1")
+            assert got == [("insert_exists", "local_kept", 1),
+                           ("update_deleted", "local_kept", 1501),
+                           ("update_origin_differs", "local_kept", 2000)], got
         finally:
             d.close()
