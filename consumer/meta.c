@@ -103,7 +103,11 @@ static const char common_sql[] =
 	"RETURNS xregion.version LANGUAGE plpgsql STABLE AS $$\n"
 	"DECLARE us bigint;\n"
 	"BEGIN\n"
-	"  IF vts IS NOT NULL OR vxid IS NULL THEN\n"
+	/* No tombstone: NULL, not a row of NULLs (GREATEST skips NULL). */
+	"  IF vts IS NULL AND vxid IS NULL THEN\n"
+	"    RETURN NULL;\n"
+	"  END IF;\n"
+	"  IF vts IS NOT NULL THEN\n"
 	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"
 	"               coalesce(vlsn, 0))::xregion.version;\n"
 	"  END IF;\n"

@@ -578,6 +578,47 @@ key_moved(const xr_rel_t *rel, const xr_pgo_tuple_t *before,
 }
 
 /*
+ * Waits until transaction xid is no longer in progress for other
+ * sessions.  The server streams a transaction once its commit record is
+ * flushed, a moment before it leaves the proc array; until then, a new
+ * snapshot does not see its rows.  Gives up after 2 s (the caller then
+ * reads what is visible).  Returns 0, or -1 with errstr.
+ */
+static int
+wait_visible(PGconn *conn, uint32_t xid, char *errstr, size_t errstr_size)
+{
+	char        x[16];
+	const char *params[1] = { x };
+	int         i;
+
+	snprintf(x, sizeof(x), "%" PRIu32, xid);
+	for (i = 0; i < 2000; i++) {
+		PGresult *res = PQexecParams(
+			conn,
+			"SELECT pg_catalog.pg_xact_status(((n / 4294967296 - CASE WHEN "
+			"$1::bigint >= n % 4294967296 AND n >= 4294967296 THEN 1 ELSE 0 "
+			"END) * 4294967296 + $1::bigint)::text::xid8) = 'in progress' "
+			"FROM (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog."
+			"pg_current_snapshot())::text::bigint AS n) s",
+			1, NULL, params, NULL, NULL, 0);
+		bool busy;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(errstr, errstr_size, "transaction status: %s",
+			         PQerrorMessage(conn));
+			PQclear(res);
+			return -1;
+		}
+		busy = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (!busy)
+			return 0;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/*
  * A key change leaves the unchanged TOASTed values out of the new image,
  * like any update; but the new key's row, in the other regions, has
  * nothing to keep them from, and its events may be applied before those
@@ -608,7 +649,8 @@ fill_moved_row(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
 		goto done;
 	}
 	memcpy(out->cols, after->cols, (size_t)after->ncols * sizeof(*out->cols));
-	if (catalog_conn(s, errstr, errstr_size))
+	if (catalog_conn(s, errstr, errstr_size) ||
+	    wait_visible(s->catalog, s->xid, errstr, errstr_size))
 		goto done;
 	/* Key values, NUL-terminated, one after the other in store. */
 	for (i = 0; i < rel->ncols && i < after->ncols; i++) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/mem.h"
@@ -558,6 +559,69 @@ truncs_run(PGconn *conn, const table_t *t, uint64_t next, char *errstr,
 	return 0;
 }
 
+/*
+ * Waits until every transaction stamped is visible to a new snapshot: the
+ * server streams a transaction once its commit record is flushed, a moment
+ * before it leaves the proc array, and a stamp matched against rows (or
+ * tombstones) it cannot see yet would be lost.  Returns 0, or -1 with
+ * errstr (still in progress after 2 s, or the database failed).
+ */
+static int
+wait_visible(xr_stamper_t *st, PGconn *conn, uint64_t next, char *errstr,
+             size_t errstr_size)
+{
+	xr_buf_t    all, full;
+	const char *params[1];
+	size_t      i;
+	int         tries, rc = -1;
+
+	xr_buf_init(&all);
+	xr_buf_init(&full);
+	for (i = 0; i < st->ntables; i++) {
+		table_t *t = st->tables[i];
+		size_t   k;
+
+		array_merge(&all, &t->writes.xids);
+		array_merge(&all, &t->tombs.xids);
+		for (k = 0; k < t->ntruncs; k++)
+			xr_buf_printf(&all, "%c%" PRIu32, all.len ? ',' : '{',
+			              t->trunc_xid[k]);
+	}
+	if (all.len == 0) {
+		rc = 0;
+		goto out;
+	}
+	full_xids(&all, next, &full);
+	params[0] = full.data;
+	for (tries = 0; tries < 2000; tries++) {
+		PGresult *res = PQexecParams(conn,
+		                             "SELECT count(*) FROM unnest($1::xid8[]) x "
+		                             "WHERE pg_catalog.pg_xact_status(x) = "
+		                             "'in progress'", 1, NULL, params, NULL,
+		                             NULL, 0);
+		bool      busy;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(errstr, errstr_size, "stamping: %s", PQerrorMessage(conn));
+			PQclear(res);
+			goto out;
+		}
+		busy = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+		PQclear(res);
+		if (!busy) {
+			rc = 0;
+			goto out;
+		}
+		usleep(1000);
+	}
+	snprintf(errstr, errstr_size, "stamping: transactions still in progress "
+	         "after 2 s");
+out:
+	xr_buf_term(&all);
+	xr_buf_term(&full);
+	return rc;
+}
+
 /* The transactions recorded whole: one row each in xregion.xact_versions. */
 static int
 xacts_run(xr_stamper_t *st, PGconn *conn, uint64_t next, char *errstr,
@@ -660,12 +724,17 @@ xr_stamper_flush(xr_stamper_t *st, PGconn *conn, char *errstr,
 		return 0;
 	errstr[0] = '\0';
 	/*
-	 * Short lock waits: a KEY SHARE lock waits only for a local delete or
-	 * key change in flight, or an apply; the flush is tried again later.
+	 * Short lock waits (50 ms): a KEY SHARE lock waits only for a local
+	 * delete or key change in flight, or an apply, and the versions entry
+	 * for a tombstone its trigger is writing.  Giving up long before the
+	 * server's deadlock_timeout (1 s) means that when the stamps and an
+	 * application's transaction wait for each other, the stamps yield:
+	 * the application never sees a deadlock error because of them.  The
+	 * flush is tried again later.
 	 */
 	if (exec_cmd(conn, "BEGIN", errstr, errstr_size))
 		return -1;
-	res = PQexec(conn, "SET LOCAL lock_timeout = '2s'; "
+	res = PQexec(conn, "SET LOCAL lock_timeout = '50ms'; "
 	                   "SELECT pg_catalog.pg_snapshot_xmax("
 	                   "pg_catalog.pg_current_snapshot())");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -675,7 +744,8 @@ xr_stamper_flush(xr_stamper_t *st, PGconn *conn, char *errstr,
 	}
 	next = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (st->nxacts && xacts_run(st, conn, next, errstr, errstr_size))
+	if (wait_visible(st, conn, next, errstr, errstr_size) ||
+	    (st->nxacts && xacts_run(st, conn, next, errstr, errstr_size)))
 		goto fail;
 	for (i = 0; i < st->ntables; i++)
 		if (table_flush(st, conn, st->tables[i], next, errstr, errstr_size))

@@ -107,6 +107,10 @@ def test_xregion_ends_with_the_rows_native_replication_ends_with():
         got = eu.sql("SELECT kind, resolution, count(*) FROM xregion.conflicts "
                      "GROUP BY 1, 2 ORDER BY 1, 2")
         print(f"seed {seed}: conflicts logged in eu: {got}")
+        dead = eu.sql("SELECT table_name, key::text, remote_ts, kafka_partition, "
+                      "kafka_offset FROM xregion.conflicts "
+                      "WHERE resolution = 'dead_lettered'")
+        assert not dead, f"seed {seed}: dead letters {dead}"
         assert not [g for g in got if g[1] != "local_kept" and
                     g[0] != "update_missing"], f"seed {seed}: {got}"
     finally:
