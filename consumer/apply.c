@@ -625,13 +625,9 @@ cmp_position(const void *x, const void *y, void *arg)
 {
 	const xr_apply_item_t *items = arg;
 	size_t i = *(const size_t *)x, j = *(const size_t *)y;
-	const xr_event_t *a = items[i].ev, *b = items[j].ev;
+	int    c = xr_plan_cmp_position(items[i].ev, items[j].ev);
 
-	if (a->commit_lsn != b->commit_lsn)
-		return a->commit_lsn < b->commit_lsn ? -1 : 1;
-	if (a->lsn != b->lsn)
-		return a->lsn < b->lsn ? -1 : 1;
-	return i < j ? -1 : (i > j);
+	return c ? c : (i < j ? -1 : (i > j));
 }
 
 /* Sends the row statements of items order[start, end) into the pipeline. */

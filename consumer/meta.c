@@ -8,6 +8,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/pqbuf.h"
 
 /*
  * The objects every region shares.  A version is (commit timestamp in µs
@@ -270,31 +271,6 @@ exec_sql(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 	return ok ? 0 : -1;
 }
 
-/* Appends s quoted as an identifier / a literal. */
-static int
-put_ident(PGconn *conn, xr_buf_t *b, const char *s)
-{
-	char *q = PQescapeIdentifier(conn, s, strlen(s));
-
-	if (!q)
-		return -1;
-	xr_buf_puts(b, q);
-	PQfreemem(q);
-	return 0;
-}
-
-static int
-put_literal(PGconn *conn, xr_buf_t *b, const char *s)
-{
-	char *q = PQescapeLiteral(conn, s, strlen(s));
-
-	if (!q)
-		return -1;
-	xr_buf_puts(b, q);
-	PQfreemem(q);
-	return 0;
-}
-
 /*
  * The vclock trigger of one table: before every local insert, update and
  * delete it advances the row's version vector (this region's entry) and
@@ -326,7 +302,7 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	}
 	snprintf(fname, sizeof(fname), "%s$vclock", qualname);
 	xr_buf_puts(&fn, "xregion.");
-	if (put_ident(conn, &fn, fname) || put_literal(conn, &lit, conf->region))
+	if (xr_pqbuf_ident(conn, &fn, fname) || xr_pqbuf_literal(conn, &lit, conf->region))
 		goto out;
 	for (c = 0; c < n; c++) {
 		const char *col = PQgetvalue(keys, c, 0);
@@ -335,21 +311,21 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 			xr_buf_puts(&kl, ", ");
 			xr_buf_puts(&match, " AND ");
 		}
-		if (put_ident(conn, &kl, col))
+		if (xr_pqbuf_ident(conn, &kl, col))
 			goto out;
 		xr_buf_puts(&match, "t.");
-		if (put_ident(conn, &match, col) ||
-		    (xr_buf_puts(&match, " = NEW."), 0) || put_ident(conn, &match, col))
+		if (xr_pqbuf_ident(conn, &match, col) ||
+		    (xr_buf_puts(&match, " = NEW."), 0) || xr_pqbuf_ident(conn, &match, col))
 			goto out;
 		for (i = 0; i < 2; i++) {
 			const char *img = i ? "NEW." : "OLD.";
 
 			xr_buf_printf(&ks[i], "%s%s", c ? ", " : "", img);
 			xr_buf_puts(&kj[i], c ? ", " : "jsonb_build_object(");
-			if (put_ident(conn, &ks[i], col) ||
-			    put_literal(conn, &kj[i], col) ||
+			if (xr_pqbuf_ident(conn, &ks[i], col) ||
+			    xr_pqbuf_literal(conn, &kj[i], col) ||
 			    (xr_buf_printf(&kj[i], ", %s", img), 0) ||
-			    put_ident(conn, &kj[i], col))
+			    xr_pqbuf_ident(conn, &kj[i], col))
 				goto out;
 			xr_buf_puts(&kj[i], "::text");
 		}
@@ -362,7 +338,7 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 
 		xr_buf_printf(&rank_ins, "%d", mine);
 		xr_buf_puts(&rank_upd, "coalesce((v.vv->>");
-		if (put_literal(conn, &rank_upd, t->prefer_region))
+		if (xr_pqbuf_literal(conn, &rank_upd, t->prefer_region))
 			goto out;
 		xr_buf_printf(&rank_upd, ")::bigint, 0) + %d", mine);
 	} else {
@@ -502,18 +478,18 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	xr_buf_init(&keys);
 	xr_buf_init(&oldkeys);
 	xr_buf_init(&newkeys);
-	if (put_ident(conn, &qual, t->schema) || (xr_buf_putc(&qual, '.'), 0) ||
-	    put_ident(conn, &qual, t->name))
+	if (xr_pqbuf_ident(conn, &qual, t->schema) || (xr_buf_putc(&qual, '.'), 0) ||
+	    xr_pqbuf_ident(conn, &qual, t->name))
 		goto quote_failed;
 	xr_buf_puts(&vt, "xregion.");
-	if (put_ident(conn, &vt, qualname))
+	if (xr_pqbuf_ident(conn, &vt, qualname))
 		goto quote_failed;
 	{
 		char fname[300];
 
 		snprintf(fname, sizeof(fname), "%s$tomb", qualname);
 		xr_buf_puts(&fn, "xregion.");
-		if (put_ident(conn, &fn, fname))
+		if (xr_pqbuf_ident(conn, &fn, fname))
 			goto quote_failed;
 	}
 
@@ -526,12 +502,12 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 			xr_buf_puts(&oldkeys, ", ");
 			xr_buf_puts(&newkeys, ", ");
 		}
-		if (put_ident(conn, &keys, col))
+		if (xr_pqbuf_ident(conn, &keys, col))
 			goto quote_failed;
 		xr_buf_puts(&oldkeys, "OLD.");
 		xr_buf_puts(&newkeys, "NEW.");
-		if (put_ident(conn, &oldkeys, col) || put_ident(conn, &newkeys, col) ||
-		    put_ident(conn, &sql, col))
+		if (xr_pqbuf_ident(conn, &oldkeys, col) || xr_pqbuf_ident(conn, &newkeys, col) ||
+		    xr_pqbuf_ident(conn, &sql, col))
 			goto quote_failed;
 		xr_buf_printf(&sql, " %s NOT NULL, ", PQgetvalue(res, i, 1));
 	}
@@ -569,7 +545,7 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	xr_buf_printf(&sql, "INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
 	              "clsn, lsn)\n  SELECT %s, (extract(epoch FROM c.\"timestamp\") "
 	              "* 1000000)::bigint, ", vt.data, keys.data, keys.data);
-	if (put_literal(conn, &sql, conf->region))
+	if (xr_pqbuf_literal(conn, &sql, conf->region))
 		goto quote_failed;
 	xr_buf_printf(&sql, ", xregion.xid8_of(t.xmin), false, 0, 0\n"
 	              "  FROM ONLY %s t, LATERAL "
@@ -595,7 +571,7 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
 	              "  VALUES (%s, NULL, ", fn.data, vt.data, keys.data,
 	              oldkeys.data);
-	if (put_literal(conn, &sql, conf->region))
+	if (xr_pqbuf_literal(conn, &sql, conf->region))
 		goto quote_failed;
 	xr_buf_printf(&sql,
 	              ", pg_current_xact_id(), true)\n"
@@ -715,7 +691,7 @@ origin_cases(PGconn *conn, const xr_config_t *conf, xr_buf_t *out,
 		if (r == conf->n_regions)
 			continue;
 		xr_buf_printf(out, " WHEN %s THEN ", PQgetvalue(res, i, 0));
-		if (put_literal(conn, out, region)) {
+		if (xr_pqbuf_literal(conn, out, region)) {
 			snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
 			PQclear(res);
 			return -1;

@@ -7,6 +7,16 @@
 
 #include "common/mem.h"
 
+int
+xr_plan_cmp_position(const xr_event_t *a, const xr_event_t *b)
+{
+	if (a->commit_lsn != b->commit_lsn)
+		return a->commit_lsn < b->commit_lsn ? -1 : 1;
+	if (a->lsn != b->lsn)
+		return a->lsn < b->lsn ? -1 : 1;
+	return 0;
+}
+
 /*
  * The order the conflict rules put two writes of one key from one region
  * in: the hybrid clock for vclock tables (an event without one counts at
@@ -18,6 +28,7 @@ cmp_write(const xr_plan_in_t *x, size_t i, const xr_plan_in_t *y, size_t j)
 {
 	const xr_event_t *a = x->ev, *b = y->ev;
 	int64_t ta, tb;
+	int     c;
 
 	if (x->vclock) {
 		ta = a->has_vclock ? a->vc_hlc : a->commit_ts;
@@ -27,10 +38,8 @@ cmp_write(const xr_plan_in_t *x, size_t i, const xr_plan_in_t *y, size_t j)
 	} else {
 		if (a->commit_ts != b->commit_ts)
 			return a->commit_ts < b->commit_ts ? -1 : 1;
-		if (a->commit_lsn != b->commit_lsn)
-			return a->commit_lsn < b->commit_lsn ? -1 : 1;
-		if (a->lsn != b->lsn)
-			return a->lsn < b->lsn ? -1 : 1;
+		if ((c = xr_plan_cmp_position(a, b)) != 0)
+			return c;
 	}
 	return i < j ? -1 : (i > j);
 }

@@ -54,6 +54,12 @@ typedef enum {
 xr_plan_result_t xr_plan_merge(const xr_plan_in_t *in, size_t n,
                                xr_plan_out_t *out);
 
+/*
+ * Orders two events of one source region by their position in its stream
+ * (commit LSN, then the change's LSN): -1, 0 or 1.
+ */
+int xr_plan_cmp_position(const xr_event_t *a, const xr_event_t *b);
+
 /* Frees what xr_plan_merge allocated in out[0..n). */
 void xr_plan_out_term(xr_plan_out_t *out, size_t n);
 

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/mem.h"
+#include "common/pqbuf.h"
 
 /*
  * What is pending for one table: the writes (rows to give an entry) and the
@@ -338,18 +339,6 @@ full_xids(const xr_buf_t *in, uint64_t next, xr_buf_t *out)
 	xr_buf_putc(out, '}');
 }
 
-static int
-quote(PGconn *conn, xr_buf_t *b, const char *s)
-{
-	char *q = PQescapeIdentifier(conn, s, strlen(s));
-
-	if (!q)
-		return -1;
-	xr_buf_puts(b, q);
-	PQfreemem(q);
-	return 0;
-}
-
 /* The key columns of t (name and type), from the catalog. */
 static PGresult *
 key_columns(PGconn *conn, const table_t *t, char *errstr, size_t errstr_size)
@@ -411,7 +400,7 @@ group_sql(PGconn *conn, const table_t *t, PGresult *keys, bool writes,
 	xr_buf_puts(b, writes ? "WITH e AS (SELECT DISTINCT ON (" : "UPDATE ");
 	if (!writes) {
 		xr_buf_puts(b, "xregion.");
-		if (quote(conn, b, vt))
+		if (xr_pqbuf_ident(conn, b, vt))
 			return -1;
 		xr_buf_puts(b, " v SET ts = e.ts FROM unnest(");
 	} else {
@@ -430,7 +419,7 @@ group_sql(PGconn *conn, const table_t *t, PGresult *keys, bool writes,
 		xr_buf_puts(b, " WHERE ");
 		for (k = 0; k < n; k++) {
 			xr_buf_puts(b, "v.");
-			if (quote(conn, b, PQgetvalue(keys, k, 0)))
+			if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 				return -1;
 			xr_buf_printf(b, " = e.k%d::%s AND ", k, PQgetvalue(keys, k, 1));
 		}
@@ -443,35 +432,35 @@ group_sql(PGconn *conn, const table_t *t, PGresult *keys, bool writes,
 	xr_buf_puts(b, "o DESC), ok AS (SELECT ");
 	for (k = 0; k < n; k++) {
 		xr_buf_puts(b, k ? ", t." : "t.");
-		if (quote(conn, b, PQgetvalue(keys, k, 0)))
+		if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 			return -1;
 	}
 	xr_buf_puts(b, ", e.x, e.ts FROM e JOIN ONLY ");
-	if (quote(conn, b, t->nspname))
+	if (xr_pqbuf_ident(conn, b, t->nspname))
 		return -1;
 	xr_buf_putc(b, '.');
-	if (quote(conn, b, t->relname))
+	if (xr_pqbuf_ident(conn, b, t->relname))
 		return -1;
 	xr_buf_puts(b, " t ON ");
 	for (k = 0; k < n; k++) {
 		xr_buf_puts(b, "t.");
-		if (quote(conn, b, PQgetvalue(keys, k, 0)))
+		if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 			return -1;
 		xr_buf_printf(b, " = e.k%d::%s AND ", k, PQgetvalue(keys, k, 1));
 	}
 	xr_buf_puts(b, "t.xmin = xid(e.x) FOR KEY SHARE OF t) INSERT INTO xregion.");
-	if (quote(conn, b, vt))
+	if (xr_pqbuf_ident(conn, b, vt))
 		return -1;
 	xr_buf_puts(b, " AS v (");
 	for (k = 0; k < n; k++) {
-		if (quote(conn, b, PQgetvalue(keys, k, 0)))
+		if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 			return -1;
 		xr_buf_puts(b, ", ");
 	}
 	xr_buf_puts(b, "ts, region, xid, deleted, clsn, lsn) SELECT ");
 	for (k = 0; k < n; k++) {
 		xr_buf_puts(b, "ok.");
-		if (quote(conn, b, PQgetvalue(keys, k, 0)))
+		if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 			return -1;
 		xr_buf_puts(b, ", ");
 	}
@@ -480,7 +469,7 @@ group_sql(PGconn *conn, const table_t *t, PGresult *keys, bool writes,
 	for (k = 0; k < n; k++) {
 		if (k)
 			xr_buf_puts(b, ", ");
-		if (quote(conn, b, PQgetvalue(keys, k, 0)))
+		if (xr_pqbuf_ident(conn, b, PQgetvalue(keys, k, 0)))
 			return -1;
 	}
 	xr_buf_puts(b, ") DO UPDATE SET ts = EXCLUDED.ts, region = EXCLUDED.region, "

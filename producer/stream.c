@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 
 #include "common/log.h"
 
@@ -310,30 +311,71 @@ xr_stream_send_status(xr_stream_t *s, xr_lsn_t write, xr_lsn_t flush,
 	return 0;
 }
 
+/*
+ * Waits until conn's socket is readable, at most until deadline
+ * (CLOCK_MONOTONIC µs), then reads what came.  Returns 0, or -1 on timeout
+ * or a broken connection.
+ */
+static int
+wait_input(PGconn *conn, int64_t deadline)
+{
+	int             sock = PQsocket(conn);
+	struct timespec now;
+	struct timeval  tv;
+	fd_set          rfds;
+	int64_t         left;
+	int             r;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left = deadline - ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000);
+	if (sock < 0 || left <= 0)
+		return -1;
+	FD_ZERO(&rfds);
+	FD_SET(sock, &rfds);
+	tv.tv_sec = (time_t)(left / 1000000);
+	tv.tv_usec = (suseconds_t)(left % 1000000);
+	r = select(sock + 1, &rfds, NULL, NULL, &tv);
+	if ((r < 0 && errno != EINTR) || r == 0)
+		return -1;
+	return PQconsumeInput(conn) ? 0 : -1;
+}
+
 int
 xr_stream_finish(xr_stream_t *s, char *errstr, size_t errstr_size)
 {
-	PGresult *res;
-	int       rc = 0;
+	PGresult       *res;
+	int             rc = 0;
+	struct timespec now;
+	int64_t         deadline;
 
 	if (PQputCopyEnd(s->conn, NULL) <= 0 || PQflush(s->conn)) {
 		copy_pq_error(s->conn, "ending the stream", errstr, errstr_size);
 		return -1;
 	}
+	/* No wait without an end: the server gets 10 s to finish. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	deadline = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 + 10000000;
 	/*
 	 * The server may still send data it had in flight before it sees our
 	 * CopyDone: drain it (it is not processed, so not confirmed).
 	 */
 	for (;;) {
 		char *buf = NULL;
-		int   len = PQgetCopyData(s->conn, &buf, 0);
+		int   len = PQgetCopyData(s->conn, &buf, 1);
 
 		if (buf)
 			PQfreemem(buf);
 		if (len < 0)
 			break;
+		if (len == 0 && wait_input(s->conn, deadline))
+			goto timeout;
 	}
-	while ((res = PQgetResult(s->conn)) != NULL) {
+	for (;;) {
+		while (PQisBusy(s->conn))
+			if (wait_input(s->conn, deadline))
+				goto timeout;
+		if (!(res = PQgetResult(s->conn)))
+			break;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 		    PQresultStatus(res) != PGRES_COPY_OUT && rc == 0) {
 			copy_pq_error(s->conn, "ending the stream", errstr, errstr_size);
@@ -342,4 +384,8 @@ xr_stream_finish(xr_stream_t *s, char *errstr, size_t errstr_size)
 		PQclear(res);
 	}
 	return rc;
+timeout:
+	snprintf(errstr, errstr_size, "ending the stream: no answer from the "
+	         "server within 10 s");
+	return -1;
 }

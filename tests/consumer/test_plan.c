@@ -157,6 +157,24 @@ test_order_is_the_version_not_the_batch_position(void **state)
 }
 
 static void
+test_position_is_commit_lsn_then_change_lsn(void **state)
+{
+	xr_event_t *a = mk(XR_OP_UPDATE, 1, "a", "b", 10, 9);
+	xr_event_t *b = mk(XR_OP_UPDATE, 2, "a", "b", 11, 1);
+	xr_event_t *evs[2] = { a, b };
+
+	(void)state;
+	/* a's transaction committed first (commit LSN 1010 < 1011). */
+	assert_int_equal(xr_plan_cmp_position(a, b), -1);
+	assert_int_equal(xr_plan_cmp_position(b, a), 1);
+	b->commit_lsn = a->commit_lsn;
+	assert_int_equal(xr_plan_cmp_position(a, b), 1);
+	b->lsn = a->lsn;
+	assert_int_equal(xr_plan_cmp_position(a, b), 0);
+	free_events(evs, 2);
+}
+
+static void
 test_vclock_orders_by_hybrid_clock(void **state)
 {
 	/* The commit times say the other way round; the clocks decide. */
@@ -396,6 +414,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_later_write_of_a_key_supersedes_the_earlier),
 		cmocka_unit_test(test_order_is_the_version_not_the_batch_position),
+		cmocka_unit_test(test_position_is_commit_lsn_then_change_lsn),
 		cmocka_unit_test(test_vclock_orders_by_hybrid_clock),
 		cmocka_unit_test(test_unchanged_toast_is_filled_from_the_latest_earlier_image),
 		cmocka_unit_test(test_nothing_is_filled_across_a_delete),
