@@ -5,6 +5,7 @@ import signal
 import threading
 import time
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 
@@ -420,3 +421,28 @@ def test_killed_consumer_resumes_well_before_the_default_session_timeout(deploy)
     d["eu"].start()
     d.converge("orders", expect_rows=1, timeout=90)
     assert time.time() - t0 < 30, f"took {time.time() - t0:.1f} s"
+
+
+def test_sigterm_ends_the_replicator_while_an_apply_waits_for_a_row_lock(deploy):
+    """A local transaction holds the row lock an apply needs: the apply
+    gives up after consumer.lock_timeout_ms and retries, and SIGTERM ends
+    the process within seconds, with nothing applied (the batch rolled
+    back) and the change applied after the restart."""
+    d = deploy(regions=("us", "eu"))
+    us, eu = d["us"], d["eu"]
+    us.sql("INSERT INTO orders VALUES (1, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    with psycopg.connect(xrtest.pg_dsn("eu", eu.db)) as holder:
+        holder.execute("UPDATE orders SET note = 'held' WHERE id = 1")
+        us.sql("UPDATE orders SET qty = 2 WHERE id = 1")
+        eu.wait_log("lock timeout", timeout=60)
+        t0 = time.time()
+        rc = eu.stop(signal.SIGTERM)
+        took = time.time() - t0
+        assert rc == 0, rc
+        assert took < 10, f"SIGTERM took {took:.1f} s"
+        holder.rollback()
+    assert eu.sql("SELECT qty FROM orders") == [(1,)]
+    eu.start()
+    d.converge("orders", expect_rows=1, timeout=60)
+    assert eu.sql("SELECT qty, note FROM orders") == [(2, "x")]
