@@ -52,6 +52,7 @@ typedef struct session_s {
 	struct { uint64_t id; xr_lsn_t end; } *held;
 	size_t            nheld, capheld;
 	int64_t           stamp_due_us; /* flush by then (0: nothing pending) */
+	int64_t           stamp_retry_us; /* after a failure, not before then */
 	int               stamp_backoff_ms;
 	xr_pgo_parser_t  *parser;
 	xr_relcache_t    *rels;
@@ -774,15 +775,16 @@ flush_stamps(session_t *s, bool force)
 
 	if (!s->stamp_due_us)
 		return 0;
-	if (!force && mono_us() < s->stamp_due_us &&
-	    xr_stamper_pending(s->stamper) < STAMP_BATCH)
+	if (!force && (mono_us() < s->stamp_retry_us ||
+	               (mono_us() < s->stamp_due_us &&
+	                xr_stamper_pending(s->stamper) < STAMP_BATCH)))
 		return 0;
 	if (catalog_conn(s, err, sizeof(err)) ||
 	    xr_stamper_flush(s->stamper, s->catalog, err, sizeof(err))) {
 		xr_warn("%s; versions of local writes not recorded yet, retrying "
 		        "in %d ms (the slot waits for them)", err,
 		        s->stamp_backoff_ms);
-		s->stamp_due_us = mono_us() + (int64_t)s->stamp_backoff_ms * 1000;
+		s->stamp_retry_us = mono_us() + (int64_t)s->stamp_backoff_ms * 1000;
 		s->stamp_backoff_ms = s->stamp_backoff_ms * 2 >
 		                      s->conf->reconnect_backoff_max_ms
 		                      ? s->conf->reconnect_backoff_max_ms
@@ -790,7 +792,7 @@ flush_stamps(session_t *s, bool force)
 		return -1;
 	}
 	s->stamp_backoff_ms = 500;
-	s->stamp_due_us = 0;
+	s->stamp_due_us = s->stamp_retry_us = 0;
 	for (i = 0; i < s->nheld; i++)
 		xr_tracker_commit(s->tracker, s->held[i].id, s->held[i].end);
 	s->nheld = 0;

@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "convergence"))
 
+import psycopg  # noqa: E402
 import skewpg  # noqa: E402
 import xrtest  # noqa: E402
 from xrdeploy import Deployment  # noqa: E402
@@ -125,3 +126,40 @@ def test_a_row_keeps_its_version_after_vacuum_truncates_commit_timestamps():
                            ("update_origin_differs", "local_kept", 2000)], got
         finally:
             d.close()
+
+
+def test_the_slot_waits_for_the_stamps_of_its_writes():
+    """A stamp that cannot be written (a local transaction holds the row
+    with FOR UPDATE, so the stamps' KEY SHARE lock times out after 50 ms)
+    is retried, and meanwhile the slot does not move past the write: a
+    restarted producer would stream it, and stamp it, again."""
+    d = Deployment([("public.t", False)],
+                   "CREATE TABLE t (id int PRIMARY KEY, v text);",
+                   regions=("us", "eu"))
+    try:
+        d.start()
+        us = d["us"]
+        us.sql("INSERT INTO t VALUES (2, 'a')")
+        d.converge("t", expect_rows=1)
+        with psycopg.connect(xrtest.pg_dsn("us", us.db)) as holder:
+            us.sql("UPDATE t SET v = 'b' WHERE id = 2")
+            holder.execute("SELECT * FROM t WHERE id = 2 FOR UPDATE")
+            lsn = xrtest.lsn_int(us.sql("SELECT pg_current_wal_lsn()::text")[0][0])
+            us.wait_log("versions of local writes not recorded yet", timeout=30)
+            time.sleep(3)
+            slot = us.sql("SELECT confirmed_flush_lsn::text FROM "
+                          "pg_replication_slots WHERE slot_name = %s", (us.slot,))
+            assert xrtest.lsn_int(slot[0][0]) < lsn, (slot, lsn)
+            holder.rollback()
+        deadline = time.time() + 60
+        while True:
+            slot = us.sql("SELECT confirmed_flush_lsn::text FROM "
+                          "pg_replication_slots WHERE slot_name = %s", (us.slot,))
+            if xrtest.lsn_int(slot[0][0]) >= lsn:
+                break
+            assert time.time() < deadline, "the slot did not move on"
+            time.sleep(0.5)
+        assert us.sql('SELECT xid(v.xid) = t.xmin, v.region FROM t JOIN '
+                      'xregion."public.t" v USING (id)') == [(True, "us")]
+    finally:
+        d.close()
