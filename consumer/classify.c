@@ -23,6 +23,21 @@ const char *const xr_resolution_names[] = {
 };
 
 /*
+ * An update of a missing row that could not be inserted because its event
+ * left unchanged TOASTed values out: a dead letter, with its reason.
+ */
+static void
+dead_letter_if_incomplete(xr_apply_item_t *it, bool applied, bool may_insert)
+{
+	if (applied || may_insert)
+		return;
+	it->resolution = XR_RES_DEAD_LETTER;
+	snprintf(it->reason, sizeof(it->reason),
+	         "update of a row missing in this region whose unchanged "
+	         "TOASTed columns were not sent");
+}
+
+/*
  * Classifies an item from its decisive result row r: applied, whether a
  * row was there and its version's region, the tombstone if any.
  */
@@ -58,12 +73,7 @@ xr_classify_lww(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 			it->conflict = XR_CONFLICT_UPDATE_DELETED;
 		} else {
 			it->conflict = XR_CONFLICT_UPDATE_MISSING;
-			if (!applied && !may_insert) {
-				it->resolution = XR_RES_DEAD_LETTER;
-				snprintf(it->reason, sizeof(it->reason),
-				         "update of a row missing in this region whose "
-				         "unchanged TOASTed columns were not sent");
-			}
+			dead_letter_if_incomplete(it, applied, may_insert);
 		}
 		break;
 	case XR_OP_DELETE:
@@ -115,12 +125,7 @@ xr_classify_vc(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 			                                : XR_CONFLICT_UPDATE_DELETED;
 		} else if (!had_row && !tomb) {
 			it->conflict = XR_CONFLICT_UPDATE_MISSING;
-			if (!applied && !may_insert) {
-				it->resolution = XR_RES_DEAD_LETTER;
-				snprintf(it->reason, sizeof(it->reason),
-				         "update of a row missing in this region whose "
-				         "unchanged TOASTed columns were not sent");
-			}
+			dead_letter_if_incomplete(it, applied, may_insert);
 		}
 		break;
 	case XR_OP_DELETE:
