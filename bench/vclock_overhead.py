@@ -1,8 +1,8 @@
 """Measurement side of bench/vclock_overhead.sh (see its --help).
 
-Three tables of the same shape in one database: acct_plain (no xregion
-objects), acct_lww (published with conflict: lww) and acct_vclock (published
-with conflict: vclock).  The shell script writes the config and runs
+Four tables of the same shape in one database: acct_plain (no xregion
+objects), acct_lwwc (conflict: lww, clock: commit), acct_lww (conflict: lww,
+clock: hybrid) and acct_vclock (conflict: vclock).  The shell script writes the config and runs
 'xregion setup' between 'prepare' and 'load'; this helper does the rest.
 
   prepare   drop and create the database with the three tables, their id
@@ -32,7 +32,7 @@ from replication import connect, one, say, store
 from replication import load as load_results
 from replication import drop_db as _drop_db
 
-VARIANTS = ("plain", "lww", "vclock")
+VARIANTS = ("plain", "lwwc", "lww", "vclock")
 WORKLOADS = ("update", "insert", "mixed")
 WORKLOAD_DESC = {
     "update": "UPDATE 1 random row",
@@ -90,8 +90,11 @@ def triggers(c, v):
 
 def cmd_load(a):
     with connect(a.port, a.db) as c:
-        want = {"plain": [], "lww": ["xregion_key_change", "xregion_tombstone",
-                                      "xregion_truncate"],
+        want = {"plain": [],
+                "lwwc": ["xregion_key_change", "xregion_tombstone",
+                         "xregion_truncate"],
+                "lww": ["xregion_clock", "xregion_key_change",
+                        "xregion_tombstone", "xregion_truncate"],
                 "vclock": ["xregion_truncate", "xregion_vclock"]}
         for v in VARIANTS:
             got = triggers(c, v)
@@ -226,7 +229,7 @@ def cmd_measure(a):
     for w in WORKLOADS:
         for r in range(a.runs):
             # ABC, BCA, CAB, ...: no variant always runs first or last
-            order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
             for v in order:
                 rels = one(c, RELS_SQL, {
                     "t": f"public.{table(v)}",
@@ -323,17 +326,24 @@ def cmd_report(a):
         med = {v: median([x["tps"] for x in d.get(v, [])]) for v in VARIANTS}
         rows.append((f"{w} ({WORKLOAD_DESC[w]})",
                      *(fmt(med[v]) for v in VARIANTS),
+                     ratio(med["lwwc"], med["plain"]),
                      ratio(med["lww"], med["plain"]),
+                     ratio(med["lww"], med["lwwc"]),
                      ratio(med["vclock"], med["plain"])))
     load = r.get("load", {})
     if load:
         # time, so the ratio is inverted: throughput relative to plain
         rows.append((f"bulk load ({r.get('rows', '?')} rows, 1 INSERT), s",
                      *(fmt(load.get(v), 2) for v in VARIANTS),
+                     ratio(load.get("plain"), load.get("lwwc")),
                      ratio(load.get("plain"), load.get("lww")),
+                     ratio(load.get("lwwc"), load.get("lww")),
                      ratio(load.get("plain"), load.get("vclock"))))
     p("")
-    p("\n".join(render(rows, ("TPS", *VARIANTS, "lww/plain", "vclock/plain"))))
+    p("\n".join(render(rows, ("TPS", *VARIANTS, "lwwc/plain", "lww/plain",
+                              "lww/lwwc", "vclock/plain"))))
+    p("lwwc = conflict: lww, clock: commit (no clock trigger); lww = the "
+      "default clock: hybrid; lww/lwwc = what the hybrid clock costs")
     p("ratio = variant throughput / plain throughput (1.000 = no overhead); "
       "for the bulk load: plain time / variant time")
 

@@ -30,12 +30,16 @@ What conflict: vclock costs local writers, against conflict: lww and against
 a table xregion does not know.  No producer or consumer runs: what is timed
 is the work xregion's triggers add to each local transaction.
 
-In a fresh database $DB of the us cluster (127.0.0.1:$PORT) three
+In a fresh database $DB of the us cluster (127.0.0.1:$PORT) four
 tables of the same shape, acct_<variant> (id int PRIMARY KEY, balance bigint,
 note text):
   plain   not in the config: no xregion objects at all
-  lww     pii: false, conflict: lww     (AFTER DELETE / key-change tombstone
-          triggers; nothing on insert or update)
+  lwwc    pii: false, conflict: lww, clock: commit (AFTER DELETE / key-change
+          tombstone triggers; nothing on insert or update)
+  lww     pii: false, conflict: lww (clock: hybrid, the default): the same
+          plus BEFORE INSERT/UPDATE/DELETE trigger xregion_clock (reads the
+          version the write overwrites; writes only when the clock is behind
+          it, which never happens here: what is timed is the check)
   vclock  pii: false, conflict: vclock  (BEFORE INSERT/UPDATE/DELETE trigger
           xregion_vclock: upserts the row's version vector and hybrid clock in
           xregion."public.acct_vclock" and emits a logical decoding message)
@@ -48,8 +52,8 @@ Workloads (pgbench -M prepared, --clients clients, --seconds s a run):
   insert  INSERT of a new id (from a sequence)
   mixed   one transaction: the update, the insert, and a DELETE of the
           oldest row the inserts added
-Each workload runs --runs rounds of the three variants in rotating order
-(plain lww vclock, lww vclock plain, ...), a CHECKPOINT before every run so
+Each workload runs --runs rounds of the four variants in rotating order
+(plain lwwc lww vclock, lwwc lww vclock plain, ...), a CHECKPOINT before every run so
 each starts with the same full-page writes due.  Reported: median TPS per
 variant and its ratio to plain; WAL bytes per transaction (the variant's own
 records via pg_walinspect, and the raw pg_current_wal_flush_lsn() difference,
@@ -70,7 +74,7 @@ Options:
                 (default $WARMUP)
   -h, --help    this help
 
-Takes about 3 workloads x 3 variants x runs x (seconds + ~3) s plus a
+Takes about 3 workloads x 4 variants x runs x (seconds + ~3) s plus a
 minute; the defaults: about 7 minutes.  Quick smoke run:
   bench/vclock_overhead.sh --seconds 2 --runs 1 --rows 10000
 
@@ -182,6 +186,10 @@ kafka:
   partitions: 1
   replication_factor: 1
 tables:
+  - name: public.acct_lwwc
+    pii: false
+    conflict: lww
+    clock: commit
   - name: public.acct_lww
     pii: false
     conflict: lww

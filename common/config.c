@@ -71,7 +71,7 @@ static const char *const consumer_keys[] = {
 	"drift_recheck_ms", "lock_timeout_ms", "statement_timeout_ms", NULL
 };
 static const char *const table_keys[] = {
-	"name", "pii", "exclude_columns", "conflict", "tiebreak", NULL
+	"name", "pii", "exclude_columns", "conflict", "tiebreak", "clock", NULL
 };
 
 /* ---- memory: allocation failure aborts, as in buf.c ---- */
@@ -967,6 +967,29 @@ parse_table(cfg_ctx_t *c, yaml_node_t *n, const char *path, xr_table_conf_t *t)
 			cfg_err(c, node_line(v), kpath,
 			        "expected lww, keep-local or prefer-region:<region>, "
 			        "got \"%.*s\"", CFG_MSG_VALUE_MAX, s);
+			return -1;
+		}
+	}
+	if ((v = map_get(c, n, "clock"))) {
+		const char *s;
+
+		path_key(kpath, path, "clock");
+		if (get_scalar(c, v, kpath, &s) != 0)
+			return -1;
+		if (t->conflict != XR_CONFLICT_LWW) {
+			cfg_err(c, node_line(v), kpath,
+			        "only applies to conflict: lww (vclock tables keep "
+			        "a hybrid clock of their own)");
+			return -1;
+		}
+		if (strcmp(s, "hybrid") == 0) {
+			t->clock = XR_CLOCK_HYBRID;
+		} else if (strcmp(s, "commit") == 0) {
+			t->clock = XR_CLOCK_COMMIT;
+		} else {
+			cfg_err(c, node_line(v), kpath,
+			        "expected hybrid or commit, got \"%.*s\"",
+			        CFG_MSG_VALUE_MAX, s);
 			return -1;
 		}
 	}

@@ -20,6 +20,12 @@ typedef enum {
 	XR_TIEBREAK_PREFER_REGION   /* the write that saw more of one region's */
 } xr_tiebreak_t;
 
+/* Where an lww table's local writes take their version time. */
+typedef enum {
+	XR_CLOCK_HYBRID = 0,        /* past the version it overwrites (trigger) */
+	XR_CLOCK_COMMIT             /* the commit time alone (no trigger) */
+} xr_clock_t;
+
 /* One entry of "tables:". */
 typedef struct xr_table_conf_s {
 	char   *schema;            /* "public" when the name has no schema part */
@@ -30,6 +36,7 @@ typedef struct xr_table_conf_s {
 	xr_conflict_mode_t conflict;
 	xr_tiebreak_t tiebreak;    /* vclock only */
 	char   *prefer_region;     /* XR_TIEBREAK_PREFER_REGION: the region */
+	xr_clock_t clock;          /* lww only */
 } xr_table_conf_t;
 
 /* A librdkafka property passed through as-is. */

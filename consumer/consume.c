@@ -4,6 +4,7 @@
  */
 #include "consumer/consume.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <regex.h>
 #include <stdio.h>
@@ -236,6 +237,42 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (err)
 		xr_error("kafka: assign: %s", rd_kafka_err2str(err));
 	(void)rd_kafka_pause_partitions(rk, parts);
+}
+
+/*
+ * The version time of an lww write the hybrid clock moved past its commit
+ * time travels in header xr-version-ts (decimal µs since the Unix epoch):
+ * it replaces ev->commit_ts as the version's time.  Returns 0, or -1 with
+ * reason (a malformed header).
+ */
+static int
+version_ts(const rd_kafka_message_t *m, xr_event_t *ev, char *reason,
+           size_t reason_size)
+{
+	rd_kafka_headers_t *hdrs;
+	const void         *hv;
+	size_t              hlen;
+	char                buf[24], *end;
+	long long           v;
+
+	if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_get_last(hdrs, "xr-version-ts", &hv, &hlen) !=
+	        RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	if (!hv || hlen == 0 || hlen >= sizeof(buf))
+		goto bad;
+	memcpy(buf, hv, hlen);
+	buf[hlen] = '\0';
+	errno = 0;
+	v = strtoll(buf, &end, 10);
+	if (errno || *end || v <= 0)
+		goto bad;
+	ev->commit_ts = (int64_t)v;
+	return 0;
+bad:
+	snprintf(reason, reason_size, "header xr-version-ts is not a time in "
+	         "microseconds");
+	return -1;
 }
 
 /*
@@ -689,6 +726,10 @@ classify_batch(consumer_t *c)
 			snprintf(r->reason, sizeof(r->reason), "undecodable: %.480s", err);
 			continue;
 		}
+		if (version_ts(r->m, &r->ev, r->reason, sizeof(r->reason))) {
+			r->kind = REC_POISON;
+			continue;
+		}
 		if (strcmp(r->ev.region, r->region) != 0) {
 			r->kind = REC_POISON;
 			snprintf(r->reason, sizeof(r->reason),
@@ -945,6 +986,131 @@ progress(consumer_t *c, bool force)
 	c->last_progress_us = now;
 }
 
+/*
+ * Connects the applier, retrying with backoff until it connects or *stop
+ * is set.  Returns 0 (connected, or stopped: the caller checks *stop), or
+ * -1 (logged) when the database lacks xregion's setup, which no retry
+ * mends.
+ */
+static int
+connect_applier(consumer_t *c)
+{
+	char err[1024];
+	int  backoff = 500;
+
+	while (!*c->stop && xr_applier_connect(c->ap, err, sizeof(err))) {
+		xr_error("%s; retrying in %d ms", err, backoff);
+		if (strstr(err, "run xregion setup"))
+			return -1;
+		sleep_ms(c, backoff);
+		backoff = backoff * 2 > c->conf->reconnect_backoff_max_ms
+		              ? c->conf->reconnect_backoff_max_ms : backoff * 2;
+	}
+	return 0;
+}
+
+/*
+ * Fills the batch from Kafka: up to batch_size messages, or what came
+ * within batch_linger_ms of the first; returns at once when none came
+ * within 100 ms, or when stopped or librdkafka gave up (c->fatal).
+ */
+static void
+fill_batch(consumer_t *c)
+{
+	int64_t first_us = 0;
+
+	while (c->nrecs < (size_t)c->conf->batch_size && !*c->stop && !c->fatal) {
+		int                 wait_ms = 100;
+		rd_kafka_message_t *m;
+
+		if (c->nrecs > 0) {
+			int64_t left = first_us +
+			               (int64_t)c->conf->batch_linger_ms * 1000 - mono_us();
+
+			if (left <= 0)
+				break;
+			wait_ms = (int)(left / 1000) + 1;
+		}
+		m = rd_kafka_consumer_poll(c->rk, wait_ms);
+		if (!m) {
+			if (c->nrecs == 0)
+				break;
+			continue;
+		}
+		if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+			error_cb(c->rk, m->err, rd_kafka_message_errstr(m), c);
+			rd_kafka_message_destroy(m);
+			break;
+		}
+		if (m->err) {
+			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				xr_warn("kafka: %s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (in_list(c->pending, m)) {
+			/* Fetched before its stored offset was known. */
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (c->nrecs == 0)
+			first_us = mono_us();
+		c->recs[c->nrecs++].m = m;
+		c->consumed++;
+	}
+}
+
+/*
+ * Classifies and applies the filled batch, then frees it.  On failure the
+ * batch's partitions are rewound to its first messages, to be read again
+ * after *backoff ms (doubled for the next failure, up to
+ * reconnect_backoff_max_ms; back to 500 ms once a batch is applied), and
+ * a lost database connection is tried again once.
+ */
+static void
+handle_batch(consumer_t *c, int *backoff)
+{
+	char err[1024];
+
+	if (classify_batch(c) == 0 && apply_batch(c) == 0) {
+		*backoff = 500;
+	} else {
+		c->consumed -= c->nrecs;
+		rewind_batch(c);
+		xr_warn("batch not applied; retrying in %d ms", *backoff);
+		sleep_ms(c, *backoff);
+		*backoff = *backoff * 2 > c->conf->reconnect_backoff_max_ms
+		               ? c->conf->reconnect_backoff_max_ms : *backoff * 2;
+		if (!xr_applier_connected(c->ap) &&
+		    xr_applier_connect(c->ap, err, sizeof(err)))
+			xr_error("%s", err);
+	}
+	free_batch(c);
+}
+
+/*
+ * Once an hour, purges the tombstones older than
+ * tombstone_retention_hours.  A failure is logged and waits for the next
+ * hour.
+ */
+static void
+purge_tombstones(consumer_t *c)
+{
+	char err[1024];
+	long n;
+
+	if (mono_us() - c->last_purge_us <= INT64_C(3600) * 1000000)
+		return;
+	n = xr_applier_purge_tombstones(c->ap, c->conf->tombstone_retention_hours,
+	                                err, sizeof(err));
+	if (n < 0)
+		xr_warn("%s", err);
+	else if (n > 0)
+		xr_info("purged %ld tombstone(s) older than %d hours", n,
+		        c->conf->tombstone_retention_hours);
+	c->last_purge_us = mono_us();
+}
+
 int
 xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
                atomic_int *stop)
@@ -968,15 +1134,9 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		xr_error("out of memory");
 		return 1;
 	}
-	while (!*stop && xr_applier_connect(c.ap, err, sizeof(err))) {
-		xr_error("%s; retrying in %d ms", err, backoff);
-		if (strstr(err, "run xregion setup")) {
-			xr_applier_destroy(c.ap);
-			return 1;
-		}
-		sleep_ms(&c, backoff);
-		backoff = backoff * 2 > conf->reconnect_backoff_max_ms
-		              ? conf->reconnect_backoff_max_ms : backoff * 2;
+	if (connect_applier(&c)) {
+		xr_applier_destroy(c.ap);
+		return 1;
 	}
 	if (*stop) {
 		xr_applier_destroy(c.ap);
@@ -989,83 +1149,16 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		return 2;
 	}
 	c.last_progress_us = c.last_purge_us = mono_us();
-	backoff = 500;
 
 	while (!*stop && !c.fatal) {
-		int64_t first_us = 0;
-
-		/* Fill a batch: up to batch_size, or batch_linger_ms after the first. */
-		while (c.nrecs < (size_t)conf->batch_size && !*stop && !c.fatal) {
-			int                 wait_ms = 100;
-			rd_kafka_message_t *m;
-
-			if (c.nrecs > 0) {
-				int64_t left = first_us + (int64_t)conf->batch_linger_ms * 1000 -
-				               mono_us();
-
-				if (left <= 0)
-					break;
-				wait_ms = (int)(left / 1000) + 1;
-			}
-			m = rd_kafka_consumer_poll(c.rk, wait_ms);
-			if (!m) {
-				if (c.nrecs == 0)
-					break;
-				continue;
-			}
-			if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-				error_cb(c.rk, m->err, rd_kafka_message_errstr(m), &c);
-				rd_kafka_message_destroy(m);
-				break;
-			}
-			if (m->err) {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-					xr_warn("kafka: %s", rd_kafka_message_errstr(m));
-				rd_kafka_message_destroy(m);
-				continue;
-			}
-			if (in_list(c.pending, m)) {
-				/* Fetched before its stored offset was known. */
-				rd_kafka_message_destroy(m);
-				continue;
-			}
-			if (c.nrecs == 0)
-				first_us = mono_us();
-			c.recs[c.nrecs++].m = m;
-			c.consumed++;
-		}
-		if (c.nrecs > 0) {
-			if (classify_batch(&c) == 0 && apply_batch(&c) == 0) {
-				backoff = 500;
-			} else {
-				c.consumed -= c.nrecs;
-				rewind_batch(&c);
-				xr_warn("batch not applied; retrying in %d ms", backoff);
-				sleep_ms(&c, backoff);
-				backoff = backoff * 2 > conf->reconnect_backoff_max_ms
-				              ? conf->reconnect_backoff_max_ms : backoff * 2;
-				if (!xr_applier_connected(c.ap) &&
-				    xr_applier_connect(c.ap, err, sizeof(err)))
-					xr_error("%s", err);
-			}
-			free_batch(&c);
-		}
+		fill_batch(&c);
+		if (c.nrecs > 0)
+			handle_batch(&c, &backoff);
 		recheck_paused(&c);
 		retry_pending(&c);
 		publish_metrics(&c);
 		progress(&c, false);
-		if (mono_us() - c.last_purge_us > INT64_C(3600) * 1000000) {
-			long n = xr_applier_purge_tombstones(c.ap,
-			                                     conf->tombstone_retention_hours,
-			                                     err, sizeof(err));
-
-			if (n < 0)
-				xr_warn("%s", err);
-			else if (n > 0)
-				xr_info("purged %ld tombstone(s) older than %d hours", n,
-				        conf->tombstone_retention_hours);
-			c.last_purge_us = mono_us();
-		}
+		purge_tombstones(&c);
 	}
 	progress(&c, true);
 	if (c.fatal)

@@ -253,6 +253,7 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_COMMIT_TS, &f, NULL),
 	         "source.commit_ts");
 	AVRO_TRY(avro_value_get_long(&f, &ev->commit_ts), "source.commit_ts");
+	ev->source_commit_ts = ev->commit_ts;
 	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_LSN, &f, NULL), "source.lsn");
 	AVRO_TRY(avro_value_get_long(&f, &l), "source.lsn");
 	ev->lsn = (xr_lsn_t)l;

@@ -30,7 +30,10 @@ typedef struct xr_event_s {
 	char               nspname[128];
 	char               relname[128];
 	char               event_id[40];
-	int64_t            commit_ts;  /* µs since the Unix epoch */
+	int64_t            commit_ts;  /* version time, µs since the Unix epoch:
+	                                  the commit time, or the header
+	                                  xr-version-ts (consume.c) */
+	int64_t            source_commit_ts; /* the source's commit time */
 	xr_lsn_t           lsn;
 	xr_lsn_t           commit_lsn;
 	bool               has_before, has_after;

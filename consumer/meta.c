@@ -272,69 +272,210 @@ exec_sql(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 }
 
 /*
+ * The quoted names one table's objects are built from.  Per image (0: OLD,
+ * 1: NEW): img "X.k1, X.k2", kjson jsonb_build_object('k1', X.k1::text,
+ * ...), match "t.k1 = X.k1 AND ...", vmatch the same on v.
+ */
+typedef struct {
+	const xr_table_conf_t *t;
+	const char *region_name;   /* this region */
+	char      qualname[256];   /* "schema.table", the versions table's name */
+	PGresult *pk;              /* (name, type) of each primary-key column */
+	xr_buf_t  qual;            /* "schema"."table" */
+	xr_buf_t  vt;              /* xregion."schema.table" */
+	xr_buf_t  keys;            /* "k1", "k2" */
+	xr_buf_t  coldefs;         /* "k1" int NOT NULL, "k2" text NOT NULL, */
+	xr_buf_t  region;          /* this region, as a literal */
+	xr_buf_t  vtjoin;          /* v.k1 = t.k1 AND ... */
+	xr_buf_t  img[2], kjson[2], match[2], vmatch[2];
+} names_t;
+
+static void
+names_term(names_t *n)
+{
+	int i;
+
+	PQclear(n->pk);
+	xr_buf_term(&n->qual);
+	xr_buf_term(&n->vt);
+	xr_buf_term(&n->keys);
+	xr_buf_term(&n->coldefs);
+	xr_buf_term(&n->region);
+	xr_buf_term(&n->vtjoin);
+	for (i = 0; i < 2; i++) {
+		xr_buf_term(&n->img[i]);
+		xr_buf_term(&n->kjson[i]);
+		xr_buf_term(&n->match[i]);
+		xr_buf_term(&n->vmatch[i]);
+	}
+}
+
+/* Reads t's primary key into n->pk.  Returns 0, or -1 with errstr. */
+static int
+names_pk(PGconn *conn, names_t *n, char *errstr, size_t errstr_size)
+{
+	const char *params[2] = { n->t->schema, n->t->name };
+
+	n->pk = PQexecParams(conn,
+	                     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+	                     "FROM pg_catalog.pg_index i "
+	                     "JOIN pg_catalog.pg_attribute a "
+	                     "  ON a.attrelid = i.indrelid "
+	                     " AND a.attnum = ANY (i.indkey) "
+	                     "WHERE i.indrelid = (quote_ident($1) || '.' || "
+	                     "                    quote_ident($2))::regclass "
+	                     "  AND i.indisprimary "
+	                     "ORDER BY array_position(i.indkey, a.attnum)",
+	                     2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(n->pk) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "table %s: %s", n->qualname,
+		         PQerrorMessage(conn));
+		return -1;
+	}
+	if (PQntuples(n->pk) == 0) {
+		snprintf(errstr, errstr_size, "table %s has no primary key",
+		         n->qualname);
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends the pieces of key column col (of type type) to n's lists. */
+static int
+names_key(PGconn *conn, names_t *n, const char *col, const char *type,
+          bool first)
+{
+	int i;
+
+	if (!first)
+		xr_buf_puts(&n->keys, ", ");
+	if (xr_pqbuf_ident(conn, &n->keys, col) ||
+	    xr_pqbuf_ident(conn, &n->coldefs, col))
+		return -1;
+	xr_buf_printf(&n->coldefs, " %s NOT NULL, ", type);
+	xr_buf_puts(&n->vtjoin, first ? "v." : " AND v.");
+	if (xr_pqbuf_ident(conn, &n->vtjoin, col) ||
+	    (xr_buf_puts(&n->vtjoin, " = t."), 0) ||
+	    xr_pqbuf_ident(conn, &n->vtjoin, col))
+		return -1;
+	for (i = 0; i < 2; i++) {
+		const char *img = i ? "NEW." : "OLD.";
+
+		xr_buf_puts(&n->img[i], first ? img : ", ");
+		if (!first)
+			xr_buf_puts(&n->img[i], img);
+		xr_buf_puts(&n->kjson[i], first ? "jsonb_build_object(" : ", ");
+		xr_buf_puts(&n->match[i], first ? "t." : " AND t.");
+		xr_buf_puts(&n->vmatch[i], first ? "v." : " AND v.");
+		if (xr_pqbuf_ident(conn, &n->img[i], col) ||
+		    xr_pqbuf_literal(conn, &n->kjson[i], col) ||
+		    (xr_buf_printf(&n->kjson[i], ", %s", img), 0) ||
+		    xr_pqbuf_ident(conn, &n->kjson[i], col) ||
+		    xr_pqbuf_ident(conn, &n->match[i], col) ||
+		    xr_pqbuf_ident(conn, &n->vmatch[i], col))
+			return -1;
+		xr_buf_puts(&n->kjson[i], "::text");
+		xr_buf_printf(&n->match[i], " = %s", img);
+		xr_buf_printf(&n->vmatch[i], " = %s", img);
+		if (xr_pqbuf_ident(conn, &n->match[i], col) ||
+		    xr_pqbuf_ident(conn, &n->vmatch[i], col))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Fills n for table t (n is initialized here; names_term it whatever the
+ * result).  Returns 0, or -1 with errstr.
+ */
+static int
+names_init(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
+           names_t *n, char *errstr, size_t errstr_size)
+{
+	int i, c;
+
+	memset(n, 0, sizeof(*n));
+	n->t = t;
+	n->region_name = conf->region;
+	xr_buf_init(&n->qual);
+	xr_buf_init(&n->vt);
+	xr_buf_init(&n->keys);
+	xr_buf_init(&n->coldefs);
+	xr_buf_init(&n->region);
+	xr_buf_init(&n->vtjoin);
+	for (i = 0; i < 2; i++) {
+		xr_buf_init(&n->img[i]);
+		xr_buf_init(&n->kjson[i]);
+		xr_buf_init(&n->match[i]);
+		xr_buf_init(&n->vmatch[i]);
+	}
+	if (xr_config_versions_name(t->schema, t->name, n->qualname,
+	                            sizeof(n->qualname))) {
+		snprintf(n->qualname, sizeof(n->qualname), "%s.%s", t->schema,
+		         t->name);
+		snprintf(errstr, errstr_size,
+		         "table %s: name longer than %d bytes, too long to name its "
+		         "versions table", n->qualname, XR_META_MAX_QUALNAME);
+		return -1;
+	}
+	if (names_pk(conn, n, errstr, errstr_size))
+		return -1;
+	xr_buf_puts(&n->vt, "xregion.");
+	if (xr_pqbuf_ident(conn, &n->qual, t->schema) ||
+	    (xr_buf_putc(&n->qual, '.'), 0) ||
+	    xr_pqbuf_ident(conn, &n->qual, t->name) ||
+	    xr_pqbuf_ident(conn, &n->vt, n->qualname) ||
+	    xr_pqbuf_literal(conn, &n->region, conf->region))
+		goto quote_failed;
+	for (c = 0; c < PQntuples(n->pk); c++)
+		if (names_key(conn, n, PQgetvalue(n->pk, c, 0),
+		              PQgetvalue(n->pk, c, 1), c == 0))
+			goto quote_failed;
+	for (i = 0; i < 2; i++)
+		xr_buf_putc(&n->kjson[i], ')');
+	return 0;
+
+quote_failed:
+	snprintf(errstr, errstr_size, "quoting names of %s: %s", n->qualname,
+	         PQerrorMessage(conn));
+	return -1;
+}
+
+/* Appends xregion.<qualname + suffix>, quoted, to b. */
+static int
+object_name(PGconn *conn, xr_buf_t *b, const names_t *n, const char *suffix)
+{
+	char fname[300];
+
+	snprintf(fname, sizeof(fname), "%s%s", n->qualname, suffix);
+	xr_buf_puts(b, "xregion.");
+	return xr_pqbuf_ident(conn, b, fname);
+}
+
+/*
  * The vclock trigger of one table: before every local insert, update and
  * delete it advances the row's version vector (this region's entry) and
  * hybrid clock in the versions table, and emits them as a transactional
  * logical decoding message just ahead of the change, for the producer to
- * put in the event.  keys is the result of the primary-key query (name,
- * type).  Ordinary triggers do not fire under session_replication_role =
- * replica: the consumer's applies merge the vectors themselves.
+ * put in the event.  Ordinary triggers do not fire under
+ * session_replication_role = replica: the consumer's applies merge the
+ * vectors themselves.
  */
 static int
-vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
-               PGresult *keys, xr_buf_t *sql, const xr_buf_t *qual,
-               const xr_buf_t *vt, const char *qualname)
+vclock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 {
-	/* Per image (0: OLD, 1: NEW): "X.k1, X.k2", {"k1": X.k1::text, ...}. */
-	xr_buf_t fn, kl, lit, rank_ins, rank_upd, ks[2], kj[2], match;
-	char     fname[300];
-	int      i, c, n = PQntuples(keys), rc = -1;
+	const xr_table_conf_t *t = n->t;
+	xr_buf_t fn, rank_ins, rank_upd;
+	int      i, rc = -1;
 
 	xr_buf_init(&fn);
-	xr_buf_init(&kl);
-	xr_buf_init(&lit);
 	xr_buf_init(&rank_ins);
 	xr_buf_init(&rank_upd);
-	xr_buf_init(&match);
-	for (i = 0; i < 2; i++) {
-		xr_buf_init(&ks[i]);
-		xr_buf_init(&kj[i]);
-	}
-	snprintf(fname, sizeof(fname), "%s$vclock", qualname);
-	xr_buf_puts(&fn, "xregion.");
-	if (xr_pqbuf_ident(conn, &fn, fname) || xr_pqbuf_literal(conn, &lit, conf->region))
+	if (object_name(conn, &fn, n, "$vclock"))
 		goto out;
-	for (c = 0; c < n; c++) {
-		const char *col = PQgetvalue(keys, c, 0);
-
-		if (c) {
-			xr_buf_puts(&kl, ", ");
-			xr_buf_puts(&match, " AND ");
-		}
-		if (xr_pqbuf_ident(conn, &kl, col))
-			goto out;
-		xr_buf_puts(&match, "t.");
-		if (xr_pqbuf_ident(conn, &match, col) ||
-		    (xr_buf_puts(&match, " = NEW."), 0) || xr_pqbuf_ident(conn, &match, col))
-			goto out;
-		for (i = 0; i < 2; i++) {
-			const char *img = i ? "NEW." : "OLD.";
-
-			xr_buf_printf(&ks[i], "%s%s", c ? ", " : "", img);
-			xr_buf_puts(&kj[i], c ? ", " : "jsonb_build_object(");
-			if (xr_pqbuf_ident(conn, &ks[i], col) ||
-			    xr_pqbuf_literal(conn, &kj[i], col) ||
-			    (xr_buf_printf(&kj[i], ", %s", img), 0) ||
-			    xr_pqbuf_ident(conn, &kj[i], col))
-				goto out;
-			xr_buf_puts(&kj[i], "::text");
-		}
-	}
-	for (i = 0; i < 2; i++)
-		xr_buf_putc(&kj[i], ')');
 	/* The rank prefer-region compares first: the vector's entry of it. */
 	if (t->tiebreak == XR_TIEBREAK_PREFER_REGION) {
-		int mine = strcmp(t->prefer_region, conf->region) == 0;
+		int mine = strcmp(t->prefer_region, n->region_name) == 0;
 
 		xr_buf_printf(&rank_ins, "%d", mine);
 		xr_buf_puts(&rank_upd, "coalesce((v.vv->>");
@@ -345,7 +486,6 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 		xr_buf_puts(&rank_ins, "0");
 		xr_buf_puts(&rank_upd, "0");
 	}
-
 	xr_buf_printf(sql,
 	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
 	              "LANGUAGE plpgsql SECURITY DEFINER "
@@ -361,7 +501,7 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	 */
 	xr_buf_printf(sql, "  IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM %s t "
 	              "WHERE %s) THEN\n    RETURN NEW;\n  END IF;\n",
-	              qual->data, match.data);
+	              n->qual.data, n->match[1].data);
 	/*
 	 * The new clock: past both the wall clock and every clock this row
 	 * has seen (clk), so that a write made after seeing another is later
@@ -372,7 +512,7 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 			xr_buf_printf(sql,
 			              "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND "
 			              "ROW(%s) IS DISTINCT FROM ROW(%s)) THEN\n",
-			              ks[0].data, ks[1].data);
+			              n->img[0].data, n->img[1].data);
 		else
 			xr_buf_puts(sql, "  IF TG_OP <> 'DELETE' THEN\n");
 		xr_buf_printf(sql,
@@ -389,10 +529,11 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 		              "      rnk = %s\n"
 		              "    RETURNING v.ts, v.vv INTO %s, %s;\n"
 		              "  END IF;\n",
-		              vt->data, kl.data, ks[i].data, lit.data,
-		              i ? "false" : "true", lit.data, rank_ins.data, kl.data,
-		              i ? "false" : "true", lit.data, lit.data, rank_upd.data,
-		              i ? "h" : "oh", i ? "vv" : "ovv");
+		              n->vt.data, n->keys.data, n->img[i].data, n->region.data,
+		              i ? "false" : "true", n->region.data, rank_ins.data,
+		              n->keys.data, i ? "false" : "true", n->region.data,
+		              n->region.data, rank_upd.data, i ? "h" : "oh",
+		              i ? "vv" : "ovv");
 	}
 	xr_buf_printf(sql,
 	              "  IF TG_OP = 'DELETE' THEN\n"
@@ -409,109 +550,207 @@ vclock_trigger(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	              "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n"
 	              "CREATE TRIGGER xregion_vclock BEFORE INSERT OR UPDATE OR "
 	              "DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n",
-	              kj[0].data, kj[1].data, qual->data, qual->data, fn.data);
+	              n->kjson[0].data, n->kjson[1].data, n->qual.data,
+	              n->qual.data, fn.data);
 	rc = 0;
 out:
 	xr_buf_term(&fn);
-	xr_buf_term(&kl);
-	xr_buf_term(&lit);
 	xr_buf_term(&rank_ins);
 	xr_buf_term(&rank_upd);
-	xr_buf_term(&match);
-	for (i = 0; i < 2; i++) {
-		xr_buf_term(&ks[i]);
-		xr_buf_term(&kj[i]);
-	}
 	return rc;
 }
 
 /*
- * Installs the versions table, the tombstone trigger function and the
- * triggers of one table.  The versions table is named xregion."schema.table"
- * and has the table's primary-key columns with their types.
+ * The hybrid clock of an lww table (clock: hybrid): before every local
+ * insert, update and delete it reads the version the write overwrites
+ * (the row's, for an insert or the new key of a key change the
+ * tombstone's or the table's truncation), and when this region's clock
+ * is not past it, gives the write the version time one microsecond later:
+ * it writes the row's entry (and the old key's tombstone) with that time
+ * and this transaction's xid, and emits it as a transactional logical
+ * decoding message ahead of the change, for the producer to put in the
+ * event (source.version_ts).  Otherwise the commit time, later than the
+ * clock read here, is past it already, and the trigger writes nothing.
+ * A bumped tombstone is marked lsn = -1 for the tombstone trigger, which
+ * keeps its time (see tombstone_sql).
+ */
+static int
+clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
+{
+	xr_buf_t fn;
+	int      i;
+
+	xr_buf_init(&fn);
+	if (object_name(conn, &fn, n, "$clock")) {
+		xr_buf_term(&fn);
+		return -1;
+	}
+	xr_buf_printf(sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
+	              "DECLARE pts bigint; h bigint;\n"
+	              "  moved bool := TG_OP = 'UPDATE' AND "
+	              "ROW(%s) IS DISTINCT FROM ROW(%s);\n"
+	              "  now_us bigint := (extract(epoch FROM clock_timestamp())"
+	              " * 1000000)::bigint;\n"
+	              "BEGIN\n",
+	              fn.data, n->img[0].data, n->img[1].data);
+	/*
+	 * As in the vclock trigger, an insert of a present key is no write.
+	 * Only the time of the version overwritten matters: the commit time
+	 * (or h) is greater, and the region and position then never decide.
+	 */
+	xr_buf_printf(sql,
+	              "  IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM %s t "
+	              "WHERE %s) THEN\n    RETURN NEW;\n  END IF;\n"
+	              "  IF TG_OP <> 'INSERT' THEN\n"
+	              "    SELECT (xregion.version_of(t.xmin, v.ts, v.region, "
+	              "v.clsn, v.lsn, v.xid)).ts INTO pts\n"
+	              "      FROM ONLY %s t LEFT JOIN %s v ON %s WHERE %s;\n"
+	              "  END IF;\n"
+	              "  IF TG_OP = 'INSERT' OR moved THEN\n"
+	              "    pts := GREATEST(pts,\n"
+	              "      (SELECT (xregion.tomb_version(v.ts, v.region, v.xid, "
+	              "v.clsn, v.lsn)).ts FROM %s v WHERE %s AND v.deleted),\n"
+	              "      (SELECT (xregion.tomb_version(x.ts, x.region, x.xid, "
+	              "x.clsn, x.lsn)).ts FROM xregion.truncations x\n"
+	              "       WHERE x.table_schema = TG_TABLE_SCHEMA "
+	              "AND x.table_name = TG_TABLE_NAME));\n"
+	              "  END IF;\n"
+	              "  IF pts IS NULL OR pts < now_us THEN\n"
+	              "    IF TG_OP = 'DELETE' THEN\n      RETURN OLD;\n    END IF;\n"
+	              "    RETURN NEW;\n"
+	              "  END IF;\n"
+	              "  h := pts + 1;\n",
+	              n->qual.data, n->match[1].data, n->qual.data, n->vt.data,
+	              n->vtjoin.data, n->match[0].data, n->vt.data,
+	              n->vmatch[1].data);
+	for (i = 0; i < 2; i++) {
+		if (i == 0)
+			xr_buf_puts(sql, "  IF TG_OP = 'DELETE' OR moved THEN\n");
+		else
+			xr_buf_puts(sql, "  IF TG_OP <> 'DELETE' THEN\n");
+		xr_buf_printf(sql,
+		              "    INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
+		              "clsn, lsn)\n"
+		              "    VALUES (%s, h, %s, pg_current_xact_id(), %s, NULL, %s)\n"
+		              "    ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, "
+		              "region = EXCLUDED.region, xid = EXCLUDED.xid, "
+		              "deleted = EXCLUDED.deleted, clsn = NULL, lsn = EXCLUDED.lsn;\n"
+		              "  END IF;\n",
+		              n->vt.data, n->keys.data, n->img[i].data, n->region.data,
+		              i ? "false" : "true", i ? "NULL" : "-1", n->keys.data);
+	}
+	xr_buf_printf(sql,
+	              "  PERFORM pg_logical_emit_message(true, 'xregion.clock', "
+	              "jsonb_build_object('s', TG_TABLE_SCHEMA, 't', TG_TABLE_NAME, "
+	              "'o', lower(left(TG_OP, 1)), 'k', CASE TG_OP WHEN 'DELETE' "
+	              "THEN %s ELSE %s END, 'h', h)::text);\n"
+	              "  IF TG_OP = 'DELETE' THEN\n    RETURN OLD;\n  END IF;\n"
+	              "  RETURN NEW;\n"
+	              "END $f$;\n"
+	              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n"
+	              "CREATE TRIGGER xregion_clock BEFORE INSERT OR UPDATE OR "
+	              "DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n",
+	              n->kjson[0].data, n->kjson[1].data, n->qual.data,
+	              n->qual.data, fn.data);
+	xr_buf_term(&fn);
+	return 0;
+}
+
+/*
+ * Local deletes (and key changes) leave a tombstone, so that an older
+ * remote write arriving later cannot bring the row back; the producer
+ * stamps its time (producer/stamp.c), unless the clock trigger gave the
+ * delete a time of its own (marked lsn = -1 by this transaction).
+ * Ordinary triggers do not fire under session_replication_role = replica:
+ * the consumer's own applies write their versions themselves.  The
+ * function runs as its owner (SECURITY DEFINER, fixed search_path), so
+ * that the application's roles need no rights on schema xregion.
+ */
+static int
+tombstone_sql(PGconn *conn, const names_t *n, xr_buf_t *sql)
+{
+	xr_buf_t fn;
+
+	xr_buf_init(&fn);
+	if (object_name(conn, &fn, n, "$tomb")) {
+		xr_buf_term(&fn);
+		return -1;
+	}
+	xr_buf_printf(sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$ BEGIN\n"
+	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
+	              "  VALUES (%s, NULL, %s, pg_current_xact_id(), true)\n"
+	              "  ON CONFLICT (%s) DO UPDATE SET\n"
+	              "    ts = CASE WHEN v.xid = EXCLUDED.xid AND v.deleted "
+	              "AND v.lsn = -1 THEN v.ts END,\n"
+	              "    region = EXCLUDED.region, xid = EXCLUDED.xid, "
+	              "deleted = true, clsn = NULL, lsn = NULL;\n"
+	              "  RETURN NULL;\nEND $f$;\n",
+	              fn.data, n->vt.data, n->keys.data, n->img[0].data,
+	              n->region.data, n->keys.data);
+	xr_buf_printf(sql,
+	              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
+	              "CREATE TRIGGER xregion_tombstone AFTER DELETE ON %s "
+	              "FOR EACH ROW EXECUTE FUNCTION %s();\n"
+	              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n"
+	              "CREATE TRIGGER xregion_key_change AFTER UPDATE OF %s ON %s "
+	              "FOR EACH ROW WHEN ((%s) IS DISTINCT FROM (%s)) "
+	              "EXECUTE FUNCTION %s();\n",
+	              n->qual.data, n->qual.data, fn.data, n->qual.data,
+	              n->keys.data, n->qual.data, n->img[0].data, n->img[1].data,
+	              fn.data);
+	xr_buf_term(&fn);
+	return 0;
+}
+
+/*
+ * The producer records the version of every local write from setup on
+ * (producer/stamp.c); the rows written before are recorded here, while
+ * their commit timestamps are still there, so that they too survive
+ * freezing.  Entries written by consumers are kept; so are those of an
+ * older consumer (no xid) unless the row has since been written here.
+ */
+static void
+stamp_existing_sql(const names_t *n, xr_buf_t *sql)
+{
+	xr_buf_printf(sql,
+	              "INSERT INTO %s AS v (%s, ts, region, xid, deleted, clsn, lsn)\n"
+	              "  SELECT %s, (extract(epoch FROM c.\"timestamp\") "
+	              "* 1000000)::bigint, %s, xregion.xid8_of(t.xmin), false, 0, 0\n"
+	              "  FROM ONLY %s t, LATERAL "
+	              "pg_catalog.pg_xact_commit_timestamp_origin(t.xmin) c\n"
+	              "  WHERE c.roident = 0\n"
+	              "  ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, "
+	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = false, "
+	              "clsn = 0, lsn = 0 WHERE v.xid IS NULL AND NOT v.deleted;\n",
+	              n->vt.data, n->keys.data, n->keys.data, n->region.data,
+	              n->qual.data, n->keys.data);
+}
+
+/*
+ * Installs the versions table xregion."schema.table" (the table's
+ * primary-key columns with their types, then the version), and the
+ * triggers of one table: for vclock, the vclock trigger; for lww, the
+ * tombstone triggers and, with clock: hybrid, the clock trigger.
  */
 static int
 install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
               char *errstr, size_t errstr_size)
 {
-	const char *params[2] = { t->schema, t->name };
-	PGresult   *res;
-	xr_buf_t    sql, qual, vt, fn, keys, oldkeys, newkeys;
-	char        qualname[256];
-	int         i, n, rc = -1;
+	names_t  n;
+	xr_buf_t sql;
+	int      rc = -1;
 
-	if (xr_config_versions_name(t->schema, t->name, qualname,
-	                          sizeof(qualname))) {
-		snprintf(qualname, sizeof(qualname), "%s.%s", t->schema, t->name);
-		snprintf(errstr, errstr_size,
-		         "table %s: name longer than %d bytes, too long to name its "
-		         "versions table", qualname, XR_META_MAX_QUALNAME);
-		return -1;
-	}
-	res = PQexecParams(conn,
-	                   "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
-	                   "FROM pg_catalog.pg_index i "
-	                   "JOIN pg_catalog.pg_attribute a "
-	                   "  ON a.attrelid = i.indrelid "
-	                   " AND a.attnum = ANY (i.indkey) "
-	                   "WHERE i.indrelid = (quote_ident($1) || '.' || "
-	                   "                    quote_ident($2))::regclass "
-	                   "  AND i.indisprimary "
-	                   "ORDER BY array_position(i.indkey, a.attnum)",
-	                   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(errstr, errstr_size, "table %s: %s", qualname,
-		         PQerrorMessage(conn));
-		PQclear(res);
-		return -1;
-	}
-	n = PQntuples(res);
-	if (n == 0) {
-		snprintf(errstr, errstr_size, "table %s has no primary key", qualname);
-		PQclear(res);
-		return -1;
-	}
 	xr_buf_init(&sql);
-	xr_buf_init(&qual);
-	xr_buf_init(&vt);
-	xr_buf_init(&fn);
-	xr_buf_init(&keys);
-	xr_buf_init(&oldkeys);
-	xr_buf_init(&newkeys);
-	if (xr_pqbuf_ident(conn, &qual, t->schema) || (xr_buf_putc(&qual, '.'), 0) ||
-	    xr_pqbuf_ident(conn, &qual, t->name))
-		goto quote_failed;
-	xr_buf_puts(&vt, "xregion.");
-	if (xr_pqbuf_ident(conn, &vt, qualname))
-		goto quote_failed;
-	{
-		char fname[300];
-
-		snprintf(fname, sizeof(fname), "%s$tomb", qualname);
-		xr_buf_puts(&fn, "xregion.");
-		if (xr_pqbuf_ident(conn, &fn, fname))
-			goto quote_failed;
-	}
-
-	xr_buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s (", vt.data);
-	for (i = 0; i < n; i++) {
-		const char *col = PQgetvalue(res, i, 0);
-
-		if (i) {
-			xr_buf_puts(&keys, ", ");
-			xr_buf_puts(&oldkeys, ", ");
-			xr_buf_puts(&newkeys, ", ");
-		}
-		if (xr_pqbuf_ident(conn, &keys, col))
-			goto quote_failed;
-		xr_buf_puts(&oldkeys, "OLD.");
-		xr_buf_puts(&newkeys, "NEW.");
-		if (xr_pqbuf_ident(conn, &oldkeys, col) || xr_pqbuf_ident(conn, &newkeys, col) ||
-		    xr_pqbuf_ident(conn, &sql, col))
-			goto quote_failed;
-		xr_buf_printf(&sql, " %s NOT NULL, ", PQgetvalue(res, i, 1));
-	}
+	if (names_init(conn, conf, t, &n, errstr, errstr_size))
+		goto out;
 	xr_buf_printf(&sql,
+	              "CREATE TABLE IF NOT EXISTS %s (%s"
 	              "ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8, "
 	              "deleted bool NOT NULL, vv jsonb, rnk bigint, clk bigint, "
 	              "clsn bigint, lsn bigint, PRIMARY KEY (%s));\n"
@@ -519,94 +758,38 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	              "ADD COLUMN IF NOT EXISTS rnk bigint, "
 	              "ADD COLUMN IF NOT EXISTS clk bigint, "
 	              "ADD COLUMN IF NOT EXISTS clsn bigint, "
-	              "ADD COLUMN IF NOT EXISTS lsn bigint;\n", keys.data, vt.data);
-	if (t->conflict == XR_CONFLICT_VCLOCK) {
-		if (vclock_trigger(conn, conf, t, res, &sql, &qual, &vt, qualname))
-			goto quote_failed;
-		xr_buf_printf(&sql,
-		              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
-		              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n"
-		              "DROP TRIGGER IF EXISTS xregion_truncate ON %s;\n"
-		              "CREATE TRIGGER xregion_truncate AFTER TRUNCATE ON %s "
-		              "FOR EACH STATEMENT EXECUTE FUNCTION xregion.truncated();\n",
-		              qual.data, qual.data, qual.data, qual.data);
-		rc = exec_sql(conn, sql.data, errstr, errstr_size);
-		goto out;
-	}
-	xr_buf_printf(&sql, "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n",
-	              qual.data);
-	/*
-	 * The producer records the version of every local write from now on
-	 * (producer/stamp.c); the rows written before are recorded here, while
-	 * their commit timestamps are still there, so that they too survive
-	 * freezing.  Entries written by consumers are kept; so are those of an
-	 * older consumer (no xid) unless the row has since been written here.
-	 */
-	xr_buf_printf(&sql, "INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
-	              "clsn, lsn)\n  SELECT %s, (extract(epoch FROM c.\"timestamp\") "
-	              "* 1000000)::bigint, ", vt.data, keys.data, keys.data);
-	if (xr_pqbuf_literal(conn, &sql, conf->region))
-		goto quote_failed;
-	xr_buf_printf(&sql, ", xregion.xid8_of(t.xmin), false, 0, 0\n"
-	              "  FROM ONLY %s t, LATERAL "
-	              "pg_catalog.pg_xact_commit_timestamp_origin(t.xmin) c\n"
-	              "  WHERE c.roident = 0\n"
-	              "  ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, "
-	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = false, "
-	              "clsn = 0, lsn = 0 WHERE v.xid IS NULL AND NOT v.deleted;\n",
-	              qual.data, keys.data);
-
-	/*
-	 * Local deletes (and key changes) leave a tombstone, so that an older
-	 * remote write arriving later cannot bring the row back.  Ordinary
-	 * triggers do not fire under session_replication_role = replica: the
-	 * consumer's own applies write their versions themselves.  The function
-	 * runs as its owner (SECURITY DEFINER, fixed search_path), so that the
-	 * application's roles need no rights on schema xregion to delete.
-	 */
-	xr_buf_printf(&sql,
-	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql SECURITY DEFINER "
-	              "SET search_path = pg_catalog, pg_temp AS $f$ BEGIN\n"
-	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
-	              "  VALUES (%s, NULL, ", fn.data, vt.data, keys.data,
-	              oldkeys.data);
-	if (xr_pqbuf_literal(conn, &sql, conf->region))
-		goto quote_failed;
-	xr_buf_printf(&sql,
-	              ", pg_current_xact_id(), true)\n"
-	              "  ON CONFLICT (%s) DO UPDATE SET ts = NULL, "
-	              "region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = true, "
-	              "clsn = NULL, lsn = NULL;\n"
-	              "  RETURN NULL;\nEND $f$;\n", keys.data);
-	xr_buf_printf(&sql,
-	              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
-	              "CREATE TRIGGER xregion_tombstone AFTER DELETE ON %s "
-	              "FOR EACH ROW EXECUTE FUNCTION %s();\n"
-	              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n"
-	              "CREATE TRIGGER xregion_key_change AFTER UPDATE OF %s ON %s "
-	              "FOR EACH ROW WHEN ((%s) IS DISTINCT FROM (%s)) "
-	              "EXECUTE FUNCTION %s();\n"
+	              "ADD COLUMN IF NOT EXISTS lsn bigint;\n"
 	              "DROP TRIGGER IF EXISTS xregion_truncate ON %s;\n"
 	              "CREATE TRIGGER xregion_truncate AFTER TRUNCATE ON %s "
 	              "FOR EACH STATEMENT EXECUTE FUNCTION xregion.truncated();\n",
-	              qual.data, qual.data, fn.data, qual.data, keys.data, qual.data,
-	              oldkeys.data, newkeys.data, fn.data, qual.data, qual.data);
+	              n.vt.data, n.coldefs.data, n.keys.data, n.vt.data,
+	              n.qual.data, n.qual.data);
+	if (t->conflict == XR_CONFLICT_VCLOCK) {
+		xr_buf_printf(&sql,
+		              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n",
+		              n.qual.data, n.qual.data, n.qual.data);
+		if (vclock_trigger(conn, &n, &sql))
+			goto quote_failed;
+	} else {
+		xr_buf_printf(&sql, "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n",
+		              n.qual.data, n.qual.data);
+		stamp_existing_sql(&n, &sql);
+		if (tombstone_sql(conn, &n, &sql) ||
+		    (t->clock == XR_CLOCK_HYBRID && clock_trigger(conn, &n, &sql)))
+			goto quote_failed;
+	}
 	rc = exec_sql(conn, sql.data, errstr, errstr_size);
 	goto out;
 
 quote_failed:
-	snprintf(errstr, errstr_size, "quoting names of %s: %s", qualname,
+	snprintf(errstr, errstr_size, "quoting names of %s: %s", n.qualname,
 	         PQerrorMessage(conn));
 out:
-	PQclear(res);
+	names_term(&n);
 	xr_buf_term(&sql);
-	xr_buf_term(&qual);
-	xr_buf_term(&vt);
-	xr_buf_term(&fn);
-	xr_buf_term(&keys);
-	xr_buf_term(&oldkeys);
-	xr_buf_term(&newkeys);
 	return rc;
 }
 

@@ -68,6 +68,7 @@ typedef struct session_s {
 	int64_t           commit_ts_us;
 	uint64_t          change_no; /* changes of the transaction so far */
 	json_t           *vclock;    /* the last vclock message, not yet used */
+	json_t           *clock;     /* the last clock message, not yet used */
 
 	xr_lsn_t          received;  /* highest LSN seen from the server */
 	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
@@ -390,12 +391,18 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/*
+ * The headers of an event: its region, id and LSN, the writer schemas,
+ * and for an lww write the hybrid clock moved past its commit time
+ * (version_ts not 0), that version time.
+ */
 static rd_kafka_headers_t *
 headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
-        bool has_key)
+        bool has_key, int64_t version_ts)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(6);
 	char                buf[XR_LSN_STRLEN];
+	char                ts[24];
 
 	xr_lsn_format(lsn, buf);
 	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
@@ -406,6 +413,10 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 	if (has_key)
 		(void)rd_kafka_header_add(h, "xr-key-schema", -1, rel->key_schema_id,
 		                          -1);
+	if (version_ts) {
+		snprintf(ts, sizeof(ts), "%" PRId64, version_ts);
+		(void)rd_kafka_header_add(h, "xr-version-ts", -1, ts, -1);
+	}
 	return h;
 }
 
@@ -419,7 +430,7 @@ static int
 publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
                const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
                xr_lsn_t lsn, uint64_t index, const xr_vclock_t *vclock,
-               char *errstr, size_t errstr_size)
+               int64_t version_ts, char *errstr, size_t errstr_size)
 {
 	xr_source_t src = {
 		.region = s->conf->region,
@@ -453,7 +464,8 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 		                                               : RD_KAFKA_PARTITION_UA,
 		                          s->key.len ? s->key.data : NULL, s->key.len,
 		                          s->value.data, s->value.len,
-		                          headers(s, rel, event_id, lsn, s->key.len > 0),
+		                          headers(s, rel, event_id, lsn, s->key.len > 0,
+		                                  version_ts),
 		                          s->txn_id, errstr, errstr_size);
 		if (rc == XR_PUB_FATAL)
 			kafka_fatal(s, rel, errstr, errstr_size);
@@ -469,47 +481,55 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 /* The prefix of the messages the vclock triggers emit (see meta.c). */
 #define VCLOCK_PREFIX "xregion.vclock"
 
-/* Keeps a vclock message for the change that follows it. */
+/* The prefix of the messages the lww clock triggers emit (see meta.c). */
+#define CLOCK_PREFIX "xregion.clock"
+
+/*
+ * Keeps a vclock or clock message (transactional, of a transaction being
+ * published) for the change that follows it.
+ */
 static void
-vclock_message(session_t *s, const xr_pgo_msg_t *m)
+trigger_message(session_t *s, const xr_pgo_msg_t *m)
 {
 	json_error_t jerr;
+	json_t     **slot;
 
-	if (!(m->u.message.flags & 1) || s->skip_txn ||
-	    strcmp(m->u.message.prefix, VCLOCK_PREFIX) != 0)
+	if (!(m->u.message.flags & 1) || s->skip_txn)
 		return;
-	json_decref(s->vclock);
-	s->vclock = json_loadb(m->u.message.content, m->u.message.len, 0, &jerr);
-	if (!s->vclock || !json_is_object(s->vclock)) {
-		xr_warn("vclock message at %X/%X unreadable: %s",
+	if (strcmp(m->u.message.prefix, VCLOCK_PREFIX) == 0)
+		slot = &s->vclock;
+	else if (strcmp(m->u.message.prefix, CLOCK_PREFIX) == 0)
+		slot = &s->clock;
+	else
+		return;
+	json_decref(*slot);
+	*slot = json_loadb(m->u.message.content, m->u.message.len, 0, &jerr);
+	if (!*slot || !json_is_object(*slot)) {
+		xr_warn("%s message at %X/%X unreadable: %s", m->u.message.prefix,
 		        (unsigned)(m->u.message.lsn >> 32),
 		        (unsigned)m->u.message.lsn,
-		        s->vclock ? "not an object" : jerr.text);
-		json_decref(s->vclock);
-		s->vclock = NULL;
+		        *slot ? "not an object" : jerr.text);
+		json_decref(*slot);
+		*slot = NULL;
 	}
 }
 
 /*
- * Whether the kept vclock message is the one of this change: the trigger
- * emits it just before the row is written, naming the table and the key
- * as text (the same output functions pgoutput uses).
+ * Whether msg, a kept trigger message, is the one of this change: the
+ * triggers emit it just before the row is written, naming the table and
+ * the key as text (the same output functions pgoutput uses).
  */
 static bool
-vclock_match(const session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
+message_match(const json_t *msg, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
 {
-	json_t *k = json_object_get(s->vclock, "k");
+	json_t *k = json_object_get(msg, "k");
+	json_t *sch = json_object_get(msg, "s"), *tab = json_object_get(msg, "t");
 	int     i;
 
-	if (!tup || !json_is_object(k) ||
-	    !json_is_string(json_object_get(s->vclock, "s")) ||
-	    !json_is_string(json_object_get(s->vclock, "t")) ||
-	    strcmp(json_string_value(json_object_get(s->vclock, "s")),
-	           rel->nspname) != 0 ||
-	    strcmp(json_string_value(json_object_get(s->vclock, "t")),
-	           rel->relname) != 0 ||
-	    !json_is_integer(json_object_get(s->vclock, "h")) ||
-	    !json_is_object(json_object_get(s->vclock, "v")))
+	if (!tup || !json_is_object(k) || !json_is_string(sch) ||
+	    !json_is_string(tab) ||
+	    strcmp(json_string_value(sch), rel->nspname) != 0 ||
+	    strcmp(json_string_value(tab), rel->relname) != 0)
 		return false;
 	for (i = 0; i < rel->ncols && i < tup->ncols; i++) {
 		const xr_pgo_datum_t *d = &tup->cols[i];
@@ -524,6 +544,38 @@ vclock_match(const session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
 			return false;
 	}
 	return true;
+}
+
+/* Whether the kept vclock message is the one of this change. */
+static bool
+vclock_match(const session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
+{
+	return message_match(s->vclock, rel, tup) &&
+	       json_is_integer(json_object_get(s->vclock, "h")) &&
+	       json_is_object(json_object_get(s->vclock, "v"));
+}
+
+/*
+ * The version time the clock trigger gave this change of an lww table,
+ * or 0 (none: the commit time is its version time).  The message names
+ * the operation too: an insert that became an update (ON CONFLICT) must
+ * not take the insert's time.
+ */
+static int64_t
+clock_for(const session_t *s, const xr_rel_t *rel, xr_op_t op,
+          const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after)
+{
+	const char *want = op == XR_OP_INSERT ? "i" : op == XR_OP_UPDATE ? "u"
+	                 : op == XR_OP_DELETE ? "d" : NULL;
+	json_t     *o = json_object_get(s->clock, "o");
+	json_t     *h = json_object_get(s->clock, "h");
+
+	if (!s->clock || !want || !rel->tconf ||
+	    rel->tconf->conflict != XR_CONFLICT_LWW || !json_is_string(o) ||
+	    strcmp(json_string_value(o), want) != 0 || !json_is_integer(h) ||
+	    !message_match(s->clock, rel, op == XR_OP_DELETE ? before : after))
+		return 0;
+	return (int64_t)json_integer_value(h);
 }
 
 /* Fills vc from the kept message if it belongs to this change. */
@@ -799,6 +851,15 @@ flush_stamps(session_t *s, bool force)
 	return 0;
 }
 
+/* Drops the kept trigger messages. */
+static void
+clear_messages(session_t *s)
+{
+	json_decref(s->vclock);
+	json_decref(s->clock);
+	s->vclock = s->clock = NULL;
+}
+
 /*
  * Publishes the change of relid (when its table is published) as the next
  * change of the transaction.  Returns 0, or -1 with errstr set and *fatal
@@ -812,16 +873,17 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	uint64_t    index = s->change_no++;
 	xr_rel_t   *rel;
 	xr_vclock_t vc;
+	int64_t     version_ts;
 	int         err, rc;
 
 	if (s->skip_txn)
 		return 0;
 	rel = change_rel(s, relid, &err, errstr, errstr_size);
 	if (err || !rel) {
-		json_decref(s->vclock);
-		s->vclock = NULL;
+		clear_messages(s);
 		return err ? -1 : 0;
 	}
+	version_ts = clock_for(s, rel, op, before, after);
 	if (op == XR_OP_UPDATE && has_unchanged(after) &&
 	    key_moved(rel, before, after)) {
 		xr_pgo_tuple_t filled = { 0, NULL };
@@ -832,28 +894,26 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 		                   errstr_size)) {
 			free(filled.cols);
 			xr_buf_term(&store);
-			json_decref(s->vclock);
-			s->vclock = NULL;
+			clear_messages(s);
 			return -1;
 		}
 		rc = publish_change(s, rel, op, before, &filled, lsn, index,
-		                    vclock_for(s, rel, op, before, after, &vc), errstr,
-		                    errstr_size);
+		                    vclock_for(s, rel, op, before, after, &vc),
+		                    version_ts, errstr, errstr_size);
 		PQclear(s->moved_res);
 		s->moved_res = NULL;
 		free(filled.cols);
 		xr_buf_term(&store);
 	} else {
 		rc = publish_change(s, rel, op, before, after, lsn, index,
-		                    vclock_for(s, rel, op, before, after, &vc), errstr,
-		                    errstr_size);
+		                    vclock_for(s, rel, op, before, after, &vc),
+		                    version_ts, errstr, errstr_size);
 	}
 	/* A message goes with the change right after it, or with none. */
-	json_decref(s->vclock);
-	s->vclock = NULL;
+	clear_messages(s);
 	if (rc == 0)
 		xr_stamper_add(s->stamper, rel, op, before, after, s->xid,
-		               s->commit_ts_us);
+		               version_ts ? version_ts : s->commit_ts_us);
 	if (rc == XR_PUB_FATAL) {
 		fatal_change(s, errstr, errstr_size);
 		*fatal = true;
@@ -884,8 +944,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
-		json_decref(s->vclock);
-		s->vclock = NULL;
+		clear_messages(s);
 		break;
 	case XR_PGO_ORIGIN:
 		/* Applied by a consumer: publishing it again would loop. */
@@ -962,7 +1021,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 				return -1;
 		break;
 	case XR_PGO_MESSAGE:
-		vclock_message(s, &m);
+		trigger_message(s, &m);
 		break;
 	}
 	return 0;
@@ -1002,7 +1061,8 @@ session_term(session_t *s)
 {
 	xr_stream_close(s->stream);
 	json_decref(s->vclock);
-	s->vclock = NULL;
+	json_decref(s->clock);
+	s->vclock = s->clock = NULL;
 	PQfinish(s->catalog);
 	xr_stamper_destroy(s->stamper);
 	free(s->held);
@@ -1016,6 +1076,186 @@ session_term(session_t *s)
 }
 
 /*
+ * Connects the replication stream, reads the slot's position into *start
+ * and starts streaming from it, the publisher reporting to this session's
+ * tracker.  Returns 0, or -1 (logged) with *end saying whether a retry may
+ * help; the caller then ends the session without draining.
+ */
+static int
+session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
+{
+	const xr_config_t *conf = s->conf;
+	char               err[1024], lsn[XR_LSN_STRLEN], appname[64];
+
+	snprintf(appname, sizeof(appname), "xregion-producer-%s", conf->region);
+	s->stream = xr_stream_connect(conf->pg_dsn, appname, err, sizeof(err));
+	if (!s->stream) {
+		xr_error("%s", err);
+		*end = END_RETRY;
+		return -1;
+	}
+	if (xr_stream_slot_position(s->stream, conf->slot, start, err,
+	                            sizeof(err))) {
+		xr_error("%s", err);
+		*end = strstr(err, "does not exist") || strstr(err, "is not a")
+		           ? END_FATAL : END_RETRY;
+		return -1;
+	}
+	s->parser = xr_pgo_parser_new();
+	s->rels = xr_relcache_new(conf);
+	s->tracker = xr_tracker_new(*start);
+	s->stamper = xr_stamper_new(conf);
+	s->stamp_backoff_ms = 500;
+	if (!s->parser || !s->rels || !s->tracker || !s->stamper) {
+		xr_error("out of memory");
+		*end = END_FATAL;
+		return -1;
+	}
+	xr_publisher_set_tracker(s->pub, s->tracker);
+	xr_publisher_set_wait_cb(s->pub, wait_cb, s);
+	if (xr_stream_start(s->stream, conf->slot, conf->publication, err,
+	                    sizeof(err))) {
+		xr_error("%s", err);
+		*end = END_RETRY;
+		return -1;
+	}
+	s->reported = *start;
+	s->received = *start;
+	s->status_ms = status_interval(s);
+	s->last_status_us = s->last_progress_us = mono_us();
+	xr_info("streaming slot %s of database %s from %s (publication %s)",
+	        conf->slot, xr_stream_database(s->stream),
+	        xr_lsn_format(*start, lsn), conf->publication);
+	return 0;
+}
+
+/*
+ * Reads what the server sends within 100 ms, if anything: a keepalive
+ * moves the idle position (and is answered at once when the server asks),
+ * any other message is decoded and published.  Returns 0, or -1 (logged)
+ * with *end saying whether a retry may help.
+ */
+static int
+session_receive(session_t *s, session_end_t *end)
+{
+	xr_stream_msg_t wm;
+	char            err[1024];
+	bool            fatal;
+	int             r = xr_stream_read(s->stream, 100, &wm, err, sizeof(err));
+
+	if (r < 0) {
+		xr_error("%s", err);
+		*end = END_RETRY;
+		return -1;
+	}
+	if (r != 1)
+		return 0;
+	if (wm.wal_end > s->received)
+		s->received = wm.wal_end;
+	if (wm.kind == 'k') {
+		/*
+		 * Everything up to wal_end has been sent: if all of it is on
+		 * Kafka, the slot may move there (idle databases).
+		 */
+		if (!s->in_txn && wm.wal_end > s->idle_lsn)
+			s->idle_lsn = wm.wal_end;
+		if (wm.reply_requested && send_status(s, true, err, sizeof(err))) {
+			xr_error("%s", err);
+			*end = END_RETRY;
+			return -1;
+		}
+	} else if (handle_message(s, &wm, err, sizeof(err), &fatal)) {
+		xr_error("%s", err);
+		*end = fatal ? END_FATAL : END_RETRY;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One turn of the streaming loop: receive, then check Kafka, write the
+ * stamps and send status when due.  Returns 0 to go on, or -1 (logged) to
+ * end the session, with *end saying whether a retry may help.
+ */
+static int
+session_step(session_t *s, session_end_t *end)
+{
+	char err[1024];
+
+	if (session_receive(s, end))
+		return -1;
+	/*
+	 * Applied on every turn, not only when the keepalive comes: the
+	 * server pings once, and the last deliveries may still be out
+	 * then.  The tracker takes it only once nothing is in flight.
+	 */
+	xr_tracker_server_lsn(s->tracker, s->idle_lsn);
+	if (kafka_gone(s, err, sizeof(err))) {
+		xr_error("%s", err);
+		*end = END_FATAL;
+		return -1;
+	}
+	if (xr_publisher_failure(s->pub)) {
+		xr_error("%s; restarting from the slot", xr_publisher_failure(s->pub));
+		*end = END_RETRY;
+		return -1;
+	}
+	(void)flush_stamps(s, false);
+	if (send_status(s, false, err, sizeof(err))) {
+		xr_error("%s", err);
+		*end = END_RETRY;
+		return -1;
+	}
+	progress(s, false);
+	return 0;
+}
+
+/*
+ * Ends a session that streamed, however it ended: waits for what Kafka
+ * still holds, writes the pending stamps and confirms what is safe to the
+ * slot; once that is sent, and unless the session is to be retried, ends
+ * the stream.  Sets *progressed when the slot moved past start.  Returns
+ * end, or END_FATAL when a delivery report served meanwhile shows what a
+ * retry cannot mend.
+ */
+static session_end_t
+session_drain(session_t *s, session_end_t end, xr_lsn_t start,
+              bool *progressed)
+{
+	const xr_config_t *conf = s->conf;
+	char               err[1024], lsn[XR_LSN_STRLEN];
+
+	/*
+	 * Whatever ended the session, wait for what Kafka still holds so the
+	 * last confirmation covers as much as is safe, and so no delivery
+	 * report of this session reaches the next one's tracker.
+	 */
+	if (xr_publisher_flush(s->pub, conf->flush_timeout_ms) != 0)
+		xr_warn("kafka: not every message was acknowledged within %d ms; "
+		        "the unacknowledged ones stay unconfirmed and are sent again",
+		        conf->flush_timeout_ms);
+	/* Stamps not written now keep their transactions unconfirmed. */
+	(void)flush_stamps(s, true);
+	/* A report served by the flush may show what a retry cannot mend. */
+	if (end != END_FATAL && kafka_gone(s, err, sizeof(err))) {
+		xr_error("%s", err);
+		end = END_FATAL;
+	}
+	if (send_status(s, true, err, sizeof(err)) == 0) {
+		xr_info("confirmed %s to slot %s",
+		        xr_lsn_format(xr_tracker_safe_lsn(s->tracker), lsn), conf->slot);
+		if (end != END_RETRY && xr_stream_finish(s->stream, err, sizeof(err)))
+			xr_warn("%s", err);
+	} else if (end != END_RETRY) {
+		xr_warn("%s", err);
+	}
+	progress(s, true);
+	/* Only a session that moved the slot resets the retry backoff. */
+	*progressed = xr_tracker_safe_lsn(s->tracker) > start;
+	return end;
+}
+
+/*
  * One replication session: connect, stream until stopped or broken, then
  * drain Kafka and confirm what is safe.
  */
@@ -1024,12 +1264,9 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
             xr_publisher_t *pub, atomic_int *stop,
             bool *progressed)
 {
-	session_t       s;
-	session_end_t   end = END_RETRY;
-	char            err[1024], lsn[XR_LSN_STRLEN], appname[64];
-	xr_lsn_t        start;
-	xr_stream_msg_t wm;
-	bool            fatal;
+	session_t     s;
+	session_end_t end = END_RETRY;
+	xr_lsn_t      start;
 
 	memset(&s, 0, sizeof(s));
 	s.conf = conf;
@@ -1040,126 +1277,12 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	xr_buf_init(&s.value);
 	*progressed = false;
 
-	snprintf(appname, sizeof(appname), "xregion-producer-%s", conf->region);
-	s.stream = xr_stream_connect(conf->pg_dsn, appname, err, sizeof(err));
-	if (!s.stream) {
-		xr_error("%s", err);
-		goto out;
+	if (session_start(&s, &start, &end) == 0) {
+		end = END_STOP;
+		while (!*stop && session_step(&s, &end) == 0)
+			;
+		end = session_drain(&s, end, start, progressed);
 	}
-	if (xr_stream_slot_position(s.stream, conf->slot, &start, err,
-	                            sizeof(err))) {
-		xr_error("%s", err);
-		end = strstr(err, "does not exist") || strstr(err, "is not a")
-		          ? END_FATAL : END_RETRY;
-		goto out;
-	}
-	s.parser = xr_pgo_parser_new();
-	s.rels = xr_relcache_new(conf);
-	s.tracker = xr_tracker_new(start);
-	s.stamper = xr_stamper_new(conf);
-	s.stamp_backoff_ms = 500;
-	if (!s.parser || !s.rels || !s.tracker || !s.stamper) {
-		xr_error("out of memory");
-		end = END_FATAL;
-		goto out;
-	}
-	xr_publisher_set_tracker(pub, s.tracker);
-	xr_publisher_set_wait_cb(pub, wait_cb, &s);
-	if (xr_stream_start(s.stream, conf->slot, conf->publication, err,
-	                    sizeof(err))) {
-		xr_error("%s", err);
-		goto out;
-	}
-	s.reported = start;
-	s.received = start;
-	s.status_ms = status_interval(&s);
-	s.last_status_us = s.last_progress_us = mono_us();
-	xr_info("streaming slot %s of database %s from %s (publication %s)",
-	        conf->slot, xr_stream_database(s.stream),
-	        xr_lsn_format(start, lsn), conf->publication);
-
-	while (!*stop) {
-		int r = xr_stream_read(s.stream, 100, &wm, err, sizeof(err));
-
-		if (r < 0) {
-			xr_error("%s", err);
-			goto drain;
-		}
-		if (r == 1) {
-			if (wm.wal_end > s.received)
-				s.received = wm.wal_end;
-			if (wm.kind == 'k') {
-				/*
-				 * Everything up to wal_end has been sent: if all of it is
-				 * on Kafka, the slot may move there (idle databases).
-				 */
-				if (!s.in_txn && wm.wal_end > s.idle_lsn)
-					s.idle_lsn = wm.wal_end;
-				if (wm.reply_requested &&
-				    send_status(&s, true, err, sizeof(err))) {
-					xr_error("%s", err);
-					goto drain;
-				}
-			} else if (handle_message(&s, &wm, err, sizeof(err), &fatal)) {
-				xr_error("%s", err);
-				if (fatal)
-					end = END_FATAL;
-				goto drain;
-			}
-		}
-		/*
-		 * Applied on every turn, not only when the keepalive comes: the
-		 * server pings once, and the last deliveries may still be out
-		 * then.  The tracker takes it only once nothing is in flight.
-		 */
-		xr_tracker_server_lsn(s.tracker, s.idle_lsn);
-		if (kafka_gone(&s, err, sizeof(err))) {
-			xr_error("%s", err);
-			end = END_FATAL;
-			goto drain;
-		}
-		if (xr_publisher_failure(pub)) {
-			xr_error("%s; restarting from the slot", xr_publisher_failure(pub));
-			goto drain;
-		}
-		(void)flush_stamps(&s, false);
-		if (send_status(&s, false, err, sizeof(err))) {
-			xr_error("%s", err);
-			goto drain;
-		}
-		progress(&s, false);
-	}
-	end = END_STOP;
-
-drain:
-	/*
-	 * Whatever ended the session, wait for what Kafka still holds so the
-	 * last confirmation covers as much as is safe, and so no delivery
-	 * report of this session reaches the next one's tracker.
-	 */
-	if (xr_publisher_flush(pub, conf->flush_timeout_ms) != 0)
-		xr_warn("kafka: not every message was acknowledged within %d ms; "
-		        "the unacknowledged ones stay unconfirmed and are sent again",
-		        conf->flush_timeout_ms);
-	/* Stamps not written now keep their transactions unconfirmed. */
-	(void)flush_stamps(&s, true);
-	/* A report served by the flush may show what a retry cannot mend. */
-	if (end != END_FATAL && kafka_gone(&s, err, sizeof(err))) {
-		xr_error("%s", err);
-		end = END_FATAL;
-	}
-	if (send_status(&s, true, err, sizeof(err)) == 0) {
-		xr_info("confirmed %s to slot %s",
-		        xr_lsn_format(xr_tracker_safe_lsn(s.tracker), lsn), conf->slot);
-		if (end != END_RETRY && xr_stream_finish(s.stream, err, sizeof(err)))
-			xr_warn("%s", err);
-	} else if (end != END_RETRY) {
-		xr_warn("%s", err);
-	}
-	progress(&s, true);
-	/* Only a session that moved the slot resets the retry backoff. */
-	*progressed = xr_tracker_safe_lsn(s.tracker) > start;
-out:
 	if (end == END_RETRY && xr_publisher_flush(pub, 0) != 0) {
 		/*
 		 * Messages of this session are still queued (Kafka unreachable).

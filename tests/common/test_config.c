@@ -398,7 +398,7 @@ test_unknown_table_key(void **state)
 	             "  - name: users\n"
 	             "    pi: false\n",
 	             ":10: tables[1].pi: unknown key; valid keys are: name, pii, "
-	             "exclude_columns, conflict, tiebreak");
+	             "exclude_columns, conflict, tiebreak, clock");
 }
 
 static void
@@ -667,6 +667,40 @@ test_bad_tiebreak(void **state)
 	             "    conflict: vclock\n"
 	             "    tiebreak: prefer-region:apac\n",
 	             ":10: tables[0].tiebreak: region \"apac\" is not in regions");
+}
+
+static void
+test_clock(void **state)
+{
+	char         err[1024];
+	xr_config_t *conf;
+
+	(void)state;
+	conf = load("clk.yaml", MINIMAL
+	            "tables:\n"
+	            "  - name: a\n"
+	            "  - name: b\n"
+	            "    clock: commit\n"
+	            "  - name: c\n"
+	            "    conflict: lww\n"
+	            "    clock: hybrid\n", err, sizeof(err));
+	assert_non_null(conf);
+	assert_int_equal(conf->tables[0].clock, XR_CLOCK_HYBRID);
+	assert_int_equal(conf->tables[1].clock, XR_CLOCK_COMMIT);
+	assert_int_equal(conf->tables[2].clock, XR_CLOCK_HYBRID);
+	xr_config_destroy(conf);
+	expect_error("clk1.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    clock: wall\n",
+	             ":8: tables[0].clock: expected hybrid or commit, got \"wall\"");
+	expect_error("clk2.yaml", MINIMAL
+	             "tables:\n"
+	             "  - name: orders\n"
+	             "    conflict: vclock\n"
+	             "    clock: commit\n",
+	             ":9: tables[0].clock: only applies to conflict: lww (vclock "
+	             "tables keep a hybrid clock of their own)");
 }
 
 static void
@@ -1048,6 +1082,7 @@ main(void)
 		T(test_bad_table_name),
 		T(test_bad_conflict),
 		T(test_tiebreak),
+		T(test_clock),
 		T(test_bad_tiebreak),
 		T(test_bad_log_level),
 		T(test_duplicate_table),

@@ -32,8 +32,10 @@ def assert_converged(s):
 
 def test_random_writes_with_kill_and_broker_restart_converge():
     s = converge.run_random(duration=25, modes=MODES, workers=2, kills=1,
-                            broker_restart=True, pause_ms=5, drain_timeout=150)
+                            broker_restart=True, pause_ms=5, drain_timeout=150,
+                            bulk_rows=2000, bulk_every=20)
     assert s["kills"] == 1 and s["broker_restarts"] == 1
+    assert s["bulk_transactions"] >= 3, s["bulk_transactions"]
     assert_converged(s)
 
 
@@ -49,7 +51,7 @@ def test_long_random_run():
     secs = float(os.environ.get("XR_CONVERGE_LONG_SECONDS", "600"))
     s = converge.run_random(duration=secs, modes=MODES, workers=2,
                             kills=max(1, int(secs // 60)), broker_restart=True,
-                            drain_timeout=600)
+                            drain_timeout=600, bulk_rows=10000, bulk_every=60)
     assert_converged(s)
 
 

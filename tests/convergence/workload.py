@@ -7,6 +7,12 @@ then update, delete then re-insert), and log every row change they commit.  A
 write's row image is fully determined by the write: val is unique in the
 whole run ("<region>.<worker>.<n>"), so a final row can always be traced
 back to the write that made it.
+
+Shape "a" tables carry TOASTed values: one note in ten is a ~6 kB value
+that PostgreSQL stores out of line, and some updates and key changes leave
+it unchanged (pgoutput then sends no value for it).  The bulk tables take,
+from one BulkWriter per region, transactions of thousands of rows (inserts,
+updates and deletes of a block of keys) racing the other regions' ones.
 """
 import os
 import random
@@ -35,9 +41,11 @@ RETRYABLE = (psycopg.errors.DeadlockDetected,
 class Table:
     """One test table.  mode: "lww" or "vclock" (replicated with that
     conflict mode) or "pii" (never leaves its region).  shape "a": key id,
-    key changes allowed; shape "b": composite key (grp, id) and a jsonb."""
+    key changes allowed, a note that may be TOASTed; shape "b": composite
+    key (grp, id) and a jsonb; shape "bulk": key id over bulk_keys keys,
+    written only by BulkWriter."""
 
-    def __init__(self, name, mode, shape):
+    def __init__(self, name, mode, shape, bulk_keys=0):
         self.name = name
         self.mode = mode
         self.shape = shape
@@ -47,6 +55,12 @@ class Table:
             self.keys = [(i,) for i in range(1, 51)]
             self.ddl = (f"CREATE TABLE {name} (id int PRIMARY KEY, val text NOT NULL, "
                         "origin text NOT NULL, n int NOT NULL, note text);")
+        elif shape == "bulk":
+            self.key_cols = ("id",)
+            self.cols = ("id", "val", "origin", "n")
+            self.keys = [(i,) for i in range(1, bulk_keys + 1)]
+            self.ddl = (f"CREATE TABLE {name} (id int PRIMARY KEY, val text NOT NULL, "
+                        "origin text NOT NULL, n int NOT NULL);")
         else:
             self.key_cols = ("grp", "id")
             self.cols = ("grp", "id", "val", "origin", "doc")
@@ -55,7 +69,8 @@ class Table:
                         "origin text NOT NULL, doc jsonb, PRIMARY KEY (grp, id));")
         self.data_cols = tuple(c for c in self.cols if c not in self.key_cols)
         where = " AND ".join(f"{c} = %s" for c in self.key_cols)
-        self.sql_prev = f"SELECT val FROM {name} WHERE {where} FOR UPDATE"
+        self.sql_prev = (f"SELECT val{', note' if shape == 'a' else ''} "
+                         f"FROM {name} WHERE {where} FOR UPDATE")
         self.sql_insert = (
             f"INSERT INTO {name} ({', '.join(self.cols)}) VALUES "
             f"({', '.join(['%s'] * len(self.cols))}) ON CONFLICT "
@@ -74,6 +89,14 @@ class Table:
             self.sql_move = (f"UPDATE {name} SET id = %s, "
                              + ", ".join(f"{c} = %s" for c in self.data_cols)
                              + " WHERE id = %s")
+            # the same, leaving the (maybe TOASTed) note unchanged
+            kept = [c for c in self.data_cols if c != "note"]
+            self.sql_touch = (f"UPDATE {name} SET "
+                              + ", ".join(f"{c} = %s" for c in kept)
+                              + f" WHERE {where}")
+            self.sql_move_keep = (f"UPDATE {name} SET id = %s, "
+                                  + ", ".join(f"{c} = %s" for c in kept)
+                                  + " WHERE id = %s")
 
     @property
     def replicated(self):
@@ -92,9 +115,15 @@ class Table:
     def new_row(self, key, val, region, rnd):
         """The row a write stores, as JSON values (what to_jsonb gives)."""
         if self.shape == "a":
+            note = rnd.choice([None, "", "x", f"note {val}"])
+            if rnd.random() < 0.1:
+                # random hex barely compresses: stored out of line
+                note = f"big {val} " + rnd.randbytes(3000).hex()
             return {"id": key[0], "val": val, "origin": region,
-                    "n": rnd.randint(-1000, 1000),
-                    "note": rnd.choice([None, "", "x", f"note {val}"])}
+                    "n": rnd.randint(-1000, 1000), "note": note}
+        if self.shape == "bulk":
+            return {"id": key[0], "val": val, "origin": region,
+                    "n": rnd.randint(-1000, 1000)}
         return {"grp": key[0], "id": key[1], "val": val, "origin": region,
                 "doc": rnd.choice([None, {"w": val, "k": [key[0], key[1]]},
                                    {"nested": {"a": rnd.randint(0, 9)}}])}
@@ -108,12 +137,15 @@ class Table:
                 for c in self.data_cols]
 
 
-def tables_for(modes):
-    """Two tables per conflict mode (one of each shape) and one PII table."""
+def tables_for(modes, bulk_keys=0):
+    """Two tables per conflict mode (one of each shape), with bulk_keys a
+    bulk table per mode, and one PII table."""
     out = []
     for m in modes:
         p = {"lww": "lww", "vclock": "vc"}[m]
         out += [Table(f"{p}_a", m, "a"), Table(f"{p}_b", m, "b")]
+        if bulk_keys:
+            out.append(Table(f"{p}_bulk", m, "bulk", bulk_keys))
     out.append(Table("pii_notes", "pii", "a"))
     return out
 
@@ -172,7 +204,7 @@ class Writer(threading.Thread):
         super().__init__(name=f"writer-{node.region}-{wid}", daemon=True)
         self.node = node
         self.wid = wid
-        self.tables = tables
+        self.tables = [t for t in tables if t.shape != "bulk"]
         self.log = log
         self.stop = stop
         self.rnd = random.Random(seed)
@@ -243,12 +275,16 @@ class Writer(threading.Thread):
         return records
 
     def write_row(self, conn, t, key, busy):
-        prev = conn.execute(t.sql_prev, key).fetchone()
-        prev = prev[0] if prev else None
-        op = self.rnd.choices(["upsert", "update", "delete", "move"],
-                              [45, 25, 20, 10])[0]
-        if op == "move" and (t.shape != "a" or prev is None):
+        got = conn.execute(t.sql_prev, key).fetchone()
+        prev = got[0] if got else None
+        # touch and move-keep leave the note as it is (unchanged TOAST)
+        op = self.rnd.choices(["upsert", "update", "delete", "move", "touch",
+                               "move-keep"], [40, 20, 20, 6, 10, 4])[0]
+        if op in ("move", "touch", "move-keep") and (t.shape != "a" or prev is None):
             op = "upsert"
+        keep = op in ("touch", "move-keep")
+        if keep:
+            op = {"touch": "update", "move-keep": "move"}[op]
         rec = {"table": t.name, "key": key, "prev": prev}
         if op == "delete":
             if prev is None:
@@ -264,7 +300,12 @@ class Writer(threading.Thread):
                 return []
             busy.add((t.name, new))
             row = t.new_row(new, self.next_val(), self.node.region, self.rnd)
-            conn.execute(t.sql_move, [new[0], *t.data_params(row), key[0]])
+            if keep:
+                row["note"] = got[1]
+                conn.execute(t.sql_move_keep, [new[0], row["val"], row["origin"],
+                                               row["n"], key[0]])
+            else:
+                conn.execute(t.sql_move, [new[0], *t.data_params(row), key[0]])
             return [dict(rec, op="move-out", row=None),
                     {"table": t.name, "key": new, "prev": None,
                      "op": "move-in", "row": row}]
@@ -272,5 +313,89 @@ class Writer(threading.Thread):
         if prev is None:
             conn.execute(t.sql_insert, t.params(row))
             return [dict(rec, op="insert", row=row)]
-        conn.execute(t.sql_update, [*t.data_params(row), *key])
+        if keep:
+            row["note"] = got[1]
+            conn.execute(t.sql_touch, [row["val"], row["origin"], row["n"], *key])
+        else:
+            conn.execute(t.sql_update, [*t.data_params(row), *key])
         return [dict(rec, op="update", row=row)]
+
+
+class BulkWriter(threading.Thread):
+    """One region's writer of large transactions: every `every` seconds
+    (first after a random part of it), one transaction over a random block
+    of `rows` keys of each bulk table: the block's rows are locked and read,
+    one in ten present rows is deleted, the others updated, the absent ones
+    inserted; until stop is set."""
+
+    def __init__(self, node, tables, log, stop, seed, rows, every):
+        super().__init__(name=f"bulk-{node.region}", daemon=True)
+        self.node = node
+        self.tables = [t for t in tables if t.shape == "bulk"]
+        self.log = log
+        self.stop = stop
+        self.rnd = random.Random(seed)
+        self.rows = rows
+        self.every = every
+        self.n = 0
+        self.error = None
+        self.done = 0
+
+    def run(self):
+        try:
+            dsn = xrtest.pg_dsn(self.node.region, self.node.db, self.node.port)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                wait = self.rnd.uniform(0.1, 0.6) * self.every
+                while not self.stop.wait(wait):
+                    for t in self.tables:
+                        self.one_tx(conn, t)
+                    wait = self.every
+        except Exception as e:  # reported by the caller
+            self.error = e
+
+    def one_tx(self, conn, t):
+        region = self.node.region
+        lo = self.rnd.randint(1, max(1, len(t.keys) - self.rows + 1))
+        hi = lo + self.rows - 1
+        records = []
+        try:
+            with conn.transaction():
+                xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+                prev = dict(conn.execute(
+                    f"SELECT id, val FROM {t.name} WHERE id BETWEEN %s AND %s "
+                    "ORDER BY id FOR UPDATE", (lo, hi)).fetchall())
+                gone = [k for k in sorted(prev) if self.rnd.random() < 0.1]
+                conn.execute(f"DELETE FROM {t.name} WHERE id = ANY(%s)", (gone,))
+                records += [{"table": t.name, "key": (k,), "prev": prev[k],
+                             "op": "delete", "row": None} for k in gone]
+                rows = []
+                for k in range(lo, hi + 1):
+                    if k in gone:
+                        continue
+                    self.n += 1
+                    rows.append(t.new_row((k,), f"{region}.bulk.{self.n}", region,
+                                          self.rnd))
+                conn.execute(
+                    f"INSERT INTO {t.name} (id, val, origin, n) SELECT * FROM "
+                    "unnest(%s::int[], %s::text[], %s::text[], %s::int[]) "
+                    "ON CONFLICT (id) DO UPDATE SET val = EXCLUDED.val, "
+                    "origin = EXCLUDED.origin, n = EXCLUDED.n",
+                    [[r[c] for r in rows] for c in t.cols])
+                records += [{"table": t.name, "key": (r["id"],),
+                             "prev": prev.get(r["id"]),
+                             "op": "update" if r["id"] in prev else "insert",
+                             "row": r} for r in rows]
+                if t.mode == "vclock":
+                    vc = {k: (ts, rnk) for k, ts, rnk in conn.execute(
+                        f'SELECT id, ts, rnk FROM xregion."public.{t.name}" '
+                        "WHERE id BETWEEN %s AND %s", (lo, hi))}
+                    for r in records:
+                        r["hlc"], r["rnk"] = vc[r["key"][0]]
+        except RETRYABLE:
+            with self.log.lock:
+                self.log.aborted += 1
+            return
+        for r in records:
+            r.update(region=region, worker="bulk", xid=xid)
+        self.log.commit(records)
+        self.done += 1

@@ -288,25 +288,6 @@ def test_metrics_endpoint_counts_applies_and_conflicts(deploy):
     assert health.status == 200
 
 
-def test_local_delete_committing_during_apply_is_not_overtaken(deploy):
-    d = deploy()
-    d["us"].sql("INSERT INTO orders VALUES (10, 'us', 1, 'x')")
-    d.converge("orders", expect_rows=1)
-    import psycopg
-    tx = psycopg.connect(xrtest.pg_dsn("us", d["us"].db))   # not autocommit
-    try:
-        tx.execute("DELETE FROM orders WHERE id = 10")        # holds the row
-        d["eu"].sql("UPDATE orders SET note = 'eu' WHERE id = 10")
-        # us's consumer now waits for the row lock with eu's older update.
-        time.sleep(2)
-        tx.commit()                                           # the newer write
-    finally:
-        tx.close()
-    d.converge("orders", expect_rows=0)
-    for r in ("us", "eu", "apac"):
-        assert d[r].sql("SELECT count(*) FROM orders") == [(0,)], r
-
-
 def test_application_role_can_delete_without_rights_on_schema_xregion(deploy):
     d = deploy()
     role = f"xrt_app_{d.suffix}"
