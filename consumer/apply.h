@@ -35,6 +35,7 @@ typedef enum {
 	XR_CONFLICT_INSERT_CONCURRENT,    /* insert concurrent with the row */
 	XR_CONFLICT_UPDATE_CONCURRENT,    /* update concurrent with the row */
 	XR_CONFLICT_DELETE_CONCURRENT,    /* delete concurrent with the row */
+	XR_CONFLICT_UNIQUE,               /* two rows, one unique value (unique.c) */
 	XR_CONFLICT_NKINDS
 } xr_conflict_kind_t;
 
@@ -152,6 +153,29 @@ const xr_apply_stats_t *xr_applier_stats(const xr_applier_t *a);
  * value or constraint the database refused): only then is an event poison.
  */
 bool xr_applier_error_is_data(const xr_applier_t *a);
+
+/* Whether the last failed statement broke a unique key (23505). */
+bool xr_applier_error_is_unique(const xr_applier_t *a);
+
+/*
+ * The apply of item it (from region src, next offset off) broke a unique
+ * key other than the primary key: decides it by version in its own
+ * transaction (unique.c).  Returns the number of rows hidden so that the
+ * event can be applied (apply it again), -2 when the event lost and was
+ * hidden itself (its offset is stored: done), 0 when no other row holds
+ * its unique values (not such a conflict), or -1 with errstr.
+ */
+int xr_applier_resolve_unique(xr_applier_t *a, const char *src,
+                              const xr_apply_item_t *it,
+                              const xr_offset_t *off, char *errstr,
+                              size_t errstr_size);
+
+/*
+ * Brings back the hidden rows whose unique values nothing newer holds any
+ * longer (a winner deleted or changed, here or elsewhere).  Returns how
+ * many, or -1 with errstr.
+ */
+long xr_applier_unhide(xr_applier_t *a, char *errstr, size_t errstr_size);
 
 /* Whether the database connection is up (a failed apply may drop it). */
 bool xr_applier_connected(const xr_applier_t *a);

@@ -15,7 +15,7 @@ const char *const xr_conflict_names[] = {
 	"none", "insert_exists", "insert_deleted", "update_missing",
 	"update_deleted", "update_origin_differs", "delete_missing",
 	"delete_origin_differs", "delete_after_update", "insert_concurrent",
-	"update_concurrent", "delete_concurrent"
+	"update_concurrent", "delete_concurrent", "unique_conflict"
 };
 
 const char *const xr_resolution_names[] = {

@@ -67,7 +67,7 @@ typedef struct consumer_s {
 	/* Progress. */
 	uint64_t       consumed, poisoned;
 	uint64_t       last_consumed, last_applied;
-	int64_t        last_progress_us, last_purge_us;
+	int64_t        last_progress_us, last_purge_us, last_unhide_us;
 } consumer_t;
 
 static int64_t
@@ -835,9 +835,31 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		msgrec_t   *r = items[i].opaque;
 		xr_offset_t off = { rd_kafka_topic_name(r->m->rkt), r->m->partition,
 		                    r->m->offset + 1 };
+		int         tries = 0, u = 0;
+		bool        ok = false;
 
-		if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off, 1,
-		                     apply_dead_letters, c, err, sizeof(err)) == 0)
+		for (;;) {
+			if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off, 1,
+			                     apply_dead_letters, c, err, sizeof(err)) == 0) {
+				ok = true;
+				break;
+			}
+			/* Another row holds a unique value: decide it by version. */
+			if (!xr_applier_connected(c->ap) ||
+			    !xr_applier_error_is_unique(c->ap) || tries++ == 3)
+				break;
+			u = xr_applier_resolve_unique(c->ap, r->region, &items[i], &off,
+			                              err, sizeof(err));
+			if (u == -1) {
+				xr_error("%s", err);
+				return -1;
+			}
+			if (u == -2)
+				ok = true;
+			if (u <= 0)
+				break;
+		}
+		if (ok)
 			continue;
 		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
 			xr_error("%s", err);
@@ -1111,6 +1133,27 @@ purge_tombstones(consumer_t *c)
 	c->last_purge_us = mono_us();
 }
 
+/*
+ * Every 5 s: brings back the rows hidden by a unique key conflict whose
+ * values nothing newer holds any longer (see unique.c).
+ */
+static void
+unhide_rows(consumer_t *c)
+{
+	char err[1024];
+	long n;
+
+	if (mono_us() - c->last_unhide_us <= INT64_C(5) * 1000000)
+		return;
+	c->last_unhide_us = mono_us();
+	n = xr_applier_unhide(c->ap, err, sizeof(err));
+	if (n < 0)
+		xr_warn("%s", err);
+	else if (n > 0)
+		xr_info("brought back %ld row(s) hidden by a unique key conflict "
+		        "(conflict unique_restored)", n);
+}
+
 int
 xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
                atomic_int *stop)
@@ -1159,6 +1202,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		publish_metrics(&c);
 		progress(&c, false);
 		purge_tombstones(&c);
+		unhide_rows(&c);
 	}
 	progress(&c, true);
 	if (c.fatal)

@@ -244,6 +244,233 @@ static const char version_of_sql[] =
 	"  RETURN NULL;\n"
 	"END $$;\n";
 
+/*
+ * Secondary unique keys (docs/consumer.md, "Unique keys other than the
+ * primary key").  A remote write that would give a unique value to a
+ * second key is decided like any conflict, by version, the same way in
+ * every region: the row with the greater version keeps the value; the
+ * other is hidden.  A hidden row is a tombstone of its key, at the row's
+ * own version (so every write rule treats it as deleted), whose image
+ * waits in xregion.hidden; unique_unhide brings it back once nothing
+ * newer holds its values.  Only plain unique indexes count (no
+ * expressions, no predicate, not deferrable).
+ *
+ * unique_blockers: the other rows that hold a unique value of row image
+ * img (jsonb of the table's columns), locked, with their versions.
+ */
+static const char unique_sql[] =
+	"CREATE TABLE IF NOT EXISTS xregion.hidden (\n"
+	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
+	"  key jsonb NOT NULL, ts bigint NOT NULL,\n"
+	"  region text COLLATE \"C\" NOT NULL, clsn bigint NOT NULL,\n"
+	"  lsn bigint NOT NULL, image jsonb NOT NULL,\n"
+	"  hidden_at timestamptz NOT NULL DEFAULT now(),\n"
+	"  PRIMARY KEY (table_schema, table_name, key));\n"
+	"DROP FUNCTION IF EXISTS xregion.unique_blockers(regclass, text, jsonb);\n"
+	"CREATE FUNCTION xregion.unique_blockers(rel regclass,\n"
+	"    vt text, image jsonb)\n"
+	"RETURNS TABLE (row_tid tid, img jsonb, ver xregion.version)\n"
+	"LANGUAGE plpgsql AS $$\n"
+	"DECLARE keycols text[]; cond text; kmatch text; kjoin text;\n"
+	"BEGIN\n"
+	"  SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey,\n"
+	"                   a.attnum)) INTO keycols\n"
+	"    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid\n"
+	"     AND a.attnum = ANY (i.indkey)\n"
+	"   WHERE i.indrelid = rel AND i.indisprimary;\n"
+	"  SELECT string_agg('(' || (SELECT string_agg(format('t.%I %s r.%I',\n"
+	"           a.attname, CASE WHEN i.indnullsnotdistinct\n"
+	"           THEN 'IS NOT DISTINCT FROM' ELSE '=' END, a.attname), ' AND ')\n"
+	"           FROM pg_attribute a WHERE a.attrelid = rel\n"
+	"            AND a.attnum = ANY (i.indkey)) || ')', ' OR ')\n"
+	"    INTO cond FROM pg_index i\n"
+	"   WHERE i.indrelid = rel AND i.indisunique AND NOT i.indisprimary\n"
+	"     AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indimmediate;\n"
+	"  IF cond IS NULL THEN\n"
+	"    RETURN;\n"
+	"  END IF;\n"
+	"  SELECT string_agg(format('t.%I = r.%I', k, k), ' AND '),\n"
+	"         string_agg(format('v.%I = t.%I', k, k), ' AND ')\n"
+	"    INTO kmatch, kjoin FROM unnest(keycols) k;\n"
+	"  RETURN QUERY EXECUTE format(\n"
+	"    'SELECT t.ctid, to_jsonb(t), xregion.version_of(t.xmin, v.ts, '\n"
+	"    'v.region, v.clsn, v.lsn, v.xid) FROM %s t LEFT JOIN %s v ON %s '\n"
+	"    'CROSS JOIN jsonb_populate_record(NULL::%s, $1) r '\n"
+	"    'WHERE (%s) AND NOT (%s) FOR UPDATE OF t', rel, vt, kjoin, rel,\n"
+	"    cond, kmatch) USING image;\n"
+	"END $$;\n"
+	/* The key of image img: {"column": "value as text", ...}. */
+	"CREATE OR REPLACE FUNCTION xregion.key_of(rel regclass, img jsonb)\n"
+	"RETURNS jsonb LANGUAGE sql STABLE AS $$\n"
+	"  SELECT jsonb_object_agg(a.attname, img ->> a.attname::text)\n"
+	"    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid\n"
+	"     AND a.attnum = ANY (i.indkey)\n"
+	"   WHERE i.indrelid = rel AND i.indisprimary $$;\n"
+	/*
+	 * Hides the row of image img (whole, as to_jsonb gives it) at version
+	 * ver: its image into xregion.hidden, its key's entry a tombstone at
+	 * ver, the row (if any) deleted.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.unique_hide(rel regclass, vt text,\n"
+	"    img jsonb, ver xregion.version) RETURNS void\n"
+	"LANGUAGE plpgsql AS $$\n"
+	"DECLARE nsp text; tab text; keycols text[]; kl text; rkl text;\n"
+	"  kmatch text;\n"
+	"BEGIN\n"
+	"  SELECT n.nspname, c.relname INTO nsp, tab FROM pg_class c\n"
+	"    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;\n"
+	"  SELECT array_agg(a.attname::text) INTO keycols FROM pg_index i\n"
+	"    JOIN pg_attribute a ON a.attrelid = i.indrelid\n"
+	"     AND a.attnum = ANY (i.indkey)\n"
+	"   WHERE i.indrelid = rel AND i.indisprimary;\n"
+	"  SELECT string_agg(format('%I', k), ', '),\n"
+	"         string_agg(format('r.%I', k), ', '),\n"
+	"         string_agg(format('t.%I = r.%I', k, k), ' AND ')\n"
+	"    INTO kl, rkl, kmatch FROM unnest(keycols) k;\n"
+	"  INSERT INTO xregion.hidden AS h (table_schema, table_name, key, ts,\n"
+	"      region, clsn, lsn, image)\n"
+	"  VALUES (nsp, tab, xregion.key_of(rel, img), (ver).ts, (ver).region,\n"
+	"          coalesce((ver).clsn, 0), coalesce((ver).lsn, 0), img)\n"
+	"  ON CONFLICT (table_schema, table_name, key) DO UPDATE SET\n"
+	"    ts = EXCLUDED.ts, region = EXCLUDED.region, clsn = EXCLUDED.clsn,\n"
+	"    lsn = EXCLUDED.lsn, image = EXCLUDED.image, hidden_at = now();\n"
+	"  EXECUTE format('INSERT INTO %s AS v (%s, ts, region, xid, deleted, '\n"
+	"    'clsn, lsn) SELECT %s, $2, $3, pg_catalog.pg_current_xact_id(), '\n"
+	"    'true, $4, $5 FROM jsonb_populate_record(NULL::%s, $1) r '\n"
+	"    'ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, '\n"
+	"    'region = EXCLUDED.region, xid = EXCLUDED.xid, deleted = true, '\n"
+	"    'clsn = EXCLUDED.clsn, lsn = EXCLUDED.lsn', vt, kl, rkl, rel, kl)\n"
+	"    USING img, (ver).ts, (ver).region, (ver).clsn, (ver).lsn;\n"
+	"  EXECUTE format('DELETE FROM %s t USING jsonb_populate_record('\n"
+	"    'NULL::%s, $1) r WHERE %s', rel, rel, kmatch) USING img;\n"
+	"END $$;\n"
+	"CREATE OR REPLACE FUNCTION xregion.unique_log(rel regclass, key jsonb,\n"
+	"    resolution text, lrow jsonb, lver xregion.version, rrow jsonb,\n"
+	"    rver xregion.version, kind text DEFAULT 'unique_conflict',\n"
+	"    event_id uuid DEFAULT NULL, topic text DEFAULT NULL,\n"
+	"    part int DEFAULT NULL, koff bigint DEFAULT NULL) RETURNS void\n"
+	"LANGUAGE sql AS $$\n"
+	"  INSERT INTO xregion.conflicts (table_schema, table_name, key, kind,\n"
+	"      resolution, local_ts, local_region, remote_ts, remote_region,\n"
+	"      local_row, remote_row, event_id, topic, kafka_partition,\n"
+	"      kafka_offset)\n"
+	"  SELECT n.nspname, c.relname, key, kind, resolution,\n"
+	"         xregion.ts_of((lver).ts), (lver).region, xregion.ts_of((rver).ts),\n"
+	"         (rver).region, lrow, rrow, event_id, topic, part, koff\n"
+	"    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+	"   WHERE c.oid = rel $$;\n"
+	/*
+	 * A remote write (image img: the event's columns as text; those it
+	 * left out are taken from the row at its key) that broke a unique
+	 * index other than the primary key.  Returns the number of rows it
+	 * hid to win, -2 when it lost (it is hidden itself), or 0 when no
+	 * other row holds its unique values.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.unique_resolve(rel regclass, vt text,\n"
+	"    img jsonb, ver xregion.version, event_id uuid, topic text, part int,\n"
+	"    koff bigint) RETURNS int\n"
+	"LANGUAGE plpgsql AS $$\n"
+	"DECLARE cur jsonb; whole jsonb; b record; top record; n int := 0;\n"
+	"  kmatch text;\n"
+	"BEGIN\n"
+	"  SELECT string_agg(format('t.%I = r.%I', a.attname, a.attname),\n"
+	"                    ' AND ') INTO kmatch\n"
+	"    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid\n"
+	"     AND a.attnum = ANY (i.indkey)\n"
+	"   WHERE i.indrelid = rel AND i.indisprimary;\n"
+	"  EXECUTE format('SELECT to_jsonb(t) FROM %s t, jsonb_populate_record('\n"
+	"    'NULL::%s, $1) r WHERE %s FOR UPDATE OF t', rel, rel, kmatch)\n"
+	"    INTO cur USING img;\n"
+	"  EXECUTE format('SELECT to_jsonb(jsonb_populate_record(NULL::%s, $1))',\n"
+	"    rel) INTO whole USING coalesce(cur, '{}') || img;\n"
+	"  SELECT * INTO top FROM xregion.unique_blockers(rel, vt, whole) x\n"
+	"    ORDER BY x.ver DESC LIMIT 1;\n"
+	"  IF NOT FOUND THEN\n"
+	"    RETURN 0;\n"
+	"  END IF;\n"
+	"  IF top.ver > ver THEN\n"
+	"    PERFORM xregion.unique_hide(rel, vt, whole, ver);\n"
+	"    PERFORM xregion.unique_log(rel, xregion.key_of(rel, whole),\n"
+	"      'local_kept', top.img, top.ver, whole, ver, 'unique_conflict',\n"
+	"      event_id, topic, part, koff);\n"
+	"    RETURN -2;\n"
+	"  END IF;\n"
+	"  FOR b IN SELECT * FROM xregion.unique_blockers(rel, vt, whole) LOOP\n"
+	"    PERFORM xregion.unique_hide(rel, vt, b.img, b.ver);\n"
+	"    PERFORM xregion.unique_log(rel, xregion.key_of(rel, b.img),\n"
+	"      'remote_applied', b.img, b.ver, whole, ver, 'unique_conflict',\n"
+	"      event_id, topic, part, koff);\n"
+	"    n := n + 1;\n"
+	"  END LOOP;\n"
+	"  RETURN n;\n"
+	"END $$;\n"
+	/*
+	 * Brings back, newest first, the hidden rows of rel that are still
+	 * their key's latest write and whose unique values no newer row holds
+	 * now (older holders are hidden in turn).  Returns how many came back.
+	 */
+	"CREATE OR REPLACE FUNCTION xregion.unique_unhide(rel regclass, vt text)\n"
+	"RETURNS int LANGUAGE plpgsql AS $$\n"
+	"DECLARE nsp text; tab text; h record; e record; b record; n int := 0;\n"
+	"  hv xregion.version; vmatch text; kmatch text; kl text; rkl text;\n"
+	"  newer bool; live bool;\n"
+	"BEGIN\n"
+	"  SELECT n2.nspname, c.relname INTO nsp, tab FROM pg_class c\n"
+	"    JOIN pg_namespace n2 ON n2.oid = c.relnamespace WHERE c.oid = rel;\n"
+	"  SELECT string_agg(format('v.%I = r.%I', a.attname, a.attname), ' AND '),\n"
+	"         string_agg(format('t.%I = r.%I', a.attname, a.attname), ' AND '),\n"
+	"         string_agg(format('%I', a.attname), ', '),\n"
+	"         string_agg(format('r.%I', a.attname), ', ')\n"
+	"    INTO vmatch, kmatch, kl, rkl\n"
+	"    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid\n"
+	"     AND a.attnum = ANY (i.indkey)\n"
+	"   WHERE i.indrelid = rel AND i.indisprimary;\n"
+	"  FOR h IN SELECT * FROM xregion.hidden x WHERE x.table_schema = nsp\n"
+	"           AND x.table_name = tab\n"
+	"           ORDER BY x.ts DESC, x.region DESC, x.clsn DESC, x.lsn DESC\n"
+	"           FOR UPDATE LOOP\n"
+	"    hv := ROW(h.ts, h.region, h.clsn, h.lsn)::xregion.version;\n"
+	"    EXECUTE format('SELECT v.ts, v.region, coalesce(v.clsn, 0) AS clsn, '\n"
+	"      'coalesce(v.lsn, 0) AS lsn, v.deleted FROM %s v, '\n"
+	"      'jsonb_populate_record(NULL::%s, $1) r WHERE %s FOR UPDATE OF v',\n"
+	"      vt, rel, vmatch) INTO e USING h.image;\n"
+	"    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t, '\n"
+	"      'jsonb_populate_record(NULL::%s, $1) r WHERE %s)', rel, rel,\n"
+	"      kmatch) INTO live USING h.image;\n"
+	/* Superseded: a later write of the key (applied, or local). */
+	"    IF e IS NULL OR NOT e.deleted OR live OR ROW(e.ts, e.region, e.clsn,\n"
+	"       e.lsn)::xregion.version IS DISTINCT FROM hv THEN\n"
+	"      DELETE FROM xregion.hidden x WHERE x.table_schema = nsp\n"
+	"         AND x.table_name = tab AND x.key = h.key;\n"
+	"      CONTINUE;\n"
+	"    END IF;\n"
+	"    newer := false;\n"
+	"    FOR b IN SELECT * FROM xregion.unique_blockers(rel, vt, h.image) LOOP\n"
+	"      newer := newer OR b.ver > hv;\n"
+	"    END LOOP;\n"
+	"    IF newer THEN\n"
+	"      CONTINUE;\n"
+	"    END IF;\n"
+	"    FOR b IN SELECT * FROM xregion.unique_blockers(rel, vt, h.image) LOOP\n"
+	"      PERFORM xregion.unique_hide(rel, vt, b.img, b.ver);\n"
+	"      PERFORM xregion.unique_log(rel, xregion.key_of(rel, b.img),\n"
+	"        'remote_applied', b.img, b.ver, h.image, hv);\n"
+	"    END LOOP;\n"
+	"    EXECUTE format('INSERT INTO %s SELECT * FROM '\n"
+	"      'jsonb_populate_record(NULL::%s, $1)', rel, rel) USING h.image;\n"
+	"    EXECUTE format('UPDATE %s v SET deleted = false, '\n"
+	"      'xid = pg_catalog.pg_current_xact_id() FROM '\n"
+	"      'jsonb_populate_record(NULL::%s, $1) r WHERE %s', vt, rel, vmatch)\n"
+	"      USING h.image;\n"
+	"    DELETE FROM xregion.hidden x WHERE x.table_schema = nsp\n"
+	"       AND x.table_name = tab AND x.key = h.key;\n"
+	"    PERFORM xregion.unique_log(rel, h.key, 'remote_applied', NULL, NULL,\n"
+	"      h.image, hv, 'unique_restored');\n"
+	"    n := n + 1;\n"
+	"  END LOOP;\n"
+	"  RETURN n;\n"
+	"END $$;\n";
+
 void
 xr_meta_origin_name(const xr_config_t *conf, const char *src, char *buf,
                     size_t size)
@@ -925,6 +1152,7 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	/* IF [NOT] EXISTS notices are expected on a re-run: keep them quiet. */
 	xr_buf_puts(&sql, "SET client_min_messages = warning;\nBEGIN;\n");
 	xr_buf_puts(&sql, common_sql);
+	xr_buf_puts(&sql, unique_sql);
 	{
 		xr_buf_t cases;
 

@@ -3,6 +3,7 @@
  * replication origin, stored offsets, and the pipeline's reads (see
  * apply_int.h).
  */
+#include "common/pqbuf.h"
 #include "consumer/apply_int.h"
 
 #include <inttypes.h>
@@ -235,6 +236,7 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 {
 	long   total = 0;
 	size_t i;
+	int    c, k;
 
 	for (i = 0; i < a->ntargets; i++) {
 		target_t   *t = a->targets[i];
@@ -251,6 +253,24 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 		              "(xregion.tomb_version(v.ts, v.region, v.xid, v.clsn, v.lsn)).ts < "
 		              "(extract(epoch FROM now() - make_interval(hours => "
 		              "$1::int)) * 1000000)::bigint", t->vt);
+		/* A hidden row's tombstone is its key's latest write: kept. */
+		xr_buf_printf(&a->sql,
+		              " AND NOT EXISTS (SELECT 1 FROM xregion.hidden h "
+		              "WHERE h.table_schema = %s AND h.table_name = %s "
+		              "AND h.key = jsonb_build_object(", t->lit_nsp, t->lit_rel);
+		for (c = 0, k = 0; c < t->ncols; c++) {
+			if (!t->cols[c].is_key)
+				continue;
+			if (k++)
+				xr_buf_puts(&a->sql, ", ");
+			if (xr_pqbuf_literal(a->conn, &a->sql, t->cols[c].name)) {
+				xr_apply_copy_err(a->conn, "quoting", errstr, errstr_size);
+				return -1;
+			}
+			xr_buf_printf(&a->sql, ", to_jsonb(v.%s) #>> '{}'",
+			              t->cols[c].qname);
+		}
+		xr_buf_puts(&a->sql, "))");
 		res = PQexecParams(a->conn, a->sql.data, 1, NULL, vals, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			xr_apply_copy_err(a->conn, "purging tombstones", errstr, errstr_size);
@@ -274,6 +294,12 @@ xr_applier_error_is_data(const xr_applier_t *a)
 	 */
 	return strncmp(a->sqlstate, "22", 2) == 0 ||
 	       strncmp(a->sqlstate, "23", 2) == 0;
+}
+
+bool
+xr_applier_error_is_unique(const xr_applier_t *a)
+{
+	return strcmp(a->sqlstate, "23505") == 0;
 }
 
 bool

@@ -149,3 +149,31 @@ def test_check_finds(change, expect):
     for r in (REGIONS if region == "all" else [region]):
         state[table][r] = rows
     assert kinds(checks.check([T, V, P], LOGS, snap_of(state), REGIONS)) == expect
+
+
+U = workload.Table("lww_u", "lww", "u")
+
+
+def test_unique_check_keeps_the_newest_row_of_each_email():
+    def w(region, ts, key, email, val, op="insert"):
+        return {"region": region, "worker": 0, "xid": str(ts), "ts": ts,
+                "table": "lww_u", "key": (key,), "op": op, "prev": None,
+                "row": None if op == "delete" else
+                {"id": key, "email": email, "val": val, "origin": region}}
+    logs = {r: workload.WriteLog(r) for r in REGIONS}
+    # 1 and 2 take e@x (2 is newer); 3 takes f@x, then is deleted; 4 takes
+    # f@x after that delete, older than 3's insert: it is free again.
+    for rec in (w("us", 100, 1, "e@x", "us.1"), w("eu", 200, 2, "e@x", "eu.1"),
+                w("apac", 300, 3, "f@x", "apac.1"), w("apac", 500, 3, None, None, "delete"),
+                w("us", 250, 4, "f@x", "us.2")):
+        logs[rec["region"]].commit([rec])
+    want = {(2,): {"id": 2, "email": "e@x", "val": "eu.1", "origin": "eu"},
+            (4,): {"id": 4, "email": "f@x", "val": "us.2", "origin": "us"}}
+    good = {"lww_u": {r: {k: v for k, v in want.items()} for r in REGIONS}}
+    assert checks.check([U], logs, good, REGIONS) == []
+    bad = {"lww_u": dict(good["lww_u"])}
+    bad["lww_u"]["us"] = {(1,): {"id": 1, "email": "e@x", "val": "us.1",
+                                 "origin": "us"}, (4,): want[(4,)]}
+    assert kinds(checks.check([U], logs, bad, REGIONS)) == [
+        "divergent", "divergent", "unique-not-expected@us",
+        "unique-not-expected@us"]

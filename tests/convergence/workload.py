@@ -42,8 +42,9 @@ class Table:
     """One test table.  mode: "lww" or "vclock" (replicated with that
     conflict mode) or "pii" (never leaves its region).  shape "a": key id,
     key changes allowed, a note that may be TOASTed; shape "b": composite
-    key (grp, id) and a jsonb; shape "bulk": key id over bulk_keys keys,
-    written only by BulkWriter."""
+    key (grp, id) and a jsonb; shape "u": key id and email UNIQUE, from 15
+    values (or NULL), so that regions give one email to two keys often;
+    shape "bulk": key id over bulk_keys keys, written only by BulkWriter."""
 
     def __init__(self, name, mode, shape, bulk_keys=0):
         self.name = name
@@ -55,6 +56,13 @@ class Table:
             self.keys = [(i,) for i in range(1, 51)]
             self.ddl = (f"CREATE TABLE {name} (id int PRIMARY KEY, val text NOT NULL, "
                         "origin text NOT NULL, n int NOT NULL, note text);")
+        elif shape == "u":
+            self.key_cols = ("id",)
+            self.cols = ("id", "email", "val", "origin")
+            self.keys = [(i,) for i in range(1, 51)]
+            self.emails = [f"e{i}@x" for i in range(1, 16)]
+            self.ddl = (f"CREATE TABLE {name} (id int PRIMARY KEY, email text UNIQUE, "
+                        "val text NOT NULL, origin text NOT NULL);")
         elif shape == "bulk":
             self.key_cols = ("id",)
             self.cols = ("id", "val", "origin", "n")
@@ -121,6 +129,9 @@ class Table:
                 note = f"big {val} " + rnd.randbytes(3000).hex()
             return {"id": key[0], "val": val, "origin": region,
                     "n": rnd.randint(-1000, 1000), "note": note}
+        if self.shape == "u":
+            return {"id": key[0], "val": val, "origin": region,
+                    "email": None if rnd.random() < 0.1 else rnd.choice(self.emails)}
         if self.shape == "bulk":
             return {"id": key[0], "val": val, "origin": region,
                     "n": rnd.randint(-1000, 1000)}
@@ -138,12 +149,15 @@ class Table:
 
 
 def tables_for(modes, bulk_keys=0):
-    """Two tables per conflict mode (one of each shape), with bulk_keys a
-    bulk table per mode, and one PII table."""
+    """Two tables per conflict mode (one of each shape), for lww a table
+    with a secondary unique key (lww_u), with bulk_keys a bulk table per
+    mode, and one PII table."""
     out = []
     for m in modes:
         p = {"lww": "lww", "vclock": "vc"}[m]
         out += [Table(f"{p}_a", m, "a"), Table(f"{p}_b", m, "b")]
+        if m == "lww":
+            out.append(Table("lww_u", m, "u"))
         if bulk_keys:
             out.append(Table(f"{p}_bulk", m, "bulk", bulk_keys))
     out.append(Table("pii_notes", "pii", "a"))

@@ -1,0 +1,116 @@
+"""Unique keys other than the primary key: the row with the greater version
+keeps the value in every region, the other is hidden (xregion.hidden) and
+logged (unique_conflict), and comes back once nothing newer holds its value.
+
+The regions' replicators are stopped while the conflicting writes are made
+one after the other (so each is made without seeing the others, and their
+commit times are in that order), then started together.
+"""
+import time
+
+import pytest
+
+from xrdeploy import Deployment
+
+SCHEMA = """
+CREATE TABLE people (id bigint PRIMARY KEY, email text UNIQUE, who text);
+CREATE TABLE contacts (id bigint PRIMARY KEY, email text UNIQUE,
+                       phone text UNIQUE, who text);
+"""
+TABLES = [("public.people", False), ("public.contacts", False)]
+
+
+@pytest.fixture
+def dep():
+    d = Deployment(TABLES, SCHEMA)
+    d.start()
+    yield d
+    d.close()
+
+
+def offline(d, writes):
+    """Runs writes ((region, sql), in order) with every replicator stopped,
+    then starts them all."""
+    for n in d.nodes.values():
+        n.stop()
+    for region, sql in writes:
+        d[region].sql(sql)
+        time.sleep(0.01)          # distinct commit times, in this order
+    for n in d.nodes.values():
+        n.start()
+
+
+def rows(d, table, cols="id, email, who"):
+    return {r: d[r].sql(f"SELECT {cols} FROM {table} ORDER BY id") for r in d.nodes}
+
+
+def wait_rows(d, table, want, cols="id, email, who", timeout=90):
+    end = time.time() + timeout
+    while True:
+        got = rows(d, table, cols)
+        if all(v == want for v in got.values()):
+            return
+        if time.time() > end:
+            raise AssertionError(f"{table}: want {want} everywhere, got {got}")
+        time.sleep(0.5)
+
+
+def unique_conflicts(n, table):
+    return n.sql("SELECT key->>'id', resolution, local_row->>'id', "
+                 "remote_row->>'id' FROM xregion.conflicts "
+                 "WHERE kind = 'unique_conflict' AND table_name = %s "
+                 "ORDER BY id", (table,))
+
+
+def test_two_inserts_of_one_value_keep_the_newer_everywhere(dep):
+    d = dep
+    offline(d, [("us", "INSERT INTO people VALUES (1, 'a@x', 'us')"),
+                ("eu", "INSERT INTO people VALUES (2, 'a@x', 'eu')")])
+    wait_rows(d, "people", [(2, "a@x", "eu")])
+    for r, n in d.nodes.items():
+        hidden = n.sql("SELECT key->>'id', image->>'who' FROM xregion.hidden")
+        assert hidden == [("1", "us")], (r, hidden)
+        conf = unique_conflicts(n, "people")
+        assert len(conf) == 1, (r, conf)
+    # us lost its own row to eu's; eu kept its row against us's.
+    assert unique_conflicts(d["us"], "people") == [("1", "remote_applied", "1", "2")]
+    assert unique_conflicts(d["eu"], "people") == [("1", "local_kept", "2", "1")]
+    for n in d.nodes.values():
+        assert n.sql("SELECT count(*) FROM xregion.conflicts WHERE kind <> "
+                     "'unique_conflict'") == [(0,)]
+
+    # The winner goes: the loser comes back, everywhere.
+    d["eu"].sql("DELETE FROM people WHERE id = 2")
+    wait_rows(d, "people", [(1, "a@x", "us")], timeout=60)
+    for r, n in d.nodes.items():
+        assert n.sql("SELECT count(*) FROM xregion.hidden") == [(0,)], r
+        assert n.sql("SELECT count(*) FROM xregion.conflicts "
+                     "WHERE kind = 'unique_restored'") == [(1,)], r
+    # and it is an ordinary row again: a later update replicates
+    d["apac"].sql("UPDATE people SET who = 'apac' WHERE id = 1")
+    wait_rows(d, "people", [(1, "a@x", "apac")])
+
+
+def test_updates_to_one_value_keep_the_newer_everywhere(dep):
+    d = dep
+    d["us"].sql("INSERT INTO people VALUES (1, 'a@x', 'us'), (2, 'b@x', 'us')")
+    wait_rows(d, "people", [(1, "a@x", "us"), (2, "b@x", "us")])
+    offline(d, [("us", "UPDATE people SET email = 'c@x', who = 'us2' WHERE id = 1"),
+                ("eu", "UPDATE people SET email = 'c@x', who = 'eu2' WHERE id = 2")])
+    wait_rows(d, "people", [(2, "c@x", "eu2")])
+    for r, n in d.nodes.items():
+        assert n.sql("SELECT key->>'id', image->>'email', image->>'who' "
+                     "FROM xregion.hidden") == [("1", "c@x", "us2")], r
+
+
+def test_several_unique_keys_at_once(dep):
+    """1 (a, p1) from us, then 2 (b, p1) from eu and 3 (a, p2) from apac:
+    3 is the newest and keeps a; 2 keeps p1 (3 does not hold it); 1 holds
+    both values, is older than both, and is hidden, in every region."""
+    d = dep
+    offline(d, [("us", "INSERT INTO contacts VALUES (1, 'a', 'p1', 'us')"),
+                ("eu", "INSERT INTO contacts VALUES (2, 'b', 'p1', 'eu')"),
+                ("apac", "INSERT INTO contacts VALUES (3, 'a', 'p2', 'apac')")])
+    wait_rows(d, "contacts", [(2, "b", "p1"), (3, "a", "p2")], cols="id, email, phone")
+    for r, n in d.nodes.items():
+        assert n.sql("SELECT key->>'id' FROM xregion.hidden") == [("1",)], r
