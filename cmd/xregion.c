@@ -19,6 +19,7 @@
 #include "common/metrics.h"
 #include "common/version.h"
 #include "consumer/conflicts.h"
+#include "consumer/status.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
 #include "producer/produce.h"
@@ -153,6 +154,18 @@ run_conflicts(const xr_config_t *conf)
 	return 0;
 }
 
+static int
+run_status(const xr_config_t *conf)
+{
+	char err[1024];
+
+	if (xr_status_run(conf, stdout, err, sizeof(err))) {
+		fprintf(stderr, "xregion status: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 static const command_t commands[] = {
 	{ "setup", "create the publication, slot, Kafka topics and schema xregion",
 	  "Idempotent. Checks that every table marked pii: false exists and has\n"
@@ -220,6 +233,16 @@ static const command_t commands[] = {
 	  "      --format FORMAT   text (default) or json: one JSON object per\n"
 	  "                        line, without the summary\n",
 	  run_conflicts },
+	{ "status", "show tombstones, hidden rows and every region's progress",
+	  "Prints, for each table this region replicates, its tombstones and\n"
+	  "live versions entries, the size of its versions table, the rows\n"
+	  "hidden by unique key conflicts and the oldest tombstone; then what\n"
+	  "every region has published and applied of every other region (the\n"
+	  "progress topic) and the tombstone purge horizon: tombstones older\n"
+	  "than it (and than consumer.tombstone_retention_hours) are purged;\n"
+	  "while a region has no record yet, none is. Read only; exits 1 if the\n"
+	  "database cannot be reached or has no schema xregion.\n",
+	  run_status },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

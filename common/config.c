@@ -59,7 +59,7 @@ static const char *const pg_keys[] = {
 };
 static const char *const kafka_keys[] = {
 	"brokers", "topic_prefix", "schemas_topic", "dead_letter_topic",
-	"partitions", "replication_factor", "max_message_bytes", "properties",
+	"progress_topic", "partitions", "replication_factor", "max_message_bytes", "properties",
 	NULL
 };
 static const char *const producer_keys[] = {
@@ -68,7 +68,7 @@ static const char *const producer_keys[] = {
 };
 static const char *const consumer_keys[] = {
 	"group_id", "batch_size", "batch_linger_ms", "tombstone_retention_hours",
-	"drift_recheck_ms", "lock_timeout_ms", "statement_timeout_ms", NULL
+	"tombstone_purge_interval_s", "drift_recheck_ms", "lock_timeout_ms", "statement_timeout_ms", NULL
 };
 static const char *const table_keys[] = {
 	"name", "pii", "exclude_columns", "conflict", "tiebreak", "clock", NULL
@@ -760,6 +760,14 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	                        &conf->dead_letter_topic) != 0) {
 		return -1;
 	}
+	if ((v = map_get(c, map, "progress_topic"))) {
+		if (get_topic(c, v, "kafka.progress_topic", &conf->progress_topic) != 0)
+			return -1;
+	} else if (derive_topic(c, prefix_node,
+	                        xasprintf("%s._progress", conf->topic_prefix),
+	                        &conf->progress_topic) != 0) {
+		return -1;
+	}
 	conf->partitions = 3;
 	if ((v = map_get(c, map, "partitions")) &&
 	    get_int(c, v, "kafka.partitions", 1, INT_MAX, &conf->partitions) != 0)
@@ -842,7 +850,9 @@ parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		{ "batch_linger_ms", "consumer.batch_linger_ms",
 		  1, 10000, 50, offsetof(xr_config_t, batch_linger_ms) },
 		{ "tombstone_retention_hours", "consumer.tombstone_retention_hours",
-		  1, 87600, 168, offsetof(xr_config_t, tombstone_retention_hours) },
+		  0, 87600, 168, offsetof(xr_config_t, tombstone_retention_hours) },
+		{ "tombstone_purge_interval_s", "consumer.tombstone_purge_interval_s",
+		  1, 86400, 3600, offsetof(xr_config_t, tombstone_purge_interval_s) },
 		{ "drift_recheck_ms", "consumer.drift_recheck_ms",
 		  100, 600000, 5000, offsetof(xr_config_t, drift_recheck_ms) },
 		{ "lock_timeout_ms", "consumer.lock_timeout_ms",
@@ -1417,6 +1427,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->topic_prefix);
 	free(conf->schemas_topic);
 	free(conf->dead_letter_topic);
+	free(conf->progress_topic);
 	for (i = 0; i < conf->n_kafka_props; i++) {
 		free(conf->kafka_props[i].key);
 		free(conf->kafka_props[i].value);

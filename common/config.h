@@ -63,6 +63,7 @@ typedef struct xr_config_s {
 	char   *topic_prefix;      /* "xr" */
 	char   *schemas_topic;     /* "<prefix>._schemas" */
 	char   *dead_letter_topic; /* "<prefix>.<region>._dlq" */
+	char   *progress_topic;    /* "<prefix>._progress" */
 	int     partitions;        /* 3; for topics setup creates */
 	int     replication_factor;/* 1 */
 	int     max_message_bytes; /* 64 MiB: largest event (producer and topics) */
@@ -79,7 +80,8 @@ typedef struct xr_config_s {
 	char   *group_id;               /* "xregion.<prefix>.<region>" */
 	int     batch_size;             /* 2000 events per transaction at most */
 	int     batch_linger_ms;        /* 50: wait this long to fill a batch */
-	int     tombstone_retention_hours; /* 168 */
+	int     tombstone_retention_hours; /* 168; 0: as soon as safe */
+	int     tombstone_purge_interval_s; /* 3600 */
 	int     drift_recheck_ms;       /* 5000 */
 	int     lock_timeout_ms;        /* 5000: an apply waiting on a row lock */
 	int     statement_timeout_ms;   /* 600000: one apply statement */

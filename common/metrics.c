@@ -77,6 +77,19 @@ xr_metrics_render(const xr_metrics_t *m)
 	counter(&b, m, "xregion_apply_batches_total",
 	        "Transactions committed by the consumer.", "counter",
 	        atomic_load(&m->batches));
+	counter(&b, m, "xregion_tombstones",
+	        "Tombstones in the versions tables (checked each minute).",
+	        "gauge", atomic_load(&m->tombstones));
+	counter(&b, m, "xregion_versions_bytes",
+	        "Size of the versions tables, tombstones included, in bytes.",
+	        "gauge", atomic_load(&m->versions_bytes));
+	counter(&b, m, "xregion_tombstones_purged_total",
+	        "Tombstones purged once every region had applied past them.",
+	        "counter", atomic_load(&m->tombstones_purged));
+	counter(&b, m, "xregion_tombstone_purge_horizon_seconds",
+	        "Unix time before which every region has applied every other "
+	        "region's changes (0: not known yet).", "gauge",
+	        atomic_load(&m->purge_horizon_us) / 1000000);
 	xr_buf_puts(&b, "# HELP xregion_conflicts_total Conflicts by kind and "
 	                "resolution (also in xregion.conflicts).\n"
 	                "# TYPE xregion_conflicts_total counter\n");

@@ -33,6 +33,10 @@ typedef struct xr_metrics_s {
 	atomic_uint_fast64_t dead_lettered;
 	atomic_uint_fast64_t paused_partitions;
 	atomic_uint_fast64_t batches;
+	atomic_uint_fast64_t tombstones;        /* in the versions tables */
+	atomic_uint_fast64_t versions_bytes;    /* their size on disk */
+	atomic_uint_fast64_t tombstones_purged;
+	atomic_uint_fast64_t purge_horizon_us;  /* 0: not known yet */
 	atomic_uint_fast64_t conflicts[XR_METRICS_KINDS][XR_METRICS_RESOLUTIONS];
 	/* Names for the conflict labels (borrowed, static strings). */
 	const char *const *kind_names;

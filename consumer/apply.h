@@ -142,9 +142,20 @@ int xr_applier_load_offsets(xr_applier_t *a, const char *const *topics,
                             char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
-/* Deletes tombstones older than the retention.  Returns rows or -1. */
-long xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
+/*
+ * Deletes the tombstones whose version time is before cutoff_us (µs since
+ * the Unix epoch), except those of hidden rows.  Returns rows or -1.
+ */
+long xr_applier_purge_tombstones(xr_applier_t *a, int64_t cutoff_us,
                                  char *errstr, size_t errstr_size);
+
+/*
+ * The tombstones of every table applied to so far, and the size of the
+ * versions tables (bytes), into *tombs and *bytes.  Returns 0 or -1.
+ */
+int xr_applier_tombstone_stats(xr_applier_t *a, int64_t *tombs,
+                               int64_t *bytes, char *errstr,
+                               size_t errstr_size);
 
 const xr_apply_stats_t *xr_applier_stats(const xr_applier_t *a);
 
@@ -162,8 +173,11 @@ bool xr_applier_error_is_unique(const xr_applier_t *a);
  * key other than the primary key: decides it by version in its own
  * transaction (unique.c).  Returns the number of rows hidden so that the
  * event can be applied (apply it again), -2 when the event lost and was
- * hidden itself (its offset is stored: done), 0 when no other row holds
- * its unique values (not such a conflict), or -1 with errstr.
+ * hidden itself (its offset is stored: done), -4 when it lost and was
+ * hidden but is a key change (apply it again: its old key's delete is
+ * still due), -3 when it no longer beats its own key (apply it again: the
+ * rules skip it), 0 when no other row holds its unique values now (apply
+ * it again), or -1 with errstr.
  */
 int xr_applier_resolve_unique(xr_applier_t *a, const char *src,
                               const xr_apply_item_t *it,

@@ -17,8 +17,10 @@
 
 #include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "consumer/apply.h"
 #include "consumer/event.h"
+#include "consumer/progress.h"
 #include "consumer/registry.h"
 
 /* One message of a batch. */
@@ -68,6 +70,10 @@ typedef struct consumer_s {
 	uint64_t       consumed, poisoned;
 	uint64_t       last_consumed, last_applied;
 	int64_t        last_progress_us, last_purge_us, last_unhide_us;
+	/* Progress records and the purge horizon (progress.h). */
+	xr_sharer_t   *sharer;
+	int64_t        last_stats_us;
+	bool           purge_said;
 } consumer_t;
 
 static int64_t
@@ -444,7 +450,8 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	}
 	for (i = 0; i < (size_t)c->conf->batch_size; i++)
 		xr_event_init(&c->recs[i].ev);
-	return 0;
+	c->sharer = xr_sharer_start(c->conf, errstr, errstr_size);
+	return c->sharer ? 0 : -1;
 }
 
 static void
@@ -463,6 +470,7 @@ consumer_term(consumer_t *c)
 	}
 	if (c->pending)
 		rd_kafka_topic_partition_list_destroy(c->pending);
+	xr_sharer_stop(c->sharer);
 	xr_registry_destroy(c->reg);
 	for (i = 0; c->recs && i < (size_t)c->conf->batch_size; i++)
 		xr_event_term(&c->recs[i].ev);
@@ -854,10 +862,11 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 				xr_error("%s", err);
 				return -1;
 			}
-			if (u == -2)
+			if (u == -2) {
 				ok = true;
-			if (u <= 0)
 				break;
+			}
+			/* Otherwise apply it again (at most 3 rounds). */
 		}
 		if (ok)
 			continue;
@@ -870,6 +879,66 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		    xr_applier_store_offsets(c->ap, &off, 1, err, sizeof(err)))
 			return -1;
 	}
+	return 0;
+}
+
+/* The next offsets to store for items: per partition, the last + 1. */
+static size_t
+item_offsets(const xr_apply_item_t *items, size_t n, xr_offset_t *out)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < k; j++)
+			if (out[j].partition == items[i].partition &&
+			    strcmp(out[j].topic, items[i].topic) == 0)
+				break;
+		if (j == k) {
+			out[k].topic = items[i].topic;
+			out[k].partition = items[i].partition;
+			out[k++].next_offset = items[i].offset + 1;
+		} else if (items[i].offset + 1 > out[j].next_offset) {
+			out[j].next_offset = items[i].offset + 1;
+		}
+	}
+	return k;
+}
+
+/*
+ * Applies the events of one source region after their batch failed on
+ * the data (failed: items as a whole is known to fail): each half that
+ * applies goes in one transaction; a half that fails is split again, down
+ * to the single event, which apply_one_by_one resolves or dead-letters.
+ * A batch with k such events costs about 2 k log2 n transactions, not n.
+ * Returns 0, or -1 to retry the batch later.
+ */
+static int
+apply_halves(consumer_t *c, xr_apply_item_t *items, size_t n, bool failed)
+{
+	const char  *region = ((msgrec_t *)items[0].opaque)->region;
+	xr_offset_t *offs;
+	size_t       noff, half = n / 2;
+	char         err[1024];
+	int          rc;
+
+	if (n == 1)
+		return apply_one_by_one(c, items, 1);
+	if (!failed) {
+		offs = xr_calloc(n, sizeof(*offs));
+		noff = item_offsets(items, n, offs);
+		rc = xr_applier_apply(c->ap, region, items, n, offs, noff,
+		                      apply_dead_letters, c, err, sizeof(err));
+		free(offs);
+		if (rc == 0)
+			return 0;
+		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
+			xr_error("%s", err);
+			return -1;
+		}
+	}
+	if (apply_halves(c, items, half, false) ||
+	    apply_halves(c, items + half, n - half, false))
+		return -1;
 	return 0;
 }
 
@@ -933,8 +1002,8 @@ apply_batch(consumer_t *c)
 			goto out;
 		}
 		xr_warn("batch from region %s failed (%s); applying its %zu events "
-		        "one by one", regions[j], err, n);
-		if (apply_one_by_one(c, items, n))
+		        "in halves, down to the one that fails", regions[j], err, n);
+		if (apply_halves(c, items, n, true))
 			goto out;
 		/* Dead letters and drops of this region: store their offsets. */
 		if (xr_applier_store_offsets(c->ap, offs, noff, err, sizeof(err))) {
@@ -1110,27 +1179,72 @@ handle_batch(consumer_t *c, int *backoff)
 	free_batch(c);
 }
 
+/* Wall-clock µs since the Unix epoch. */
+static int64_t
+wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /*
- * Once an hour, purges the tombstones older than
- * tombstone_retention_hours.  A failure is logged and waits for the next
- * hour.
+ * Every consumer.tombstone_purge_interval_s: deletes the tombstones older
+ * than consumer.tombstone_retention_hours that every region has applied
+ * past (the purge horizon, progress.h): no older change of their keys can
+ * still arrive, from any region.  Every minute, the tombstone count for
+ * the metrics.
  */
 static void
 purge_tombstones(consumer_t *c)
 {
-	char err[1024];
-	long n;
+	char        err[1024];
+	char        missing[64];
+	int64_t     horizon, cutoff, tombs, bytes;
+	long        n;
 
-	if (mono_us() - c->last_purge_us <= INT64_C(3600) * 1000000)
+	if (c->metrics && mono_us() - c->last_stats_us >= INT64_C(60000000) &&
+	    xr_applier_connected(c->ap)) {
+		c->last_stats_us = mono_us();
+		if (xr_applier_tombstone_stats(c->ap, &tombs, &bytes, err,
+		                               sizeof(err)) == 0) {
+			atomic_store(&c->metrics->tombstones, (uint64_t)tombs);
+			atomic_store(&c->metrics->versions_bytes, (uint64_t)bytes);
+		}
+	}
+	if (mono_us() - c->last_purge_us <
+	    (int64_t)c->conf->tombstone_purge_interval_s * 1000000)
 		return;
-	n = xr_applier_purge_tombstones(c->ap, c->conf->tombstone_retention_hours,
-	                                err, sizeof(err));
-	if (n < 0)
-		xr_warn("%s", err);
-	else if (n > 0)
-		xr_info("purged %ld tombstone(s) older than %d hours", n,
-		        c->conf->tombstone_retention_hours);
 	c->last_purge_us = mono_us();
+	horizon = c->sharer ? xr_sharer_horizon(c->sharer, missing,
+	                                        sizeof(missing))
+	                    : XR_PROGRESS_NONE;
+	if (horizon == XR_PROGRESS_NONE) {
+		if (!c->purge_said)
+			xr_info("tombstone purge waits: no progress yet from region %s "
+			        "(topic %s)", missing,
+			        c->conf->progress_topic);
+		c->purge_said = true;
+		return;
+	}
+	c->purge_said = false;
+	if (c->metrics)
+		atomic_store(&c->metrics->purge_horizon_us, (uint64_t)horizon);
+	cutoff = wall_us() - (int64_t)c->conf->tombstone_retention_hours *
+	                         INT64_C(3600000000);
+	if (horizon < cutoff)
+		cutoff = horizon;
+	n = xr_applier_purge_tombstones(c->ap, cutoff, err, sizeof(err));
+	if (n < 0) {
+		xr_warn("%s", err);
+		return;
+	}
+	if (c->metrics)
+		atomic_fetch_add(&c->metrics->tombstones_purged, (uint64_t)n);
+	if (n > 0)
+		xr_info("purged %ld tombstone(s): older than %d hours and applied "
+		        "by every region", n, c->conf->tombstone_retention_hours);
 }
 
 /*

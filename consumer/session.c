@@ -231,7 +231,7 @@ xr_applier_load_offsets(xr_applier_t *a, const char *const *topics,
 }
 
 long
-xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
+xr_applier_purge_tombstones(xr_applier_t *a, int64_t cutoff_us,
                             char *errstr, size_t errstr_size)
 {
 	long   total = 0;
@@ -240,19 +240,18 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 
 	for (i = 0; i < a->ntargets; i++) {
 		target_t   *t = a->targets[i];
-		char        hours[16];
-		const char *vals[1] = { hours };
+		char        cutoff[24];
+		const char *vals[1] = { cutoff };
 		PGresult   *res;
 
 		if (!t->exists)
 			continue;
-		snprintf(hours, sizeof(hours), "%d", retention_hours);
+		snprintf(cutoff, sizeof(cutoff), "%" PRId64, cutoff_us);
 		xr_buf_reset(&a->sql);
 		xr_buf_printf(&a->sql,
 		              "DELETE FROM %s v WHERE v.deleted AND "
 		              "(xregion.tomb_version(v.ts, v.region, v.xid, v.clsn, v.lsn)).ts < "
-		              "(extract(epoch FROM now() - make_interval(hours => "
-		              "$1::int)) * 1000000)::bigint", t->vt);
+		              "$1::bigint", t->vt);
 		/* A hidden row's tombstone is its key's latest write: kept. */
 		xr_buf_printf(&a->sql,
 		              " AND NOT EXISTS (SELECT 1 FROM xregion.hidden h "
@@ -281,6 +280,37 @@ xr_applier_purge_tombstones(xr_applier_t *a, int retention_hours,
 		PQclear(res);
 	}
 	return total;
+}
+
+int
+xr_applier_tombstone_stats(xr_applier_t *a, int64_t *tombs, int64_t *bytes,
+                           char *errstr, size_t errstr_size)
+{
+	size_t i;
+
+	*tombs = *bytes = 0;
+	for (i = 0; i < a->ntargets; i++) {
+		target_t *t = a->targets[i];
+		PGresult *res;
+
+		if (!t->exists)
+			continue;
+		xr_buf_reset(&a->sql);
+		xr_buf_printf(&a->sql, "SELECT count(*) FILTER (WHERE deleted), "
+		              "pg_catalog.pg_total_relation_size('%s') FROM %s",
+		              t->vt, t->vt);
+		res = PQexec(a->conn, a->sql.data);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			xr_apply_copy_err(a->conn, "counting tombstones", errstr,
+			                  errstr_size);
+			PQclear(res);
+			return -1;
+		}
+		*tombs += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*bytes += strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		PQclear(res);
+	}
+	return 0;
 }
 
 bool

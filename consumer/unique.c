@@ -111,21 +111,27 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 	}
 	rc = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
-	/* Hidden itself: nothing is left to apply; the offset moves with it. */
+	/*
+	 * Hidden itself: nothing is left to apply, and the offset moves with
+	 * it; but a key change still deletes its old key: applied again, its
+	 * new key meets the hidden row's tombstone and is skipped.
+	 */
+	if (rc == -2 && xr_target_key_changed(ev, t, m))
+		rc = -4;
 	if ((rc == -2 && xr_session_store_offsets(a, off, 1, errstr, errstr_size)) ||
 	    xr_apply_exec(a, "COMMIT", errstr, errstr_size)) {
 		PQclear(PQexec(a->conn, "ROLLBACK"));
 		rc = -1;
 		goto out;
 	}
-	if (rc == -2) {
+	if (rc == -2 || rc == -4) {
 		a->stats.conflicts[XR_CONFLICT_UNIQUE][XR_RES_SKIPPED]++;
-		xr_info("%s.%s: a write from %s lost a unique key to a newer row "
+		xr_debug("%s.%s: a write from %s lost a unique key to a newer row "
 		        "and is hidden (xregion.hidden, conflict unique_conflict)",
 		        ev->nspname, ev->relname, ev->region);
 	} else if (rc > 0) {
 		a->stats.conflicts[XR_CONFLICT_UNIQUE][XR_RES_APPLIED] += (uint64_t)rc;
-		xr_info("%s.%s: a write from %s took a unique key from %d older "
+		xr_debug("%s.%s: a write from %s took a unique key from %d older "
 		        "row(s), now hidden (xregion.hidden, conflict "
 		        "unique_conflict)", ev->nspname, ev->relname, ev->region, rc);
 	}
@@ -178,10 +184,12 @@ xr_applier_unhide(xr_applier_t *a, char *errstr, size_t errstr_size)
 		xr_buf_putc(&a->sql, ')');
 		res = PQexec(a->conn, a->sql.data);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			/* One table's failure (a lock wait) does not hold the others. */
 			xr_apply_copy_err(a->conn, "bringing back hidden rows", errstr,
 			                  errstr_size);
+			xr_warn("%s.%s: %s", t->nspname, t->relname, errstr);
 			PQclear(res);
-			return -1;
+			continue;
 		}
 		total += atol(PQgetvalue(res, 0, 0));
 		PQclear(res);

@@ -72,6 +72,10 @@ typedef struct session_s {
 
 	xr_lsn_t          received;  /* highest LSN seen from the server */
 	xr_lsn_t          idle_lsn;  /* keepalive position between transactions */
+	/* Progress records (consumer/progress.h): a reading of the server's
+	 * flushed WAL end and clock, and what was published last. */
+	xr_lsn_t          through_lsn;
+	int64_t           through_clock_us, through_sent_us, through_at_us;
 	xr_lsn_t          reported;  /* last flush LSN sent */
 	int64_t           last_status_us;
 	int               status_ms;  /* status_interval_ms, within the server's
@@ -609,27 +613,6 @@ vclock_for(session_t *s, xr_rel_t *rel, xr_op_t op,
 	return vc;
 }
 
-/* Whether the primary key of before and after differ (both as text). */
-static bool
-key_moved(const xr_rel_t *rel, const xr_pgo_tuple_t *before,
-          const xr_pgo_tuple_t *after)
-{
-	int i;
-
-	if (!before || !after)
-		return false;
-	for (i = 0; i < rel->ncols && i < before->ncols && i < after->ncols; i++) {
-		const xr_pgo_datum_t *x = &before->cols[i], *y = &after->cols[i];
-
-		if (!rel->cols[i].is_key || x->kind != XR_PGO_COL_TEXT ||
-		    y->kind != XR_PGO_COL_TEXT)
-			continue;
-		if (x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
-			return true;
-	}
-	return false;
-}
-
 /*
  * Waits until transaction xid is no longer in progress for other
  * sessions.  The server streams a transaction once its commit record is
@@ -672,18 +655,20 @@ wait_visible(PGconn *conn, uint32_t xid, char *errstr, size_t errstr_size)
 }
 
 /*
- * A key change leaves the unchanged TOASTed values out of the new image,
- * like any update; but the new key's row, in the other regions, has
- * nothing to keep them from, and its events may be applied before those
- * of the old key (they travel on another partition).  So they are read
- * back from the row at its new key: the value the change left, or a later
- * one, which the key's later events carry anyway.  A row gone since
- * (deleted, or moved again) leaves them out, as before.  On success *out
- * is after with the values filled in; its text lives in *store (the
- * caller terms both).  Returns 0, or -1 with errstr (database error).
+ * An update leaves the TOASTed values it did not change out of its new
+ * image.  A region that holds the row as this one did could keep them,
+ * but another may hold another write's value (a conflicting write it
+ * kept, then lost to this one), and a key change's new key has no row
+ * there at all (its events may even come before the old key's: another
+ * partition).  So they are read back from the row at its key: the value
+ * the change left, or a later one, which the key's later events carry
+ * anyway.  A row gone since (deleted, or moved again) leaves them out, as
+ * before.  On success *out is after with the values filled in; its text
+ * lives in *store (the caller terms both).  Returns 0, or -1 with errstr
+ * (database error).
  */
 static int
-fill_moved_row(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
+fill_unchanged(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
                xr_pgo_tuple_t *out, xr_buf_t *store, char *errstr,
                size_t errstr_size)
 {
@@ -747,7 +732,7 @@ fill_moved_row(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
 		params[i] = store->data + offs[i];
 	res = PQexecParams(s->catalog, sql.data, np, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(errstr, errstr_size, "reading back a moved row of %s.%s: %s",
+		snprintf(errstr, errstr_size, "reading back unchanged values of %s.%s: %s",
 		         rel->nspname, rel->relname, PQerrorMessage(s->catalog));
 		goto done;
 	}
@@ -851,6 +836,56 @@ flush_stamps(session_t *s, bool force)
 	return 0;
 }
 
+/*
+ * Every 10 s: publishes how far this region's changes are in Kafka, as a
+ * time T such that every change committed before T is
+ * (consumer/progress.h).  The reading (flushed WAL end L, server clock t)
+ * taken 10 s earlier counts once every transaction up to L is delivered
+ * and confirmable: T = t - 1 s (a commit takes its time a moment before
+ * its record is flushed).  Failures are logged and retried next time.
+ */
+static void
+publish_progress(session_t *s)
+{
+	char      err[512], key[96], val[160];
+	PGresult *res;
+	int64_t   now = mono_us();
+
+	if (now - s->through_at_us < INT64_C(10000000))
+		return;
+	s->through_at_us = now;
+	if (s->through_lsn && xr_tracker_safe_lsn(s->tracker) >= s->through_lsn &&
+	    s->through_clock_us - 1000000 > s->through_sent_us) {
+		int64_t t = s->through_clock_us - 1000000;
+
+		snprintf(key, sizeof(key), "producer/%s", s->conf->region);
+		snprintf(val, sizeof(val),
+		         "{\"region\": \"%s\", \"through\": %" PRId64 "}",
+		         s->conf->region, t);
+		if (xr_publisher_produce_sync(s->pub, s->conf->progress_topic, key,
+		                              strlen(key), val, strlen(val), 5000, err,
+		                              sizeof(err)))
+			xr_warn("progress: %s", err);
+		else
+			s->through_sent_us = t;
+	}
+	if (catalog_conn(s, err, sizeof(err))) {
+		xr_warn("progress: %s", err);
+		return;
+	}
+	res = PQexec(s->catalog,
+	             "SELECT pg_catalog.pg_current_wal_flush_lsn()::text, "
+	             "(extract(epoch FROM pg_catalog.clock_timestamp()) "
+	             "* 1000000)::bigint");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    xr_lsn_parse(PQgetvalue(res, 0, 0), &s->through_lsn) == 0)
+		s->through_clock_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	else
+		xr_warn("progress: reading the WAL end: %s",
+		        PQerrorMessage(s->catalog));
+	PQclear(res);
+}
+
 /* Drops the kept trigger messages. */
 static void
 clear_messages(session_t *s)
@@ -884,13 +919,12 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 		return err ? -1 : 0;
 	}
 	version_ts = clock_for(s, rel, op, before, after);
-	if (op == XR_OP_UPDATE && has_unchanged(after) &&
-	    key_moved(rel, before, after)) {
+	if (op == XR_OP_UPDATE && has_unchanged(after)) {
 		xr_pgo_tuple_t filled = { 0, NULL };
 		xr_buf_t       store;
 
 		xr_buf_init(&store);
-		if (fill_moved_row(s, rel, after, &filled, &store, errstr,
+		if (fill_unchanged(s, rel, after, &filled, &store, errstr,
 		                   errstr_size)) {
 			free(filled.cols);
 			xr_buf_term(&store);
@@ -1201,6 +1235,7 @@ session_step(session_t *s, session_end_t *end)
 		return -1;
 	}
 	(void)flush_stamps(s, false);
+	publish_progress(s);
 	if (send_status(s, false, err, sizeof(err))) {
 		xr_error("%s", err);
 		*end = END_RETRY;

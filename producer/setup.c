@@ -225,7 +225,7 @@ setup_topics(const xr_config_t *conf)
 	rd_kafka_NewTopic_t **topics;
 	rd_kafka_event_t    *ev = NULL;
 	char                 err[512];
-	size_t               i, n = 0, max = conf->n_tables + 2;
+	size_t               i, n = 0, max = conf->n_tables + 3;
 	char                 maxbytes[32];
 	int                  rc = -1;
 
@@ -271,6 +271,16 @@ setup_topics(const xr_config_t *conf)
 	if (!topics[n] ||
 	    rd_kafka_NewTopic_set_config(topics[n], "cleanup.policy", "compact")) {
 		xr_error("kafka: topic %s: %s", conf->schemas_topic, err);
+		goto out;
+	}
+	n++;
+	/* How far each region has published and applied (consumer/progress.c). */
+	topics[n] = rd_kafka_NewTopic_new(conf->progress_topic, 1,
+	                                  conf->replication_factor, err,
+	                                  sizeof(err));
+	if (!topics[n] ||
+	    rd_kafka_NewTopic_set_config(topics[n], "cleanup.policy", "compact")) {
+		xr_error("kafka: topic %s: %s", conf->progress_topic, err);
 		goto out;
 	}
 	n++;

@@ -105,8 +105,8 @@ def drain(dep, tables, expected, timeout, say=print):
     partitions, and every table's checksum in every region is the same on
     two polls in a row.  Returns (drained, seconds, what was missing)."""
     tables = [t for t in tables if t.replicated]
-    # hidden rows come back within the consumers' 5 s unique_unhide round
-    settle = 6 if any(t.shape == "u" for t in tables) else 0
+    # hidden rows come back in the consumers' unique_unhide rounds (5 s)
+    settle = 15 if any(t.shape == "u" for t in tables) else 0
     wm = Watermarks()
     start = said = since = time.time()
     last = None

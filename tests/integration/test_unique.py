@@ -16,8 +16,11 @@ SCHEMA = """
 CREATE TABLE people (id bigint PRIMARY KEY, email text UNIQUE, who text);
 CREATE TABLE contacts (id bigint PRIMARY KEY, email text UNIQUE,
                        phone text UNIQUE, who text);
+CREATE TABLE tagged (id bigint PRIMARY KEY, email text, who text,
+                     UNIQUE (email) INCLUDE (who));
 """
-TABLES = [("public.people", False), ("public.contacts", False)]
+TABLES = [("public.people", False), ("public.contacts", False),
+          ("public.tagged", False)]
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def wait_rows(d, table, want, cols="id, email, who", timeout=90):
         if all(v == want for v in got.values()):
             return
         if time.time() > end:
-            raise AssertionError(f"{table}: want {want} everywhere, got {got}")
+            raise AssertionError(f"{table}: want {want} everywhere, got {got}\n" + "\n".join(f"--- {r}\n" + n.read_log()[-2500:] for r, n in d.nodes.items()))
         time.sleep(0.5)
 
 
@@ -114,3 +117,36 @@ def test_several_unique_keys_at_once(dep):
     wait_rows(d, "contacts", [(2, "b", "p1"), (3, "a", "p2")], cols="id, email, phone")
     for r, n in d.nodes.items():
         assert n.sql("SELECT key->>'id' FROM xregion.hidden") == [("1",)], r
+
+
+def test_a_key_change_that_loses_its_value_still_deletes_its_old_key(dep):
+    d = dep
+    d["us"].sql("INSERT INTO people VALUES (1, 'old@x', 'us')")
+    wait_rows(d, "people", [(1, "old@x", "us")])
+    offline(d, [("us", "UPDATE people SET id = 2, email = 'a@x', who = 'us2' "
+                       "WHERE id = 1"),
+                ("eu", "INSERT INTO people VALUES (5, 'a@x', 'eu')")])
+    wait_rows(d, "people", [(5, "a@x", "eu")])
+    for r, n in d.nodes.items():
+        assert n.sql("SELECT key->>'id', image->>'who' FROM xregion.hidden") \
+            == [("2", "us2")], r
+
+
+def test_a_unique_index_with_included_columns(dep):
+    d = dep
+    offline(d, [("us", "INSERT INTO tagged VALUES (1, 'a@x', 'us')"),
+                ("eu", "INSERT INTO tagged VALUES (2, 'a@x', 'eu')")])
+    wait_rows(d, "tagged", [(2, "a@x", "eu")])
+
+
+def test_a_newer_truncate_removes_the_hidden_rows_too(dep):
+    d = dep
+    offline(d, [("us", "INSERT INTO people VALUES (1, 'a@x', 'us')"),
+                ("eu", "INSERT INTO people VALUES (2, 'a@x', 'eu')")])
+    wait_rows(d, "people", [(2, "a@x", "eu")])
+    d["apac"].sql("TRUNCATE people")
+    wait_rows(d, "people", [])
+    time.sleep(12)             # two unhide rounds: row 1 must not come back
+    wait_rows(d, "people", [], timeout=1)
+    for r, n in d.nodes.items():
+        assert n.sql("SELECT count(*) FROM xregion.hidden") == [(0,)], r

@@ -24,7 +24,7 @@ REGIONS = ("us", "eu", "apac")
 
 
 class Node:
-    def __init__(self, dep, region, tables, extra=""):
+    def __init__(self, dep, region, tables, extra="", consumer=()):
         self.dep = dep
         self.region = region
         self.db = f"xrd_{dep.suffix}_{region}"
@@ -50,6 +50,7 @@ class Node:
             "  status_interval_ms: 1000",
             "consumer:",
             "  batch_linger_ms: 20",
+            *(f"  {line}" for line in consumer),
             "tables:",
         ]
         for name, pii, *more in tables:
@@ -118,7 +119,8 @@ class Node:
 
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
-                 ports=None):
+                 ports=None, consumer=()):
+        """consumer: further lines of each region's consumer: section."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
         self.prefix = f"xrd{self.suffix}"
@@ -129,7 +131,7 @@ class Deployment:
             for r in regions:
                 self.nodes[r] = Node(self, r, tables,
                                      extra.get(r, "") if isinstance(extra, dict)
-                                     else extra)
+                                     else extra, consumer)
                 self.nodes[r].sql(schema_sql)
             for n in self.nodes.values():
                 n.xregion("setup")
