@@ -43,6 +43,7 @@ typedef struct session_s {
 	xr_stream_t      *stream;
 	PGconn           *catalog;   /* plain connection (catalog, row reads) */
 	PGresult         *moved_res; /* values read back for the change at hand */
+	uint64_t          visible_txn; /* txn_id seen visible by fill_unchanged */
 	xr_stamper_t     *stamper;   /* versions of local writes (stamp.h) */
 	/*
 	 * Transactions whose stamps are not yet written: their Commit goes to
@@ -687,9 +688,12 @@ fill_unchanged(session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *after,
 		goto done;
 	}
 	memcpy(out->cols, after->cols, (size_t)after->ncols * sizeof(*out->cols));
+	/* Once per transaction: its later updates need no second wait. */
 	if (catalog_conn(s, errstr, errstr_size) ||
-	    wait_visible(s->catalog, s->xid, errstr, errstr_size))
+	    (s->visible_txn != s->txn_id &&
+	     wait_visible(s->catalog, s->xid, errstr, errstr_size)))
 		goto done;
+	s->visible_txn = s->txn_id;
 	/* Key values, NUL-terminated, one after the other in store. */
 	for (i = 0; i < rel->ncols && i < after->ncols; i++) {
 		if (!rel->cols[i].is_key)

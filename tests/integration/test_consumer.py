@@ -10,7 +10,6 @@ import pytest
 from confluent_kafka import Producer
 
 import xrtest
-from xrdeploy import Deployment
 
 SCHEMA = """
 CREATE TABLE users (id int PRIMARY KEY, email text);
@@ -20,18 +19,8 @@ TABLES = [("public.users", True), ("public.orders", False)]
 
 
 @pytest.fixture
-def deploy():
-    made = []
-
-    def make(tables=TABLES, schema=SCHEMA, **kw):
-        d = Deployment(tables, schema, **kw)
-        made.append(d)
-        d.start()
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+def deploy(deployments):
+    return lambda tables=TABLES, schema=SCHEMA, **kw: deployments(tables, schema, **kw)
 
 
 def test_writes_in_each_region_reach_the_other_two(deploy):

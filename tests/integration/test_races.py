@@ -11,25 +11,14 @@ import psycopg
 import pytest
 
 import xrtest
-from xrdeploy import Deployment
 
 SCHEMA = "CREATE TABLE orders (id int PRIMARY KEY, region text, qty int, note text);"
 TABLES = [("public.orders", False)]
 
 
 @pytest.fixture
-def deploy():
-    made = []
-
-    def make(**kw):
-        d = Deployment(TABLES, SCHEMA, **kw)
-        made.append(d)
-        d.start()
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+def deploy(deployments):
+    return lambda **kw: deployments(TABLES, SCHEMA, **kw)
 
 
 def wait_blocked_by(node, holder_pid, timeout=60):

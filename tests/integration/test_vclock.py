@@ -7,7 +7,6 @@ import time
 import pytest
 
 import xrtest
-from xrdeploy import Deployment
 
 SCHEMA = """
 CREATE TABLE acct (id int PRIMARY KEY, v text);
@@ -21,18 +20,9 @@ def vc_tables(tiebreak=None):
 
 
 @pytest.fixture
-def deploy():
-    made = []
-
-    def make(tables=None, schema=SCHEMA, **kw):
-        d = Deployment(tables or vc_tables(), schema, **kw)
-        made.append(d)
-        d.start()
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+def deploy(deployments):
+    return lambda tables=None, schema=SCHEMA, **kw: deployments(
+        tables or vc_tables(), schema, **kw)
 
 
 def versions(node, table="acct"):
