@@ -173,10 +173,12 @@ static const command_t commands[] = {
 	  "publication cover exactly those tables, creates the pgoutput slot if\n"
 	  "missing, and creates the missing Kafka topics: one per published\n"
 	  "table (<prefix>.<region>.<schema>.<table>), the compacted schemas\n"
-	  "topic and the dead-letter topic. Then installs the consumer's schema\n"
-	  "xregion: applied offsets, row versions and tombstones, the conflict\n"
-	  "log, tombstone triggers on the lww tables, the version-vector\n"
-	  "trigger xregion_vclock on the tables with conflict: vclock, and a\n"
+	  "and progress topics and the dead-letter topic. Then installs the\n"
+	  "consumer's schema xregion: applied offsets, row versions and\n"
+	  "tombstones, the conflict log, rows hidden by unique key conflicts,\n"
+	  "tombstone triggers and (clock: hybrid) the clock trigger\n"
+	  "xregion_clock on the lww tables, the version-vector trigger\n"
+	  "xregion_vclock on the tables with conflict: vclock, and a\n"
 	  "replication origin per source region.\n",
 	  run_setup },
 	{ "produce", "stream committed changes to Kafka as Avro events",
@@ -192,11 +194,16 @@ static const command_t commands[] = {
 	  "Subscribes to the change topics of every other region, decodes their\n"
 	  "Avro events (schemas from the schemas topic) and applies the tables\n"
 	  "this region marks pii: false, with last-write-wins: a row's version is\n"
-	  "(commit timestamp at its origin, origin region). Batches many events\n"
-	  "per transaction under a replication origin per source region, with\n"
-	  "the Kafka offsets stored in the same transaction. What cannot be\n"
-	  "applied goes to the dead-letter topic with its reason; conflicts are\n"
-	  "logged in xregion.conflicts. Runs until SIGINT or SIGTERM.\n",
+	  "(version time at its origin, origin region, stream position), or\n"
+	  "with vector clocks. Batches many events per transaction under a\n"
+	  "replication origin per source region, with the Kafka offsets stored\n"
+	  "in the same transaction. A write that takes another row's unique\n"
+	  "value is decided by version (the loser is hidden, and comes back\n"
+	  "when the value is free). What cannot be applied goes to the\n"
+	  "dead-letter topic with its reason; conflicts are logged in\n"
+	  "xregion.conflicts. Tombstones are purged once every region has\n"
+	  "applied past them (the progress topic). Runs until SIGINT or\n"
+	  "SIGTERM.\n",
 	  run_consume },
 	{ "run", "the region's replicator: produce and consume together",
 	  "Runs the producer and the consumer of this region in one process\n"
