@@ -814,6 +814,7 @@ settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 			 * made, or the old key's row a key change moved.
 			 */
 			if ((it->conflict == XR_CONFLICT_UPDATE_MISSING ||
+			     it->conflict == XR_CONFLICT_UPDATE_DELETED ||
 			     it->conflict == XR_CONFLICT_DELETE_MISSING) &&
 			    it->resolution == XR_RES_APPLIED &&
 			    (pl->merge->follows_insert || moved_row(b, i)))

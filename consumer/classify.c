@@ -69,8 +69,11 @@ xr_classify_lww(xr_apply_item_t *it, PGresult *r, int row, bool may_insert)
 		if (had_row) {
 			if (other)
 				it->conflict = XR_CONFLICT_UPDATE_ORIGIN_DIFFERS;
-		} else if (!beats_tomb) {
+		} else if (had_tomb) {
+			/* Older: it loses; newer: the row comes back, the delete lost. */
 			it->conflict = XR_CONFLICT_UPDATE_DELETED;
+			dead_letter_if_incomplete(it, applied || !beats_tomb,
+			                          may_insert);
 		} else {
 			it->conflict = XR_CONFLICT_UPDATE_MISSING;
 			dead_letter_if_incomplete(it, applied, may_insert);
@@ -181,7 +184,7 @@ xr_conflict_log(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	const char       *vvs[2] = { NULL, NULL };
 	bool              vc = xr_target_vclock(t);
 	PGresult         *r;
-	int               ok;
+	int               ok, lc;
 
 	xr_buf_init(&key);
 	xr_buf_init(&row);
@@ -196,8 +199,15 @@ xr_conflict_log(xr_applier_t *a, const xr_apply_item_t *it, const target_t *t,
 	vals[2] = key.data;
 	vals[3] = xr_conflict_names[it->conflict];
 	vals[4] = xr_resolution_names[it->resolution];
-	vals[5] = res && !PQgetisnull(res, rrow, 2) ? PQgetvalue(res, rrow, 2) : NULL;
-	vals[6] = res && !PQgetisnull(res, rrow, 3) ? PQgetvalue(res, rrow, 3) : NULL;
+	/*
+	 * The local side: the row's version, or where there is no row (lww),
+	 * the tombstone's, so that a losing local delete is named too.
+	 */
+	lc = res && !vc && PQgetisnull(res, rrow, 2) ? 4 : 2;
+	vals[5] = res && !PQgetisnull(res, rrow, lc) ? PQgetvalue(res, rrow, lc)
+	                                             : NULL;
+	vals[6] = res && !PQgetisnull(res, rrow, lc + 1)
+	          ? PQgetvalue(res, rrow, lc + 1) : NULL;
 	vals[7] = rts;
 	vals[8] = ev->region;
 	vals[9] = res && !PQgetisnull(res, rrow, 6) ? PQgetvalue(res, rrow, 6) : NULL;

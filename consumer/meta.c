@@ -363,49 +363,65 @@ static const char unique_sql[] =
 	"    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n"
 	"   WHERE c.oid = rel $$;\n"
 	/*
-	 * Whether version ver is newer than everything its key holds here: the
-	 * live row (locked), else the key's tombstone, and the truncation.
+	 * What img's key holds here: the live row (locked), its version and
+	 * image; else the newest of the key's tombstone and the table's
+	 * truncation (live false; ver NULL when there is neither).
 	 */
-	"CREATE OR REPLACE FUNCTION xregion.unique_beats_key(rel regclass,\n"
-	"    vt text, img jsonb, ver xregion.version) RETURNS bool\n"
+	"DROP FUNCTION IF EXISTS xregion.unique_beats_key(regclass, text, jsonb,\n"
+	"    xregion.version);\n"
+	"CREATE OR REPLACE FUNCTION xregion.unique_key_state(rel regclass,\n"
+	"    vt text, img jsonb, OUT ver xregion.version, OUT live bool,\n"
+	"    OUT cur jsonb)\n"
 	"LANGUAGE plpgsql AS $$\n"
-	"DECLARE kmatch text; kjoin text; vmatch text; have xregion.version;\n"
-	"  tv xregion.version; nsp text; tab text;\n"
+	"DECLARE kmatch text; kjoin text; vmatch text; tv xregion.version;\n"
+	"  nsp text; tab text; r record;\n"
 	"BEGIN\n"
 	"  SELECT string_agg(format('t.%I = r.%I', k, k), ' AND '),\n"
 	"         string_agg(format('v.%I = t.%I', k, k), ' AND '),\n"
 	"         string_agg(format('v.%I = r.%I', k, k), ' AND ')\n"
 	"    INTO kmatch, kjoin, vmatch\n"
 	"    FROM unnest(xregion.key_columns(rel)) k;\n"
+	"  EXECUTE format('SELECT xregion.version_of(t.xmin, v.ts, v.region, '\n"
+	"    'v.clsn, v.lsn, v.xid) AS ver, to_jsonb(t) AS cur FROM %s t '\n"
+	"    'LEFT JOIN %s v ON %s, jsonb_populate_record(NULL::%s, $1) r '\n"
+	"    'WHERE %s FOR UPDATE OF t', rel, vt, kjoin, rel, kmatch)\n"
+	"    INTO r USING img;\n"
+	"  ver := r.ver;\n"
+	"  cur := r.cur;\n"
+	"  live := cur IS NOT NULL;\n"
+	"  IF live THEN\n"
+	"    RETURN;\n"
+	"  END IF;\n"
+	"  EXECUTE format('SELECT (xregion.tomb_version(v.ts, v.region, v.xid, '\n"
+	"    'v.clsn, v.lsn)).* FROM %s v, jsonb_populate_record(NULL::%s, $1) r '\n"
+	"    'WHERE %s AND v.deleted', vt, rel, vmatch) INTO ver USING img;\n"
 	"  SELECT n.nspname, c.relname INTO nsp, tab FROM pg_class c\n"
 	"    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;\n"
-	"  EXECUTE format('SELECT (xregion.version_of(t.xmin, v.ts, v.region, '\n"
-	"    'v.clsn, v.lsn, v.xid)).* FROM %s t LEFT JOIN %s v ON %s, '\n"
-	"    'jsonb_populate_record(NULL::%s, $1) r WHERE %s FOR UPDATE OF t',\n"
-	"    rel, vt, kjoin, rel, kmatch) INTO have USING img;\n"
-	"  IF have IS NULL THEN\n"
-	"    EXECUTE format('SELECT (xregion.tomb_version(v.ts, v.region, v.xid, '\n"
-	"      'v.clsn, v.lsn)).* FROM %s v, jsonb_populate_record(NULL::%s, $1) r '\n"
-	"      'WHERE %s AND v.deleted', vt, rel, vmatch) INTO have USING img;\n"
-	"  END IF;\n"
 	"  SELECT (xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn)).*\n"
 	"    INTO tv FROM xregion.truncations x\n"
 	"   WHERE x.table_schema = nsp AND x.table_name = tab;\n"
-	"  RETURN (have IS NULL OR ver > have) AND (tv IS NULL OR ver > tv);\n"
+	"  IF NOT tv IS NULL AND (ver IS NULL OR tv > ver) THEN\n"
+	"    ver := tv;\n"
+	"  END IF;\n"
 	"END $$;\n"
 	/*
 	 * A remote write (image img: the event's columns as text; those it
 	 * left out are taken from the row at its key) that broke a unique
 	 * index other than the primary key.  Returns the number of rows it
 	 * hid to win, -2 when it lost (it is hidden itself), or 0 when no
-	 * other row holds its unique values.
+	 * other row holds its unique values.  op: 'i' (insert) or 'u' (update).
+	 * A hidden write still beats what its key held here, which is then
+	 * logged as the loser of the usual conflict kind (as
+	 * consumer/classify.c would have).
 	 */
+	"DROP FUNCTION IF EXISTS xregion.unique_resolve(regclass, text, jsonb,\n"
+	"    xregion.version, uuid, text, int, bigint);\n"
 	"CREATE OR REPLACE FUNCTION xregion.unique_resolve(rel regclass, vt text,\n"
 	"    img jsonb, ver xregion.version, event_id uuid, topic text, part int,\n"
-	"    koff bigint) RETURNS int\n"
+	"    koff bigint, op text) RETURNS int\n"
 	"LANGUAGE plpgsql AS $$\n"
 	"DECLARE cur jsonb; whole jsonb; b record; top record; n int := 0;\n"
-	"  kmatch text;\n"
+	"  kmatch text; ks record; kind text;\n"
 	"BEGIN\n"
 	"  SELECT string_agg(format('t.%I = r.%I', k, k),\n"
 	"                    ' AND ') INTO kmatch\n"
@@ -420,7 +436,8 @@ static const char unique_sql[] =
 	 * a local write may have committed since its apply failed.  If not,
 	 * -3: apply it again, and the usual rules skip it.
 	 */
-	"  IF NOT xregion.unique_beats_key(rel, vt, whole, ver) THEN\n"
+	"  SELECT * INTO ks FROM xregion.unique_key_state(rel, vt, whole);\n"
+	"  IF NOT (ks.ver IS NULL OR ver > ks.ver) THEN\n"
 	"    RETURN -3;\n"
 	"  END IF;\n"
 	"  SELECT * INTO top FROM xregion.unique_blockers(rel, vt, whole) x\n"
@@ -429,6 +446,16 @@ static const char unique_sql[] =
 	"    RETURN 0;\n"
 	"  END IF;\n"
 	"  IF top.ver > ver THEN\n"
+	"    kind := CASE WHEN ks.live AND (ks.ver).region <> (ver).region\n"
+	"      THEN CASE op WHEN 'u' THEN 'update_origin_differs'\n"
+	"           ELSE 'insert_exists' END\n"
+	"      WHEN NOT ks.live AND NOT ks.ver IS NULL AND op = 'u'\n"
+	"      THEN 'update_deleted' END;\n"
+	"    IF kind IS NOT NULL THEN\n"
+	"      PERFORM xregion.unique_log(rel, xregion.key_of(rel, whole),\n"
+	"        'remote_applied', ks.cur, ks.ver, whole, ver, kind, event_id,\n"
+	"        topic, part, koff);\n"
+	"    END IF;\n"
 	"    PERFORM xregion.unique_hide(rel, vt, whole, ver);\n"
 	"    PERFORM xregion.unique_log(rel, xregion.key_of(rel, whole),\n"
 	"      'local_kept', top.img, top.ver, whole, ver, 'unique_conflict',\n"
@@ -871,6 +898,15 @@ out:
  * clock read here, is past it already, and the trigger writes nothing.
  * A bumped tombstone is marked lsn = -1 for the tombstone trigger, which
  * keeps its time (see tombstone_sql).
+ *
+ * Once a transaction has moved a time (xregion.clock_moved), each of its
+ * later writes to these tables moves it too, to at least now: the
+ * producer stamps the final version of a row written at the top level
+ * after the fact (producer/stamp.c), but not of one written in a
+ * subtransaction, whose xmin is not the transaction's xid.  For those rows
+ * an AFTER trigger (xregion_clock_xmin, only in such transactions) names
+ * the row's xmin in its entry, so that version_of reads the entry as the
+ * row's own.
  */
 static int
 clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
@@ -916,11 +952,13 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	              "       WHERE x.table_schema = TG_TABLE_SCHEMA "
 	              "AND x.table_name = TG_TABLE_NAME));\n"
 	              "  END IF;\n"
-	              "  IF pts IS NULL OR pts < now_us THEN\n"
+	              "  IF pts IS NULL OR (pts < now_us AND current_setting("
+	              "'xregion.clock_moved', true) IS DISTINCT FROM 'on') THEN\n"
 	              "    IF TG_OP = 'DELETE' THEN\n      RETURN OLD;\n    END IF;\n"
 	              "    RETURN NEW;\n"
 	              "  END IF;\n"
-	              "  h := pts + 1;\n",
+	              "  h := GREATEST(pts + 1, now_us);\n"
+	              "  PERFORM set_config('xregion.clock_moved', 'on', true);\n",
 	              n->qual.data, n->match[1].data, n->qual.data, n->vt.data,
 	              n->vtjoin.data, n->match[0].data, n->vt.data,
 	              n->vmatch[1].data);
@@ -953,6 +991,35 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	              "DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n",
 	              n->kjson[0].data, n->kjson[1].data, n->qual.data,
 	              n->qual.data, fn.data);
+	xr_buf_reset(&fn);
+	if (object_name(conn, &fn, n, "$clockx")) {
+		xr_buf_term(&fn);
+		return -1;
+	}
+	/*
+	 * The row's xmin, a subtransaction's maybe, as a full id: it is this
+	 * transaction's xid or one assigned after it, less than 2^31 later.
+	 */
+	xr_buf_printf(sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
+	              "DECLARE top bigint := pg_current_xact_id()::text::bigint;\n"
+	              "BEGIN\n"
+	              "  UPDATE %s v SET xid = (top + (t.xmin::text::bigint - "
+	              "top %% 4294967296 + 4294967296) %% 4294967296)::text::xid8\n"
+	              "    FROM ONLY %s t WHERE %s AND %s\n"
+	              "    AND v.xid = pg_current_xact_id() AND NOT v.deleted\n"
+	              "    AND xid(v.xid) <> t.xmin;\n"
+	              "  RETURN NULL;\n"
+	              "END $f$;\n"
+	              "DROP TRIGGER IF EXISTS xregion_clock_xmin ON %s;\n"
+	              "CREATE TRIGGER xregion_clock_xmin AFTER INSERT OR UPDATE "
+	              "ON %s FOR EACH ROW WHEN (current_setting("
+	              "'xregion.clock_moved', true) = 'on') "
+	              "EXECUTE FUNCTION %s();\n",
+	              fn.data, n->vt.data, n->qual.data, n->match[1].data,
+	              n->vmatch[1].data, n->qual.data, n->qual.data, fn.data);
 	xr_buf_term(&fn);
 	return 0;
 }
@@ -1065,15 +1132,17 @@ install_table(PGconn *conn, const xr_config_t *conf, const xr_table_conf_t *t,
 	if (t->conflict == XR_CONFLICT_VCLOCK) {
 		xr_buf_printf(&sql,
 		              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_clock_xmin ON %s;\n"
 		              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"
 		              "DROP TRIGGER IF EXISTS xregion_key_change ON %s;\n",
-		              n.qual.data, n.qual.data, n.qual.data);
+		              n.qual.data, n.qual.data, n.qual.data, n.qual.data);
 		if (vclock_trigger(conn, &n, &sql))
 			goto quote_failed;
 	} else {
 		xr_buf_printf(&sql, "DROP TRIGGER IF EXISTS xregion_vclock ON %s;\n"
-		              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n",
-		              n.qual.data, n.qual.data);
+		              "DROP TRIGGER IF EXISTS xregion_clock ON %s;\n"
+		              "DROP TRIGGER IF EXISTS xregion_clock_xmin ON %s;\n",
+		              n.qual.data, n.qual.data, n.qual.data);
 		stamp_existing_sql(&n, &sql);
 		if (tombstone_sql(conn, &n, &sql) ||
 		    (t->clock == XR_CLOCK_HYBRID && clock_trigger(conn, &n, &sql)))

@@ -95,9 +95,10 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 		xr_apply_copy_err(a->conn, "quoting", errstr, errstr_size);
 		goto out;
 	}
-	xr_buf_puts(&a->sql, ", ROW($1::bigint, $2::text, $3::bigint, "
-	                     "$4::bigint)::xregion.version, $5::uuid, $6, "
-	                     "$7::int, $8::bigint)");
+	xr_buf_printf(&a->sql, ", ROW($1::bigint, $2::text, $3::bigint, "
+	                       "$4::bigint)::xregion.version, $5::uuid, $6, "
+	                       "$7::int, $8::bigint, '%c')",
+	              ev->op == XR_OP_UPDATE ? 'u' : 'i');
 	if (xr_session_origin(a, src, errstr, errstr_size) ||
 	    xr_apply_exec(a, "BEGIN", errstr, errstr_size))
 		goto out;

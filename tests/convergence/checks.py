@@ -299,6 +299,96 @@ def check_unique(t, writes, snap, regions):
     return findings
 
 
+def conflict_losers(dep):
+    """What the regions' conflict logs name as losers, as two sets: (table,
+    val) of the losing row images, and (table, key, region, version time)
+    of every losing side (for a delete, the only trace: it has no row).
+    The loser of an entry is its local side when the remote change was
+    applied, else its remote side."""
+    vals, sides = set(), set()
+    for n in dep.nodes.values():
+        for table, key, val, region, ts in n.sql(
+                "SELECT DISTINCT table_name, key::text, r.val, r.region, "
+                "(extract(epoch FROM r.ts) * 1000000)::bigint "
+                "FROM xregion.conflicts c, LATERAL (SELECT "
+                "CASE WHEN c.resolution = 'remote_applied' THEN c.local_row "
+                "ELSE c.remote_row END ->> 'val' AS val, "
+                "CASE WHEN c.resolution = 'remote_applied' THEN c.local_region "
+                "ELSE c.remote_region END AS region, "
+                "CASE WHEN c.resolution = 'remote_applied' THEN c.local_ts "
+                "ELSE c.remote_ts END AS ts) r "
+                "WHERE c.resolution IN ('remote_applied', 'local_kept')"):
+            if val is not None:
+                vals.add((table, val))
+            sides.add((table, _key_id(json.loads(key).items()), region, ts))
+    return vals, sides
+
+
+def _key_id(items):
+    """A key as conflict logs and write logs can both give it: sorted
+    (column, value as text) pairs."""
+    return tuple(sorted((c, str(v)) for c, v in items))
+
+
+def _version_ts(t, w):
+    return w["hlc"] if t.mode == "vclock" else w["ts"]
+
+
+def unlogged_losers(tables, logs, snap, regions, losers):
+    """Findings "loser-not-logged": writes that lost a conflict and that no
+    region's xregion.conflicts names as the loser (docs/consumer.md: the
+    loser of every conflict is logged whole).
+
+    A write lost when it is not its key's final write and no write
+    replaced it causally: for a row image, no write of the key read it
+    (prev); for a delete (or key change away), the key ends with a row and
+    no later write inserted the key afresh (prev None: it may have seen the
+    delete, which lww cannot tell).  For lww_u, also each key's final row
+    that its unique email hid (a unique_conflict loser).  Tables in
+    keep-local vclock mode keep different rows by design and are left out."""
+    vals, sides = losers
+    writes = {}
+    for log in logs.values():
+        for w in log.records:
+            writes.setdefault((w["table"], tuple(w["key"])), []).append(w)
+    for hist in writes.values():
+        hist.sort(key=_version)     # what unique_outcome expects
+    findings = []
+    for t in tables:
+        if not t.replicated or t.tiebreak == "keep-local":
+            continue
+        order = _vc_version if t.mode == "vclock" else _version
+        kept = unique_outcome(t, writes) if t.shape == "u" else None
+        for (tn, key), hist in sorted(writes.items()):
+            if tn != t.name:
+                continue
+            hist = sorted(hist, key=order)
+            final = hist[-1]
+            replaced = {w["prev"] for w in hist if w["prev"] is not None}
+            missing = []
+            for i, w in enumerate(hist[:-1]):
+                if w["row"] is not None:
+                    if w["row"]["val"] in replaced or (t.name, w["row"]["val"]) in vals:
+                        continue
+                else:
+                    if final["row"] is None or \
+                       any(x["prev"] is None for x in hist[i + 1:]):
+                        continue
+                    if (t.name, _key_id(zip(t.key_cols, key)), w["region"],
+                            _version_ts(t, w)) in sides:
+                        continue
+                missing.append(w)
+            if kept is not None and final["row"] is not None and \
+               key not in kept and (t.name, final["row"]["val"]) not in vals:
+                missing.append(final)
+            if missing:
+                findings.append({"kind": ["loser-not-logged"], "table": t.name,
+                                 "key": key, "regions": {
+                                     r: snap[t.name][r].get(key) for r in regions},
+                                 "writes": hist, "unlogged": missing})
+    return findings
+
+
 def pii_topics(dep, tables):
     """Findings for PII tables that have a non-empty topic."""
     wm = Watermarks()

@@ -238,6 +238,8 @@ def print_findings(findings, limit):
                 for later in f["writes"]:
                     if later["prev"] == w["row"]["val"]:
                         say(f"            replaced by {checks.fmt_write(later)}")
+        for w in f.get("unlogged", []):
+            say(f"      lost, in no conflict log: {checks.fmt_write(w)}")
         if f["writes"]:
             say(f"      last writes to this key, by LWW version "
                 f"({min(8, len(f['writes']))} of {len(f['writes'])}):")
@@ -250,7 +252,7 @@ def print_findings(findings, limit):
 def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=False,
                skews=None, seed=None, drain_timeout=180, pause_ms=0,
                tiebreak=None, keep=False, report=None, show=20,
-               bulk_rows=0, bulk_every=60):
+               bulk_rows=0, bulk_every=60, races=False):
     """The randomized run.  Returns the summary dict; its "ok" is true only
     with zero divergent rows and no lost change (and no replicator that
     exited by itself, no writer error, and a complete drain)."""
@@ -266,6 +268,8 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         f"{', '.join(f'{r}:{s:+g}' for r, s in skews.items()) or 'none'}, "
         + (f"a {bulk_rows}-row transaction per bulk table and region every "
            f"{bulk_every:g} s" if bulk_rows else "no bulk transactions")
+        + (", a racer per region (local deletes held until an apply waits)"
+           if races else "")
         + f"; binary {xrtest.XREGION}")
     e = Env(tables, skews, tiebreak, keep)
     dep = e.dep
@@ -281,6 +285,9 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         writers = [workload.Writer(n, w, tables, logs[r], stop,
                                    rnd.randrange(1 << 30), pause_ms)
                    for r, n in dep.nodes.items() for w in range(workers)]
+        racers = [workload.Racer(n, tables, logs[r], stop, rnd.randrange(1 << 30))
+                  for r, n in dep.nodes.items()] if races else []
+        writers += racers
         if bulk_rows:
             writers += [workload.BulkWriter(n, tables, logs[r], stop,
                                             rnd.randrange(1 << 30), bulk_rows,
@@ -296,7 +303,9 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
                 + ", ".join(f"{r} {len(l.records)}" for r, l in logs.items())
                 + f"; aborted txs {sum(l.aborted for l in logs.values())}"
                 + (f"; bulk txs {sum(getattr(w, 'done', 0) for w in writers)}"
-                   if bulk_rows else ""))
+                   if bulk_rows else "")
+                + (f"; races forced {sum(r.forced for r in racers)}"
+                   if racers else ""))
         stop.set()
         for w in writers:
             w.join()
@@ -329,6 +338,9 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         conf = checks.conflicts(dep)
         divergent = [f for f in findings if "divergent" in f["kind"]]
         lost = [f for f in findings if any(k != "divergent" for k in f["kind"])]
+        unlogged = checks.unlogged_losers(tables, logs, snap, list(dep.nodes),
+                                          checks.conflict_losers(dep))
+        n_unlogged = sum(len(f["unlogged"]) for f in unlogged)
 
         say("\nconflicts logged (xregion.conflicts), per region:")
         for r, rows in conf.items():
@@ -344,6 +356,10 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             say(f"\nPROBLEM KEYS: {len(findings)} ({len(divergent)} divergent, "
                 f"{len(lost)} with a lost change; checks.py explains each kind)")
             print_findings(findings, show)
+        say(f"\nwrites that lost a conflict and that no conflict log names: "
+            f"{n_unlogged}")
+        if unlogged:
+            print_findings(unlogged, show)
         for t, r, rc, tail in chaos.exits:
             say(f"\nxregion run in {r} exited {rc} at {t:.1f} s by itself; log tail:\n{tail}")
         for err in errors:
@@ -355,6 +371,7 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             "writes_per_region": {r: len(l.records) for r, l in logs.items()},
             "transactions": sum(l.txs for l in logs.values()),
             "bulk_transactions": sum(getattr(w, "done", 0) for w in writers),
+            "races_forced": sum(r.forced for r in racers),
             "aborted_transactions": sum(l.aborted for l in logs.values()),
             "conflicts": n_conf,
             "conflicts_per_region": {r: [list(x) for x in rows] for r, rows in conf.items()},
@@ -366,18 +383,20 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             "divergent_rows": len(divergent),
             "lost_changes": len(lost),
             "findings": [dict(f, key=list(f["key"])) for f in findings],
+            "unlogged_losers": n_unlogged,
+            "unlogged": [dict(f, key=list(f["key"])) for f in unlogged],
             "seconds": {"setup": round(t_setup, 1), "load": round(load_s, 1),
                         "drain": round(drain_s, 1),
                         "total": round(time.time() - t_start, 1)},
         })
-        summary["ok"] = (drained and not divergent and not lost
+        summary["ok"] = (drained and not divergent and not lost and not unlogged
                          and not chaos.exits and not errors)
         say(f"\nTOTAL: writes {summary['writes']} in {summary['transactions']} "
             f"transactions ({summary['aborted_transactions']} more rolled back by "
             f"deadlocks or key clashes, not logged), conflicts {n_conf}, kills {summary['kills']}, "
             f"broker restarts {summary['broker_restarts']}, unexpected exits "
             f"{summary['unexpected_exits']}, divergent rows {len(divergent)}, "
-            f"lost changes {len(lost)}; load {load_s:.0f} s, drain {drain_s:.0f} s, "
+            f"lost changes {len(lost)}, unlogged losers {n_unlogged}; load {load_s:.0f} s, drain {drain_s:.0f} s, "
             f"total {time.time() - t_start:.0f} s")
         say("RESULT: " + ("OK, converged" if summary["ok"] else "FAILED"))
     finally:
@@ -525,6 +544,9 @@ def main(argv=None):
                    help="rows of each bulk transaction (0: none; e.g. 10000)")
     r.add_argument("--bulk-every", type=float, default=60,
                    help="seconds between a region's bulk transactions (60)")
+    r.add_argument("--races", action="store_true",
+                   help="a racer per region: locks a row until the local apply "
+                   "waits for it, then deletes it or changes its key")
     r.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     r.add_argument("--show", type=int, default=20,
                    help="findings to print in full (20)")
@@ -549,7 +571,8 @@ def main(argv=None):
             return 0 if not bad else 1
         s = run_random(a.duration, modes, a.workers, a.kills, a.broker_restart,
                        skews, a.seed, a.drain_timeout, a.pause_ms, a.tiebreak,
-                       a.keep, a.json, a.show, a.bulk_rows, a.bulk_every)
+                       a.keep, a.json, a.show, a.bulk_rows, a.bulk_every,
+                       a.races)
         return 0 if s["ok"] else 1
     except SetupError as e:
         say(f"converge: {e}")

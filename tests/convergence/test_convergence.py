@@ -24,6 +24,7 @@ def assert_converged(s):
     assert s["drained"], "the replicators did not drain"
     assert not s["errors"], s["errors"]
     assert s["unexpected_exits"] == 0, "a replicator exited by itself"
+    assert s["unlogged_losers"] == 0, s["unlogged"][:5]
     assert s["divergent_rows"] == 0 and s["lost_changes"] == 0, \
         "\n".join(problems[:40])
     # Not vacuous: the regions wrote the same keys at once.
@@ -31,11 +32,15 @@ def assert_converged(s):
 
 
 def test_random_writes_with_kill_and_broker_restart_converge():
+    """eu runs 2 s behind: its writes over rows the others wrote within
+    that lag take the hybrid clock's versions, which the lww checks use."""
     s = converge.run_random(duration=25, modes=MODES, workers=2, kills=1,
                             broker_restart=True, pause_ms=5, drain_timeout=150,
-                            bulk_rows=2000, bulk_every=20)
+                            bulk_rows=2000, bulk_every=20, races=True,
+                            skews={"eu": -2.0})
     assert s["kills"] == 1 and s["broker_restarts"] == 1
     assert s["bulk_transactions"] >= 3, s["bulk_transactions"]
+    assert s["races_forced"] >= 5, s["races_forced"]
     assert_converged(s)
 
 
@@ -51,7 +56,9 @@ def test_long_random_run():
     secs = float(os.environ.get("XR_CONVERGE_LONG_SECONDS", "600"))
     s = converge.run_random(duration=secs, modes=MODES, workers=2,
                             kills=max(1, int(secs // 60)), broker_restart=True,
-                            drain_timeout=600, bulk_rows=10000, bulk_every=60)
+                            drain_timeout=600, bulk_rows=10000, bulk_every=60,
+                            races=True, skews={"eu": -2.0})
+    assert s["races_forced"] > 0
     assert_converged(s)
 
 
@@ -149,6 +156,38 @@ def test_check_finds(change, expect):
     for r in (REGIONS if region == "all" else [region]):
         state[table][r] = rows
     assert kinds(checks.check([T, V, P], LOGS, snap_of(state), REGIONS)) == expect
+
+
+def test_losers_must_be_named_in_a_conflict_log():
+    """Key 1: eu's insert beat us's concurrent one.  Key 2: eu's update,
+    made without seeing us's delete, beat it.  Key 3: us's own update
+    replaced its insert (no conflict).  Key 4: apac's insert after us's
+    delete (which it may have seen): nothing to name."""
+    logs = logs_of(("us", 100, "lww_a", 1, "insert", "us.0.1", None),
+                   ("eu", 200, "lww_a", 1, "insert", "eu.0.1", None),
+                   ("apac", 150, "lww_a", 2, "insert", "apac.0.1", None),
+                   ("us", 300, "lww_a", 2, "delete", None, "apac.0.1"),
+                   ("eu", 400, "lww_a", 2, "update", "eu.0.2", "apac.0.1"),
+                   ("us", 100, "lww_a", 3, "insert", "us.0.3", None),
+                   ("us", 110, "lww_a", 3, "update", "us.0.4", "us.0.3"),
+                   ("us", 100, "lww_a", 4, "insert", "us.0.5", None),
+                   ("us", 120, "lww_a", 4, "delete", None, "us.0.5"),
+                   ("apac", 130, "lww_a", 4, "insert", "apac.0.5", None))
+    final = [row(1, "eu.0.1", "eu"), row(2, "eu.0.2", "eu"), row(3, "us.0.4", "us"),
+             row(4, "apac.0.5", "apac")]
+    snap = snap_of({"lww_a": {r: final for r in REGIONS}}, (T,))
+
+    def unlogged(vals, sides):
+        return {(f["key"][0], w["region"], w["op"])
+                for f in checks.unlogged_losers([T], logs, snap, REGIONS, (vals, sides))
+                for w in f["unlogged"]}
+
+    assert unlogged(set(), set()) == {(1, "us", "insert"), (2, "us", "delete")}
+    named = ({("lww_a", "us.0.1")}, {("lww_a", (("id", "2"),), "us", 300)})
+    assert unlogged(*named) == set()
+    # a delete is named by its region and version, not just its key
+    assert unlogged(named[0], {("lww_a", (("id", "2"),), "us", 299)}) == \
+        {(2, "us", "delete")}
 
 
 U = workload.Table("lww_u", "lww", "u")

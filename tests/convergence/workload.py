@@ -38,6 +38,10 @@ RETRYABLE = (psycopg.errors.DeadlockDetected,
              psycopg.errors.LockNotAvailable)
 
 
+class Unseen(Exception):
+    """A bulk upsert updated a row its transaction had not read."""
+
+
 class Table:
     """One test table.  mode: "lww" or "vclock" (replicated with that
     conflict mode) or "pii" (never leaves its region).  shape "a": key id,
@@ -79,11 +83,12 @@ class Table:
         where = " AND ".join(f"{c} = %s" for c in self.key_cols)
         self.sql_prev = (f"SELECT val{', note' if shape == 'a' else ''} "
                          f"FROM {name} WHERE {where} FOR UPDATE")
+        # A plain insert: if another transaction (another writer, or the
+        # consumer's apply) inserts the key meanwhile, it fails and the
+        # transaction rolls back, so a logged insert replaced no row.
         self.sql_insert = (
             f"INSERT INTO {name} ({', '.join(self.cols)}) VALUES "
-            f"({', '.join(['%s'] * len(self.cols))}) ON CONFLICT "
-            f"({', '.join(self.key_cols)}) DO UPDATE SET "
-            + ", ".join(f"{c} = EXCLUDED.{c}" for c in self.data_cols))
+            f"({', '.join(['%s'] * len(self.cols))})")
         self.sql_update = (f"UPDATE {name} SET "
                            + ", ".join(f"{c} = %s" for c in self.data_cols)
                            + f" WHERE {where}")
@@ -92,6 +97,13 @@ class Table:
         # (the versions entry, locked by this transaction until it commits).
         self.sql_vc = (f'SELECT ts, rnk FROM xregion."public.{name}" '
                        f"WHERE {where}")
+        # lww (clock: hybrid): the version time the clock trigger gave the
+        # write just made, if it moved the time (the key's entry, written
+        # by this transaction: a tombstone for a delete); else none, and
+        # the write's version time is its commit time.
+        self.sql_vts = (f'SELECT ts FROM xregion."public.{name}" v '
+                        f"WHERE {where} AND v.xid = pg_current_xact_id() "
+                        "AND v.ts IS NOT NULL AND v.deleted = %s")
         self.tiebreak = None
         if shape == "a":
             self.sql_move = (f"UPDATE {name} SET id = %s, "
@@ -172,8 +184,10 @@ class WriteLog:
     A record: region, worker, tx (the region's transaction count), xid,
     table, key (tuple), op (insert | update | delete | move-out | move-in),
     row (dict, None for delete and move-out), prev (the val the write saw
-    and replaced, None when there was no row), ts (commit timestamp in µs
-    since the epoch, filled in by fill_commit_ts after the run).
+    and replaced, None when there was no row), cts (commit timestamp in µs
+    since the epoch, filled in by fill_commit_ts after the run), ts (the
+    write's LWW version time: vts, the time the hybrid clock trigger gave
+    it, if it moved the time, else cts).
     """
 
     def __init__(self, region):
@@ -208,7 +222,8 @@ class WriteLog:
                 " * 1000000)::bigint FROM unnest(%s::text[]) x", (xids[i:i + 5000],))
             ts.update(rows)
         for r in self.records:
-            r["ts"] = ts[r["xid"]]
+            r["cts"] = ts[r["xid"]]
+            r["ts"] = r.get("vts") or r["cts"]
 
 
 class Writer(threading.Thread):
@@ -270,7 +285,7 @@ class Writer(threading.Thread):
         self.n += 1
         return f"{self.node.region}.{self.wid}.{self.n}"
 
-    def one_row(self, conn, t, key, busy):
+    def one_row(self, conn, t, key, busy, op=None):
         """Writes one row, and in one case in four writes it again in the
         same transaction (up to four writes: an insert then an update, a
         delete then a re-insert, two updates, a key change then an insert
@@ -279,21 +294,25 @@ class Writer(threading.Thread):
         back right after the write."""
         records = []
         for _ in range(4):
-            got = self.write_row(conn, t, key, busy)
-            if t.mode == "vclock":
-                for r in got:
+            got = self.write_row(conn, t, key, busy, op)
+            op = None
+            for r in got:
+                if t.mode == "vclock":
                     r["hlc"], r["rnk"] = conn.execute(t.sql_vc, r["key"]).fetchone()
+                elif t.mode == "lww":
+                    v = conn.execute(t.sql_vts, [*r["key"], r["row"] is None]).fetchone()
+                    r["vts"] = v[0] if v else None
             records += got
             if not got or self.rnd.random() >= 0.25:
                 break
         return records
 
-    def write_row(self, conn, t, key, busy):
+    def write_row(self, conn, t, key, busy, op=None):
         got = conn.execute(t.sql_prev, key).fetchone()
         prev = got[0] if got else None
         # touch and move-keep leave the note as it is (unchanged TOAST)
-        op = self.rnd.choices(["upsert", "update", "delete", "move", "touch",
-                               "move-keep"], [40, 20, 20, 6, 10, 4])[0]
+        op = op or self.rnd.choices(["upsert", "update", "delete", "move", "touch",
+                                     "move-keep"], [40, 20, 20, 6, 10, 4])[0]
         if op in ("move", "touch", "move-keep") and (t.shape != "a" or prev is None):
             op = "upsert"
         keep = op in ("touch", "move-keep")
@@ -333,6 +352,70 @@ class Writer(threading.Thread):
         else:
             conn.execute(t.sql_update, [*t.data_params(row), *key])
         return [dict(rec, op="update", row=row)]
+
+
+class Racer(Writer):
+    """Forces a local delete to race an apply (issue "Convergence holes",
+    case 2), over and over, until stop is set: it locks a random row of a
+    replicated table, holds the lock until the region's consumer has an
+    apply waiting for it (pg_blocking_pids names this backend) or for at
+    most `hold` seconds, then deletes the row or changes its key, and
+    commits.  `forced` counts the transactions an apply really waited for;
+    their writes go to the region's log like any writer's."""
+
+    def __init__(self, node, tables, log, stop, seed, hold=1.5):
+        super().__init__(node, "race", tables, log, stop, seed)
+        self.name = f"racer-{node.region}"
+        self.tables = [t for t in self.tables if t.replicated]
+        self.hold = hold
+        self.forced = 0
+        self.watch = None
+
+    def run(self):
+        dsn = xrtest.pg_dsn(self.node.region, self.node.db, self.node.port)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as self.watch:
+                super().run()
+        except Exception as e:  # reported by the caller
+            self.error = self.error or e
+
+    def apply_waits_for(self, pid):
+        """Waits until some other backend waits for pid; True if one did
+        within self.hold seconds."""
+        end = time.time() + self.hold
+        while time.time() < end and not self.stop.is_set():
+            if self.watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND %s = ANY (pg_blocking_pids(pid))",
+                    (pid,)).fetchone()[0]:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def one_tx(self, conn):
+        t = self.rnd.choice(self.tables)
+        key = self.rnd.choice(t.keys)
+        op = "move" if t.shape == "a" and self.rnd.random() < 0.3 else "delete"
+        records = []
+        waited = False
+        try:
+            with conn.transaction():
+                xid, pid = conn.execute("SELECT pg_current_xact_id()::text, "
+                                        "pg_backend_pid()").fetchone()
+                if conn.execute(t.sql_prev, key).fetchone() is None:
+                    return
+                waited = self.apply_waits_for(pid)
+                records = self.one_row(conn, t, key, {(t.name, key)}, op)
+        except RETRYABLE:
+            with self.log.lock:
+                self.log.aborted += 1
+            return
+        for r in records:
+            r.update(region=self.node.region, worker=self.wid, xid=xid)
+        if records:
+            self.log.commit(records)
+            self.forced += waited
+        self.stop.wait(self.rnd.uniform(0.1, 0.5))
 
 
 class BulkWriter(threading.Thread):
@@ -389,12 +472,18 @@ class BulkWriter(threading.Thread):
                     self.n += 1
                     rows.append(t.new_row((k,), f"{region}.bulk.{self.n}", region,
                                           self.rnd))
-                conn.execute(
+                # xmax is set on the rows the upsert updated: one it did
+                # not see (inserted meanwhile, by the consumer's apply most
+                # likely) would be replaced unlogged: roll back instead.
+                updated = conn.execute(
                     f"INSERT INTO {t.name} (id, val, origin, n) SELECT * FROM "
                     "unnest(%s::int[], %s::text[], %s::text[], %s::int[]) "
                     "ON CONFLICT (id) DO UPDATE SET val = EXCLUDED.val, "
-                    "origin = EXCLUDED.origin, n = EXCLUDED.n",
-                    [[r[c] for r in rows] for c in t.cols])
+                    "origin = EXCLUDED.origin, n = EXCLUDED.n "
+                    "RETURNING id, xmax::text <> '0'",
+                    [[r[c] for r in rows] for c in t.cols]).fetchall()
+                if any(upd and k not in prev for k, upd in updated):
+                    raise Unseen()
                 records += [{"table": t.name, "key": (r["id"],),
                              "prev": prev.get(r["id"]),
                              "op": "update" if r["id"] in prev else "insert",
@@ -405,7 +494,16 @@ class BulkWriter(threading.Thread):
                         "WHERE id BETWEEN %s AND %s", (lo, hi))}
                     for r in records:
                         r["hlc"], r["rnk"] = vc[r["key"][0]]
-        except RETRYABLE:
+                else:
+                    # each key is written once: its entry, if the clock
+                    # trigger moved its time (see Table.sql_vts)
+                    vts = dict(conn.execute(
+                        f'SELECT id, ts FROM xregion."public.{t.name}" v '
+                        "WHERE id BETWEEN %s AND %s AND v.ts IS NOT NULL "
+                        "AND v.xid = pg_current_xact_id()", (lo, hi)).fetchall())
+                    for r in records:
+                        r["vts"] = vts.get(r["key"][0])
+        except (Unseen, *RETRYABLE):
             with self.log.lock:
                 self.log.aborted += 1
             return

@@ -322,6 +322,35 @@ def test_update_of_missing_row_carries_its_toasted_value(deploy):
     assert ("update_missing", "remote_applied") in kinds
 
 
+def test_a_local_delete_that_loses_is_named_in_the_conflict_log(deploy):
+    """eu deletes a row while us, not having seen the delete, updates it
+    later: the update wins everywhere.  eu logs the update as
+    update_deleted/remote_applied with its delete (its tombstone's
+    version) as the local side, us logs eu's delete as the loser: both
+    name the same losing write."""
+    d = deploy(regions=("us", "eu"))
+    us, eu = d["us"], d["eu"]
+    us.sql("INSERT INTO orders VALUES (5, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    eu.stop()
+    eu.sql("DELETE FROM orders WHERE id = 5")
+    time.sleep(0.05)
+    us.sql("UPDATE orders SET qty = 2 WHERE id = 5")
+    eu.start()
+    d.converge("orders", expect_rows=1)
+    q = ("SELECT kind, resolution, local_region, local_ts, remote_region, "
+         "remote_ts FROM xregion.conflicts")
+    deadline = time.time() + 30
+    while not us.sql(q) and time.time() < deadline:
+        time.sleep(0.2)
+    [(kind, res, lreg, lts, rreg, rts)] = eu.sql(q)
+    assert (kind, res, lreg, rreg) == ("update_deleted", "remote_applied", "eu", "us")
+    [(ukind, ures, ulreg, _, urreg, urts)] = us.sql(q)
+    assert (ukind, ures, ulreg, urreg) == ("delete_after_update", "local_kept",
+                                           "us", "eu")
+    assert lts is not None and urts == lts and rts > lts
+
+
 def test_bulk_insert_takes_the_fast_path_with_the_source_version(deploy):
     """The rows of one large source transaction are inserted without
     versions entries: the apply transaction carries the source's commit

@@ -106,6 +106,44 @@ def test_updates_to_one_value_keep_the_newer_everywhere(dep):
                      "FROM xregion.hidden") == [("1", "c@x", "us2")], r
 
 
+def test_a_hidden_write_still_names_the_delete_it_beat(dep):
+    """eu deletes row 1; us, not having seen that, then gives row 1 the
+    email b@x; eu then inserts row 2 with b@x.  In eu, us's update is newer
+    than eu's delete but loses b@x to row 2 and is hidden: its key's delete
+    lost all the same, and eu's conflict log names it (update_deleted,
+    remote_applied, eu's tombstone as the local side) next to the
+    unique_conflict."""
+    d = dep
+    d["us"].sql("INSERT INTO people VALUES (1, 'a@x', 'us')")
+    wait_rows(d, "people", [(1, "a@x", "us")])
+    offline(d, [("eu", "DELETE FROM people WHERE id = 1"),
+                ("us", "UPDATE people SET email = 'b@x', who = 'us2' WHERE id = 1"),
+                ("eu", "INSERT INTO people VALUES (2, 'b@x', 'eu')")])
+    wait_rows(d, "people", [(2, "b@x", "eu")])
+    end = time.time() + 60
+    while time.time() < end and not all(
+            n.sql("SELECT key->>'id' FROM xregion.hidden") == [("1",)]
+            for n in d.nodes.values()):
+        time.sleep(0.3)
+    deleted_at = d["eu"].sql(
+        'SELECT xregion.ts_of(ts) FROM xregion."public.people" '
+        "WHERE id = 1 AND deleted AND region = 'eu'")
+    logged = d["eu"].sql(
+        "SELECT kind, resolution, local_region, local_ts, remote_region "
+        "FROM xregion.conflicts WHERE table_name = 'people' AND key->>'id' = '1' "
+        "ORDER BY id")
+    assert ("update_deleted", "remote_applied", "eu", "us") in \
+        [(k, r, lr, rr) for k, r, lr, _, rr in logged], logged
+    assert ("unique_conflict", "local_kept") in [(k, r) for k, r, *_ in logged]
+    # the tombstone is the hidden write's now: the delete's own time is
+    # the one us logs for it, and eu's update_deleted names that time too
+    times = {lt for k, _, _, lt, _ in logged if k == "update_deleted"}
+    us_saw = {t for (t,) in d["us"].sql(
+        "SELECT remote_ts FROM xregion.conflicts WHERE table_name = 'people' "
+        "AND key->>'id' = '1' AND remote_region = 'eu' AND remote_row IS NULL")}
+    assert times and (not us_saw or us_saw == times), (times, us_saw, deleted_at)
+
+
 def test_several_unique_keys_at_once(dep):
     """1 (a, p1) from us, then 2 (b, p1) from eu and 3 (a, p2) from apac:
     3 is the newest and keeps a; 2 keeps p1 (3 does not hold it); 1 holds

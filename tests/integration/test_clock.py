@@ -1,0 +1,152 @@
+"""The hybrid clock of lww tables (clock: hybrid): a local write gets a
+version greater than the one it overwrote, and every region must end with
+the same version for it, whatever else its transaction did.
+
+Each test gives row 1, in both regions, the version a write of a region
+whose clock runs ahead would have left there (a fraction of a second in the
+future), then writes it in us so that the clock trigger moves the time, in
+transactions that do more than one write: the version us keeps must be the
+one eu applied.  Different versions for one row are a divergence in
+waiting: a later write with a version between them wins in one region and
+loses in the other.
+"""
+import time
+
+import psycopg
+import pytest
+
+import xrtest
+
+SCHEMA = "CREATE TABLE acct (id int PRIMARY KEY, v text);"
+TABLES = [("public.acct", False)]
+VT = 'xregion."public.acct"'
+
+
+@pytest.fixture
+def d(deployments):
+    return deployments(TABLES, SCHEMA, regions=("us", "eu"))
+
+
+def ahead(d, key, seconds):
+    """Leaves key, in every region, as the apply of a write of eu's, made on
+    a clock `seconds` ahead, would have: a row whose versions entry (naming
+    the row's writer) holds that time.  Returns the version time."""
+    d["us"].sql("INSERT INTO acct VALUES (%s, 'ahead')", (key,))
+    d.converge("acct")
+    fut = int((time.time() + seconds) * 1e6)
+    for n in d.nodes.values():
+        n.sql(f"INSERT INTO {VT} (id, ts, region, xid, deleted) "
+              "SELECT id, %s, 'eu', xregion.xid8_of(t.xmin), false "
+              "FROM acct t WHERE id = %s "
+              "ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts, "
+              "region = EXCLUDED.region, xid = EXCLUDED.xid, "
+              "deleted = false, clsn = NULL, lsn = NULL", (fut, key))
+    return fut
+
+
+def version(n, key):
+    """(ts, region) of key's version in n: its row's, or its tombstone's."""
+    got = n.sql("SELECT (x).ts, (x).region FROM (SELECT xregion.version_of("
+                f"t.xmin, v.ts, v.region, v.clsn, v.lsn, v.xid) x FROM acct t "
+                f"LEFT JOIN {VT} v USING (id) WHERE t.id = %s) s", (key,))
+    if got:
+        return got[0]
+    got = n.sql("SELECT (x).ts, (x).region FROM (SELECT xregion.tomb_version("
+                f"v.ts, v.region, v.xid, v.clsn, v.lsn) x FROM {VT} v "
+                "WHERE v.id = %s AND v.deleted) s", (key,))
+    return got[0] if got else None
+
+
+def until_past(us_time):
+    """Sleeps until the wall clock is past us_time (µs), plus a margin."""
+    time.sleep(max(0.0, us_time / 1e6 - time.time()) + 0.1)
+
+
+def in_us(d, *steps):
+    """Runs steps in one transaction in us: SQL strings, "sleep:<µs>" to
+    wait until the clock is past that time, "savepoint"/"release"."""
+    us = d["us"]
+    with psycopg.connect(xrtest.pg_dsn("us", us.db, us.port)) as c:
+        for s in steps:
+            if isinstance(s, tuple):
+                until_past(s[1])
+            elif s == "savepoint":
+                c.execute("SAVEPOINT s")
+            elif s == "release":
+                c.execute("RELEASE SAVEPOINT s")
+            else:
+                c.execute(s)
+
+
+def settled(d, want):
+    """Waits until both regions hold row 1 as want (None: no row), then
+    returns each region's version of key 1."""
+    rows = [] if want is None else [(1, want)]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if all(n.sql("SELECT id, v FROM acct WHERE id = 1") == rows
+               for n in d.nodes.values()):
+            return {r: version(n, 1) for r, n in d.nodes.items()}
+        time.sleep(0.2)
+    raise AssertionError({r: n.sql("SELECT * FROM acct") for r, n in d.nodes.items()})
+
+
+def test_second_write_of_a_row_after_the_clock_moved(d):
+    """The first update lands while the row's version is still in the
+    future: the trigger gives it that version + 1 µs.  The second, once the
+    clock has passed it, must not leave us with the first one's version
+    while eu takes the commit time."""
+    fut = ahead(d, 1, 0.5)
+    in_us(d, "UPDATE acct SET v = 'a' WHERE id = 1", ("sleep", fut),
+          "UPDATE acct SET v = 'b' WHERE id = 1")
+    v = settled(d, "b")
+    assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
+
+
+def test_delete_and_reinsert_after_the_clock_moved(d):
+    fut = ahead(d, 1, 0.5)
+    in_us(d, "DELETE FROM acct WHERE id = 1", ("sleep", fut),
+          "INSERT INTO acct VALUES (1, 'again')")
+    v = settled(d, "again")
+    assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
+
+
+def test_key_change_onto_a_key_deleted_after_the_clock_moved(d):
+    fut = ahead(d, 1, 0.5)
+    d["us"].sql("INSERT INTO acct VALUES (2, 'two')")
+    in_us(d, "DELETE FROM acct WHERE id = 1", ("sleep", fut),
+          "UPDATE acct SET id = 1, v = 'moved' WHERE id = 2")
+    v = settled(d, "moved")
+    assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
+
+
+def test_write_in_a_savepoint_while_the_clock_moves(d):
+    """A row written in a subtransaction has that subtransaction's xid as
+    its xmin, which the producer's stamps do not know: the entry the
+    trigger writes must still describe it."""
+    fut = ahead(d, 1, 1)
+    in_us(d, "savepoint", "UPDATE acct SET v = 'sub' WHERE id = 1", "release")
+    v = settled(d, "sub")
+    assert v["us"] == v["eu"] and v["us"][0] == fut + 1, (fut, v)
+
+
+def test_second_write_in_a_savepoint_after_the_clock_moved(d):
+    """The same subtransaction writes the row again once the clock has
+    passed the first write's version: that write still gets a version of
+    its own (the transaction moved a time), which both regions keep."""
+    fut = ahead(d, 1, 0.5)
+    in_us(d, "savepoint", "UPDATE acct SET v = 'a' WHERE id = 1", ("sleep", fut),
+          "UPDATE acct SET v = 'b' WHERE id = 1", "release")
+    v = settled(d, "b")
+    assert v["us"] == v["eu"] and v["us"][0] > fut + 1, (fut, v)
+
+
+def test_later_transaction_after_the_clock_moved_takes_its_commit_time(d):
+    """Once the clock is past, a new transaction's write needs no entry:
+    both regions take its commit time."""
+    fut = ahead(d, 1, 0.3)
+    in_us(d, "UPDATE acct SET v = 'a' WHERE id = 1")
+    until_past(fut)
+    in_us(d, "UPDATE acct SET v = 'b' WHERE id = 1")
+    v = settled(d, "b")
+    assert v["us"] == v["eu"] and v["us"][0] > fut + 1, (fut, v)
