@@ -147,6 +147,8 @@ bool xr_target_key_changed(const xr_event_t *ev, const target_t *t,
  * 'F'/'G' the fast insert and update.
  */
 int  xr_sql_nfixed(char op);
+/* Appends the rank of a write to a vclock table, from its vector ($vvp). */
+void xr_sql_vc_rank(PGconn *conn, xr_buf_t *b, const target_t *t, int vvp);
 /*
  * Writes the statement of op on t into b: set says which columns it sets
  * (for 'd'/'x': the keys), pnum[c] the parameter number of column c (-1:

@@ -295,8 +295,8 @@ xr_sql_nfixed(char op)
 }
 
 /* The rank of the incoming write, from its vector ($vvp). */
-static void
-vc_rank(PGconn *conn, xr_buf_t *b, const target_t *t, int vvp)
+void
+xr_sql_vc_rank(PGconn *conn, xr_buf_t *b, const target_t *t, int vvp)
 {
 	char *lit;
 
@@ -358,7 +358,7 @@ vc_versions(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum,
 			              t->cols[c].type);
 	xr_buf_printf(b, ", $1, $2, NULL, %s, $%d::jsonb, ",
 	              deleted ? "true" : "false", vvp);
-	vc_rank(conn, b, t, vvp);
+	xr_sql_vc_rank(conn, b, t, vvp);
 	xr_buf_printf(b, ", $1\n  WHERE (SELECT count(*) FROM cur) >= 0 AND "
 	              "((SELECT ver FROM trunc) IS NULL OR "
 	              EV_VERSION " > (SELECT ver FROM trunc))%s\n"
@@ -382,10 +382,10 @@ vc_versions(PGconn *conn, xr_buf_t *b, const target_t *t, const int *pnum,
 	/* Won: the entry names this write now, and did not before. */
 	xr_buf_puts(b, ", won AS MATERIALIZED (\n  SELECT 1 FROM vs WHERE vs.ts = $1 "
 	               "AND vs.region = $2 AND vs.rnk = ");
-	vc_rank(conn, b, t, vvp);
+	xr_sql_vc_rank(conn, b, t, vvp);
 	xr_buf_puts(b, "\n    AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.ts = $1 "
 	               "AND cur.region = $2 AND cur.rnk IS NOT DISTINCT FROM ");
-	vc_rank(conn, b, t, vvp);
+	xr_sql_vc_rank(conn, b, t, vvp);
 	xr_buf_puts(b, ")\n)");
 }
 

@@ -8,7 +8,9 @@
  * conflict is logged.  Every region decides the same way whatever order
  * the writes arrive in; xregion.unique_unhide brings a hidden row back
  * once nothing newer holds its values (docs/consumer.md, "Unique keys
- * other than the primary key").
+ * other than the primary key").  For a vclock table the version is the
+ * row's hybrid clock and region (xregion.vc_version), and a hidden write
+ * leaves its vector in its key's tombstone.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,19 +61,34 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 	const char      **vals;
 	char              ts[24], clsn[24], lsn[24], part[16], koff[24];
 	int               nv = 8, rc = -1;
+	bool              vc;
 	PGresult         *res;
 
 	if (!a->conn || (ev->op != XR_OP_INSERT && ev->op != XR_OP_UPDATE &&
 	                 ev->op != XR_OP_SNAPSHOT_READ))
 		return 0;
 	t = xr_target_get(a, ev->nspname, ev->relname);
-	if (!t || !t->exists || xr_target_vclock(t) ||
-	    !(m = xr_target_fmap(t, ev->schema)))
+	if (!t || !t->exists || !(m = xr_target_fmap(t, ev->schema)))
 		return 0;
-	vals = xr_calloc((size_t)t->ncols + 9, sizeof(char *));
-	snprintf(ts, sizeof(ts), "%" PRId64, ev->commit_ts);
-	snprintf(clsn, sizeof(clsn), "%" PRIu64, (uint64_t)ev->commit_lsn);
-	snprintf(lsn, sizeof(lsn), "%" PRIu64, (uint64_t)ev->lsn);
+	vc = xr_target_vclock(t);
+	vals = xr_calloc((size_t)t->ncols + 10, sizeof(char *));
+	/*
+	 * The version a row holds a unique value with: lww, the event's; a
+	 * vclock table, its hybrid clock and region (xregion.vc_version), its
+	 * vector ($9) and rank deciding only against its own key.
+	 */
+	if (vc) {
+		snprintf(ts, sizeof(ts), "%" PRId64,
+		         ev->has_vclock ? ev->vc_hlc : ev->commit_ts);
+		strcpy(clsn, "0");
+		strcpy(lsn, "0");
+		vals[8] = ev->has_vclock ? ev->vc_vector.data : "{}";
+		nv = 9;
+	} else {
+		snprintf(ts, sizeof(ts), "%" PRId64, ev->commit_ts);
+		snprintf(clsn, sizeof(clsn), "%" PRIu64, (uint64_t)ev->commit_lsn);
+		snprintf(lsn, sizeof(lsn), "%" PRIu64, (uint64_t)ev->lsn);
+	}
 	snprintf(part, sizeof(part), "%d", (int)it->partition);
 	snprintf(koff, sizeof(koff), "%" PRId64, it->offset);
 	vals[0] = ts;
@@ -97,8 +114,15 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 	}
 	xr_buf_printf(&a->sql, ", ROW($1::bigint, $2::text, $3::bigint, "
 	                       "$4::bigint)::xregion.version, $5::uuid, $6, "
-	                       "$7::int, $8::bigint, '%c')",
+	                       "$7::int, $8::bigint, '%c'",
 	              ev->op == XR_OP_UPDATE ? 'u' : 'i');
+	if (vc) {
+		xr_buf_puts(&a->sql, ", true, $9::jsonb, ");
+		xr_sql_vc_rank(a->conn, &a->sql, t, 9);
+		xr_buf_printf(&a->sql, ", %s", xr_target_keep_local(t) ? "true"
+		                                                       : "false");
+	}
+	xr_buf_putc(&a->sql, ')');
 	if (xr_session_origin(a, src, errstr, errstr_size) ||
 	    xr_apply_exec(a, "BEGIN", errstr, errstr_size))
 		goto out;
@@ -172,7 +196,7 @@ xr_applier_unhide(xr_applier_t *a, char *errstr, size_t errstr_size)
 	for (i = 0; i < a->ntargets; i++) {
 		target_t *t = a->targets[i];
 
-		if (!t->exists || xr_target_vclock(t))
+		if (!t->exists)
 			continue;
 		xr_buf_reset(&a->sql);
 		xr_buf_puts(&a->sql, "SELECT xregion.unique_unhide(");
@@ -182,7 +206,7 @@ xr_applier_unhide(xr_applier_t *a, char *errstr, size_t errstr_size)
 			xr_apply_copy_err(a->conn, "quoting", errstr, errstr_size);
 			return -1;
 		}
-		xr_buf_putc(&a->sql, ')');
+		xr_buf_puts(&a->sql, xr_target_vclock(t) ? ", true)" : ")");
 		res = PQexec(a->conn, a->sql.data);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			/* One table's failure (a lock wait) does not hold the others. */

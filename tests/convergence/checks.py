@@ -36,7 +36,7 @@ key, from all regions):
               transaction, or is there although that write was a delete:
               the exact end state docs/vclock.md argues for.
 
-- unique-not-expected (lww_u, a table with email UNIQUE): a region's row
+- unique-not-expected (lww_u and vc_u, tables with email UNIQUE): a region's row
               for a key (or its absence) is not the one unique_outcome
               derives from the write logs: per key its latest write, and
               of those rows, newest first, each one whose email no newer
@@ -257,14 +257,20 @@ def check(tables, logs, snap, regions):
 
 def unique_outcome(t, writes):
     """The rows a table with a unique email must end with: per key, its
-    latest write (by LWW version); of those that are rows, newest first,
-    each one whose email no newer row kept (docs/consumer.md, "Unique keys
-    other than the primary key")."""
+    latest write (lww: by LWW version; vclock: by (rank, hybrid clock,
+    region)); of those that are rows, newest first (vclock: by hybrid
+    clock, then region), each one whose email no newer row kept
+    (docs/consumer.md, "Unique keys other than the primary key")."""
+    vc = t.mode == "vclock"
     latest = []
     for (tn, key), hist in writes.items():
-        if tn == t.name and hist and hist[-1]["row"] is not None:
-            latest.append(hist[-1])
-    latest.sort(key=_version, reverse=True)
+        if tn != t.name or not hist:
+            continue
+        last = max(hist, key=_vc_version) if vc else hist[-1]
+        if last["row"] is not None:
+            latest.append(last)
+    latest.sort(key=(lambda w: (w["hlc"], w["region"])) if vc else _version,
+                reverse=True)
     taken, out = set(), {}
     for w in latest:
         email = w["row"]["email"]
@@ -341,10 +347,12 @@ def unlogged_losers(tables, logs, snap, regions, losers):
 
     A write lost when it is not its key's final write and no write
     replaced it causally: for a row image, no write of the key read it
-    (prev); for a delete (or key change away), the key ends with a row and
-    no later write inserted the key afresh (prev None: it may have seen the
-    delete, which lww cannot tell).  For lww_u, also each key's final row
-    that its unique email hid (a unique_conflict loser).  Tables in
+    (prev); for a delete (or key change away), the key ends with a row, no
+    later write inserted the key afresh (prev None: it may have seen the
+    delete, which lww cannot tell), and no later delete took its place (two
+    deletes are one outcome: a region that has one tombstone takes the
+    newer one's silently, and the newer one is the loser to name).  For lww_u and vc_u, also each key's
+    final row that its unique email hid (a unique_conflict loser).  Tables in
     keep-local vclock mode keep different rows by design and are left out."""
     vals, sides = losers
     writes = {}
@@ -372,7 +380,8 @@ def unlogged_losers(tables, logs, snap, regions, losers):
                         continue
                 else:
                     if final["row"] is None or \
-                       any(x["prev"] is None for x in hist[i + 1:]):
+                       any(x["prev"] is None or x["row"] is None
+                           for x in hist[i + 1:]):
                         continue
                     if (t.name, _key_id(zip(t.key_cols, key)), w["region"],
                             _version_ts(t, w)) in sides:

@@ -161,15 +161,14 @@ class Table:
 
 
 def tables_for(modes, bulk_keys=0):
-    """Two tables per conflict mode (one of each shape), for lww a table
-    with a secondary unique key (lww_u), with bulk_keys a bulk table per
-    mode, and one PII table."""
+    """Three tables per conflict mode (shapes a, b and u: lww_u and vc_u have
+    a secondary unique key), with bulk_keys a bulk table per mode, and one
+    PII table."""
     out = []
     for m in modes:
         p = {"lww": "lww", "vclock": "vc"}[m]
-        out += [Table(f"{p}_a", m, "a"), Table(f"{p}_b", m, "b")]
-        if m == "lww":
-            out.append(Table("lww_u", m, "u"))
+        out += [Table(f"{p}_a", m, "a"), Table(f"{p}_b", m, "b"),
+                Table(f"{p}_u", m, "u")]
         if bulk_keys:
             out.append(Table(f"{p}_bulk", m, "bulk", bulk_keys))
     out.append(Table("pii_notes", "pii", "a"))

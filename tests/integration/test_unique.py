@@ -18,9 +18,14 @@ CREATE TABLE contacts (id bigint PRIMARY KEY, email text UNIQUE,
                        phone text UNIQUE, who text);
 CREATE TABLE tagged (id bigint PRIMARY KEY, email text, who text,
                      UNIQUE (email) INCLUDE (who));
+CREATE TABLE vpeople (id bigint PRIMARY KEY, email text UNIQUE, who text);
 """
 TABLES = [("public.people", False), ("public.contacts", False),
-          ("public.tagged", False)]
+          ("public.tagged", False),
+          ("public.vpeople", False, {"conflict": "vclock"})]
+# people in both conflict modes: vclock decides a unique value by the rows'
+# hybrid clocks, as lww by their versions
+MODES = pytest.mark.parametrize("people", ["people", "vpeople"])
 
 
 @pytest.fixture
@@ -65,48 +70,51 @@ def unique_conflicts(n, table):
                  "ORDER BY id", (table,))
 
 
-def test_two_inserts_of_one_value_keep_the_newer_everywhere(dep):
+@MODES
+def test_two_inserts_of_one_value_keep_the_newer_everywhere(dep, people):
     d = dep
-    offline(d, [("us", "INSERT INTO people VALUES (1, 'a@x', 'us')"),
-                ("eu", "INSERT INTO people VALUES (2, 'a@x', 'eu')")])
-    wait_rows(d, "people", [(2, "a@x", "eu")])
+    offline(d, [("us", f"INSERT INTO {people} VALUES (1, 'a@x', 'us')"),
+                ("eu", f"INSERT INTO {people} VALUES (2, 'a@x', 'eu')")])
+    wait_rows(d, people, [(2, "a@x", "eu")])
     for r, n in d.nodes.items():
         hidden = n.sql("SELECT key->>'id', image->>'who' FROM xregion.hidden")
         assert hidden == [("1", "us")], (r, hidden)
-        conf = unique_conflicts(n, "people")
+        conf = unique_conflicts(n, people)
         assert len(conf) == 1, (r, conf)
     # us lost its own row to eu's; eu kept its row against us's.
-    assert unique_conflicts(d["us"], "people") == [("1", "remote_applied", "1", "2")]
-    assert unique_conflicts(d["eu"], "people") == [("1", "local_kept", "2", "1")]
+    assert unique_conflicts(d["us"], people) == [("1", "remote_applied", "1", "2")]
+    assert unique_conflicts(d["eu"], people) == [("1", "local_kept", "2", "1")]
     for n in d.nodes.values():
         assert n.sql("SELECT count(*) FROM xregion.conflicts WHERE kind <> "
                      "'unique_conflict'") == [(0,)]
 
     # The winner goes: the loser comes back, everywhere.
-    d["eu"].sql("DELETE FROM people WHERE id = 2")
-    wait_rows(d, "people", [(1, "a@x", "us")], timeout=60)
+    d["eu"].sql(f"DELETE FROM {people} WHERE id = 2")
+    wait_rows(d, people, [(1, "a@x", "us")], timeout=60)
     for r, n in d.nodes.items():
         assert n.sql("SELECT count(*) FROM xregion.hidden") == [(0,)], r
         assert n.sql("SELECT count(*) FROM xregion.conflicts "
                      "WHERE kind = 'unique_restored'") == [(1,)], r
     # and it is an ordinary row again: a later update replicates
-    d["apac"].sql("UPDATE people SET who = 'apac' WHERE id = 1")
-    wait_rows(d, "people", [(1, "a@x", "apac")])
+    d["apac"].sql(f"UPDATE {people} SET who = 'apac' WHERE id = 1")
+    wait_rows(d, people, [(1, "a@x", "apac")])
 
 
-def test_updates_to_one_value_keep_the_newer_everywhere(dep):
+@MODES
+def test_updates_to_one_value_keep_the_newer_everywhere(dep, people):
     d = dep
-    d["us"].sql("INSERT INTO people VALUES (1, 'a@x', 'us'), (2, 'b@x', 'us')")
-    wait_rows(d, "people", [(1, "a@x", "us"), (2, "b@x", "us")])
-    offline(d, [("us", "UPDATE people SET email = 'c@x', who = 'us2' WHERE id = 1"),
-                ("eu", "UPDATE people SET email = 'c@x', who = 'eu2' WHERE id = 2")])
-    wait_rows(d, "people", [(2, "c@x", "eu2")])
+    d["us"].sql(f"INSERT INTO {people} VALUES (1, 'a@x', 'us'), (2, 'b@x', 'us')")
+    wait_rows(d, people, [(1, "a@x", "us"), (2, "b@x", "us")])
+    offline(d, [("us", f"UPDATE {people} SET email = 'c@x', who = 'us2' WHERE id = 1"),
+                ("eu", f"UPDATE {people} SET email = 'c@x', who = 'eu2' WHERE id = 2")])
+    wait_rows(d, people, [(2, "c@x", "eu2")])
     for r, n in d.nodes.items():
         assert n.sql("SELECT key->>'id', image->>'email', image->>'who' "
                      "FROM xregion.hidden") == [("1", "c@x", "us2")], r
 
 
-def test_a_hidden_write_still_names_the_delete_it_beat(dep):
+@MODES
+def test_a_hidden_write_still_names_the_delete_it_beat(dep, people):
     """eu deletes row 1; us, not having seen that, then gives row 1 the
     email b@x; eu then inserts row 2 with b@x.  In eu, us's update is newer
     than eu's delete but loses b@x to row 2 and is hidden: its key's delete
@@ -114,24 +122,24 @@ def test_a_hidden_write_still_names_the_delete_it_beat(dep):
     remote_applied, eu's tombstone as the local side) next to the
     unique_conflict."""
     d = dep
-    d["us"].sql("INSERT INTO people VALUES (1, 'a@x', 'us')")
-    wait_rows(d, "people", [(1, "a@x", "us")])
-    offline(d, [("eu", "DELETE FROM people WHERE id = 1"),
-                ("us", "UPDATE people SET email = 'b@x', who = 'us2' WHERE id = 1"),
-                ("eu", "INSERT INTO people VALUES (2, 'b@x', 'eu')")])
-    wait_rows(d, "people", [(2, "b@x", "eu")])
+    d["us"].sql(f"INSERT INTO {people} VALUES (1, 'a@x', 'us')")
+    wait_rows(d, people, [(1, "a@x", "us")])
+    offline(d, [("eu", f"DELETE FROM {people} WHERE id = 1"),
+                ("us", f"UPDATE {people} SET email = 'b@x', who = 'us2' WHERE id = 1"),
+                ("eu", f"INSERT INTO {people} VALUES (2, 'b@x', 'eu')")])
+    wait_rows(d, people, [(2, "b@x", "eu")])
     end = time.time() + 60
     while time.time() < end and not all(
             n.sql("SELECT key->>'id' FROM xregion.hidden") == [("1",)]
             for n in d.nodes.values()):
         time.sleep(0.3)
     deleted_at = d["eu"].sql(
-        'SELECT xregion.ts_of(ts) FROM xregion."public.people" '
+        f'SELECT xregion.ts_of(ts) FROM xregion."public.{people}" '
         "WHERE id = 1 AND deleted AND region = 'eu'")
     logged = d["eu"].sql(
         "SELECT kind, resolution, local_region, local_ts, remote_region "
-        "FROM xregion.conflicts WHERE table_name = 'people' AND key->>'id' = '1' "
-        "ORDER BY id")
+        "FROM xregion.conflicts WHERE table_name = %s AND key->>'id' = '1' "
+        "ORDER BY id", (people,))
     assert ("update_deleted", "remote_applied", "eu", "us") in \
         [(k, r, lr, rr) for k, r, lr, _, rr in logged], logged
     assert ("unique_conflict", "local_kept") in [(k, r) for k, r, *_ in logged]
@@ -139,8 +147,9 @@ def test_a_hidden_write_still_names_the_delete_it_beat(dep):
     # the one us logs for it, and eu's update_deleted names that time too
     times = {lt for k, _, _, lt, _ in logged if k == "update_deleted"}
     us_saw = {t for (t,) in d["us"].sql(
-        "SELECT remote_ts FROM xregion.conflicts WHERE table_name = 'people' "
-        "AND key->>'id' = '1' AND remote_region = 'eu' AND remote_row IS NULL")}
+        "SELECT remote_ts FROM xregion.conflicts WHERE table_name = %s "
+        "AND key->>'id' = '1' AND remote_region = 'eu' AND remote_row IS NULL",
+        (people,))}
     assert times and (not us_saw or us_saw == times), (times, us_saw, deleted_at)
 
 
