@@ -743,6 +743,25 @@ fail:
 	return -1;
 }
 
+/* The result of item i's delete of its old key, if it is a key change. */
+static PGresult *
+old_key_result(const batch_t *b, size_t i)
+{
+	const plan_t *pl = &b->plans[i];
+	int           k;
+
+	if (pl->nstmt != 2 || b->items[i].ev->op != XR_OP_UPDATE)
+		return NULL;
+	for (k = 0; k < 2; k++) {
+		char      op = pl->stmt[k]->sig[0];
+		PGresult *r = b->res[i * 2 + (size_t)k];
+
+		if ((op == 'd' || op == 'x') && r && PQntuples(r) == 1)
+			return r;
+	}
+	return NULL;
+}
+
 /*
  * Whether item i is a key change whose old key's row was here (its delete
  * found it), so that its new key being missing is no conflict.
@@ -750,19 +769,42 @@ fail:
 static bool
 moved_row(const batch_t *b, size_t i)
 {
-	const plan_t *pl = &b->plans[i];
-	int           k;
+	PGresult *r = old_key_result(b, i);
 
-	if (pl->nstmt != 2 || b->items[i].ev->op != XR_OP_UPDATE)
-		return false;
-	for (k = 0; k < 2; k++) {
-		char op = pl->stmt[k]->sig[0];
-		PGresult *r = b->res[i * 2 + (size_t)k];
+	return r && atoi(PQgetvalue(r, 0, 1)) > 0;
+}
 
-		if ((op == 'd' || op == 'x') && r && PQntuples(r) == 1)
-			return atoi(PQgetvalue(r, 0, 1)) > 0;
-	}
-	return false;
+/*
+ * A key change removes its old key's row like a delete, and that row may
+ * be a write it never saw (another region's, or a concurrent one): the
+ * delete of the old key is classified and logged as a delete of its own
+ * (kind delete_*, key and row of the old key), so that the loser is named.
+ */
+static int
+log_old_key(xr_applier_t *a, batch_t *b, size_t i, target_t *t,
+            char *errstr, size_t errstr_size)
+{
+	PGresult       *r = old_key_result(b, i);
+	xr_event_t      old;
+	xr_apply_item_t oi;
+
+	if (!r)
+		return 0;
+	old = *b->items[i].ev;
+	old.op = XR_OP_DELETE;
+	old.has_after = false;
+	oi = b->items[i];
+	oi.ev = &old;
+	if (xr_target_vclock(t))
+		xr_classify_vc(&oi, r, 0, true);
+	else
+		xr_classify_lww(&oi, r, 0, true);
+	if (oi.conflict == XR_CONFLICT_NONE ||
+	    oi.conflict == XR_CONFLICT_DELETE_MISSING)
+		return 0;
+	b->stats.conflicts[oi.conflict][oi.resolution]++;
+	return xr_conflict_log(a, &oi, t, xr_target_fmap(t, old.schema), r, 0,
+	                       errstr, errstr_size);
 }
 
 /* Counts an outcome in the batch's stats. */
@@ -814,7 +856,8 @@ settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 			 * made, or the old key's row a key change moved.
 			 */
 			if ((it->conflict == XR_CONFLICT_UPDATE_MISSING ||
-			     it->conflict == XR_CONFLICT_UPDATE_DELETED ||
+			     (it->conflict == XR_CONFLICT_UPDATE_DELETED &&
+			      !xr_target_vclock(t)) ||
 			     it->conflict == XR_CONFLICT_DELETE_MISSING) &&
 			    it->resolution == XR_RES_APPLIED &&
 			    (pl->merge->follows_insert || moved_row(b, i)))
@@ -826,6 +869,9 @@ settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 		if (it->conflict != XR_CONFLICT_NONE &&
 		    xr_conflict_log(a, it, t, xr_target_fmap(t, it->ev->schema), r, row, errstr,
 		                 errstr_size))
+			return -1;
+		if (!pl->merge->superseded && !pl->fast && !pl->bulk &&
+		    log_old_key(a, b, i, t, errstr, errstr_size))
 			return -1;
 	}
 	return ndl;

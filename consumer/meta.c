@@ -327,13 +327,18 @@ static const char unique_sql[] =
 	/*
 	 * Hides the row of image img (whole, as to_jsonb gives it) at version
 	 * ver: its image into xregion.hidden, its key's entry a tombstone at
-	 * ver, the row (if any) deleted.
+	 * ver, the row (if any, and drop_row: the caller holds its lock)
+	 * deleted.  A key that had no row when the caller decided keeps a row
+	 * a local insert gave it since: that write is newer.
 	 */
 	"DROP FUNCTION IF EXISTS xregion.unique_hide(regclass, text, jsonb,\n"
 	"    xregion.version);\n"
+	"DROP FUNCTION IF EXISTS xregion.unique_hide(regclass, text, jsonb,\n"
+	"    xregion.version, bool, jsonb, bigint);\n"
 	"CREATE OR REPLACE FUNCTION xregion.unique_hide(rel regclass, vt text,\n"
 	"    img jsonb, ver xregion.version, vc bool DEFAULT false,\n"
-	"    vv jsonb DEFAULT NULL, rnk bigint DEFAULT NULL) RETURNS void\n"
+	"    vv jsonb DEFAULT NULL, rnk bigint DEFAULT NULL,\n"
+	"    drop_row bool DEFAULT true) RETURNS void\n"
 	"LANGUAGE plpgsql AS $$\n"
 	"DECLARE nsp text; tab text; keycols text[]; kl text; rkl text;\n"
 	"  kmatch text;\n"
@@ -375,8 +380,10 @@ static const char unique_sql[] =
 	"      'clsn = EXCLUDED.clsn, lsn = EXCLUDED.lsn', vt, kl, rkl, rel, kl)\n"
 	"      USING img, (ver).ts, (ver).region, (ver).clsn, (ver).lsn;\n"
 	"  END IF;\n"
-	"  EXECUTE format('DELETE FROM %s t USING jsonb_populate_record('\n"
-	"    'NULL::%s, $1) r WHERE %s', rel, rel, kmatch) USING img;\n"
+	"  IF drop_row THEN\n"
+	"    EXECUTE format('DELETE FROM %s t USING jsonb_populate_record('\n"
+	"      'NULL::%s, $1) r WHERE %s', rel, rel, kmatch) USING img;\n"
+	"  END IF;\n"
 	"END $$;\n"
 	"CREATE OR REPLACE FUNCTION xregion.unique_log(rel regclass, key jsonb,\n"
 	"    resolution text, lrow jsonb, lver xregion.version, rrow jsonb,\n"
@@ -426,7 +433,7 @@ static const char unique_sql[] =
 	"  IF vc THEN\n"
 	"    EXECUTE format('SELECT xregion.vc_version(v.ts, v.region) AS ver, '\n"
 	"      'v.vv, v.rnk, v.deleted FROM %s v, jsonb_populate_record(NULL::%s, '\n"
-	"      '$1) r WHERE %s', vt, rel, vmatch) INTO r USING img;\n"
+	"      '$1) r WHERE %s FOR UPDATE OF v', vt, rel, vmatch) INTO r USING img;\n"
 	"    ver := r.ver;\n"
 	"    evv := r.vv;\n"
 	"    ernk := r.rnk;\n"
@@ -438,7 +445,8 @@ static const char unique_sql[] =
 	"  END IF;\n"
 	"  EXECUTE format('SELECT (xregion.tomb_version(v.ts, v.region, v.xid, '\n"
 	"    'v.clsn, v.lsn)).* FROM %s v, jsonb_populate_record(NULL::%s, $1) r '\n"
-	"    'WHERE %s AND v.deleted', vt, rel, vmatch) INTO ver USING img;\n"
+	"    'WHERE %s AND v.deleted FOR UPDATE OF v', vt, rel, vmatch)\n"
+	"    INTO ver USING img;\n"
 	"  SELECT n.nspname, c.relname INTO nsp, tab FROM pg_class c\n"
 	"    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;\n"
 	"  SELECT (xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn)).*\n"
@@ -524,7 +532,8 @@ static const char unique_sql[] =
 	"        'remote_applied', ks.cur, ks.ver, whole, ver, kind, event_id,\n"
 	"        topic, part, koff);\n"
 	"    END IF;\n"
-	"    PERFORM xregion.unique_hide(rel, vt, whole, ver, vc, vv, rnk);\n"
+	"    PERFORM xregion.unique_hide(rel, vt, whole, ver, vc, vv, rnk,\n"
+	"                                ks.live);\n"
 	"    PERFORM xregion.unique_log(rel, xregion.key_of(rel, whole),\n"
 	"      'local_kept', top.img, top.ver, whole, ver, 'unique_conflict',\n"
 	"      event_id, topic, part, koff);\n"
@@ -850,6 +859,16 @@ object_name(PGconn *conn, xr_buf_t *b, const names_t *n, const char *suffix)
 	return xr_pqbuf_ident(conn, b, fname);
 }
 
+/* The head of a trigger function fn, run as its owner. */
+static void
+fn_head(xr_buf_t *sql, const xr_buf_t *fn)
+{
+	xr_buf_printf(sql,
+	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
+	              "LANGUAGE plpgsql SECURITY DEFINER "
+	              "SET search_path = pg_catalog, pg_temp AS $f$\n", fn->data);
+}
+
 /*
  * The vclock trigger of one table: before every local insert, update and
  * delete it advances the row's version vector (this region's entry) and
@@ -884,14 +903,12 @@ vclock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 		xr_buf_puts(&rank_ins, "0");
 		xr_buf_puts(&rank_upd, "0");
 	}
+	fn_head(sql, &fn);
 	xr_buf_printf(sql,
-	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql SECURITY DEFINER "
-	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
 	              "DECLARE h bigint; vv jsonb; oh bigint; ovv jsonb;\n"
 	              "  now_us bigint := (extract(epoch FROM clock_timestamp())"
 	              " * 1000000)::bigint;\n"
-	              "BEGIN\n", fn.data);
+	              "BEGIN\n");
 	/*
 	 * An insert of a key that is there already either fails, does nothing
 	 * (ON CONFLICT DO NOTHING) or becomes an update, whose own trigger
@@ -972,14 +989,17 @@ out:
  * A bumped tombstone is marked lsn = -1 for the tombstone trigger, which
  * keeps its time (see tombstone_sql).
  *
- * Once a transaction has moved a time (xregion.clock_moved), each of its
- * later writes to these tables moves it too, to at least now: the
- * producer stamps the final version of a row written at the top level
- * after the fact (producer/stamp.c), but not of one written in a
- * subtransaction, whose xmin is not the transaction's xid.  For those rows
- * an AFTER trigger (xregion_clock_xmin, only in such transactions) names
- * the row's xmin in its entry, so that version_of reads the entry as the
- * row's own.
+ * A later write of a key whose time this transaction moved already (its
+ * entry has a time and an xid of this transaction or later) moves it
+ * again, to at least now, even once the clock is past it: the producer
+ * stamps the final version of a row written at the top level after the
+ * fact (producer/stamp.c), but not of one written in a subtransaction,
+ * whose xmin is not the transaction's xid.  For those rows an AFTER
+ * trigger (xregion_clock_xmin, only in transactions that moved a time,
+ * xregion.clock_moved) names the row's xmin in its entry, so that
+ * version_of reads the entry as the row's own.  A key whose earlier write
+ * in the transaction kept the commit time keeps it: a later write with an
+ * earlier time would lose to it elsewhere.
  */
 static int
 clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
@@ -992,17 +1012,15 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 		xr_buf_term(&fn);
 		return -1;
 	}
+	fn_head(sql, &fn);
 	xr_buf_printf(sql,
-	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql SECURITY DEFINER "
-	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
-	              "DECLARE pts bigint; h bigint;\n"
+	              "DECLARE pts bigint; h bigint; own bool;\n"
 	              "  moved bool := TG_OP = 'UPDATE' AND "
 	              "ROW(%s) IS DISTINCT FROM ROW(%s);\n"
 	              "  now_us bigint := (extract(epoch FROM clock_timestamp())"
 	              " * 1000000)::bigint;\n"
 	              "BEGIN\n",
-	              fn.data, n->img[0].data, n->img[1].data);
+	              n->img[0].data, n->img[1].data);
 	/*
 	 * As in the vclock trigger, an insert of a present key is no write.
 	 * Only the time of the version overwritten matters: the commit time
@@ -1025,16 +1043,24 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	              "       WHERE x.table_schema = TG_TABLE_SCHEMA "
 	              "AND x.table_name = TG_TABLE_NAME));\n"
 	              "  END IF;\n"
-	              "  IF pts IS NULL OR (pts < now_us AND current_setting("
-	              "'xregion.clock_moved', true) IS DISTINCT FROM 'on') THEN\n"
-	              "    IF TG_OP = 'DELETE' THEN\n      RETURN OLD;\n    END IF;\n"
-	              "    RETURN NEW;\n"
+	              "  IF pts IS NULL OR pts < now_us THEN\n"
+	              "    own := false;\n"
+	              "    IF pts IS NOT NULL AND TG_OP <> 'DELETE' AND "
+	              "current_setting('xregion.clock_moved', true) = 'on' THEN\n"
+	              "      own := EXISTS (SELECT 1 FROM %s v WHERE %s "
+	              "AND v.ts IS NOT NULL AND v.xid >= pg_current_xact_id());\n"
+	              "    END IF;\n"
+	              "    IF NOT own THEN\n"
+	              "      IF TG_OP = 'DELETE' THEN\n        RETURN OLD;\n"
+	              "      END IF;\n"
+	              "      RETURN NEW;\n"
+	              "    END IF;\n"
 	              "  END IF;\n"
 	              "  h := GREATEST(pts + 1, now_us);\n"
 	              "  PERFORM set_config('xregion.clock_moved', 'on', true);\n",
 	              n->qual.data, n->match[1].data, n->qual.data, n->vt.data,
 	              n->vtjoin.data, n->match[0].data, n->vt.data,
-	              n->vmatch[1].data);
+	              n->vmatch[1].data, n->vt.data, n->vmatch[1].data);
 	for (i = 0; i < 2; i++) {
 		if (i == 0)
 			xr_buf_puts(sql, "  IF TG_OP = 'DELETE' OR moved THEN\n");
@@ -1073,10 +1099,8 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	 * The row's xmin, a subtransaction's maybe, as a full id: it is this
 	 * transaction's xid or one assigned after it, less than 2^31 later.
 	 */
+	fn_head(sql, &fn);
 	xr_buf_printf(sql,
-	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql SECURITY DEFINER "
-	              "SET search_path = pg_catalog, pg_temp AS $f$\n"
 	              "DECLARE top bigint := pg_current_xact_id()::text::bigint;\n"
 	              "BEGIN\n"
 	              "  UPDATE %s v SET xid = (top + (t.xmin::text::bigint - "
@@ -1091,7 +1115,7 @@ clock_trigger(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	              "ON %s FOR EACH ROW WHEN (current_setting("
 	              "'xregion.clock_moved', true) = 'on') "
 	              "EXECUTE FUNCTION %s();\n",
-	              fn.data, n->vt.data, n->qual.data, n->match[1].data,
+	              n->vt.data, n->qual.data, n->match[1].data,
 	              n->vmatch[1].data, n->qual.data, n->qual.data, fn.data);
 	xr_buf_term(&fn);
 	return 0;
@@ -1117,10 +1141,9 @@ tombstone_sql(PGconn *conn, const names_t *n, xr_buf_t *sql)
 		xr_buf_term(&fn);
 		return -1;
 	}
+	fn_head(sql, &fn);
 	xr_buf_printf(sql,
-	              "CREATE OR REPLACE FUNCTION %s() RETURNS trigger "
-	              "LANGUAGE plpgsql SECURITY DEFINER "
-	              "SET search_path = pg_catalog, pg_temp AS $f$ BEGIN\n"
+	              "BEGIN\n"
 	              "  INSERT INTO %s AS v (%s, ts, region, xid, deleted)\n"
 	              "  VALUES (%s, NULL, %s, pg_current_xact_id(), true)\n"
 	              "  ON CONFLICT (%s) DO UPDATE SET\n"
@@ -1129,7 +1152,7 @@ tombstone_sql(PGconn *conn, const names_t *n, xr_buf_t *sql)
 	              "    region = EXCLUDED.region, xid = EXCLUDED.xid, "
 	              "deleted = true, clsn = NULL, lsn = NULL;\n"
 	              "  RETURN NULL;\nEND $f$;\n",
-	              fn.data, n->vt.data, n->keys.data, n->img[0].data,
+	              n->vt.data, n->keys.data, n->img[0].data,
 	              n->region.data, n->keys.data);
 	xr_buf_printf(sql,
 	              "DROP TRIGGER IF EXISTS xregion_tombstone ON %s;\n"

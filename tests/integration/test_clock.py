@@ -91,32 +91,24 @@ def settled(d, want):
     raise AssertionError({r: n.sql("SELECT * FROM acct") for r, n in d.nodes.items()})
 
 
-def test_second_write_of_a_row_after_the_clock_moved(d):
-    """The first update lands while the row's version is still in the
-    future: the trigger gives it that version + 1 µs.  The second, once the
-    clock has passed it, must not leave us with the first one's version
-    while eu takes the commit time."""
+@pytest.mark.parametrize("before, first, then, want", [
+    # The first update lands while the row's version is still in the
+    # future: the trigger gives it that version + 1 µs.  The second, once
+    # the clock has passed it, must not leave us with the first one's
+    # version while eu takes the commit time.
+    (None, "UPDATE acct SET v = 'a' WHERE id = 1",
+     "UPDATE acct SET v = 'b' WHERE id = 1", "b"),
+    (None, "DELETE FROM acct WHERE id = 1",
+     "INSERT INTO acct VALUES (1, 'again')", "again"),
+    ("INSERT INTO acct VALUES (2, 'two')", "DELETE FROM acct WHERE id = 1",
+     "UPDATE acct SET id = 1, v = 'moved' WHERE id = 2", "moved"),
+], ids=["update-update", "delete-reinsert", "delete-key-change"])
+def test_second_write_of_a_key_after_the_clock_moved(d, before, first, then, want):
     fut = ahead(d, 1, 0.5)
-    in_us(d, "UPDATE acct SET v = 'a' WHERE id = 1", ("sleep", fut),
-          "UPDATE acct SET v = 'b' WHERE id = 1")
-    v = settled(d, "b")
-    assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
-
-
-def test_delete_and_reinsert_after_the_clock_moved(d):
-    fut = ahead(d, 1, 0.5)
-    in_us(d, "DELETE FROM acct WHERE id = 1", ("sleep", fut),
-          "INSERT INTO acct VALUES (1, 'again')")
-    v = settled(d, "again")
-    assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
-
-
-def test_key_change_onto_a_key_deleted_after_the_clock_moved(d):
-    fut = ahead(d, 1, 0.5)
-    d["us"].sql("INSERT INTO acct VALUES (2, 'two')")
-    in_us(d, "DELETE FROM acct WHERE id = 1", ("sleep", fut),
-          "UPDATE acct SET id = 1, v = 'moved' WHERE id = 2")
-    v = settled(d, "moved")
+    if before:
+        d["us"].sql(before)
+    in_us(d, first, ("sleep", fut), then)
+    v = settled(d, want)
     assert v["us"] == v["eu"] and v["us"][0] > fut, (fut, v)
 
 
@@ -139,6 +131,34 @@ def test_second_write_in_a_savepoint_after_the_clock_moved(d):
           "UPDATE acct SET v = 'b' WHERE id = 1", "release")
     v = settled(d, "b")
     assert v["us"] == v["eu"] and v["us"][0] > fut + 1, (fut, v)
+
+
+@pytest.mark.parametrize("first, then, want", [
+    ("UPDATE acct SET v = 'x' WHERE id = 2",
+     "UPDATE acct SET v = 'y' WHERE id = 2", "y"),
+    ("DELETE FROM acct WHERE id = 2",
+     "INSERT INTO acct VALUES (2, 'back')", "back"),
+], ids=["update-update", "delete-reinsert"])
+def test_a_key_written_before_the_clock_moved_keeps_its_commit_time(
+        d, first, then, want):
+    """Row 2 is written at the commit time, then row 1 moves the
+    transaction's clock, then row 2 is written again: that write must keep
+    the commit time too (a time of its own, earlier than the commit time
+    its first write carries, would lose to that write elsewhere)."""
+    d["us"].sql("INSERT INTO acct VALUES (2, 'two')")
+    fut = ahead(d, 1, 5)
+    in_us(d, first, "UPDATE acct SET v = 'a' WHERE id = 1", then)
+    rows = [(1, "a"), (2, want)]
+    deadline = time.time() + 60
+    while not all(n.sql("SELECT id, v FROM acct ORDER BY id") == rows
+                  for n in d.nodes.values()):
+        assert time.time() < deadline, {
+            r: n.sql("SELECT id, v FROM acct ORDER BY id") for r, n in d.nodes.items()}
+        time.sleep(0.2)
+    v1 = {r: version(n, 1) for r, n in d.nodes.items()}
+    v2 = {r: version(n, 2) for r, n in d.nodes.items()}
+    assert v1["us"] == v1["eu"] and v1["us"][0] == fut + 1, (fut, v1)
+    assert v2["us"] == v2["eu"] and v2["us"][0] < fut, (fut, v2)
 
 
 def test_later_transaction_after_the_clock_moved_takes_its_commit_time(d):

@@ -351,6 +351,35 @@ def test_a_local_delete_that_loses_is_named_in_the_conflict_log(deploy):
     assert lts is not None and urts == lts and rts > lts
 
 
+@pytest.mark.parametrize("mode", ["lww", "vclock"])
+def test_a_key_change_that_removes_an_unseen_write_logs_it(deploy, mode):
+    """eu updates row 5 while us, not having seen that, moves row 5 to key
+    6 later: in eu the key change deletes eu's row at key 5, a write it
+    never saw, which must be logged as the loser (a delete_* conflict of
+    the old key, remote_applied, eu's row in local_row)."""
+    opts = {"conflict": "vclock"} if mode == "vclock" else {}
+    d = deploy(tables=[("public.orders", False, opts)] if opts else
+               [("public.orders", False)], regions=("us", "eu"))
+    us, eu = d["us"], d["eu"]
+    us.sql("INSERT INTO orders VALUES (5, 'us', 1, 'x')")
+    d.converge("orders", expect_rows=1)
+    us.stop()
+    eu.stop()
+    eu.sql("UPDATE orders SET note = 'eu' WHERE id = 5")
+    time.sleep(0.05)
+    us.sql("UPDATE orders SET id = 6, note = 'moved' WHERE id = 5")
+    us.start()
+    eu.start()
+    deadline = time.time() + 60
+    while eu.sql("SELECT id, note FROM orders") != [(6, "moved")]:
+        assert time.time() < deadline, eu.sql("SELECT * FROM orders")
+        time.sleep(0.2)
+    logged = eu.sql("SELECT kind, resolution, key->>'id', local_row->>'note' "
+                    "FROM xregion.conflicts")
+    assert [c for c in logged if c[2] == "5" and c[3] == "eu" and
+            c[1] == "remote_applied" and c[0].startswith("delete_")], logged
+
+
 def test_bulk_insert_takes_the_fast_path_with_the_source_version(deploy):
     """The rows of one large source transaction are inserted without
     versions entries: the apply transaction carries the source's commit
