@@ -93,8 +93,9 @@ def cmd_load(a):
         want = {"plain": [],
                 "lwwc": ["xregion_key_change", "xregion_tombstone",
                          "xregion_truncate"],
-                "lww": ["xregion_clock", "xregion_key_change",
-                        "xregion_tombstone", "xregion_truncate"],
+                "lww": ["xregion_clock", "xregion_clock_xmin",
+                        "xregion_key_change", "xregion_tombstone",
+                        "xregion_truncate"],
                 "vclock": ["xregion_truncate", "xregion_vclock"]}
         for v in VARIANTS:
             got = triggers(c, v)

@@ -39,7 +39,9 @@ note text):
   lww     pii: false, conflict: lww (clock: hybrid, the default): the same
           plus BEFORE INSERT/UPDATE/DELETE trigger xregion_clock (reads the
           version the write overwrites; writes only when the clock is behind
-          it, which never happens here: what is timed is the check)
+          it, which never happens here: what is timed is the check) and
+          AFTER INSERT/UPDATE trigger xregion_clock_xmin, whose WHEN
+          condition is false unless a transaction moved a time
   vclock  pii: false, conflict: vclock  (BEFORE INSERT/UPDATE/DELETE trigger
           xregion_vclock: upserts the row's version vector and hybrid clock in
           xregion."public.acct_vclock" and emits a logical decoding message)
