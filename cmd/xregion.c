@@ -16,12 +16,16 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/manifest.h"
 #include "common/metrics.h"
 #include "common/version.h"
 #include "consumer/conflicts.h"
+#include "consumer/dlq.h"
 #include "consumer/status.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
+#include "consumer/replay.h"
+#include "producer/backfill_cmd.h"
 #include "producer/produce.h"
 #include "producer/setup.h"
 
@@ -40,6 +44,18 @@ static xr_metrics_t metrics;
 /* The options of `xregion conflicts`, set while parsing the command line. */
 static xr_conflicts_opts_t conflicts_opts;
 
+/* The options of `xregion backfill`. */
+static xr_backfill_opts_t backfill_opts;
+
+/* The options of `xregion replay`. */
+static xr_replay_opts_t replay_opts;
+
+/* The options of `xregion dlq`. */
+static xr_dlq_opts_t dlq_opts;
+
+/* The --manifest of `xregion seek`. */
+static const char *seek_manifest;
+
 static void
 on_signal(int sig)
 {
@@ -54,11 +70,21 @@ typedef struct command_s {
 	int       (*run)(const xr_config_t *conf);
 } command_t;
 
+/* `xregion setup --restored`: after a logical restore of the database. */
+static bool setup_restored;
+
 static int
 run_setup(const xr_config_t *conf)
 {
 	int rc = xr_setup_run(conf);
 
+	/*
+	 * Before installing: setup stamps the rows it finds without a version
+	 * as local writes of their commit time, which after a restore is the
+	 * restore's.
+	 */
+	if (rc == 0 && setup_restored)
+		rc = xr_meta_restored(conf);
 	return rc ? rc : xr_meta_setup(conf);
 }
 
@@ -155,6 +181,45 @@ run_conflicts(const xr_config_t *conf)
 }
 
 static int
+run_backfill(const xr_config_t *conf)
+{
+	install_signals();
+	return xr_backfill_command(conf, &backfill_opts, &stop_requested, stdout,
+	                           stderr);
+}
+
+static int
+run_replay(const xr_config_t *conf)
+{
+	install_signals();
+	return xr_replay_command(conf, &replay_opts, &stop_requested, stdout,
+	                         stderr);
+}
+
+static int
+run_dlq(const xr_config_t *conf)
+{
+	install_signals();
+	return xr_dlq_command(conf, &dlq_opts, &stop_requested, stdout, stderr);
+}
+
+static int
+run_seek(const xr_config_t *conf)
+{
+	char err[1024];
+
+	if (!seek_manifest) {
+		fprintf(stderr, "xregion seek: --manifest FILE is required\n");
+		return 2;
+	}
+	if (xr_manifest_seek(conf, seek_manifest, stdout, err, sizeof(err))) {
+		fprintf(stderr, "xregion seek: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+static int
 run_status(const xr_config_t *conf)
 {
 	char err[1024];
@@ -179,7 +244,12 @@ static const command_t commands[] = {
 	  "tombstone triggers and (clock: hybrid) the clock trigger\n"
 	  "xregion_clock on the lww tables, the version-vector trigger\n"
 	  "xregion_vclock on the tables with conflict: vclock, and a\n"
-	  "replication origin per source region.\n",
+	  "replication origin per source region.\n\n"
+	  "      --restored        once, after this database was restored from a\n"
+	  "                        logical dump (pg_dump): gives the restored rows\n"
+	  "                        the versions they had when dumped (rows without\n"
+	  "                        one count as the oldest), so that the writes they\n"
+	  "                        missed win (then xregion replay; docs/backfill.md)\n",
 	  run_setup },
 	{ "produce", "stream committed changes to Kafka as Avro events",
 	  "Reads the slot with pgoutput and publishes one Avro change event per\n"
@@ -240,6 +310,98 @@ static const command_t commands[] = {
 	  "      --format FORMAT   text (default) or json: one JSON object per\n"
 	  "                        line, without the summary\n",
 	  run_conflicts },
+	{ "backfill", "publish existing rows of tables for other regions",
+	  "Run in the donor region. Asks this region's producer (xregion run or\n"
+	  "produce, which must be running) to publish the rows its tables hold\n"
+	  "now, as snapshot_read events on their usual topics, next to the live\n"
+	  "changes: in primary-key order, a chunk per short read, each row with\n"
+	  "its own version, so that applying one never overwrites a newer write;\n"
+	  "a row that changes while its chunk is read is left to the stream,\n"
+	  "which carries its newer state (watermarks in the WAL around each\n"
+	  "chunk). Progress is kept in xregion.backfills: a producer restarted\n"
+	  "(even by kill -9) goes on from its last chunk on Kafka, and running\n"
+	  "the command again follows the job instead of starting another; a\n"
+	  "finished backfill is not run twice. Tables not marked pii: false,\n"
+	  "without a primary key or not published are refused (exit 2). Shows a\n"
+	  "progress bar on a terminal, a line every 10 s otherwise; exits 0 when\n"
+	  "every job is done, 1 if one failed or was cancelled. Ctrl-C stops\n"
+	  "following only: the producer goes on.\n\n"
+	  "Selection and pace:\n"
+	  "      --table NAME[,NAME...]  schema.table, or table (schema public);\n"
+	  "                        repeatable (--tables is the same); default:\n"
+	  "                        every table marked pii: false\n"
+	  "      --for REGION      apply the rows in REGION only (the others skip\n"
+	  "                        them unread); default: every region applies\n"
+	  "                        them, keeping what is newer\n"
+	  "      --rate N          at most N rows/s (default: no cap)\n"
+	  "      --chunk-size N    rows per chunk (default 2000)\n"
+	  "      --again           run a finished backfill again\n"
+	  "      --manifest FILE   with --for: first write where that region's\n"
+	  "                        consumer is to start (for xregion seek there;\n"
+	  "                        docs/backfill.md, Adding a region)\n"
+	  "      --dry-run         print what would be read; write nothing\n"
+	  "      --no-wait         submit and exit without following\n"
+	  "      --status          list the backfills and their progress\n"
+	  "      --cancel          cancel the unfinished backfills of the tables\n"
+	  "                        given (all without --table)\n",
+	  run_backfill },
+	{ "replay", "apply a range of the other regions' history again",
+	  "Reads the other regions' change events from Kafka again, from\n"
+	  "--from to --until (or the end offsets of when it starts), and applies\n"
+	  "them to this region's database through the normal conflict rules:\n"
+	  "an event older than what the region holds is skipped, so a replay\n"
+	  "never moves a row backwards and a replay of what is already here\n"
+	  "changes nothing. Use it for a region restored from a backup. Runs\n"
+	  "next to the consumer, under a replication origin of its own, and\n"
+	  "does not move the consumer's offsets. Events it cannot apply are\n"
+	  "counted and logged (the consumer dead-lettered them already). Prints\n"
+	  "per table: events, applied, skipped, conflicts, refused, and other\n"
+	  "(a backfill's rows for another region). A --from past the end is\n"
+	  "\"nothing to do\" (exit 0). Exits 1 if stopped before the end.\n\n"
+	  "Range and selection:\n"
+	  "      --from WHEN       required: an offset (every partition),\n"
+	  "                        \"beginning\", a time (2026-11-30T10:00:00Z;\n"
+	  "                        local time without an offset) or a duration\n"
+	  "                        ago (30m, 2h, 1d)\n"
+	  "      --until WHEN      stop before WHEN (the same forms); default:\n"
+	  "                        the end offsets when the replay starts\n"
+	  "      --source-regions R[,R...]  default: every other region\n"
+	  "      --table NAME[,NAME...]     default: every table marked pii: false\n"
+	  "      --dry-run         apply each batch and roll it back: prints what\n"
+	  "                        would apply, be skipped or conflict\n",
+	  run_replay },
+	{ "dlq", "list, show and redrive this region's dead letters",
+	  "Actions:\n"
+	  "  list                  counts the dead letters on this region's\n"
+	  "                        dead-letter topic by table and reason, with\n"
+	  "                        how many are not redriven yet and the first\n"
+	  "                        of each (PARTITION:OFFSET)\n"
+	  "  show PARTITION:OFFSET prints one: where it came from, why, how often\n"
+	  "                        it was redriven, and the event decoded\n"
+	  "  replay                redrives the ones not redriven yet, once the\n"
+	  "                        cause is fixed (a table created, a column\n"
+	  "                        added or widened): each is applied through the\n"
+	  "                        normal conflict rules, next to the running\n"
+	  "                        consumer, and its place stored in the same\n"
+	  "                        transaction (a redrive resumes where it\n"
+	  "                        stopped and applies each once). One that fails\n"
+	  "                        again goes back to the dead-letter topic, bytes\n"
+	  "                        and headers kept, with the new reason and\n"
+	  "                        xr-dlq-replays one higher.\n\n"
+	  "Options of replay:\n"
+	  "      --dry-run         apply and roll back: print what would apply\n"
+	  "      --max-replays N   leave alone (and report) a dead letter already\n"
+	  "                        redriven N times (default 3)\n",
+	  run_dlq },
+	{ "seek", "set where this region's consumer starts, from a manifest",
+	  "Stores the start offsets of a manifest that xregion backfill --for\n"
+	  "REGION --manifest FILE wrote in the donor region into this region's\n"
+	  "xregion.offsets, where its consumer starts reading each partition.\n"
+	  "Refuses a manifest for another region or topic prefix, and while\n"
+	  "this region's consumer is running. Used when a region joins\n"
+	  "(docs/backfill.md).\n\n"
+	  "      --manifest FILE   the manifest (required)\n",
+	  run_seek },
 	{ "status", "show tombstones, hidden rows and every region's progress",
 	  "Prints, for each table this region replicates, its tombstones and\n"
 	  "live versions entries, the size of its versions table, the rows\n"
@@ -256,6 +418,16 @@ static const command_t commands[] = {
 
 /* getopt_long's value for the options xr_conflicts_opts_set() takes. */
 #define OPT_CONFLICTS 256
+/* getopt_long's value for the options xr_backfill_opts_set() takes. */
+#define OPT_BACKFILL  257
+/* --manifest, of backfill and seek. */
+#define OPT_MANIFEST  258
+/* getopt_long's value for the options xr_replay_opts_set() takes. */
+#define OPT_REPLAY    259
+/* --restored, of setup. */
+#define OPT_SETUP     260
+/* getopt_long's value for the options xr_dlq_opts_set() takes. */
+#define OPT_DLQ       261
 
 static void
 usage(FILE *out)
@@ -294,6 +466,20 @@ command_usage(const command_t *cmd, FILE *out)
 	            ? " [--table NAME]... [--kind KIND]...\n"
 	              "                 [--since WHEN] [--until WHEN] [--limit N] "
 	              "[--rows]\n                 [--format text|json]"
+	        : cmd->run == run_backfill
+	            ? " [--table NAME]... [--for REGION]\n"
+	              "                 [--rate N] [--chunk-size N] [--again] "
+	              "[--no-wait]\n                 [--manifest FILE] "
+	              "[--dry-run | --status | --cancel]"
+	        : cmd->run == run_seek ? " --manifest FILE"
+	        : cmd->run == run_setup ? " [--restored]"
+	        : cmd->run == run_dlq
+	            ? " list | show PARTITION:OFFSET |\n"
+	              "                 replay [--dry-run] [--max-replays N]"
+	        : cmd->run == run_replay
+	            ? " --from WHEN [--until WHEN]\n"
+	              "                 [--source-regions R,...] [--table NAME]... "
+	              "[--dry-run]"
 	            : "",
 	        cmd->name, cmd->summary, cmd->help);
 }
@@ -313,6 +499,25 @@ main(int argc, char **argv)
 		{ "limit", required_argument, NULL, OPT_CONFLICTS },
 		{ "rows", no_argument, NULL, OPT_CONFLICTS },
 		{ "format", required_argument, NULL, OPT_CONFLICTS },
+		/* xregion backfill only: */
+		{ "tables", required_argument, NULL, OPT_BACKFILL },
+		{ "for", required_argument, NULL, OPT_BACKFILL },
+		{ "rate", required_argument, NULL, OPT_BACKFILL },
+		{ "chunk-size", required_argument, NULL, OPT_BACKFILL },
+		{ "dry-run", no_argument, NULL, OPT_BACKFILL },
+		{ "status", no_argument, NULL, OPT_BACKFILL },
+		{ "cancel", no_argument, NULL, OPT_BACKFILL },
+		{ "no-wait", no_argument, NULL, OPT_BACKFILL },
+		{ "again", no_argument, NULL, OPT_BACKFILL },
+		/* xregion dlq only: */
+		{ "max-replays", required_argument, NULL, OPT_DLQ },
+		/* xregion setup only: */
+		{ "restored", no_argument, NULL, OPT_SETUP },
+		/* xregion replay only: */
+		{ "from", required_argument, NULL, OPT_REPLAY },
+		{ "source-regions", required_argument, NULL, OPT_REPLAY },
+		/* xregion backfill and seek: */
+		{ "manifest", required_argument, NULL, OPT_MANIFEST },
 		{ NULL, 0, NULL, 0 }
 	};
 	const command_t *cmd = NULL;
@@ -324,6 +529,9 @@ main(int argc, char **argv)
 	int              c, li = 0, lvl, rc;
 
 	xr_conflicts_opts_init(&conflicts_opts);
+	xr_backfill_opts_init(&backfill_opts);
+	xr_replay_opts_init(&replay_opts);
+	xr_dlq_opts_init(&dlq_opts);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -360,6 +568,27 @@ main(int argc, char **argv)
 			command_usage(cmd, stdout);
 			return 0;
 		case OPT_CONFLICTS:
+			/* --table selects the tables of backfill too. */
+			if (cmd->run == run_backfill &&
+			    strcmp(longopts[li].name, "table") == 0) {
+				if (xr_backfill_opts_set(&backfill_opts, "table", optarg, err,
+				                         sizeof(err))) {
+					fprintf(stderr, "xregion backfill: %s\n", err);
+					return 2;
+				}
+				break;
+			}
+			/* ... and of replay, with --until. */
+			if (cmd->run == run_replay &&
+			    (strcmp(longopts[li].name, "table") == 0 ||
+			     strcmp(longopts[li].name, "until") == 0)) {
+				if (xr_replay_opts_set(&replay_opts, longopts[li].name,
+				                       optarg, err, sizeof(err))) {
+					fprintf(stderr, "xregion replay: %s\n", err);
+					return 2;
+				}
+				break;
+			}
 			if (cmd->run != run_conflicts) {
 				fprintf(stderr, "xregion %s: --%s is an option of xregion "
 				        "conflicts only\n", cmd->name, longopts[li].name);
@@ -371,12 +600,92 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_MANIFEST:
+			if (cmd->run == run_seek) {
+				seek_manifest = optarg;
+			} else if (cmd->run == run_backfill) {
+				if (xr_backfill_opts_set(&backfill_opts, "manifest", optarg,
+				                         err, sizeof(err))) {
+					fprintf(stderr, "xregion backfill: %s\n", err);
+					return 2;
+				}
+			} else {
+				fprintf(stderr, "xregion %s: --manifest is an option of "
+				        "xregion backfill and seek only\n", cmd->name);
+				return 2;
+			}
+			break;
+		case OPT_DLQ:
+			if (cmd->run != run_dlq) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "dlq only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (xr_dlq_opts_set(&dlq_opts, longopts[li].name, optarg, err,
+			                    sizeof(err))) {
+				fprintf(stderr, "xregion dlq: %s\n", err);
+				return 2;
+			}
+			break;
+		case OPT_SETUP:
+			if (cmd->run != run_setup) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "setup only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			setup_restored = true;
+			break;
+		case OPT_REPLAY:
+			if (cmd->run != run_replay) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "replay only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (xr_replay_opts_set(&replay_opts, longopts[li].name, optarg,
+			                       err, sizeof(err))) {
+				fprintf(stderr, "xregion replay: %s\n", err);
+				return 2;
+			}
+			break;
+		case OPT_BACKFILL:
+			if (cmd->run == run_dlq &&
+			    strcmp(longopts[li].name, "dry-run") == 0) {
+				dlq_opts.dry_run = true;
+				break;
+			}
+			if (cmd->run == run_replay &&
+			    (strcmp(longopts[li].name, "dry-run") == 0 ||
+			     strcmp(longopts[li].name, "tables") == 0)) {
+				if (xr_replay_opts_set(&replay_opts, longopts[li].name,
+				                       optarg, err, sizeof(err))) {
+					fprintf(stderr, "xregion replay: %s\n", err);
+					return 2;
+				}
+				break;
+			}
+			if (cmd->run != run_backfill) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "backfill only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (xr_backfill_opts_set(&backfill_opts, longopts[li].name,
+			                         optarg, err, sizeof(err))) {
+				fprintf(stderr, "xregion backfill: %s\n", err);
+				return 2;
+			}
+			break;
 		default:
 			command_usage(cmd, stderr);
 			return 2;
 		}
 	}
-	if (optind < argc) {
+	if (cmd->run == run_dlq) {
+		if (xr_dlq_opts_args(&dlq_opts, argc - optind, argv + optind, err,
+		                     sizeof(err))) {
+			fprintf(stderr, "xregion dlq: %s\n", err);
+			return 2;
+		}
+	} else if (optind < argc) {
 		fprintf(stderr, "xregion %s: unexpected argument \"%s\"\n",
 		        cmd->name, argv[optind]);
 		return 2;
@@ -418,5 +727,7 @@ main(int argc, char **argv)
 	xr_metrics_server_stop(server);
 	xr_config_destroy(conf);
 	xr_conflicts_opts_term(&conflicts_opts);
+	xr_backfill_opts_term(&backfill_opts);
+	xr_replay_opts_term(&replay_opts);
 	return rc;
 }

@@ -156,7 +156,11 @@ fast_candidate(const batch_t *b, size_t i, int64_t ts, char op)
 {
 	const xr_event_t *ev = b->items[i].ev;
 	const plan_t     *pl = &b->plans[i];
-	bool ins = ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ;
+	/*
+	 * Not a snapshot_read: its version is its row's, of any region and
+	 * position, while the fast path gives the rows the transaction's.
+	 */
+	bool ins = ev->op == XR_OP_INSERT;
 
 	if (pl->nstmt != 1 || pl->stmt[0]->sig[0] != 'u' || ev->commit_ts != ts)
 		return false;
@@ -187,8 +191,8 @@ fast_commit_ts(const batch_t *b, const size_t *idx, size_t m, xr_lsn_t *lsn)
 	for (i = 0; i < m; i++) {
 		const xr_event_t *ev = b->items[idx[i]].ev;
 
-		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_SNAPSHOT_READ ||
-		     ev->op == XR_OP_UPDATE) && b->plans[idx[i]].nstmt == 1)
+		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_UPDATE) &&
+		    b->plans[idx[i]].nstmt == 1)
 			ts[n++] = ev->commit_ts;
 	}
 	qsort(ts, n, sizeof(int64_t), cmp_i64);
@@ -440,7 +444,7 @@ bulk_phase(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 		if (b->plans[i].nstmt == 1)
 			idx[m++] = i;
 	qsort_r(idx, m, sizeof(size_t), cmp_stmt, b->plans);
-	fast_ts = fast_commit_ts(b, idx, m, &fast_lsn);
+	fast_ts = a->replay ? INT64_MIN : fast_commit_ts(b, idx, m, &fast_lsn);
 	for (i = 0; i < m; i = j) {
 		stmt_t   *one = b->plans[idx[i]].stmt[0];
 		target_t *t;
@@ -946,7 +950,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		snprintf(errstr, errstr_size, "dead-lettering failed");
 		goto out;
 	}
-	if (xr_apply_exec(a, "COMMIT", errstr, errstr_size))
+	if (xr_apply_exec(a, a->dry_run ? "ROLLBACK" : "COMMIT", errstr,
+	                  errstr_size))
 		goto out;
 	in_txn = false;
 	stats_add(&a->stats, &b.stats);

@@ -90,6 +90,18 @@ typedef struct xr_applier_s xr_applier_t;
 xr_applier_t *xr_applier_new(const xr_config_t *conf);
 void          xr_applier_destroy(xr_applier_t *a);   /* NULL ok */
 
+/*
+ * Makes a apply a replay's or a redrive's events (replay.h, dlq.h): under
+ * the origin xr_meta_replay_origin_name() names whatever the source region
+ * (the consumer may hold the region's own origin meanwhile), never on the
+ * fast paths (their rows take the version of the origin's region), storing
+ * offsets only with store_offsets (a redrive's places on the dead-letter
+ * topic; a replay must not move the consumer's), and with dry_run rolling
+ * every batch back after its outcomes are known.  Call it before the first
+ * apply.
+ */
+void xr_applier_set_replay(xr_applier_t *a, bool dry_run, bool store_offsets);
+
 /* (Re)connects and sets up the session.  Returns 0, or -1 with errstr. */
 int xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));

@@ -29,7 +29,14 @@
 typedef struct tcol_s {
 	char *name;
 	char *qname;     /* quoted identifier */
-	char *type;      /* format_type() */
+	/*
+	 * The type parameters are cast to: schema-qualified, without the
+	 * column's modifier (pg_catalog."varchar", not varchar(3)).  The
+	 * modifier is applied when the value is assigned to the column, which
+	 * refuses a value that does not fit (too long for varchar, char or
+	 * bit) where an explicit cast would clip it silently.
+	 */
+	char *type;
 	bool  is_key;
 } tcol_t;
 
@@ -76,6 +83,9 @@ struct xr_applier_s {
 	unsigned   stmt_seq;
 	char       sqlstate[6];   /* of the last failed statement, "" if none */
 	xr_apply_stats_t stats;
+	bool       replay;        /* under the replay origin, no fast path */
+	bool       dry_run;       /* replay: roll every batch back */
+	bool       no_offsets;    /* replay: store no offsets */
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
 };

@@ -28,8 +28,11 @@ typedef struct msgrec_s {
 	rd_kafka_message_t *m;
 	xr_event_t          ev;
 	char                region[64];   /* from the topic name */
-	enum { REC_APPLY, REC_POISON, REC_DROP } kind;
+	enum { REC_APPLY, REC_POISON, REC_DROP, REC_SKIP } kind;
 	char                reason[512];
+	bool                refused;      /* a replay counted it not applied */
+	char                otopic[256];  /* redrive: the topic it came from */
+	int                 replays;      /* redrive: its xr-dlq-replays */
 } msgrec_t;
 
 /* A partition paused because its events name a column missing here. */
@@ -74,6 +77,13 @@ typedef struct consumer_s {
 	xr_sharer_t   *sharer;
 	int64_t        last_stats_us;
 	bool           purge_said;
+	/* A replay (replay.h): its range, what is left of it, its counts. */
+	xr_replay_part_t  *parts;     /* NULL: the long-running consumer */
+	size_t             nparts, nopen;
+	bool               dry_run;
+	xr_replay_tally_t *tally;
+	bool               redrive;   /* the parts are the dead-letter topic's */
+	int                max_replays;
 } consumer_t;
 
 static int64_t
@@ -345,6 +355,8 @@ dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 }
 
+static int replay_init(consumer_t *c, char *errstr, size_t errstr_size);
+
 static int
 consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 {
@@ -358,9 +370,11 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		"acks", "all",
 		NULL
 	};
+	char        replay_group[160];
 	const char *defaults[] = {
-		"client.id", "xregion-consumer",
-		"group.id", c->conf->group_id,
+		"client.id", c->parts ? "xregion-replay" : "xregion-consumer",
+		/* A replay assigns its partitions itself and commits nothing. */
+		"group.id", c->parts ? replay_group : c->conf->group_id,
 		/*
 		 * A consumer that died (kill -9) holds its partitions until the
 		 * session times out: 10 s, not the 45 s default, so a restarted
@@ -382,6 +396,8 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	size_t           i, n = 0;
 	rd_kafka_resp_err_t err;
 
+	snprintf(replay_group, sizeof(replay_group), "xregion-replay-%s-%ld",
+	         c->conf->region, (long)getpid());
 	kc = xr_kafka_conf_new(c->conf, pdefaults, NULL, errstr, errstr_size);
 	if (!kc)
 		return -1;
@@ -397,7 +413,8 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	if (!kc)
 		return -1;
 	rd_kafka_conf_set_opaque(kc, c);
-	rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+	if (!c->parts)
+		rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
 	rd_kafka_conf_set_error_cb(kc, error_cb);
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
 	if (!c->rk) {
@@ -405,6 +422,8 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	rd_kafka_poll_set_consumer(c->rk);
+	if (c->parts)
+		return replay_init(c, errstr, errstr_size);
 
 	/* ^<prefix>\.(r1|r2)\.[^.]+\.[^.]+$ : every region but ours. */
 	xr_buf_init(&pattern);
@@ -452,6 +471,70 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		xr_event_init(&c->recs[i].ev);
 	c->sharer = xr_sharer_start(c->conf, errstr, errstr_size);
 	return c->sharer ? 0 : -1;
+}
+
+/*
+ * The rest of consumer_init for a replay: assigns the partitions of its
+ * range that are not empty, each at its start.
+ */
+static int
+replay_init(consumer_t *c, char *errstr, size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+	size_t i;
+
+	l = rd_kafka_topic_partition_list_new((int)c->nparts + 1);
+	c->nopen = 0;
+	for (i = 0; i < c->nparts; i++) {
+		c->parts[i].done = c->parts[i].start >= c->parts[i].end;
+		if (c->parts[i].done)
+			continue;
+		rd_kafka_topic_partition_list_add(l, c->parts[i].topic,
+		                                  c->parts[i].partition)->offset =
+			c->parts[i].start;
+		c->nopen++;
+	}
+	err = rd_kafka_assign(c->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (err) {
+		snprintf(errstr, errstr_size, "kafka: assign: %s",
+		         rd_kafka_err2str(err));
+		return -1;
+	}
+	c->reg = xr_registry_new(c->conf, errstr, errstr_size);
+	if (!c->reg)
+		return -1;
+	c->recs = xr_calloc((size_t)c->conf->batch_size, sizeof(*c->recs));
+	for (i = 0; i < (size_t)c->conf->batch_size; i++)
+		xr_event_init(&c->recs[i].ev);
+	return 0;
+}
+
+/*
+ * A replay's message m: whether it is inside the range (else it is
+ * dropped); marks its partition done at the range's last message.
+ */
+static bool
+replay_keep(consumer_t *c, const rd_kafka_message_t *m)
+{
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	size_t      i;
+
+	for (i = 0; i < c->nparts; i++) {
+		xr_replay_part_t *p = &c->parts[i];
+
+		if (p->partition != m->partition || strcmp(p->topic, topic) != 0)
+			continue;
+		if (p->done || m->offset >= p->end)
+			return false;
+		if (m->offset + 1 >= p->end) {
+			p->done = true;
+			c->nopen--;
+		}
+		return m->offset >= p->start;
+	}
+	return false;
 }
 
 static void
@@ -599,6 +682,69 @@ warn_once(consumer_t *c, const char *nsp, const char *rel, const char *why)
 	        c->conf->dead_letter_topic);
 }
 
+/* The tally entry of r's table. */
+static xr_replay_table_t *
+replay_table(consumer_t *c, const msgrec_t *r)
+{
+	char name[260];
+
+	const char *topic = c->redrive ? r->otopic
+	                               : rd_kafka_topic_name(r->m->rkt), *p;
+
+	if (r->ev.nspname[0]) {
+		snprintf(name, sizeof(name), "%s.%s", r->ev.nspname, r->ev.relname);
+	} else {
+		/* Not decoded: the table as the topic names it. */
+		p = strchr(topic, '.');
+		p = p ? strchr(p + 1, '.') : NULL;
+		snprintf(name, sizeof(name), "%s", p ? p + 1 : topic);
+	}
+	return xr_replay_tally_get(c->tally, name);
+}
+
+/* A replay counts what it cannot apply (the consumer dead-lettered it). */
+static int
+replay_refused(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
+{
+	size_t i;
+
+	for (i = 0; i < c->nrecs; i++) {
+		if (c->recs[i].m != m)
+			continue;
+		if (!c->recs[i].refused) {
+			c->recs[i].refused = true;
+			replay_table(c, &c->recs[i])->refused++;
+		}
+		break;
+	}
+	c->poisoned++;
+	xr_warn("replay: not applied: %s [%d] offset %" PRId64 ": %s",
+	        rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, reason);
+	return 0;
+}
+
+/* Counts the outcomes of a replay's applied items. */
+static void
+replay_count(consumer_t *c, const xr_apply_item_t *items, size_t n)
+{
+	size_t i;
+
+	for (i = 0; c->parts && i < n; i++) {
+		msgrec_t          *r = items[i].opaque;
+		xr_replay_table_t *t;
+
+		if (r->refused || items[i].resolution == XR_RES_DEAD_LETTER)
+			continue;
+		t = replay_table(c, r);
+		if (items[i].resolution == XR_RES_APPLIED)
+			t->applied++;
+		else
+			t->skipped++;
+		if (items[i].conflict != XR_CONFLICT_NONE)
+			t->conflicts++;
+	}
+}
+
 /* Produces one message to the dead-letter topic with its reason. */
 static int
 dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
@@ -607,18 +753,37 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 	rd_kafka_resp_err_t err;
 	char                part[16], off[32];
 
+	if (c->parts && (!c->redrive || c->dry_run))
+		return replay_refused(c, m, reason);
 	if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
 		h = rd_kafka_headers_copy(src);
 	else
 		h = rd_kafka_headers_new(5);
-	snprintf(part, sizeof(part), "%d", (int)m->partition);
-	snprintf(off, sizeof(off), "%" PRId64, m->offset);
-	(void)rd_kafka_header_add(h, "xr-dlq-reason", -1, reason, -1);
-	(void)rd_kafka_header_add(h, "xr-dlq-topic", -1,
-	                          rd_kafka_topic_name(m->rkt), -1);
-	(void)rd_kafka_header_add(h, "xr-dlq-partition", -1, part, -1);
-	(void)rd_kafka_header_add(h, "xr-dlq-offset", -1, off, -1);
-	(void)rd_kafka_header_add(h, "xr-dlq-region", -1, c->conf->region, -1);
+	if (c->redrive) {
+		/* Back where it was, as it was, with the new reason and count. */
+		const msgrec_t *r = NULL;
+		size_t          i;
+
+		for (i = 0; i < c->nrecs; i++)
+			if (c->recs[i].m == m)
+				r = &c->recs[i];
+		(void)replay_refused(c, m, reason);
+		(void)rd_kafka_header_remove(h, "xr-dlq-reason");
+		(void)rd_kafka_header_remove(h, "xr-dlq-replays");
+		snprintf(part, sizeof(part), "%d", r ? r->replays + 1 : 1);
+		(void)rd_kafka_header_add(h, "xr-dlq-reason", -1, reason, -1);
+		(void)rd_kafka_header_add(h, "xr-dlq-replays", -1, part, -1);
+	} else {
+		snprintf(part, sizeof(part), "%d", (int)m->partition);
+		snprintf(off, sizeof(off), "%" PRId64, m->offset);
+		(void)rd_kafka_header_add(h, "xr-dlq-reason", -1, reason, -1);
+		(void)rd_kafka_header_add(h, "xr-dlq-topic", -1,
+		                          rd_kafka_topic_name(m->rkt), -1);
+		(void)rd_kafka_header_add(h, "xr-dlq-partition", -1, part, -1);
+		(void)rd_kafka_header_add(h, "xr-dlq-offset", -1, off, -1);
+		(void)rd_kafka_header_add(h, "xr-dlq-region", -1, c->conf->region,
+		                          -1);
+	}
 	for (;;) {
 		err = rd_kafka_producev(c->dlq,
 		                        RD_KAFKA_V_TOPIC(c->conf->dead_letter_topic),
@@ -647,6 +812,8 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 static int
 dlq_flush(consumer_t *c)
 {
+	if (c->parts && (!c->redrive || c->dry_run))
+		return 0;
 	if (rd_kafka_flush(c->dlq, c->conf->flush_timeout_ms) != 0 ||
 	    c->dlq_failed) {
 		c->dlq_failed = 0;
@@ -683,6 +850,75 @@ free_batch(consumer_t *c)
 	c->nrecs = 0;
 }
 
+/*
+ * Whether message m is for this region: a backfill's rows for another
+ * region (header xr-for) are consumed without being applied.
+ */
+static bool
+for_here(const consumer_t *c, const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *hdrs;
+	const void         *hv;
+	size_t              hlen;
+
+	if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_get_last(hdrs, "xr-for", &hv, &hlen) !=
+	        RD_KAFKA_RESP_ERR_NO_ERROR || !hv)
+		return true;
+	return hlen == strlen(c->conf->region) &&
+	       memcmp(hv, c->conf->region, hlen) == 0;
+}
+
+/*
+ * A redriven dead letter: its source topic (header xr-dlq-topic, into
+ * r->otopic and *topic) and how often it was redriven.  Returns 0, or -1
+ * when it is not to be applied: not an xregion dead letter, or redriven
+ * max_replays times already (counted as given up).
+ */
+static int
+redrive_source(consumer_t *c, msgrec_t *r, const char **topic)
+{
+	rd_kafka_headers_t *hdrs;
+	const void         *hv;
+	size_t              hlen;
+	char                n[16];
+
+	r->otopic[0] = '\0';
+	r->replays = 0;
+	if (rd_kafka_message_headers(r->m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		hdrs = NULL;
+	if (hdrs && rd_kafka_header_get_last(hdrs, "xr-dlq-topic", &hv, &hlen) ==
+	        RD_KAFKA_RESP_ERR_NO_ERROR && hv && hlen < sizeof(r->otopic)) {
+		memcpy(r->otopic, hv, hlen);
+		r->otopic[hlen] = '\0';
+	}
+	if (hdrs && rd_kafka_header_get_last(hdrs, "xr-dlq-replays", &hv, &hlen) ==
+	        RD_KAFKA_RESP_ERR_NO_ERROR && hv && hlen < sizeof(n)) {
+		memcpy(n, hv, hlen);
+		n[hlen] = '\0';
+		r->replays = atoi(n);
+	}
+	if (!r->otopic[0]) {
+		xr_warn("redrive: %s [%d] offset %" PRId64 " has no xr-dlq-topic "
+		        "header: not an xregion dead letter, left alone",
+		        rd_kafka_topic_name(r->m->rkt), (int)r->m->partition,
+		        r->m->offset);
+		snprintf(r->otopic, sizeof(r->otopic), "?.?.?");
+		replay_table(c, r)->gave_up++;
+		return -1;
+	}
+	if (r->replays >= c->max_replays) {
+		xr_warn("redrive: %s [%d] offset %" PRId64 " was redriven %d "
+		        "time(s) already (--max-replays %d): left alone",
+		        rd_kafka_topic_name(r->m->rkt), (int)r->m->partition,
+		        r->m->offset, r->replays, c->max_replays);
+		replay_table(c, r)->gave_up++;
+		return -1;
+	}
+	*topic = r->otopic;
+	return 0;
+}
+
 /* Decodes and classifies every message of the batch. */
 static int
 classify_batch(consumer_t *c)
@@ -701,6 +937,12 @@ classify_batch(consumer_t *c)
 
 		r->kind = REC_APPLY;
 		r->reason[0] = '\0';
+		r->refused = false;
+		r->ev.nspname[0] = '\0';
+		if (c->redrive && redrive_source(c, r, &topic)) {
+			r->kind = REC_SKIP;
+			continue;
+		}
 		if (is_paused(c, topic, r->m->partition)) {
 			r->kind = REC_DROP;
 			continue;
@@ -717,6 +959,10 @@ classify_batch(consumer_t *c)
 			continue;
 		}
 		schema_id[0] = '\0';
+		if (!for_here(c, r->m)) {
+			r->kind = REC_SKIP;
+			continue;
+		}
 		if (rd_kafka_message_headers(r->m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 		    rd_kafka_header_get_last(hdrs, "xr-schema", &hv, &hlen) ==
 		        RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -738,11 +984,11 @@ classify_batch(consumer_t *c)
 			r->kind = REC_POISON;
 			continue;
 		}
-		if (strcmp(r->ev.region, r->region) != 0) {
+		if (strcmp(r->ev.source_region, r->region) != 0) {
 			r->kind = REC_POISON;
 			snprintf(r->reason, sizeof(r->reason),
 			         "event of region %s on a topic of region %s",
-			         r->ev.region, r->region);
+			         r->ev.source_region, r->region);
 			continue;
 		}
 		if (!xr_config_publishes(c->conf, r->ev.nspname, r->ev.relname)) {
@@ -759,6 +1005,10 @@ classify_batch(consumer_t *c)
 			r->kind = REC_POISON;
 			snprintf(r->reason, sizeof(r->reason), "%s", err);
 			warn_once(c, r->ev.nspname, r->ev.relname, err);
+		} else if (chk == XR_CHECK_DRIFT && c->parts) {
+			/* A replay does not wait for the column: it reports it. */
+			r->kind = REC_POISON;
+			snprintf(r->reason, sizeof(r->reason), "%s", err);
 		} else if (chk == XR_CHECK_DRIFT) {
 			r->kind = REC_DROP;
 			pause_partition(c, r, err);
@@ -768,6 +1018,20 @@ classify_batch(consumer_t *c)
 		}
 	}
 	return 0;
+}
+
+/* A replay's partition read again: not done any more. */
+static void
+replay_reopen(consumer_t *c, const char *topic, int32_t partition)
+{
+	size_t i;
+
+	for (i = 0; c->parts && i < c->nparts; i++)
+		if (c->parts[i].partition == partition && c->parts[i].done &&
+		    strcmp(c->parts[i].topic, topic) == 0) {
+			c->parts[i].done = false;
+			c->nopen++;
+		}
 }
 
 /* Seeks every partition of the batch back to its first message. */
@@ -796,6 +1060,7 @@ rewind_batch(consumer_t *c)
 			continue;
 		}
 		seek(c, topic, c->recs[i].m->partition, c->recs[i].m->offset);
+		replay_reopen(c, topic, c->recs[i].m->partition);
 	}
 }
 
@@ -853,7 +1118,8 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 				break;
 			}
 			/* Another row holds a unique value: decide it by version. */
-			if (!xr_applier_connected(c->ap) ||
+			/* A dry run decides nothing that commits on its own. */
+			if (!xr_applier_connected(c->ap) || c->dry_run ||
 			    !xr_applier_error_is_unique(c->ap) || tries++ == 3)
 				break;
 			u = xr_applier_resolve_unique(c->ap, r->region, &items[i], &off,
@@ -868,8 +1134,10 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 			}
 			/* Otherwise apply it again (at most 3 rounds). */
 		}
-		if (ok)
+		if (ok) {
+			replay_count(c, &items[i], 1);
 			continue;
+		}
 		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
 			xr_error("%s", err);
 			return -1;
@@ -929,8 +1197,10 @@ apply_halves(consumer_t *c, xr_apply_item_t *items, size_t n, bool failed)
 		rc = xr_applier_apply(c->ap, region, items, n, offs, noff,
 		                      apply_dead_letters, c, err, sizeof(err));
 		free(offs);
-		if (rc == 0)
+		if (rc == 0) {
+			replay_count(c, items, n);
 			return 0;
+		}
 		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
 			xr_error("%s", err);
 			return -1;
@@ -994,8 +1264,10 @@ apply_batch(consumer_t *c)
 			continue;
 		}
 		if (xr_applier_apply(c->ap, regions[j], items, n, offs, noff,
-		                     apply_dead_letters, c, err, sizeof(err)) == 0)
+		                     apply_dead_letters, c, err, sizeof(err)) == 0) {
+			replay_count(c, items, n);
 			continue;
+		}
 		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap)) {
 			/* Not the data's fault: the whole batch is tried again. */
 			xr_error("%s", err);
@@ -1110,7 +1382,8 @@ fill_batch(consumer_t *c)
 {
 	int64_t first_us = 0;
 
-	while (c->nrecs < (size_t)c->conf->batch_size && !*c->stop && !c->fatal) {
+	while (c->nrecs < (size_t)c->conf->batch_size && !*c->stop && !c->fatal &&
+	       !(c->parts && c->nopen == 0)) {
 		int                 wait_ms = 100;
 		rd_kafka_message_t *m;
 
@@ -1139,8 +1412,9 @@ fill_batch(consumer_t *c)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		if (in_list(c->pending, m)) {
-			/* Fetched before its stored offset was known. */
+		if (in_list(c->pending, m) || (c->parts && !replay_keep(c, m))) {
+			/* Fetched before its stored offset was known (or, in a
+			 * replay, outside the range). */
 			rd_kafka_message_destroy(m);
 			continue;
 		}
@@ -1148,6 +1422,22 @@ fill_batch(consumer_t *c)
 			first_us = mono_us();
 		c->recs[c->nrecs++].m = m;
 		c->consumed++;
+	}
+}
+
+/* Counts a replay's batch, once applied, by table. */
+static void
+replay_read(consumer_t *c)
+{
+	size_t i;
+
+	for (i = 0; c->parts && i < c->nrecs; i++) {
+		xr_replay_table_t *t = replay_table(c, &c->recs[i]);
+
+		t->events++;
+		/* (A redrive's skips are the ones it gave up, counted so.) */
+		if (c->recs[i].kind == REC_SKIP && !c->redrive)
+			t->other++;
 	}
 }
 
@@ -1165,6 +1455,7 @@ handle_batch(consumer_t *c, int *backoff)
 
 	if (classify_batch(c) == 0 && apply_batch(c) == 0) {
 		*backoff = 500;
+		replay_read(c);
 	} else {
 		c->consumed -= c->nrecs;
 		rewind_batch(c);
@@ -1325,4 +1616,80 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	xr_applier_destroy(c.ap);
 	xr_info("consumer stopped");
 	return rc;
+}
+
+/* A replay or a redrive: the range parts once, then return. */
+static int
+bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
+            bool dry_run, bool redrive, int max_replays,
+            xr_replay_tally_t *tally, atomic_int *stop)
+{
+	consumer_t c;
+	char       err[1024];
+	int        rc = 0, backoff = 500;
+	uint64_t   total = 0;
+	size_t     i;
+
+	memset(&c, 0, sizeof(c));
+	c.conf = conf;
+	c.stop = stop;
+	c.parts = parts;
+	c.nparts = nparts;
+	c.dry_run = dry_run;
+	c.redrive = redrive;
+	c.max_replays = max_replays;
+	c.tally = tally;
+	for (i = 0; i < nparts; i++)
+		if (parts[i].end > parts[i].start)
+			total += (uint64_t)(parts[i].end - parts[i].start);
+	c.ap = xr_applier_new(conf);
+	if (!c.ap) {
+		xr_error("out of memory");
+		return 1;
+	}
+	xr_applier_set_replay(c.ap, dry_run, redrive && !dry_run);
+	if (connect_applier(&c) || *stop) {
+		xr_applier_destroy(c.ap);
+		return 1;
+	}
+	if (consumer_init(&c, err, sizeof(err))) {
+		xr_error("%s", err);
+		consumer_term(&c);
+		xr_applier_destroy(c.ap);
+		return 2;
+	}
+	c.last_progress_us = mono_us();
+	while (!*stop && !c.fatal && (c.nopen > 0 || c.nrecs > 0)) {
+		fill_batch(&c);
+		if (c.nrecs > 0)
+			handle_batch(&c, &backoff);
+		if (mono_us() - c.last_progress_us >= INT64_C(10000000)) {
+			xr_info("%s: %" PRIu64 " of %" PRIu64 " events read, %zu "
+			        "partition(s) to go", redrive ? "redrive" : "replay",
+			        c.consumed, total, c.nopen);
+			c.last_progress_us = mono_us();
+		}
+	}
+	if (c.fatal || c.nopen > 0)
+		rc = 1;
+	consumer_term(&c);
+	xr_applier_destroy(c.ap);
+	return rc;
+}
+
+int
+xr_consume_replay(const xr_config_t *conf, xr_replay_part_t *parts,
+                  size_t nparts, bool dry_run, xr_replay_tally_t *tally,
+                  atomic_int *stop)
+{
+	return bounded_run(conf, parts, nparts, dry_run, false, 0, tally, stop);
+}
+
+int
+xr_consume_redrive(const xr_config_t *conf, xr_replay_part_t *parts,
+                   size_t nparts, bool dry_run, int max_replays,
+                   xr_replay_tally_t *tally, atomic_int *stop)
+{
+	return bounded_run(conf, parts, nparts, dry_run, true, max_replays,
+	                   tally, stop);
 }

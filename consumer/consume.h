@@ -7,6 +7,7 @@
 
 #include "common/config.h"
 #include "common/metrics.h"
+#include "consumer/replay.h"
 
 /*
  * Applies the other regions' change events to this region's database until
@@ -20,5 +21,32 @@
  */
 int xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
                    atomic_int *stop);
+
+/*
+ * Applies the range parts (replay.h) of the other regions' topics once,
+ * with the consumer's rules, under the replay origin and without storing
+ * offsets; counts each event into tally by table.  A message that cannot
+ * be applied is counted and logged, not dead-lettered (the consumer did
+ * that already).  With dry_run each batch is rolled back once its outcome
+ * is known.  Returns 0 when every part is done, 1 when it failed or was
+ * stopped first, 2 on a bad setting.
+ */
+int xr_consume_replay(const xr_config_t *conf, xr_replay_part_t *parts,
+                      size_t nparts, bool dry_run, xr_replay_tally_t *tally,
+                      atomic_int *stop);
+
+/*
+ * Redrives dead letters (dlq.h): parts are partitions of this region's
+ * dead-letter topic.  Each message is applied as the event it carries (its
+ * region and table from header xr-dlq-topic), under the replay origin,
+ * with its dead-letter offset stored in the same transaction; one that
+ * fails again is dead-lettered again with header xr-dlq-replays one
+ * higher, and one already redriven max_replays times is counted as given
+ * up.  With dry_run nothing is stored or produced.  Returns as
+ * xr_consume_replay.
+ */
+int xr_consume_redrive(const xr_config_t *conf, xr_replay_part_t *parts,
+                       size_t nparts, bool dry_run, int max_replays,
+                       xr_replay_tally_t *tally, atomic_int *stop);
 
 #endif

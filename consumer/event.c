@@ -243,13 +243,37 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	}
 	ev->op = (xr_op_t)e;
 	AVRO_TRY(avro_value_get_by_index(&v, XR_ENV_SOURCE, &src, NULL), "source");
-	if (get_string(&src, XR_SRC_REGION, ev->region, sizeof(ev->region),
-	               "source.region", errstr, errstr_size) ||
+	if (get_string(&src, XR_SRC_REGION, ev->source_region,
+	               sizeof(ev->source_region), "source.region", errstr,
+	               errstr_size) ||
 	    get_string(&src, XR_SRC_SCHEMA, ev->nspname, sizeof(ev->nspname),
 	               "source.schema", errstr, errstr_size) ||
 	    get_string(&src, XR_SRC_TABLE, ev->relname, sizeof(ev->relname),
 	               "source.table", errstr, errstr_size))
 		goto out;
+	memcpy(ev->region, ev->source_region, sizeof(ev->region));
+	/* A row read by a backfill has the version of whoever wrote it. */
+	if (ev->op == XR_OP_SNAPSHOT_READ) {
+		avro_value_t o;
+		const char  *os;
+		size_t       on;
+		int          br;
+
+		AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_ORIGIN, &f, NULL),
+		         "source.origin");
+		AVRO_TRY(avro_value_get_discriminant(&f, &br), "source.origin");
+		if (br == 1) {
+			AVRO_TRY(avro_value_get_current_branch(&f, &o), "source.origin");
+			AVRO_TRY(avro_value_get_string(&o, &os, &on), "source.origin");
+			if (on < 2 || on > sizeof(ev->region)) {
+				snprintf(errstr, errstr_size, "event: source.origin of a "
+				         "snapshot_read is empty or too long");
+				goto out;
+			}
+			memcpy(ev->region, os, on);
+			ev->region[on - 1] = '\0';
+		}
+	}
 	AVRO_TRY(avro_value_get_by_index(&src, XR_SRC_COMMIT_TS, &f, NULL),
 	         "source.commit_ts");
 	AVRO_TRY(avro_value_get_long(&f, &ev->commit_ts), "source.commit_ts");

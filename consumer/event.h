@@ -26,7 +26,11 @@ typedef struct xr_eval_s {
 typedef struct xr_event_s {
 	xr_op_t            op;
 	const xr_schema_t *schema;     /* writer schema (borrowed, registry) */
-	char               region[64]; /* source.region */
+	char               region[64]; /* the region of the write the event
+	                                  carries, whose version it has:
+	                                  source.region, or for a snapshot_read
+	                                  that names one, source.origin */
+	char               source_region[64]; /* source.region */
 	char               nspname[128];
 	char               relname[128];
 	char               event_id[40];

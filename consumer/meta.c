@@ -57,6 +57,25 @@ static const char common_sql[] =
 	"  ADD COLUMN IF NOT EXISTS remote_vclock jsonb;\n"
 	"CREATE INDEX IF NOT EXISTS conflicts_table_at\n"
 	"  ON xregion.conflicts (table_schema, table_name, logged_at);\n"
+	/*
+	 * Backfill jobs of this region's rows (producer/backfill.h): written by
+	 * xregion backfill, run and advanced by this region's producer.
+	 */
+	"CREATE TABLE IF NOT EXISTS xregion.backfills (\n"
+	"  id bigserial PRIMARY KEY,\n"
+	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
+	"  for_region text,\n"
+	"  state text NOT NULL DEFAULT 'pending' CHECK (state IN\n"
+	"    ('pending', 'running', 'done', 'cancelled', 'failed')),\n"
+	"  chunk_size int NOT NULL DEFAULT 2000 CHECK (chunk_size > 0),\n"
+	"  rate int NOT NULL DEFAULT 0 CHECK (rate >= 0),\n"
+	"  rows_total bigint, rows_sent bigint NOT NULL DEFAULT 0,\n"
+	"  rows_skipped bigint NOT NULL DEFAULT 0,\n"
+	"  chunks bigint NOT NULL DEFAULT 0,\n"
+	"  last_key jsonb, error text,\n"
+	"  created_at timestamptz NOT NULL DEFAULT now(),\n"
+	"  started_at timestamptz, updated_at timestamptz,\n"
+	"  finished_at timestamptz);\n"
 	"CREATE TABLE IF NOT EXISTS xregion.truncations (\n"
 	"  table_schema text NOT NULL, table_name text NOT NULL,\n"
 	"  ts bigint, region text COLLATE \"C\" NOT NULL, xid xid8,\n"
@@ -657,6 +676,12 @@ xr_meta_origin_name(const xr_config_t *conf, const char *src, char *buf,
 {
 	/* Origins are cluster-wide: the slot name makes them this database's. */
 	snprintf(buf, size, "%s_from_%s", conf->slot, src);
+}
+
+void
+xr_meta_replay_origin_name(const xr_config_t *conf, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s_replay", conf->slot);
 }
 
 static int
@@ -1268,14 +1293,18 @@ each_origin(PGconn *conn, const xr_config_t *conf, const char *sql,
 	size_t i;
 	int    rc = 0;
 
-	for (i = 0; i < conf->n_regions; i++) {
+	/* Every other region's, then (i == n_regions) the replays'. */
+	for (i = 0; i <= conf->n_regions; i++) {
 		char        name[128];
 		const char *params[1] = { name };
 		PGresult   *res;
 
-		if (strcmp(conf->regions[i], conf->region) == 0)
+		if (i == conf->n_regions)
+			xr_meta_replay_origin_name(conf, name, sizeof(name));
+		else if (strcmp(conf->regions[i], conf->region) == 0)
 			continue;
-		xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
+		else
+			xr_meta_origin_name(conf, conf->regions[i], name, sizeof(name));
 		res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK && rc == 0) {
 			snprintf(errstr, errstr_size, "replication origin %s: %s", name,
@@ -1422,6 +1451,86 @@ out:
 	return rc;
 }
 
+/*
+ * After a logical restore (pg_dump, pg_restore) every row has a new xmin,
+ * whose commit time is the restore's: as such a row would be a local write
+ * newer than every write it holds, and the region would keep it against
+ * every later write it missed.  So, for each replicated table:
+ *  - an entry of a live row describes the restored row (its xid is set to
+ *    the row's xmin): the version it had when it was dumped;
+ *  - a live row of an lww table without an entry (a version that was in
+ *    commit data or xregion.xact_versions of the old cluster) gets the
+ *    oldest version: any write of it in Kafka or in a backfill wins;
+ *  - a tombstone or truncation whose time was not recorded yet (its xid
+ *    means nothing now) gets the oldest time;
+ * and xregion.xact_versions, keyed by the old cluster's xids, is emptied.
+ */
+static int
+mark_restored(PGconn *conn, const xr_config_t *conf, char *errstr,
+              size_t errstr_size)
+{
+	xr_buf_t sql;
+	size_t   i;
+	int      rc = -1;
+
+	xr_buf_init(&sql);
+	{
+		PGresult *res = PQexec(conn, "SELECT to_regclass('xregion.offsets') "
+		                             "IS NOT NULL");
+		bool      ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+		               PQgetvalue(res, 0, 0)[0] == 't';
+
+		PQclear(res);
+		if (!ok) {
+			snprintf(errstr, errstr_size, "database %s has no schema xregion: "
+			         "a restore without it has no versions to re-attach (let "
+			         "the region join anew: docs/backfill.md)", PQdb(conn));
+			goto out;
+		}
+	}
+	xr_buf_puts(&sql, "BEGIN;\n");
+	for (i = 0; i < conf->n_tables; i++) {
+		const xr_table_conf_t *t = &conf->tables[i];
+		names_t n;
+
+		if (t->pii)
+			continue;
+		if (names_init(conn, conf, t, &n, errstr, errstr_size))
+			goto out;
+		xr_buf_printf(&sql,
+		              "UPDATE %s v SET xid = xregion.xid8_of(t.xmin) "
+		              "FROM ONLY %s t WHERE %s AND NOT v.deleted;\n"
+		              "UPDATE %s SET ts = -9223372036854775808 "
+		              "WHERE deleted AND ts IS NULL;\n",
+		              n.vt.data, n.qual.data, n.vtjoin.data, n.vt.data);
+		if (t->conflict != XR_CONFLICT_VCLOCK)
+			xr_buf_printf(&sql,
+			              "INSERT INTO %s AS v (%s, ts, region, xid, deleted, "
+			              "clsn, lsn) SELECT %s, -9223372036854775808, %s, "
+			              "xregion.xid8_of(t.xmin), false, 0, 0 FROM ONLY %s t "
+			              "ON CONFLICT (%s) DO UPDATE SET ts = EXCLUDED.ts, "
+			              "region = EXCLUDED.region, xid = EXCLUDED.xid, "
+			              "deleted = false, clsn = 0, lsn = 0 "
+			              "WHERE v.deleted;\n",
+			              n.vt.data, n.keys.data, n.keys.data, n.region.data,
+			              n.qual.data, n.keys.data);
+		names_term(&n);
+	}
+	xr_buf_puts(&sql,
+	            "UPDATE xregion.truncations SET ts = -9223372036854775808 "
+	            "WHERE ts IS NULL;\n"
+	            "DELETE FROM xregion.xact_versions;\n"
+	            "COMMIT;\n");
+	if (exec_sql(conn, sql.data, errstr, errstr_size))
+		goto out;
+	rc = 0;
+out:
+	if (rc)
+		(void)exec_sql(conn, "ROLLBACK", NULL, 0);
+	xr_buf_term(&sql);
+	return rc;
+}
+
 int
 xr_meta_remove(PGconn *conn, const xr_config_t *conf, char *errstr,
                size_t errstr_size)
@@ -1489,6 +1598,14 @@ xr_meta_setup(const xr_config_t *conf)
 	return run_logged(conf, xr_meta_install,
 	                  "installed in schema xregion (versions, tombstone "
 	                  "triggers, offsets, conflicts, origins)");
+}
+
+int
+xr_meta_restored(const xr_config_t *conf)
+{
+	return run_logged(conf, mark_restored,
+	                  "versions re-attached to the restored rows (rows "
+	                  "without one count as the oldest)");
 }
 
 int

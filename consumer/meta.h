@@ -31,11 +31,24 @@ int xr_meta_remove(PGconn *conn, const xr_config_t *conf, char *errstr,
 
 /* Connects and installs, logging what was done.  Returns 0 or 1. */
 int xr_meta_setup(const xr_config_t *conf);
+/*
+ * After this region's database was restored from a logical dump: gives the
+ * restored rows back the versions they had when dumped (see meta.c,
+ * mark_restored).  Connects and logs.  Returns 0 or 1.
+ */
+int xr_meta_restored(const xr_config_t *conf);
 /* Connects and removes, logging what was done.  Returns 0 or 1. */
 int xr_meta_teardown(const xr_config_t *conf);
 
 /* The name of the replication origin for source region src into buf. */
 void xr_meta_origin_name(const xr_config_t *conf, const char *src, char *buf,
                          size_t size);
+
+/*
+ * The name of the replication origin of replays (consumer/replay.h), whose
+ * transactions the producer does not publish either, into buf.
+ */
+void xr_meta_replay_origin_name(const xr_config_t *conf, char *buf,
+                                size_t size);
 
 #endif

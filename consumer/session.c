@@ -55,6 +55,14 @@ xr_applier_new(const xr_config_t *conf)
 }
 
 void
+xr_applier_set_replay(xr_applier_t *a, bool dry_run, bool store_offsets)
+{
+	a->replay = true;
+	a->dry_run = dry_run;
+	a->no_offsets = !store_offsets;
+}
+
+void
 xr_applier_destroy(xr_applier_t *a)
 {
 	size_t i;
@@ -132,7 +140,10 @@ xr_session_origin(xr_applier_t *a, const char *src, char *errstr,
 	const char *params[1] = { name };
 	PGresult   *res;
 
-	xr_meta_origin_name(a->conf, src, name, sizeof(name));
+	if (a->replay)
+		xr_meta_replay_origin_name(a->conf, name, sizeof(name));
+	else
+		xr_meta_origin_name(a->conf, src, name, sizeof(name));
 	if (strcmp(a->origin, name) == 0)
 		return 0;
 	if (a->origin[0] &&
@@ -162,6 +173,9 @@ xr_session_store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n,
 {
 	size_t i;
 
+	/* A replay never moves the consumer's positions. */
+	if (a->no_offsets)
+		return 0;
 	for (i = 0; i < n; i++) {
 		char        part[16], off[32];
 		const char *vals[3] = { o[i].topic, part, off };

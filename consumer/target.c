@@ -114,11 +114,16 @@ xr_target_load(xr_applier_t *a, target_t *t, char *errstr,
 
 	xr_target_reset(t);
 	res = PQexecParams(a->conn,
-	                   "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+	                   "SELECT a.attname, "
+	                   "       quote_ident(tn.nspname) || '.' || "
+	                   "       quote_ident(ty.typname), "
 	                   "       coalesce(a.attnum = ANY (i.indkey), false) "
 	                   "FROM pg_catalog.pg_class c "
 	                   "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	                   "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+	                   "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+	                   "JOIN pg_catalog.pg_namespace tn "
+	                   "  ON tn.oid = ty.typnamespace "
 	                   "LEFT JOIN pg_catalog.pg_index i "
 	                   "  ON i.indrelid = c.oid AND i.indisprimary "
 	                   "WHERE n.nspname = $1 AND c.relname = $2 "
@@ -218,7 +223,7 @@ xr_applier_check(xr_applier_t *a, const xr_event_t *ev, char *errstr,
 			snprintf(errstr, errstr_size,
 			         "table %s.%s: column \"%s\" of region %s's schema is "
 			         "missing in region %s", ev->nspname, ev->relname,
-			         ev->schema->row_fields[f].column, ev->region,
+			         ev->schema->row_fields[f].column, ev->source_region,
 			         a->conf->region);
 			return XR_CHECK_DRIFT;
 		}
@@ -228,7 +233,7 @@ xr_applier_check(xr_applier_t *a, const xr_event_t *ev, char *errstr,
 			snprintf(errstr, errstr_size,
 			         "table %s.%s: key column \"%s\" is not in region %s's "
 			         "events", ev->nspname, ev->relname, t->cols[c].name,
-			         ev->region);
+			         ev->source_region);
 			return XR_CHECK_NO_TABLE;
 		}
 	}

@@ -137,7 +137,8 @@ xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1])
 	xr_buf_putc(&name, '\0');
 	xr_buf_puts(&name, src->database);
 	xr_buf_putc(&name, '\0');
-	xr_buf_printf(&name, "%" PRIu64, (uint64_t)src->commit_lsn);
+	xr_buf_printf(&name, "%" PRIu64,
+	              (uint64_t)(src->read_lsn ? src->read_lsn : src->commit_lsn));
 	xr_buf_putc(&name, '\0');
 	xr_buf_printf(&name, "%" PRIu64, src->change_index);
 	uuid_generate_sha1(uu, ns, name.data, name.len);

@@ -53,6 +53,9 @@ typedef struct xr_source_s {
 	                             from 0, counting every change the server
 	                             sent (published or not) */
 	const xr_vclock_t *vclock; /* NULL: none */
+	xr_lsn_t    read_lsn;     /* a snapshot_read event: the watermark it
+	                             stands at, which takes commit_lsn's place in
+	                             its id; 0 for a change */
 } xr_source_t;
 
 /*

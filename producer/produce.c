@@ -19,6 +19,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "producer/backfill.h"
 #include "producer/encoder.h"
 #include "producer/pgoutput.h"
 #include "producer/publisher.h"
@@ -45,6 +46,8 @@ typedef struct session_s {
 	PGresult         *moved_res; /* values read back for the change at hand */
 	uint64_t          visible_txn; /* txn_id seen visible by fill_unchanged */
 	xr_stamper_t     *stamper;   /* versions of local writes (stamp.h) */
+	xr_backfill_t    *backfill;  /* chunks of backfill jobs (backfill.h) */
+	uint32_t          last_xid;  /* of the last transaction decoded */
 	/*
 	 * Transactions whose stamps are not yet written: their Commit goes to
 	 * the tracker once they are, so the slot never passes an unstamped
@@ -403,9 +406,9 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
  */
 static rd_kafka_headers_t *
 headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
-        bool has_key, int64_t version_ts)
+        bool has_key, int64_t version_ts, const char *for_region)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(7);
 	char                buf[XR_LSN_STRLEN];
 	char                ts[24];
 
@@ -422,14 +425,64 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 		snprintf(ts, sizeof(ts), "%" PRId64, version_ts);
 		(void)rd_kafka_header_add(h, "xr-version-ts", -1, ts, -1);
 	}
+	if (for_region)
+		(void)rd_kafka_header_add(h, "xr-for", -1, for_region, -1);
 	return h;
 }
 
 /*
- * Encodes and publishes one change, the index-th of its transaction; a
- * truncate goes to every partition, with one event id.  Returns 0, or
- * XR_PUB_RETRY or XR_PUB_FATAL with errstr set: an encoder failure is
- * fatal, since the same change fails the same way every time.
+ * Encodes and publishes one event of rel, described by src, as a message of
+ * tracker transaction txn; a truncate goes to every partition, with one
+ * event id.  lsn is the xr-lsn header; for_region, if not NULL, the xr-for
+ * header.  Returns 0, or XR_PUB_RETRY or XR_PUB_FATAL with errstr set: an
+ * encoder failure is fatal, since the same change fails the same way every
+ * time.
+ */
+static int
+publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
+              const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after,
+              const xr_source_t *src, xr_lsn_t lsn, uint64_t txn,
+              int64_t version_ts, const char *for_region, char *errstr,
+              size_t errstr_size)
+{
+	char event_id[XR_EVENT_ID_LEN + 1];
+	int  nparts = 1, p, rc;
+
+	if (!rel->schemas_published &&
+	    (rc = publish_schemas(s, rel, errstr, errstr_size)) != 0)
+		return rc;
+	if (xr_encode_change(rel, op, before, after, src, &s->key, &s->value,
+	                     event_id, errstr, errstr_size))
+		return XR_PUB_FATAL;
+	if (op == XR_OP_TRUNCATE) {
+		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
+		                                 errstr_size);
+		if (nparts < 0)
+			return XR_PUB_RETRY;
+	}
+	for (p = 0; p < nparts; p++) {
+		rc = xr_publisher_produce(s->pub, rel->topic,
+		                          op == XR_OP_TRUNCATE ? p
+		                                               : RD_KAFKA_PARTITION_UA,
+		                          s->key.len ? s->key.data : NULL, s->key.len,
+		                          s->value.data, s->value.len,
+		                          headers(s, rel, event_id, lsn, s->key.len > 0,
+		                                  version_ts, for_region),
+		                          txn, errstr, errstr_size);
+		if (rc == XR_PUB_FATAL)
+			kafka_fatal(s, rel, errstr, errstr_size);
+		if (rc)
+			return rc;
+	}
+	s->events++;
+	if (s->metrics)
+		atomic_fetch_add(&s->metrics->produced_events, 1);
+	return 0;
+}
+
+/*
+ * Publishes one change of the transaction being decoded, the index-th of
+ * it.  Returns as publish_event.
  */
 static int
 publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
@@ -448,39 +501,106 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 		.change_index = index,
 		.vclock = vclock,
 	};
-	char event_id[XR_EVENT_ID_LEN + 1];
-	int  nparts = 1, p, rc;
 
-	if (!rel->schemas_published &&
-	    (rc = publish_schemas(s, rel, errstr, errstr_size)) != 0)
-		return rc;
-	if (xr_encode_change(rel, op, before, after, &src, &s->key, &s->value,
-	                     event_id, errstr, errstr_size))
-		return XR_PUB_FATAL;
-	if (op == XR_OP_TRUNCATE) {
-		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
-		                                 errstr_size);
-		if (nparts < 0)
-			return XR_PUB_RETRY;
+	return publish_event(s, rel, op, before, after, &src, lsn, s->txn_id,
+	                     version_ts, NULL, errstr, errstr_size);
+}
+
+static int wait_visible(PGconn *conn, uint32_t xid, char *errstr,
+                        size_t errstr_size);
+
+/*
+ * At the watermark mark_lsn of the open backfill chunk: publishes its rows
+ * left (snapshot_read events, each with its row's own version) as one
+ * tracker transaction ending at mark_lsn.  Returns 0, or -1 with errstr and
+ * *fatal as handle_change.
+ */
+static int
+publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
+              size_t errstr_size, bool *fatal)
+{
+	xr_rel_t   *rel = xr_backfill_rel(s->backfill);
+	size_t      i, n = xr_backfill_rows(s->backfill);
+	uint64_t    txn;
+	int         rc = 0;
+
+	if (s->in_txn) {
+		/* Not expected: watermarks come between transactions. */
+		xr_backfill_abandon(s->backfill);
+		return 0;
 	}
-	for (p = 0; p < nparts; p++) {
-		rc = xr_publisher_produce(s->pub, rel->topic,
-		                          op == XR_OP_TRUNCATE ? p
-		                                               : RD_KAFKA_PARTITION_UA,
-		                          s->key.len ? s->key.data : NULL, s->key.len,
-		                          s->value.data, s->value.len,
-		                          headers(s, rel, event_id, lsn, s->key.len > 0,
-		                                  version_ts),
-		                          s->txn_id, errstr, errstr_size);
-		if (rc == XR_PUB_FATAL)
-			kafka_fatal(s, rel, errstr, errstr_size);
-		if (rc)
-			return rc;
+	txn = xr_tracker_begin(s->tracker);
+	for (i = 0; i < n && rc == 0; i++) {
+		xr_pgo_tuple_t        tup;
+		xr_backfill_version_t ver;
+		xr_vclock_t           vc;
+		xr_source_t           src;
+
+		if (!xr_backfill_row(s->backfill, i, &tup, &ver))
+			continue;
+		memset(&src, 0, sizeof(src));
+		src.region = s->conf->region;
+		src.database = xr_stream_database(s->stream);
+		src.lsn = ver.lsn;
+		src.commit_lsn = ver.clsn;
+		src.commit_ts_us = ver.ts;
+		src.origin = ver.region;
+		src.change_index = i;
+		src.read_lsn = mark_lsn;
+		if (ver.vector) {
+			memset(&vc, 0, sizeof(vc));
+			vc.hlc = ver.ts;
+			vc.vector = ver.vector;
+			src.vclock = &vc;
+		}
+		rc = publish_event(s, rel, XR_OP_SNAPSHOT_READ, NULL, &tup, &src,
+		                   mark_lsn, txn, 0, xr_backfill_for(s->backfill),
+		                   errstr, errstr_size);
 	}
-	s->events++;
-	if (s->metrics)
-		atomic_fetch_add(&s->metrics->produced_events, 1);
+	xr_tracker_commit(s->tracker, txn, mark_lsn);
+	if (rc) {
+		xr_backfill_abandon(s->backfill);
+		if (rc == XR_PUB_FATAL) {
+			fatal_change(s, errstr, errstr_size);
+			*fatal = true;
+		}
+		return -1;
+	}
+	xr_backfill_published(s->backfill, mark_lsn);
 	return 0;
+}
+
+/*
+ * Between the turns of the stream: records the progress of a backfill
+ * chunk that Kafka has acknowledged, and reads the next chunk when due.
+ * Failures are logged and tried again later: the stream goes on.
+ */
+static void
+backfill_step(session_t *s)
+{
+	char     err[1024];
+	int64_t  now = mono_us();
+	xr_lsn_t safe = xr_tracker_safe_lsn(s->tracker);
+
+	if (!xr_backfill_due(s->backfill, now) &&
+	    !xr_backfill_safe(s->backfill, safe))
+		return;
+	if (catalog_conn(s, err, sizeof(err))) {
+		xr_warn("backfill: %s", err);
+		return;
+	}
+	if (xr_backfill_acked(s->backfill, s->catalog, safe, err, sizeof(err)))
+		xr_warn("%s", err);
+	if (!xr_backfill_due(s->backfill, now))
+		return;
+	/* What was published already must be in the chunk's snapshot. */
+	if (s->last_xid && wait_visible(s->catalog, s->last_xid, err,
+	                                sizeof(err))) {
+		xr_warn("backfill: %s", err);
+		return;
+	}
+	if (xr_backfill_read(s->backfill, s->catalog, now, err, sizeof(err)))
+		xr_warn("%s (tried again in 5 s)", err);
 }
 
 /* The prefix of the messages the vclock triggers emit (see meta.c). */
@@ -915,6 +1035,9 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	int64_t     version_ts;
 	int         err, rc;
 
+	/* Applied transactions too: the chunk's row is older than them. */
+	xr_backfill_change(s->backfill, xr_relcache_get(s->rels, relid), op,
+	                   before, after);
 	if (s->skip_txn)
 		return 0;
 	rel = change_rel(s, relid, &err, errstr, errstr_size);
@@ -1009,6 +1132,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			return -1;
 		}
 		s->in_txn = false;
+		s->last_xid = s->xid;
 		s->txns++;
 		if (s->metrics)
 			atomic_fetch_add(&s->metrics->produced_txns, 1);
@@ -1059,6 +1183,14 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 				return -1;
 		break;
 	case XR_PGO_MESSAGE:
+		if (!(m.u.message.flags & 1) &&
+		    strcmp(m.u.message.prefix, XR_BACKFILL_PREFIX) == 0) {
+			if (xr_backfill_mark(s->backfill, m.u.message.content,
+			                     m.u.message.len))
+				return publish_chunk(s, m.u.message.lsn, errstr,
+				                     errstr_size, fatal);
+			break;
+		}
 		trigger_message(s, &m);
 		break;
 	}
@@ -1103,6 +1235,8 @@ session_term(session_t *s)
 	s->vclock = s->clock = NULL;
 	PQfinish(s->catalog);
 	xr_stamper_destroy(s->stamper);
+	xr_backfill_destroy(s->backfill);
+	s->backfill = NULL;
 	free(s->held);
 	xr_pgo_parser_destroy(s->parser);
 	xr_relcache_destroy(s->rels);
@@ -1143,8 +1277,10 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	s->rels = xr_relcache_new(conf);
 	s->tracker = xr_tracker_new(*start);
 	s->stamper = xr_stamper_new(conf);
+	s->backfill = xr_backfill_new(conf);
 	s->stamp_backoff_ms = 500;
-	if (!s->parser || !s->rels || !s->tracker || !s->stamper) {
+	if (!s->parser || !s->rels || !s->tracker || !s->stamper ||
+	    !s->backfill) {
 		xr_error("out of memory");
 		*end = END_FATAL;
 		return -1;
@@ -1239,6 +1375,7 @@ session_step(session_t *s, session_end_t *end)
 		return -1;
 	}
 	(void)flush_stamps(s, false);
+	backfill_step(s);
 	publish_progress(s);
 	if (send_status(s, false, err, sizeof(err))) {
 		xr_error("%s", err);

@@ -167,7 +167,8 @@ class Region:
 def drop_region_objects(region, slot, db, port=None):
     """Drops what a test region leaves in its cluster: the slot (once its
     walsender has gone), the replication origins setup made (they are
-    cluster-wide and outlive the database) and the database."""
+    cluster-wide and outlive the database: <slot>_from_<region> and
+    <slot>_replay) and the database."""
     with connect(region, port=port) as c:
         deadline = time.time() + 15
         while c.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s "
@@ -178,7 +179,7 @@ def drop_region_objects(region, slot, db, port=None):
         c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         c.execute("SELECT pg_replication_origin_drop(roname) FROM "
                   "pg_replication_origin WHERE starts_with(roname, %s)",
-                  (slot + "_from_",))
+                  (slot + "_",))
 
 
 def lsn_int(text):

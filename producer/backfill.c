@@ -1,0 +1,862 @@
+/* backfill.c: the producer's side of a backfill (see backfill.h). */
+#include "producer/backfill.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/pqbuf.h"
+
+typedef enum {
+	BF_IDLE = 0,  /* no chunk: the next read is due at next_us */
+	BF_OPEN,      /* read, waiting for its watermark in the stream */
+	BF_READY,     /* at its watermark: to publish */
+	BF_SENT       /* handed to Kafka: waiting for the watermark to be safe */
+} bf_state_t;
+
+/* Columns of a chunk's result after the relation's own. */
+enum { V_TS = 0, V_REGION, V_CLSN, V_LSN, V_VECTOR, V_N };
+
+struct xr_backfill_s {
+	const xr_config_t *conf;
+	xr_relcache_t     *rels;      /* relations as the catalog has them */
+	bf_state_t         state;
+	int64_t            next_us;   /* no read before then */
+	uint64_t           reads;     /* chunks read by this session */
+
+	/* The job at hand (job 0: none). */
+	int64_t            job;
+	char              *nspname, *relname, *for_region;
+	int                chunk_size, rate;
+	xr_rel_t          *rel;       /* in rels */
+	int                npk;
+	char             **pk;        /* primary-key columns, index order */
+	int               *pkcol;     /* their column in rel */
+	xr_buf_t           sql_first, sql_next;
+	int64_t            logged_us;
+	uint64_t           job_rows;  /* rows this session published */
+	int64_t            job_start_us;
+
+	/* The chunk at hand. */
+	PGresult          *res;
+	int                nrows;
+	bool              *dropped;
+	size_t             ndropped;
+	uint32_t          *slots;     /* hash of the keys: row + 1, 0 empty */
+	size_t             nslots;
+	char               mark[96];
+	xr_lsn_t           mark_lsn;
+	int64_t            read_us;
+
+	long               pause_ms;  /* test hook: sleep between read and mark */
+
+	/* Scratch. */
+	xr_pgo_datum_t    *datums;
+	json_t            *vector;
+	xr_buf_t           key;
+};
+
+static int64_t
+clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+xr_backfill_t *
+xr_backfill_new(const xr_config_t *conf)
+{
+	xr_backfill_t *b = xr_calloc(1, sizeof(*b));
+
+	const char    *pause = getenv("XREGION_BACKFILL_PAUSE_MS");
+
+	b->conf = conf;
+	b->pause_ms = pause ? strtol(pause, NULL, 10) : 0;
+	b->rels = xr_relcache_new(conf);
+	if (!b->rels) {
+		free(b);
+		return NULL;
+	}
+	xr_buf_init(&b->sql_first);
+	xr_buf_init(&b->sql_next);
+	xr_buf_init(&b->key);
+	return b;
+}
+
+static void
+chunk_clear(xr_backfill_t *b)
+{
+	PQclear(b->res);
+	b->res = NULL;
+	b->nrows = 0;
+	free(b->dropped);
+	b->dropped = NULL;
+	b->ndropped = 0;
+	free(b->slots);
+	b->slots = NULL;
+	b->nslots = 0;
+	b->mark[0] = '\0';
+	b->mark_lsn = 0;
+	b->state = BF_IDLE;
+}
+
+static void
+job_clear(xr_backfill_t *b)
+{
+	int k;
+
+	chunk_clear(b);
+	free(b->nspname);
+	free(b->relname);
+	free(b->for_region);
+	b->nspname = b->relname = b->for_region = NULL;
+	for (k = 0; k < b->npk; k++)
+		free(b->pk[k]);
+	free(b->pk);
+	free(b->pkcol);
+	b->pk = NULL;
+	b->pkcol = NULL;
+	b->npk = 0;
+	b->rel = NULL;
+	b->job = 0;
+	b->job_rows = 0;
+	free(b->datums);
+	b->datums = NULL;
+}
+
+void
+xr_backfill_destroy(xr_backfill_t *b)
+{
+	if (!b)
+		return;
+	job_clear(b);
+	json_decref(b->vector);
+	xr_relcache_destroy(b->rels);
+	xr_buf_term(&b->sql_first);
+	xr_buf_term(&b->sql_next);
+	xr_buf_term(&b->key);
+	free(b);
+}
+
+bool
+xr_backfill_due(const xr_backfill_t *b, int64_t now_us)
+{
+	return b->state == BF_IDLE && now_us >= b->next_us;
+}
+
+/* FNV-1a of the key text. */
+static uint64_t
+key_hash(const char *p, size_t n)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+	size_t   i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+/* The key text of chunk row r into b->key: its key values, NUL-ended. */
+static void
+row_key(xr_backfill_t *b, int r)
+{
+	int k;
+
+	xr_buf_reset(&b->key);
+	for (k = 0; k < b->npk; k++) {
+		xr_buf_append(&b->key, PQgetvalue(b->res, r, b->pkcol[k]),
+		              (size_t)PQgetlength(b->res, r, b->pkcol[k]));
+		xr_buf_putc(&b->key, '\0');
+	}
+}
+
+static void
+index_rows(xr_backfill_t *b)
+{
+	int r;
+
+	b->nslots = 16;
+	while (b->nslots < (size_t)b->nrows * 2)
+		b->nslots *= 2;
+	b->slots = xr_calloc(b->nslots, sizeof(*b->slots));
+	for (r = 0; r < b->nrows; r++) {
+		size_t i;
+
+		row_key(b, r);
+		i = key_hash(b->key.data, b->key.len) & (b->nslots - 1);
+		while (b->slots[i])
+			i = (i + 1) & (b->nslots - 1);
+		b->slots[i] = (uint32_t)r + 1;
+	}
+}
+
+/*
+ * Marks the chunk's row with the key of tup (a tuple of the stream's
+ * relation rel) dropped.  A key that cannot be read (a value not sent)
+ * drops the whole chunk: it is read again.
+ */
+static void
+drop_key(xr_backfill_t *b, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
+{
+	xr_buf_t k;
+	size_t   i;
+	int      p, c;
+
+	xr_buf_init(&k);
+	for (p = 0; p < b->npk; p++) {
+		for (c = 0; c < rel->ncols && c < tup->ncols; c++)
+			if (strcmp(rel->cols[c].name, b->pk[p]) == 0)
+				break;
+		if (c == rel->ncols || c == tup->ncols ||
+		    tup->cols[c].kind != XR_PGO_COL_TEXT) {
+			xr_buf_term(&k);
+			xr_debug("backfill: a change of %s.%s without its key "
+			         "values: the chunk is read again", b->nspname,
+			         b->relname);
+			chunk_clear(b);
+			return;
+		}
+		xr_buf_append(&k, tup->cols[c].data, tup->cols[c].len);
+		xr_buf_putc(&k, '\0');
+	}
+	i = key_hash(k.data, k.len) & (b->nslots - 1);
+	for (; b->slots[i]; i = (i + 1) & (b->nslots - 1)) {
+		int r = (int)b->slots[i] - 1;
+
+		row_key(b, r);
+		if (b->key.len == k.len && memcmp(b->key.data, k.data, k.len) == 0) {
+			if (!b->dropped[r]) {
+				b->dropped[r] = true;
+				b->ndropped++;
+			}
+			break;
+		}
+	}
+	xr_buf_term(&k);
+}
+
+void
+xr_backfill_change(xr_backfill_t *b, const xr_rel_t *rel, xr_op_t op,
+                   const xr_pgo_tuple_t *before, const xr_pgo_tuple_t *after)
+{
+	if (b->state != BF_OPEN || !rel || rel->relid != b->rel->relid)
+		return;
+	if (op == XR_OP_TRUNCATE) {
+		xr_debug("backfill: %s.%s truncated while a chunk was read: the "
+		         "chunk is read again", b->nspname, b->relname);
+		chunk_clear(b);
+		return;
+	}
+	if (before && before->ncols > 0)
+		drop_key(b, rel, before);
+	if (b->state == BF_OPEN && after)
+		drop_key(b, rel, after);
+}
+
+bool
+xr_backfill_mark(xr_backfill_t *b, const char *content, size_t len)
+{
+	if (b->state != BF_OPEN || len != strlen(b->mark) ||
+	    memcmp(content, b->mark, len) != 0)
+		return false;
+	b->state = BF_READY;
+	return true;
+}
+
+xr_rel_t *
+xr_backfill_rel(xr_backfill_t *b)
+{
+	return b->rel;
+}
+
+const char *
+xr_backfill_for(const xr_backfill_t *b)
+{
+	return b->for_region;
+}
+
+size_t
+xr_backfill_rows(const xr_backfill_t *b)
+{
+	return b->state == BF_READY ? (size_t)b->nrows : 0;
+}
+
+bool
+xr_backfill_row(xr_backfill_t *b, size_t i, xr_pgo_tuple_t *tup,
+                xr_backfill_version_t *ver)
+{
+	int r = (int)i, c, n = b->rel->ncols;
+
+	if (b->state != BF_READY || r >= b->nrows || b->dropped[r])
+		return false;
+	for (c = 0; c < n; c++) {
+		if (PQgetisnull(b->res, r, c)) {
+			b->datums[c].kind = XR_PGO_COL_NULL;
+			b->datums[c].data = NULL;
+			b->datums[c].len = 0;
+		} else {
+			b->datums[c].kind = XR_PGO_COL_TEXT;
+			b->datums[c].data = PQgetvalue(b->res, r, c);
+			b->datums[c].len = (size_t)PQgetlength(b->res, r, c);
+		}
+	}
+	tup->ncols = n;
+	tup->cols = b->datums;
+	ver->ts = strtoll(PQgetvalue(b->res, r, n + V_TS), NULL, 10);
+	ver->region = PQgetvalue(b->res, r, n + V_REGION);
+	ver->clsn = (xr_lsn_t)strtoll(PQgetvalue(b->res, r, n + V_CLSN), NULL, 10);
+	ver->lsn = (xr_lsn_t)strtoll(PQgetvalue(b->res, r, n + V_LSN), NULL, 10);
+	json_decref(b->vector);
+	b->vector = NULL;
+	if (!PQgetisnull(b->res, r, n + V_VECTOR)) {
+		b->vector = json_loads(PQgetvalue(b->res, r, n + V_VECTOR), 0, NULL);
+		if (!json_is_object(b->vector)) {
+			json_decref(b->vector);
+			b->vector = NULL;
+		}
+	}
+	ver->vector = b->vector;
+	return true;
+}
+
+void
+xr_backfill_published(xr_backfill_t *b, xr_lsn_t mark_lsn)
+{
+	b->mark_lsn = mark_lsn;
+	b->state = BF_SENT;
+}
+
+void
+xr_backfill_abandon(xr_backfill_t *b)
+{
+	chunk_clear(b);
+}
+
+/* Sets job b->job failed with reason (logged). */
+static int
+job_fail(xr_backfill_t *b, PGconn *conn, const char *reason, char *errstr,
+         size_t errstr_size)
+{
+	char        id[24];
+	const char *params[2] = { id, reason };
+	PGresult   *res;
+	int         rc = 0;
+
+	xr_error("backfill %" PRId64 " of %s.%s failed: %s", b->job,
+	         b->nspname ? b->nspname : "?", b->relname ? b->relname : "?",
+	         reason);
+	snprintf(id, sizeof(id), "%" PRId64, b->job);
+	res = PQexecParams(conn,
+	                   "UPDATE xregion.backfills SET state = 'failed', "
+	                   "error = $2, updated_at = now(), finished_at = now() "
+	                   "WHERE id = $1",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(errstr, errstr_size, "backfill: marking job failed: %s",
+		         PQerrorMessage(conn));
+		rc = -1;
+	}
+	PQclear(res);
+	job_clear(b);
+	return rc;
+}
+
+/*
+ * Reads the relation of the job from the catalog into b->rels and builds
+ * the chunk queries.  Returns 0, 1 with reason set when the job cannot run,
+ * or -1 with errstr (database error).
+ */
+static int
+load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
+         char *errstr, size_t errstr_size)
+{
+	const char *params[3] = { b->nspname, b->relname, b->conf->publication };
+	PGresult   *res = NULL;
+	xr_pgo_msg_t m;
+	xr_pgo_relcol_t *cols = NULL;
+	char      **keys = NULL;
+	char        vt[XR_CONFIG_MAX_VTNAME + 1];
+	xr_buf_t    sel, pk_list, pk_row, params_row;
+	int         i, k, n, rc = -1;
+
+	memset(&m, 0, sizeof(m));
+	xr_buf_init(&sel);
+	xr_buf_init(&pk_list);
+	xr_buf_init(&pk_row);
+	xr_buf_init(&params_row);
+	if (!xr_config_publishes(b->conf, b->nspname, b->relname)) {
+		snprintf(reason, reason_size, "table %s.%s is not marked pii: false "
+		         "in %s: a backfill never ships it", b->nspname, b->relname,
+		         b->conf->path);
+		rc = 1;
+		goto out;
+	}
+	/* The columns pgoutput sends: the publication's column list. */
+	res = PQexecParams(
+		conn,
+		"SELECT c.oid, c.relreplident, a.attname, a.atttypid, a.atttypmod, "
+		"       tn.nspname, ty.typname "
+		"FROM pg_catalog.pg_class c "
+		"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+		"JOIN pg_catalog.pg_publication_tables p ON p.pubname = $3 "
+		"  AND p.schemaname = n.nspname AND p.tablename = c.relname "
+		"JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+		"  AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+		"  AND a.attname = ANY (p.attnames) "
+		"JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+		"JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace "
+		"WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum",
+		3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: reading the columns of "
+		         "%s.%s: %s", b->nspname, b->relname, PQerrorMessage(conn));
+		goto out;
+	}
+	n = PQntuples(res);
+	if (n == 0) {
+		snprintf(reason, reason_size, "table %s.%s is not in publication %s "
+		         "(was xregion setup run with it in the config?)",
+		         b->nspname, b->relname, b->conf->publication);
+		rc = 1;
+		goto out;
+	}
+	cols = xr_calloc((size_t)n, sizeof(*cols));
+	for (i = 0; i < n; i++) {
+		uint32_t typid = (uint32_t)strtoul(PQgetvalue(res, i, 3), NULL, 10);
+
+		cols[i].name = PQgetvalue(res, i, 2);
+		cols[i].typid = typid;
+		cols[i].typmod = (int32_t)strtol(PQgetvalue(res, i, 4), NULL, 10);
+		/* pgoutput describes the types it does not know as built in. */
+		if (typid >= 10000)
+			xr_relcache_type(b->rels, typid, PQgetvalue(res, i, 5),
+			                 PQgetvalue(res, i, 6));
+	}
+	m.kind = XR_PGO_RELATION;
+	m.u.relation.relid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+	m.u.relation.nspname = b->nspname;
+	m.u.relation.relname = b->relname;
+	m.u.relation.replident = PQgetvalue(res, 0, 1)[0];
+	m.u.relation.ncols = n;
+	m.u.relation.cols = cols;
+
+	/* The primary key, in the index's order (the order of the pages). */
+	{
+		char        oid[16];
+		const char *p1[1] = { oid };
+		PGresult   *kr;
+
+		snprintf(oid, sizeof(oid), "%" PRIu32, m.u.relation.relid);
+		kr = PQexecParams(conn,
+		                  "SELECT a.attname FROM pg_catalog.pg_index i, "
+		                  "unnest(i.indkey) WITH ORDINALITY k(attnum, ord) "
+		                  "JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum "
+		                  "WHERE i.indrelid = $1::oid AND i.indisprimary "
+		                  "AND a.attrelid = i.indrelid ORDER BY k.ord",
+		                  1, NULL, p1, NULL, NULL, 0);
+		if (PQresultStatus(kr) != PGRES_TUPLES_OK) {
+			snprintf(errstr, errstr_size, "backfill: reading the primary key "
+			         "of %s.%s: %s", b->nspname, b->relname,
+			         PQerrorMessage(conn));
+			PQclear(kr);
+			goto out;
+		}
+		b->npk = PQntuples(kr);
+		if (b->npk == 0) {
+			PQclear(kr);
+			snprintf(reason, reason_size, "table %s.%s has no primary key: a "
+			         "backfill pages by it (add one)", b->nspname,
+			         b->relname);
+			rc = 1;
+			goto out;
+		}
+		b->pk = xr_calloc((size_t)b->npk, sizeof(char *));
+		keys = xr_calloc((size_t)b->npk + 1, sizeof(char *));
+		for (k = 0; k < b->npk; k++) {
+			b->pk[k] = xr_strdup(PQgetvalue(kr, k, 0));
+			keys[k] = b->pk[k];
+		}
+		PQclear(kr);
+	}
+	if (xr_relcache_update(b->rels, &m, (const char *const *)keys, &b->rel,
+	                       reason, reason_size)) {
+		rc = 1;
+		goto out;
+	}
+	b->pkcol = xr_calloc((size_t)b->npk, sizeof(int));
+	for (k = 0; k < b->npk; k++) {
+		for (i = 0; i < b->rel->ncols; i++)
+			if (strcmp(b->rel->cols[i].name, b->pk[k]) == 0)
+				break;
+		if (i == b->rel->ncols) {
+			snprintf(reason, reason_size, "primary-key column %s of %s.%s is "
+			         "not in publication %s's column list", b->pk[k],
+			         b->nspname, b->relname, b->conf->publication);
+			rc = 1;
+			goto out;
+		}
+		b->pkcol[k] = i;
+	}
+	if (xr_config_versions_name(b->nspname, b->relname, vt, sizeof(vt))) {
+		snprintf(reason, reason_size, "the versions table name of %s.%s is "
+		         "too long", b->nspname, b->relname);
+		rc = 1;
+		goto out;
+	}
+
+	/* SELECT t.<cols>, <version> FROM ONLY t LEFT JOIN versions v ... */
+	xr_buf_puts(&sel, "SELECT ");
+	for (i = 0; i < b->rel->ncols; i++) {
+		xr_buf_puts(&sel, i ? ", t." : "t.");
+		if (xr_pqbuf_ident(conn, &sel, b->rel->cols[i].name))
+			goto quote;
+	}
+	if (b->rel->tconf && b->rel->tconf->conflict == XR_CONFLICT_VCLOCK)
+		xr_buf_puts(&sel,
+		            ", CASE WHEN v.vv IS NOT NULL THEN v.ts ELSE ver.ts END, "
+		            "CASE WHEN v.vv IS NOT NULL THEN v.region "
+		            "ELSE ver.region END, "
+		            "CASE WHEN v.vv IS NOT NULL THEN 0 ELSE ver.clsn END, "
+		            "CASE WHEN v.vv IS NOT NULL THEN 0 ELSE ver.lsn END, "
+		            "v.vv::text");
+	else
+		xr_buf_puts(&sel, ", ver.ts, ver.region, ver.clsn, ver.lsn, NULL");
+	xr_buf_puts(&sel, "\nFROM ONLY ");
+	if (xr_pqbuf_ident(conn, &sel, b->nspname))
+		goto quote;
+	xr_buf_putc(&sel, '.');
+	if (xr_pqbuf_ident(conn, &sel, b->relname))
+		goto quote;
+	xr_buf_puts(&sel, " t LEFT JOIN xregion.");
+	if (xr_pqbuf_ident(conn, &sel, vt))
+		goto quote;
+	xr_buf_puts(&sel, " v ON ");
+	for (k = 0; k < b->npk; k++) {
+		xr_buf_t id;
+
+		xr_buf_init(&id);
+		if (xr_pqbuf_ident(conn, &id, b->pk[k])) {
+			xr_buf_term(&id);
+			goto quote;
+		}
+		xr_buf_printf(&sel, "%sv.%s = t.%s", k ? " AND " : "", id.data,
+		              id.data);
+		xr_buf_printf(&pk_list, "%st.%s", k ? ", " : "", id.data);
+		xr_buf_printf(&params_row, "%s$%d", k ? ", " : "", k + 1);
+		xr_buf_term(&id);
+	}
+	xr_buf_puts(&sel, "\nCROSS JOIN LATERAL xregion.version_of(t.xmin, v.ts, "
+	                  "v.region, v.clsn, v.lsn, v.xid) ver\n");
+	xr_buf_reset(&b->sql_first);
+	xr_buf_reset(&b->sql_next);
+	xr_buf_printf(&b->sql_first, "%sORDER BY %s LIMIT %d", sel.data,
+	              pk_list.data, b->chunk_size);
+	xr_buf_printf(&b->sql_next, "%sWHERE (%s) > (%s)\nORDER BY %s LIMIT %d",
+	              sel.data, pk_list.data, params_row.data, pk_list.data,
+	              b->chunk_size);
+	b->datums = xr_calloc((size_t)b->rel->ncols + 1, sizeof(*b->datums));
+	rc = 0;
+	goto out;
+quote:
+	snprintf(errstr, errstr_size, "backfill: quoting a name: %s",
+	         PQerrorMessage(conn));
+out:
+	PQclear(res);
+	free(cols);
+	free(keys);
+	xr_buf_term(&sel);
+	xr_buf_term(&pk_list);
+	xr_buf_term(&pk_row);
+	xr_buf_term(&params_row);
+	return rc;
+}
+
+/*
+ * Looks up the first unfinished job.  Returns 1 with the job loaded (a new
+ * one is marked running) and *last_key its stored position (new JSON, or
+ * NULL at the start), 0 when there is none, -1 with errstr.
+ */
+static int
+next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
+         size_t errstr_size)
+{
+	PGresult *res;
+	char      reason[1024];
+	int64_t   id;
+	int       rc;
+
+	*last_key = NULL;
+	res = PQexec(conn,
+	             "SELECT id, table_schema, table_name, for_region, chunk_size, "
+	             "rate, last_key::text, state FROM xregion.backfills "
+	             "WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: reading the jobs: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		if (b->job)
+			job_clear(b);
+		return 0;
+	}
+	id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (!PQgetisnull(res, 0, 6))
+		*last_key = json_loads(PQgetvalue(res, 0, 6), 0, NULL);
+	if (id == b->job) {
+		/* xregion backfill --rate may change it while the job runs. */
+		b->rate = atoi(PQgetvalue(res, 0, 5));
+		PQclear(res);
+		return 1;
+	}
+	job_clear(b);
+	b->job = id;
+	b->nspname = xr_strdup(PQgetvalue(res, 0, 1));
+	b->relname = xr_strdup(PQgetvalue(res, 0, 2));
+	b->for_region = PQgetisnull(res, 0, 3) ? NULL
+	                                       : xr_strdup(PQgetvalue(res, 0, 3));
+	b->chunk_size = atoi(PQgetvalue(res, 0, 4));
+	if (b->chunk_size < 1)
+		b->chunk_size = 1;
+	b->rate = atoi(PQgetvalue(res, 0, 5));
+	PQclear(res);
+	b->job_start_us = b->logged_us = clock_us();
+	reason[0] = '\0';
+	rc = load_job(b, conn, reason, sizeof(reason), errstr, errstr_size);
+	if (rc != 0) {
+		json_decref(*last_key);
+		*last_key = NULL;
+		if (rc < 0) {
+			job_clear(b);
+			return -1;
+		}
+		return job_fail(b, conn, reason, errstr, errstr_size) ? -1 : 0;
+	}
+	{
+		char        idb[24];
+		const char *p[1] = { idb };
+
+		snprintf(idb, sizeof(idb), "%" PRId64, id);
+		res = PQexecParams(conn,
+		                   "UPDATE xregion.backfills SET state = 'running', "
+		                   "started_at = coalesce(started_at, now()), "
+		                   "updated_at = now() WHERE id = $1 "
+		                   "AND state = 'pending'",
+		                   1, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			snprintf(errstr, errstr_size, "backfill: starting job: %s",
+			         PQerrorMessage(conn));
+			PQclear(res);
+			job_clear(b);
+			json_decref(*last_key);
+			*last_key = NULL;
+			return -1;
+		}
+		PQclear(res);
+	}
+	xr_info("backfill %" PRId64 " of %s.%s %s: chunks of %d rows%s%s%s",
+	        id, b->nspname, b->relname, *last_key ? "resumes" : "starts",
+	        b->chunk_size, b->for_region ? ", for region " : "",
+	        b->for_region ? b->for_region : "",
+	        b->rate ? ", rate-limited" : "");
+	return 1;
+}
+
+/* Marks the job done. */
+static int
+job_done(xr_backfill_t *b, PGconn *conn, char *errstr, size_t errstr_size)
+{
+	char        id[24];
+	const char *p[1] = { id };
+	PGresult   *res;
+
+	snprintf(id, sizeof(id), "%" PRId64, b->job);
+	res = PQexecParams(conn,
+	                   "UPDATE xregion.backfills SET state = 'done', "
+	                   "updated_at = now(), finished_at = now() "
+	                   "WHERE id = $1 AND state = 'running' "
+	                   "RETURNING rows_sent, rows_skipped",
+	                   1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: finishing job: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 1)
+		xr_info("backfill %" PRId64 " of %s.%s done: %s rows published, %s "
+		        "left to the stream (changed while read)", b->job,
+		        b->nspname, b->relname, PQgetvalue(res, 0, 0),
+		        PQgetvalue(res, 0, 1));
+	PQclear(res);
+	job_clear(b);
+	return 0;
+}
+
+int
+xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
+                 char *errstr, size_t errstr_size)
+{
+	json_t     *last = NULL;
+	const char **params = NULL;
+	PGresult   *res;
+	char        mark[96];
+	const char *mp[1] = { mark };
+	int         rc, k;
+
+	if (b->state != BF_IDLE)
+		return 0;
+	rc = next_job(b, conn, &last, errstr, errstr_size);
+	if (rc <= 0) {
+		b->next_us = now_us + (rc < 0 ? 5000000 : 2000000);
+		return rc;
+	}
+	if (last && (!json_is_array(last) ||
+	             json_array_size(last) != (size_t)b->npk)) {
+		json_decref(last);
+		return job_fail(b, conn, "its stored position (last_key) does not "
+		                "match the table's primary key", errstr, errstr_size);
+	}
+	if (last) {
+		params = xr_calloc((size_t)b->npk, sizeof(char *));
+		for (k = 0; k < b->npk; k++)
+			params[k] = json_string_value(json_array_get(last, (size_t)k));
+	}
+	res = PQexecParams(conn, last ? b->sql_next.data : b->sql_first.data,
+	                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
+	free(params);
+	json_decref(last);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: reading a chunk of %s.%s: "
+		         "%s", b->nspname, b->relname, PQerrorMessage(conn));
+		PQclear(res);
+		b->next_us = now_us + 5000000;
+		return -1;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return job_done(b, conn, errstr, errstr_size);
+	}
+	b->res = res;
+	b->nrows = PQntuples(res);
+	b->dropped = xr_calloc((size_t)b->nrows, sizeof(bool));
+	index_rows(b);
+	if (b->pause_ms > 0) {
+		/* Test hook: writes committed now fall inside the window. */
+		xr_info("backfill %" PRId64 ": chunk of %d rows read; watermark in "
+		        "%ld ms (XREGION_BACKFILL_PAUSE_MS)", b->job, b->nrows,
+		        b->pause_ms);
+		usleep((useconds_t)b->pause_ms * 1000);
+	}
+	b->read_us = now_us;
+	snprintf(mark, sizeof(mark), "%" PRId64 "/%" PRIu64 "/%" PRId64, b->job,
+	         ++b->reads, now_us);
+	res = PQexecParams(conn,
+	                   "SELECT pg_catalog.pg_logical_emit_message(false, "
+	                   "'" XR_BACKFILL_PREFIX "', $1)",
+	                   1, NULL, mp, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: writing a watermark: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		chunk_clear(b);
+		b->next_us = now_us + 5000000;
+		return -1;
+	}
+	PQclear(res);
+	memcpy(b->mark, mark, sizeof(mark));
+	b->state = BF_OPEN;
+	return 0;
+}
+
+bool
+xr_backfill_safe(const xr_backfill_t *b, xr_lsn_t safe_lsn)
+{
+	return b->state == BF_SENT && safe_lsn >= b->mark_lsn;
+}
+
+int
+xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
+                  char *errstr, size_t errstr_size)
+{
+	char        id[24], sent[24], skipped[24];
+	const char *p[5];
+	xr_buf_t    key;
+	PGresult   *res;
+	int         k, last = b->nrows - 1;
+	bool        done;
+	int64_t     now;
+
+	if (b->state != BF_SENT || safe_lsn < b->mark_lsn)
+		return 0;
+	/* The last key read, dropped or not: the next page starts after it. */
+	xr_buf_init(&key);
+	xr_buf_putc(&key, '[');
+	for (k = 0; k < b->npk; k++) {
+		if (k)
+			xr_buf_putc(&key, ',');
+		xr_buf_json_str(&key, PQgetvalue(b->res, last, b->pkcol[k]),
+		                (size_t)PQgetlength(b->res, last, b->pkcol[k]));
+	}
+	xr_buf_putc(&key, ']');
+	done = b->nrows < b->chunk_size;
+	snprintf(id, sizeof(id), "%" PRId64, b->job);
+	snprintf(sent, sizeof(sent), "%zu", (size_t)b->nrows - b->ndropped);
+	snprintf(skipped, sizeof(skipped), "%zu", b->ndropped);
+	p[0] = id;
+	p[1] = key.data;
+	p[2] = sent;
+	p[3] = skipped;
+	p[4] = done ? "done" : "running";
+	res = PQexecParams(conn,
+	                   "UPDATE xregion.backfills SET last_key = $2::jsonb, "
+	                   "rows_sent = rows_sent + $3, "
+	                   "rows_skipped = rows_skipped + $4, chunks = chunks + 1, "
+	                   "state = $5, updated_at = now(), finished_at = "
+	                   "CASE WHEN $5 = 'done' THEN now() END "
+	                   "WHERE id = $1 AND state = 'running' "
+	                   "RETURNING rows_sent, rows_skipped, rows_total",
+	                   5, NULL, p, NULL, NULL, 0);
+	xr_buf_term(&key);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: recording progress: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	b->job_rows += (uint64_t)b->nrows - b->ndropped;
+	now = clock_us();
+	if (PQntuples(res) == 1 && (done || now - b->logged_us >= 30000000)) {
+		double secs = (double)(now - b->job_start_us) / 1e6;
+
+		xr_info("backfill %" PRId64 " of %s.%s %s: %s of ~%s rows published "
+		        "(%.0f rows/s), %s left to the stream", b->job, b->nspname,
+		        b->relname, done ? "done" : "running", PQgetvalue(res, 0, 0),
+		        PQgetisnull(res, 0, 2) ? "?" : PQgetvalue(res, 0, 2),
+		        secs > 0 ? (double)b->job_rows / secs : 0.0,
+		        PQgetvalue(res, 0, 1));
+		b->logged_us = now;
+	}
+	PQclear(res);
+	/* A cancelled job: nothing updated, the next look finds another. */
+	b->next_us = b->rate > 0 ? b->read_us + (int64_t)b->nrows * 1000000 /
+	                                            b->rate
+	                         : 0;
+	if (done)
+		job_clear(b);
+	else
+		chunk_clear(b);
+	return 0;
+}
