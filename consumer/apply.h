@@ -102,6 +102,14 @@ void          xr_applier_destroy(xr_applier_t *a);   /* NULL ok */
  */
 void xr_applier_set_replay(xr_applier_t *a, bool dry_run, bool store_offsets);
 
+/*
+ * A replay's applier: sets up the replay origin now (it is held until the
+ * session ends), so that one already held elsewhere is an error at once.
+ * Returns 0, or -1 with errstr.
+ */
+int xr_applier_hold_origin(xr_applier_t *a, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
 /* (Re)connects and sets up the session.  Returns 0, or -1 with errstr. */
 int xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));

@@ -526,8 +526,14 @@ replay_keep(consumer_t *c, const rd_kafka_message_t *m)
 
 		if (p->partition != m->partition || strcmp(p->topic, topic) != 0)
 			continue;
-		if (p->done || m->offset >= p->end)
+		if (p->done)
 			return false;
+		if (m->offset >= p->end) {
+			/* Past the end: the last message of the range is gone. */
+			p->done = true;
+			c->nopen--;
+			return false;
+		}
 		if (m->offset + 1 >= p->end) {
 			p->done = true;
 			c->nopen--;
@@ -768,6 +774,7 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 			if (c->recs[i].m == m)
 				r = &c->recs[i];
 		(void)replay_refused(c, m, reason);
+		c->poisoned--;   /* counted below */
 		(void)rd_kafka_header_remove(h, "xr-dlq-reason");
 		(void)rd_kafka_header_remove(h, "xr-dlq-replays");
 		snprintf(part, sizeof(part), "%d", r ? r->replays + 1 : 1);
@@ -939,6 +946,7 @@ classify_batch(consumer_t *c)
 		r->reason[0] = '\0';
 		r->refused = false;
 		r->ev.nspname[0] = '\0';
+		r->region[0] = '\0';
 		if (c->redrive && redrive_source(c, r, &topic)) {
 			r->kind = REC_SKIP;
 			continue;
@@ -1077,7 +1085,7 @@ offsets_of(consumer_t *c, const char *region, xr_offset_t *out)
 	for (i = 0; i < c->nrecs; i++) {
 		msgrec_t *r = &c->recs[i];
 
-		if (r->kind == REC_DROP || strcmp(r->region, region) != 0)
+		if (r->kind == REC_DROP || (region && strcmp(r->region, region) != 0))
 			continue;
 		for (j = 0; j < n; j++)
 			if (out[j].partition == r->m->partition &&
@@ -1112,7 +1120,8 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		bool        ok = false;
 
 		for (;;) {
-			if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off, 1,
+			if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off,
+			                     c->redrive ? 0 : 1,
 			                     apply_dead_letters, c, err, sizeof(err)) == 0) {
 				ok = true;
 				break;
@@ -1144,7 +1153,8 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		}
 		/* The database refused this one event: it is poison. */
 		if (dead_letter(c, r->m, err) || dlq_flush(c) ||
-		    xr_applier_store_offsets(c->ap, &off, 1, err, sizeof(err)))
+		    xr_applier_store_offsets(c->ap, &off, c->redrive ? 0 : 1, err,
+		                             sizeof(err)))
 			return -1;
 	}
 	return 0;
@@ -1193,7 +1203,7 @@ apply_halves(consumer_t *c, xr_apply_item_t *items, size_t n, bool failed)
 		return apply_one_by_one(c, items, 1);
 	if (!failed) {
 		offs = xr_calloc(n, sizeof(*offs));
-		noff = item_offsets(items, n, offs);
+		noff = c->redrive ? 0 : item_offsets(items, n, offs);
 		rc = xr_applier_apply(c->ap, region, items, n, offs, noff,
 		                      apply_dead_letters, c, err, sizeof(err));
 		free(offs);
@@ -1243,7 +1253,12 @@ apply_batch(consumer_t *c)
 			regions[nreg++] = c->recs[i].region;
 	}
 	for (j = 0; j < nreg; j++) {
-		size_t n = 0, noff = offsets_of(c, regions[j], offs);
+		/*
+		 * A redrive's dead-letter partitions mix source regions: their
+		 * offsets are stored once the whole batch is applied (below).
+		 */
+		size_t n = 0, noff = c->redrive ? 0
+		                                : offsets_of(c, regions[j], offs);
 
 		for (i = 0; i < c->nrecs; i++) {
 			msgrec_t *r = &c->recs[i];
@@ -1282,6 +1297,16 @@ apply_batch(consumer_t *c)
 			xr_error("%s", err);
 			goto out;
 		}
+	}
+	/*
+	 * Applied in transactions of their own, before: a crash in between
+	 * redrives them again, which the conflict rules skip as repeats.
+	 */
+	if (c->redrive &&
+	    xr_applier_store_offsets(c->ap, offs, offsets_of(c, NULL, offs), err,
+	                             sizeof(err))) {
+		xr_error("%s", err);
+		goto out;
 	}
 	rc = 0;
 out:
@@ -1448,15 +1473,17 @@ replay_read(consumer_t *c)
  * reconnect_backoff_max_ms; back to 500 ms once a batch is applied), and
  * a lost database connection is tried again once.
  */
-static void
+static int
 handle_batch(consumer_t *c, int *backoff)
 {
 	char err[1024];
+	int  rc = 0;
 
 	if (classify_batch(c) == 0 && apply_batch(c) == 0) {
 		*backoff = 500;
 		replay_read(c);
 	} else {
+		rc = -1;
 		c->consumed -= c->nrecs;
 		rewind_batch(c);
 		xr_warn("batch not applied; retrying in %d ms", *backoff);
@@ -1468,6 +1495,7 @@ handle_batch(consumer_t *c, int *backoff)
 			xr_error("%s", err);
 	}
 	free_batch(c);
+	return rc;
 }
 
 /* Wall-clock µs since the Unix epoch. */
@@ -1601,7 +1629,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	while (!*stop && !c.fatal) {
 		fill_batch(&c);
 		if (c.nrecs > 0)
-			handle_batch(&c, &backoff);
+			(void)handle_batch(&c, &backoff);
 		recheck_paused(&c);
 		retry_pending(&c);
 		publish_metrics(&c);
@@ -1618,6 +1646,47 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	return rc;
 }
 
+/* Tries of one batch before a replay or redrive gives up. */
+#define BOUNDED_TRIES 5
+
+/*
+ * Marks done the open partitions whose position has reached their end
+ * (the last message of the range may be gone: retention, deleted records).
+ */
+static void
+replay_positions(consumer_t *c)
+{
+	rd_kafka_topic_partition_list_t *l;
+	size_t i;
+	int    k;
+
+	if (c->nopen == 0 || c->nrecs > 0 ||
+	    mono_us() - c->last_stats_us < INT64_C(1000000))
+		return;
+	c->last_stats_us = mono_us();
+	l = rd_kafka_topic_partition_list_new((int)c->nparts + 1);
+	for (i = 0; i < c->nparts; i++)
+		if (!c->parts[i].done)
+			rd_kafka_topic_partition_list_add(l, c->parts[i].topic,
+			                                  c->parts[i].partition);
+	if (rd_kafka_position(c->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		for (k = 0; k < l->cnt; k++) {
+			for (i = 0; i < c->nparts; i++) {
+				xr_replay_part_t *p = &c->parts[i];
+
+				if (p->done || p->partition != l->elems[k].partition ||
+				    strcmp(p->topic, l->elems[k].topic) != 0)
+					continue;
+				if (l->elems[k].offset >= p->end) {
+					p->done = true;
+					c->nopen--;
+				}
+			}
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* A replay or a redrive: the range parts once, then return. */
 static int
 bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
@@ -1626,7 +1695,7 @@ bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
 {
 	consumer_t c;
 	char       err[1024];
-	int        rc = 0, backoff = 500;
+	int        rc = 0, backoff = 500, failures = 0;
 	uint64_t   total = 0;
 	size_t     i;
 
@@ -1658,11 +1727,32 @@ bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
 		xr_applier_destroy(c.ap);
 		return 2;
 	}
+	/*
+	 * The replay origin, held from now on: a second replay or redrive of
+	 * this region would wait for it forever, so it is refused at once.
+	 */
+	if (xr_applier_hold_origin(c.ap, err, sizeof(err))) {
+		xr_error("%s%s", err, strstr(err, "already active")
+		         ? " (another replay or dead-letter redrive of this region "
+		           "is running: one at a time)" : "");
+		consumer_term(&c);
+		xr_applier_destroy(c.ap);
+		return 1;
+	}
 	c.last_progress_us = mono_us();
 	while (!*stop && !c.fatal && (c.nopen > 0 || c.nrecs > 0)) {
 		fill_batch(&c);
-		if (c.nrecs > 0)
-			handle_batch(&c, &backoff);
+		if (c.nrecs > 0 && handle_batch(&c, &backoff) != 0) {
+			if (++failures >= BOUNDED_TRIES) {
+				xr_error("%s: a batch failed %d times in a row; stopping "
+				         "(run it again once the cause is fixed: it resumes)",
+				         redrive ? "redrive" : "replay", failures);
+				break;
+			}
+		} else if (c.nrecs == 0 && backoff == 500) {
+			failures = 0;
+		}
+		replay_positions(&c);
 		if (mono_us() - c.last_progress_us >= INT64_C(10000000)) {
 			xr_info("%s: %" PRIu64 " of %" PRIu64 " events read, %zu "
 			        "partition(s) to go", redrive ? "redrive" : "replay",

@@ -167,7 +167,9 @@ dlq_partitions(const xr_config_t *conf, dpart_t **out, int *nout,
 	if (e || md->topic_cnt != 1 || md->topics[0].err) {
 		snprintf(errstr, errstr_size, "kafka: dead-letter topic %s: %s (was "
 		         "xregion setup run?)", conf->dead_letter_topic,
-		         rd_kafka_err2str(e ? e : md->topics[0].err));
+		         rd_kafka_err2str(e ? e : md->topic_cnt == 1
+		                                    ? md->topics[0].err
+		                                    : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
 		goto out;
 	}
 	n = md->topics[0].partition_cnt;

@@ -252,8 +252,12 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	               "source.table", errstr, errstr_size))
 		goto out;
 	memcpy(ev->region, ev->source_region, sizeof(ev->region));
-	/* A row read by a backfill has the version of whoever wrote it. */
-	if (ev->op == XR_OP_SNAPSHOT_READ) {
+	/*
+	 * What a backfill publishes (rows, tombstones, a truncation marker)
+	 * has the version of whoever wrote it, named by source.origin (null
+	 * on changes).
+	 */
+	{
 		avro_value_t o;
 		const char  *os;
 		size_t       on;
@@ -266,8 +270,8 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 			AVRO_TRY(avro_value_get_current_branch(&f, &o), "source.origin");
 			AVRO_TRY(avro_value_get_string(&o, &os, &on), "source.origin");
 			if (on < 2 || on > sizeof(ev->region)) {
-				snprintf(errstr, errstr_size, "event: source.origin of a "
-				         "snapshot_read is empty or too long");
+				snprintf(errstr, errstr_size, "event: source.origin is "
+				         "empty or too long");
 				goto out;
 			}
 			memcpy(ev->region, os, on);

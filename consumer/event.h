@@ -28,8 +28,9 @@ typedef struct xr_event_s {
 	const xr_schema_t *schema;     /* writer schema (borrowed, registry) */
 	char               region[64]; /* the region of the write the event
 	                                  carries, whose version it has:
-	                                  source.region, or for a snapshot_read
-	                                  that names one, source.origin */
+	                                  source.origin when set (what a
+	                                  backfill publishes), else
+	                                  source.region */
 	char               source_region[64]; /* source.region */
 	char               nspname[128];
 	char               relname[128];

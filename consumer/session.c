@@ -62,6 +62,14 @@ xr_applier_set_replay(xr_applier_t *a, bool dry_run, bool store_offsets)
 	a->no_offsets = !store_offsets;
 }
 
+int
+xr_applier_hold_origin(xr_applier_t *a, char *errstr, size_t errstr_size)
+{
+	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
+		return -1;
+	return xr_session_origin(a, "", errstr, errstr_size);
+}
+
 void
 xr_applier_destroy(xr_applier_t *a)
 {

@@ -23,6 +23,15 @@ typedef enum {
 /* Columns of a chunk's result after the relation's own. */
 enum { V_TS = 0, V_REGION, V_CLSN, V_LSN, V_VECTOR, V_N };
 
+/*
+ * A job publishes the table's rows, then its tombstones (deleted keys with
+ * the delete's version) and its truncation marker: a region that starts
+ * after the deletes must not take an older write of a deleted key from
+ * another region's topic.
+ */
+enum { PHASE_ROWS = 0, PHASE_TOMBS };
+static const char *const phase_names[] = { "rows", "tombstones" };
+
 struct xr_backfill_s {
 	const xr_config_t *conf;
 	xr_relcache_t     *rels;      /* relations as the catalog has them */
@@ -38,7 +47,9 @@ struct xr_backfill_s {
 	int                npk;
 	char             **pk;        /* primary-key columns, index order */
 	int               *pkcol;     /* their column in rel */
-	xr_buf_t           sql_first, sql_next;
+	int                phase;     /* PHASE_ROWS, then PHASE_TOMBS */
+	xr_buf_t           sql_first, sql_next;       /* rows */
+	xr_buf_t           tomb_first, tomb_next;     /* tombstones */
 	int64_t            logged_us;
 	uint64_t           job_rows;  /* rows this session published */
 	int64_t            job_start_us;
@@ -53,6 +64,10 @@ struct xr_backfill_s {
 	char               mark[96];
 	xr_lsn_t           mark_lsn;
 	int64_t            read_us;
+	bool               has_trunc; /* it carries the table's truncation */
+	int64_t            trunc_ts;
+	char               trunc_region[64];
+	xr_lsn_t           trunc_clsn, trunc_lsn;
 
 	long               pause_ms;  /* test hook: sleep between read and mark */
 
@@ -87,6 +102,8 @@ xr_backfill_new(const xr_config_t *conf)
 	}
 	xr_buf_init(&b->sql_first);
 	xr_buf_init(&b->sql_next);
+	xr_buf_init(&b->tomb_first);
+	xr_buf_init(&b->tomb_next);
 	xr_buf_init(&b->key);
 	return b;
 }
@@ -105,19 +122,16 @@ chunk_clear(xr_backfill_t *b)
 	b->nslots = 0;
 	b->mark[0] = '\0';
 	b->mark_lsn = 0;
+	b->has_trunc = false;
 	b->state = BF_IDLE;
 }
 
+/* Drops what was derived from the table's definition (load_job). */
 static void
-job_clear(xr_backfill_t *b)
+job_unload(xr_backfill_t *b)
 {
 	int k;
 
-	chunk_clear(b);
-	free(b->nspname);
-	free(b->relname);
-	free(b->for_region);
-	b->nspname = b->relname = b->for_region = NULL;
 	for (k = 0; k < b->npk; k++)
 		free(b->pk[k]);
 	free(b->pk);
@@ -126,10 +140,21 @@ job_clear(xr_backfill_t *b)
 	b->pkcol = NULL;
 	b->npk = 0;
 	b->rel = NULL;
-	b->job = 0;
-	b->job_rows = 0;
 	free(b->datums);
 	b->datums = NULL;
+}
+
+static void
+job_clear(xr_backfill_t *b)
+{
+	chunk_clear(b);
+	job_unload(b);
+	free(b->nspname);
+	free(b->relname);
+	free(b->for_region);
+	b->nspname = b->relname = b->for_region = NULL;
+	b->job = 0;
+	b->job_rows = 0;
 }
 
 void
@@ -142,6 +167,8 @@ xr_backfill_destroy(xr_backfill_t *b)
 	xr_relcache_destroy(b->rels);
 	xr_buf_term(&b->sql_first);
 	xr_buf_term(&b->sql_next);
+	xr_buf_term(&b->tomb_first);
+	xr_buf_term(&b->tomb_next);
 	xr_buf_term(&b->key);
 	free(b);
 }
@@ -291,6 +318,25 @@ xr_backfill_rows(const xr_backfill_t *b)
 	return b->state == BF_READY ? (size_t)b->nrows : 0;
 }
 
+xr_op_t
+xr_backfill_op(const xr_backfill_t *b)
+{
+	return b->phase == PHASE_TOMBS ? XR_OP_DELETE : XR_OP_SNAPSHOT_READ;
+}
+
+bool
+xr_backfill_truncation(const xr_backfill_t *b, xr_backfill_version_t *ver)
+{
+	if (b->state != BF_READY || !b->has_trunc)
+		return false;
+	memset(ver, 0, sizeof(*ver));
+	ver->ts = b->trunc_ts;
+	ver->region = b->trunc_region;
+	ver->clsn = b->trunc_clsn;
+	ver->lsn = b->trunc_lsn;
+	return true;
+}
+
 bool
 xr_backfill_row(xr_backfill_t *b, size_t i, xr_pgo_tuple_t *tup,
                 xr_backfill_version_t *ver)
@@ -372,6 +418,79 @@ job_fail(xr_backfill_t *b, PGconn *conn, const char *reason, char *errstr,
 }
 
 /*
+ * The tombstone queries: the deleted keys of versions table vt that have no
+ * row, in key order, each with the delete's version, laid out as a chunk
+ * of rows (the key columns set, every other column null).  Uses scratch
+ * buffer tmp.  Returns 0, or -1 when a name could not be quoted.
+ */
+static int
+tomb_sql(xr_backfill_t *b, PGconn *conn, const char *vt, xr_buf_t *tmp)
+{
+	bool     vclock = b->rel->tconf &&
+	                  b->rel->tconf->conflict == XR_CONFLICT_VCLOCK;
+	xr_buf_t sel, keys, match, params;
+	int      i, k, rc = -1;
+
+	xr_buf_init(&sel);
+	xr_buf_init(&keys);
+	xr_buf_init(&match);
+	xr_buf_init(&params);
+	xr_buf_puts(&sel, "SELECT ");
+	for (i = 0; i < b->rel->ncols; i++) {
+		xr_buf_puts(&sel, i ? ", " : "");
+		for (k = 0; k < b->npk; k++)
+			if (b->pkcol[k] == i)
+				break;
+		if (k == b->npk) {
+			xr_buf_puts(&sel, "NULL");
+			continue;
+		}
+		xr_buf_puts(&sel, "v.");
+		if (xr_pqbuf_ident(conn, &sel, b->pk[k]))
+			goto out;
+	}
+	xr_buf_puts(&sel, vclock ? ", v.ts, v.region, 0, 0, v.vv::text"
+	                         : ", ver.ts, ver.region, ver.clsn, ver.lsn, "
+	                           "NULL");
+	xr_buf_puts(&sel, "\nFROM xregion.");
+	if (xr_pqbuf_ident(conn, &sel, vt))
+		goto out;
+	xr_buf_puts(&sel, " v CROSS JOIN LATERAL xregion.tomb_version(v.ts, "
+	                  "v.region, v.xid, v.clsn, v.lsn) ver\n"
+	                  "WHERE v.deleted AND ver.ts IS NOT NULL AND NOT EXISTS "
+	                  "(SELECT 1 FROM ONLY ");
+	if (xr_pqbuf_ident(conn, &sel, b->nspname))
+		goto out;
+	xr_buf_putc(&sel, '.');
+	if (xr_pqbuf_ident(conn, &sel, b->relname))
+		goto out;
+	xr_buf_puts(&sel, " t WHERE ");
+	for (k = 0; k < b->npk; k++) {
+		xr_buf_reset(tmp);
+		if (xr_pqbuf_ident(conn, tmp, b->pk[k]))
+			goto out;
+		xr_buf_printf(&sel, "%st.%s = v.%s", k ? " AND " : "", tmp->data,
+		              tmp->data);
+		xr_buf_printf(&keys, "%sv.%s", k ? ", " : "", tmp->data);
+		xr_buf_printf(&params, "%s$%d", k ? ", " : "", k + 1);
+	}
+	xr_buf_puts(&sel, ")\n");
+	xr_buf_reset(&b->tomb_first);
+	xr_buf_reset(&b->tomb_next);
+	xr_buf_printf(&b->tomb_first, "%sORDER BY %s LIMIT %d", sel.data,
+	              keys.data, b->chunk_size);
+	xr_buf_printf(&b->tomb_next, "%sAND (%s) > (%s)\nORDER BY %s LIMIT %d",
+	              sel.data, keys.data, params.data, keys.data, b->chunk_size);
+	rc = 0;
+out:
+	xr_buf_term(&sel);
+	xr_buf_term(&keys);
+	xr_buf_term(&match);
+	xr_buf_term(&params);
+	return rc;
+}
+
+/*
  * Reads the relation of the job from the catalog into b->rels and builds
  * the chunk queries.  Returns 0, 1 with reason set when the job cannot run,
  * or -1 with errstr (database error).
@@ -390,6 +509,7 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 	int         i, k, n, rc = -1;
 
 	memset(&m, 0, sizeof(m));
+	job_unload(b);
 	xr_buf_init(&sel);
 	xr_buf_init(&pk_list);
 	xr_buf_init(&pk_row);
@@ -564,6 +684,8 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 	xr_buf_printf(&b->sql_next, "%sWHERE (%s) > (%s)\nORDER BY %s LIMIT %d",
 	              sel.data, pk_list.data, params_row.data, pk_list.data,
 	              b->chunk_size);
+	if (tomb_sql(b, conn, vt, &pk_row))
+		goto quote;
 	b->datums = xr_calloc((size_t)b->rel->ncols + 1, sizeof(*b->datums));
 	rc = 0;
 	goto out;
@@ -598,7 +720,7 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	*last_key = NULL;
 	res = PQexec(conn,
 	             "SELECT id, table_schema, table_name, for_region, chunk_size, "
-	             "rate, last_key::text, state FROM xregion.backfills "
+	             "rate, last_key::text, state, phase FROM xregion.backfills "
 	             "WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(errstr, errstr_size, "backfill: reading the jobs: %s",
@@ -618,8 +740,19 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	if (id == b->job) {
 		/* xregion backfill --rate may change it while the job runs. */
 		b->rate = atoi(PQgetvalue(res, 0, 5));
+		b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0
+		           ? PHASE_TOMBS : PHASE_ROWS;
 		PQclear(res);
-		return 1;
+		/* The table as it is now: a column added since is read too. */
+		reason[0] = '\0';
+		rc = load_job(b, conn, reason, sizeof(reason), errstr, errstr_size);
+		if (rc == 0)
+			return 1;
+		json_decref(*last_key);
+		*last_key = NULL;
+		if (rc < 0)
+			return -1;
+		return job_fail(b, conn, reason, errstr, errstr_size) ? -1 : 0;
 	}
 	job_clear(b);
 	b->job = id;
@@ -631,6 +764,8 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	if (b->chunk_size < 1)
 		b->chunk_size = 1;
 	b->rate = atoi(PQgetvalue(res, 0, 5));
+	b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0
+	           ? PHASE_TOMBS : PHASE_ROWS;
 	PQclear(res);
 	b->job_start_us = b->logged_us = clock_us();
 	reason[0] = '\0';
@@ -687,7 +822,7 @@ job_done(xr_backfill_t *b, PGconn *conn, char *errstr, size_t errstr_size)
 	                   "UPDATE xregion.backfills SET state = 'done', "
 	                   "updated_at = now(), finished_at = now() "
 	                   "WHERE id = $1 AND state = 'running' "
-	                   "RETURNING rows_sent, rows_skipped",
+	                   "RETURNING rows_sent, rows_skipped, tombstones_sent",
 	                   1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(errstr, errstr_size, "backfill: finishing job: %s",
@@ -696,12 +831,73 @@ job_done(xr_backfill_t *b, PGconn *conn, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	if (PQntuples(res) == 1)
-		xr_info("backfill %" PRId64 " of %s.%s done: %s rows published, %s "
-		        "left to the stream (changed while read)", b->job,
-		        b->nspname, b->relname, PQgetvalue(res, 0, 0),
+		xr_info("backfill %" PRId64 " of %s.%s done: %s rows and %s "
+		        "tombstones published, %s left to the stream (changed while "
+		        "read)", b->job, b->nspname, b->relname,
+		        PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2),
 		        PQgetvalue(res, 0, 1));
 	PQclear(res);
 	job_clear(b);
+	return 0;
+}
+
+/* The table's truncation marker with its version, into b->has_trunc... */
+static int
+read_truncation(xr_backfill_t *b, PGconn *conn, char *errstr,
+                size_t errstr_size)
+{
+	const char *p[2] = { b->nspname, b->relname };
+	PGresult   *res = PQexecParams(
+		conn,
+		"SELECT ver.ts, ver.region, ver.clsn, ver.lsn "
+		"FROM xregion.truncations x CROSS JOIN LATERAL "
+		"xregion.tomb_version(x.ts, x.region, x.xid, x.clsn, x.lsn) ver "
+		"WHERE x.table_schema = $1 AND x.table_name = $2 "
+		"AND ver.ts IS NOT NULL",
+		2, NULL, p, NULL, NULL, 0);
+
+	b->has_trunc = false;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: reading the truncation of "
+		         "%s.%s: %s", b->nspname, b->relname, PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 1) {
+		b->has_trunc = true;
+		b->trunc_ts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		snprintf(b->trunc_region, sizeof(b->trunc_region), "%s",
+		         PQgetvalue(res, 0, 1));
+		b->trunc_clsn = (xr_lsn_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		b->trunc_lsn = (xr_lsn_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* The rows are all published: on to the tombstones. */
+static int
+next_phase(xr_backfill_t *b, PGconn *conn, char *errstr, size_t errstr_size)
+{
+	char        id[24];
+	const char *p[1] = { id };
+	PGresult   *res;
+
+	snprintf(id, sizeof(id), "%" PRId64, b->job);
+	res = PQexecParams(conn,
+	                   "UPDATE xregion.backfills SET phase = 'tombstones', "
+	                   "last_key = NULL, updated_at = now() "
+	                   "WHERE id = $1 AND state = 'running'",
+	                   1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(errstr, errstr_size, "backfill: recording progress: %s",
+		         PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	b->phase = PHASE_TOMBS;
+	b->next_us = 0;
 	return 0;
 }
 
@@ -734,19 +930,34 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 		for (k = 0; k < b->npk; k++)
 			params[k] = json_string_value(json_array_get(last, (size_t)k));
 	}
-	res = PQexecParams(conn, last ? b->sql_next.data : b->sql_first.data,
-	                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
-	free(params);
-	json_decref(last);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(errstr, errstr_size, "backfill: reading a chunk of %s.%s: "
-		         "%s", b->nspname, b->relname, PQerrorMessage(conn));
-		PQclear(res);
+	/* The truncation marker goes with the first chunk of tombstones. */
+	if (b->phase == PHASE_TOMBS && !last &&
+	    read_truncation(b, conn, errstr, errstr_size)) {
+		free(params);
 		b->next_us = now_us + 5000000;
 		return -1;
 	}
-	if (PQntuples(res) == 0) {
+	if (b->phase == PHASE_TOMBS)
+		res = PQexecParams(conn, last ? b->tomb_next.data : b->tomb_first.data,
+		                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
+	else
+		res = PQexecParams(conn, last ? b->sql_next.data : b->sql_first.data,
+		                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
+	free(params);
+	json_decref(last);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "backfill: reading %s of %s.%s: %s",
+		         phase_names[b->phase], b->nspname, b->relname,
+		         PQerrorMessage(conn));
 		PQclear(res);
+		chunk_clear(b);
+		b->next_us = now_us + 5000000;
+		return -1;
+	}
+	if (PQntuples(res) == 0 && !b->has_trunc) {
+		PQclear(res);
+		if (b->phase == PHASE_ROWS)
+			return next_phase(b, conn, errstr, errstr_size);
 		return job_done(b, conn, errstr, errstr_size);
 	}
 	b->res = res;
@@ -755,9 +966,9 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	index_rows(b);
 	if (b->pause_ms > 0) {
 		/* Test hook: writes committed now fall inside the window. */
-		xr_info("backfill %" PRId64 ": chunk of %d rows read; watermark in "
+		xr_info("backfill %" PRId64 ": chunk of %d %s read; watermark in "
 		        "%ld ms (XREGION_BACKFILL_PAUSE_MS)", b->job, b->nrows,
-		        b->pause_ms);
+		        phase_names[b->phase], b->pause_ms);
 		usleep((useconds_t)b->pause_ms * 1000);
 	}
 	b->read_us = now_us;
@@ -792,11 +1003,11 @@ xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
                   char *errstr, size_t errstr_size)
 {
 	char        id[24], sent[24], skipped[24];
-	const char *p[5];
+	const char *p[7];
 	xr_buf_t    key;
 	PGresult   *res;
 	int         k, last = b->nrows - 1;
-	bool        done;
+	bool        done, finished;
 	int64_t     now;
 
 	if (b->state != BF_SENT || safe_lsn < b->mark_lsn)
@@ -804,31 +1015,38 @@ xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
 	/* The last key read, dropped or not: the next page starts after it. */
 	xr_buf_init(&key);
 	xr_buf_putc(&key, '[');
-	for (k = 0; k < b->npk; k++) {
+	for (k = 0; last >= 0 && k < b->npk; k++) {
 		if (k)
 			xr_buf_putc(&key, ',');
 		xr_buf_json_str(&key, PQgetvalue(b->res, last, b->pkcol[k]),
 		                (size_t)PQgetlength(b->res, last, b->pkcol[k]));
 	}
 	xr_buf_putc(&key, ']');
+	/* A short chunk ends its phase: the rows, then the tombstones. */
 	done = b->nrows < b->chunk_size;
 	snprintf(id, sizeof(id), "%" PRId64, b->job);
 	snprintf(sent, sizeof(sent), "%zu", (size_t)b->nrows - b->ndropped);
 	snprintf(skipped, sizeof(skipped), "%zu", b->ndropped);
 	p[0] = id;
-	p[1] = key.data;
+	p[1] = done || last < 0 ? NULL : key.data;
 	p[2] = sent;
 	p[3] = skipped;
-	p[4] = done ? "done" : "running";
+	p[4] = done && b->phase == PHASE_TOMBS ? "done" : "running";
+	p[5] = done ? "tombstones" : phase_names[b->phase];
+	p[6] = phase_names[b->phase];
 	res = PQexecParams(conn,
 	                   "UPDATE xregion.backfills SET last_key = $2::jsonb, "
-	                   "rows_sent = rows_sent + $3, "
+	                   "rows_sent = rows_sent + CASE WHEN $7 = 'rows' "
+	                   "  THEN $3::bigint ELSE 0 END, "
+	                   "tombstones_sent = tombstones_sent + CASE WHEN $7 = "
+	                   "  'tombstones' THEN $3::bigint ELSE 0 END, "
 	                   "rows_skipped = rows_skipped + $4, chunks = chunks + 1, "
-	                   "state = $5, updated_at = now(), finished_at = "
-	                   "CASE WHEN $5 = 'done' THEN now() END "
+	                   "state = $5, phase = $6, updated_at = now(), "
+	                   "finished_at = CASE WHEN $5 = 'done' THEN now() END "
 	                   "WHERE id = $1 AND state = 'running' "
-	                   "RETURNING rows_sent, rows_skipped, rows_total",
-	                   5, NULL, p, NULL, NULL, 0);
+	                   "RETURNING rows_sent, rows_skipped, rows_total, "
+	                   "tombstones_sent",
+	                   7, NULL, p, NULL, NULL, 0);
 	xr_buf_term(&key);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(errstr, errstr_size, "backfill: recording progress: %s",
@@ -838,18 +1056,24 @@ xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
 	}
 	b->job_rows += (uint64_t)b->nrows - b->ndropped;
 	now = clock_us();
-	if (PQntuples(res) == 1 && (done || now - b->logged_us >= 30000000)) {
+	finished = done && b->phase == PHASE_TOMBS;
+	if (PQntuples(res) == 1 && (finished || now - b->logged_us >= 30000000)) {
 		double secs = (double)(now - b->job_start_us) / 1e6;
 
-		xr_info("backfill %" PRId64 " of %s.%s %s: %s of ~%s rows published "
-		        "(%.0f rows/s), %s left to the stream", b->job, b->nspname,
-		        b->relname, done ? "done" : "running", PQgetvalue(res, 0, 0),
+		xr_info("backfill %" PRId64 " of %s.%s %s: %s of ~%s rows and %s "
+		        "tombstones published (%.0f/s), %s left to the stream",
+		        b->job, b->nspname, b->relname, finished ? "done" : "running",
+		        PQgetvalue(res, 0, 0),
 		        PQgetisnull(res, 0, 2) ? "?" : PQgetvalue(res, 0, 2),
+		        PQgetvalue(res, 0, 3),
 		        secs > 0 ? (double)b->job_rows / secs : 0.0,
 		        PQgetvalue(res, 0, 1));
 		b->logged_us = now;
 	}
 	PQclear(res);
+	if (done && !finished)
+		b->phase = PHASE_TOMBS;
+	done = finished;
 	/* A cancelled job: nothing updated, the next look finds another. */
 	b->next_us = b->rate > 0 ? b->read_us + (int64_t)b->nrows * 1000000 /
 	                                            b->rate

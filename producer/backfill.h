@@ -20,6 +20,10 @@
  *   4. at the watermark it publishes what is left of the chunk, so each
  *      read event stands in the topic where the row had the value it
  *      carries;
+ *   then the same for the table's tombstones (its deleted keys, as deletes
+ *   with the delete's version) and its truncation marker: a region that
+ *   starts after a delete must not take an older write of that key from
+ *   another region's topic;
  *   5. once Kafka has acknowledged them all (the watermark's LSN is safe),
  *      it records the chunk's last key in xregion.backfills: after a
  *      restart the job goes on from there.
@@ -105,6 +109,20 @@ xr_rel_t *xr_backfill_rel(xr_backfill_t *b);
 
 /* Region the open chunk is for, or NULL (every region). */
 const char *xr_backfill_for(const xr_backfill_t *b);
+
+/*
+ * How the open chunk's rows are published: snapshot_read (rows), or
+ * delete (tombstones: the key columns set, the version the delete's).
+ */
+xr_op_t xr_backfill_op(const xr_backfill_t *b);
+
+/*
+ * Whether the open chunk carries the table's truncation marker (the first
+ * chunk of tombstones does, if the table was ever truncated): published as
+ * a truncate with its version *ver, before the rows.
+ */
+bool xr_backfill_truncation(const xr_backfill_t *b,
+                            xr_backfill_version_t *ver);
 
 /* Rows in the open chunk, dropped ones included. */
 size_t xr_backfill_rows(const xr_backfill_t *b);

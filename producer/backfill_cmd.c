@@ -221,7 +221,9 @@ show_status(PGconn *conn, const xr_backfill_opts_t *o, FILE *out,
 	p[0] = names.data;
 	res = exec(conn,
 	           "SELECT id, table_schema || '.' || table_name, "
-	           "coalesce(for_region, '*'), state, rows_sent, "
+	           "coalesce(for_region, '*'), "
+	           "CASE WHEN state = 'running' THEN state || ' (' || phase || ')' "
+	           "ELSE state END, rows_sent || '+' || tombstones_sent, "
 	           "coalesce(rows_total::text, '?'), rows_skipped, chunks, "
 	           "coalesce(to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
 	           "coalesce(to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), '-'), "
@@ -236,11 +238,11 @@ show_status(PGconn *conn, const xr_backfill_opts_t *o, FILE *out,
 	if (PQntuples(res) == 0)
 		fprintf(out, "no backfills\n");
 	else
-		fprintf(out, "%-5s %-32s %-6s %-9s %12s %12s %9s %7s  %-19s  %-19s\n",
-		        "id", "table", "for", "state", "rows sent", "rows (est.)",
+		fprintf(out, "%-5s %-32s %-6s %-20s %12s %12s %9s %7s  %-19s  %-19s\n",
+		        "id", "table", "for", "state", "sent+tombs", "rows (est.)",
 		        "skipped", "chunks", "started", "finished");
 	for (r = 0; r < PQntuples(res); r++) {
-		fprintf(out, "%-5s %-32s %-6s %-9s %12s %12s %9s %7s  %-19s  %-19s\n",
+		fprintf(out, "%-5s %-32s %-6s %-20s %12s %12s %9s %7s  %-19s  %-19s\n",
 		        PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
 		        PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
 		        PQgetvalue(res, r, 4), PQgetvalue(res, r, 5),
@@ -521,7 +523,26 @@ submit(PGconn *conn, const xr_backfill_opts_t *o, job_t *jobs, size_t n,
 		snprintf(chunk, sizeof(chunk), "%ld", o->chunk_size);
 		snprintf(rate, sizeof(rate), "%ld", o->rate < 0 ? 0 : o->rate);
 		snprintf(rows, sizeof(rows), "%" PRId64, j->rows);
-		if (j->id && unfinished(j->state)) {
+		/*
+		 * A manifest is where the new region starts reading: every row
+		 * must be published after it, so earlier chunks do not count.
+		 */
+		if (j->id && unfinished(j->state) && o->manifest) {
+			snprintf(rows, sizeof(rows), "%" PRId64, j->id);
+			p[0] = rows;
+			res = exec(conn,
+			           "UPDATE xregion.backfills SET state = 'cancelled', "
+			           "updated_at = now(), finished_at = now() "
+			           "WHERE id = $1",
+			           1, p, PGRES_COMMAND_OK, err_out);
+			if (!res)
+				return 1;
+			PQclear(res);
+			fprintf(out, "backfill %" PRId64 " of %s.%s cancelled: a new "
+			        "manifest needs every row published after it\n", j->id,
+			        j->schema, j->name);
+			snprintf(rows, sizeof(rows), "%" PRId64, j->rows);
+		} else if (j->id && unfinished(j->state)) {
 			snprintf(rows, sizeof(rows), "%" PRId64, j->id);
 			p[0] = rows;
 			p[1] = o->rate >= 0 ? rate : NULL;
@@ -538,7 +559,8 @@ submit(PGconn *conn, const xr_backfill_opts_t *o, job_t *jobs, size_t n,
 			j->follow = true;
 			continue;
 		}
-		if (j->id && strcmp(j->state, "done") == 0 && !o->again) {
+		if (j->id && strcmp(j->state, "done") == 0 && !o->again &&
+		    !o->manifest) {
 			fprintf(out, "%s.%s: already backfilled by job %" PRId64 " (%"
 			        PRId64 " rows): nothing to do (--again runs it again)\n",
 			        j->schema, j->name, j->id, j->sent);

@@ -47,7 +47,12 @@ typedef struct session_s {
 	uint64_t          visible_txn; /* txn_id seen visible by fill_unchanged */
 	xr_stamper_t     *stamper;   /* versions of local writes (stamp.h) */
 	xr_backfill_t    *backfill;  /* chunks of backfill jobs (backfill.h) */
-	uint32_t          last_xid;  /* of the last transaction decoded */
+	/*
+	 * The transactions decoded since the last backfill chunk was read (the
+	 * last SEEN_XIDS of them): the next chunk's snapshot must see them all.
+	 */
+	uint32_t          seen_xids[64];
+	size_t            nseen;
 	/*
 	 * Transactions whose stamps are not yet written: their Commit goes to
 	 * the tracker once they are, so the slot never passes an unstamped
@@ -506,13 +511,15 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 	                     version_ts, NULL, errstr, errstr_size);
 }
 
-static int wait_visible(PGconn *conn, uint32_t xid, char *errstr,
-                        size_t errstr_size);
+static int wait_all_visible(PGconn *conn, const uint32_t *xids, size_t n,
+                            char *errstr, size_t errstr_size);
 
 /*
  * At the watermark mark_lsn of the open backfill chunk: publishes its rows
- * left (snapshot_read events, each with its row's own version) as one
- * tracker transaction ending at mark_lsn.  Returns 0, or -1 with errstr and
+ * left (snapshot_read events, each with its row's own version; for a chunk
+ * of tombstones, deletes with the delete's version), then the table's
+ * truncation marker if the chunk carries it, as one tracker transaction
+ * ending at mark_lsn.  Returns 0, or -1 with errstr and
  * *fatal as handle_change.
  */
 static int
@@ -530,14 +537,21 @@ publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
 		return 0;
 	}
 	txn = xr_tracker_begin(s->tracker);
-	for (i = 0; i < n && rc == 0; i++) {
+	/* Index n: the truncation marker (rows take 0 .. n-1). */
+	for (i = 0; i <= n && rc == 0; i++) {
 		xr_pgo_tuple_t        tup;
 		xr_backfill_version_t ver;
 		xr_vclock_t           vc;
 		xr_source_t           src;
+		xr_op_t               op = xr_backfill_op(s->backfill);
 
-		if (!xr_backfill_row(s->backfill, i, &tup, &ver))
+		if (i == n) {
+			if (!xr_backfill_truncation(s->backfill, &ver))
+				break;
+			op = XR_OP_TRUNCATE;
+		} else if (!xr_backfill_row(s->backfill, i, &tup, &ver)) {
 			continue;
+		}
 		memset(&src, 0, sizeof(src));
 		src.region = s->conf->region;
 		src.database = xr_stream_database(s->stream);
@@ -553,7 +567,9 @@ publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
 			vc.vector = ver.vector;
 			src.vclock = &vc;
 		}
-		rc = publish_event(s, rel, XR_OP_SNAPSHOT_READ, NULL, &tup, &src,
+		rc = publish_event(s, rel, op,
+		                   op == XR_OP_DELETE ? &tup : NULL,
+		                   op == XR_OP_SNAPSHOT_READ ? &tup : NULL, &src,
 		                   mark_lsn, txn, 0, xr_backfill_for(s->backfill),
 		                   errstr, errstr_size);
 	}
@@ -593,14 +609,20 @@ backfill_step(session_t *s)
 		xr_warn("%s", err);
 	if (!xr_backfill_due(s->backfill, now))
 		return;
-	/* What was published already must be in the chunk's snapshot. */
-	if (s->last_xid && wait_visible(s->catalog, s->last_xid, err,
-	                                sizeof(err))) {
+	/*
+	 * What was published already must be in the chunk's snapshot: every
+	 * transaction decoded since the last chunk, whatever order they left
+	 * the proc array in.
+	 */
+	if (wait_all_visible(s->catalog, s->seen_xids,
+	                     s->nseen < 64 ? s->nseen : 64, err, sizeof(err))) {
 		xr_warn("backfill: %s", err);
 		return;
 	}
 	if (xr_backfill_read(s->backfill, s->catalog, now, err, sizeof(err)))
 		xr_warn("%s (tried again in 5 s)", err);
+	else
+		s->nseen = 0;
 }
 
 /* The prefix of the messages the vclock triggers emit (see meta.c). */
@@ -772,6 +794,55 @@ wait_visible(PGconn *conn, uint32_t xid, char *errstr, size_t errstr_size)
 			return 0;
 		usleep(1000);
 	}
+	return 0;
+}
+
+/*
+ * wait_visible for each of xids[0..n), in one query a turn.
+ */
+static int
+wait_all_visible(PGconn *conn, const uint32_t *xids, size_t n, char *errstr,
+                 size_t errstr_size)
+{
+	xr_buf_t    arr;
+	const char *params[1];
+	size_t      i;
+	int         t;
+
+	if (n == 0)
+		return 0;
+	xr_buf_init(&arr);
+	xr_buf_putc(&arr, '{');
+	for (i = 0; i < n; i++)
+		xr_buf_printf(&arr, "%s%" PRIu32, i ? "," : "", xids[i]);
+	xr_buf_putc(&arr, '}');
+	params[0] = arr.data;
+	for (t = 0; t < 2000; t++) {
+		PGresult *res = PQexecParams(
+			conn,
+			"SELECT coalesce(bool_or(pg_catalog.pg_xact_status(((n / "
+			"4294967296 - CASE WHEN x >= n % 4294967296 AND n >= 4294967296 "
+			"THEN 1 ELSE 0 END) * 4294967296 + x)::text::xid8) = "
+			"'in progress'), false) "
+			"FROM unnest($1::bigint[]) x, (SELECT pg_catalog.pg_snapshot_xmax("
+			"pg_catalog.pg_current_snapshot())::text::bigint AS n) s",
+			1, NULL, params, NULL, NULL, 0);
+		bool busy;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(errstr, errstr_size, "transaction status: %s",
+			         PQerrorMessage(conn));
+			PQclear(res);
+			xr_buf_term(&arr);
+			return -1;
+		}
+		busy = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (!busy)
+			break;
+		usleep(1000);
+	}
+	xr_buf_term(&arr);
 	return 0;
 }
 
@@ -1132,7 +1203,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			return -1;
 		}
 		s->in_txn = false;
-		s->last_xid = s->xid;
+		s->seen_xids[s->nseen++ % 64] = s->xid;
 		s->txns++;
 		if (s->metrics)
 			atomic_fetch_add(&s->metrics->produced_txns, 1);

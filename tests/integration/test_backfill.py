@@ -314,3 +314,43 @@ def test_refusals_and_dry_run(duo):
     assert "--chunk-size" in r.stdout and "--dry-run" in r.stdout
     r = d["us"].xregion("backfill", "--status")
     assert "no backfills" in r.stdout
+
+
+def test_joining_region_keeps_deletes(trio, tmp_path):
+    """A delete the donor made before the manifest, of a key whose older
+    write from another region the donor has not applied yet: the new region
+    gets the donor's tombstone, so that older write, read from the other
+    region's topic after the manifest, cannot bring the row back."""
+    d = trio
+    start(d, ("us", "eu"))
+    d["us"].sql("INSERT INTO items SELECT g, 0, 'us', NULL FROM generate_series(1, 20) g")
+    d["us"].sql("INSERT INTO vitems SELECT g, 0 FROM generate_series(1, 20) g")
+    converge(d, ("us", "eu"), "items")
+    converge(d, ("us", "eu"), "vitems")
+    d["us"].stop()
+    # eu writes first, us deletes later; us has not seen eu's writes
+    d["eu"].sql("UPDATE items SET note = 'eu, older' WHERE id BETWEEN 1 AND 5")
+    d["eu"].sql("UPDATE vitems SET n = 1 WHERE id BETWEEN 1 AND 5")
+    d["eu"].sql("INSERT INTO nokey SELECT g, 'eu, older' FROM generate_series(1, 5) g")
+    time.sleep(0.05)
+    d["us"].sql("DELETE FROM items WHERE id BETWEEN 1 AND 5")
+    d["us"].sql("DELETE FROM vitems WHERE id BETWEEN 1 AND 5")
+    d["us"].sql("TRUNCATE nokey")
+    # us publishes its deletes but does not apply eu's updates yet
+    d["us"].start("produce")
+    d["us"].wait_log("streaming slot", count=2)
+    time.sleep(2)
+    join(d, "us", "sa", tmp_path)
+    end = time.time() + 60
+    while any(job(d["us"], t)[1] != "done" for t in ("items", "vitems", "nokey")):
+        assert time.time() < end, d["us"].read_log()[-3000:]
+        time.sleep(0.2)
+    assert d["us"].sql("SELECT sum(tombstones_sent) FROM xregion.backfills "
+                       "WHERE state = 'done'")[0][0] >= 10
+    d["us"].stop()
+    start(d, ("us",))
+    for t in ("items", "vitems", "nokey"):
+        converge(d, ("us", "eu", "sa"), t)
+    assert d["sa"].sql("SELECT count(*) FROM nokey") == [(0,)]
+    assert d["sa"].sql("SELECT count(*) FROM items WHERE id <= 5") == [(0,)]
+    assert d["sa"].sql("SELECT count(*) FROM vitems WHERE id <= 5") == [(0,)]
