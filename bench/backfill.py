@@ -327,7 +327,7 @@ def main():
         s.execute(TABLE_SQL)
         s.execute(LOAD_SQL)
         s.execute("INSERT INTO load SELECT g, 0, now() FROM generate_series(1, 100) g")
-        s.execute("INSERT INTO items SELECT g, g % 1000, md5(g::text), now() "
+        s.execute("INSERT INTO items SELECT g, g %% 1000, md5(g::text), now() "
                   "FROM generate_series(1, %s) g", (a.rows,))
         s.execute("VACUUM ANALYZE items")
         size = one(s, "SELECT pg_size_pretty(pg_table_size('items'))")

@@ -148,6 +148,19 @@ cmp_stmt(const void *x, const void *y, void *arg)
 }
 
 /*
+ * Whether ev, a snapshot_read, may take the fast insert path: that path
+ * gives its rows the version (commit time, the origin's region, no
+ * position), which is the read's own only for a row its source region
+ * wrote with no position recorded (a local write there).
+ */
+static bool
+fast_read(const xr_event_t *ev)
+{
+	return ev->op == XR_OP_SNAPSHOT_READ && ev->commit_lsn == 0 &&
+	       ev->lsn == 0 && strcmp(ev->region, ev->source_region) == 0;
+}
+
+/*
  * Whether item i may take the fast path op ('F': insert, 'G': update) at
  * commit time ts.
  */
@@ -156,11 +169,7 @@ fast_candidate(const batch_t *b, size_t i, int64_t ts, char op)
 {
 	const xr_event_t *ev = b->items[i].ev;
 	const plan_t     *pl = &b->plans[i];
-	/*
-	 * Not a snapshot_read: its version is its row's, of any region and
-	 * position, while the fast path gives the rows the transaction's.
-	 */
-	bool ins = ev->op == XR_OP_INSERT;
+	bool ins = ev->op == XR_OP_INSERT || fast_read(ev);
 
 	if (pl->nstmt != 1 || pl->stmt[0]->sig[0] != 'u' || ev->commit_ts != ts)
 		return false;
@@ -191,8 +200,8 @@ fast_commit_ts(const batch_t *b, const size_t *idx, size_t m, xr_lsn_t *lsn)
 	for (i = 0; i < m; i++) {
 		const xr_event_t *ev = b->items[idx[i]].ev;
 
-		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_UPDATE) &&
-		    b->plans[idx[i]].nstmt == 1)
+		if ((ev->op == XR_OP_INSERT || ev->op == XR_OP_UPDATE ||
+		     fast_read(ev)) && b->plans[idx[i]].nstmt == 1)
 			ts[n++] = ev->commit_ts;
 	}
 	qsort(ts, n, sizeof(int64_t), cmp_i64);

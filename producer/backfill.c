@@ -16,9 +16,23 @@
 typedef enum {
 	BF_IDLE = 0,  /* no chunk: the next read is due at next_us */
 	BF_OPEN,      /* read, waiting for its watermark in the stream */
-	BF_READY,     /* at its watermark: to publish */
-	BF_SENT       /* handed to Kafka: waiting for the watermark to be safe */
+	BF_READY      /* at its watermark: to publish */
 } bf_state_t;
+
+/*
+ * Chunks handed to Kafka, up to this many at once: the next is read while
+ * the ones before are on their way.  Their progress is stored in order,
+ * each once its watermark is safe.
+ */
+#define MAX_PENDING 8
+
+typedef struct pending_s {
+	xr_lsn_t mark_lsn;
+	char    *key;        /* the chunk's last key (JSON), NULL if none */
+	size_t   sent, skipped;
+	int      phase;
+	bool     last;       /* a short chunk: the end of its phase */
+} pending_t;
 
 /* Columns of a chunk's result after the relation's own. */
 enum { V_TS = 0, V_REGION, V_CLSN, V_LSN, V_VECTOR, V_N };
@@ -48,6 +62,13 @@ struct xr_backfill_s {
 	char             **pk;        /* primary-key columns, index order */
 	int               *pkcol;     /* their column in rel */
 	int                phase;     /* PHASE_ROWS, then PHASE_TOMBS */
+	json_t            *cursor;    /* the next chunk starts after this key
+	                                 (NULL: at the phase's start) */
+	bool               finished;  /* every chunk is published */
+	bool               done_unrecorded; /* finished by an empty read: no
+	                                       chunk records the job done */
+	pending_t          pend[MAX_PENDING];
+	size_t             npend;
 	xr_buf_t           sql_first, sql_next;       /* rows */
 	xr_buf_t           tomb_first, tomb_next;     /* tombstones */
 	int64_t            logged_us;
@@ -62,7 +83,6 @@ struct xr_backfill_s {
 	uint32_t          *slots;     /* hash of the keys: row + 1, 0 empty */
 	size_t             nslots;
 	char               mark[96];
-	xr_lsn_t           mark_lsn;
 	int64_t            read_us;
 	bool               has_trunc; /* it carries the table's truncation */
 	int64_t            trunc_ts;
@@ -121,7 +141,6 @@ chunk_clear(xr_backfill_t *b)
 	b->slots = NULL;
 	b->nslots = 0;
 	b->mark[0] = '\0';
-	b->mark_lsn = 0;
 	b->has_trunc = false;
 	b->state = BF_IDLE;
 }
@@ -147,8 +166,16 @@ job_unload(xr_backfill_t *b)
 static void
 job_clear(xr_backfill_t *b)
 {
+	size_t i;
+
 	chunk_clear(b);
 	job_unload(b);
+	for (i = 0; i < b->npend; i++)
+		free(b->pend[i].key);
+	b->npend = 0;
+	json_decref(b->cursor);
+	b->cursor = NULL;
+	b->finished = b->done_unrecorded = false;
 	free(b->nspname);
 	free(b->relname);
 	free(b->for_region);
@@ -176,7 +203,8 @@ xr_backfill_destroy(xr_backfill_t *b)
 bool
 xr_backfill_due(const xr_backfill_t *b, int64_t now_us)
 {
-	return b->state == BF_IDLE && now_us >= b->next_us;
+	return b->state == BF_IDLE && now_us >= b->next_us && !b->finished &&
+	       b->npend < MAX_PENDING;
 }
 
 /* FNV-1a of the key text. */
@@ -378,8 +406,38 @@ xr_backfill_row(xr_backfill_t *b, size_t i, xr_pgo_tuple_t *tup,
 void
 xr_backfill_published(xr_backfill_t *b, xr_lsn_t mark_lsn)
 {
-	b->mark_lsn = mark_lsn;
-	b->state = BF_SENT;
+	pending_t *pe = &b->pend[b->npend++];
+	int        last = b->nrows - 1, k;
+
+	pe->mark_lsn = mark_lsn;
+	pe->sent = (size_t)b->nrows - b->ndropped;
+	pe->skipped = b->ndropped;
+	pe->phase = b->phase;
+	pe->last = b->nrows < b->chunk_size;
+	pe->key = NULL;
+	if (last >= 0) {
+		/* The last key read, dropped or not: the next page starts after it. */
+		json_t *key = json_array();
+
+		for (k = 0; k < b->npk; k++)
+			json_array_append_new(key, json_stringn(
+				PQgetvalue(b->res, last, b->pkcol[k]),
+				(size_t)PQgetlength(b->res, last, b->pkcol[k])));
+		pe->key = json_dumps(key, JSON_COMPACT);
+		json_decref(b->cursor);
+		b->cursor = key;
+	}
+	if (pe->last && b->phase == PHASE_ROWS) {
+		b->phase = PHASE_TOMBS;
+		json_decref(b->cursor);
+		b->cursor = NULL;
+	} else if (pe->last) {
+		b->finished = true;
+	}
+	b->next_us = b->rate > 0 ? b->read_us + (int64_t)b->nrows * 1000000 /
+	                                            b->rate
+	                         : 0;
+	chunk_clear(b);
 }
 
 void
@@ -415,6 +473,28 @@ job_fail(xr_backfill_t *b, PGconn *conn, const char *reason, char *errstr,
 	PQclear(res);
 	job_clear(b);
 	return rc;
+}
+
+/*
+ * Appends the version of row t, whose versions entry is v, as the columns
+ * of ver: version_of, with its first case (an entry of the row's own
+ * writer: most rows) inline, so that the function is called only for the
+ * others.
+ */
+static void
+lateral_version(xr_buf_t *sql)
+{
+	xr_buf_puts(sql,
+	            "\nCROSS JOIN LATERAL (\n"
+	            "  SELECT v.ts, v.region, coalesce(v.clsn, 0) AS clsn,\n"
+	            "         coalesce(v.lsn, 0) AS lsn\n"
+	            "  WHERE v.ts IS NOT NULL AND v.xid IS NOT NULL\n"
+	            "    AND xid(v.xid) = t.xmin\n"
+	            "  UNION ALL\n"
+	            "  SELECT * FROM xregion.version_of(t.xmin, v.ts, v.region,\n"
+	            "      v.clsn, v.lsn, v.xid)\n"
+	            "  WHERE NOT (v.ts IS NOT NULL AND v.xid IS NOT NULL\n"
+	            "             AND xid(v.xid) = t.xmin)) ver\n");
 }
 
 /*
@@ -672,18 +752,31 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 		xr_buf_printf(&sel, "%sv.%s = t.%s", k ? " AND " : "", id.data,
 		              id.data);
 		xr_buf_printf(&pk_list, "%st.%s", k ? ", " : "", id.data);
+		xr_buf_printf(&pk_row, "%sv.%s", k ? ", " : "", id.data);
 		xr_buf_printf(&params_row, "%s$%d", k ? ", " : "", k + 1);
 		xr_buf_term(&id);
 	}
-	xr_buf_puts(&sel, "\nCROSS JOIN LATERAL xregion.version_of(t.xmin, v.ts, "
-	                  "v.region, v.clsn, v.lsn, v.xid) ver\n");
+	/*
+	 * The next page's join condition bounds the versions table too: a
+	 * merge join would otherwise scan it from its start every chunk.
+	 */
+	{
+		xr_buf_t next;
+
+		xr_buf_init(&next);
+		xr_buf_printf(&next, "%s AND (%s) > (%s)", sel.data, pk_row.data,
+		              params_row.data);
+		lateral_version(&sel);
+		lateral_version(&next);
+		xr_buf_reset(&b->sql_next);
+		xr_buf_printf(&b->sql_next, "%sWHERE (%s) > (%s)\nORDER BY %s LIMIT %d",
+		              next.data, pk_list.data, params_row.data, pk_list.data,
+		              b->chunk_size);
+		xr_buf_term(&next);
+	}
 	xr_buf_reset(&b->sql_first);
-	xr_buf_reset(&b->sql_next);
 	xr_buf_printf(&b->sql_first, "%sORDER BY %s LIMIT %d", sel.data,
 	              pk_list.data, b->chunk_size);
-	xr_buf_printf(&b->sql_next, "%sWHERE (%s) > (%s)\nORDER BY %s LIMIT %d",
-	              sel.data, pk_list.data, params_row.data, pk_list.data,
-	              b->chunk_size);
 	if (tomb_sql(b, conn, vt, &pk_row))
 		goto quote;
 	b->datums = xr_calloc((size_t)b->rel->ncols + 1, sizeof(*b->datums));
@@ -738,10 +831,13 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	if (!PQgetisnull(res, 0, 6))
 		*last_key = json_loads(PQgetvalue(res, 0, 6), 0, NULL);
 	if (id == b->job) {
-		/* xregion backfill --rate may change it while the job runs. */
+		/*
+		 * xregion backfill --rate may change it while the job runs; the
+		 * position is this session's (chunks ahead of the stored one).
+		 */
 		b->rate = atoi(PQgetvalue(res, 0, 5));
-		b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0
-		           ? PHASE_TOMBS : PHASE_ROWS;
+		json_decref(*last_key);
+		*last_key = json_incref(b->cursor);
 		PQclear(res);
 		/* The table as it is now: a column added since is read too. */
 		reason[0] = '\0';
@@ -766,6 +862,7 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	b->rate = atoi(PQgetvalue(res, 0, 5));
 	b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0
 	           ? PHASE_TOMBS : PHASE_ROWS;
+	b->cursor = json_incref(*last_key);
 	PQclear(res);
 	b->job_start_us = b->logged_us = clock_us();
 	reason[0] = '\0';
@@ -875,30 +972,17 @@ read_truncation(xr_backfill_t *b, PGconn *conn, char *errstr,
 	return 0;
 }
 
-/* The rows are all published: on to the tombstones. */
-static int
-next_phase(xr_backfill_t *b, PGconn *conn, char *errstr, size_t errstr_size)
+/*
+ * The rows are all read: on to the tombstones.  Not stored: a restart
+ * reads the rows from the stored key on, finds none, and comes here again.
+ */
+static void
+next_phase(xr_backfill_t *b)
 {
-	char        id[24];
-	const char *p[1] = { id };
-	PGresult   *res;
-
-	snprintf(id, sizeof(id), "%" PRId64, b->job);
-	res = PQexecParams(conn,
-	                   "UPDATE xregion.backfills SET phase = 'tombstones', "
-	                   "last_key = NULL, updated_at = now() "
-	                   "WHERE id = $1 AND state = 'running'",
-	                   1, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		snprintf(errstr, errstr_size, "backfill: recording progress: %s",
-		         PQerrorMessage(conn));
-		PQclear(res);
-		return -1;
-	}
-	PQclear(res);
 	b->phase = PHASE_TOMBS;
+	json_decref(b->cursor);
+	b->cursor = NULL;
 	b->next_us = 0;
-	return 0;
 }
 
 int
@@ -912,7 +996,7 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	const char *mp[1] = { mark };
 	int         rc, k;
 
-	if (b->state != BF_IDLE)
+	if (b->state != BF_IDLE || b->finished)
 		return 0;
 	rc = next_job(b, conn, &last, errstr, errstr_size);
 	if (rc <= 0) {
@@ -956,8 +1040,16 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	}
 	if (PQntuples(res) == 0 && !b->has_trunc) {
 		PQclear(res);
-		if (b->phase == PHASE_ROWS)
-			return next_phase(b, conn, errstr, errstr_size);
+		if (b->phase == PHASE_ROWS) {
+			next_phase(b);
+			return 0;
+		}
+		/* Done once the chunks still on their way are safe. */
+		b->finished = true;
+		if (b->npend > 0) {
+			b->done_unrecorded = true;
+			return 0;
+		}
 		return job_done(b, conn, errstr, errstr_size);
 	}
 	b->res = res;
@@ -974,8 +1066,13 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	b->read_us = now_us;
 	snprintf(mark, sizeof(mark), "%" PRId64 "/%" PRIu64 "/%" PRId64, b->job,
 	         ++b->reads, now_us);
+	/*
+	 * Transactional, in a transaction of its own: its commit flushes the
+	 * WAL, so the stream brings it at once (a message outside a
+	 * transaction waits for the next flush, up to wal_writer_delay).
+	 */
 	res = PQexecParams(conn,
-	                   "SELECT pg_catalog.pg_logical_emit_message(false, "
+	                   "SELECT pg_catalog.pg_logical_emit_message(true, "
 	                   "'" XR_BACKFILL_PREFIX "', $1)",
 	                   1, NULL, mp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -995,45 +1092,31 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 bool
 xr_backfill_safe(const xr_backfill_t *b, xr_lsn_t safe_lsn)
 {
-	return b->state == BF_SENT && safe_lsn >= b->mark_lsn;
+	return b->npend > 0 && safe_lsn >= b->pend[0].mark_lsn;
 }
 
-int
-xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
-                  char *errstr, size_t errstr_size)
+/* Stores the progress of pending chunk pe.  Returns 0 or -1. */
+static int
+store_chunk(xr_backfill_t *b, PGconn *conn, const pending_t *pe,
+            char *errstr, size_t errstr_size)
 {
 	char        id[24], sent[24], skipped[24];
 	const char *p[7];
-	xr_buf_t    key;
 	PGresult   *res;
-	int         k, last = b->nrows - 1;
-	bool        done, finished;
+	bool        finished = pe->last && pe->phase == PHASE_TOMBS;
 	int64_t     now;
 
-	if (b->state != BF_SENT || safe_lsn < b->mark_lsn)
-		return 0;
-	/* The last key read, dropped or not: the next page starts after it. */
-	xr_buf_init(&key);
-	xr_buf_putc(&key, '[');
-	for (k = 0; last >= 0 && k < b->npk; k++) {
-		if (k)
-			xr_buf_putc(&key, ',');
-		xr_buf_json_str(&key, PQgetvalue(b->res, last, b->pkcol[k]),
-		                (size_t)PQgetlength(b->res, last, b->pkcol[k]));
-	}
-	xr_buf_putc(&key, ']');
-	/* A short chunk ends its phase: the rows, then the tombstones. */
-	done = b->nrows < b->chunk_size;
 	snprintf(id, sizeof(id), "%" PRId64, b->job);
-	snprintf(sent, sizeof(sent), "%zu", (size_t)b->nrows - b->ndropped);
-	snprintf(skipped, sizeof(skipped), "%zu", b->ndropped);
+	snprintf(sent, sizeof(sent), "%zu", pe->sent);
+	snprintf(skipped, sizeof(skipped), "%zu", pe->skipped);
 	p[0] = id;
-	p[1] = done || last < 0 ? NULL : key.data;
+	/* A short chunk ends its phase: the rows, then the tombstones. */
+	p[1] = pe->last ? NULL : pe->key;
 	p[2] = sent;
 	p[3] = skipped;
-	p[4] = done && b->phase == PHASE_TOMBS ? "done" : "running";
-	p[5] = done ? "tombstones" : phase_names[b->phase];
-	p[6] = phase_names[b->phase];
+	p[4] = finished ? "done" : "running";
+	p[5] = pe->last ? "tombstones" : phase_names[pe->phase];
+	p[6] = phase_names[pe->phase];
 	res = PQexecParams(conn,
 	                   "UPDATE xregion.backfills SET last_key = $2::jsonb, "
 	                   "rows_sent = rows_sent + CASE WHEN $7 = 'rows' "
@@ -1047,16 +1130,15 @@ xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
 	                   "RETURNING rows_sent, rows_skipped, rows_total, "
 	                   "tombstones_sent",
 	                   7, NULL, p, NULL, NULL, 0);
-	xr_buf_term(&key);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(errstr, errstr_size, "backfill: recording progress: %s",
 		         PQerrorMessage(conn));
 		PQclear(res);
 		return -1;
 	}
-	b->job_rows += (uint64_t)b->nrows - b->ndropped;
+	b->job_rows += pe->sent;
 	now = clock_us();
-	finished = done && b->phase == PHASE_TOMBS;
+	/* (A cancelled job updates nothing: the next look finds another.) */
 	if (PQntuples(res) == 1 && (finished || now - b->logged_us >= 30000000)) {
 		double secs = (double)(now - b->job_start_us) / 1e6;
 
@@ -1071,16 +1153,25 @@ xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
 		b->logged_us = now;
 	}
 	PQclear(res);
-	if (done && !finished)
-		b->phase = PHASE_TOMBS;
-	done = finished;
-	/* A cancelled job: nothing updated, the next look finds another. */
-	b->next_us = b->rate > 0 ? b->read_us + (int64_t)b->nrows * 1000000 /
-	                                            b->rate
-	                         : 0;
-	if (done)
+	return 0;
+}
+
+int
+xr_backfill_acked(xr_backfill_t *b, PGconn *conn, xr_lsn_t safe_lsn,
+                  char *errstr, size_t errstr_size)
+{
+	while (b->npend > 0 && safe_lsn >= b->pend[0].mark_lsn) {
+		if (store_chunk(b, conn, &b->pend[0], errstr, errstr_size))
+			return -1;
+		free(b->pend[0].key);
+		memmove(&b->pend[0], &b->pend[1],
+		        (b->npend - 1) * sizeof(b->pend[0]));
+		b->npend--;
+	}
+	if (b->finished && b->npend == 0 && b->job) {
+		if (b->done_unrecorded)
+			return job_done(b, conn, errstr, errstr_size);
 		job_clear(b);
-	else
-		chunk_clear(b);
+	}
 	return 0;
 }

@@ -12,8 +12,8 @@
  *      compare: for lww its versions entry or commit timestamp, for vclock
  *      its vector and clock);
  *   2. it writes a watermark message into the WAL
- *      (pg_logical_emit_message, not transactional, prefix
- *      XR_BACKFILL_PREFIX);
+ *      (pg_logical_emit_message, prefix XR_BACKFILL_PREFIX, in a
+ *      transaction of its own, whose commit flushes it);
  *   3. every change of the table that it decodes from then until the
  *      watermark (applied ones included) drops its keys from the chunk: the
  *      stream carries that key's newer state itself;
@@ -98,9 +98,10 @@ void xr_backfill_change(xr_backfill_t *b, const xr_rel_t *rel, xr_op_t op,
                         const xr_pgo_tuple_t *after);
 
 /*
- * A non-transactional message with prefix XR_BACKFILL_PREFIX: whether it is
- * the open chunk's watermark.  If so, the caller publishes the chunk
- * (xr_backfill_rel, xr_backfill_row) and then calls xr_backfill_published.
+ * A message with prefix XR_BACKFILL_PREFIX: whether it is the open chunk's
+ * watermark.  If so, the caller publishes the chunk (xr_backfill_rel,
+ * xr_backfill_row), after the commit of the watermark's transaction, and
+ * then calls xr_backfill_published.
  */
 bool xr_backfill_mark(xr_backfill_t *b, const char *content, size_t len);
 

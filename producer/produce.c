@@ -53,6 +53,8 @@ typedef struct session_s {
 	 */
 	uint32_t          seen_xids[64];
 	size_t            nseen;
+	bool              chunk_at_commit; /* the watermark came: publish the
+	                                      chunk at this Commit */
 	/*
 	 * Transactions whose stamps are not yet written: their Commit goes to
 	 * the tracker once they are, so the slot never passes an unstamped
@@ -1207,6 +1209,11 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->txns++;
 		if (s->metrics)
 			atomic_fetch_add(&s->metrics->produced_txns, 1);
+		if (s->chunk_at_commit) {
+			s->chunk_at_commit = false;
+			return publish_chunk(s, m.u.commit.end_lsn, errstr, errstr_size,
+			                     fatal);
+		}
 		break;
 	case XR_PGO_RELATION: {
 		char **pk = primary_key(s, m.u.relation.relid, errstr, errstr_size,
@@ -1254,12 +1261,15 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 				return -1;
 		break;
 	case XR_PGO_MESSAGE:
-		if (!(m.u.message.flags & 1) &&
-		    strcmp(m.u.message.prefix, XR_BACKFILL_PREFIX) == 0) {
+		if (strcmp(m.u.message.prefix, XR_BACKFILL_PREFIX) == 0) {
+			/* The chunk goes right after the watermark's commit. */
 			if (xr_backfill_mark(s->backfill, m.u.message.content,
-			                     m.u.message.len))
-				return publish_chunk(s, m.u.message.lsn, errstr,
-				                     errstr_size, fatal);
+			                     m.u.message.len)) {
+				if (!s->in_txn)
+					return publish_chunk(s, m.u.message.lsn, errstr,
+					                     errstr_size, fatal);
+				s->chunk_at_commit = true;
+			}
 			break;
 		}
 		trigger_message(s, &m);
@@ -1386,7 +1396,11 @@ session_receive(session_t *s, session_end_t *end)
 	xr_stream_msg_t wm;
 	char            err[1024];
 	bool            fatal;
-	int             r = xr_stream_read(s->stream, 100, &wm, err, sizeof(err));
+	/* A backfill chunk due to be read does not wait for the stream. */
+	int             r = xr_stream_read(s->stream,
+	                                   xr_backfill_due(s->backfill, mono_us())
+	                                       ? 0 : 100,
+	                                   &wm, err, sizeof(err));
 
 	if (r < 0) {
 		xr_error("%s", err);
