@@ -38,13 +38,15 @@ typedef struct pending_s {
 enum { V_TS = 0, V_REGION, V_CLSN, V_LSN, V_VECTOR, V_N };
 
 /*
- * A job publishes the table's rows, then its tombstones (deleted keys with
- * the delete's version) and its truncation marker: a region that starts
- * after the deletes must not take an older write of a deleted key from
- * another region's topic.
+ * A job publishes the table's rows, then its rows hidden by a unique key
+ * conflict (xregion.hidden: they come back here when the winner goes, and
+ * must then come back in the new region too), then its tombstones (deleted
+ * keys with the delete's version) and its truncation marker: a region that
+ * starts after the deletes must not take an older write of a deleted key
+ * from another region's topic.
  */
-enum { PHASE_ROWS = 0, PHASE_TOMBS };
-static const char *const phase_names[] = { "rows", "tombstones" };
+enum { PHASE_ROWS = 0, PHASE_HIDDEN, PHASE_TOMBS };
+static const char *const phase_names[] = { "rows", "hidden", "tombstones" };
 
 struct xr_backfill_s {
 	const xr_config_t *conf;
@@ -61,7 +63,7 @@ struct xr_backfill_s {
 	int                npk;
 	char             **pk;        /* primary-key columns, index order */
 	int               *pkcol;     /* their column in rel */
-	int                phase;     /* PHASE_ROWS, then PHASE_TOMBS */
+	int                phase;     /* PHASE_ROWS, PHASE_HIDDEN, PHASE_TOMBS */
 	json_t            *cursor;    /* the next chunk starts after this key
 	                                 (NULL: at the phase's start) */
 	bool               finished;  /* every chunk is published */
@@ -71,6 +73,7 @@ struct xr_backfill_s {
 	size_t             npend;
 	xr_buf_t           sql_first, sql_next;       /* rows */
 	xr_buf_t           tomb_first, tomb_next;     /* tombstones */
+	xr_buf_t           hid_first, hid_next;       /* hidden rows */
 	int64_t            logged_us;
 	uint64_t           job_rows;  /* rows this session published */
 	int64_t            job_start_us;
@@ -124,6 +127,8 @@ xr_backfill_new(const xr_config_t *conf)
 	xr_buf_init(&b->sql_next);
 	xr_buf_init(&b->tomb_first);
 	xr_buf_init(&b->tomb_next);
+	xr_buf_init(&b->hid_first);
+	xr_buf_init(&b->hid_next);
 	xr_buf_init(&b->key);
 	return b;
 }
@@ -196,6 +201,8 @@ xr_backfill_destroy(xr_backfill_t *b)
 	xr_buf_term(&b->sql_next);
 	xr_buf_term(&b->tomb_first);
 	xr_buf_term(&b->tomb_next);
+	xr_buf_term(&b->hid_first);
+	xr_buf_term(&b->hid_next);
 	xr_buf_term(&b->key);
 	free(b);
 }
@@ -427,8 +434,8 @@ xr_backfill_published(xr_backfill_t *b, xr_lsn_t mark_lsn)
 		json_decref(b->cursor);
 		b->cursor = key;
 	}
-	if (pe->last && b->phase == PHASE_ROWS) {
-		b->phase = PHASE_TOMBS;
+	if (pe->last && b->phase != PHASE_TOMBS) {
+		b->phase++;
 		json_decref(b->cursor);
 		b->cursor = NULL;
 	} else if (pe->last) {
@@ -537,8 +544,29 @@ tomb_sql(xr_backfill_t *b, PGconn *conn, const char *vt, xr_buf_t *tmp)
 		goto out;
 	xr_buf_puts(&sel, " v CROSS JOIN LATERAL xregion.tomb_version(v.ts, "
 	                  "v.region, v.xid, v.clsn, v.lsn) ver\n"
-	                  "WHERE v.deleted AND ver.ts IS NOT NULL AND NOT EXISTS "
-	                  "(SELECT 1 FROM ONLY ");
+	                  "WHERE v.deleted AND ver.ts IS NOT NULL\n");
+	/*
+	 * Not the key of a row hidden by a unique key conflict (its entry is
+	 * deleted, with the hidden row's version): the hidden phase sent it.
+	 */
+	xr_buf_puts(&sel, "  AND NOT EXISTS (SELECT 1 FROM xregion.hidden h "
+	                  "WHERE h.table_schema = ");
+	if (xr_pqbuf_literal(conn, &sel, b->nspname))
+		goto out;
+	xr_buf_puts(&sel, " AND h.table_name = ");
+	if (xr_pqbuf_literal(conn, &sel, b->relname))
+		goto out;
+	xr_buf_puts(&sel, " AND h.key = xregion.key_of(");
+	xr_buf_reset(tmp);
+	if (xr_pqbuf_ident(conn, tmp, b->nspname) ||
+	    (xr_buf_putc(tmp, '.'), 0) ||
+	    xr_pqbuf_ident(conn, tmp, b->relname) ||
+	    xr_pqbuf_literal(conn, &sel, tmp->data))
+		goto out;
+	xr_buf_puts(&sel, "::regclass, to_jsonb(v)) AND ROW(h.ts, h.region, "
+	                  "h.clsn, h.lsn) = ROW(v.ts, v.region, "
+	                  "coalesce(v.clsn, 0), coalesce(v.lsn, 0)))\n"
+	                  "  AND NOT EXISTS (SELECT 1 FROM ONLY ");
 	if (xr_pqbuf_ident(conn, &sel, b->nspname))
 		goto out;
 	xr_buf_putc(&sel, '.');
@@ -567,6 +595,82 @@ out:
 	xr_buf_term(&keys);
 	xr_buf_term(&match);
 	xr_buf_term(&params);
+	return rc;
+}
+
+/*
+ * The queries of the rows hidden by a unique key conflict: each hidden
+ * row's image as the table's columns, with the version it was hidden with
+ * (for vclock, its key's vector), in key order.  Returns 0, or -1 when a
+ * name could not be quoted.
+ */
+static int
+hidden_sql(xr_backfill_t *b, PGconn *conn, const char *vt)
+{
+	bool     vclock = b->rel->tconf &&
+	                  b->rel->tconf->conflict == XR_CONFLICT_VCLOCK;
+	xr_buf_t sel, keys, params, id;
+	int      i, k, rc = -1;
+
+	xr_buf_init(&sel);
+	xr_buf_init(&keys);
+	xr_buf_init(&params);
+	xr_buf_init(&id);
+	xr_buf_puts(&sel, "SELECT ");
+	for (i = 0; i < b->rel->ncols; i++) {
+		xr_buf_puts(&sel, i ? ", r." : "r.");
+		if (xr_pqbuf_ident(conn, &sel, b->rel->cols[i].name))
+			goto out;
+	}
+	xr_buf_printf(&sel, ", h.ts, h.region, h.clsn, h.lsn, %s\n"
+	              "FROM xregion.hidden h CROSS JOIN LATERAL "
+	              "jsonb_populate_record(NULL::", vclock ? "v.vv::text" : "NULL");
+	if (xr_pqbuf_ident(conn, &sel, b->nspname))
+		goto out;
+	xr_buf_putc(&sel, '.');
+	if (xr_pqbuf_ident(conn, &sel, b->relname))
+		goto out;
+	xr_buf_puts(&sel, ", h.image) r\n");
+	for (k = 0; k < b->npk; k++) {
+		xr_buf_reset(&id);
+		if (xr_pqbuf_ident(conn, &id, b->pk[k]))
+			goto out;
+		xr_buf_printf(&keys, "%sr.%s", k ? ", " : "", id.data);
+		xr_buf_printf(&params, "%s$%d", k ? ", " : "", k + 1);
+	}
+	if (vclock) {
+		xr_buf_puts(&sel, "LEFT JOIN xregion.");
+		if (xr_pqbuf_ident(conn, &sel, vt))
+			goto out;
+		xr_buf_puts(&sel, " v ON ");
+		for (k = 0; k < b->npk; k++) {
+			xr_buf_reset(&id);
+			if (xr_pqbuf_ident(conn, &id, b->pk[k]))
+				goto out;
+			xr_buf_printf(&sel, "%sv.%s = r.%s", k ? " AND " : "", id.data,
+			              id.data);
+		}
+		xr_buf_putc(&sel, '\n');
+	}
+	xr_buf_puts(&sel, "WHERE h.table_schema = ");
+	if (xr_pqbuf_literal(conn, &sel, b->nspname))
+		goto out;
+	xr_buf_puts(&sel, " AND h.table_name = ");
+	if (xr_pqbuf_literal(conn, &sel, b->relname))
+		goto out;
+	xr_buf_putc(&sel, '\n');
+	xr_buf_reset(&b->hid_first);
+	xr_buf_reset(&b->hid_next);
+	xr_buf_printf(&b->hid_first, "%sORDER BY %s LIMIT %d", sel.data,
+	              keys.data, b->chunk_size);
+	xr_buf_printf(&b->hid_next, "%sAND (%s) > (%s)\nORDER BY %s LIMIT %d",
+	              sel.data, keys.data, params.data, keys.data, b->chunk_size);
+	rc = 0;
+out:
+	xr_buf_term(&sel);
+	xr_buf_term(&keys);
+	xr_buf_term(&params);
+	xr_buf_term(&id);
 	return rc;
 }
 
@@ -777,7 +881,7 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 	xr_buf_reset(&b->sql_first);
 	xr_buf_printf(&b->sql_first, "%sORDER BY %s LIMIT %d", sel.data,
 	              pk_list.data, b->chunk_size);
-	if (tomb_sql(b, conn, vt, &pk_row))
+	if (tomb_sql(b, conn, vt, &pk_row) || hidden_sql(b, conn, vt))
 		goto quote;
 	b->datums = xr_calloc((size_t)b->rel->ncols + 1, sizeof(*b->datums));
 	rc = 0;
@@ -860,8 +964,9 @@ next_job(xr_backfill_t *b, PGconn *conn, json_t **last_key, char *errstr,
 	if (b->chunk_size < 1)
 		b->chunk_size = 1;
 	b->rate = atoi(PQgetvalue(res, 0, 5));
-	b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0
-	           ? PHASE_TOMBS : PHASE_ROWS;
+	b->phase = strcmp(PQgetvalue(res, 0, 8), "tombstones") == 0 ? PHASE_TOMBS
+	           : strcmp(PQgetvalue(res, 0, 8), "hidden") == 0 ? PHASE_HIDDEN
+	           : PHASE_ROWS;
 	b->cursor = json_incref(*last_key);
 	PQclear(res);
 	b->job_start_us = b->logged_us = clock_us();
@@ -973,13 +1078,13 @@ read_truncation(xr_backfill_t *b, PGconn *conn, char *errstr,
 }
 
 /*
- * The rows are all read: on to the tombstones.  Not stored: a restart
- * reads the rows from the stored key on, finds none, and comes here again.
+ * A phase is all read: on to the next.  Not stored: a restart reads the
+ * phase from the stored key on, finds nothing, and comes here again.
  */
 static void
 next_phase(xr_backfill_t *b)
 {
-	b->phase = PHASE_TOMBS;
+	b->phase++;
 	json_decref(b->cursor);
 	b->cursor = NULL;
 	b->next_us = 0;
@@ -1024,6 +1129,9 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	if (b->phase == PHASE_TOMBS)
 		res = PQexecParams(conn, last ? b->tomb_next.data : b->tomb_first.data,
 		                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
+	else if (b->phase == PHASE_HIDDEN)
+		res = PQexecParams(conn, last ? b->hid_next.data : b->hid_first.data,
+		                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
 	else
 		res = PQexecParams(conn, last ? b->sql_next.data : b->sql_first.data,
 		                   last ? b->npk : 0, NULL, params, NULL, NULL, 0);
@@ -1040,7 +1148,7 @@ xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
 	}
 	if (PQntuples(res) == 0 && !b->has_trunc) {
 		PQclear(res);
-		if (b->phase == PHASE_ROWS) {
+		if (b->phase != PHASE_TOMBS) {
 			next_phase(b);
 			return 0;
 		}
@@ -1115,11 +1223,12 @@ store_chunk(xr_backfill_t *b, PGconn *conn, const pending_t *pe,
 	p[2] = sent;
 	p[3] = skipped;
 	p[4] = finished ? "done" : "running";
-	p[5] = pe->last ? "tombstones" : phase_names[pe->phase];
+	p[5] = pe->last && pe->phase != PHASE_TOMBS ? phase_names[pe->phase + 1]
+	                                             : phase_names[pe->phase];
 	p[6] = phase_names[pe->phase];
 	res = PQexecParams(conn,
 	                   "UPDATE xregion.backfills SET last_key = $2::jsonb, "
-	                   "rows_sent = rows_sent + CASE WHEN $7 = 'rows' "
+	                   "rows_sent = rows_sent + CASE WHEN $7 <> 'tombstones' "
 	                   "  THEN $3::bigint ELSE 0 END, "
 	                   "tombstones_sent = tombstones_sent + CASE WHEN $7 = "
 	                   "  'tombstones' THEN $3::bigint ELSE 0 END, "

@@ -94,11 +94,18 @@ class Env:
     """The deployment of one run: skewed clusters (if any) and the three
     regions with their replicators running.  close() tears all down."""
 
-    def __init__(self, tables, skews, tiebreak=None, keep=False):
+    def __init__(self, tables, skews, tiebreak=None, keep=False, join=None):
         self.clusters = {}
         self.dep = None
         self.keep = keep
+        self.join = join
         try:
+            if join:
+                # the joining region: a cluster of its own (clock not skewed)
+                c = skewpg.SkewedCluster(join, 0)
+                self.clusters[join] = c
+                c.start()
+                say(f"join: {join} runs its own cluster on port {c.port}")
             for region, secs in skews.items():
                 c = skewpg.SkewedCluster(region, secs)
                 self.clusters[region] = c
@@ -110,8 +117,17 @@ class Env:
             schema = "\n".join(t.ddl for t in tables)
             self.dep = Deployment([t.config_entry(tiebreak) for t in tables],
                                   schema,
+                                  regions=REGIONS + ((join,) if join else ()),
                                   ports={r: c.port for r, c in self.clusters.items()})
-            self.dep.start()
+            if join:
+                # the others first; the joining region once it is seeked
+                for r in REGIONS:
+                    self.dep[r].start()
+                for r in REGIONS:
+                    self.dep[r].wait_log("streaming slot")
+                    self.dep[r].wait_log("subscribed to")
+            else:
+                self.dep.start()
         except BaseException:
             self.close()
             raise
@@ -178,7 +194,9 @@ class Chaos(threading.Thread):
             self.errors.append(f"chaos: {e!r}")
 
     def kill(self):
-        region = self.rnd.choice(list(self.dep.nodes))
+        with self.lock:
+            running = [r for r, n in self.dep.nodes.items() if n.proc is not None]
+        region = self.rnd.choice(running)
         n = self.dep[region]
         with self.lock:
             n.stop(signal.SIGKILL)
@@ -224,6 +242,76 @@ class Chaos(threading.Thread):
         self.reap()
 
 
+class Joiner:
+    """--join: region `join` (empty tables, its own cluster) joins while the
+    others write.  us, the donor, writes the manifest and backfills every
+    table for it (docs/backfill.md, Adding a region); join seeks to the
+    manifest and starts.  Records how the writers' commit rate and the
+    backfill went."""
+
+    def __init__(self, dep, join, chaos, logs, t_load):
+        self.dep, self.join, self.chaos, self.logs = dep, join, chaos, logs
+        self.t_load = t_load
+        self.samples = []          # (t, writes committed in all regions)
+        self.t_join = self.t_done = None
+        self.error = None
+
+    def writes(self):
+        return sum(len(l.records) for l in self.logs.values())
+
+    def step(self, due):
+        self.samples.append((time.time(), self.writes()))
+        if not due or self.t_join is not None:
+            return
+        self.t_join = time.time()
+        donor, new = self.dep["us"], self.dep[self.join]
+        manifest = os.path.join(self.dep.tmp, f"{self.join}.manifest.json")
+        try:
+            r = donor.xregion("backfill", "--for", self.join, "--manifest",
+                              manifest, "--no-wait")
+            say(f"  [{self.t_join - self.t_load:5.1f}s] {self.join} joins: "
+                + r.stdout.strip().replace("\n", "; "))
+            r = new.xregion("seek", "--manifest", manifest)
+            say("  " + r.stdout.strip())
+            with self.chaos.lock:
+                new.start()
+        except Exception as e:
+            self.error = f"join: {e}"
+
+    def wait_done(self, timeout):
+        if self.t_join is None or self.error:
+            return
+        end = time.time() + timeout
+        while time.time() < end:
+            left = self.dep["us"].sql("SELECT count(*) FROM xregion.backfills "
+                                      "WHERE for_region = %s AND state <> 'done'",
+                                      (self.join,))[0][0]
+            if left == 0:
+                self.t_done = time.time()
+                return
+            time.sleep(0.5)
+        self.error = f"join: the backfill for {self.join} not done after {timeout} s"
+
+    def summary(self):
+        def rate(t0, t1):
+            pts = [(t, n) for t, n in self.samples if t0 <= t <= t1]
+            if len(pts) < 2 or pts[-1][0] == pts[0][0]:
+                return None
+            return round((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]), 1)
+        rows = self.dep["us"].sql(
+            "SELECT coalesce(sum(rows_sent), 0), coalesce(sum(tombstones_sent), 0), "
+            "coalesce(sum(rows_skipped), 0) FROM xregion.backfills "
+            "WHERE for_region = %s", (self.join,))[0]
+        end = self.t_done or time.time()
+        return {"region": self.join, "donor": "us",
+                "joined_at_s": round(self.t_join - self.t_load, 1) if self.t_join else None,
+                "backfill_s": round(end - self.t_join, 1) if self.t_join else None,
+                "rows": int(rows[0]), "tombstones": int(rows[1]),
+                "left_to_stream": int(rows[2]),
+                "writes_per_s_before": rate(self.t_load, self.t_join or end),
+                "writes_per_s_during": rate(self.t_join or end, end)}
+
+
 def print_findings(findings, limit):
     """Each problem key once: what is wrong, each region's row and which
     write made it, what replaced that write, and the key's last writes."""
@@ -252,7 +340,7 @@ def print_findings(findings, limit):
 def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=False,
                skews=None, seed=None, drain_timeout=180, pause_ms=0,
                tiebreak=None, keep=False, report=None, show=20,
-               bulk_rows=0, bulk_every=60, races=False):
+               bulk_rows=0, bulk_every=60, races=False, join=None):
     """The randomized run.  Returns the summary dict; its "ok" is true only
     with zero divergent rows and no lost change (and no replicator that
     exited by itself, no writer error, and a complete drain)."""
@@ -270,8 +358,10 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
            f"{bulk_every:g} s" if bulk_rows else "no bulk transactions")
         + (", a racer per region (local deletes held until an apply waits)"
            if races else "")
+        + (f"; region {join} joins at a third of the load (a backfill from us)"
+           if join else "")
         + f"; binary {xrtest.XREGION}")
-    e = Env(tables, skews, tiebreak, keep)
+    e = Env(tables, skews, tiebreak, keep, join)
     dep = e.dep
     summary = {"seed": seed, "modes": list(modes), "prefix": dep.prefix,
                "tmp": dep.tmp, "skew": skews}
@@ -282,23 +372,28 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         say(f"deployment {dep.prefix} up in {t_setup:.1f} s "
             f"(databases xrd_{dep.suffix}_<region>, logs in {dep.tmp})")
         logs = {r: workload.WriteLog(r) for r in dep.nodes}
+        # the joining region only reads: it is empty, then filled
+        writing = {r: n for r, n in dep.nodes.items() if r != join}
         writers = [workload.Writer(n, w, tables, logs[r], stop,
                                    rnd.randrange(1 << 30), pause_ms)
-                   for r, n in dep.nodes.items() for w in range(workers)]
+                   for r, n in writing.items() for w in range(workers)]
         racers = [workload.Racer(n, tables, logs[r], stop, rnd.randrange(1 << 30))
-                  for r, n in dep.nodes.items()] if races else []
+                  for r, n in writing.items()] if races else []
         writers += racers
         if bulk_rows:
             writers += [workload.BulkWriter(n, tables, logs[r], stop,
                                             rnd.randrange(1 << 30), bulk_rows,
                                             bulk_every)
-                        for r, n in dep.nodes.items()]
+                        for r, n in writing.items()]
         t_load = time.time()
         for w in writers:
             w.start()
         chaos.start()
+        joiner = Joiner(dep, join, chaos, logs, t_load) if join else None
         while time.time() - t_load < duration:
             time.sleep(min(5, max(0.1, duration - (time.time() - t_load))))
+            if joiner:
+                joiner.step(time.time() - t_load >= duration / 3)
             say(f"  [{time.time() - t_load:5.1f}s] writes committed: "
                 + ", ".join(f"{r} {len(l.records)}" for r, l in logs.items())
                 + f"; aborted txs {sum(l.aborted for l in logs.values())}"
@@ -306,11 +401,17 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
                    if bulk_rows else "")
                 + (f"; races forced {sum(r.forced for r in racers)}"
                    if racers else ""))
+        if joiner:
+            joiner.step(True)
         stop.set()
         for w in writers:
             w.join()
         chaos.finish()
         load_s = time.time() - t_load
+        if joiner:
+            joiner.wait_done(drain_timeout)
+            summary["join"] = joiner.summary()
+            say(f"join: {summary['join']}")
         errors = [f"{w.name}: {w.error!r}" for w in writers if w.error] + chaos.errors
         for r, l in logs.items():
             l.fill_commit_ts(dep[r])
@@ -389,6 +490,8 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
                         "drain": round(drain_s, 1),
                         "total": round(time.time() - t_start, 1)},
         })
+        if joiner and joiner.error:
+            errors.append(joiner.error)
         summary["ok"] = (drained and not divergent and not lost and not unlogged
                          and not chaos.exits and not errors)
         say(f"\nTOTAL: writes {summary['writes']} in {summary['transactions']} "
@@ -547,6 +650,10 @@ def main(argv=None):
     r.add_argument("--races", action="store_true",
                    help="a racer per region: locks a row until the local apply "
                    "waits for it, then deletes it or changes its key")
+    r.add_argument("--join", metavar="REGION",
+                   help="a fourth region (its own cluster, empty tables) joins "
+                        "at a third of the load: us writes a manifest and "
+                        "backfills every table for it (docs/backfill.md)")
     r.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     r.add_argument("--show", type=int, default=20,
                    help="findings to print in full (20)")
@@ -572,7 +679,7 @@ def main(argv=None):
         s = run_random(a.duration, modes, a.workers, a.kills, a.broker_restart,
                        skews, a.seed, a.drain_timeout, a.pause_ms, a.tiebreak,
                        a.keep, a.json, a.show, a.bulk_rows, a.bulk_every,
-                       a.races)
+                       a.races, a.join)
         return 0 if s["ok"] else 1
     except SetupError as e:
         say(f"converge: {e}")

@@ -44,6 +44,19 @@ def test_random_writes_with_kill_and_broker_restart_converge():
     assert_converged(s)
 
 
+def test_a_fourth_region_joins_under_writes():
+    """sa (its own cluster, empty tables) joins at a third of the load: us
+    writes a manifest and backfills every table for it while the three
+    regions write on (TOASTed values, vclock, unique and bulk tables
+    included); then all four hold the same rows, and sa no PII."""
+    s = converge.run_random(duration=25, modes=MODES, workers=2, kills=1,
+                            pause_ms=5, drain_timeout=150, bulk_rows=1000,
+                            bulk_every=10, races=True, join="sa")
+    j = s["join"]
+    assert j["rows"] > 100 and j["joined_at_s"] is not None, j
+    assert_converged(s)
+
+
 def test_causal_write_on_a_lagging_clock():
     out = converge.run_causal(MODES, {"eu": -30.0})
     for line in converge.causal_summary(out):
@@ -57,8 +70,8 @@ def test_long_random_run():
     s = converge.run_random(duration=secs, modes=MODES, workers=2,
                             kills=max(1, int(secs // 60)), broker_restart=True,
                             drain_timeout=600, bulk_rows=10000, bulk_every=60,
-                            races=True, skews={"eu": -2.0})
-    assert s["races_forced"] > 0
+                            races=True, skews={"eu": -2.0}, join="sa")
+    assert s["races_forced"] > 0 and s["join"]["rows"] > 0
     assert_converged(s)
 
 

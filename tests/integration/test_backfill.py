@@ -22,12 +22,14 @@ CREATE TABLE items (id bigint PRIMARY KEY, n int, note text, big text);
 CREATE TABLE vitems (id bigint PRIMARY KEY, n int);
 CREATE TABLE secret (id bigint PRIMARY KEY, ssn text);
 CREATE TABLE nokey (id bigint PRIMARY KEY, v text);
+CREATE TABLE people (id bigint PRIMARY KEY, email text UNIQUE, who text);
 ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL;
 """
 TABLES = [("public.items", False),
           ("public.vitems", False, {"conflict": "vclock"}),
           ("public.secret", True),
-          ("public.nokey", False)]
+          ("public.nokey", False),
+          ("public.people", False)]
 
 
 def start(d, regions):
@@ -177,13 +179,13 @@ def test_new_region_joins_under_writes(trio, tmp_path):
 
     # a finished backfill is not run again
     r = d["us"].xregion("backfill", "--for", "sa")
-    assert r.stdout.count("nothing to do") == 3, r.stdout
+    assert r.stdout.count("nothing to do") == 4, r.stdout
     # the manifest started sa after the history: the backfill brought it
     m = json.load(open(tmp_path / "sa.manifest.json"))
     assert m["donor"] == "us" and any(
         o["next_offset"] > 0 for o in m["offsets"]
         if o["topic"].startswith(f"{d.prefix}.eu.")), m
-    assert d["us"].sql("SELECT count(*) FROM xregion.backfills")[0][0] == 3
+    assert d["us"].sql("SELECT count(*) FROM xregion.backfills")[0][0] == 4
 
 
 def test_killed_backfill_resumes(trio, tmp_path):
@@ -354,3 +356,39 @@ def test_joining_region_keeps_deletes(trio, tmp_path):
     assert d["sa"].sql("SELECT count(*) FROM nokey") == [(0,)]
     assert d["sa"].sql("SELECT count(*) FROM items WHERE id <= 5") == [(0,)]
     assert d["sa"].sql("SELECT count(*) FROM vitems WHERE id <= 5") == [(0,)]
+
+
+def test_joining_region_gets_hidden_rows(trio, tmp_path):
+    """A row hidden by a unique key conflict in the donor reaches the new
+    region too, hidden there as well, and comes back everywhere when the
+    winner is deleted."""
+    d = trio
+    # us and eu each take a@x, not seeing each other: eu's, later, wins
+    d["us"].sql("INSERT INTO people VALUES (1, 'a@x', 'us')")
+    time.sleep(0.05)
+    d["eu"].sql("INSERT INTO people VALUES (2, 'a@x', 'eu')")
+    start(d, ("us", "eu"))
+    converge(d, ("us", "eu"), "people")
+    end = time.time() + 60
+    while d["us"].sql("SELECT count(*) FROM xregion.hidden") != [(1,)]:
+        assert time.time() < end, "no hidden row in us"
+        time.sleep(0.3)
+    assert d["us"].sql("SELECT id FROM people") == [(2,)]
+    join(d, "us", "sa", tmp_path, "--table", "people")
+    end = time.time() + 60
+    while job(d["us"], "people")[1] != "done":
+        assert time.time() < end, d["us"].read_log()[-3000:]
+        time.sleep(0.2)
+    converge(d, ("us", "eu", "sa"), "people")
+    wait = time.time() + 60
+    while d["sa"].sql("SELECT key FROM xregion.hidden") != [({"id": "1"},)]:
+        assert time.time() < wait, d["sa"].sql("SELECT * FROM xregion.hidden")
+        time.sleep(0.3)
+    # the winner goes: us's row comes back in every region, sa included
+    d["eu"].sql("DELETE FROM people WHERE id = 2")
+    wait = time.time() + 60
+    while any(d[r].sql("SELECT id, who FROM people") != [(1, "us")]
+              for r in ("us", "eu", "sa")):
+        assert time.time() < wait, {r: d[r].sql("SELECT * FROM people")
+                                    for r in ("us", "eu", "sa")}
+        time.sleep(0.3)
