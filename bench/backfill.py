@@ -34,7 +34,7 @@ import uuid
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from replication import cpu_seconds  # noqa: E402
+from replication import connect, cpu_seconds, dsn, one, say  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 XREGION = os.environ.get("XREGION_BIN", os.path.join(ROOT, "build", "xregion"))
@@ -44,23 +44,6 @@ SRC_PORT, DST_PORT = 15432, 15433
 TABLE_SQL = ("CREATE TABLE items (id bigint PRIMARY KEY, a int, b text, "
              "c timestamptz)")
 LOAD_SQL = "CREATE TABLE load (id int PRIMARY KEY, n bigint, t timestamptz)"
-
-
-def say(msg):
-    print(f"[bench] {msg}", flush=True)
-
-
-def dsn(port, db):
-    return f"host=127.0.0.1 port={port} dbname={db} user=postgres"
-
-
-def connect(port, db="postgres"):
-    return psycopg.connect(dsn(port, db), autocommit=True,
-                           application_name="xrbench")
-
-
-def one(c, sql, params=None):
-    return c.execute(sql, params).fetchone()[0]
 
 
 def recreate(port, db):

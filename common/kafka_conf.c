@@ -17,6 +17,27 @@ set(rd_kafka_conf_t *kc, const char *what, const char *key, const char *value,
 	return 0;
 }
 
+rd_kafka_t *
+xr_kafka_query_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *kc;
+	rd_kafka_t      *rk;
+	char             err[1024];
+
+	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
+	if (!kc) {
+		snprintf(errstr, errstr_size, "%s", err);
+		return NULL;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+	if (!rk) {
+		snprintf(errstr, errstr_size, "kafka: %s", err);
+		rd_kafka_conf_destroy(kc);
+		return NULL;
+	}
+	return rk;
+}
+
 rd_kafka_conf_t *
 xr_kafka_conf_new(const xr_config_t *conf, const char *const *defaults,
                   const char *const *locked, char *errstr, size_t errstr_size)

@@ -24,4 +24,12 @@ rd_kafka_conf_t *xr_kafka_conf_new(const xr_config_t *conf,
                                    const char *const *locked,
                                    char *errstr, size_t errstr_size);
 
+/*
+ * A handle for metadata and offset queries only (a producer that produces
+ * nothing), with conf's brokers and properties.  Returns it (free with
+ * rd_kafka_destroy), or NULL with errstr.
+ */
+rd_kafka_t *xr_kafka_query_new(const xr_config_t *conf, char *errstr,
+                               size_t errstr_size);
+
 #endif

@@ -48,23 +48,13 @@ static int
 donor_ends(const xr_config_t *conf, json_t *arr, char *errstr,
            size_t errstr_size)
 {
-	rd_kafka_conf_t *kc;
 	rd_kafka_t      *rk;
-	char             err[512];
 	size_t           i;
 	int              rc = -1;
 
-	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
-	if (!kc) {
-		snprintf(errstr, errstr_size, "%s", err);
+	rk = xr_kafka_query_new(conf, errstr, errstr_size);
+	if (!rk)
 		return -1;
-	}
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-	if (!rk) {
-		snprintf(errstr, errstr_size, "kafka: %s", err);
-		rd_kafka_conf_destroy(kc);
-		return -1;
-	}
 	for (i = 0; i < conf->n_tables; i++) {
 		const struct rd_kafka_metadata *md = NULL;
 		rd_kafka_topic_t *rkt;

@@ -139,26 +139,16 @@ static int
 dlq_partitions(const xr_config_t *conf, dpart_t **out, int *nout,
                char *errstr, size_t errstr_size)
 {
-	rd_kafka_conf_t *kc;
 	rd_kafka_t      *rk;
 	rd_kafka_topic_t *rkt;
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e;
-	char     err[512];
 	dpart_t *p = NULL;
 	int      i, n, rc = -1;
 
-	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
-	if (!kc) {
-		snprintf(errstr, errstr_size, "%s", err);
+	rk = xr_kafka_query_new(conf, errstr, errstr_size);
+	if (!rk)
 		return -1;
-	}
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-	if (!rk) {
-		snprintf(errstr, errstr_size, "kafka: %s", err);
-		rd_kafka_conf_destroy(kc);
-		return -1;
-	}
 	rkt = rd_kafka_topic_new(rk, conf->dead_letter_topic, NULL);
 	e = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, KAFKA_TIMEOUT_MS)
 	        : rd_kafka_last_error();
@@ -560,7 +550,6 @@ do_replay(const xr_config_t *conf, const xr_dlq_opts_t *o, dpart_t *p,
 	xr_replay_part_t *parts = xr_calloc((size_t)n + 1, sizeof(*parts));
 	xr_replay_tally_t tally = { NULL, 0 };
 	int64_t           total = 0;
-	size_t            i;
 	int               k, rc;
 
 	for (k = 0; k < n; k++) {
@@ -584,14 +573,7 @@ do_replay(const xr_config_t *conf, const xr_dlq_opts_t *o, dpart_t *p,
 	fflush(out);
 	rc = xr_consume_redrive(conf, parts, (size_t)n, o->dry_run,
 	                        o->max_replays, &tally, stop);
-	fprintf(out, "%-40s %9s %9s %9s %9s %9s %9s\n", "table", "events",
-	        o->dry_run ? "would" : "applied", "skipped", "conflicts",
-	        "failed", "gave up");
-	for (i = 0; i < tally.n; i++)
-		fprintf(out, "%-40s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64
-		        " %9" PRIu64 " %9" PRIu64 "\n", tally.t[i].name,
-		        tally.t[i].events, tally.t[i].applied, tally.t[i].skipped,
-		        tally.t[i].conflicts, tally.t[i].refused, tally.t[i].gave_up);
+	xr_replay_tally_print(&tally, o->dry_run, true, out);
 	fprintf(out, "%s\n",
 	        rc != 0 ? "redrive stopped before the end"
 	        : o->dry_run ? "dry run: nothing was applied, stored or produced"

@@ -43,6 +43,25 @@ xr_replay_tally_term(xr_replay_tally_t *tally)
 }
 
 void
+xr_replay_tally_print(const xr_replay_tally_t *tally, bool dry_run,
+                      bool redrive, FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "%-40s %9s %9s %9s %9s %9s %9s\n", "table", "events",
+	        dry_run ? "would" : "applied", "skipped", "conflicts",
+	        redrive ? "failed" : "refused", redrive ? "gave up" : "other");
+	for (i = 0; i < tally->n; i++) {
+		const xr_replay_table_t *t = &tally->t[i];
+
+		fprintf(out, "%-40s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64
+		        " %9" PRIu64 " %9" PRIu64 "\n", t->name, t->events, t->applied,
+		        t->skipped, t->conflicts, t->refused,
+		        redrive ? t->gave_up : t->other);
+	}
+}
+
+void
 xr_replay_opts_init(xr_replay_opts_t *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -279,25 +298,15 @@ plan(const xr_config_t *conf, char **topics, size_t ntopics,
      const bound_t *from, const bound_t *until, xr_replay_part_t **out,
      size_t *nout, FILE *out_f, char *errstr, size_t errstr_size)
 {
-	rd_kafka_conf_t *kc;
 	rd_kafka_t      *rk;
 	rd_kafka_topic_partition_list_t *l;
 	xr_replay_part_t *parts = NULL;
-	char   err[512];
 	size_t n = 0, i;
 	int    p, rc = -1;
 
-	kc = xr_kafka_conf_new(conf, NULL, NULL, err, sizeof(err));
-	if (!kc) {
-		snprintf(errstr, errstr_size, "%s", err);
+	rk = xr_kafka_query_new(conf, errstr, errstr_size);
+	if (!rk)
 		return -1;
-	}
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-	if (!rk) {
-		snprintf(errstr, errstr_size, "kafka: %s", err);
-		rd_kafka_conf_destroy(kc);
-		return -1;
-	}
 	l = rd_kafka_topic_partition_list_new(16);
 	for (i = 0; i < ntopics; i++) {
 		const struct rd_kafka_metadata *md = NULL;
@@ -427,14 +436,7 @@ xr_replay_command(const xr_config_t *conf, const xr_replay_opts_t *o,
 	}
 	fflush(out);
 	rc = xr_consume_replay(conf, parts, nparts, o->dry_run, &tally, stop);
-	fprintf(out, "%-40s %9s %9s %9s %9s %9s %9s\n", "table", "events",
-	        o->dry_run ? "would" : "applied", "skipped", "conflicts",
-	        "refused", "other");
-	for (i = 0; i < tally.n; i++)
-		fprintf(out, "%-40s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64
-		        " %9" PRIu64 " %9" PRIu64 "\n", tally.t[i].name,
-		        tally.t[i].events, tally.t[i].applied, tally.t[i].skipped,
-		        tally.t[i].conflicts, tally.t[i].refused, tally.t[i].other);
+	xr_replay_tally_print(&tally, o->dry_run, false, out);
 	fprintf(out, "%s\n",
 	        rc != 0 ? "replay stopped before the end of its range"
 	        : o->dry_run ? "dry run: every batch was rolled back; \"would\" "

@@ -52,6 +52,14 @@ xr_replay_table_t *xr_replay_tally_get(xr_replay_tally_t *tally,
                                        const char *name);
 void xr_replay_tally_term(xr_replay_tally_t *tally);
 
+/*
+ * Prints tally, a line per table: events, applied (with dry_run: "would"),
+ * skipped, conflicts, refused, and the last column: a redrive's given up,
+ * else a replay's events for another region.
+ */
+void xr_replay_tally_print(const xr_replay_tally_t *tally, bool dry_run,
+                           bool redrive, FILE *out);
+
 /* The options of one run: init it, set options, term it. */
 typedef struct xr_replay_opts_s {
 	char  **tables;      /* schema.table; owned, n_tables; 0: all pii: false */

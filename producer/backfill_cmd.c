@@ -199,6 +199,25 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/*
+ * The tables given, as a text[] literal into names (initialized here; the
+ * caller terms it): {} when none are.
+ */
+static void
+tables_literal(const xr_backfill_opts_t *o, xr_buf_t *names)
+{
+	size_t i;
+
+	xr_buf_init(names);
+	xr_buf_putc(names, '{');
+	for (i = 0; i < o->n_tables; i++) {
+		if (i)
+			xr_buf_putc(names, ',');
+		xr_buf_json_str(names, o->tables[i], strlen(o->tables[i]));
+	}
+	xr_buf_putc(names, '}');
+}
+
 /* Prints the jobs of the tables (all when none are given). */
 static int
 show_status(PGconn *conn, const xr_backfill_opts_t *o, FILE *out,
@@ -207,17 +226,9 @@ show_status(PGconn *conn, const xr_backfill_opts_t *o, FILE *out,
 	xr_buf_t    names;
 	const char *p[1];
 	PGresult   *res;
-	size_t      i;
 	int         r;
 
-	xr_buf_init(&names);
-	xr_buf_putc(&names, '{');
-	for (i = 0; i < o->n_tables; i++) {
-		if (i)
-			xr_buf_putc(&names, ',');
-		xr_buf_json_str(&names, o->tables[i], strlen(o->tables[i]));
-	}
-	xr_buf_putc(&names, '}');
+	tables_literal(o, &names);
 	p[0] = names.data;
 	res = exec(conn,
 	           "SELECT id, table_schema || '.' || table_name, "
@@ -470,17 +481,9 @@ cancel(PGconn *conn, const xr_backfill_opts_t *o, FILE *out, FILE *err_out)
 	xr_buf_t    names;
 	const char *p[2];
 	PGresult   *res;
-	size_t      i;
 	int         r;
 
-	xr_buf_init(&names);
-	xr_buf_putc(&names, '{');
-	for (i = 0; i < o->n_tables; i++) {
-		if (i)
-			xr_buf_putc(&names, ',');
-		xr_buf_json_str(&names, o->tables[i], strlen(o->tables[i]));
-	}
-	xr_buf_putc(&names, '}');
+	tables_literal(o, &names);
 	p[0] = names.data;
 	p[1] = o->for_region;
 	res = exec(conn,

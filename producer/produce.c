@@ -768,35 +768,7 @@ vclock_for(session_t *s, xr_rel_t *rel, xr_op_t op,
 static int
 wait_visible(PGconn *conn, uint32_t xid, char *errstr, size_t errstr_size)
 {
-	char        x[16];
-	const char *params[1] = { x };
-	int         i;
-
-	snprintf(x, sizeof(x), "%" PRIu32, xid);
-	for (i = 0; i < 2000; i++) {
-		PGresult *res = PQexecParams(
-			conn,
-			"SELECT pg_catalog.pg_xact_status(((n / 4294967296 - CASE WHEN "
-			"$1::bigint >= n % 4294967296 AND n >= 4294967296 THEN 1 ELSE 0 "
-			"END) * 4294967296 + $1::bigint)::text::xid8) = 'in progress' "
-			"FROM (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog."
-			"pg_current_snapshot())::text::bigint AS n) s",
-			1, NULL, params, NULL, NULL, 0);
-		bool busy;
-
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			snprintf(errstr, errstr_size, "transaction status: %s",
-			         PQerrorMessage(conn));
-			PQclear(res);
-			return -1;
-		}
-		busy = PQgetvalue(res, 0, 0)[0] == 't';
-		PQclear(res);
-		if (!busy)
-			return 0;
-		usleep(1000);
-	}
-	return 0;
+	return wait_all_visible(conn, &xid, 1, errstr, errstr_size);
 }
 
 /*
