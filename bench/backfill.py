@@ -55,6 +55,12 @@ def recreate(port, db):
         c.execute(f'CREATE DATABASE "{db}"')
 
 
+def table_sum(port, db):
+    """md5 of the items rows in key order: what each copy must equal."""
+    with connect(port, db) as c:
+        return one(c, "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM items t")
+
+
 def backends_cpu(conns):
     """{pid: (label, cpu)} of the sessions of the given (conn, db, side)."""
     out = {}
@@ -315,12 +321,17 @@ def main():
         s.execute("VACUUM ANALYZE items")
         size = one(s, "SELECT pg_size_pretty(pg_table_size('items'))")
     res = {"rows": a.rows, "table_size": size, "chunk_size": a.chunk_size}
+    source_sum = table_sum(SRC_PORT, "bfb_src")
     say("pg_dump | psql ...")
     res["pg_dump_psql"] = bench_dump(a.rows)
+    res["pg_dump_psql"]["identical"] = table_sum(DST_PORT, "bfb_dump") == source_sum
     say("native logical replication, copy_data = true ...")
     res["native_copy_data"] = bench_native(a.rows)
+    res["native_copy_data"]["identical"] = table_sum(DST_PORT, "bfb_native") == source_sum
     say("xregion backfill ...")
     res["xregion"] = bench_xregion(a.rows, a.chunk_size)
+    # pg_dump and PostgreSQL's own tablesync are the oracles of the content
+    res["xregion"]["identical"] = table_sum(DST_PORT, "bfb_xr") == source_sum
 
     if a.with_load:
         say("xregion backfill under load ...")
@@ -330,13 +341,15 @@ def main():
     print()
     print(f"Backfill of {a.rows:,} rows ({size}; id bigint, a int, b text, c "
           f"timestamptz), {os.cpu_count()} cores, chunk size {a.chunk_size}")
-    print(f"{'method':34} {'seconds':>9} {'rows/s':>10} {'other/xregion':>14}")
+    print(f"{'method':34} {'seconds':>9} {'rows/s':>10} {'other/xregion':>14} "
+          f"{'rows = source':>14}")
     for label, key in (("pg_dump | psql", "pg_dump_psql"),
                        ("native copy_data (tablesync)", "native_copy_data"),
                        ("xregion backfill, all applied", "xregion")):
         secs = res[key]["seconds"]
-        print(f"{label:34} {secs:9.2f} {a.rows / secs:10.0f} "
-              f"{'' if key == 'xregion' else f'{secs / xr:14.2f}'}")
+        ratio = "" if key == "xregion" else f"{secs / xr:.2f}"
+        print(f"{label:34} {secs:9.2f} {a.rows / secs:10.0f} {ratio:>14} "
+              f"{'yes' if res[key]['identical'] else 'NO':>14}")
     pub = res["xregion"]["published_s"]
     print(f"{'xregion backfill, all published':34} {pub:9.2f} {a.rows / pub:10.0f}")
     print("\nCPU seconds per process:")
@@ -361,6 +374,9 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)
+    if not all(res[k]["identical"] for k in ("pg_dump_psql", "native_copy_data",
+                                            "xregion")):
+        sys.exit("[bench] a copy differs from the source")
 
 
 if __name__ == "__main__":

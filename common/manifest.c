@@ -14,26 +14,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include "common/kafka_conf.h"
+#include "common/pgconn.h"
 
 #define KAFKA_TIMEOUT_MS 10000
-
-static PGconn *
-connect_db(const xr_config_t *conf, const char *app, char *errstr,
-           size_t errstr_size)
-{
-	const char *keys[] = { "dbname", "application_name", "connect_timeout",
-	                       NULL };
-	const char *vals[] = { conf->pg_dsn, app, "10", NULL };
-	PGconn     *conn = PQconnectdbParams(keys, vals, 1);
-
-	if (PQstatus(conn) != CONNECTION_OK) {
-		snprintf(errstr, errstr_size, "connecting to the database: %s",
-		         PQerrorMessage(conn));
-		PQfinish(conn);
-		return NULL;
-	}
-	return conn;
-}
 
 static void
 add_offset(json_t *arr, const char *topic, int partition, int64_t next)
@@ -159,7 +142,8 @@ xr_manifest_take(const xr_config_t *conf, const char *for_region,
 	int     rc = -1;
 
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-	if (!(conn = connect_db(conf, "xregion-manifest", errstr, errstr_size))) {
+	if (!(conn = xr_pg_connect(conf->pg_dsn, "xregion-manifest", errstr,
+	                           errstr_size))) {
 		json_decref(arr);
 		return -1;
 	}
@@ -223,7 +207,8 @@ xr_manifest_seek(const xr_config_t *conf, const char *path, FILE *out,
 		         prefix, conf->region, conf->topic_prefix);
 		goto out;
 	}
-	if (!(conn = connect_db(conf, "xregion-seek", errstr, errstr_size)))
+	if (!(conn = xr_pg_connect(conf->pg_dsn, "xregion-seek", errstr,
+	                           errstr_size)))
 		goto out;
 	snprintf(app, sizeof(app), "xregion-consumer-%s", conf->region);
 	{

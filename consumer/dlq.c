@@ -13,6 +13,7 @@
 
 #include "common/kafka_conf.h"
 #include "common/mem.h"
+#include "common/pgconn.h"
 #include "consumer/consume.h"
 #include "consumer/event.h"
 #include "consumer/registry.h"
@@ -194,20 +195,14 @@ static int
 redriven(const xr_config_t *conf, dpart_t *p, int n, char *errstr,
          size_t errstr_size)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout",
-	                       NULL };
-	const char *vals[] = { conf->pg_dsn, "xregion-dlq", "10", NULL };
 	const char *params[1] = { conf->dead_letter_topic };
-	PGconn     *conn = PQconnectdbParams(keys, vals, 1);
+	PGconn     *conn = xr_pg_connect(conf->pg_dsn, "xregion-dlq", errstr,
+	                                 errstr_size);
 	PGresult   *res;
 	int         r, i;
 
-	if (PQstatus(conn) != CONNECTION_OK) {
-		snprintf(errstr, errstr_size, "connecting to the database: %s",
-		         PQerrorMessage(conn));
-		PQfinish(conn);
+	if (!conn)
 		return -1;
-	}
 	res = PQexecParams(conn, "SELECT partition, next_offset FROM "
 	                   "xregion.offsets WHERE topic = $1",
 	                   1, NULL, params, NULL, NULL, 0);

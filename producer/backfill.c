@@ -98,6 +98,7 @@ struct xr_backfill_s {
 	xr_pgo_datum_t    *datums;
 	json_t            *vector;
 	xr_buf_t           key;
+	xr_buf_t           ckey;      /* the key of a change (drop_key) */
 };
 
 static int64_t
@@ -130,6 +131,7 @@ xr_backfill_new(const xr_config_t *conf)
 	xr_buf_init(&b->hid_first);
 	xr_buf_init(&b->hid_next);
 	xr_buf_init(&b->key);
+	xr_buf_init(&b->ckey);
 	return b;
 }
 
@@ -204,6 +206,7 @@ xr_backfill_destroy(xr_backfill_t *b)
 	xr_buf_term(&b->hid_first);
 	xr_buf_term(&b->hid_next);
 	xr_buf_term(&b->key);
+	xr_buf_term(&b->ckey);
 	free(b);
 }
 
@@ -270,33 +273,32 @@ index_rows(xr_backfill_t *b)
 static void
 drop_key(xr_backfill_t *b, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
 {
-	xr_buf_t k;
-	size_t   i;
-	int      p, c;
+	xr_buf_t *k = &b->ckey;
+	size_t    i;
+	int       p, c;
 
-	xr_buf_init(&k);
+	xr_buf_reset(k);
 	for (p = 0; p < b->npk; p++) {
 		for (c = 0; c < rel->ncols && c < tup->ncols; c++)
 			if (strcmp(rel->cols[c].name, b->pk[p]) == 0)
 				break;
 		if (c == rel->ncols || c == tup->ncols ||
 		    tup->cols[c].kind != XR_PGO_COL_TEXT) {
-			xr_buf_term(&k);
 			xr_debug("backfill: a change of %s.%s without its key "
 			         "values: the chunk is read again", b->nspname,
 			         b->relname);
 			chunk_clear(b);
 			return;
 		}
-		xr_buf_append(&k, tup->cols[c].data, tup->cols[c].len);
-		xr_buf_putc(&k, '\0');
+		xr_buf_append(k, tup->cols[c].data, tup->cols[c].len);
+		xr_buf_putc(k, '\0');
 	}
-	i = key_hash(k.data, k.len) & (b->nslots - 1);
+	i = key_hash(k->data, k->len) & (b->nslots - 1);
 	for (; b->slots[i]; i = (i + 1) & (b->nslots - 1)) {
 		int r = (int)b->slots[i] - 1;
 
 		row_key(b, r);
-		if (b->key.len == k.len && memcmp(b->key.data, k.data, k.len) == 0) {
+		if (b->key.len == k->len && memcmp(b->key.data, k->data, k->len) == 0) {
 			if (!b->dropped[r]) {
 				b->dropped[r] = true;
 				b->ndropped++;
@@ -304,7 +306,12 @@ drop_key(xr_backfill_t *b, const xr_rel_t *rel, const xr_pgo_tuple_t *tup)
 			break;
 		}
 	}
-	xr_buf_term(&k);
+}
+
+bool
+xr_backfill_watching(const xr_backfill_t *b)
+{
+	return b->state == BF_OPEN;
 }
 
 void

@@ -88,6 +88,9 @@ int xr_backfill_read(xr_backfill_t *b, PGconn *conn, int64_t now_us,
                      char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/* Whether a chunk is open: changes are to be reported (xr_backfill_change). */
+bool xr_backfill_watching(const xr_backfill_t *b);
+
 /*
  * A change the stream decoded: rel (the stream's relation), op and its
  * tuples.  Drops from the open chunk each key the change names (a

@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/manifest.h"
 #include "common/mem.h"
+#include "common/pgconn.h"
 
 #define DEFAULT_CHUNK 2000
 #define MAX_CHUNK     100000
@@ -764,9 +765,7 @@ int
 xr_backfill_command(const xr_config_t *conf, const xr_backfill_opts_t *o,
                     atomic_int *stop, FILE *out, FILE *err_out)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout",
-	                       NULL };
-	const char *vals[] = { conf->pg_dsn, "xregion-backfill", "10", NULL };
+	char        err[1024];
 	PGconn     *conn;
 	PGresult   *res;
 	job_t      *jobs = NULL;
@@ -789,11 +788,9 @@ xr_backfill_command(const xr_config_t *conf, const xr_backfill_opts_t *o,
 			return 2;
 		}
 	}
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(conn) != CONNECTION_OK) {
-		fprintf(err_out, "xregion backfill: connecting to the database: %s",
-		        PQerrorMessage(conn));
-		PQfinish(conn);
+	conn = xr_pg_connect(conf->pg_dsn, "xregion-backfill", err, sizeof(err));
+	if (!conn) {
+		fprintf(err_out, "xregion backfill: %s", err);
 		return 1;
 	}
 	res = exec(conn, "SELECT to_regclass('xregion.backfills') IS NOT NULL", 0,
@@ -823,8 +820,6 @@ xr_backfill_command(const xr_config_t *conf, const xr_backfill_opts_t *o,
 		goto out;
 	}
 	if (o->manifest) {
-		char err[1024];
-
 		if (!o->for_region) {
 			fprintf(err_out, "xregion backfill: --manifest needs --for: the "
 			        "manifest is where that region's consumer starts\n");

@@ -1081,8 +1081,9 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	int         err, rc;
 
 	/* Applied transactions too: the chunk's row is older than them. */
-	xr_backfill_change(s->backfill, xr_relcache_get(s->rels, relid), op,
-	                   before, after);
+	if (xr_backfill_watching(s->backfill))
+		xr_backfill_change(s->backfill, xr_relcache_get(s->rels, relid), op,
+		                   before, after);
 	if (s->skip_txn)
 		return 0;
 	rel = change_rel(s, relid, &err, errstr, errstr_size);
