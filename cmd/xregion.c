@@ -21,6 +21,7 @@
 #include "common/version.h"
 #include "consumer/conflicts.h"
 #include "consumer/dlq.h"
+#include "consumer/feed.h"
 #include "consumer/status.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
@@ -52,6 +53,9 @@ static xr_replay_opts_t replay_opts;
 
 /* The options of `xregion dlq`. */
 static xr_dlq_opts_t dlq_opts;
+
+/* The options of `xregion feed`. */
+static xr_feed_opts_t feed_opts;
 
 /* The --manifest of `xregion seek`. */
 static const char *seek_manifest;
@@ -201,6 +205,13 @@ run_dlq(const xr_config_t *conf)
 {
 	install_signals();
 	return xr_dlq_command(conf, &dlq_opts, &stop_requested, stdout, stderr);
+}
+
+static int
+run_feed(const xr_config_t *conf)
+{
+	install_signals();
+	return xr_feed_command(conf, &feed_opts, &stop_requested, stdout, stderr);
 }
 
 static int
@@ -393,6 +404,43 @@ static const command_t commands[] = {
 	  "      --max-replays N   leave alone (and report) a dead letter already\n"
 	  "                        redriven N times (default 3)\n",
 	  run_dlq },
+	{ "feed", "write the change stream as flat rows for analytics",
+	  "Reads the change topics of every region (not PII tables: they have\n"
+	  "none) and writes one flat row per change: the table's columns plus\n"
+	  "__op, __deleted, __region, __commit_ts, __commit_lsn, __lsn, __txid,\n"
+	  "__event_id, __version, __unchanged and __text. A delete is a row\n"
+	  "(__deleted true); an update that changed the key is a delete of the\n"
+	  "old key and the update. Avro container files go to\n"
+	  "OUT/<schema>.<table>/dt=YYYY-MM-DD/hr=HH/<topic>+<partition>+<first\n"
+	  "offset>.avro, exactly once: each file is written under OUT/_xregion,\n"
+	  "fsynced and renamed into place, and the positions to resume from are\n"
+	  "read back from OUT on start, so a kill -9 neither loses nor repeats a\n"
+	  "row. A message it cannot decode goes to kafka.feed_dead_letter_topic\n"
+	  "with its reason. Runs until SIGINT or SIGTERM (then commits what it\n"
+	  "has), or with --once until it has fed what there was at its start.\n"
+	  "docs/feed.md has the layout and how to load it.\n\n"
+	  "Output:\n"
+	  "      --out DIR         where the files go (required); --out - writes\n"
+	  "                        JSON lines to stdout (no positions are kept)\n"
+	  "      --format FORMAT   avro (files, default) or jsonl (stdout)\n"
+	  "      --codec CODEC     deflate (default), snappy or null\n"
+	  "      --rotate-bytes N  commit a file at N encoded bytes (default 128M)\n"
+	  "      --rotate-seconds S  ... once its rows span S seconds of commit\n"
+	  "                        time or it has been open S seconds (default 900)\n"
+	  "      --idle-flush S    ... once no row came for S seconds (default 60)\n"
+	  "      --max-open N      open files per Kafka partition (default 64)\n"
+	  "Selection:\n"
+	  "      --table NAME[,NAME...]  default: every table marked pii: false\n"
+	  "      --regions R[,R...]      default: every region in regions\n"
+	  "      --start beginning|end   where a partition never fed starts\n"
+	  "                        (default beginning)\n"
+	  "      --once            stop at the end offsets of the start\n"
+	  "SQL:\n"
+	  "      --ddl TABLE       print the landing table, a state table and the\n"
+	  "                        MERGE that keeps it current (or a\n"
+	  "                        ReplacingMergeTree), then exit\n"
+	  "      --dialect D       postgres (default), duckdb or clickhouse\n",
+	  run_feed },
 	{ "seek", "set where this region's consumer starts, from a manifest",
 	  "Stores the start offsets of a manifest that xregion backfill --for\n"
 	  "REGION --manifest FILE wrote in the donor region into this region's\n"
@@ -428,6 +476,8 @@ static const command_t commands[] = {
 #define OPT_SETUP     260
 /* getopt_long's value for the options xr_dlq_opts_set() takes. */
 #define OPT_DLQ       261
+/* getopt_long's value for the options of xregion feed alone. */
+#define OPT_FEED      262
 
 static void
 usage(FILE *out)
@@ -471,6 +521,14 @@ command_usage(const command_t *cmd, FILE *out)
 	              "                 [--rate N] [--chunk-size N] [--again] "
 	              "[--no-wait]\n                 [--manifest FILE] "
 	              "[--dry-run | --status | --cancel]"
+	        : cmd->run == run_feed
+	            ? " --out DIR|- [--format avro|jsonl]\n"
+	              "                 [--codec C] [--rotate-bytes N] "
+	              "[--rotate-seconds S]\n                 [--idle-flush S] "
+	              "[--table NAME]... [--regions R,...]\n"
+	              "                 [--start beginning|end] [--once]\n"
+	              "       xregion feed [-c FILE] --ddl TABLE "
+	              "[--dialect postgres|duckdb|clickhouse]"
 	        : cmd->run == run_seek ? " --manifest FILE"
 	        : cmd->run == run_setup ? " [--restored]"
 	        : cmd->run == run_dlq
@@ -516,6 +574,18 @@ main(int argc, char **argv)
 		/* xregion replay only: */
 		{ "from", required_argument, NULL, OPT_REPLAY },
 		{ "source-regions", required_argument, NULL, OPT_REPLAY },
+		/* xregion feed only: */
+		{ "out", required_argument, NULL, OPT_FEED },
+		{ "codec", required_argument, NULL, OPT_FEED },
+		{ "rotate-bytes", required_argument, NULL, OPT_FEED },
+		{ "rotate-seconds", required_argument, NULL, OPT_FEED },
+		{ "idle-flush", required_argument, NULL, OPT_FEED },
+		{ "max-open", required_argument, NULL, OPT_FEED },
+		{ "regions", required_argument, NULL, OPT_FEED },
+		{ "start", required_argument, NULL, OPT_FEED },
+		{ "once", no_argument, NULL, OPT_FEED },
+		{ "ddl", required_argument, NULL, OPT_FEED },
+		{ "dialect", required_argument, NULL, OPT_FEED },
 		/* xregion backfill and seek: */
 		{ "manifest", required_argument, NULL, OPT_MANIFEST },
 		{ NULL, 0, NULL, 0 }
@@ -532,6 +602,7 @@ main(int argc, char **argv)
 	xr_backfill_opts_init(&backfill_opts);
 	xr_replay_opts_init(&replay_opts);
 	xr_dlq_opts_init(&dlq_opts);
+	xr_feed_opts_init(&feed_opts);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -567,7 +638,32 @@ main(int argc, char **argv)
 		case 'h':
 			command_usage(cmd, stdout);
 			return 0;
+		case OPT_FEED:
 		case OPT_CONFLICTS:
+		case OPT_BACKFILL:
+		case OPT_REPLAY:
+			/* Of feed: its own, and --table(s), --format, --source-regions. */
+			if (cmd->run == run_feed &&
+			    (c == OPT_FEED || strcmp(longopts[li].name, "table") == 0 ||
+			     strcmp(longopts[li].name, "tables") == 0 ||
+			     strcmp(longopts[li].name, "format") == 0 ||
+			     strcmp(longopts[li].name, "source-regions") == 0)) {
+				if (xr_feed_opts_set(&feed_opts, longopts[li].name, optarg,
+				                     err, sizeof(err))) {
+					fprintf(stderr, "xregion feed: %s\n", err);
+					return 2;
+				}
+				break;
+			}
+			if (c == OPT_FEED) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "feed only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (c == OPT_REPLAY)
+				goto replay_opt;
+			if (c == OPT_BACKFILL)
+				goto backfill_opt;
 			/* --table selects the tables of backfill too. */
 			if (cmd->run == run_backfill &&
 			    strcmp(longopts[li].name, "table") == 0) {
@@ -635,7 +731,7 @@ main(int argc, char **argv)
 			}
 			setup_restored = true;
 			break;
-		case OPT_REPLAY:
+		replay_opt:
 			if (cmd->run != run_replay) {
 				fprintf(stderr, "xregion %s: --%s is an option of xregion "
 				        "replay only\n", cmd->name, longopts[li].name);
@@ -647,7 +743,7 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case OPT_BACKFILL:
+		backfill_opt:
 			if (cmd->run == run_dlq &&
 			    strcmp(longopts[li].name, "dry-run") == 0) {
 				dlq_opts.dry_run = true;
@@ -729,5 +825,6 @@ main(int argc, char **argv)
 	xr_conflicts_opts_term(&conflicts_opts);
 	xr_backfill_opts_term(&backfill_opts);
 	xr_replay_opts_term(&replay_opts);
+	xr_feed_opts_term(&feed_opts);
 	return rc;
 }

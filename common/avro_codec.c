@@ -1362,3 +1362,231 @@ fail:
 	avro_reader_free(r);
 	return -1;
 }
+
+/*
+ * The envelope read in place: one pass over the datum in field order, every
+ * length bounds-checked as xr_avro_validate() does, nothing allocated.
+ */
+static int
+v_span(vcur_t *c, const unsigned char *base, xr_span_t *out)
+{
+	int64_t n;
+
+	if (v_long(c, &n) || n < 0 || (uint64_t)n > c->left)
+		return -1;
+	out->off = (size_t)(c->p - base);
+	out->len = (size_t)n;
+	return v_skip(c, (size_t)n);
+}
+
+/* The schema behind a link, else s. */
+static avro_schema_t
+v_deref(avro_schema_t s)
+{
+	while (s && avro_typeof(s) == AVRO_LINK)
+		s = avro_schema_link_target(s);
+	return s;
+}
+
+/* A union [null, X]: its branch, and for X the span X's datum takes. */
+static int
+v_nullable(vcur_t *c, avro_schema_t u, const unsigned char *base, bool *has,
+           xr_span_t *span)
+{
+	int64_t n;
+	const unsigned char *start;
+
+	u = v_deref(u);
+	if (!u || avro_typeof(u) != AVRO_UNION || avro_schema_union_size(u) != 2 ||
+	    v_long(c, &n) || n < 0 || n > 1)
+		return -1;
+	*has = n == 1;
+	start = c->p;
+	if (n == 1 && v_walk(avro_schema_union_branch(u, 1), c, 1))
+		return -1;
+	if (span) {
+		span->off = (size_t)(start - base);
+		span->len = (size_t)(c->p - start);
+	}
+	return 0;
+}
+
+int
+xr_avro_env_view(const xr_schema_t *s, const void *body, size_t len,
+                 xr_env_view_t *v, char *errstr, size_t errstr_size)
+{
+	const unsigned char *base = body;
+	vcur_t        c = { body, len };
+	avro_schema_t env = s->schema, src, f;
+	size_t        nf, i;
+	int64_t       n;
+	const char   *what = "event_id";
+
+	memset(v, 0, sizeof(*v));
+	v->body = base;
+	v->len = len;
+	nf = avro_schema_record_size(env);
+	if (!s->is_envelope || nf < XR_ENV_VCLOCK)
+		goto bad;
+	if (v_span(&c, base, &v->event_id))
+		goto bad;
+	what = "op";
+	if (v_long(&c, &n) || n < 0 || n > XR_OP_SNAPSHOT_READ)
+		goto bad;
+	v->op = (xr_op_t)n;
+	what = "produced_at";
+	if (v_long(&c, &v->produced_at))
+		goto bad;
+	what = "source";
+	src = v_deref(avro_schema_record_field_get_by_index(env, XR_ENV_SOURCE));
+	if (!src || avro_typeof(src) != AVRO_RECORD ||
+	    avro_schema_record_size(src) != XR_SRC_NFIELDS ||
+	    v_span(&c, base, &v->region) || v_span(&c, base, &v->database) ||
+	    v_span(&c, base, &v->schema) || v_span(&c, base, &v->table) ||
+	    v_long(&c, &v->lsn) || v_long(&c, &v->commit_lsn) ||
+	    v_long(&c, &v->txid) || v_long(&c, &v->commit_ts) ||
+	    v_long(&c, &n) || n < 0 || n > 1)
+		goto bad;
+	v->has_origin = n == 1;
+	if (v->has_origin && v_span(&c, base, &v->origin))
+		goto bad;
+	what = "before";
+	if (v_nullable(&c, avro_schema_record_field_get_by_index(env,
+	                                                         XR_ENV_BEFORE),
+	               base, &v->has_before, &v->before))
+		goto bad;
+	what = "after";
+	if (v_nullable(&c, avro_schema_record_field_get_by_index(env,
+	                                                         XR_ENV_AFTER),
+	               base, &v->has_after, &v->after))
+		goto bad;
+	what = "unchanged";
+	v->unchanged.off = (size_t)(c.p - base);
+	if (v_walk(avro_schema_record_field_get_by_index(env, XR_ENV_UNCHANGED),
+	           &c, 1))
+		goto bad;
+	v->unchanged.len = (size_t)(c.p - base) - v->unchanged.off;
+	if (nf > XR_ENV_VCLOCK) {
+		avro_schema_t vc;
+
+		what = "vclock";
+		f = v_deref(avro_schema_record_field_get_by_index(env,
+		                                                  XR_ENV_VCLOCK));
+		if (!f || avro_typeof(f) != AVRO_UNION ||
+		    avro_schema_union_size(f) != 2 || v_long(&c, &n) || n < 0 ||
+		    n > 1)
+			goto bad;
+		v->has_vclock = n == 1;
+		vc = v_deref(avro_schema_union_branch(f, 1));
+		if (v->has_vclock) {
+			if (!vc || avro_typeof(vc) != AVRO_RECORD ||
+			    avro_schema_record_size(vc) < 4 ||
+			    v_long(&c, &v->vc_hlc) ||
+			    v_walk(avro_schema_record_field_get_by_index(vc, 1), &c, 1) ||
+			    v_long(&c, &n) || n < 0 || n > 1)
+				goto bad;
+			v->has_vc_before = n == 1;
+			if (v->has_vc_before && v_long(&c, &v->vc_before_hlc))
+				goto bad;
+			for (i = 3; i < avro_schema_record_size(vc); i++)
+				if (v_walk(avro_schema_record_field_get_by_index(vc, (int)i),
+				           &c, 1))
+					goto bad;
+		}
+		/* Fields of later releases. */
+		for (i = XR_ENV_VCLOCK + 1; i < nf; i++)
+			if (v_walk(avro_schema_record_field_get_by_index(env, (int)i),
+			           &c, 1))
+				goto bad;
+	}
+	if (c.left != 0) {
+		set_err(errstr, errstr_size, "Avro datum leaves bytes over");
+		return -1;
+	}
+	return 0;
+bad:
+	set_err(errstr, errstr_size,
+	        "cannot decode change event: field %s does not fit the %zu bytes "
+	        "of the message or the envelope schema", what, len);
+	return -1;
+}
+
+avro_schema_t
+xr_avro_row_schema(const xr_schema_t *s)
+{
+	avro_schema_t u;
+
+	if (!s->is_envelope)
+		return NULL;
+	u = v_deref(avro_schema_record_field_get_by_index(s->schema,
+	                                                  XR_ENV_BEFORE));
+	if (!u || avro_typeof(u) != AVRO_UNION || avro_schema_union_size(u) != 2)
+		return NULL;
+	u = v_deref(avro_schema_union_branch(u, 1));
+	return u && avro_typeof(u) == AVRO_RECORD ? u : NULL;
+}
+
+int
+xr_avro_row_fields(avro_schema_t row, const void *data, size_t len,
+                   xr_span_t *spans, int *branches, int nfields)
+{
+	const unsigned char *base = data;
+	vcur_t c = { data, len };
+	int    i;
+
+	if ((int)avro_schema_record_size(row) != nfields)
+		return -1;
+	for (i = 0; i < nfields; i++) {
+		avro_schema_t u = v_deref(avro_schema_record_field_get_by_index(row,
+		                                                                i));
+		int64_t       n;
+
+		spans[i].off = (size_t)(c.p - base);
+		if (!u || avro_typeof(u) != AVRO_UNION || v_long(&c, &n) || n < 0 ||
+		    (size_t)n >= avro_schema_union_size(u) ||
+		    v_walk(avro_schema_union_branch(u, (int)n), &c, 1))
+			return -1;
+		branches[i] = (int)n;
+		spans[i].len = (size_t)(c.p - base) - spans[i].off;
+	}
+	return c.left == 0 ? 0 : -1;
+}
+
+void
+xr_avro_put_long(xr_buf_t *b, int64_t v)
+{
+	uint64_t      z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	unsigned char tmp[10];
+	size_t        n = 0;
+
+	while (z >= 0x80) {
+		tmp[n++] = (unsigned char)(z | 0x80);
+		z >>= 7;
+	}
+	tmp[n++] = (unsigned char)z;
+	xr_buf_append(b, tmp, n);
+}
+
+void
+xr_avro_put_bytes(xr_buf_t *b, const void *p, size_t n)
+{
+	xr_avro_put_long(b, (int64_t)n);
+	xr_buf_append(b, p, n);
+}
+
+int
+xr_schema_id_fingerprint(const char *id, uint64_t *fp)
+{
+	uint64_t v = 0;
+	int      i;
+
+	for (i = 0; i < 8; i++) {
+		unsigned int byte;
+
+		if (sscanf(id + 2 * i, "%2x", &byte) != 1)
+			return -1;
+		v |= (uint64_t)byte << (8 * i);
+	}
+	*fp = v;
+	return 0;
+}

@@ -166,4 +166,67 @@ int xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
                    avro_value_t *out, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/* A byte range of a datum: data + off, len bytes. */
+typedef struct xr_span_s {
+	size_t off;
+	size_t len;
+} xr_span_t;
+
+/*
+ * An envelope read in place, without allocating: the spans point into the
+ * datum (body).  before and after span the Row record's datum, after its
+ * union index; unchanged spans the whole array encoding.
+ */
+typedef struct xr_env_view_s {
+	const unsigned char *body;
+	size_t     len;
+	xr_span_t  event_id;
+	xr_op_t    op;
+	int64_t    produced_at;
+	xr_span_t  region, database, schema, table;   /* source.* */
+	int64_t    lsn, commit_lsn, txid, commit_ts;
+	bool       has_origin;
+	xr_span_t  origin;
+	bool       has_before, has_after;
+	xr_span_t  before, after;
+	xr_span_t  unchanged;
+	bool       has_vclock;
+	int64_t    vc_hlc;
+	bool       has_vc_before;
+	int64_t    vc_before_hlc;
+} xr_env_view_t;
+
+/*
+ * Reads the envelope datum body (len bytes) written with envelope schema s
+ * into *v, checking every length, count and index against the bytes there
+ * are, and that none are left over.  Returns 0, or -1 with errstr set.
+ */
+int xr_avro_env_view(const xr_schema_t *s, const void *body, size_t len,
+                     xr_env_view_t *v, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* The record xregion.Row of envelope schema s, or NULL. */
+avro_schema_t xr_avro_row_schema(const xr_schema_t *s);
+
+/*
+ * Splits a Row datum (a view's before or after) into its nfields fields:
+ * spans[i] covers field i's union index and value, branches[i] is the
+ * union branch.  Returns 0, or -1 if the bytes do not fit row.
+ */
+int xr_avro_row_fields(avro_schema_t row, const void *data, size_t len,
+                       xr_span_t *spans, int *branches, int nfields)
+	__attribute__((warn_unused_result));
+
+/*
+ * The fingerprint of a schema id (<fingerprint>.<JSON checksum>, whose
+ * first 16 hex digits are the fingerprint's bytes as a message carries
+ * them, little-endian).  Returns 0, or -1 if id does not start so.
+ */
+int xr_schema_id_fingerprint(const char *id, uint64_t *fp)
+	__attribute__((warn_unused_result));
+
+/* Avro binary encoding of a long (zigzag varint), and of bytes or string. */
+void xr_avro_put_long(xr_buf_t *b, int64_t v);
+void xr_avro_put_bytes(xr_buf_t *b, const void *p, size_t n);
+
 #endif

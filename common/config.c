@@ -59,7 +59,7 @@ static const char *const pg_keys[] = {
 };
 static const char *const kafka_keys[] = {
 	"brokers", "topic_prefix", "schemas_topic", "dead_letter_topic",
-	"progress_topic", "partitions", "replication_factor", "max_message_bytes", "properties",
+	"progress_topic", "feed_dead_letter_topic", "partitions", "replication_factor", "max_message_bytes", "properties",
 	NULL
 };
 static const char *const producer_keys[] = {
@@ -768,6 +768,15 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	                        &conf->progress_topic) != 0) {
 		return -1;
 	}
+	if ((v = map_get(c, map, "feed_dead_letter_topic"))) {
+		if (get_topic(c, v, "kafka.feed_dead_letter_topic",
+		              &conf->feed_dead_letter_topic) != 0)
+			return -1;
+	} else if (derive_topic(c, prefix_node,
+	                        xasprintf("%s._feed_dlq", conf->topic_prefix),
+	                        &conf->feed_dead_letter_topic) != 0) {
+		return -1;
+	}
 	conf->partitions = 3;
 	if ((v = map_get(c, map, "partitions")) &&
 	    get_int(c, v, "kafka.partitions", 1, INT_MAX, &conf->partitions) != 0)
@@ -1428,6 +1437,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->schemas_topic);
 	free(conf->dead_letter_topic);
 	free(conf->progress_topic);
+	free(conf->feed_dead_letter_topic);
 	for (i = 0; i < conf->n_kafka_props; i++) {
 		free(conf->kafka_props[i].key);
 		free(conf->kafka_props[i].value);

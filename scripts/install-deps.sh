@@ -7,6 +7,10 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POM="$REPO_ROOT/stack/pom.xml"
 KAFKA_LIBS="${XR_KAFKA_LIBS:-$REPO_ROOT/.stack/kafka-libs}"
 VENV="${XR_VENV:-$REPO_ROOT/.stack/venv}"
+TOOLS="${XR_TOOLS:-$REPO_ROOT/.stack/tools}"
+# The reference Avro implementation's command-line tool: the tests read the
+# feed's files with it (avro-tools tojson), next to fastavro.
+AVRO_TOOLS_VERSION=1.12.1
 
 APT_PACKAGES=(
   build-essential cmake pkg-config
@@ -16,8 +20,8 @@ APT_PACKAGES=(
   openjdk-17-jre-headless maven
   python3-venv faketime kafkacat
 )
-PY_PACKAGES=(fastavro confluent-kafka "psycopg[binary]" pytest)
-PY_IMPORTS="fastavro, confluent_kafka, psycopg, pytest"
+PY_PACKAGES=(fastavro cramjam confluent-kafka "psycopg[binary]" pytest)
+PY_IMPORTS="fastavro, cramjam, confluent_kafka, psycopg, pytest"
 
 usage() {
   cat <<EOF
@@ -30,6 +34,7 @@ Installs what is missing, in this order:
   2. Apache Kafka jars from Maven Central, as listed in stack/pom.xml, copied to
        $KAFKA_LIBS
      (skipped when already copied for the current pom; maven caches in ~/.m2)
+     and the reference Avro tool (avro-tools $AVRO_TOOLS_VERSION) to $TOOLS
   3. a Python venv for test-side checkers at
        $VENV
      with: ${PY_PACKAGES[*]}
@@ -44,6 +49,7 @@ Options:
 Environment:
   XR_KAFKA_LIBS  where the Kafka jars go      (default: <repo>/.stack/kafka-libs)
   XR_VENV        where the Python venv goes   (default: <repo>/.stack/venv)
+  XR_TOOLS       where avro-tools goes        (default: <repo>/.stack/tools)
 EOF
 }
 
@@ -107,6 +113,28 @@ install_kafka() {
   log "kafka jars: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars, $(basename "$(ls "$KAFKA_LIBS"/kafka_2.13-*.jar)")"
 }
 
+# ------------------------------------------------------------ test-side tools
+install_tools() {
+  local jar="$TOOLS/avro-tools-$AVRO_TOOLS_VERSION.jar" mvn_log
+  if [[ -f $jar ]]; then
+    log "avro-tools: present at $jar"
+    return
+  fi
+  command -v mvn >/dev/null || die "mvn not found (install the 'maven' apt package first)"
+  log "avro-tools: copying org.apache.avro:avro-tools:$AVRO_TOOLS_VERSION to $TOOLS (mvn, may download)"
+  mkdir -p "$TOOLS"
+  mvn_log="$(mktemp)"
+  if ! mvn -q -B dependency:copy \
+        -Dartifact="org.apache.avro:avro-tools:$AVRO_TOOLS_VERSION" \
+        -DoutputDirectory="$TOOLS" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -f "$mvn_log"
+    die "mvn dependency:copy of avro-tools failed"
+  fi
+  rm -f "$mvn_log"
+  [[ -f $jar ]] || die "avro-tools: $jar missing after mvn"
+}
+
 # ----------------------------------------------------------------- Python venv
 install_venv() {
   if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "import $PY_IMPORTS" 2>/dev/null; then
@@ -137,7 +165,7 @@ main() {
     shift
   done
   if ((do_apt)); then install_apt; fi
-  if ((do_kafka)); then install_kafka; fi
+  if ((do_kafka)); then install_kafka; install_tools; fi
   if ((do_venv)); then install_venv; fi
   log "done"
 }

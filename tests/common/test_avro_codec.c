@@ -1540,6 +1540,142 @@ test_validate_refuses_an_unterminated_varint(void **state)
 	xr_schema_destroy(s);
 }
 
+
+/* ---- the envelope read in place ----------------------------------------- */
+
+static void
+test_env_view_reads_every_field(void **state)
+{
+	table_t       t;
+	xr_schema_t  *s;
+	avro_value_t  ev;
+	xr_buf_t      out;
+	xr_env_view_t v;
+	const void   *body;
+	size_t        n;
+	uint64_t      fp;
+	xr_span_t     spans[NALL];
+	int           branches[NALL], i;
+	size_t        sum = 0;
+	char          err[256] = "";
+
+	(void)state;
+	table_init(&t, all_cols, NALL);
+	s = build(&t, false);
+	make_event(s, &t, &ev);
+	xr_buf_init(&out);
+	encode(s, &ev, &out);
+	assert_int_equal(xr_avro_so_header(out.data, out.len, &fp, &body, &n,
+	                                   err, sizeof(err)), 0);
+	if (xr_avro_env_view(s, body, n, &v, err, sizeof(err)) != 0)
+		fail_msg("xr_avro_env_view: %s", err);
+	assert_int_equal(v.op, XR_OP_UPDATE);
+	assert_true(v.produced_at == INT64_C(1718000000123456));
+	assert_int_equal(v.event_id.len, 36);
+	assert_memory_equal(v.body + v.event_id.off,
+	                    "1b4e28ba-2fa1-11d2-883f-0016541e3d29", 36);
+	assert_memory_equal(v.body + v.region.off, "eu-west-1", v.region.len);
+	assert_memory_equal(v.body + v.database.off, "shop", v.database.len);
+	assert_memory_equal(v.body + v.table.off, "all_types", v.table.len);
+	assert_true(v.lsn == INT64_C(0x16B3748));
+	assert_true(v.commit_lsn == INT64_C(0x16B3800));
+	assert_true(v.txid == 7777);
+	assert_true(v.commit_ts == INT64_C(1717999999000000));
+	assert_true(v.has_origin);
+	assert_memory_equal(v.body + v.origin.off, "us-east-1", v.origin.len);
+	assert_true(v.has_before && v.has_after);
+	/* The same row twice: the same bytes. */
+	assert_int_equal(v.before.len, v.after.len);
+	assert_memory_equal(v.body + v.before.off, v.body + v.after.off,
+	                    v.after.len);
+	/* unchanged: a block of 1 item, "nothing", then the end. */
+	assert_int_equal(v.unchanged.len, 1 + 1 + 7 + 1);
+	assert_memory_equal(v.body + v.unchanged.off + 2, "nothing", 7);
+	assert_true(v.has_vclock);
+	assert_true(v.vc_hlc == INT64_C(1717999999000123));
+	assert_false(v.has_vc_before);
+	/* The Row's fields tile its bytes; NULL columns take branch 0. */
+	assert_int_equal(xr_avro_row_fields(xr_avro_row_schema(s),
+	                                    v.body + v.after.off, v.after.len,
+	                                    spans, branches, NALL), 0);
+	for (i = 0; i < NALL; i++) {
+		assert_true(spans[i].off == sum);
+		sum += spans[i].len;
+		if (!all_cols[i].text)
+			assert_int_equal(branches[i], 0);
+	}
+	assert_true(sum == v.after.len);
+	/* A Row of another shape is refused. */
+	assert_int_equal(xr_avro_row_fields(xr_avro_row_schema(s),
+	                                    v.body + v.after.off,
+	                                    v.after.len - 1, spans, branches,
+	                                    NALL), -1);
+	avro_value_decref(&ev);
+	xr_buf_term(&out);
+	xr_schema_destroy(s);
+	table_term(&t);
+}
+
+/* Every cut of a well-formed datum is refused, none read past its end. */
+static void
+test_env_view_refuses_every_truncation(void **state)
+{
+	table_t       t;
+	xr_schema_t  *s;
+	avro_value_t  ev;
+	xr_buf_t      out;
+	xr_env_view_t v;
+	const void   *body;
+	size_t        n, cut;
+	uint64_t      fp;
+	char          err[256] = "";
+
+	(void)state;
+	table_init(&t, small_cols, (int)(sizeof(small_cols) / sizeof(small_cols[0])));
+	s = build(&t, false);
+	make_event(s, &t, &ev);
+	xr_buf_init(&out);
+	encode(s, &ev, &out);
+	assert_int_equal(xr_avro_so_header(out.data, out.len, &fp, &body, &n,
+	                                   err, sizeof(err)), 0);
+	for (cut = 0; cut < n; cut++) {
+		unsigned char *copy = malloc(cut ? cut : 1);
+
+		memcpy(copy, body, cut);
+		assert_int_equal(xr_avro_env_view(s, copy, cut, &v, err,
+		                                  sizeof(err)), -1);
+		free(copy);
+	}
+	assert_int_equal(xr_avro_env_view(s, body, n, &v, err, sizeof(err)), 0);
+	avro_value_decref(&ev);
+	xr_buf_term(&out);
+	xr_schema_destroy(s);
+	table_term(&t);
+}
+
+static void
+test_put_long_is_zigzag_varint(void **state)
+{
+	xr_buf_t b;
+	uint64_t fp;
+
+	(void)state;
+	xr_buf_init(&b);
+	xr_avro_put_long(&b, 0);
+	xr_avro_put_long(&b, -1);
+	xr_avro_put_long(&b, 1);
+	xr_avro_put_long(&b, -65);
+	xr_avro_put_long(&b, INT64_MIN);
+	assert_int_equal(b.len, 1 + 1 + 1 + 2 + 10);
+	assert_memory_equal(b.data, "\x00\x01\x02\x81\x01", 5);
+	assert_memory_equal(b.data + 5, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10);
+	xr_buf_term(&b);
+	/* A schema id's fingerprint: its bytes little-endian. */
+	assert_int_equal(xr_schema_id_fingerprint("0102030405060708.aa", &fp), 0);
+	assert_true(fp == UINT64_C(0x0807060504030201));
+	assert_int_equal(xr_schema_id_fingerprint("01xx", &fp), -1);
+}
+
 int
 main(void)
 {
@@ -1585,6 +1721,9 @@ main(void)
 		cmocka_unit_test(test_decode_refuses_a_length_beyond_the_message),
 		cmocka_unit_test(test_validate_refuses_an_array_count_beyond_the_message),
 		cmocka_unit_test(test_validate_refuses_an_unterminated_varint),
+		cmocka_unit_test(test_env_view_reads_every_field),
+		cmocka_unit_test(test_env_view_refuses_every_truncation),
+		cmocka_unit_test(test_put_long_is_zigzag_varint),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
