@@ -1590,3 +1590,22 @@ xr_schema_id_fingerprint(const char *id, uint64_t *fp)
 	*fp = v;
 	return 0;
 }
+
+void
+xr_avro_confluent_reframe(xr_buf_t *msg, int32_t id)
+{
+	unsigned char *p = (unsigned char *)msg->data;
+	uint32_t       u = (uint32_t)id;
+
+	if (msg->len < XR_AVRO_SO_HEADER_LEN)
+		return;
+	memmove(p + 5, p + XR_AVRO_SO_HEADER_LEN,
+	        msg->len - XR_AVRO_SO_HEADER_LEN);
+	p[0] = 0x00;
+	p[1] = (unsigned char)(u >> 24);
+	p[2] = (unsigned char)(u >> 16);
+	p[3] = (unsigned char)(u >> 8);
+	p[4] = (unsigned char)u;
+	msg->len -= XR_AVRO_SO_HEADER_LEN - 5;
+	msg->data[msg->len] = '\0';
+}

@@ -225,6 +225,12 @@ int xr_avro_row_fields(avro_schema_t row, const void *data, size_t len,
 int xr_schema_id_fingerprint(const char *id, uint64_t *fp)
 	__attribute__((warn_unused_result));
 
+/*
+ * Turns a single-object encoded message in msg into the Confluent wire
+ * format with schema registry id id: 0x00, the id big-endian, the datum.
+ */
+void xr_avro_confluent_reframe(xr_buf_t *msg, int32_t id);
+
 /* Avro binary encoding of a long (zigzag varint), and of bytes or string. */
 void xr_avro_put_long(xr_buf_t *b, int64_t v);
 void xr_avro_put_bytes(xr_buf_t *b, const void *p, size_t n);

@@ -36,6 +36,7 @@
 #define ENV_DSN        "XREGION_POSTGRES_DSN"
 #define ENV_BROKERS    "XREGION_KAFKA_BROKERS"
 #define ENV_PROP       "XREGION_KAFKA_PROP_"
+#define ENV_REGISTRY_PASSWORD "XREGION_SCHEMA_REGISTRY_PASSWORD"
 
 #define WUR __attribute__((warn_unused_result))
 
@@ -60,6 +61,10 @@ static const char *const pg_keys[] = {
 static const char *const kafka_keys[] = {
 	"brokers", "topic_prefix", "schemas_topic", "dead_letter_topic",
 	"progress_topic", "feed_dead_letter_topic", "partitions", "replication_factor", "max_message_bytes", "properties",
+	"schema_registry", NULL
+};
+static const char *const registry_keys[] = {
+	"url", "framing", "username", "password", "ca_location", "timeout_ms",
 	NULL
 };
 static const char *const producer_keys[] = {
@@ -720,6 +725,70 @@ parse_kafka_props(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	return 0;
 }
 
+/* kafka.schema_registry: a Confluent-compatible registry (optional). */
+static WUR int
+parse_registry(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
+{
+	yaml_node_t *map, *v;
+	char        *framing = NULL;
+
+	conf->registry_timeout_ms = 10000;
+	if (as_map(c, n, "kafka.schema_registry", &map) != 0)
+		return -1;
+	if (!map)
+		return 0;
+	if (map_check(c, map, "kafka.schema_registry", registry_keys) != 0)
+		return -1;
+	v = map_get(c, map, "url");
+	if (!v) {
+		cfg_err(c, node_line(map), "kafka.schema_registry.url",
+		        "required when kafka.schema_registry is set");
+		return -1;
+	}
+	if (get_string(c, v, "kafka.schema_registry.url", &conf->registry_url))
+		return -1;
+	if (strncmp(conf->registry_url, "http://", 7) != 0 &&
+	    strncmp(conf->registry_url, "https://", 8) != 0) {
+		cfg_err(c, node_line(v), "kafka.schema_registry.url",
+		        "expected an http:// or https:// URL, got \"%s\"",
+		        conf->registry_url);
+		return -1;
+	}
+	if ((v = map_get(c, map, "framing"))) {
+		if (get_string(c, v, "kafka.schema_registry.framing", &framing))
+			return -1;
+		if (strcmp(framing, "confluent") != 0 &&
+		    strcmp(framing, "single-object") != 0) {
+			cfg_err(c, node_line(v), "kafka.schema_registry.framing",
+			        "expected confluent or single-object, got \"%s\"",
+			        framing);
+			free(framing);
+			return -1;
+		}
+		conf->registry_framing = strcmp(framing, "confluent") == 0;
+		free(framing);
+	} else {
+		conf->registry_framing = true;
+	}
+	if ((v = map_get(c, map, "username")) &&
+	    get_string(c, v, "kafka.schema_registry.username",
+	               &conf->registry_username) != 0)
+		return -1;
+	if ((v = map_get(c, map, "password")) &&
+	    get_string(c, v, "kafka.schema_registry.password",
+	               &conf->registry_password) != 0)
+		return -1;
+	if ((v = map_get(c, map, "ca_location")) &&
+	    get_string(c, v, "kafka.schema_registry.ca_location",
+	               &conf->registry_ca) != 0)
+		return -1;
+	if ((v = map_get(c, map, "timeout_ms")) &&
+	    get_int(c, v, "kafka.schema_registry.timeout_ms", 100, 600000,
+	            &conf->registry_timeout_ms) != 0)
+		return -1;
+	return 0;
+}
+
 static WUR int
 parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 {
@@ -792,6 +861,8 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	if ((v = map_get(c, map, "max_message_bytes")) &&
 	    get_int(c, v, "kafka.max_message_bytes", 16384, 1000000000,
 	            &conf->max_message_bytes) != 0)
+		return -1;
+	if (parse_registry(c, conf, map_get(c, map, "schema_registry")) != 0)
 		return -1;
 	return parse_kafka_props(c, conf, map_get(c, map, "properties"));
 }
@@ -1189,6 +1260,15 @@ apply_env(cfg_ctx_t *c, xr_config_t *conf)
 		free(conf->pg_dsn);
 		conf->pg_dsn = xstrdup(v);
 	}
+	if ((v = getenv(ENV_REGISTRY_PASSWORD))) {
+		if (!conf->registry_url) {
+			cfg_err(c, 0, "", "environment variable %s is set but "
+			        "kafka.schema_registry is not", ENV_REGISTRY_PASSWORD);
+			return -1;
+		}
+		free(conf->registry_password);
+		conf->registry_password = xstrdup(v);
+	}
 	if ((v = getenv(ENV_BROKERS))) {
 		if (*v == '\0') {
 			cfg_err(c, 0, "", "environment variable %s is set but empty",
@@ -1438,6 +1518,13 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->dead_letter_topic);
 	free(conf->progress_topic);
 	free(conf->feed_dead_letter_topic);
+	free(conf->registry_url);
+	free(conf->registry_username);
+	if (conf->registry_password)
+		explicit_bzero(conf->registry_password,
+		               strlen(conf->registry_password));
+	free(conf->registry_password);
+	free(conf->registry_ca);
 	for (i = 0; i < conf->n_kafka_props; i++) {
 		free(conf->kafka_props[i].key);
 		free(conf->kafka_props[i].value);

@@ -68,6 +68,15 @@ typedef struct xr_config_s {
 	int     partitions;        /* 3; for topics setup creates */
 	int     replication_factor;/* 1 */
 	int     max_message_bytes; /* 64 MiB: largest event (producer and topics) */
+	/* kafka.schema_registry: a Confluent-compatible registry, or none. */
+	char   *registry_url;      /* NULL: none (single-object framing) */
+	bool    registry_framing;  /* frame produced events with its ids
+	                              (framing: confluent, the default); false:
+	                              single-object still, read both */
+	char   *registry_username; /* HTTP basic auth, or NULL */
+	char   *registry_password; /* env XREGION_SCHEMA_REGISTRY_PASSWORD wins */
+	char   *registry_ca;       /* CA bundle for https, or NULL: the system's */
+	int     registry_timeout_ms; /* 10000: one HTTP request */
 	xr_kv_t *kafka_props;      /* kafka.properties, then env overrides */
 	size_t  n_kafka_props;
 

@@ -41,6 +41,15 @@ xr_unix_now_us(void)
 }
 
 int64_t
+xr_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
 xr_pg_now_us(void)
 {
 	return xr_unix_now_us() - XR_PG_EPOCH_OFFSET_US;

@@ -24,4 +24,7 @@ int64_t xr_pg_now_us(void);
 /* Current time in microseconds since the Unix epoch. */
 int64_t xr_unix_now_us(void);
 
+/* A monotonic clock, µs from an arbitrary start: for timeouts and rates. */
+int64_t xr_mono_us(void);
+
 #endif

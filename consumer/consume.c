@@ -17,6 +17,7 @@
 
 #include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "common/mem.h"
 #include "consumer/apply.h"
 #include "consumer/event.h"
@@ -85,15 +86,6 @@ typedef struct consumer_s {
 	bool               redrive;   /* the parts are the dead-letter topic's */
 	int                max_replays;
 } consumer_t;
-
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 sleep_ms(consumer_t *c, int ms)
@@ -248,7 +240,7 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_topic_partition_list_destroy(c->pending);
 	c->pending = rd_kafka_topic_partition_list_copy(parts);
 	c->pending_backoff = 500;
-	c->pending_retry_us = mono_us() + 500 * 1000;
+	c->pending_retry_us = xr_mono_us() + 500 * 1000;
 	err = rd_kafka_assign(rk, parts);
 	if (err)
 		xr_error("kafka: assign: %s", rd_kafka_err2str(err));
@@ -301,12 +293,12 @@ retry_pending(consumer_t *c)
 	rd_kafka_error_t *kerr;
 	char              errstr[512];
 
-	if (!c->pending || mono_us() < c->pending_retry_us)
+	if (!c->pending || xr_mono_us() < c->pending_retry_us)
 		return;
 	if (stored_offsets(c, c->pending, errstr, sizeof(errstr))) {
 		xr_error("reading stored offsets: %s; retrying in %d ms", errstr,
 		         c->pending_backoff);
-		c->pending_retry_us = mono_us() + (int64_t)c->pending_backoff * 1000;
+		c->pending_retry_us = xr_mono_us() + (int64_t)c->pending_backoff * 1000;
 		c->pending_backoff = c->pending_backoff * 2 >
 		                     c->conf->reconnect_backoff_max_ms
 		                     ? c->conf->reconnect_backoff_max_ms
@@ -318,7 +310,7 @@ retry_pending(consumer_t *c)
 	if (kerr) {
 		xr_error("kafka: seek: %s", rd_kafka_error_string(kerr));
 		rd_kafka_error_destroy(kerr);
-		c->pending_retry_us = mono_us() + (int64_t)c->pending_backoff * 1000;
+		c->pending_retry_us = xr_mono_us() + (int64_t)c->pending_backoff * 1000;
 		return;
 	}
 	(void)rd_kafka_resume_partitions(c->rk, c->pending);
@@ -630,7 +622,7 @@ pause_partition(consumer_t *c, msgrec_t *r, const char *why)
 	p->offset = r->m->offset;
 	p->nspname = strdup(r->ev.nspname);
 	p->relname = strdup(r->ev.relname);
-	p->recheck_us = mono_us() + (int64_t)c->conf->drift_recheck_ms * 1000;
+	p->recheck_us = xr_mono_us() + (int64_t)c->conf->drift_recheck_ms * 1000;
 	p->retried = retried;
 	xr_error("%s; pausing %s [%d] at offset %" PRId64 " until the column "
 	         "exists here (rechecked every %d ms)", why, topic,
@@ -641,7 +633,7 @@ pause_partition(consumer_t *c, msgrec_t *r, const char *why)
 static void
 recheck_paused(consumer_t *c)
 {
-	int64_t now = mono_us();
+	int64_t now = xr_mono_us();
 	size_t  i = 0;
 
 	while (i < c->npaused) {
@@ -1341,7 +1333,7 @@ static void
 progress(consumer_t *c, bool force)
 {
 	const xr_apply_stats_t *st = xr_applier_stats(c->ap);
-	int64_t now = mono_us();
+	int64_t now = xr_mono_us();
 	double  secs = (double)(now - c->last_progress_us) / 1e6;
 	char    conflicts[512] = "";
 	size_t  len = 0;
@@ -1414,7 +1406,7 @@ fill_batch(consumer_t *c)
 
 		if (c->nrecs > 0) {
 			int64_t left = first_us +
-			               (int64_t)c->conf->batch_linger_ms * 1000 - mono_us();
+			               (int64_t)c->conf->batch_linger_ms * 1000 - xr_mono_us();
 
 			if (left <= 0)
 				break;
@@ -1444,7 +1436,7 @@ fill_batch(consumer_t *c)
 			continue;
 		}
 		if (c->nrecs == 0)
-			first_us = mono_us();
+			first_us = xr_mono_us();
 		c->recs[c->nrecs++].m = m;
 		c->consumed++;
 	}
@@ -1523,19 +1515,19 @@ purge_tombstones(consumer_t *c)
 	int64_t     horizon, cutoff, tombs, bytes;
 	long        n;
 
-	if (c->metrics && mono_us() - c->last_stats_us >= INT64_C(60000000) &&
+	if (c->metrics && xr_mono_us() - c->last_stats_us >= INT64_C(60000000) &&
 	    xr_applier_connected(c->ap)) {
-		c->last_stats_us = mono_us();
+		c->last_stats_us = xr_mono_us();
 		if (xr_applier_tombstone_stats(c->ap, &tombs, &bytes, err,
 		                               sizeof(err)) == 0) {
 			atomic_store(&c->metrics->tombstones, (uint64_t)tombs);
 			atomic_store(&c->metrics->versions_bytes, (uint64_t)bytes);
 		}
 	}
-	if (mono_us() - c->last_purge_us <
+	if (xr_mono_us() - c->last_purge_us <
 	    (int64_t)c->conf->tombstone_purge_interval_s * 1000000)
 		return;
-	c->last_purge_us = mono_us();
+	c->last_purge_us = xr_mono_us();
 	horizon = c->sharer ? xr_sharer_horizon(c->sharer, missing,
 	                                        sizeof(missing))
 	                    : XR_PROGRESS_NONE;
@@ -1576,9 +1568,9 @@ unhide_rows(consumer_t *c)
 	char err[1024];
 	long n;
 
-	if (mono_us() - c->last_unhide_us <= INT64_C(5) * 1000000)
+	if (xr_mono_us() - c->last_unhide_us <= INT64_C(5) * 1000000)
 		return;
-	c->last_unhide_us = mono_us();
+	c->last_unhide_us = xr_mono_us();
 	n = xr_applier_unhide(c->ap, err, sizeof(err));
 	if (n < 0)
 		xr_warn("%s", err);
@@ -1624,7 +1616,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		xr_applier_destroy(c.ap);
 		return 2;
 	}
-	c.last_progress_us = c.last_purge_us = mono_us();
+	c.last_progress_us = c.last_purge_us = xr_mono_us();
 
 	while (!*stop && !c.fatal) {
 		fill_batch(&c);
@@ -1661,9 +1653,9 @@ replay_positions(consumer_t *c)
 	int    k;
 
 	if (c->nopen == 0 || c->nrecs > 0 ||
-	    mono_us() - c->last_stats_us < INT64_C(1000000))
+	    xr_mono_us() - c->last_stats_us < INT64_C(1000000))
 		return;
-	c->last_stats_us = mono_us();
+	c->last_stats_us = xr_mono_us();
 	l = rd_kafka_topic_partition_list_new((int)c->nparts + 1);
 	for (i = 0; i < c->nparts; i++)
 		if (!c->parts[i].done)
@@ -1739,7 +1731,7 @@ bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
 		xr_applier_destroy(c.ap);
 		return 1;
 	}
-	c.last_progress_us = mono_us();
+	c.last_progress_us = xr_mono_us();
 	while (!*stop && !c.fatal && (c.nopen > 0 || c.nrecs > 0)) {
 		fill_batch(&c);
 		if (c.nrecs > 0 && handle_batch(&c, &backoff) != 0) {
@@ -1753,11 +1745,11 @@ bounded_run(const xr_config_t *conf, xr_replay_part_t *parts, size_t nparts,
 			failures = 0;
 		}
 		replay_positions(&c);
-		if (mono_us() - c.last_progress_us >= INT64_C(10000000)) {
+		if (xr_mono_us() - c.last_progress_us >= INT64_C(10000000)) {
 			xr_info("%s: %" PRIu64 " of %" PRIu64 " events read, %zu "
 			        "partition(s) to go", redrive ? "redrive" : "replay",
 			        c.consumed, total, c.nopen);
-			c.last_progress_us = mono_us();
+			c.last_progress_us = xr_mono_us();
 		}
 	}
 	if (c.fatal || c.nopen > 0)

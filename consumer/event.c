@@ -191,7 +191,6 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	const xr_schema_t *s;
 	const void        *body;
 	size_t             body_len, i, n;
-	uint64_t           fp;
 	bool               transient;
 	avro_value_t       v, f, src, un;
 	bool               have_value = false;
@@ -200,16 +199,14 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 
 	xr_buf_reset(&ev->text);
 	ev->has_before = ev->has_after = false;
-	if (xr_avro_so_header(msg, len, &fp, &body, &body_len, errstr,
-	                      errstr_size))
-		return -1;
-	s = xr_registry_get(reg, fp, schema_id, &transient, errstr, errstr_size);
+	s = xr_registry_resolve(reg, msg, len, schema_id, &body, &body_len,
+	                        &transient, errstr, errstr_size);
 	if (!s)
 		return transient ? -2 : -1;
 	if (!s->is_envelope) {
 		snprintf(errstr, errstr_size,
 		         "event: schema %016llx is not an xregion change event",
-		         (unsigned long long)fp);
+		         (unsigned long long)s->fingerprint);
 		return -1;
 	}
 	ev->schema = s;

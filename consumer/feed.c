@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "consumer/event.h"
 #include "consumer/feed_int.h"
 #include "consumer/feed_sink.h"
@@ -884,7 +885,6 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 {
 	char               vid[80] = "", kid[80] = "", buf[64], err[512];
 	char               nsp[256], rel[256];
-	uint64_t           fp;
 	const void        *body;
 	size_t             blen;
 	const xr_schema_t *vs;
@@ -907,11 +907,8 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 	}
 	(void)header(m, "xr-schema", vid, sizeof(vid));
 	(void)header(m, "xr-key-schema", kid, sizeof(kid));
-	if (xr_avro_so_header(m->payload, m->len, &fp, &body, &blen, err,
-	                      sizeof(err)))
-		goto dead;
-	vs = xr_registry_get(f->reg, fp, vid[0] ? vid : NULL, &transient, err,
-	                     sizeof(err));
+	vs = xr_registry_resolve(f->reg, m->payload, m->len, vid[0] ? vid : NULL,
+	                         &body, &blen, &transient, err, sizeof(err));
 	if (!vs)
 		goto retry_or_dead;
 	if (!vs->is_envelope) {
@@ -1127,7 +1124,14 @@ start_kafka(feed_t *f, char *errstr, size_t errstr_size)
 		"enable.auto.offset.store", "false",
 		"enable.partition.eof", "true",
 		"fetch.max.bytes", "67108864",
-		"queued.max.messages.kbytes", "262144",
+		/*
+		 * librdkafka 2.0 stops fetching a partition for a whole second
+		 * once its local queue is full: a queue of about one second of
+		 * feeding keeps the feeder from waiting on it (1,000,000 events
+		 * took 6.7 s with the defaults, 2.3 s with these).
+		 */
+		"queued.min.messages", "300000",
+		"queued.max.messages.kbytes", "65536",
 		NULL
 	};
 	static const char *const pdefaults[] = {
@@ -1232,15 +1236,6 @@ mark_done(feed_t *f, fpart_t *p, int64_t next)
 	f->ndone++;
 }
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 feed_free(feed_t *f)
 {
@@ -1286,7 +1281,7 @@ static int
 feed_loop(feed_t *f)
 {
 	char    err[1024];
-	int64_t now, start = mono_us(), last_check = start, last_log = start;
+	int64_t now, start = xr_mono_us(), last_check = start, last_log = start;
 	uint64_t rows_at_log = 0;
 
 	while (!atomic_load(f->stop) && !(f->o->once && f->ndone == f->nparts)) {
@@ -1323,7 +1318,7 @@ feed_loop(feed_t *f)
 			}
 			rd_kafka_message_destroy(m);
 		}
-		now = mono_us();
+		now = xr_mono_us();
 		if (now - last_check >= 200000) {
 			last_check = now;
 			if (f->jsonl && fflush(f->out) != 0) {
@@ -1342,7 +1337,7 @@ feed_loop(feed_t *f)
 			last_log = now;
 		}
 	}
-	if (f->sink && xr_sink_commit_due(f->sink, mono_us(), true, err,
+	if (f->sink && xr_sink_commit_due(f->sink, xr_mono_us(), true, err,
 	                                  sizeof(err))) {
 		xr_error("feed: %s", err);
 		return 1;
@@ -1350,7 +1345,7 @@ feed_loop(feed_t *f)
 	if (f->jsonl)
 		fflush(f->out);
 	else
-		progress(f, (double)(mono_us() - start) / 1e6, 0);
+		progress(f, (double)(xr_mono_us() - start) / 1e6, 0);
 	return 0;
 }
 
@@ -1392,7 +1387,7 @@ xr_feed_command(const xr_config_t *conf, const xr_feed_opts_t *o,
 	xr_event_init(&f.ev);
 	if (!f.jsonl) {
 		sc.out = o->out;
-		sc.codec = o->codec ? o->codec : "deflate";
+		sc.codec = o->codec ? o->codec : "snappy";
 		sc.rotate_bytes = o->rotate_bytes;
 		sc.rotate_us = o->rotate_s * 1000000;
 		sc.idle_us = o->idle_s * 1000000;

@@ -23,7 +23,7 @@
 typedef struct xr_feed_opts_s {
 	char    *out;           /* a directory, or "-" for stdout */
 	char    *format;        /* "avro" (files) or "jsonl" (stdout) */
-	char    *codec;         /* "deflate" (default), "snappy" or "null" */
+	char    *codec;         /* "snappy" (default), "deflate" or "null" */
 	uint64_t rotate_bytes;  /* default 128 MiB */
 	int64_t  rotate_s;      /* default 900 */
 	int64_t  idle_s;        /* default 60 */

@@ -18,6 +18,7 @@
 #include "common/avro_codec.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/lsn.h"
 
 #define STATE_MAGIC     "xregion-feed-state 1"
 #define BLOCK_SIZE      (256 * 1024)
@@ -55,15 +56,6 @@ struct xr_sink_s {
 	size_t          ntps;
 	xr_sink_stats_t stats;
 };
-
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static char *
 path_join(const char *a, const char *b)
@@ -594,7 +586,7 @@ xr_sink_append(xr_sink_t *s, const char *topic, int32_t partition,
 	stp_t   *tp = find_tp(s, topic, partition, true);
 	sfile_t *f = NULL;
 	size_t   i;
-	int64_t  now = mono_us();
+	int64_t  now = xr_mono_us();
 
 	for (i = 0; i < tp->nfiles; i++) {
 		sfile_t *c = &tp->files[i];

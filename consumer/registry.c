@@ -10,6 +10,7 @@
 
 #include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/schema_registry.h"
 
 struct xr_registry_s {
 	const xr_config_t *conf;
@@ -19,6 +20,7 @@ struct xr_registry_s {
 	size_t        n, cap;
 	int64_t      *next;      /* next offset to read, per partition */
 	int           nparts;
+	xr_sr_t      *sr;        /* kafka.schema_registry, made when needed */
 };
 
 xr_registry_t *
@@ -67,6 +69,7 @@ xr_registry_destroy(xr_registry_t *r)
 	free(r->schemas);
 	free(r->ids);
 	free(r->next);
+	xr_sr_destroy(r->sr);
 	rd_kafka_destroy(r->rk);
 	free(r);
 }
@@ -305,4 +308,55 @@ xr_registry_get(xr_registry_t *r, uint64_t fp, const char *id, bool *transient,
 		         id ? id : "", id ? " (fingerprint " : "", fp,
 		         r->conf->schemas_topic);
 	return s;
+}
+
+/* A schema fetched from the schema registry, keyed "sr:<id>". */
+static const xr_schema_t *
+from_registry(xr_registry_t *r, int32_t id, bool *transient, char *errstr,
+              size_t errstr_size)
+{
+	char        key[32];
+	const char *json;
+	size_t      i;
+
+	snprintf(key, sizeof(key), "sr:%" PRId32, id);
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->ids[i], key) == 0)
+			return r->schemas[i];
+	if (!r->conf->registry_url) {
+		snprintf(errstr, errstr_size, "Confluent-framed message (schema "
+		         "registry id %" PRId32 ") but kafka.schema_registry is not "
+		         "configured", id);
+		return NULL;
+	}
+	if (!r->sr && !(r->sr = xr_sr_new(r->conf, errstr, errstr_size)))
+		return NULL;
+	json = xr_sr_schema(r->sr, id, transient, errstr, errstr_size);
+	if (!json)
+		return NULL;
+	if (xr_registry_add_json(r, key, json, strlen(json), errstr, errstr_size))
+		return NULL;
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->ids[i], key) == 0)
+			return r->schemas[i];
+	snprintf(errstr, errstr_size, "schema registry id %" PRId32 ": not kept",
+	         id);
+	return NULL;
+}
+
+const xr_schema_t *
+xr_registry_resolve(xr_registry_t *r, const void *msg, size_t len,
+                    const char *id, const void **body, size_t *body_len,
+                    bool *transient, char *errstr, size_t errstr_size)
+{
+	uint64_t fp;
+	int32_t  sid;
+
+	*transient = false;
+	if (xr_confluent_header(msg, len, &sid, body, body_len) == 0)
+		return from_registry(r, sid, transient, errstr, errstr_size);
+	if (xr_avro_so_header(msg, len, &fp, body, body_len, errstr,
+	                      errstr_size))
+		return NULL;
+	return xr_registry_get(r, fp, id, transient, errstr, errstr_size);
 }

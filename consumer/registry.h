@@ -49,4 +49,17 @@ int xr_registry_add_json(xr_registry_t *r, const char *id, const char *json,
 /* Schemas known. */
 size_t xr_registry_size(const xr_registry_t *r);
 
+/*
+ * The writer schema of a message in either framing, and its datum in
+ * *body: single-object (C3 01 and the fingerprint; id, the xr-schema
+ * header, picks among schemas of one fingerprint) or Confluent's (00 and
+ * a schema registry id, fetched from kafka.schema_registry).  Returns NULL
+ * with errstr, and *transient when trying again later may help.
+ */
+const xr_schema_t *xr_registry_resolve(xr_registry_t *r, const void *msg,
+                                       size_t len, const char *id,
+                                       const void **body, size_t *body_len,
+                                       bool *transient, char *errstr,
+                                       size_t errstr_size);
+
 #endif

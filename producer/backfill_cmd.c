@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "common/buf.h"
+#include "common/lsn.h"
 #include "common/manifest.h"
 #include "common/mem.h"
 #include "common/pgconn.h"
@@ -189,15 +190,6 @@ exec(PGconn *conn, const char *sql, int n, const char *const *params,
 		return NULL;
 	}
 	return res;
-}
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /*
@@ -632,7 +624,7 @@ static void
 draw(job_t *jobs, size_t n, int64_t start_us, bool tty, bool redraw,
      FILE *err_out)
 {
-	double el = (double)(now_us() - start_us) / 1e6;
+	double el = (double)(xr_mono_us() - start_us) / 1e6;
 	size_t i, lines = 0;
 
 	for (i = 0; i < n; i++)
@@ -684,7 +676,7 @@ follow(PGconn *conn, const xr_config_t *conf, job_t *jobs, size_t n,
        atomic_int *stop, FILE *out, FILE *err_out)
 {
 	bool    tty = isatty(fileno(err_out)), drawn = false, warned = false;
-	int64_t start = now_us(), last_log = 0, idle_since = now_us();
+	int64_t start = xr_mono_us(), last_log = 0, idle_since = xr_mono_us();
 	size_t  i;
 	int     rc = 0;
 
@@ -725,10 +717,10 @@ follow(PGconn *conn, const xr_config_t *conf, job_t *jobs, size_t n,
 			else if (strcmp(jobs[i].state, "done") != 0)
 				rc = 1;
 		}
-		if (tty || !open || now_us() - last_log >= 10000000) {
+		if (tty || !open || xr_mono_us() - last_log >= 10000000) {
 			draw(jobs, n, start, tty, drawn, err_out);
 			drawn = true;
-			last_log = now_us();
+			last_log = xr_mono_us();
 		}
 		if (!open)
 			break;
@@ -742,8 +734,8 @@ follow(PGconn *conn, const xr_config_t *conf, job_t *jobs, size_t n,
 		if (active < 0)
 			return 1;
 		if (active)
-			idle_since = now_us();
-		else if (!warned && now_us() - idle_since > 10000000) {
+			idle_since = xr_mono_us();
+		else if (!warned && xr_mono_us() - idle_since > 10000000) {
 			fprintf(err_out, "xregion backfill: warning: the producer of "
 			        "region %s is not streaming slot %s: the backfill goes on "
 			        "when it runs\n", conf->region, conf->slot);

@@ -18,14 +18,16 @@
 #include "common/avro_codec.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/lsn.h"
+#include "common/mem.h"
 #include "common/metrics.h"
+#include "common/schema_registry.h"
 #include "producer/backfill.h"
 #include "producer/encoder.h"
 #include "producer/pgoutput.h"
 #include "producer/publisher.h"
 #include "producer/relcache.h"
 #include "producer/stamp.h"
-#include "common/mem.h"
 #include "producer/stream.h"
 #include "producer/tracker.h"
 
@@ -41,6 +43,7 @@ typedef struct session_s {
 	xr_metrics_t     *metrics;   /* may be NULL */
 	atomic_int *stop;
 	xr_publisher_t   *pub;
+	xr_sr_t          *sr;        /* kafka.schema_registry, or NULL */
 	xr_stream_t      *stream;
 	PGconn           *catalog;   /* plain connection (catalog, row reads) */
 	PGresult         *moved_res; /* values read back for the change at hand */
@@ -101,20 +104,11 @@ typedef struct session_s {
 	uint64_t          progress_events;
 } session_t;
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Sends status when due, or now with force. */
 static int
 send_status(session_t *s, bool force, char *errstr, size_t errstr_size)
 {
-	int64_t  now = mono_us();
+	int64_t  now = xr_mono_us();
 	xr_lsn_t safe = xr_tracker_safe_lsn(s->tracker);
 
 	xr_publisher_poll(s->pub, 0);
@@ -144,7 +138,7 @@ progress(session_t *s, bool force)
 		atomic_store(&s->metrics->in_flight, xr_tracker_in_flight(s->tracker));
 	}
 
-	int64_t now = mono_us();
+	int64_t now = xr_mono_us();
 	char    lsn[XR_LSN_STRLEN];
 	double  secs = (double)(now - s->last_progress_us) / 1e6;
 
@@ -402,6 +396,26 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 	xr_info("table %s.%s: schemas %s (value) and %s (key) published to %s",
 	        rel->nspname, rel->relname, rel->value_schema_id,
 	        rel->key_schema_id, s->conf->schemas_topic);
+	if (s->sr && !rel->sr_registered) {
+		/* Confluent framing: the registry's ids, per subject. */
+		for (i = 0; i < 2; i++) {
+			xr_buf_t subject;
+			bool     transient;
+			int32_t *id = i ? &rel->sr_value_id : &rel->sr_key_id;
+
+			xr_buf_init(&subject);
+			xr_buf_printf(&subject, "%s-%s", rel->topic, i ? "value" : "key");
+			rc = xr_sr_register(s->sr, subject.data, schemas[i]->json.data, id,
+			                    &transient, errstr, errstr_size);
+			if (rc == 0)
+				xr_info("table %s.%s: schema registry subject %s: id %" PRId32,
+				        rel->nspname, rel->relname, subject.data, *id);
+			xr_buf_term(&subject);
+			if (rc)
+				return transient ? XR_PUB_RETRY : XR_PUB_FATAL;
+		}
+		rel->sr_registered = true;
+	}
 	rel->schemas_published = true;
 	return 0;
 }
@@ -461,6 +475,11 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 	if (xr_encode_change(rel, op, before, after, src, &s->key, &s->value,
 	                     event_id, errstr, errstr_size))
 		return XR_PUB_FATAL;
+	if (s->sr) {
+		xr_avro_confluent_reframe(&s->value, rel->sr_value_id);
+		if (s->key.len)
+			xr_avro_confluent_reframe(&s->key, rel->sr_key_id);
+	}
 	if (op == XR_OP_TRUNCATE) {
 		nparts = xr_publisher_partitions(s->pub, rel->topic, errstr,
 		                                 errstr_size);
@@ -597,7 +616,7 @@ static void
 backfill_step(session_t *s)
 {
 	char     err[1024];
-	int64_t  now = mono_us();
+	int64_t  now = xr_mono_us();
 	xr_lsn_t safe = xr_tracker_safe_lsn(s->tracker);
 
 	if (!xr_backfill_due(s->backfill, now) &&
@@ -964,7 +983,7 @@ hold_commit(session_t *s, uint64_t id, xr_lsn_t end)
 	s->held[s->nheld].id = id;
 	s->held[s->nheld++].end = end;
 	if (!s->stamp_due_us)
-		s->stamp_due_us = mono_us() + STAMP_DELAY_US;
+		s->stamp_due_us = xr_mono_us() + STAMP_DELAY_US;
 }
 
 /*
@@ -981,8 +1000,8 @@ flush_stamps(session_t *s, bool force)
 
 	if (!s->stamp_due_us)
 		return 0;
-	if (!force && (mono_us() < s->stamp_retry_us ||
-	               (mono_us() < s->stamp_due_us &&
+	if (!force && (xr_mono_us() < s->stamp_retry_us ||
+	               (xr_mono_us() < s->stamp_due_us &&
 	                xr_stamper_pending(s->stamper) < STAMP_BATCH)))
 		return 0;
 	if (catalog_conn(s, err, sizeof(err)) ||
@@ -990,7 +1009,7 @@ flush_stamps(session_t *s, bool force)
 		xr_warn("%s; versions of local writes not recorded yet, retrying "
 		        "in %d ms (the slot waits for them)", err,
 		        s->stamp_backoff_ms);
-		s->stamp_retry_us = mono_us() + (int64_t)s->stamp_backoff_ms * 1000;
+		s->stamp_retry_us = xr_mono_us() + (int64_t)s->stamp_backoff_ms * 1000;
 		s->stamp_backoff_ms = s->stamp_backoff_ms * 2 >
 		                      s->conf->reconnect_backoff_max_ms
 		                      ? s->conf->reconnect_backoff_max_ms
@@ -1018,7 +1037,7 @@ publish_progress(session_t *s)
 {
 	char      err[512], key[96], val[160];
 	PGresult *res;
-	int64_t   now = mono_us();
+	int64_t   now = xr_mono_us();
 
 	if (now - s->through_at_us < INT64_C(10000000))
 		return;
@@ -1350,7 +1369,7 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	s->reported = *start;
 	s->received = *start;
 	s->status_ms = status_interval(s);
-	s->last_status_us = s->last_progress_us = mono_us();
+	s->last_status_us = s->last_progress_us = xr_mono_us();
 	xr_info("streaming slot %s of database %s from %s (publication %s)",
 	        conf->slot, xr_stream_database(s->stream),
 	        xr_lsn_format(*start, lsn), conf->publication);
@@ -1371,7 +1390,7 @@ session_receive(session_t *s, session_end_t *end)
 	bool            fatal;
 	/* A backfill chunk due to be read does not wait for the stream. */
 	int             r = xr_stream_read(s->stream,
-	                                   xr_backfill_due(s->backfill, mono_us())
+	                                   xr_backfill_due(s->backfill, xr_mono_us())
 	                                       ? 0 : 100,
 	                                   &wm, err, sizeof(err));
 
@@ -1495,7 +1514,7 @@ session_drain(session_t *s, session_end_t end, xr_lsn_t start,
  */
 static session_end_t
 session_run(const xr_config_t *conf, xr_metrics_t *metrics,
-            xr_publisher_t *pub, atomic_int *stop,
+            xr_publisher_t *pub, xr_sr_t *sr, atomic_int *stop,
             bool *progressed)
 {
 	session_t     s;
@@ -1507,6 +1526,7 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	s.metrics = metrics;
 	s.stop = stop;
 	s.pub = pub;
+	s.sr = sr;
 	xr_buf_init(&s.key);
 	xr_buf_init(&s.value);
 	*progressed = false;
@@ -1536,23 +1556,34 @@ xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
                atomic_int *stop)
 {
 	xr_publisher_t *pub;
+	xr_sr_t        *sr = NULL;
 	char            err[1024];
 	int             backoff_ms = 500;
 
+	if (conf->registry_url && conf->registry_framing) {
+		sr = xr_sr_new(conf, err, sizeof(err));
+		if (!sr) {
+			xr_error("%s", err);
+			return 2;
+		}
+	}
 	pub = xr_publisher_new(conf, err, sizeof(err));
 	if (!pub) {
 		xr_error("%s", err);
+		xr_sr_destroy(sr);
 		return 2;
 	}
 	for (;;) {
 		bool          progressed;
-		session_end_t end = session_run(conf, metrics, pub, stop, &progressed);
+		session_end_t end = session_run(conf, metrics, pub, sr, stop,
+		                                &progressed);
 		int           waited;
 
 		if (end == END_STOP || *stop)
 			break;
 		if (end == END_FATAL) {
 			xr_publisher_destroy(pub);
+			xr_sr_destroy(sr);
 			xr_info("producer stopped after an error that a retry cannot "
 			        "mend (exit 1)");
 			return 1;
@@ -1569,6 +1600,7 @@ xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
 			backoff_ms = conf->reconnect_backoff_max_ms;
 	}
 	xr_publisher_destroy(pub);
+	xr_sr_destroy(sr);
 	xr_info("producer stopped");
 	return 0;
 }

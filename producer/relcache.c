@@ -234,7 +234,12 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
 			if (r->published && old->published &&
 			    same_json(old->value_schema, r->value_schema) &&
 			    same_json(old->key_schema, r->key_schema))
+			{
 				r->schemas_published = old->schemas_published;
+				r->sr_registered = old->sr_registered;
+				r->sr_value_id = old->sr_value_id;
+				r->sr_key_id = old->sr_key_id;
+			}
 			r->warned = old->warned;
 			rel_free(old);
 			rc->rels[i] = r;

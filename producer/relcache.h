@@ -68,6 +68,10 @@ typedef struct xr_rel_s {
 	char         value_schema_id[XR_SCHEMA_ID_LEN + 1];
 	char         key_schema_id[XR_SCHEMA_ID_LEN + 1];
 	bool         schemas_published;
+	/* With kafka.schema_registry (framing confluent): the ids it gave. */
+	bool         sr_registered;
+	int32_t      sr_value_id;
+	int32_t      sr_key_id;
 } xr_rel_t;
 
 typedef struct xr_relcache_s xr_relcache_t;

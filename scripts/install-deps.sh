@@ -11,21 +11,26 @@ TOOLS="${XR_TOOLS:-$REPO_ROOT/.stack/tools}"
 # The reference Avro implementation's command-line tool: the tests read the
 # feed's files with it (avro-tools tojson), next to fastavro.
 AVRO_TOOLS_VERSION=1.12.1
+# The schema registry of the stack's registry option (Confluent-compatible
+# API at /apis/ccompat/v7); it needs Java 21 or later.
+APICURIO_VERSION=3.3.3
+REGISTRY_HOME="${XR_REGISTRY_HOME:-$REPO_ROOT/.stack/apicurio}"
 
 APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libpq-dev libavro-dev uuid-dev libcmocka-dev libyaml-dev libmicrohttpd-dev
-  libjansson-dev
+  libjansson-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
-  python3-venv faketime kafkacat
+  python3-venv faketime kafkacat curl
 )
-PY_PACKAGES=(fastavro cramjam confluent-kafka "psycopg[binary]" pytest)
-PY_IMPORTS="fastavro, cramjam, confluent_kafka, psycopg, pytest"
+PY_PACKAGES=(fastavro cramjam "confluent-kafka[avro,schemaregistry]" "psycopg[binary]" pytest)
+PY_IMPORTS="fastavro, cramjam, confluent_kafka, confluent_kafka.schema_registry.avro, psycopg, pytest"
 
 usage() {
   cat <<EOF
 Usage: scripts/install-deps.sh [--no-apt] [--no-kafka] [--no-venv] [--kafka-only]
+                               [--registry-only]
 
 Installs what is missing, in this order:
   1. apt packages (checked with dpkg-query; apt-get update + install runs only
@@ -34,7 +39,9 @@ Installs what is missing, in this order:
   2. Apache Kafka jars from Maven Central, as listed in stack/pom.xml, copied to
        $KAFKA_LIBS
      (skipped when already copied for the current pom; maven caches in ~/.m2)
-     and the reference Avro tool (avro-tools $AVRO_TOOLS_VERSION) to $TOOLS
+     and the reference Avro tool (avro-tools $AVRO_TOOLS_VERSION) to $TOOLS,
+     and Apicurio Registry $APICURIO_VERSION (the stack's schema registry) to
+       $REGISTRY_HOME
   3. a Python venv for test-side checkers at
        $VENV
      with: ${PY_PACKAGES[*]}
@@ -44,12 +51,14 @@ Options:
   --no-kafka    skip step 2
   --no-venv     skip step 3
   --kafka-only  only step 2 (used by 'scripts/stack.sh up' when the jars are missing)
+  --registry-only  only Apicurio Registry (used by 'XR_REGISTRY=1 scripts/stack.sh up')
   -h, --help    this help
 
 Environment:
   XR_KAFKA_LIBS  where the Kafka jars go      (default: <repo>/.stack/kafka-libs)
   XR_VENV        where the Python venv goes   (default: <repo>/.stack/venv)
   XR_TOOLS       where avro-tools goes        (default: <repo>/.stack/tools)
+  XR_REGISTRY_HOME  where Apicurio Registry goes (default: <repo>/.stack/apicurio)
 EOF
 }
 
@@ -135,6 +144,36 @@ install_tools() {
   [[ -f $jar ]] || die "avro-tools: $jar missing after mvn"
 }
 
+install_registry() {
+  local tmp mvn_log tgz
+  if [[ -f $REGISTRY_HOME/quarkus-run.jar && -f $REGISTRY_HOME/.version ]] &&
+     [[ $(cat "$REGISTRY_HOME/.version") == "$APICURIO_VERSION" ]]; then
+    log "apicurio registry: present at $REGISTRY_HOME"
+    return
+  fi
+  command -v mvn >/dev/null || die "mvn not found (install the 'maven' apt package first)"
+  log "apicurio registry: copying io.apicurio:apicurio-registry-app:$APICURIO_VERSION (tar.gz, all) to $REGISTRY_HOME (mvn, may download)"
+  tmp="$REGISTRY_HOME.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  mvn_log="$(mktemp)"
+  if ! mvn -q -B dependency:copy \
+        -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+        -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -rf "$mvn_log" "$tmp"
+    die "mvn dependency:copy of apicurio-registry-app failed"
+  fi
+  rm -f "$mvn_log"
+  tgz="$(ls "$tmp"/apicurio-registry-app-*.tar.gz)"
+  tar xzf "$tgz" -C "$tmp"
+  rm -f "$tgz"
+  [[ -f $tmp/quarkus-run.jar ]] || die "apicurio registry: no quarkus-run.jar in the archive"
+  echo "$APICURIO_VERSION" >"$tmp/.version"
+  rm -rf "$REGISTRY_HOME"
+  mv "$tmp" "$REGISTRY_HOME"
+}
+
 # ----------------------------------------------------------------- Python venv
 install_venv() {
   if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "import $PY_IMPORTS" 2>/dev/null; then
@@ -152,7 +191,7 @@ install_venv() {
 }
 
 main() {
-  local do_apt=1 do_kafka=1 do_venv=1
+  local do_apt=1 do_kafka=1 do_venv=1 do_registry=0
   while (($#)); do
     case $1 in
       -h|--help) usage; exit 0 ;;
@@ -160,12 +199,14 @@ main() {
       --no-kafka) do_kafka=0 ;;
       --no-venv) do_venv=0 ;;
       --kafka-only) do_apt=0; do_venv=0; do_kafka=1 ;;
+      --registry-only) do_apt=0; do_venv=0; do_kafka=0; do_registry=1 ;;
       *) usage >&2; die "unknown argument: $1" ;;
     esac
     shift
   done
   if ((do_apt)); then install_apt; fi
-  if ((do_kafka)); then install_kafka; install_tools; fi
+  if ((do_kafka)); then install_kafka; install_tools; install_registry; fi
+  if ((do_registry)); then install_registry; fi
   if ((do_venv)); then install_venv; fi
   log "done"
 }

@@ -16,6 +16,10 @@ KAFKA_PORT="${XR_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${XR_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_HEAP="${XR_KAFKA_HEAP:-768m}"
 KAFKA_LIBS="$(realpath -m "${XR_KAFKA_LIBS:-$REPO_ROOT/.stack/kafka-libs}")"
+REGISTRY_ENABLED="${XR_REGISTRY:-0}"
+REGISTRY_PORT="${XR_REGISTRY_PORT:-18081}"
+REGISTRY_MGMT_PORT="${XR_REGISTRY_MGMT_PORT:-$((REGISTRY_PORT + 1))}"
+REGISTRY_HOME="$(realpath -m "${XR_REGISTRY_HOME:-$REPO_ROOT/.stack/apicurio}")"
 START_TIMEOUT="${XR_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${XR_STOP_TIMEOUT:-60}"
 
@@ -24,6 +28,10 @@ KAFKA_DIR="$STATE/kafka"     # server.properties, cluster.id, kafka.pid, kafka.l
 KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/kafka.log"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+REGISTRY_DIR="$STATE/registry"   # registry.pid, registry.log (storage: in memory)
+REGISTRY_PIDFILE="$REGISTRY_DIR/registry.pid"
+REGISTRY_LOG="$REGISTRY_DIR/registry.log"
+REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
 
 usage() {
   cat <<EOF
@@ -48,6 +56,11 @@ Commands:
                    eval "\$(scripts/stack.sh env)"
   -h, --help       this help
 
+With XR_REGISTRY=1, 'up' also starts Apicurio Registry 3 (in-memory storage)
+with its Confluent-compatible API at
+http://127.0.0.1:18081/apis/ccompat/v7 (for kafka.schema_registry.url), and
+'down' stops it.
+
 Defaults: regions us eu apac on ports 15432 15433 15434, database '$PG_DB',
 user postgres (trust auth on 127.0.0.1, also for replication connections);
 Kafka bootstrap 127.0.0.1:19092, controller 127.0.0.1:19093.
@@ -67,6 +80,9 @@ Environment (same values must be given to every command of one stack):
   XR_KAFKA_CONTROLLER_PORT KRaft controller port     (default: XR_KAFKA_PORT+1)
   XR_KAFKA_HEAP            broker max heap           (default: 768m)
   XR_KAFKA_LIBS            Kafka jars                (default: <repo>/.stack/kafka-libs)
+  XR_REGISTRY              1 = also the schema registry (default: 0)
+  XR_REGISTRY_PORT         its HTTP port (default: 18081); management port +1
+  XR_REGISTRY_HOME         the unpacked Apicurio Registry (default: <repo>/.stack/apicurio)
   XR_START_TIMEOUT         seconds to wait for each service on 'up' (default: 120)
   XR_STOP_TIMEOUT          seconds to wait for each service on 'down' (default: 60)
 
@@ -429,6 +445,84 @@ kafka_down() {
   rm -f "$KAFKA_PIDFILE"
 }
 
+# ------------------------------------------------------------ schema registry
+registry_java() { # a Java 21 or later: Apicurio Registry 3 needs it
+  local j v
+  for j in ${XR_REGISTRY_JAVA:-} /usr/lib/jvm/temurin-2[1-9]*/bin/java /usr/lib/jvm/*-2[1-9]*/bin/java \
+           /usr/lib/jvm/temurin-[3-9]*/bin/java java; do
+    [[ -x $j || $j == java ]] || continue
+    v="$("$j" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)"
+    if [[ -n $v && $v -ge 21 ]]; then echo "$j"; return; fi
+  done
+  die "registry: no Java 21 or later found (set XR_REGISTRY_JAVA)"
+}
+
+registry_pid() {
+  local pid
+  [[ -f $REGISTRY_PIDFILE ]] || return 1
+  pid="$(cat "$REGISTRY_PIDFILE")"
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "quarkus.http.port=$REGISTRY_PORT" || return 1
+  echo "$pid"
+}
+
+registry_answers() {
+  curl -sf -m 5 "$REGISTRY_URL/subjects" >/dev/null 2>&1
+}
+
+registry_up() {
+  command -v curl >/dev/null || die "curl not found: run scripts/install-deps.sh"
+  if [[ ! -f $REGISTRY_HOME/quarkus-run.jar ]]; then
+    log "registry: not installed in $REGISTRY_HOME, running install-deps.sh --registry-only"
+    XR_REGISTRY_HOME="$REGISTRY_HOME" "$REPO_ROOT/scripts/install-deps.sh" --registry-only
+  fi
+  mkdir -p "$REGISTRY_DIR"
+  local pid java
+  if pid="$(registry_pid)"; then
+    log "registry: already running (pid $pid)"
+  else
+    if port_in_use "$REGISTRY_PORT" || port_in_use "$REGISTRY_MGMT_PORT"; then
+      die "registry: port $REGISTRY_PORT or $REGISTRY_MGMT_PORT already in use by another process"
+    fi
+    java="$(registry_java)"
+    log "registry: starting Apicurio Registry on $REGISTRY_URL (log: $REGISTRY_LOG)"
+    echo "===== $(date -Is) stack.sh up =====" >>"$REGISTRY_LOG"
+    setsid "$java" -Xmx384m \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+      -Dquarkus.http.access-log.enabled=false \
+      -jar "$REGISTRY_HOME/quarkus-run.jar" </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$REGISTRY_PIDFILE"
+  fi
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until registry_answers; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$REGISTRY_LOG" >&2 || true
+      die "registry: exited during startup (see $REGISTRY_LOG)"
+    fi
+    ((SECONDS < deadline)) || die "registry: no answer from $REGISTRY_URL after ${START_TIMEOUT}s"
+    sleep 1
+  done
+  log "registry: ready"
+}
+
+registry_down() {
+  local pid
+  if ! pid="$(registry_pid)"; then
+    rm -f "$REGISTRY_PIDFILE"
+    return
+  fi
+  log "registry: stopping (pid $pid)"
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+    sleep 0.5
+  done
+  rm -f "$REGISTRY_PIDFILE"
+}
+
 # ================================================================== commands
 cmd_up() {
   [[ -x $PG_BIN/initdb ]] || die "$PG_BIN/initdb not found: run scripts/install-deps.sh"
@@ -439,6 +533,7 @@ cmd_up() {
     pg_up "${REGIONS[$i]}" $((PG_BASE_PORT + i))
   done
   if [[ $KAFKA_ENABLED != 0 ]]; then kafka_up; fi
+  if [[ $REGISTRY_ENABLED != 0 ]]; then registry_up; fi
   log "stack is up (state: $STATE)"
 }
 
@@ -453,6 +548,7 @@ cmd_down() {
   done
   [[ -d $STATE ]] || { log "nothing to do: no state dir $STATE"; return; }
   lock_state
+  registry_down
   kafka_down
   local r root
   root="$(pg_root)"
@@ -468,7 +564,7 @@ cmd_down() {
     fi
     rm -rf "$PG_LINK"
     log "purge: deleting kafka data $KAFKA_DIR"
-    rm -rf "$KAFKA_DIR"
+    rm -rf "$KAFKA_DIR" "$REGISTRY_DIR"
     rm -f "$STATE"/initdb-*.log
     rm -f "$STATE/.lock"
     rmdir "$STATE" 2>/dev/null || true   # only if empty (venv/jars are kept)
@@ -502,6 +598,15 @@ cmd_status() {
       printf '%-12s up    %s  pid=%s  controller=127.0.0.1:%s\n' kafka "$BOOTSTRAP" "$pid" "$KAFKA_CONTROLLER_PORT"
     else
       printf '%-12s down  %s\n' kafka "$BOOTSTRAP"
+      bad=1
+    fi
+  fi
+  if [[ $REGISTRY_ENABLED != 0 ]] || [[ -f $REGISTRY_PIDFILE ]]; then
+    local rpid=""
+    if rpid="$(registry_pid)" && registry_answers; then
+      printf '%-12s up    %s  pid=%s\n' registry "$REGISTRY_URL" "$rpid"
+    else
+      printf '%-12s down  %s\n' registry "$REGISTRY_URL"
       bad=1
     fi
   fi
@@ -547,6 +652,9 @@ cmd_env() {
   if [[ $KAFKA_ENABLED != 0 ]]; then
     echo "export XR_KAFKA_PORT=$KAFKA_PORT"
     echo "export XR_KAFKA_BOOTSTRAP='$BOOTSTRAP'"
+  fi
+  if [[ $REGISTRY_ENABLED != 0 ]]; then
+    echo "export XR_SCHEMA_REGISTRY_URL='$REGISTRY_URL'"
   fi
 }
 

@@ -55,5 +55,6 @@ if ((unit_only)); then
   exit 0
 fi
 
-"$ROOT/scripts/stack.sh" up
+# With the schema registry: the registry tests need it.
+XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" up
 (cd "$BUILD" && ctest --output-on-failure "${extra[@]}")

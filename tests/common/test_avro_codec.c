@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "common/avro_codec.h"
+#include "common/schema_registry.h"
 
 #define NUMTM(p, s) ((int32_t)((((p) << 16) | ((s) & 0x7ff)) + 4))
 #define DATA_DIR XR_SOURCE_DIR "/tests/common/data/"
@@ -1676,6 +1677,36 @@ test_put_long_is_zigzag_varint(void **state)
 	assert_int_equal(xr_schema_id_fingerprint("01xx", &fp), -1);
 }
 
+
+/* SO framing to Confluent's: 0x00, the id big-endian, the same datum. */
+static void
+test_confluent_reframe_and_header(void **state)
+{
+	static const unsigned char so[] = { 0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8,
+	                                    0x02, 0x61, 0x62 };
+	static const unsigned char want[] = { 0x00, 0x01, 0x02, 0x03, 0x04,
+	                                      0x02, 0x61, 0x62 };
+	xr_buf_t    b;
+	int32_t     id;
+	const void *body;
+	size_t      n;
+
+	(void)state;
+	xr_buf_init(&b);
+	xr_buf_append(&b, so, sizeof(so));
+	xr_avro_confluent_reframe(&b, 0x01020304);
+	assert_int_equal(b.len, sizeof(want));
+	assert_memory_equal(b.data, want, sizeof(want));
+	assert_int_equal(xr_confluent_header(b.data, b.len, &id, &body, &n), 0);
+	assert_int_equal(id, 0x01020304);
+	assert_int_equal(n, 3);
+	assert_memory_equal(body, "\x02" "ab", 3);
+	/* Not Confluent: single-object, or too short. */
+	assert_int_equal(xr_confluent_header(so, sizeof(so), &id, &body, &n), -1);
+	assert_int_equal(xr_confluent_header(want, 4, &id, &body, &n), -1);
+	xr_buf_term(&b);
+}
+
 int
 main(void)
 {
@@ -1724,6 +1755,7 @@ main(void)
 		cmocka_unit_test(test_env_view_reads_every_field),
 		cmocka_unit_test(test_env_view_refuses_every_truncation),
 		cmocka_unit_test(test_put_long_is_zigzag_varint),
+		cmocka_unit_test(test_confluent_reframe_and_header),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

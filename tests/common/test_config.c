@@ -1041,6 +1041,68 @@ test_too_long_a_name_is_refused(void **state)
 	assert_int_equal(xr_config_versions_name("public", name, buf, 10), -1);
 }
 
+
+static void
+test_schema_registry_section(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	conf = load("sr.yaml", MINIMAL
+	            "  schema_registry:\n"
+	            "    url: http://127.0.0.1:18081/apis/ccompat/v7\n"
+	            "    username: feed\n"
+	            "    password: s3cret\n"
+	            "    timeout_ms: 2500\n",
+	            err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->registry_url,
+	                    "http://127.0.0.1:18081/apis/ccompat/v7");
+	assert_true(conf->registry_framing);
+	assert_string_equal(conf->registry_username, "feed");
+	assert_string_equal(conf->registry_password, "s3cret");
+	assert_int_equal(conf->registry_timeout_ms, 2500);
+	assert_string_equal(conf->feed_dead_letter_topic, "xr._feed_dlq");
+	xr_config_destroy(conf);
+	/* The password from the environment wins. */
+	setenv("XREGION_SCHEMA_REGISTRY_PASSWORD", "fromenv", 1);
+	conf = load("sr2.yaml", MINIMAL
+	            "  schema_registry: {url: 'https://r:8081', framing: single-object}\n",
+	            err, sizeof(err));
+	unsetenv("XREGION_SCHEMA_REGISTRY_PASSWORD");
+	assert_non_null(conf);
+	assert_false(conf->registry_framing);
+	assert_string_equal(conf->registry_password, "fromenv");
+	xr_config_destroy(conf);
+	/* None: no registry. */
+	conf = load("sr3.yaml", MINIMAL, err, sizeof(err));
+	assert_non_null(conf);
+	assert_null(conf->registry_url);
+	xr_config_destroy(conf);
+}
+
+static void
+test_schema_registry_errors_name_the_key(void **state)
+{
+	(void)state;
+	expect_error("sr_nourl.yaml", MINIMAL "  schema_registry: {framing: confluent}\n",
+	             ":6: kafka.schema_registry.url: required when "
+	             "kafka.schema_registry is set");
+	expect_error("sr_scheme.yaml", MINIMAL "  schema_registry: {url: 'r:8081'}\n",
+	             ":6: kafka.schema_registry.url: expected an http:// or "
+	             "https:// URL, got \"r:8081\"");
+	expect_error("sr_framing.yaml",
+	             MINIMAL "  schema_registry: {url: 'http://r', framing: avro}\n",
+	             ":6: kafka.schema_registry.framing: expected confluent or "
+	             "single-object, got \"avro\"");
+	expect_error("sr_key.yaml",
+	             MINIMAL "  schema_registry: {url: 'http://r', urls: x}\n",
+	             ":6: kafka.schema_registry.urls: unknown key; valid keys "
+	             "are: url, framing, username, password, ca_location, "
+	             "timeout_ms");
+}
+
 int
 main(void)
 {
@@ -1048,6 +1110,8 @@ main(void)
 		cmocka_unit_test(test_plain_names_keep_their_versions_table),
 		cmocka_unit_test(test_dots_in_names_cannot_make_two_tables_share_one),
 		cmocka_unit_test(test_too_long_a_name_is_refused),
+		cmocka_unit_test(test_schema_registry_section),
+		cmocka_unit_test(test_schema_registry_errors_name_the_key),
 		T(test_full_file),
 		T(test_minimal_defaults),
 		T(test_derived_topics_follow_prefix),

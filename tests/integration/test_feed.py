@@ -249,7 +249,7 @@ def test_feed_under_load_with_kill9_reconstructs_every_region(trio, tmp_path):
     d = trio
     out = str(tmp_path / "lake")
     feeder = Feeder(d["us"], out, "--rotate-bytes", "200k", "--idle-flush", "1",
-                    "--rotate-seconds", "4")
+                    "--rotate-seconds", "4", "--codec", "deflate")
     feeder.start()
     d["us"].sql("INSERT INTO wipe SELECT g, g FROM generate_series(1, 50) g")
     # 10,000 rows in one transaction, frozen by VACUUM FREEZE afterwards.
@@ -279,7 +279,7 @@ def test_feed_under_load_with_kill9_reconstructs_every_region(trio, tmp_path):
     feeder.kill()
     assert kills >= 3
     # The rest, up to the end of every topic, and stop.
-    r = d["us"].xregion("feed", "--out", out, "--once")
+    r = d["us"].xregion("feed", "--out", out, "--once", "--codec", "deflate")
     assert "feed: dead-lettered" not in r.stderr, r.stderr[-3000:]
 
     rows, metas = read_files(out)

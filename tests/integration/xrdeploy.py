@@ -24,7 +24,7 @@ REGIONS = ("us", "eu", "apac")
 
 
 class Node:
-    def __init__(self, dep, region, tables, extra="", consumer=()):
+    def __init__(self, dep, region, tables, extra="", consumer=(), kafka=()):
         self.dep = dep
         self.region = region
         self.db = f"xrd_{dep.suffix}_{region}"
@@ -46,6 +46,7 @@ class Node:
             f"  brokers: {xrtest.BROKERS}",
             f"  topic_prefix: {dep.prefix}",
             "  partitions: 3",
+            *(f"  {line}" for line in kafka),
             "producer:",
             "  status_interval_ms: 1000",
             "consumer:",
@@ -119,8 +120,9 @@ class Node:
 
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
-                 ports=None, consumer=()):
-        """consumer: further lines of each region's consumer: section."""
+                 ports=None, consumer=(), kafka=()):
+        """consumer, kafka: further lines of each region's consumer: and
+        kafka: sections (kafka may map a region to its own lines)."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
         self.prefix = f"xrd{self.suffix}"
@@ -131,7 +133,9 @@ class Deployment:
             for r in regions:
                 self.nodes[r] = Node(self, r, tables,
                                      extra.get(r, "") if isinstance(extra, dict)
-                                     else extra, consumer)
+                                     else extra, consumer,
+                                     kafka.get(r, ()) if isinstance(kafka, dict)
+                                     else kafka)
                 self.nodes[r].sql(schema_sql)
             for n in self.nodes.values():
                 n.xregion("setup")
