@@ -219,7 +219,8 @@ xr_sr_register(xr_sr_t *sr, const char *subject, const char *json,
 	xr_buf_printf(&path, "/subjects/%s/versions", subject);
 	status = request(sr, path.data, body, errstr, errstr_size);
 	free(body);
-	if (status < 0 || status >= 500 || status == 429) {
+	if (status < 0 || status >= 500 || status == 429 ||
+	    status == 408) {
 		if (status >= 0)
 			answer_error(sr, path.data, status, errstr, errstr_size);
 		*transient = true;
@@ -264,7 +265,8 @@ xr_sr_schema(xr_sr_t *sr, int32_t id, bool *transient, char *errstr,
 			return sr->entries[i].json;
 	snprintf(path, sizeof(path), "/schemas/ids/%" PRId32, id);
 	status = request(sr, path, NULL, errstr, errstr_size);
-	if (status < 0 || status >= 500 || status == 429) {
+	if (status < 0 || status >= 500 || status == 429 ||
+	    status == 408) {
 		if (status >= 0)
 			answer_error(sr, path, status, errstr, errstr_size);
 		*transient = true;

@@ -591,10 +591,11 @@ get_plan(feed_t *f, const char *vid, const char *kid, const xr_schema_t *vs,
 
 	xr_buf_reset(id);
 	xr_buf_printf(id, "%s|%s|%s.%s", vid, kid, schema, table);
-	if (f->last_plan && strcmp(f->last_plan->id, id->data) == 0)
+	if (f->last_plan && f->last_plan->vs == vs &&
+	    strcmp(f->last_plan->id, id->data) == 0)
 		return f->last_plan;
 	for (i = 0; i < f->nplans; i++)
-		if (strcmp(f->plans[i]->id, id->data) == 0)
+		if (f->plans[i]->vs == vs && strcmp(f->plans[i]->id, id->data) == 0)
 			return f->last_plan = f->plans[i];
 	if (kid[0]) {
 		uint64_t fp;
@@ -675,6 +676,7 @@ put_row(feed_t *f, const xr_feed_plan_t *p, const xr_env_view_t *v,
 {
 	const unsigned char *base = v->body + img->off;
 	int                  i, n = 0;
+	size_t               ix;
 
 	if (!p->narrow) {
 		xr_buf_append(&f->datum, base, img->len);
@@ -706,8 +708,13 @@ put_row(feed_t *f, const xr_feed_plan_t *p, const xr_env_view_t *v,
 		xr_avro_put_long(&f->datum, 0);   /* null */
 		xr_avro_put_bytes(text, p->vs->row_fields[i].column,
 		                  strlen(p->vs->row_fields[i].column));
-		/* The value: a string, after its one-byte union index. */
-		xr_buf_append(text, fv + 1, f->spans[i].len - 1);
+		/* The value: a string, after its union index (a varint). */
+		for (ix = 0; ix < f->spans[i].len && (fv[ix] & 0x80); ix++)
+			;
+		ix++;
+		if (ix > f->spans[i].len)
+			return -1;
+		xr_buf_append(text, fv + ix, f->spans[i].len - ix);
 	}
 	xr_avro_put_long(text, 0);
 	return 0;
@@ -1123,6 +1130,8 @@ start_kafka(feed_t *f, char *errstr, size_t errstr_size)
 		"enable.auto.commit", "false",
 		"enable.auto.offset.store", "false",
 		"enable.partition.eof", "true",
+		/* A position retention has passed: from the oldest there is. */
+		"auto.offset.reset", "earliest",
 		"fetch.max.bytes", "67108864",
 		/*
 		 * librdkafka 2.0 stops fetching a partition for a whole second
@@ -1174,21 +1183,31 @@ start_kafka(feed_t *f, char *errstr, size_t errstr_size)
 		int64_t  pos = f->sink ? xr_sink_position(f->sink, p->topic,
 		                                          p->partition) : -1;
 		int64_t  lo = 0, hi = 0;
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+		    f->rk, p->topic, p->partition, &lo, &hi, KAFKA_TIMEOUT_MS);
 
-		p->start = pos >= 0 ? pos
-		         : f->o->from_end ? RD_KAFKA_OFFSET_END
-		                          : RD_KAFKA_OFFSET_BEGINNING;
-		if (f->o->once) {
-			rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-			    f->rk, p->topic, p->partition, &lo, &hi, KAFKA_TIMEOUT_MS);
-
-			if (e) {
-				snprintf(errstr, errstr_size, "kafka: end offset of %s [%d]: "
-				         "%s", p->topic, (int)p->partition,
-				         rd_kafka_err2str(e));
+		if (e) {
+			snprintf(errstr, errstr_size, "kafka: offsets of %s [%d]: %s",
+			         p->topic, (int)p->partition, rd_kafka_err2str(e));
+			rd_kafka_topic_partition_list_destroy(l);
+			return -1;
+		}
+		if (pos >= 0 && pos < lo)
+			xr_warn("feed: %s [%d]: offsets %" PRId64 " to %" PRId64 " are "
+			        "gone (retention) before they were fed; going on from "
+			        "%" PRId64, p->topic, (int)p->partition, pos, lo - 1, lo);
+		p->start = pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
+		if (pos < 0 && f->o->from_end) {
+			/* Remembered at the first commit, even if nothing comes. */
+			p->start = hi;
+			if (hi > 0 && f->sink &&
+			    xr_sink_advance(f->sink, p->topic, p->partition, hi - 1,
+			                    errstr, errstr_size)) {
 				rd_kafka_topic_partition_list_destroy(l);
 				return -1;
 			}
+		}
+		if (f->o->once) {
 			p->end = hi;
 			if (p->start == RD_KAFKA_OFFSET_END || hi <= lo ||
 			    (p->start >= 0 && p->start >= hi)) {

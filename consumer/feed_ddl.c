@@ -69,6 +69,17 @@ tname(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p, const char *suffix)
 	xr_buf_term(&n);
 }
 
+/* Whether s is safe to print into SQL as a type name or in a comment. */
+static bool
+plain(const char *s, const char *extra)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || strchr(extra, *s)))
+			return false;
+	return true;
+}
+
 static void
 scalar_type(xr_buf_t *b, dialect_t d, const xr_coltype_t *t)
 {
@@ -104,6 +115,10 @@ scalar_type(xr_buf_t *b, dialect_t d, const xr_coltype_t *t)
 	const char *const *names = d == D_POSTGRES ? pg
 	                         : d == D_DUCKDB   ? duck : ch;
 
+	if (t->at == XR_AT_DECIMAL && d == D_DUCKDB && t->precision > 38) {
+		xr_buf_puts(b, "DOUBLE");   /* DuckDB's decimals stop at 38 */
+		return;
+	}
 	xr_buf_puts(b, names[t->at]);
 	if (t->at == XR_AT_DECIMAL)
 		xr_buf_printf(b, "(%d, %d)", t->precision, t->scale);
@@ -115,8 +130,7 @@ col_type(xr_buf_t *b, dialect_t d, const xr_field_t *f, bool key)
 {
 	const xr_coltype_t *t = &f->type;
 
-	if (d == D_POSTGRES && t->pgname[0] && !strchr(t->pgname, '.') &&
-	    strncmp(t->pgname, "oid:", 4) != 0) {
+	if (d == D_POSTGRES && t->pgname[0] && plain(t->pgname, " (),[]")) {
 		/* The source's own type, e.g. numeric(12,2) or varchar(20)[]. */
 		xr_buf_puts(b, t->pgname);
 		return;
@@ -205,24 +219,32 @@ key_list(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p, const char *pfx)
 	}
 }
 
-/* (a.__version, a.__region, a.__lsn) > (b.__version, b.__region, b.__lsn) */
+/*
+ * (a.__version, a.__region, a.__lsn) > (b.__version, b.__region, b.__lsn),
+ * regions compared byte by byte as the consumers compare them.
+ */
 static void
-newer(xr_buf_t *b, const char *a, const char *o)
+newer(xr_buf_t *b, dialect_t d, const char *a, const char *o)
 {
+	const char *c = d == D_POSTGRES ? " COLLATE \"C\"" : "";
+
 	xr_buf_printf(b,
 	              "(%s.__version > %s.__version OR (%s.__version = %s.__version"
-	              " AND (%s.__region > %s.__region OR (%s.__region = "
+	              " AND (%s.__region%s > %s.__region OR (%s.__region = "
 	              "%s.__region AND %s.__lsn > %s.__lsn))))",
-	              a, o, a, o, a, o, a, o, a, o);
+	              a, o, a, o, a, c, o, a, o, a, o);
 }
+
 
 static void
 print_sql(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p)
 {
 	int i, k;
 
-	xr_buf_printf(b, "-- %s, as xregion feed writes it (writer schema %s).\n",
-	              p->table, p->source_id);
+	xr_buf_puts(b, "-- ");
+	xr_buf_puts(b, plain(p->table, ".$") ? p->table : "the table");
+	xr_buf_printf(b, ", as xregion feed writes it (writer schema %s).\n",
+	              plain(p->source_id, ".") ? p->source_id : "?");
 	if (d == D_CLICKHOUSE) {
 		xr_buf_puts(b, "-- One row per key after merges: the greatest "
 		            "__version; a key whose last\n-- row is a delete is "
@@ -288,7 +310,7 @@ print_sql(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p)
 	            "EXISTS (SELECT 1 FROM ");
 	tname(b, d, p, "_truncated");
 	xr_buf_puts(b, " AS k WHERE ");
-	newer(b, "k", "t");
+	newer(b, d, "k", "t");
 	xr_buf_puts(b, ");\nMERGE INTO ");
 	tname(b, d, p, "_state");
 	xr_buf_puts(b, " AS t\nUSING (SELECT DISTINCT ON (");
@@ -299,7 +321,7 @@ print_sql(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p)
 	            "(SELECT 1 FROM ");
 	tname(b, d, p, "_truncated");
 	xr_buf_puts(b, " AS k WHERE ");
-	newer(b, "k", "c");
+	newer(b, d, "k", "c");
 	xr_buf_puts(b, ")\n        ORDER BY ");
 	key_list(b, d, p, "c");
 	xr_buf_puts(b, ", c.__version DESC, c.__region DESC, c.__lsn DESC) AS s\n"
@@ -315,7 +337,7 @@ print_sql(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p)
 		ident(b, d, c);
 	}
 	xr_buf_puts(b, "\nWHEN MATCHED AND ");
-	newer(b, "s", "t");
+	newer(b, d, "s", "t");
 	xr_buf_puts(b, " THEN UPDATE SET\n");
 	for (i = 0; i < p->nrow; i++) {
 		const char *c = p->vs->row_fields[i].column;

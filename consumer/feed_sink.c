@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ struct xr_sink_s {
 	char           *out;
 	char           *tmpdir;     /* out/_xregion/tmp */
 	char           *statedir;   /* out/_xregion/state */
+	int             lock_fd;    /* out/_xregion/lock, locked while open */
 	stp_t          *tps;
 	size_t          ntps;
 	xr_sink_stats_t stats;
@@ -254,12 +256,14 @@ recover(xr_sink_t *s, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		char *p;
+		char  *p;
+		size_t len;
 
 		if (de->d_name[0] == '.')
 			continue;
 		p = path_join(s->statedir, de->d_name);
-		if (strstr(de->d_name, ".tmp"))
+		len = strlen(de->d_name);
+		if (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0)
 			(void)unlink(p);   /* a record never committed */
 		else
 			rc = recover_record(s, p, errstr, errstr_size);
@@ -293,25 +297,40 @@ xr_sink_t *
 xr_sink_open(const xr_sink_conf_t *conf, char *errstr, size_t errstr_size)
 {
 	xr_sink_t *s = calloc(1, sizeof(*s));
-	char      *meta;
+	char      *meta, *lock;
 
 	if (!s) {
 		snprintf(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
 	s->conf = *conf;
+	s->lock_fd = -1;
 	s->out = strdup(conf->out);
 	meta = path_join(conf->out, "_xregion");
 	s->tmpdir = path_join(meta, "tmp");
 	s->statedir = path_join(meta, "state");
+	lock = path_join(meta, "lock");
 	free(meta);
 	if (!s->out || mkdir_durable(s->tmpdir, errstr, errstr_size) ||
-	    mkdir_durable(s->statedir, errstr, errstr_size) ||
-	    recover(s, errstr, errstr_size)) {
-		xr_sink_close(s);
-		return NULL;
+	    mkdir_durable(s->statedir, errstr, errstr_size))
+		goto fail;
+	/* One feeder per directory: a second would undo the first's work. */
+	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(errstr, errstr_size, "%s: %s", lock,
+		         s->lock_fd >= 0 && errno == EWOULDBLOCK
+		             ? "another xregion feed writes to this directory"
+		             : strerror(errno));
+		goto fail;
 	}
+	if (recover(s, errstr, errstr_size))
+		goto fail;
+	free(lock);
 	return s;
+fail:
+	free(lock);
+	xr_sink_close(s);
+	return NULL;
 }
 
 static void
@@ -338,6 +357,8 @@ xr_sink_close(xr_sink_t *s)
 		free(s->tps[i].topic);
 	}
 	free(s->tps);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);   /* releases the lock */
 	free(s->out);
 	free(s->tmpdir);
 	free(s->statedir);

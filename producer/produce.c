@@ -466,8 +466,9 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
               int64_t version_ts, const char *for_region, char *errstr,
               size_t errstr_size)
 {
-	char event_id[XR_EVENT_ID_LEN + 1];
-	int  nparts = 1, p, rc;
+	char    event_id[XR_EVENT_ID_LEN + 1];
+	int     nparts = 1, p, rc;
+	int32_t part = RD_KAFKA_PARTITION_UA;
 
 	if (!rel->schemas_published &&
 	    (rc = publish_schemas(s, rel, errstr, errstr_size)) != 0)
@@ -476,6 +477,21 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 	                     event_id, errstr, errstr_size))
 		return XR_PUB_FATAL;
 	if (s->sr) {
+		/*
+		 * A key keeps its partition whatever the framing: the partition
+		 * is that of its single-object bytes, so that switching a region
+		 * to the registry (or its key schema's id changing) moves no key.
+		 */
+		if (s->key.len && op != XR_OP_TRUNCATE) {
+			int n = xr_publisher_partitions(s->pub, rel->topic, errstr,
+			                                errstr_size);
+
+			if (n < 0)
+				return XR_PUB_RETRY;
+			part = rd_kafka_msg_partitioner_murmur2(NULL, s->key.data,
+			                                        s->key.len, n, NULL,
+			                                        NULL);
+		}
 		xr_avro_confluent_reframe(&s->value, rel->sr_value_id);
 		if (s->key.len)
 			xr_avro_confluent_reframe(&s->key, rel->sr_key_id);
@@ -488,8 +504,7 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 	}
 	for (p = 0; p < nparts; p++) {
 		rc = xr_publisher_produce(s->pub, rel->topic,
-		                          op == XR_OP_TRUNCATE ? p
-		                                               : RD_KAFKA_PARTITION_UA,
+		                          op == XR_OP_TRUNCATE ? p : part,
 		                          s->key.len ? s->key.data : NULL, s->key.len,
 		                          s->value.data, s->value.len,
 		                          headers(s, rel, event_id, lsn, s->key.len > 0,

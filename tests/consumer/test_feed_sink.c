@@ -317,6 +317,48 @@ test_rotation_by_size_and_new_schema(void **state)
 	xr_sink_close(s);
 }
 
+/* A partition whose topic has ".tmp" in it keeps its record. */
+static void
+test_record_of_a_tmp_named_topic_is_kept(void **state)
+{
+	fx_t            *fx = *state;
+	xr_sink_t       *s = open_sink(fx);
+	xr_sink_schema_t a = schema(schema_a);
+	xr_buf_t         b;
+	char             err[512] = "";
+
+	xr_buf_init(&b);
+	xr_avro_put_long(&b, 1);
+	xr_avro_put_bytes(&b, "x", 1);
+	assert_int_equal(xr_sink_append(s, "xr.us.public.tmp_orders", 0, 7,
+	                                DIR_A, &a, 0, b.data, b.len, err,
+	                                sizeof(err)), 0);
+	assert_int_equal(xr_sink_advance(s, "xr.us.public.tmp_orders", 0, 7, err,
+	                                 sizeof(err)), 0);
+	commit_all(s);
+	xr_sink_close(s);
+	s = open_sink(fx);
+	assert_true(xr_sink_position(s, "xr.us.public.tmp_orders", 0) == 8);
+	xr_sink_close(s);
+	xr_buf_term(&b);
+}
+
+/* Two sinks on one directory: the second is refused. */
+static void
+test_second_sink_on_a_directory_is_refused(void **state)
+{
+	fx_t      *fx = *state;
+	xr_sink_t *s = open_sink(fx), *t;
+	char       err[512] = "";
+
+	t = xr_sink_open(&fx->conf, err, sizeof(err));
+	assert_null(t);
+	assert_non_null(strstr(err, "another xregion feed"));
+	xr_sink_close(s);
+	t = open_sink(fx);   /* free again once the first is closed */
+	xr_sink_close(t);
+}
+
 static void
 test_row_larger_than_a_block(void **state)
 {
@@ -348,6 +390,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rotation_by_size_and_new_schema,
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_row_larger_than_a_block,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_of_a_tmp_named_topic_is_kept,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_sink_on_a_directory_is_refused,
 		                                setup, teardown),
 	};
 

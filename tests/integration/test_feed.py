@@ -446,6 +446,22 @@ def test_ddl_merge_into_postgres_and_jsonl(tmp_path):
             want = c.execute("SELECT id, owner, balance, seen, doc FROM public.acct "
                              "ORDER BY id").fetchall()
             assert got == want and len(want) == 194
+            # A backfill's rows, fed next (the feeder resumes where it
+            # stopped): snapshot_read rows with each row's own version,
+            # which change nothing when merged.
+            d["eu"].xregion("backfill", "--table", "acct")
+            d["eu"].xregion("feed", "--out", out, "--once")
+            snap = [r for r in read_files(out)[0]["acct"]
+                    if r["__op"] == "snapshot_read"]
+            assert len(snap) == 194
+            assert {r["__region"] for r in snap} == {"us", "eu"}
+            load_landing(c, "public_acct_changes", snap)
+            c.execute(merge)
+            again = c.execute("SELECT id, owner, balance, seen, doc FROM "
+                              "public_acct_current ORDER BY id").fetchall()
+            assert again == want
+            assert c.execute("SELECT count(*) FROM public_acct_state WHERE "
+                             "__op = 'snapshot_read'").fetchone()[0] == 0
         for dialect, marker in (("duckdb", "read_avro"),
                                 ("clickhouse", "ReplacingMergeTree(__version, __deleted)")):
             r = d["eu"].xregion("feed", "--ddl", "acct", "--dialect", dialect)
@@ -455,9 +471,11 @@ def test_ddl_merge_into_postgres_and_jsonl(tmp_path):
         # JSON lines on stdout: the same rows.
         r = d["eu"].xregion("feed", "--out", "-", "--once")
         lines = [json.loads(x) for x in r.stdout.splitlines()]
+        rows = read_files(out)[0]["acct"]
         assert sorted((x["__event_id"], x["__deleted"]) for x in lines) == \
             sorted((str(x["__event_id"]), x["__deleted"]) for x in rows)
-        assert {x["__op"] for x in lines} == {"insert", "update", "delete", "truncate"}
+        assert {x["__op"] for x in lines} == {"insert", "update", "delete", "truncate",
+                                              "snapshot_read"}
     finally:
         d.close()
 

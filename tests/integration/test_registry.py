@@ -95,10 +95,10 @@ def test_a_topic_switching_framing_mid_stream_is_read_whole(registry, tmp_path):
     try:
         d.start()
         out = str(tmp_path / "lake")
+        flog = open(tmp_path / "feed.log", "w")
         feeder = subprocess.Popen([xrtest.XREGION, "feed", "-c", d["eu"].config,
                                    "--out", out, "--idle-flush", "1"],
-                                  stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+                                  stdout=flog, stderr=subprocess.STDOUT)
         write_some(d["us"], 1, 100)
         d.converge("items", expect_rows=95)
         # us switches to Confluent framing: only its producer restarts.
@@ -110,15 +110,26 @@ def test_a_topic_switching_framing_mid_stream_is_read_whole(registry, tmp_path):
         d["us"].start()
         d["us"].wait_log("streaming slot", count=2)
         write_some(d["us"], 1001, 1100)
+        d["us"].sql("UPDATE items SET note = 'framed' WHERE id BETWEEN 11 AND 19")
         d.converge("items", expect_rows=190)
         msgs = xrtest.read_topic(f"{d.prefix}.us.public.items")
         magic = [m.value()[0] for m in msgs]
-        assert magic.count(0xC3) == 116 and magic.count(0x00) == 116, magic
+        assert magic.count(0xC3) == 116 and magic.count(0x00) == 116 + 9, magic
         # The feeder ran on throughout; everything is in its files.
         feeder.send_signal(signal.SIGTERM)
         assert feeder.wait(60) == 0
         rows = read_files(out)[0]["items"]
-        assert len(rows) == 2 * 117
+        assert len(rows) == 2 * 117 + 9
+        flog.close()
+        assert "feed: dead-lettered" not in (tmp_path / "feed.log").read_text()
         assert "dead-lettered" not in d["eu"].read_log()
+        # A key kept its partition across the switch.
+        parts, framings = {}, {}
+        for m in msgs:
+            key = m.key()[10:] if m.key()[0] == 0xC3 else m.key()[5:]
+            parts.setdefault(key, set()).add(m.partition())
+            framings.setdefault(key, set()).add(m.key()[0])
+        assert sum(1 for f in framings.values() if len(f) == 2) == 9
+        assert all(len(p) == 1 for p in parts.values())
     finally:
         d.close()
