@@ -24,8 +24,8 @@ APT_PACKAGES=(
   openjdk-17-jre-headless maven
   python3-venv faketime kafkacat curl
 )
-PY_PACKAGES=(fastavro cramjam "confluent-kafka[avro,schemaregistry]" "psycopg[binary]" pytest)
-PY_IMPORTS="fastavro, cramjam, confluent_kafka, confluent_kafka.schema_registry.avro, psycopg, pytest"
+PY_PACKAGES=(fastavro cramjam "confluent-kafka[avro,schemaregistry]" "psycopg[binary]" duckdb pytest)
+PY_IMPORTS="fastavro, cramjam, confluent_kafka, confluent_kafka.schema_registry.avro, psycopg, duckdb, pytest"
 
 usage() {
   cat <<EOF
