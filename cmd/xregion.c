@@ -211,7 +211,8 @@ static int
 run_feed(const xr_config_t *conf)
 {
 	install_signals();
-	return xr_feed_command(conf, &feed_opts, &stop_requested, stdout, stderr);
+	return xr_feed_command(conf, &feed_opts, &metrics, &stop_requested, stdout,
+	                       stderr);
 }
 
 static int
@@ -810,7 +811,8 @@ main(int argc, char **argv)
 	xr_metrics_init(&metrics, conf->region);
 	if (conf->metrics_listen && (cmd->run == run_produce ||
 	                             cmd->run == run_consume ||
-	                             cmd->run == run_both)) {
+	                             cmd->run == run_both ||
+	                             (cmd->run == run_feed && !feed_opts.ddl))) {
 		server = xr_metrics_server_start(conf->metrics_listen, &metrics, err,
 		                                 sizeof(err));
 		if (!server) {

@@ -90,6 +90,24 @@ xr_metrics_render(const xr_metrics_t *m)
 	        "Unix time before which every region has applied every other "
 	        "region's changes (0: not known yet).", "gauge",
 	        atomic_load(&m->purge_horizon_us) / 1000000);
+	counter(&b, m, "xregion_feed_events_total",
+	        "Change events read by xregion feed.", "counter",
+	        atomic_load(&m->feed_events));
+	counter(&b, m, "xregion_feed_rows_total",
+	        "Flat rows written by xregion feed.", "counter",
+	        atomic_load(&m->feed_rows));
+	counter(&b, m, "xregion_feed_files_total",
+	        "Files xregion feed committed.", "counter",
+	        atomic_load(&m->feed_files));
+	counter(&b, m, "xregion_feed_dead_lettered_total",
+	        "Messages xregion feed sent to its dead-letter topic.", "counter",
+	        atomic_load(&m->feed_dead_lettered));
+	counter(&b, m, "xregion_feed_lag_messages",
+	        "Messages on the fed partitions not fed yet (as of the last "
+	        "fetch).", "gauge", atomic_load(&m->feed_lag));
+	counter(&b, m, "xregion_feed_last_commit_seconds",
+	        "Unix time of xregion feed's last commit (0: none yet).", "gauge",
+	        atomic_load(&m->feed_commit_us) / 1000000);
 	xr_buf_puts(&b, "# HELP xregion_conflicts_total Conflicts by kind and "
 	                "resolution (also in xregion.conflicts).\n"
 	                "# TYPE xregion_conflicts_total counter\n");

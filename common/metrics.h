@@ -38,6 +38,13 @@ typedef struct xr_metrics_s {
 	atomic_uint_fast64_t tombstones_purged;
 	atomic_uint_fast64_t purge_horizon_us;  /* 0: not known yet */
 	atomic_uint_fast64_t conflicts[XR_METRICS_KINDS][XR_METRICS_RESOLUTIONS];
+	/* Feeder (xregion feed). */
+	atomic_uint_fast64_t feed_events;
+	atomic_uint_fast64_t feed_rows;
+	atomic_uint_fast64_t feed_files;
+	atomic_uint_fast64_t feed_dead_lettered;
+	atomic_uint_fast64_t feed_lag;          /* messages not fed yet */
+	atomic_uint_fast64_t feed_commit_us;    /* Unix µs of the last commit */
 	/* Names for the conflict labels (borrowed, static strings). */
 	const char *const *kind_names;
 	int                nkinds;

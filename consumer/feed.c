@@ -459,12 +459,14 @@ typedef struct fpart_s {
 	int32_t  partition;
 	int64_t  start;      /* where it starts (an offset or a logical one) */
 	int64_t  end;        /* --once: the end offset at the start */
+	int64_t  next;       /* the next offset to feed (-1: not known) */
 	bool     done;
 } fpart_t;
 
 typedef struct feed_s {
 	const xr_config_t    *conf;
 	const xr_feed_opts_t *o;
+	xr_metrics_t         *metrics;    /* may be NULL */
 	atomic_int           *stop;
 	FILE                 *out;        /* jsonl */
 	bool                  jsonl;
@@ -1064,6 +1066,7 @@ add_part(feed_t *f, const char *topic, int32_t partition)
 		abort();
 	n->partition = partition;
 	n->end = -1;
+	n->next = -1;
 }
 
 /*
@@ -1197,9 +1200,10 @@ start_kafka(feed_t *f, char *errstr, size_t errstr_size)
 			        "gone (retention) before they were fed; going on from "
 			        "%" PRId64, p->topic, (int)p->partition, pos, lo - 1, lo);
 		p->start = pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
+		p->next = pos;
 		if (pos < 0 && f->o->from_end) {
 			/* Remembered at the first commit, even if nothing comes. */
-			p->start = hi;
+			p->start = p->next = hi;
 			if (hi > 0 && f->sink &&
 			    xr_sink_advance(f->sink, p->topic, p->partition, hi - 1,
 			                    errstr, errstr_size)) {
@@ -1296,6 +1300,36 @@ progress(feed_t *f, double secs, uint64_t rows0)
 	        f->skipped, f->dead);
 }
 
+/* The counters of /metrics (metrics_listen). */
+static void
+publish_metrics(feed_t *f)
+{
+	xr_sink_stats_t st = { 0 };
+	uint64_t        lag = 0;
+	size_t          i;
+
+	if (!f->metrics)
+		return;
+	if (f->sink)
+		xr_sink_stats(f->sink, &st);
+	for (i = 0; i < f->nparts; i++) {
+		int64_t lo, hi;
+
+		if (rd_kafka_get_watermark_offsets(f->rk, f->parts[i].topic,
+		                                   f->parts[i].partition, &lo,
+		                                   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    hi > 0)
+			lag += (uint64_t)(hi - (f->parts[i].next > lo ? f->parts[i].next
+			                                               : lo));
+	}
+	atomic_store(&f->metrics->feed_events, f->events);
+	atomic_store(&f->metrics->feed_rows, f->rows);
+	atomic_store(&f->metrics->feed_dead_lettered, f->dead);
+	atomic_store(&f->metrics->feed_files, st.files);
+	atomic_store(&f->metrics->feed_commit_us, (uint64_t)st.last_commit_us);
+	atomic_store(&f->metrics->feed_lag, lag);
+}
+
 static int
 feed_loop(feed_t *f)
 {
@@ -1334,6 +1368,8 @@ feed_loop(feed_t *f)
 					return 1;
 				}
 				mark_done(f, p, m->offset + 1);
+				if (p)
+					p->next = m->offset + 1;
 			}
 			rd_kafka_message_destroy(m);
 		}
@@ -1349,6 +1385,7 @@ feed_loop(feed_t *f)
 				xr_error("feed: %s", err);
 				return 1;
 			}
+			publish_metrics(f);
 		}
 		if (!f->jsonl && now - last_log >= 10000000) {
 			progress(f, (double)(now - last_log) / 1e6, rows_at_log);
@@ -1370,7 +1407,8 @@ feed_loop(feed_t *f)
 
 int
 xr_feed_command(const xr_config_t *conf, const xr_feed_opts_t *o,
-                atomic_int *stop, FILE *out, FILE *err_out)
+                xr_metrics_t *metrics, atomic_int *stop, FILE *out,
+                FILE *err_out)
 {
 	feed_t         f;
 	char           err[1024];
@@ -1381,6 +1419,7 @@ xr_feed_command(const xr_config_t *conf, const xr_feed_opts_t *o,
 	memset(&f, 0, sizeof(f));
 	f.conf = conf;
 	f.o = o;
+	f.metrics = metrics;
 	f.stop = stop;
 	f.out = out;
 	if (o->ddl)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 
 typedef struct xr_feed_opts_s {
 	char    *out;           /* a directory, or "-" for stdout */
@@ -55,9 +56,11 @@ int xr_feed_opts_set(xr_feed_opts_t *o, const char *name, const char *arg,
 /*
  * Runs the feeder until *stop (then commits what it has and returns 0) or,
  * with once, until it has fed everything there was at its start.  Returns
- * 0, 1 on a runtime failure, 2 on bad options.
+ * 0, 1 on a runtime failure, 2 on bad options.  metrics (may be NULL)
+ * gets the feed's counters.
  */
 int xr_feed_command(const xr_config_t *conf, const xr_feed_opts_t *o,
-                    atomic_int *stop, FILE *out, FILE *err_out);
+                    xr_metrics_t *metrics, atomic_int *stop, FILE *out,
+                    FILE *err_out);
 
 #endif

@@ -558,6 +558,7 @@ commit_tp(xr_sink_t *s, stp_t *tp, char *errstr, size_t errstr_size)
 	tp->nfiles = 0;
 	tp->committed = tp->next;
 	s->stats.commits++;
+	s->stats.last_commit_us = xr_unix_now_us();
 	return 0;
 }
 

@@ -95,6 +95,7 @@ typedef struct xr_sink_stats_s {
 	uint64_t files;             /* committed */
 	uint64_t bytes;             /* encoded bytes appended */
 	uint64_t commits;           /* generations committed */
+	int64_t  last_commit_us;    /* Unix µs of the last, 0: none */
 } xr_sink_stats_t;
 
 void xr_sink_stats(const xr_sink_t *s, xr_sink_stats_t *out);

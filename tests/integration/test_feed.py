@@ -320,6 +320,14 @@ def test_rotation_idle_flush_schema_change_and_readers(tmp_path):
         out = str(tmp_path / "lake")
         feeder = Feeder(d["eu"], out, "--rotate-bytes", "20k", "--idle-flush", "2",
                         "--rotate-seconds", "3", "--codec", "snappy")
+        # Its own config: eu's with a metrics endpoint (eu's replicator has
+        # none, so the port is the feeder's).
+        with open(d["eu"].config) as f:
+            cfg = f.read()
+        feeder.node = type("N", (), {"config": str(tmp_path / "feed.yaml"),
+                                     "dep": d["eu"].dep})()
+        with open(feeder.node.config, "w") as f:
+            f.write("metrics_listen: 127.0.0.1:19199\n" + cfg)
         feeder.start()
         # Size: 2,000 rows of about 100 bytes in one transaction.
         d["us"].sql("INSERT INTO t SELECT g, repeat('x', 90), g, ARRAY[g] "
@@ -331,6 +339,18 @@ def test_rotation_idle_flush_schema_change_and_readers(tmp_path):
             time.sleep(0.5)
         _, metas = read_files(out)
         assert len(metas) > 3, "20k files: the 2,000 rows take several"
+        deadline = time.time() + 10
+        while True:   # published every 0.2 s
+            m = metrics("http://127.0.0.1:19199/metrics")
+            if (m["xregion_feed_rows_total"], m["xregion_feed_files_total"],
+                    m["xregion_feed_lag_messages"]) == (2000, len(metas), 0) or \
+                    time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert m["xregion_feed_rows_total"] == 2000, m
+        assert m["xregion_feed_files_total"] == len(metas), m
+        assert m["xregion_feed_lag_messages"] == 0, m
+        assert m["xregion_feed_last_commit_seconds"] > time.time() - 60, m
         assert all(os.path.getsize(m["path"]) < 60000 for m in metas)
         # Time: a row every 0.4 s for 8 s never idles 2 s, yet files of
         # rows spanning 3 s are committed.
@@ -395,6 +415,24 @@ def test_rotation_idle_flush_schema_change_and_readers(tmp_path):
         assert any(r["id"] == 7000 for r in read_files(out)[0]["t"])
     finally:
         d.close()
+
+
+def metrics(url):
+    import urllib.request
+    deadline = time.time() + 10
+    while True:
+        try:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            break
+        except OSError:
+            assert time.time() < deadline, f"no metrics at {url}"
+            time.sleep(0.3)
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name.split("{")[0]] = float(value)
+    return out
 
 
 def load_landing(conn, table, rows):
