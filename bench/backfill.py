@@ -180,8 +180,10 @@ class Load:
             t.join(10)
 
 
-def write_config(tmp, region, db, port, prefix, slot):
+def write_config(tmp, region, db, port, prefix, slot,
+                 tables=("public.items", "public.load")):
     path = os.path.join(tmp, f"{region}.yaml")
+    entries = "".join(f"  - name: {t}\n    pii: false\n" for t in tables)
     with open(path, "w") as f:
         f.write(f"""region: {region}
 regions: [us, eu]
@@ -194,11 +196,7 @@ kafka:
   topic_prefix: {prefix}
   partitions: 3
 tables:
-  - name: public.items
-    pii: false
-  - name: public.load
-    pii: false
-""")
+""" + entries)
     return path
 
 

@@ -35,7 +35,7 @@ import fastavro
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from replication import connect, cpu_seconds, dsn, one, say  # noqa: E402
-from backfill import recreate  # noqa: E402
+from backfill import recreate, write_config  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 XREGION = os.environ.get("XREGION_BIN", os.path.join(ROOT, "build", "xregion"))
@@ -43,26 +43,6 @@ BROKERS = os.environ.get("XR_KAFKA_BROKERS", "127.0.0.1:19092")
 SRC_PORT, DST_PORT = 15432, 15433
 TABLE_SQL = ("CREATE TABLE items (id bigint PRIMARY KEY, a int, b text, "
              "c timestamptz, d numeric(12,2))")
-
-
-def write_config(tmp, region, db, port, prefix, slot):
-    path = os.path.join(tmp, f"{region}.yaml")
-    with open(path, "w") as f:
-        f.write(f"""region: {region}
-regions: [us, eu]
-log_level: info
-postgres:
-  dsn: "{dsn(port, db)}"
-  slot: {slot}
-kafka:
-  brokers: {BROKERS}
-  topic_prefix: {prefix}
-  partitions: 3
-tables:
-  - name: public.items
-    pii: false
-""")
-    return path
 
 
 def children_cpu():
@@ -128,8 +108,10 @@ def main():
     for port, db in ((SRC_PORT, "fdb_src"), (DST_PORT, "fdb_dst")):
         with connect(port, db) as c:
             c.execute(TABLE_SQL)
-    us = write_config(tmp, "us", "fdb_src", SRC_PORT, prefix, f"fdb_{tag}_us")
-    eu = write_config(tmp, "eu", "fdb_dst", DST_PORT, prefix, f"fdb_{tag}_eu")
+    us = write_config(tmp, "us", "fdb_src", SRC_PORT, prefix, f"fdb_{tag}_us",
+                      ("public.items",))
+    eu = write_config(tmp, "eu", "fdb_dst", DST_PORT, prefix, f"fdb_{tag}_eu",
+                      ("public.items",))
     for cfg in (us, eu):
         subprocess.run([XREGION, "setup", "-c", cfg], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -17,4 +17,15 @@ char *xr_strdup(const char *s);
 /* Reports the failure and aborts. */
 void  xr_oom(void) __attribute__((noreturn));
 
+/*
+ * Appends the comma-separated items of arg to the list *list of *n strings
+ * (owned; with_schema: a name without a dot gets "public.").  An empty item
+ * is an error naming option --name.  Returns 0, or -1 with errstr.
+ */
+int  xr_list_add_csv(char ***list, size_t *n, const char *arg,
+                     int with_schema, const char *name, char *errstr,
+                     size_t errstr_size) __attribute__((warn_unused_result));
+/* Frees a list of n strings and the list. */
+void xr_list_free(char **l, size_t n);
+
 #endif

@@ -30,22 +30,12 @@ xr_conflicts_opts_init(xr_conflicts_opts_t *o)
 	o->format = XR_CONFLICTS_TEXT;
 }
 
-static void
-free_list(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 void
 xr_conflicts_opts_term(xr_conflicts_opts_t *o)
 {
-	free_list(o->schemas, o->n_tables);
-	free_list(o->tables, o->n_tables);
-	free_list(o->kinds, o->n_kinds);
+	xr_list_free(o->schemas, o->n_tables);
+	xr_list_free(o->tables, o->n_tables);
+	xr_list_free(o->kinds, o->n_kinds);
 	memset(o, 0, sizeof(*o));
 }
 

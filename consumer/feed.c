@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/lsn.h"
 #include "consumer/event.h"
 #include "consumer/feed_int.h"
@@ -78,16 +79,6 @@ xr_feed_opts_init(xr_feed_opts_t *o)
 	o->max_open = 64;
 }
 
-static void
-free_list(char **l, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(l[i]);
-	free(l);
-}
-
 void
 xr_feed_opts_term(xr_feed_opts_t *o)
 {
@@ -96,37 +87,9 @@ xr_feed_opts_term(xr_feed_opts_t *o)
 	free(o->codec);
 	free(o->ddl);
 	free(o->dialect);
-	free_list(o->tables, o->n_tables);
-	free_list(o->regions, o->n_regions);
+	xr_list_free(o->tables, o->n_tables);
+	xr_list_free(o->regions, o->n_regions);
 	memset(o, 0, sizeof(*o));
-}
-
-/* Appends the comma-separated items of arg to *list. */
-static int
-add_items(char ***list, size_t *n, const char *arg, bool qualify)
-{
-	char *copy = strdup(arg), *tok, *save = NULL;
-
-	if (!copy)
-		return -1;
-	for (tok = strtok_r(copy, ",", &save); tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		char **l = realloc(*list, (*n + 1) * sizeof(*l));
-		xr_buf_t b;
-
-		if (!l) {
-			free(copy);
-			return -1;
-		}
-		*list = l;
-		xr_buf_init(&b);
-		if (qualify && !strchr(tok, '.'))
-			xr_buf_puts(&b, "public.");
-		xr_buf_puts(&b, tok);
-		l[(*n)++] = b.data;
-	}
-	free(copy);
-	return 0;
 }
 
 static int
@@ -233,12 +196,12 @@ xr_feed_opts_set(xr_feed_opts_t *o, const char *name, const char *arg,
 		}
 		o->max_open = (int)v;
 	} else if (strcmp(name, "table") == 0 || strcmp(name, "tables") == 0) {
-		if (add_items(&o->tables, &o->n_tables, arg, true))
-			goto nomem;
+		return xr_list_add_csv(&o->tables, &o->n_tables, arg, 1, name, errstr,
+		                       errstr_size);
 	} else if (strcmp(name, "regions") == 0 ||
 	           strcmp(name, "source-regions") == 0) {
-		if (add_items(&o->regions, &o->n_regions, arg, false))
-			goto nomem;
+		return xr_list_add_csv(&o->regions, &o->n_regions, arg, 0, name,
+		                       errstr, errstr_size);
 	} else if (strcmp(name, "start") == 0) {
 		if (strcmp(arg, "beginning") != 0 && strcmp(arg, "end") != 0) {
 			snprintf(errstr, errstr_size, "--start: expected beginning or "
@@ -480,7 +443,7 @@ typedef struct feed_s {
 	fpart_t              *parts;
 	size_t                nparts, ndone;
 	fpart_t              *last_part;
-	xr_buf_t              datum, id, line;
+	xr_buf_t              datum, text, dir, id, line;  /* reused per row */
 	xr_span_t            *spans;
 	int                  *branches;
 	int                   cap;
@@ -759,18 +722,17 @@ write_avro(feed_t *f, const rd_kafka_message_t *m, const xr_feed_plan_t *p,
            const xr_env_view_t *v, const frow_t *r, const char *dir,
            int64_t layout_ts, char *errstr, size_t errstr_size)
 {
-	xr_buf_t         text;
+	xr_buf_t        *text = &f->text;
 	xr_sink_schema_t sch;
 	int              i, rc;
 
 	xr_buf_reset(&f->datum);
-	xr_buf_init(&text);
+	xr_buf_reset(text);
 	if (!r->img) {
 		for (i = 0; i < p->nrow; i++)
 			xr_avro_put_long(&f->datum, 0);
-		xr_avro_put_long(&text, 0);
-	} else if (put_row(f, p, v, r->img, &text)) {
-		xr_buf_term(&text);
+		xr_avro_put_long(text, 0);
+	} else if (put_row(f, p, v, r->img, text)) {
 		snprintf(errstr, errstr_size, "row image does not fit its schema");
 		return 1;
 	}
@@ -788,8 +750,7 @@ write_avro(feed_t *f, const rd_kafka_message_t *m, const xr_feed_plan_t *p,
 		              v->unchanged.len);
 	else
 		xr_avro_put_long(&f->datum, 0);
-	xr_buf_append(&f->datum, text.data, text.len);
-	xr_buf_term(&text);
+	xr_buf_append(&f->datum, text->data, text->len);
 	sch.json = p->flat->json.data;
 	sch.fingerprint = p->flat->fingerprint;
 	sch.table = p->table;
@@ -903,7 +864,6 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 	frow_t             rows[2];
 	int                nrows = 0, i;
 	int64_t            version, layout_ts;
-	xr_buf_t           dir;
 
 	err[0] = '\0';
 	if (header(m, "xr-for", buf, sizeof(buf))) {
@@ -1006,21 +966,18 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 	}
 	/* Changes land by commit time; a backfill's rows by when it read them. */
 	layout_ts = v.has_origin ? v.produced_at : v.commit_ts;
-	xr_buf_init(&dir);
-	row_dir(&dir, p, layout_ts);
+	row_dir(&f->dir, p, layout_ts);
 	for (i = 0; i < nrows; i++) {
-		int rc = write_avro(f, m, p, &v, &rows[i], dir.data, layout_ts, err,
+		int rc = write_avro(f, m, p, &v, &rows[i], f->dir.data, layout_ts, err,
 		                    sizeof(err));
 
 		if (rc) {
-			xr_buf_term(&dir);
 			if (rc > 0)
 				goto dead;
 			xr_error("feed: %s", err);
 			return -1;
 		}
 	}
-	xr_buf_term(&dir);
 	f->rows += (uint64_t)nrows;
 	return 0;
 shape:
@@ -1281,6 +1238,8 @@ feed_free(feed_t *f)
 	free(f->spans);
 	free(f->branches);
 	xr_buf_term(&f->datum);
+	xr_buf_term(&f->text);
+	xr_buf_term(&f->dir);
 	xr_buf_term(&f->id);
 	xr_buf_term(&f->line);
 	xr_event_term(&f->ev);
@@ -1440,6 +1399,8 @@ xr_feed_command(const xr_config_t *conf, const xr_feed_opts_t *o,
 		return 2;
 	}
 	xr_buf_init(&f.datum);
+	xr_buf_init(&f.text);
+	xr_buf_init(&f.dir);
 	xr_buf_init(&f.id);
 	xr_buf_init(&f.line);
 	xr_event_init(&f.ev);

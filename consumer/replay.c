@@ -67,54 +67,14 @@ xr_replay_opts_init(xr_replay_opts_t *o)
 	memset(o, 0, sizeof(*o));
 }
 
-static void
-free_list(char **l, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(l[i]);
-	free(l);
-}
-
 void
 xr_replay_opts_term(xr_replay_opts_t *o)
 {
-	free_list(o->tables, o->n_tables);
-	free_list(o->regions, o->n_regions);
+	xr_list_free(o->tables, o->n_tables);
+	xr_list_free(o->regions, o->n_regions);
 	free(o->from);
 	free(o->until);
 	memset(o, 0, sizeof(*o));
-}
-
-/* Appends the comma-separated items of arg to *list (with_schema: a name
- * without a dot gets "public."). */
-static int
-add_items(char ***list, size_t *n, const char *arg, bool with_schema,
-          const char *name, char *errstr, size_t errstr_size)
-{
-	const char *p = arg;
-
-	while (*p) {
-		const char *end = strchr(p, ',');
-		size_t      len = end ? (size_t)(end - p) : strlen(p);
-		bool        bare = with_schema && !memchr(p, '.', len);
-		char       *item;
-
-		if (len == 0) {
-			snprintf(errstr, errstr_size, "--%s: empty name in \"%.64s\"",
-			         name, arg);
-			return -1;
-		}
-		item = xr_calloc(len + 8, 1);
-		snprintf(item, len + 8, "%s%.*s", bare ? "public." : "", (int)len, p);
-		*list = xr_reallocarray(*list, *n + 1, sizeof(char *));
-		(*list)[(*n)++] = item;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
 }
 
 int
@@ -137,10 +97,10 @@ xr_replay_opts_set(xr_replay_opts_t *o, const char *name, const char *arg,
 		return 0;
 	}
 	if (strcmp(name, "table") == 0 || strcmp(name, "tables") == 0)
-		return add_items(&o->tables, &o->n_tables, arg, true, name, errstr,
+		return xr_list_add_csv(&o->tables, &o->n_tables, arg, true, name, errstr,
 		                 errstr_size);
 	if (strcmp(name, "source-regions") == 0)
-		return add_items(&o->regions, &o->n_regions, arg, false, name,
+		return xr_list_add_csv(&o->regions, &o->n_regions, arg, false, name,
 		                 errstr, errstr_size);
 	snprintf(errstr, errstr_size, "--%s: not an option of xregion replay",
 	         name);
@@ -206,7 +166,7 @@ topics_of(const xr_config_t *conf, const xr_replay_opts_t *o, char ***out,
 		if (!known) {
 			fprintf(err_out, "xregion replay: --source-regions: %s is not "
 			        "in regions\n", o->regions[i]);
-			free_list(topics, n);
+			xr_list_free(topics, n);
 			return 2;
 		}
 	}
@@ -220,7 +180,7 @@ topics_of(const xr_config_t *conf, const xr_replay_opts_t *o, char ***out,
 			fprintf(err_out, "xregion replay: table %s is not marked pii: "
 			        "false in %s: its events are never applied here\n",
 			        o->tables[i], conf->path);
-			free_list(topics, n);
+			xr_list_free(topics, n);
 			return 2;
 		}
 	}
@@ -448,7 +408,7 @@ done:
 	for (i = 0; i < nparts; i++)
 		free(parts[i].topic);
 	free(parts);
-	free_list(topics, ntopics);
+	xr_list_free(topics, ntopics);
 	xr_replay_tally_term(&tally);
 	return rc;
 }
