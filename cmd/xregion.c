@@ -409,7 +409,7 @@ static const command_t commands[] = {
 	  "Reads the change topics of every region (not PII tables: they have\n"
 	  "none) and writes one flat row per change: the table's columns plus\n"
 	  "__op, __deleted, __region, __commit_ts, __commit_lsn, __lsn, __txid,\n"
-	  "__event_id, __version, __unchanged and __text. A delete is a row\n"
+	  "__tx_index, __event_id, __version, __unchanged and __text. A delete is a row\n"
 	  "(__deleted true); an update that changed the key is a delete of the\n"
 	  "old key and the update. Avro container files go to\n"
 	  "OUT/<schema>.<table>/dt=YYYY-MM-DD/hr=HH/<topic>+<partition>+<first\n"

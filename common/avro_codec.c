@@ -834,7 +834,11 @@ static const char env_tail_full[] =
 	"{\"name\":\"before_vector\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"long\"}],\"default\":null,"
 	"\"doc\":\"For an update that changed the key: the version vector of the old key's tombstone.\"}"
 	"]}],\"default\":null,"
-	"\"doc\":\"Vector-clock version of the write for tables in conflict mode vclock; null otherwise.\"}"
+	"\"doc\":\"Vector-clock version of the write for tables in conflict mode vclock; null otherwise.\"},"
+	"{\"name\":\"tx_index\",\"type\":[\"null\",\"long\"],\"default\":null,"
+	"\"doc\":\"The change's place among the changes its transaction published, from 0 (the copies of a "
+	"truncate share one); the transaction's end record counts its events. Null for what a backfill "
+	"publishes.\"}"
 	"]}";
 
 static const char env_head_canon[] =
@@ -862,7 +866,8 @@ static const char env_tail_canon[] =
 	"{\"name\":\"hlc\",\"type\":\"long\"},"
 	"{\"name\":\"vector\",\"type\":{\"type\":\"map\",\"values\":\"long\"}},"
 	"{\"name\":\"before_hlc\",\"type\":[\"null\",\"long\"]},"
-	"{\"name\":\"before_vector\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"long\"}]}]}]}]}";
+	"{\"name\":\"before_vector\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"long\"}]}]}]},"
+	"{\"name\":\"tx_index\",\"type\":[\"null\",\"long\"]}]}";
 
 static const char key_head_full[] =
 	"{\"type\":\"record\",\"name\":\"xregion.Key\","
@@ -1493,8 +1498,20 @@ xr_avro_env_view(const xr_schema_t *s, const void *body, size_t len,
 				           &c, 1))
 					goto bad;
 		}
+		if (nf > XR_ENV_TX_INDEX) {
+			what = "tx_index";
+			f = v_deref(avro_schema_record_field_get_by_index(env,
+			                                                  XR_ENV_TX_INDEX));
+			if (!f || avro_typeof(f) != AVRO_UNION ||
+			    avro_schema_union_size(f) != 2 || v_long(&c, &n) || n < 0 ||
+			    n > 1)
+				goto bad;
+			v->has_tx_index = n == 1;
+			if (v->has_tx_index && v_long(&c, &v->tx_index))
+				goto bad;
+		}
 		/* Fields of later releases. */
-		for (i = XR_ENV_VCLOCK + 1; i < nf; i++)
+		for (i = XR_ENV_TX_INDEX + 1; i < nf; i++)
 			if (v_walk(avro_schema_record_field_get_by_index(env, (int)i),
 			           &c, 1))
 				goto bad;

@@ -35,6 +35,7 @@ enum {
 	XR_ENV_AFTER,
 	XR_ENV_UNCHANGED,
 	XR_ENV_VCLOCK,     /* absent in events of releases before vclock */
+	XR_ENV_TX_INDEX,   /* absent in events of releases before it */
 	XR_ENV_NFIELDS
 };
 /* Positions of the source record's fields. */
@@ -194,6 +195,8 @@ typedef struct xr_env_view_s {
 	int64_t    vc_hlc;
 	bool       has_vc_before;
 	int64_t    vc_before_hlc;
+	bool       has_tx_index;  /* null (a backfill's) or an older release's */
+	int64_t    tx_index;
 } xr_env_view_t;
 
 /*

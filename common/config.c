@@ -837,6 +837,16 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	                        &conf->progress_topic) != 0) {
 		return -1;
 	}
+	/*
+	 * Not configurable: the consumers of the other regions find it by
+	 * this name.
+	 */
+	if (derive_topic(c, prefix_node,
+	                        xasprintf("%s.%s._tx", conf->topic_prefix,
+	                                  conf->region),
+	                        &conf->transactions_topic) != 0) {
+		return -1;
+	}
 	if ((v = map_get(c, map, "feed_dead_letter_topic"))) {
 		if (get_topic(c, v, "kafka.feed_dead_letter_topic",
 		              &conf->feed_dead_letter_topic) != 0)
@@ -1518,6 +1528,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->dead_letter_topic);
 	free(conf->progress_topic);
 	free(conf->feed_dead_letter_topic);
+	free(conf->transactions_topic);
 	free(conf->registry_url);
 	free(conf->registry_username);
 	if (conf->registry_password)

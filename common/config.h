@@ -65,6 +65,7 @@ typedef struct xr_config_s {
 	char   *dead_letter_topic; /* "<prefix>.<region>._dlq" */
 	char   *progress_topic;    /* "<prefix>._progress" */
 	char   *feed_dead_letter_topic; /* "<prefix>._feed_dlq" (xregion feed) */
+	char   *transactions_topic; /* "<prefix>.<region>._tx": end records */
 	int     partitions;        /* 3; for topics setup creates */
 	int     replication_factor;/* 1 */
 	int     max_message_bytes; /* 64 MiB: largest event (producer and topics) */

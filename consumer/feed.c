@@ -34,7 +34,7 @@
 
 const char *const xr_feed_meta_names[XR_FM_N] = {
 	"__op", "__deleted", "__region", "__commit_ts", "__commit_lsn", "__lsn",
-	"__txid", "__event_id", "__version", "__unchanged", "__text"
+	"__txid", "__tx_index", "__event_id", "__version", "__unchanged", "__text"
 };
 
 /* The metadata fields of the flat schema, in XR_FM_* order. */
@@ -54,6 +54,9 @@ static const char meta_json[] =
 	"{\"name\":\"__lsn\",\"type\":\"long\",\"doc\":\"WAL position of the "
 	"change\"},"
 	"{\"name\":\"__txid\",\"type\":\"long\",\"doc\":\"Transaction id\"},"
+	"{\"name\":\"__tx_index\",\"type\":[\"null\",\"long\"],\"default\":null,"
+	"\"doc\":\"The change's place in its transaction, from 0 (its end record "
+	"on the transactions topic counts them); null for a backfill's rows\"},"
 	"{\"name\":\"__event_id\",\"type\":{\"type\":\"string\",\"logicalType\":"
 	"\"uuid\"},\"doc\":\"The change event's id\"},"
 	"{\"name\":\"__version\",\"type\":\"long\",\"doc\":\"The version the "
@@ -743,6 +746,12 @@ write_avro(feed_t *f, const rd_kafka_message_t *m, const xr_feed_plan_t *p,
 	xr_avro_put_long(&f->datum, v->commit_lsn);
 	xr_avro_put_long(&f->datum, v->lsn);
 	xr_avro_put_long(&f->datum, v->txid);
+	if (v->has_tx_index) {
+		xr_avro_put_long(&f->datum, 1);
+		xr_avro_put_long(&f->datum, v->tx_index);
+	} else {
+		xr_avro_put_long(&f->datum, 0);
+	}
 	put_str(&f->datum, v->body, v->event_id);
 	xr_avro_put_long(&f->datum, r->version);
 	if (r->unchanged)
@@ -823,8 +832,12 @@ write_json(feed_t *f, const xr_feed_plan_t *p, const xr_env_view_t *v,
 	xr_buf_puts(b, ",\"__commit_ts\":");
 	json_time(b, v->commit_ts);
 	xr_buf_printf(b, ",\"__commit_lsn\":%" PRId64 ",\"__lsn\":%" PRId64
-	              ",\"__txid\":%" PRId64 ",\"__event_id\":", v->commit_lsn,
-	              v->lsn, v->txid);
+	              ",\"__txid\":%" PRId64, v->commit_lsn, v->lsn, v->txid);
+	if (v->has_tx_index)
+		xr_buf_printf(b, ",\"__tx_index\":%" PRId64, v->tx_index);
+	else
+		xr_buf_puts(b, ",\"__tx_index\":null");
+	xr_buf_puts(b, ",\"__event_id\":");
 	json_span(b, v->body, v->event_id);
 	xr_buf_printf(b, ",\"__version\":%" PRId64 ",\"__unchanged\":[",
 	              r->version);

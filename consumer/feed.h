@@ -3,7 +3,7 @@
  *
  * Reads the change topics of every region (or those chosen) and writes one
  * flat row per change: the table's columns plus __op, __deleted, __region,
- * __commit_ts, __commit_lsn, __lsn, __txid, __event_id, __version,
+ * __commit_ts, __commit_lsn, __lsn, __txid, __tx_index, __event_id, __version,
  * __unchanged and __text (docs/feed.md).  Into Avro object container files
  * under <out>/<schema>.<table>/dt=YYYY-MM-DD/hr=HH/, exactly once
  * (feed_sink.h), or as JSON lines to stdout.  --ddl prints a landing table

@@ -178,6 +178,7 @@ columns(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p, bool state)
 		{ "bigint", "BIGINT", "Int64" },
 		{ "bigint", "BIGINT", "Int64" },
 		{ "bigint", "BIGINT", "Int64" },
+		{ "bigint", "BIGINT", "Nullable(Int64)" },
 		{ "uuid", "UUID", "UUID" },
 		{ "bigint", "BIGINT", "UInt64" },
 		{ "text[]", "VARCHAR[]", "Array(String)" },
@@ -185,6 +186,8 @@ columns(xr_buf_t *b, dialect_t d, const xr_feed_plan_t *p, bool state)
 	};
 	int i;
 
+	_Static_assert(sizeof(meta) / sizeof(meta[0]) == XR_FM_N,
+	               "a type for each metadata column");
 	for (i = 0; i < p->nrow; i++) {
 		const xr_field_t *f = &p->vs->row_fields[i];
 

@@ -283,6 +283,16 @@ xr_encode_change(xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *before,
 		CHECK_AVRO(xr_pgtype_set_null(&f), "vclock");
 	}
 
+	CHECK_AVRO(avro_value_get_by_index(v, XR_ENV_TX_INDEX, &f, NULL),
+	           "tx_index");
+	if (src->tx_index >= 0) {
+		avro_value_t b;
+
+		CHECK_AVRO(avro_value_set_branch(&f, 1, &b), "tx_index");
+		CHECK_AVRO(avro_value_set_long(&b, src->tx_index), "tx_index");
+	} else {
+		CHECK_AVRO(xr_pgtype_set_null(&f), "tx_index");
+	}
 	if (xr_avro_encode(rel->value_schema, v, value, errstr, errstr_size))
 		return -1;
 	if (op == XR_OP_TRUNCATE)

@@ -56,6 +56,9 @@ typedef struct xr_source_s {
 	xr_lsn_t    read_lsn;     /* a snapshot_read event: the watermark it
 	                             stands at, which takes commit_lsn's place in
 	                             its id; 0 for a change */
+	int64_t     tx_index;     /* the change's place among the changes its
+	                             transaction published, from 0; -1: none
+	                             (what a backfill publishes) */
 } xr_source_t;
 
 /*

@@ -30,6 +30,7 @@
 #include "producer/stamp.h"
 #include "producer/stream.h"
 #include "producer/tracker.h"
+#include "producer/txend.h"
 
 /* How a session ended. */
 typedef enum {
@@ -72,6 +73,10 @@ typedef struct session_s {
 	xr_relcache_t    *rels;
 	xr_tracker_t     *tracker;
 	xr_buf_t          key, value;
+	/* The transaction's end record (txend.h). */
+	xr_txend_t       *tx;
+	bool              tx_schema_published;
+	int32_t           tx_sr_id;
 
 	/* The transaction being decoded. */
 	bool              in_txn;
@@ -422,16 +427,19 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 
 /*
  * The headers of an event: its region, id and LSN, the writer schemas,
- * and for an lww write the hybrid clock moved past its commit time
- * (version_ts not 0), that version time.
+ * for an lww write the hybrid clock moved past its commit time
+ * (version_ts not 0), that version time, and for a change of a
+ * transaction (src->tx_index >= 0) xr-tx, "<commit LSN>:<tx_index>" in
+ * decimal: what a reader assembling transactions needs without decoding.
  */
 static rd_kafka_headers_t *
 headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
-        bool has_key, int64_t version_ts, const char *for_region)
+        bool has_key, int64_t version_ts, const char *for_region,
+        const xr_source_t *src)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(7);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	char                buf[XR_LSN_STRLEN];
-	char                ts[24];
+	char                ts[48];
 
 	xr_lsn_format(lsn, buf);
 	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
@@ -448,6 +456,11 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 	}
 	if (for_region)
 		(void)rd_kafka_header_add(h, "xr-for", -1, for_region, -1);
+	if (src->tx_index >= 0) {
+		snprintf(ts, sizeof(ts), "%" PRIu64 ":%" PRId64,
+		         (uint64_t)src->commit_lsn, src->tx_index);
+		(void)rd_kafka_header_add(h, "xr-tx", -1, ts, -1);
+	}
 	return h;
 }
 
@@ -476,22 +489,23 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 	if (xr_encode_change(rel, op, before, after, src, &s->key, &s->value,
 	                     event_id, errstr, errstr_size))
 		return XR_PUB_FATAL;
-	if (s->sr) {
-		/*
-		 * A key keeps its partition whatever the framing: the partition
-		 * is that of its single-object bytes, so that switching a region
-		 * to the registry (or its key schema's id changing) moves no key.
-		 */
-		if (s->key.len && op != XR_OP_TRUNCATE) {
-			int n = xr_publisher_partitions(s->pub, rel->topic, errstr,
-			                                errstr_size);
+	/*
+	 * The partition is chosen here, not by librdkafka, so that the
+	 * transaction's end record can count the events of each partition.
+	 * It is the murmur2 of the key's single-object bytes, as librdkafka's
+	 * partitioner would choose it: with the registry too, so that a key
+	 * keeps its partition when a region switches framing.
+	 */
+	if (s->key.len && op != XR_OP_TRUNCATE) {
+		int n = xr_publisher_partitions(s->pub, rel->topic, errstr,
+		                                errstr_size);
 
-			if (n < 0)
-				return XR_PUB_RETRY;
-			part = rd_kafka_msg_partitioner_murmur2(NULL, s->key.data,
-			                                        s->key.len, n, NULL,
-			                                        NULL);
-		}
+		if (n < 0)
+			return XR_PUB_RETRY;
+		part = rd_kafka_msg_partitioner_murmur2(NULL, s->key.data, s->key.len,
+		                                        n, NULL, NULL);
+	}
+	if (s->sr) {
 		xr_avro_confluent_reframe(&s->value, rel->sr_value_id);
 		if (s->key.len)
 			xr_avro_confluent_reframe(&s->key, rel->sr_key_id);
@@ -508,12 +522,15 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 		                          s->key.len ? s->key.data : NULL, s->key.len,
 		                          s->value.data, s->value.len,
 		                          headers(s, rel, event_id, lsn, s->key.len > 0,
-		                                  version_ts, for_region),
+		                                  version_ts, for_region, src),
 		                          txn, errstr, errstr_size);
 		if (rc == XR_PUB_FATAL)
 			kafka_fatal(s, rel, errstr, errstr_size);
 		if (rc)
 			return rc;
+		if (src->tx_index >= 0)
+			xr_txend_count(s->tx, rel->topic,
+			               op == XR_OP_TRUNCATE ? p : part);
 	}
 	s->events++;
 	if (s->metrics)
@@ -541,11 +558,73 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 		.origin = NULL,
 		.change_index = index,
 		.vclock = vclock,
+		.tx_index = xr_txend_changes(s->tx),
 	};
+	int rc = publish_event(s, rel, op, before, after, &src, lsn, s->txn_id,
+	                       version_ts, NULL, errstr, errstr_size);
 
-	return publish_event(s, rel, op, before, after, &src, lsn, s->txn_id,
-	                     version_ts, NULL, errstr, errstr_size);
+	if (rc == 0)
+		(void)xr_txend_next_change(s->tx);
+	return rc;
 }
+
+/*
+ * Publishes the end record of the transaction being committed (if it
+ * published a change) to the transactions topic, as a message of its
+ * tracker transaction: the slot passes the commit only once Kafka has it.
+ * Returns 0 or a publisher result code.
+ */
+static int
+publish_tx_end(session_t *s, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t  *sch = xr_txend_schema(s->tx);
+	const char         *id = xr_txend_schema_id(s->tx);
+	rd_kafka_headers_t *h;
+	char                lsn[XR_LSN_STRLEN];
+	int                 rc;
+
+	if (xr_txend_changes(s->tx) == 0)
+		return 0;
+	if (!s->tx_schema_published) {
+		rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, id,
+		                               strlen(id), sch->json.data,
+		                               sch->json.len,
+		                               s->conf->flush_timeout_ms, errstr,
+		                               errstr_size);
+		if (rc)
+			return rc;
+		if (s->sr) {
+			xr_buf_t subject;
+			bool     transient;
+
+			xr_buf_init(&subject);
+			xr_buf_printf(&subject, "%s-value", s->conf->transactions_topic);
+			rc = xr_sr_register(s->sr, subject.data, sch->json.data,
+			                    &s->tx_sr_id, &transient, errstr,
+			                    errstr_size);
+			xr_buf_term(&subject);
+			if (rc)
+				return transient ? XR_PUB_RETRY : XR_PUB_FATAL;
+		}
+		s->tx_schema_published = true;
+	}
+	if (xr_txend_encode(s->tx, s->conf->region,
+	                    xr_stream_database(s->stream),
+	                    xr_stream_system_id(s->stream), s->xid, s->final_lsn,
+	                    s->commit_ts_us, &s->value, errstr, errstr_size))
+		return XR_PUB_FATAL;
+	if (s->sr)
+		xr_avro_confluent_reframe(&s->value, s->tx_sr_id);
+	xr_lsn_format(s->final_lsn, lsn);
+	h = rd_kafka_headers_new(3);
+	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
+	(void)rd_kafka_header_add(h, "xr-lsn", -1, lsn, -1);
+	(void)rd_kafka_header_add(h, "xr-schema", -1, id, -1);
+	return xr_publisher_produce(s->pub, s->conf->transactions_topic, 0, NULL,
+	                            0, s->value.data, s->value.len, h, s->txn_id,
+	                            errstr, errstr_size);
+}
+
 
 static int wait_all_visible(PGconn *conn, const uint32_t *xids, size_t n,
                             char *errstr, size_t errstr_size);
@@ -597,6 +676,7 @@ publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
 		src.origin = ver.region;
 		src.change_index = i;
 		src.read_lsn = mark_lsn;
+		src.tx_index = -1;   /* no transaction: no end record counts it */
 		if (ver.vector) {
 			memset(&vc, 0, sizeof(vc));
 			vc.hlc = ver.ts;
@@ -1185,6 +1265,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
+		xr_txend_begin(s->tx);
 		clear_messages(s);
 		break;
 	case XR_PGO_ORIGIN:
@@ -1198,6 +1279,13 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		if (!s->in_txn) {
 			snprintf(errstr, errstr_size, "Commit outside a transaction");
 			*fatal = true;
+			return -1;
+		}
+		if ((err = publish_tx_end(s, errstr, errstr_size)) != 0) {
+			if (err == XR_PUB_FATAL) {
+				fatal_change(s, errstr, errstr_size);
+				*fatal = true;
+			}
 			return -1;
 		}
 		if (xr_stamper_commit(s->stamper, s->xid, s->commit_ts_us))
@@ -1331,6 +1419,8 @@ session_term(session_t *s)
 	xr_publisher_set_tracker(s->pub, NULL);
 	xr_publisher_set_wait_cb(s->pub, NULL, NULL);
 	xr_tracker_destroy(s->tracker);
+	xr_txend_destroy(s->tx);
+	s->tx = NULL;
 	xr_buf_term(&s->key);
 	xr_buf_term(&s->value);
 }
@@ -1366,9 +1456,10 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	s->tracker = xr_tracker_new(*start);
 	s->stamper = xr_stamper_new(conf);
 	s->backfill = xr_backfill_new(conf);
+	s->tx = xr_txend_new(err, sizeof(err));
 	s->stamp_backoff_ms = 500;
 	if (!s->parser || !s->rels || !s->tracker || !s->stamper ||
-	    !s->backfill) {
+	    !s->backfill || !s->tx) {
 		xr_error("out of memory");
 		*end = END_FATAL;
 		return -1;

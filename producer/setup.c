@@ -225,7 +225,7 @@ setup_topics(const xr_config_t *conf)
 	rd_kafka_NewTopic_t **topics;
 	rd_kafka_event_t    *ev = NULL;
 	char                 err[512];
-	size_t               i, n = 0, max = conf->n_tables + 4;
+	size_t               i, n = 0, max = conf->n_tables + 5;
 	char                 maxbytes[32];
 	int                  rc = -1;
 
@@ -291,6 +291,17 @@ setup_topics(const xr_config_t *conf)
 	if (!topics[n] ||
 	    rd_kafka_NewTopic_set_config(topics[n], "max.message.bytes", maxbytes)) {
 		xr_error("kafka: topic %s: %s", conf->dead_letter_topic, err);
+		goto out;
+	}
+	n++;
+	/* The end records of this region's transactions: one partition, in
+	 * commit order. */
+	topics[n] = rd_kafka_NewTopic_new(conf->transactions_topic, 1,
+	                                  conf->replication_factor, err,
+	                                  sizeof(err));
+	if (!topics[n] ||
+	    rd_kafka_NewTopic_set_config(topics[n], "max.message.bytes", maxbytes)) {
+		xr_error("kafka: topic %s: %s", conf->transactions_topic, err);
 		goto out;
 	}
 	n++;

@@ -13,6 +13,7 @@
 struct xr_stream_s {
 	PGconn *conn;
 	char   *copybuf;     /* the last message, freed at the next read */
+	char    sysid[32];   /* IDENTIFY_SYSTEM's systemid */
 };
 
 const char xr_stream_session_options[] =
@@ -39,6 +40,7 @@ xr_stream_connect(const char *dsn, const char *appname, char *errstr,
 	const char *vals[] = { dsn, "database", xr_stream_session_options,
 	                       appname, NULL };
 	xr_stream_t *s = calloc(1, sizeof(*s));
+	PGresult    *res;
 
 	if (!s) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -51,7 +53,24 @@ xr_stream_connect(const char *dsn, const char *appname, char *errstr,
 		xr_stream_close(s);
 		return NULL;
 	}
+	/* The cluster's identity: a re-created one starts its LSNs again. */
+	res = PQexec(s->conn, "IDENTIFY_SYSTEM");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQgetlength(res, 0, 0) >= (int)sizeof(s->sysid)) {
+		copy_pq_error(s->conn, "IDENTIFY_SYSTEM", errstr, errstr_size);
+		PQclear(res);
+		xr_stream_close(s);
+		return NULL;
+	}
+	snprintf(s->sysid, sizeof(s->sysid), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return s;
+}
+
+const char *
+xr_stream_system_id(const xr_stream_t *s)
+{
+	return s->sysid;
 }
 
 void

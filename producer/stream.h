@@ -44,6 +44,9 @@ extern const char xr_stream_session_options[];
  */
 xr_stream_t *xr_stream_connect(const char *dsn, const char *appname,
                                char *errstr, size_t errstr_size);
+
+/* The server's system identifier (IDENTIFY_SYSTEM), as decimal text. */
+const char *xr_stream_system_id(const xr_stream_t *s);
 void         xr_stream_close(xr_stream_t *s);   /* NULL ok */
 
 /* The database connected to (borrowed, valid until close). */

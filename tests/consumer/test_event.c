@@ -114,6 +114,7 @@ static const xr_source_t src = {
 	.commit_ts_us = SRC_COMMIT_TS,
 	.origin = NULL,
 	.change_index = 3,
+	.tx_index = 5,
 };
 
 #define T(s)  { XR_PGO_COL_TEXT, (s), sizeof(s) - 1 }
@@ -742,9 +743,12 @@ test_truncated_datum(void **state)
 	register_value_schema(fx);
 	encode(fx, XR_OP_INSERT, NULL, full_row);
 	assert_true(fx->value.len > XR_AVRO_SO_HEADER_LEN + 3);
-	/* ... 02 (branch int) 53 (-42) 00 (no unchanged columns) 00 (no vclock) */
-	assert_memory_equal(fx->value.data + fx->value.len - 4, "\x02\x53\x00\x00",
-	                    4);
+	/*
+	 * ... 02 (branch int) 53 (-42) 00 (no unchanged columns) 00 (no vclock)
+	 * 02 0a (tx_index 5)
+	 */
+	assert_memory_equal(fx->value.data + fx->value.len - 6,
+	                    "\x02\x53\x00\x00\x02\x0a", 6);
 	fx->err[0] = '\0';
 	assert_int_equal(xr_event_decode(&fx->ev, fx->reg, fx->value.data,
 	                                 fx->value.len - 3,
