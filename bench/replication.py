@@ -465,10 +465,12 @@ def ratio(native, xr):
 def cmd_report(a):
     r = load(a.results)
     x, n = r.get("xregion", {}), r.get("native", {})
+    xr = r.get("xregion_rows", {})
     rows = []
 
-    def line(case, xv, nv):
-        rows.append((case, fmt(xv), fmt(nv), ratio(nv, xv)))
+    def line(case, xv, rv, nv):
+        rows.append((case, fmt(xv), fmt(rv), fmt(nv), ratio(nv, xv),
+                     ratio(rv, xv)))
 
     g = lambda d, *ks: (d.get(ks[0], {}) or {}).get(ks[1]) if d else None
 
@@ -477,24 +479,26 @@ def cmd_report(a):
         return None if t is None or c is None else t - c
 
     line(f"insert {r.get('rows', '?')} rows, 1 txn",
-         g(x, "insert", "seconds"), g(n, "insert", "seconds"))
+         g(x, "insert", "seconds"), g(xr, "insert", "seconds"),
+         g(n, "insert", "seconds"))
     line("  of which after the source's commit",
-         after(x, "insert"), after(n, "insert"))
+         after(x, "insert"), after(xr, "insert"), after(n, "insert"))
     line(f"update {g(x, 'update', 'rows') or g(n, 'update', 'rows') or '?'} "
-         "rows, 1 txn", g(x, "update", "seconds"), g(n, "update", "seconds"))
+         "rows, 1 txn", g(x, "update", "seconds"), g(xr, "update", "seconds"),
+         g(n, "update", "seconds"))
     line("  of which after the source's commit",
-         after(x, "update"), after(n, "update"))
-    line("OLTP catch-up after load end",
-         g(x, "oltp", "catchup_s"), g(n, "oltp", "catchup_s"))
-    xt, nt = g(x, "oltp", "tps"), g(n, "oltp", "tps")
+         after(x, "update"), after(xr, "update"), after(n, "update"))
+    line("OLTP catch-up after load end", g(x, "oltp", "catchup_s"),
+         g(xr, "oltp", "catchup_s"), g(n, "oltp", "catchup_s"))
+    xt, rt, nt = g(x, "oltp", "tps"), g(xr, "oltp", "tps"), g(n, "oltp", "tps")
     rows.append((f"OLTP source TPS ({r.get('oltp_clients', '?')} clients, "
                  f"{r.get('oltp_seconds', '?')} s)",
-                 fmt(xt, ""), fmt(nt, ""),
-                 "-" if not (xt and nt) else f"{xt / nt:.3f}*"))
-    w = [max(len(row[i]) for row in rows + [("case", "xregion", "native",
-                                             "native/xregion")])
-         for i in range(4)]
-    hdr = ("case", "xregion", "native", "native/xregion")
+                 fmt(xt, ""), fmt(rt, ""), fmt(nt, ""),
+                 "-" if not (xt and nt) else f"{xt / nt:.3f}*",
+                 "-" if not (xt and rt) else f"{xt / rt:.3f}*"))
+    hdr = ("case", "xregion atomic", "xregion rows", "native",
+           "native/atomic", "rows/atomic")
+    w = [max(len(row[i]) for row in rows + [hdr]) for i in range(len(hdr))]
     out = [" | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i])
                       for i, h in enumerate(hdr)),
            "-+-".join("-" * k for k in w)]
@@ -505,10 +509,12 @@ def cmd_report(a):
     print(f"Replication benchmark {r.get('started', '')} on {r.get('host', '')}"
           f" ({r.get('cpus', '?')} CPUs), {r.get('xregion_version', '')}")
     print("\n".join(out))
-    print("ratio = native time / xregion time (>= 1.0: xregion at least as fast);"
-          "\n* TPS row: xregion-source TPS / native-source TPS")
+    print("native/atomic = native time / xregion time with atomic apply (>= 1.0: "
+          "xregion at least as fast);\nrows/atomic = time with per-row apply / "
+          "time with atomic apply (>= 1.0: atomic apply at least as fast);\n"
+          "* TPS row: the first source's TPS / the second's")
     details = []
-    for name, d in (("xregion", x), ("native", n)):
+    for name, d in (("xregion", x), ("rows", xr), ("native", n)):
         for case in ("insert", "update"):
             c = d.get(case) if d else None
             if not c:
@@ -531,7 +537,7 @@ def cmd_report(a):
         print("Stages (seconds from the start of the statement):")
         print("\n".join(details))
     cpu_lines = []
-    for name, d in (("xregion", x), ("native", n)):
+    for name, d in (("xregion", x), ("rows", xr), ("native", n)):
         for case in ("insert", "update", "oltp"):
             c = (d or {}).get(case) or {}
             if not c.get("cpu_s"):

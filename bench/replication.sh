@@ -20,6 +20,7 @@ OLTP_SECONDS=15
 CLIENTS=4
 TIMEOUT=3600
 ONLY=""
+MODES="atomic rows"
 
 usage() {
   cat <<USAGE
@@ -63,6 +64,10 @@ Options:
   --clients N        pgbench clients (default $CLIENTS)
   --timeout S        give up waiting for a destination after S s (default $TIMEOUT)
   --only PATH        run only 'xregion' or 'native'
+  --apply-modes M    the consumer's apply modes to time, of 'atomic' (each
+                     source transaction whole, the default) and 'rows'
+                     (event by event); default "$MODES": the xregion path
+                     runs once per mode, in fresh databases and topics
   --native-port P    first port of the src/dst clusters (default $NATIVE_PORT)
   -h, --help         this help
 
@@ -84,6 +89,11 @@ while (($#)); do
     --clients) num "$1" "${2-}"; CLIENTS=$2; shift 2 ;;
     --timeout) num "$1" "${2-}"; TIMEOUT=$2; shift 2 ;;
     --native-port) num "$1" "${2-}"; NATIVE_PORT=$2; shift 2 ;;
+    --apply-modes)
+      for m in ${2-}; do [[ $m == atomic || $m == rows ]] ||
+        die "--apply-modes takes atomic and/or rows, got '$m'"; done
+      [[ -n ${2-} ]] || die "--apply-modes needs a value"
+      MODES=$2; shift 2 ;;
     --only) [[ ${2-} == xregion || ${2-} == native ]] ||
               die "--only takes xregion or native"; ONLY=$2; shift 2 ;;
     *) usage >&2; exit 2 ;;
@@ -115,6 +125,7 @@ WORK="$(mktemp -d /tmp/xrbench.XXXXXX)"
 RES="$WORK/results.json"
 SUFFIX="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 PREFIX="xrbench$SUFFIX"
+XPREFIX=$PREFIX            # the topic prefix of the xregion run at hand
 ORIGINS_LIKE="xrbench\\_${SUFFIX}\\_%"
 NATIVE_ENV=(XR_STATE_DIR="$WORK/native" XR_REGIONS="src dst"
             XR_PG_BASE_PORT="$NATIVE_PORT" XR_KAFKA=0)
@@ -147,7 +158,7 @@ drop_xregion() {
   ((xregion_made)) || return 0
   helper dropdb --port $US_PORT --db bench_us --origins-like "$ORIGINS_LIKE" || true
   helper dropdb --port $EU_PORT --db bench_eu --origins-like "$ORIGINS_LIKE" || true
-  helper topics-drop --brokers "$BROKERS" --prefix "$PREFIX" || true
+  helper topics-drop --brokers "$BROKERS" --prefix "$XPREFIX" || true
   xregion_made=0
 }
 
@@ -234,8 +245,10 @@ timed_cases() {  # key src_port src_db dst_port dst_db [extra helper args]
 
 # ------------------------------------------------------------------ xregion
 
-if ((run_xregion)); then
-  say "=== xregion path: us 127.0.0.1:$US_PORT/bench_us -> Kafka $BROKERS -> eu 127.0.0.1:$EU_PORT/bench_eu (topic prefix $PREFIX)"
+run_xregion_mode() {  # mode key: one xregion run with consumer.apply_mode
+  local mode=$1 key=$2 r port
+  XPREFIX="$PREFIX$mode"
+  say "=== xregion path ($mode apply): us 127.0.0.1:$US_PORT/bench_us -> Kafka $BROKERS -> eu 127.0.0.1:$EU_PORT/bench_eu (topic prefix $XPREFIX)"
   xregion_made=1
   helper prepare --port $US_PORT --db bench_us --origins-like "$ORIGINS_LIKE"
   helper prepare --port $EU_PORT --db bench_eu --origins-like "$ORIGINS_LIKE"
@@ -251,9 +264,11 @@ postgres:
   publication: xrbench
 kafka:
   brokers: $BROKERS
-  topic_prefix: $PREFIX
+  topic_prefix: $XPREFIX
   partitions: 3
   replication_factor: 1
+consumer:
+  apply_mode: $mode
 tables:
   - name: public.items
     pii: false
@@ -274,15 +289,24 @@ YAML
   done
   KAFKA_PID="$(cat "$ROOT/.stack/kafka/kafka.pid" 2>/dev/null || echo 0)"
   PIDS="xregion-us=${XR_PID[us]},xregion-eu=${XR_PID[eu]},kafka=$KAFKA_PID"
-  timed_cases xregion $US_PORT bench_us $EU_PORT bench_eu \
-      --kafka-topic "$PREFIX.us.public.items" --brokers "$BROKERS" --pids "$PIDS"
+  timed_cases "$key" $US_PORT bench_us $EU_PORT bench_eu \
+      --kafka-topic "$XPREFIX.us.public.items" --brokers "$BROKERS" --pids "$PIDS"
   say "stopping xregion; its rate lines:"
   stop_xregion
   for r in us eu; do
     grep -E "produced|consumed" "$WORK/xregion-$r.log" | sed "s/^/    $r: /" || true
-    cp "$WORK/xregion-$r.log" "$WORK/xregion-$r.yaml" "$LOGS"/
+    cp "$WORK/xregion-$r.log" "$LOGS/xregion-$r-$mode.log"
+    cp "$WORK/xregion-$r.yaml" "$LOGS/xregion-$r-$mode.yaml"
   done
   drop_xregion
+}
+
+if ((run_xregion)); then
+  for mode in $MODES; do
+    key=xregion
+    [[ $mode == rows ]] && key=xregion_rows
+    run_xregion_mode "$mode" "$key"
+  done
 fi
 
 # ------------------------------------------------------------------ native

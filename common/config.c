@@ -73,7 +73,8 @@ static const char *const producer_keys[] = {
 };
 static const char *const consumer_keys[] = {
 	"group_id", "batch_size", "batch_linger_ms", "tombstone_retention_hours",
-	"tombstone_purge_interval_s", "drift_recheck_ms", "lock_timeout_ms", "statement_timeout_ms", NULL
+	"tombstone_purge_interval_s", "drift_recheck_ms", "lock_timeout_ms",
+	"statement_timeout_ms", "apply_mode", NULL
 };
 static const char *const table_keys[] = {
 	"name", "pii", "exclude_columns", "conflict", "tiebreak", "clock", NULL
@@ -962,6 +963,23 @@ parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	} else {
 		conf->group_id = xasprintf("xregion.%s.%s", conf->topic_prefix,
 		                           conf->region);
+	}
+	conf->apply_atomic = true;
+	if ((v = map_get(c, map, "apply_mode"))) {
+		const char *s;
+
+		if (get_scalar(c, v, "consumer.apply_mode", &s) != 0)
+			return -1;
+		if (strcasecmp(s, "atomic") == 0) {
+			conf->apply_atomic = true;
+		} else if (strcasecmp(s, "rows") == 0) {
+			conf->apply_atomic = false;
+		} else {
+			cfg_err(c, node_line(v), "consumer.apply_mode",
+			        "expected atomic or rows, got \"%.*s\"",
+			        CFG_MSG_VALUE_MAX, s);
+			return -1;
+		}
 	}
 	return 0;
 }

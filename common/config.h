@@ -90,6 +90,9 @@ typedef struct xr_config_s {
 	/* consumer: */
 	char   *group_id;               /* "xregion.<prefix>.<region>" */
 	int     batch_size;             /* 2000 events per transaction at most */
+	bool    apply_atomic;           /* apply_mode atomic (default): each
+	                                   source transaction whole, in commit
+	                                   order; rows: event by event */
 	int     batch_linger_ms;        /* 50: wait this long to fill a batch */
 	int     tombstone_retention_hours; /* 168; 0: as soon as safe */
 	int     tombstone_purge_interval_s; /* 3600 */

@@ -940,12 +940,14 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 	a->sqlstate[0] = '\0';
 	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
 		goto out;
-	if (xr_session_origin(a, src, errstr, errstr_size) ||
+	/* (An open transaction keeps its origin: one source region.) */
+	if ((!a->in_open && xr_session_origin(a, src, errstr, errstr_size)) ||
 	    plan_batch(a, &b, errstr, errstr_size))
 		goto out;
-	if (xr_apply_exec(a, "BEGIN", errstr, errstr_size))
+	if (!a->in_open && xr_apply_exec(a, "BEGIN", errstr, errstr_size))
 		goto out;
 	in_txn = true;
+	a->in_open = false;
 	/* Set-based statements need one write per key: a merged batch. */
 	if ((n >= BULK_MIN && !b.in_order &&
 	     bulk_phase(a, &b, errstr, errstr_size)) ||
@@ -953,21 +955,35 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		goto out;
 	/* Outcomes, conflict log, dead letters, offsets: then COMMIT. */
 	if ((ndl = settle(a, &b, errstr, errstr_size)) < 0 ||
-	    xr_session_store_offsets(a, offsets, noffsets, errstr, errstr_size))
+	    (!a->hold_open &&
+	     (xr_session_store_offsets(a, offsets, noffsets, errstr,
+	                               errstr_size) ||
+	      xr_session_store_position(a, errstr, errstr_size))))
 		goto out;
 	if (ndl > 0 && (!dead_letter || dead_letter(ctx, items, n))) {
 		snprintf(errstr, errstr_size, "dead-lettering failed");
 		goto out;
 	}
-	if (xr_apply_exec(a, a->dry_run ? "ROLLBACK" : "COMMIT", errstr,
-	                  errstr_size))
-		goto out;
-	in_txn = false;
+	if (a->hold_open) {
+		/* Goes on in the next apply (xr_applier_hold_open). */
+		a->in_open = true;
+		in_txn = false;
+	} else {
+		if (xr_apply_exec(a, a->dry_run ? "ROLLBACK" : "COMMIT", errstr,
+		                  errstr_size))
+			goto out;
+		in_txn = false;
+		a->pos_set = false;
+	}
 	stats_add(&a->stats, &b.stats);
 	rc = 0;
 out:
 	if (in_txn && a->conn && PQstatus(a->conn) == CONNECTION_OK)
 		PQclear(PQexec(a->conn, "ROLLBACK"));
+	if (rc) {
+		a->pos_set = false;
+		a->hold_open = false;
+	}
 	if (rc && a->conn && PQstatus(a->conn) != CONNECTION_OK) {
 		PQfinish(a->conn);
 		a->conn = NULL;

@@ -148,6 +148,34 @@ int xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
                      char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/*
+ * Atomic apply (consumer.apply_mode atomic).  The next commit (of
+ * xr_applier_apply or xr_applier_store_offsets) also stores, in
+ * xregion.applied, that the transactions of source region up to commit LSN
+ * lsn (of cluster sysid, committed at commit_ts) are applied; region NULL
+ * forgets it.  A failed commit forgets it too.
+ */
+void xr_applier_set_position(xr_applier_t *a, const char *region,
+                             xr_lsn_t lsn, const char *sysid,
+                             int64_t commit_ts);
+
+/* Reads that position (0 and "" when none is stored).  Returns 0 or -1. */
+int xr_applier_load_position(xr_applier_t *a, const char *region,
+                             xr_lsn_t *lsn, char *sysid, size_t sysid_size,
+                             char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * With hold set, xr_applier_apply leaves its transaction open (storing no
+ * offsets), and the next apply goes on in it: one source transaction
+ * larger than a batch is applied in one target transaction.  The apply
+ * after hold is cleared commits it.  xr_applier_rollback ends it.
+ */
+void xr_applier_hold_open(xr_applier_t *a, bool hold);
+void xr_applier_rollback(xr_applier_t *a);
+/* Whether an apply left its transaction open. */
+bool xr_applier_in_open(const xr_applier_t *a);
+
 /* Stores offsets alone (after dead-lettering a poison message). */
 int xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
                              size_t n, char *errstr, size_t errstr_size)

@@ -86,6 +86,14 @@ struct xr_applier_s {
 	bool       replay;        /* under the replay origin, no fast path */
 	bool       dry_run;       /* replay: roll every batch back */
 	bool       no_offsets;    /* replay: store no offsets */
+	/* Atomic apply (xr_applier_set_position, xr_applier_hold_open). */
+	bool       pos_set;       /* store the position below at commit */
+	char       pos_region[64];
+	xr_lsn_t   pos_lsn;
+	char       pos_sysid[32];
+	int64_t    pos_ts;
+	bool       hold_open;     /* leave the transaction open after apply */
+	bool       in_open;       /* a transaction is open from an apply */
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
 };
@@ -112,6 +120,10 @@ int  xr_session_origin_xact(xr_applier_t *a, xr_lsn_t lsn, const char *ts,
 /* Stores offsets inside the open transaction (never moving one back). */
 int  xr_session_store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n,
                               char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+/* Stores the position of xr_applier_set_position inside the transaction. */
+int  xr_session_store_position(xr_applier_t *a, char *errstr,
+                               size_t errstr_size)
 	__attribute__((warn_unused_result));
 /* Sends prepared statement s with vals into the pipeline. */
 int  xr_session_send(xr_applier_t *a, const stmt_t *s, const char **vals,

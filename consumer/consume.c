@@ -23,6 +23,7 @@
 #include "consumer/event.h"
 #include "consumer/progress.h"
 #include "consumer/registry.h"
+#include "consumer/txq.h"
 
 /* One message of a batch. */
 typedef struct msgrec_s {
@@ -34,7 +35,21 @@ typedef struct msgrec_s {
 	bool                refused;      /* a replay counted it not applied */
 	char                otopic[256];  /* redrive: the topic it came from */
 	int                 replays;      /* redrive: its xr-dlq-replays */
+	bool                pre_skip;     /* atomic: the assembler says skip */
 } msgrec_t;
+
+/* A source region's state in atomic apply (by txq region index). */
+typedef struct atom_region_s {
+	int64_t  blocked_until;   /* no take before then (µs, monotonic) */
+	int      backoff_ms;
+	char     reason[512];     /* why it is blocked, "" if not */
+	char     nspname[128], relname[128];  /* a drift's table */
+	xr_lsn_t rows_lsn;        /* its big transaction goes in committed
+	                             pieces (it failed whole on the data) */
+	int64_t  waiting_since;   /* its next transaction waits since (µs) */
+	int64_t  waiting_logged;
+	bool     rewind_due;      /* a seek failed: rewind before a take */
+} atom_region_t;
 
 /* A partition paused because its events name a column missing here. */
 typedef struct paused_s {
@@ -85,6 +100,18 @@ typedef struct consumer_s {
 	xr_replay_tally_t *tally;
 	bool               redrive;   /* the parts are the dead-letter topic's */
 	int                max_replays;
+	/* Atomic apply (consumer.apply_mode atomic; txq.h). */
+	bool               atomic;
+	xr_txq_t          *txq;
+	xr_txq_out_t      *outs;      /* batch_size */
+	atom_region_t     *atom;      /* by txq region */
+	size_t             natom;
+	size_t             rr;        /* the region to look at first */
+	bool               revoked;   /* partitions were revoked meanwhile */
+	bool               drifted;   /* classify found a missing column */
+	char               drift[512];
+	char               drift_nsp[128], drift_rel[128];
+	bool               no_half_offsets; /* halves store no offsets */
 } consumer_t;
 
 static void
@@ -197,6 +224,17 @@ drop_records(consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
 	c->nrecs = k;
 }
 
+/* Tells the assembler where assigned partitions start. */
+static void
+txq_assign(consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
+{
+	int i;
+
+	for (i = 0; c->txq && i < parts->cnt; i++)
+		xr_txq_assign(c->txq, parts->elems[i].topic,
+		              parts->elems[i].partition, parts->elems[i].offset);
+}
+
 /*
  * Partitions assigned to us start at their stored offsets.  When those
  * cannot be read now, the partitions are assigned paused and the main loop
@@ -221,6 +259,18 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		}
 		c->npaused = 0;
 		drop_records(c, parts);
+		/*
+		 * librdkafka keeps our pause of a partition across unassign and
+		 * assign: resume them all, or a reassigned one never delivers.
+		 */
+		(void)rd_kafka_resume_partitions(rk, parts);
+		if (c->txq) {
+			xr_txq_clear(c->txq);
+			free(c->atom);
+			c->atom = NULL;
+			c->natom = 0;
+			c->revoked = true;
+		}
 		if (c->pending)
 			rd_kafka_topic_partition_list_destroy(c->pending);
 		c->pending = NULL;
@@ -229,6 +279,7 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 	if (stored_offsets(c, parts, errstr, sizeof(errstr)) == 0) {
 		log_assigned(parts);
+		txq_assign(c, parts);
 		err = rd_kafka_assign(rk, parts);
 		if (err)
 			xr_error("kafka: assign: %s", rd_kafka_err2str(err));
@@ -306,6 +357,7 @@ retry_pending(consumer_t *c)
 		return;
 	}
 	log_assigned(c->pending);
+	txq_assign(c, c->pending);
 	kerr = rd_kafka_seek_partitions(c->rk, c->pending, 10000);
 	if (kerr) {
 		xr_error("kafka: seek: %s", rd_kafka_error_string(kerr));
@@ -431,7 +483,9 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 			continue;
 		xr_buf_printf(&pattern, "%s%s", n++ ? "|" : "", c->conf->regions[i]);
 	}
-	xr_buf_puts(&pattern, ")\\.[^.]+\\.[^.]+$");
+	/* Atomic apply also reads their transactions topics. */
+	xr_buf_puts(&pattern, c->atomic ? ")\\.([^.]+\\.[^.]+|_tx)$"
+	                                : ")\\.[^.]+\\.[^.]+$");
 	if (n == 0) {
 		snprintf(errstr, errstr_size,
 		         "regions lists no region but %s: nothing to consume",
@@ -461,6 +515,11 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	}
 	for (i = 0; i < (size_t)c->conf->batch_size; i++)
 		xr_event_init(&c->recs[i].ev);
+	if (c->atomic) {
+		/* A queue holds two batches: a transaction of a batch fits. */
+		c->txq = xr_txq_new(c->conf, 2 * (size_t)c->conf->batch_size);
+		c->outs = xr_calloc((size_t)c->conf->batch_size, sizeof(*c->outs));
+	}
 	c->sharer = xr_sharer_start(c->conf, errstr, errstr_size);
 	return c->sharer ? 0 : -1;
 }
@@ -542,6 +601,9 @@ consumer_term(consumer_t *c)
 
 	if (c->rk) {
 		(void)rd_kafka_consumer_close(c->rk);
+		/* Messages held keep rd_kafka_destroy waiting. */
+		if (c->txq)
+			xr_txq_clear(c->txq);
 		rd_kafka_destroy(c->rk);
 	}
 	if (c->dlq) {
@@ -552,6 +614,9 @@ consumer_term(consumer_t *c)
 	if (c->pending)
 		rd_kafka_topic_partition_list_destroy(c->pending);
 	xr_sharer_stop(c->sharer);
+	xr_txq_destroy(c->txq);
+	free(c->outs);
+	free(c->atom);
 	xr_registry_destroy(c->reg);
 	for (i = 0; c->recs && i < (size_t)c->conf->batch_size; i++)
 		xr_event_term(&c->recs[i].ev);
@@ -934,6 +999,13 @@ classify_batch(consumer_t *c)
 		const void *hv;
 		size_t      hlen;
 
+		if (r->pre_skip) {
+			/* Atomic apply: a copy, or an end record (region set). */
+			r->kind = REC_SKIP;
+			r->reason[0] = '\0';
+			r->refused = false;
+			continue;
+		}
 		r->kind = REC_APPLY;
 		r->reason[0] = '\0';
 		r->refused = false;
@@ -1009,6 +1081,17 @@ classify_batch(consumer_t *c)
 			/* A replay does not wait for the column: it reports it. */
 			r->kind = REC_POISON;
 			snprintf(r->reason, sizeof(r->reason), "%s", err);
+		} else if (chk == XR_CHECK_DRIFT && c->atomic) {
+			/* The region waits, whole transactions and all. */
+			r->kind = REC_DROP;
+			if (!c->drifted) {
+				c->drifted = true;
+				snprintf(c->drift, sizeof(c->drift), "%s", err);
+				snprintf(c->drift_nsp, sizeof(c->drift_nsp), "%s",
+				         r->ev.nspname);
+				snprintf(c->drift_rel, sizeof(c->drift_rel), "%s",
+				         r->ev.relname);
+			}
 		} else if (chk == XR_CHECK_DRIFT) {
 			r->kind = REC_DROP;
 			pause_partition(c, r, err);
@@ -1113,7 +1196,7 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 
 		for (;;) {
 			if (xr_applier_apply(c->ap, r->region, &items[i], 1, &off,
-			                     c->redrive ? 0 : 1,
+			                     c->redrive || c->no_half_offsets ? 0 : 1,
 			                     apply_dead_letters, c, err, sizeof(err)) == 0) {
 				ok = true;
 				break;
@@ -1145,8 +1228,9 @@ apply_one_by_one(consumer_t *c, xr_apply_item_t *items, size_t n)
 		}
 		/* The database refused this one event: it is poison. */
 		if (dead_letter(c, r->m, err) || dlq_flush(c) ||
-		    xr_applier_store_offsets(c->ap, &off, c->redrive ? 0 : 1, err,
-		                             sizeof(err)))
+		    xr_applier_store_offsets(c->ap, &off,
+		                             c->redrive || c->no_half_offsets ? 0 : 1,
+		                             err, sizeof(err)))
 			return -1;
 	}
 	return 0;
@@ -1195,7 +1279,8 @@ apply_halves(consumer_t *c, xr_apply_item_t *items, size_t n, bool failed)
 		return apply_one_by_one(c, items, 1);
 	if (!failed) {
 		offs = xr_calloc(n, sizeof(*offs));
-		noff = c->redrive ? 0 : item_offsets(items, n, offs);
+		noff = c->redrive || c->no_half_offsets ? 0
+		                                        : item_offsets(items, n, offs);
 		rc = xr_applier_apply(c->ap, region, items, n, offs, noff,
 		                      apply_dead_letters, c, err, sizeof(err));
 		free(offs);
@@ -1579,6 +1664,474 @@ unhide_rows(consumer_t *c)
 		        "(conflict unique_restored)", n);
 }
 
+/* ---- atomic apply (consumer.apply_mode atomic; txq.h) ---------------- */
+
+/* Region r's state, grown to cover every region the assembler knows. */
+static atom_region_t *
+atom_of(consumer_t *c, size_t r)
+{
+	size_t n = xr_txq_regions(c->txq);
+
+	if (n > c->natom) {
+		c->atom = xr_reallocarray(c->atom, n, sizeof(*c->atom));
+		memset(c->atom + c->natom, 0, (n - c->natom) * sizeof(*c->atom));
+		c->natom = n;
+	}
+	return &c->atom[r];
+}
+
+/*
+ * Pauses or resumes one partition; a resume also seeks to offset (-1: the
+ * beginning).  Returns 0, or -1 when the seek failed (logged).
+ */
+static int
+pause_one(consumer_t *c, const char *topic, int32_t partition, bool pause,
+          int64_t offset)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_error_t *e = NULL;
+
+	rd_kafka_topic_partition_list_add(l, topic, partition)->offset =
+		offset >= 0 ? offset : RD_KAFKA_OFFSET_BEGINNING;
+	if (pause) {
+		(void)rd_kafka_pause_partitions(c->rk, l);
+	} else {
+		(void)rd_kafka_resume_partitions(c->rk, l);
+		e = rd_kafka_seek_partitions(c->rk, l, 10000);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e) {
+		xr_error("kafka: seek %s [%d] to %" PRId64 ": %s", topic,
+		         (int)partition, offset, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+		return -1;
+	}
+	return 0;
+}
+
+/* The assembler's index of topic's region, or -1. */
+static long
+region_index(consumer_t *c, const char *topic)
+{
+	char   name[64];
+	size_t r;
+
+	if (topic_region(c, topic, name, sizeof(name)))
+		return -1;
+	for (r = 0; r < xr_txq_regions(c->txq); r++)
+		if (strcmp(xr_txq_region_name(c->txq, r), name) == 0)
+			return (long)r;
+	return -1;
+}
+
+/* Resumes the partitions whose queue has room again. */
+static void
+txq_resume(consumer_t *c)
+{
+	size_t        n = xr_txq_npaused(c->txq), i;
+	xr_txq_pos_t *pos;
+
+	if (n == 0)
+		return;
+	pos = xr_calloc(n, sizeof(*pos));
+	n = xr_txq_resumable(c->txq, pos);
+	for (i = 0; i < n; i++)
+		if (pause_one(c, pos[i].topic, pos[i].partition, false,
+		              pos[i].offset)) {
+			/* Not where the queue ends: read the region again. */
+			long r = region_index(c, pos[i].topic);
+
+			if (r >= 0)
+				atom_of(c, (size_t)r)->rewind_due = true;
+		}
+	free(pos);
+}
+
+/*
+ * Reads messages into the assembler: for up to batch_linger_ms after the
+ * first, until a batch's worth came, or until wait_ms pass with none.
+ */
+static void
+txq_fill(consumer_t *c, int wait_ms)
+{
+	int64_t first_us = 0;
+	size_t  got = 0;
+
+	while (!*c->stop && !c->fatal) {
+		rd_kafka_message_t *m;
+		int                 w = wait_ms;
+		char                bad[600];
+		int                 full;
+
+		if (got > 0) {
+			int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
+			               xr_mono_us();
+
+			if (left <= 0)
+				break;
+			w = (int)(left / 1000) + 1;
+		}
+		m = rd_kafka_consumer_poll(c->rk, w);
+		if (!m) {
+			if (got == 0)
+				break;
+			continue;
+		}
+		if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+			error_cb(c->rk, m->err, rd_kafka_message_errstr(m), c);
+			rd_kafka_message_destroy(m);
+			break;
+		}
+		if (m->err) {
+			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				xr_warn("kafka: %s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (in_list(c->pending, m)) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (got++ == 0)
+			first_us = xr_mono_us();
+		{
+			const char *topic = rd_kafka_topic_name(m->rkt);
+			int32_t     part = m->partition;
+
+			full = xr_txq_add(c->txq, c->reg, m, bad, sizeof(bad));
+			if (bad[0])
+				xr_error("%s; its region waits there (read again every "
+				         "%d ms)", bad, c->conf->drift_recheck_ms);
+			if (full)
+				pause_one(c, topic, part, true, -1);
+		}
+		if (got >= (size_t)c->conf->batch_size)
+			break;
+	}
+}
+
+/* Rolls back what region r had taken and reads it again from the stored
+ * positions; r takes nothing for backoff_ms. */
+static void
+txq_rewind(consumer_t *c, size_t r, int backoff_ms)
+{
+	size_t         n = xr_txq_npositions(c->txq, r), i;
+	xr_txq_pos_t  *pos = xr_calloc(n ? n : 1, sizeof(*pos));
+	atom_region_t *a = atom_of(c, r);
+
+	xr_applier_rollback(c->ap);
+	n = xr_txq_rewind(c->txq, r, pos);
+	a->rewind_due = false;
+	for (i = 0; i < n; i++)
+		if (pause_one(c, pos[i].topic, pos[i].partition, false,
+		              pos[i].offset))
+			a->rewind_due = true;     /* tried again before a take */
+	free(pos);
+	a->blocked_until = xr_mono_us() + (int64_t)backoff_ms * 1000;
+}
+
+/* Frees the messages of the batch in c->recs (atomic apply). */
+static void
+atomic_free(consumer_t *c)
+{
+	free_batch(c);
+}
+
+/*
+ * Applies region r's n messages handed out in c->outs: whole transactions
+ * in one target transaction with their offsets and applied position, or
+ * with hold a piece of a big transaction, left open.  Returns 0, or -1
+ * after rewinding r (retried later).
+ */
+static int
+atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
+{
+	const char      *region = xr_txq_region_name(c->txq, r);
+	atom_region_t   *a = atom_of(c, r);
+	xr_apply_item_t *items = xr_calloc(n ? n : 1, sizeof(*items));
+	size_t           npos = xr_txq_npositions(c->txq, r), noff = 0, ni = 0;
+	xr_txq_pos_t    *pos = xr_calloc(npos ? npos : 1, sizeof(*pos));
+	xr_offset_t     *offs = xr_calloc(npos ? npos : 1, sizeof(*offs));
+	xr_lsn_t         plsn = 0;
+	const char      *psys = NULL;
+	int64_t          pts = 0;
+	bool             has_pos, was_open;
+	size_t           i;
+	char             err[1024];
+	int              rc = -1;
+
+	for (i = 0; i < n; i++) {
+		msgrec_t *rec = &c->recs[i];
+
+		rec->m = c->outs[i].m;
+		rec->pre_skip = c->outs[i].skip;
+		snprintf(rec->region, sizeof(rec->region), "%s", region);
+	}
+	c->nrecs = n;
+	c->drifted = false;
+	if (classify_batch(c) != 0)
+		goto fail;
+	if (c->drifted) {
+		snprintf(a->reason, sizeof(a->reason), "%s", c->drift);
+		snprintf(a->nspname, sizeof(a->nspname), "%s", c->drift_nsp);
+		snprintf(a->relname, sizeof(a->relname), "%s", c->drift_rel);
+		xr_error("%s; region %s waits (whole transactions, in commit order) "
+		         "until the column exists here (rechecked every %d ms)",
+		         c->drift, region, c->conf->drift_recheck_ms);
+		atomic_free(c);
+		txq_rewind(c, r, c->conf->drift_recheck_ms);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (c->recs[i].kind == REC_POISON &&
+		    dead_letter(c, c->recs[i].m, c->recs[i].reason))
+			goto fail;
+	if (dlq_flush(c))
+		goto fail;
+	for (i = 0; i < n; i++) {
+		msgrec_t *rec = &c->recs[i];
+
+		if (rec->kind != REC_APPLY)
+			continue;
+		items[ni].ev = &rec->ev;
+		items[ni].topic = rd_kafka_topic_name(rec->m->rkt);
+		items[ni].partition = rec->m->partition;
+		items[ni].offset = rec->m->offset;
+		items[ni++].opaque = rec;
+	}
+	/* Offsets and position go with the last piece (or the only one). */
+	if (!hold) {
+		npos = xr_txq_offsets(c->txq, r, pos);
+		for (i = 0; i < npos; i++) {
+			offs[noff].topic = pos[i].topic;
+			offs[noff].partition = pos[i].partition;
+			offs[noff++].next_offset = pos[i].offset;
+		}
+	}
+	has_pos = !hold && xr_txq_taken_position(c->txq, r, &plsn, &psys, &pts);
+	if (has_pos)
+		xr_applier_set_position(c->ap, region, plsn, psys, pts);
+	xr_applier_hold_open(c->ap, hold && !rows);
+	was_open = xr_applier_in_open(c->ap);
+	if (ni == 0 && !was_open) {
+		if (!hold && (noff || has_pos) &&
+		    xr_applier_store_offsets(c->ap, offs, noff, err, sizeof(err))) {
+			xr_error("%s", err);
+			goto fail;
+		}
+	} else if (xr_applier_apply(c->ap, region, items, ni,
+	                            rows && hold ? NULL : offs,
+	                            rows && hold ? 0 : noff, apply_dead_letters,
+	                            c, err, sizeof(err)) != 0) {
+		/* (A piece of an open transaction fails it all: no halves.) */
+		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap) ||
+		    (hold && !rows) || was_open) {
+			xr_error("%s", err);
+			goto fail;
+		}
+		/*
+		 * The database refused an event: the transactions of this batch
+		 * go in parts, down to the event, which is dead-lettered.  A
+		 * reader may see part of them meanwhile.
+		 */
+		xr_warn("batch from region %s failed (%s); applying its %zu events "
+		        "in halves, not whole transactions, down to the one that "
+		        "fails", region, err, ni);
+		c->no_half_offsets = true;
+		rc = apply_halves(c, items, ni, true);
+		c->no_half_offsets = false;
+		if (rc)
+			goto fail;
+		rc = -1;
+		if (!hold) {
+			if (has_pos)
+				xr_applier_set_position(c->ap, region, plsn, psys, pts);
+			if (xr_applier_store_offsets(c->ap, offs, noff, err,
+			                             sizeof(err))) {
+				xr_error("%s", err);
+				goto fail;
+			}
+		}
+	}
+	if (!hold)
+		xr_txq_commit(c->txq, r);
+	for (i = 0; i < n; i++)
+		if (!c->recs[i].pre_skip)
+			c->consumed++;
+	replay_count(c, items, ni);
+	a->backoff_ms = 500;
+	a->reason[0] = '\0';
+	atomic_free(c);
+	rc = 0;
+	goto out;
+fail:
+	atomic_free(c);
+	if (a->backoff_ms < 500)
+		a->backoff_ms = 500;
+	xr_warn("region %s: batch not applied; reading it again in %d ms",
+	        region, a->backoff_ms);
+	txq_rewind(c, r, a->backoff_ms);
+	a->backoff_ms = a->backoff_ms * 2 > c->conf->reconnect_backoff_max_ms
+	                    ? c->conf->reconnect_backoff_max_ms : a->backoff_ms * 2;
+	if (!xr_applier_connected(c->ap) &&
+	    xr_applier_connect(c->ap, err, sizeof(err)))
+		xr_error("%s", err);
+	rc = -1;
+out:
+	free(items);
+	free(pos);
+	free(offs);
+	return rc;
+}
+
+/*
+ * Applies region r's next transaction, larger than a batch, piece by piece
+ * in one target transaction (or, after it failed so, in pieces that each
+ * commit: rows).  Other regions wait meanwhile, as for any batch.
+ */
+static void
+atomic_big(consumer_t *c, size_t r)
+{
+	int64_t        last = xr_mono_us();
+	bool           rows = atom_of(c, r)->rows_lsn != 0;
+	size_t         pieces = 0;
+
+	for (;;) {
+		bool   done;
+		size_t n;
+
+		if (*c->stop || c->fatal || c->revoked) {
+			xr_applier_rollback(c->ap);
+			if (!c->revoked)
+				txq_rewind(c, r, 0);
+			return;
+		}
+		n = xr_txq_take_piece(c->txq, r, c->outs,
+		                      (size_t)c->conf->batch_size, &done);
+		if (n > 0) {
+			if (atomic_apply(c, r, n, !done, rows)) {
+				if (!rows && xr_applier_connected(c->ap) &&
+				    xr_applier_error_is_data(c->ap)) {
+					/* Whole, it cannot be applied: in committed pieces. */
+					atom_of(c, r)->rows_lsn = 1;
+					xr_warn("region %s: a large transaction failed on the "
+					        "data; applying it again in pieces that each "
+					        "commit", xr_txq_region_name(c->txq, r));
+				}
+				return;
+			}
+			last = xr_mono_us();
+			if (++pieces % 50 == 0)
+				xr_info("region %s: large transaction: %zu pieces of up "
+				        "to %d events applied, not yet committed",
+				        xr_txq_region_name(c->txq, r), pieces,
+				        c->conf->batch_size);
+			if (done) {
+				if (pieces > 1)
+					xr_info("region %s: large transaction committed (%zu "
+					        "pieces)", xr_txq_region_name(c->txq, r), pieces);
+				atom_of(c, r)->rows_lsn = 0;
+				return;
+			}
+			continue;
+		}
+		if (xr_mono_us() - last > 60 * 1000000LL) {
+			char why[512];
+
+			xr_txq_waiting(c->txq, r, why, sizeof(why));
+			xr_warn("region %s: a large transaction waited 60 s for its "
+			        "events (%s); rolled back, read again later",
+			        xr_txq_region_name(c->txq, r), why[0] ? why : "?");
+			txq_rewind(c, r, 5000);
+			return;
+		}
+		txq_fill(c, 100);
+		txq_resume(c);
+	}
+}
+
+/* Logs a region whose next transaction has waited long. */
+static void
+atomic_waiting(consumer_t *c, size_t r)
+{
+	atom_region_t *a = atom_of(c, r);
+	int64_t        now = xr_mono_us();
+	char           why[512];
+
+	xr_txq_waiting(c->txq, r, why, sizeof(why));
+	if (!why[0]) {
+		a->waiting_since = 0;
+		return;
+	}
+	if (!a->waiting_since)
+		a->waiting_since = now;
+	if (now - a->waiting_since >= 30 * 1000000LL &&
+	    now - a->waiting_logged >= 60 * 1000000LL) {
+		xr_warn("region %s: %s for %.0f s; its later transactions wait, "
+		        "other regions go on", xr_txq_region_name(c->txq, r), why,
+		        (double)(now - a->waiting_since) / 1e6);
+		a->waiting_logged = now;
+	}
+}
+
+/* One turn of the atomic consumer: read, then each region's next batch. */
+static void
+atomic_step(consumer_t *c)
+{
+	size_t nreg, k;
+	char   err[1024];
+
+	txq_fill(c, 100);
+	txq_resume(c);
+	nreg = xr_txq_regions(c->txq);
+	c->revoked = false;
+	for (k = 0; k < nreg && !*c->stop && !c->fatal && !c->revoked; k++) {
+		size_t         r = (c->rr + k) % nreg;
+		atom_region_t *a = atom_of(c, r);
+		size_t         n;
+		bool           big;
+
+		if (a->blocked_until > xr_mono_us())
+			continue;
+		if (a->rewind_due) {
+			txq_rewind(c, r, 0);
+			if (atom_of(c, r)->rewind_due)
+				continue;
+		}
+		if (a->reason[0] && a->nspname[0]) {
+			/* A drift: the table may have its column now. */
+			xr_applier_forget(c->ap, a->nspname, a->relname);
+			a->nspname[0] = '\0';
+		}
+		if (!xr_txq_has_applied(c->txq, r)) {
+			xr_lsn_t lsn;
+			char     sysid[32];
+
+			if (xr_applier_load_position(c->ap, xr_txq_region_name(c->txq, r),
+			                             &lsn, sysid, sizeof(sysid), err,
+			                             sizeof(err))) {
+				xr_error("%s", err);
+				continue;
+			}
+			xr_txq_set_applied(c->txq, r, lsn, sysid);
+		}
+		n = xr_txq_take(c->txq, r, c->outs, (size_t)c->conf->batch_size,
+		                &big);
+		if (n > 0 && atomic_apply(c, r, n, false, false))
+			continue;
+		if (xr_txq_bad_end(c->txq, r)) {
+			/* Read it again later: a schema may have been missing. */
+			txq_rewind(c, r, c->conf->drift_recheck_ms);
+			continue;
+		}
+		if (big)
+			atomic_big(c, r);
+		if (!c->revoked)
+			atomic_waiting(c, r);
+	}
+	c->rr++;
+}
+
 int
 xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
                atomic_int *stop)
@@ -1591,6 +2144,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	c.conf = conf;
 	c.metrics = metrics;
 	c.stop = stop;
+	c.atomic = conf->apply_atomic;
 	if (metrics) {
 		metrics->kind_names = xr_conflict_names;
 		metrics->nkinds = XR_CONFLICT_NKINDS;
@@ -1619,9 +2173,13 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	c.last_progress_us = c.last_purge_us = xr_mono_us();
 
 	while (!*stop && !c.fatal) {
-		fill_batch(&c);
-		if (c.nrecs > 0)
-			(void)handle_batch(&c, &backoff);
+		if (c.atomic) {
+			atomic_step(&c);
+		} else {
+			fill_batch(&c);
+			if (c.nrecs > 0)
+				(void)handle_batch(&c, &backoff);
+		}
 		recheck_paused(&c);
 		retry_pending(&c);
 		publish_metrics(&c);

@@ -42,6 +42,16 @@ static const char common_sql[] =
 	"  next_offset bigint NOT NULL,\n"
 	"  updated_at timestamptz NOT NULL DEFAULT now(),\n"
 	"  PRIMARY KEY (topic, partition));\n"
+	/*
+	 * How far each source region's transactions are applied (consumer.
+	 * apply_mode atomic): the commit LSN of the last one, in the same
+	 * transaction as its rows and offsets.  Events of transactions at or
+	 * before it (a producer's restart sends some again) are skipped.
+	 */
+	"CREATE TABLE IF NOT EXISTS xregion.applied (\n"
+	"  region text PRIMARY KEY, commit_lsn bigint NOT NULL,\n"
+	"  system_id text NOT NULL, commit_ts timestamptz,\n"
+	"  updated_at timestamptz NOT NULL DEFAULT now());\n"
 	"CREATE TABLE IF NOT EXISTS xregion.conflicts (\n"
 	"  id bigserial PRIMARY KEY,\n"
 	"  logged_at timestamptz NOT NULL DEFAULT now(),\n"
@@ -247,6 +257,18 @@ static const char version_of_sql[] =
 	"    WHERE xid(a.xid) = x ORDER BY a.xid DESC LIMIT 1;\n"
 	"  IF FOUND THEN\n"
 	"    RETURN ROW(ats, areg, 0, 0)::xregion.version;\n"
+	"  END IF;\n"
+	/*
+	 * Written by a subtransaction of this one (the fast paths write under
+	 * a savepoint), in an earlier piece of a large transaction applied in
+	 * one target transaction: this transaction's version.
+	 */
+	"  IF pg_xact_status(xregion.xid8_of(x)) = 'in progress' THEN\n"
+	"    SELECT a.ts, a.region INTO ats, areg FROM xregion.xact_versions a\n"
+	"      WHERE a.xid = pg_current_xact_id_if_assigned();\n"
+	"    IF FOUND THEN\n"
+	"      RETURN ROW(ats, areg, 0, 0)::xregion.version;\n"
+	"    END IF;\n"
 	"  END IF;\n"
 	"  IF vts IS NOT NULL AND vxid IS NULL THEN\n"
 	"    RETURN ROW(vts, vregion, coalesce(vclsn, 0),\n"

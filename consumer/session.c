@@ -209,6 +209,106 @@ xr_session_store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n,
 	return 0;
 }
 
+/* Stores the position set with xr_applier_set_position, if any. */
+int
+xr_session_store_position(xr_applier_t *a, char *errstr, size_t errstr_size)
+{
+	char        lsn[24], ts[24];
+	const char *vals[4] = { a->pos_region, lsn, a->pos_sysid, ts };
+	PGresult   *res;
+
+	if (!a->pos_set || a->no_offsets)
+		return 0;
+	snprintf(lsn, sizeof(lsn), "%" PRIu64, (uint64_t)a->pos_lsn);
+	snprintf(ts, sizeof(ts), "%" PRId64, a->pos_ts);
+	res = PQexecParams(a->conn,
+	                   "INSERT INTO xregion.applied AS p (region, commit_lsn, "
+	                   "system_id, commit_ts) VALUES ($1, $2::numeric::bigint, "
+	                   "$3, 'epoch'::timestamptz + $4::bigint * "
+	                   "interval '1 microsecond') "
+	                   "ON CONFLICT (region) DO UPDATE SET commit_lsn = "
+	                   "EXCLUDED.commit_lsn, system_id = EXCLUDED.system_id, "
+	                   "commit_ts = EXCLUDED.commit_ts, updated_at = now()",
+	                   4, NULL, vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		xr_apply_copy_err(a->conn, "storing the applied position", errstr,
+		                  errstr_size);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
+void
+xr_applier_set_position(xr_applier_t *a, const char *region, xr_lsn_t lsn,
+                        const char *sysid, int64_t commit_ts)
+{
+	a->pos_set = region != NULL;
+	if (!region)
+		return;
+	snprintf(a->pos_region, sizeof(a->pos_region), "%s", region);
+	snprintf(a->pos_sysid, sizeof(a->pos_sysid), "%s", sysid ? sysid : "");
+	a->pos_lsn = lsn;
+	a->pos_ts = commit_ts;
+}
+
+int
+xr_applier_load_position(xr_applier_t *a, const char *region, xr_lsn_t *lsn,
+                         char *sysid, size_t sysid_size, char *errstr,
+                         size_t errstr_size)
+{
+	const char *vals[1] = { region };
+	PGresult   *res;
+
+	*lsn = 0;
+	sysid[0] = '\0';
+	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
+		return -1;
+	res = PQexecParams(a->conn,
+	                   "SELECT commit_lsn, system_id FROM xregion.applied "
+	                   "WHERE region = $1", 1, NULL, vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		xr_apply_copy_err(a->conn, st && strcmp(st, "42P01") == 0
+		                  ? "reading the applied position (this release "
+		                    "adds xregion.applied: run xregion setup)"
+		                  : "reading the applied position", errstr,
+		                  errstr_size);
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 1) {
+		*lsn = (xr_lsn_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		snprintf(sysid, sysid_size, "%s", PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return 0;
+}
+
+void
+xr_applier_hold_open(xr_applier_t *a, bool hold)
+{
+	a->hold_open = hold;
+}
+
+bool
+xr_applier_in_open(const xr_applier_t *a)
+{
+	return a->in_open;
+}
+
+void
+xr_applier_rollback(xr_applier_t *a)
+{
+	if (a->in_open && a->conn && PQstatus(a->conn) == CONNECTION_OK)
+		PQclear(PQexec(a->conn, "ROLLBACK"));
+	a->in_open = false;
+	a->hold_open = false;
+	a->pos_set = false;
+}
+
 int
 xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
                          size_t n, char *errstr, size_t errstr_size)
@@ -216,10 +316,12 @@ xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
 	if (xr_apply_exec(a, "BEGIN", errstr, errstr_size))
 		return -1;
 	if (xr_session_store_offsets(a, offsets, n, errstr, errstr_size) ||
+	    xr_session_store_position(a, errstr, errstr_size) ||
 	    xr_apply_exec(a, "COMMIT", errstr, errstr_size)) {
 		PQclear(PQexec(a->conn, "ROLLBACK"));
 		return -1;
 	}
+	a->pos_set = false;
 	return 0;
 }
 

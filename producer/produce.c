@@ -75,6 +75,7 @@ typedef struct session_s {
 	xr_buf_t          key, value;
 	/* The transaction's end record (txend.h). */
 	xr_txend_t       *tx;
+	xr_buf_t          txbuf;     /* an end record's bytes */
 	bool              tx_schema_published;
 	int32_t           tx_sr_id;
 
@@ -516,7 +517,17 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 		if (nparts < 0)
 			return XR_PUB_RETRY;
 	}
+	/* Every event of a transaction goes to a partition we name. */
+	if (src->tx_index >= 0 && part == RD_KAFKA_PARTITION_UA)
+		part = 0;
 	for (p = 0; p < nparts; p++) {
+		/*
+		 * Counted before it is queued, like the tracker's count: a poll
+		 * inside produce may serve this message's own delivery report.
+		 */
+		if (src->tx_index >= 0)
+			xr_txend_count(s->tx, rel->topic,
+			               op == XR_OP_TRUNCATE ? p : part);
 		rc = xr_publisher_produce(s->pub, rel->topic,
 		                          op == XR_OP_TRUNCATE ? p : part,
 		                          s->key.len ? s->key.data : NULL, s->key.len,
@@ -528,9 +539,6 @@ publish_event(session_t *s, xr_rel_t *rel, xr_op_t op,
 			kafka_fatal(s, rel, errstr, errstr_size);
 		if (rc)
 			return rc;
-		if (src->tx_index >= 0)
-			xr_txend_count(s->tx, rel->topic,
-			               op == XR_OP_TRUNCATE ? p : part);
 	}
 	s->events++;
 	if (s->metrics)
@@ -569,62 +577,104 @@ publish_change(session_t *s, xr_rel_t *rel, xr_op_t op,
 }
 
 /*
- * Publishes the end record of the transaction being committed (if it
- * published a change) to the transactions topic, as a message of its
- * tracker transaction: the slot passes the commit only once Kafka has it.
- * Returns 0 or a publisher result code.
+ * Publishes the schema of the end records, the first time a transaction
+ * needs one.  Returns 0 or a publisher result code.
  */
 static int
-publish_tx_end(session_t *s, char *errstr, size_t errstr_size)
+publish_tx_schema(session_t *s, char *errstr, size_t errstr_size)
 {
-	const xr_schema_t  *sch = xr_txend_schema(s->tx);
-	const char         *id = xr_txend_schema_id(s->tx);
-	rd_kafka_headers_t *h;
-	char                lsn[XR_LSN_STRLEN];
-	int                 rc;
+	const xr_schema_t *sch = xr_txend_schema(s->tx);
+	const char        *id = xr_txend_schema_id(s->tx);
+	int                rc;
 
-	if (xr_txend_changes(s->tx) == 0)
+	if (s->tx_schema_published)
 		return 0;
-	if (!s->tx_schema_published) {
-		rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, id,
-		                               strlen(id), sch->json.data,
-		                               sch->json.len,
-		                               s->conf->flush_timeout_ms, errstr,
-		                               errstr_size);
-		if (rc)
-			return rc;
-		if (s->sr) {
-			xr_buf_t subject;
-			bool     transient;
+	rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, id,
+	                               strlen(id), sch->json.data, sch->json.len,
+	                               s->conf->flush_timeout_ms, errstr,
+	                               errstr_size);
+	if (rc)
+		return rc;
+	if (s->sr) {
+		xr_buf_t subject;
+		bool     transient;
 
-			xr_buf_init(&subject);
-			xr_buf_printf(&subject, "%s-value", s->conf->transactions_topic);
-			rc = xr_sr_register(s->sr, subject.data, sch->json.data,
-			                    &s->tx_sr_id, &transient, errstr,
-			                    errstr_size);
-			xr_buf_term(&subject);
-			if (rc)
-				return transient ? XR_PUB_RETRY : XR_PUB_FATAL;
-		}
-		s->tx_schema_published = true;
+		xr_buf_init(&subject);
+		xr_buf_printf(&subject, "%s-value", s->conf->transactions_topic);
+		rc = xr_sr_register(s->sr, subject.data, sch->json.data,
+		                    &s->tx_sr_id, &transient, errstr, errstr_size);
+		xr_buf_term(&subject);
+		if (rc)
+			return transient ? XR_PUB_RETRY : XR_PUB_FATAL;
 	}
-	if (xr_txend_encode(s->tx, s->conf->region,
-	                    xr_stream_database(s->stream),
-	                    xr_stream_system_id(s->stream), s->xid, s->final_lsn,
-	                    s->commit_ts_us, &s->value, errstr, errstr_size))
-		return XR_PUB_FATAL;
-	if (s->sr)
-		xr_avro_confluent_reframe(&s->value, s->tx_sr_id);
-	xr_lsn_format(s->final_lsn, lsn);
-	h = rd_kafka_headers_new(3);
-	(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
-	(void)rd_kafka_header_add(h, "xr-lsn", -1, lsn, -1);
-	(void)rd_kafka_header_add(h, "xr-schema", -1, id, -1);
-	return xr_publisher_produce(s->pub, s->conf->transactions_topic, 0, NULL,
-	                            0, s->value.data, s->value.len, h, s->txn_id,
-	                            errstr, errstr_size);
+	s->tx_schema_published = true;
+	return 0;
 }
 
+/*
+ * Closes the end record of the transaction being committed, if it
+ * published a change: one more message of its tracker transaction, so the
+ * slot passes the commit only once Kafka has the record too.  The record
+ * is produced by flush_tx_ends once its events are acknowledged.  Returns
+ * 0 or a publisher result code.
+ */
+static int
+close_tx_end(session_t *s, char *errstr, size_t errstr_size)
+{
+	int rc;
+
+	if (xr_txend_changes(s->tx) > 0 &&
+	    (rc = publish_tx_schema(s, errstr, errstr_size)) != 0)
+		return rc;
+	if (xr_txend_commit(s->tx, s->conf->region, xr_stream_database(s->stream),
+	                    xr_stream_system_id(s->stream), s->xid, s->final_lsn,
+	                    s->commit_ts_us))
+		xr_tracker_add(s->tracker, s->txn_id);
+	return 0;
+}
+
+/*
+ * Produces the end records whose events Kafka has all acknowledged, in
+ * commit order.  Returns 0, or -1 with errstr (the session ends; the
+ * transactions not recorded stay unconfirmed and are sent again).
+ */
+static int
+flush_tx_ends(session_t *s, char *errstr, size_t errstr_size)
+{
+	const char *id = xr_txend_schema_id(s->tx);
+	uint64_t    txn;
+	xr_lsn_t    clsn;
+	int         r;
+
+	while ((r = xr_txend_ready(s->tx, &s->txbuf, &txn, &clsn, errstr,
+	                           errstr_size)) == 1) {
+		rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+		char                lsn[XR_LSN_STRLEN];
+
+		if (s->sr)
+			xr_avro_confluent_reframe(&s->txbuf, s->tx_sr_id);
+		xr_lsn_format(clsn, lsn);
+		(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
+		(void)rd_kafka_header_add(h, "xr-lsn", -1, lsn, -1);
+		(void)rd_kafka_header_add(h, "xr-schema", -1, id, -1);
+		if (xr_publisher_produce_counted(s->pub, s->conf->transactions_topic,
+		                                 0, s->txbuf.data, s->txbuf.len, h,
+		                                 txn, errstr, errstr_size))
+			return -1;
+		xr_txend_pop(s->tx);
+	}
+	return r;
+}
+
+/* The publisher's delivery callback: where the events landed. */
+static void
+on_delivered(void *ctx, uint64_t txn, const char *topic, int32_t partition,
+             int64_t offset)
+{
+	session_t *s = ctx;
+
+	xr_txend_delivered(s->tx, txn, topic, partition, offset);
+}
 
 static int wait_all_visible(PGconn *conn, const uint32_t *xids, size_t n,
                             char *errstr, size_t errstr_size);
@@ -1265,7 +1315,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->final_lsn = m.u.begin.final_lsn;
 		s->commit_ts_us = m.u.begin.commit_ts + XR_PG_EPOCH_OFFSET_US;
 		s->change_no = 0;
-		xr_txend_begin(s->tx);
+		xr_txend_begin(s->tx, s->txn_id);
 		clear_messages(s);
 		break;
 	case XR_PGO_ORIGIN:
@@ -1281,7 +1331,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			*fatal = true;
 			return -1;
 		}
-		if ((err = publish_tx_end(s, errstr, errstr_size)) != 0) {
+		if ((err = close_tx_end(s, errstr, errstr_size)) != 0) {
 			if (err == XR_PUB_FATAL) {
 				fatal_change(s, errstr, errstr_size);
 				*fatal = true;
@@ -1418,6 +1468,8 @@ session_term(session_t *s)
 	xr_relcache_destroy(s->rels);
 	xr_publisher_set_tracker(s->pub, NULL);
 	xr_publisher_set_wait_cb(s->pub, NULL, NULL);
+	xr_publisher_set_dr_cb(s->pub, NULL, NULL);
+	xr_buf_term(&s->txbuf);
 	xr_tracker_destroy(s->tracker);
 	xr_txend_destroy(s->tx);
 	s->tx = NULL;
@@ -1466,6 +1518,8 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	}
 	xr_publisher_set_tracker(s->pub, s->tracker);
 	xr_publisher_set_wait_cb(s->pub, wait_cb, s);
+	xr_publisher_set_dr_cb(s->pub, on_delivered, s);
+	xr_buf_init(&s->txbuf);
 	if (xr_stream_start(s->stream, conf->slot, conf->publication, err,
 	                    sizeof(err))) {
 		xr_error("%s", err);
@@ -1497,7 +1551,10 @@ session_receive(session_t *s, session_end_t *end)
 	/* A backfill chunk due to be read does not wait for the stream. */
 	int             r = xr_stream_read(s->stream,
 	                                   xr_backfill_due(s->backfill, xr_mono_us())
-	                                       ? 0 : 100,
+	                                       ? 0
+	                                       /* end records wait for acks */
+	                                       : xr_txend_pending(s->tx) ? 2
+	                                       : 100,
 	                                   &wm, err, sizeof(err));
 
 	if (r < 0) {
@@ -1560,7 +1617,8 @@ session_step(session_t *s, session_end_t *end)
 	(void)flush_stamps(s, false);
 	backfill_step(s);
 	publish_progress(s);
-	if (send_status(s, false, err, sizeof(err))) {
+	if (send_status(s, false, err, sizeof(err)) ||
+	    flush_tx_ends(s, err, sizeof(err))) {
 		xr_error("%s", err);
 		*end = END_RETRY;
 		return -1;
@@ -1593,6 +1651,16 @@ session_drain(session_t *s, session_end_t end, xr_lsn_t start,
 		xr_warn("kafka: not every message was acknowledged within %d ms; "
 		        "the unacknowledged ones stay unconfirmed and are sent again",
 		        conf->flush_timeout_ms);
+	/* The end records whose events are now all acknowledged, then them. */
+	if (!xr_publisher_failure(s->pub) && end != END_FATAL &&
+	    xr_txend_pending(s->tx) > 0) {
+		if (flush_tx_ends(s, err, sizeof(err)))
+			xr_warn("%s", err);
+		else if (xr_publisher_flush(s->pub, conf->flush_timeout_ms) != 0)
+			xr_warn("kafka: end records not acknowledged within %d ms; "
+			        "their transactions are sent again",
+			        conf->flush_timeout_ms);
+	}
 	/* Stamps not written now keep their transactions unconfirmed. */
 	(void)flush_stamps(s, true);
 	/* A report served by the flush may show what a retry cannot mend. */

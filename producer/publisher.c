@@ -21,6 +21,8 @@ struct xr_publisher_s {
 	xr_tracker_t *tracker;
 	xr_publisher_wait_cb_t *wait_cb;
 	void         *wait_ctx;
+	xr_publisher_dr_cb_t *dr_cb;
+	void         *dr_ctx;
 	int           flush_timeout_ms;
 
 	int           max_message_bytes;  /* kafka.max_message_bytes */
@@ -118,6 +120,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		return;
 	}
 	p->delivered++;
+	if (p->dr_cb)
+		p->dr_cb(p->dr_ctx, (uint64_t)(uintptr_t)m->_private,
+		         rd_kafka_topic_name(m->rkt), m->partition, m->offset);
 	if (p->tracker)
 		xr_tracker_delivered(p->tracker, (uint64_t)(uintptr_t)m->_private);
 }
@@ -289,6 +294,23 @@ xr_publisher_produce(xr_publisher_t *p, const char *topic, int32_t partition,
 		xr_tracker_add(p->tracker, txn);
 	return produce(p, topic, partition, key, keylen, value, valuelen, headers,
 	               (void *)(uintptr_t)txn, errstr, errstr_size);
+}
+
+int
+xr_publisher_produce_counted(xr_publisher_t *p, const char *topic,
+                             int32_t partition, const void *value,
+                             size_t valuelen, rd_kafka_headers_t *headers,
+                             uint64_t txn, char *errstr, size_t errstr_size)
+{
+	return produce(p, topic, partition, NULL, 0, value, valuelen, headers,
+	               (void *)(uintptr_t)txn, errstr, errstr_size);
+}
+
+void
+xr_publisher_set_dr_cb(xr_publisher_t *p, xr_publisher_dr_cb_t *cb, void *ctx)
+{
+	p->dr_cb = cb;
+	p->dr_ctx = ctx;
 }
 
 int

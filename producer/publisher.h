@@ -36,6 +36,15 @@ typedef struct xr_publisher_s xr_publisher_t;
  */
 typedef int (xr_publisher_wait_cb_t)(void *ctx);
 
+/*
+ * Called for every message of a tracker transaction that Kafka
+ * acknowledged, with where it landed (before the tracker hears of it).
+ * Runs inside a poll: it must not produce.
+ */
+typedef void (xr_publisher_dr_cb_t)(void *ctx, uint64_t txn,
+                                    const char *topic, int32_t partition,
+                                    int64_t offset);
+
 /* Returns a new publisher, or NULL with errstr naming the bad setting. */
 xr_publisher_t *xr_publisher_new(const xr_config_t *conf, char *errstr,
                                  size_t errstr_size);
@@ -46,6 +55,21 @@ void xr_publisher_destroy(xr_publisher_t *p);
 void xr_publisher_set_tracker(xr_publisher_t *p, xr_tracker_t *t);
 void xr_publisher_set_wait_cb(xr_publisher_t *p, xr_publisher_wait_cb_t *cb,
                               void *ctx);
+
+/* Sets (or with NULL clears) the delivery callback. */
+void xr_publisher_set_dr_cb(xr_publisher_t *p, xr_publisher_dr_cb_t *cb,
+                            void *ctx);
+
+/*
+ * Like xr_publisher_produce, for a message the caller already counted in
+ * the tracker (xr_tracker_add) when it reserved it.
+ */
+int xr_publisher_produce_counted(xr_publisher_t *p, const char *topic,
+                                 int32_t partition, const void *value,
+                                 size_t valuelen, rd_kafka_headers_t *headers,
+                                 uint64_t txn, char *errstr,
+                                 size_t errstr_size)
+	__attribute__((warn_unused_result));
 
 /*
  * Queues one message of transaction txn (counted in the tracker).  The key

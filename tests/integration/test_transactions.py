@@ -49,6 +49,7 @@ def test_every_transaction_has_an_end_record_counting_its_events():
         reg = xrtest.schema_registry(d.prefix)
         events = collections.defaultdict(list)   # commit_lsn -> [(topic, p, ev)]
         backfilled = []
+        offsets = {}                             # (topic, p, offset) -> commit_lsn
         for table in ("orders", "lines"):
             topic = f"{d.prefix}.us.public.{table}"
             for m in xrtest.read_topic(topic):
@@ -61,6 +62,9 @@ def test_every_transaction_has_an_end_record_counting_its_events():
                     backfilled.append(ev["op"])
                     continue
                 events[ev["source"]["commit_lsn"]].append((topic, m.partition(), ev))
+                offsets[(topic, m.partition(), m.offset())] = ev["source"]["commit_lsn"]
+                assert h["xr-tx"].decode() == "%d:%d" % (
+                    ev["source"]["commit_lsn"], ev["tx_index"]), h
         assert backfilled.count("snapshot_read") == 40
         ends = []
         for m in xrtest.read_topic(f"{d.prefix}.us._tx"):
@@ -77,6 +81,12 @@ def test_every_transaction_has_an_end_record_counting_its_events():
             counts = collections.Counter((t, p) for t, p, _ in got)
             assert counts == {(x["topic"], x["partition"]): x["events"]
                               for x in e["partitions"]}, e
+            # first_offset..last_offset hold exactly its events there
+            for x in e["partitions"]:
+                span = range(x["first_offset"], x["last_offset"] + 1)
+                assert len(span) == x["events"], x
+                assert all(offsets.get((x["topic"], x["partition"], o))
+                           == e["commit_lsn"] for o in span), (x, e)
             assert e["events"] == len(got)
             assert {ev["source"]["txid"] for _, _, ev in got} == {e["txid"]}
             indexes = sorted({ev["tx_index"] for _, _, ev in got})

@@ -1,0 +1,947 @@
+/* txq.c: transactions assembled from the topics (see txq.h). */
+#include "consumer/txq.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/avro_codec.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* One queued message of a change topic. */
+typedef struct qmsg_s {
+	rd_kafka_message_t *m;
+	xr_lsn_t            clsn;   /* header xr-tx; 0: no transaction */
+	int64_t             txi;
+} qmsg_t;
+
+/* Where an end record says its events are on one partition. */
+typedef struct range_s {
+	int64_t first, last;
+} range_t;
+
+typedef struct qpart_s {
+	char    *topic;
+	int32_t  partition;
+	size_t   region;
+	bool     is_tx;         /* the region's transactions topic */
+	qmsg_t  *ring;          /* change topics: queued messages */
+	size_t   head, len, cap;
+	range_t *ranges;        /* of the queued end records naming it, in order */
+	size_t   rhead, rlen, rcap;
+	int64_t  received;      /* offset after the last message queued, -1 */
+	int64_t  taken;         /* ... after the last handed out, -1 */
+	int64_t  committed;     /* ... after the last stored, -1: from start */
+	int64_t  skip_through;  /* events at or below: copies skipped, -1 */
+	bool     paused;        /* full: the caller paused it */
+} qpart_t;
+
+typedef struct qend_part_s {
+	size_t  part;
+	int64_t first, last, events;
+} qend_part_t;
+
+/* One end record. */
+typedef struct qend_s {
+	rd_kafka_message_t *m;
+	bool                bad;     /* undecodable: its region waits */
+	xr_lsn_t            clsn;
+	int64_t             commit_ts;
+	int64_t             events;
+	char                sysid[32];
+	qend_part_t        *p;
+	size_t              np;
+} qend_t;
+
+typedef struct qregion_s {
+	char     name[64];
+	size_t   tx_part;        /* its transactions partition, SIZE_MAX */
+	qend_t  *ends;           /* ring of end records */
+	size_t   ehead, elen, ecap;
+	bool     has_applied;
+	xr_lsn_t applied;        /* committed */
+	char     sysid[32];
+	xr_lsn_t taking;         /* applied, or the last one taken since */
+	bool     taken_pos;      /* a transaction was taken since the commit */
+	xr_lsn_t taken_lsn;
+	char     taken_sysid[32];
+	int64_t  taken_ts;
+	bool     piece;          /* the head transaction goes in pieces */
+	int64_t  piece_events;   /* its events handed out so far */
+} qregion_t;
+
+struct xr_txq_s {
+	const xr_config_t *conf;
+	size_t     cap;
+	qpart_t   *parts;
+	size_t     nparts, partcap;
+	qregion_t *regions;
+	size_t     nregions, regcap;
+};
+
+xr_txq_t *
+xr_txq_new(const xr_config_t *conf, size_t cap)
+{
+	xr_txq_t *q = xr_calloc(1, sizeof(*q));
+
+	q->conf = conf;
+	q->cap = cap < 16 ? 16 : cap;
+	return q;
+}
+
+static void
+part_drop(qpart_t *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->len; i++)
+		rd_kafka_message_destroy(p->ring[(p->head + i) % p->cap].m);
+	p->head = p->len = 0;
+	p->rhead = p->rlen = 0;
+}
+
+static void
+end_free(qend_t *e)
+{
+	if (e->m)
+		rd_kafka_message_destroy(e->m);
+	free(e->p);
+	memset(e, 0, sizeof(*e));
+}
+
+static void
+region_drop_ends(qregion_t *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->elen; i++)
+		end_free(&g->ends[(g->ehead + i) % g->ecap]);
+	g->ehead = g->elen = 0;
+	g->piece = false;
+	g->piece_events = 0;
+}
+
+void
+xr_txq_clear(xr_txq_t *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->nparts; i++) {
+		part_drop(&q->parts[i]);
+		free(q->parts[i].ring);
+		free(q->parts[i].ranges);
+		free(q->parts[i].topic);
+	}
+	for (i = 0; i < q->nregions; i++) {
+		region_drop_ends(&q->regions[i]);
+		free(q->regions[i].ends);
+	}
+	free(q->parts);
+	free(q->regions);
+	q->parts = NULL;
+	q->regions = NULL;
+	q->nparts = q->partcap = q->nregions = q->regcap = 0;
+}
+
+void
+xr_txq_destroy(xr_txq_t *q)
+{
+	if (!q)
+		return;
+	xr_txq_clear(q);
+	free(q);
+}
+
+/* The region of "<prefix>.<region>.*", by index (added if new), or -1. */
+static long
+region_of(xr_txq_t *q, const char *topic)
+{
+	size_t      plen = strlen(q->conf->topic_prefix), i;
+	const char *r, *dot;
+	qregion_t  *g;
+
+	if (strncmp(topic, q->conf->topic_prefix, plen) != 0 || topic[plen] != '.')
+		return -1;
+	r = topic + plen + 1;
+	dot = strchr(r, '.');
+	if (!dot || dot == r || (size_t)(dot - r) >= sizeof(g->name))
+		return -1;
+	for (i = 0; i < q->nregions; i++)
+		if (strlen(q->regions[i].name) == (size_t)(dot - r) &&
+		    memcmp(q->regions[i].name, r, (size_t)(dot - r)) == 0)
+			return (long)i;
+	if (q->nregions == q->regcap) {
+		q->regcap = q->regcap ? 2 * q->regcap : 4;
+		q->regions = xr_reallocarray(q->regions, q->regcap, sizeof(*g));
+	}
+	g = &q->regions[q->nregions];
+	memset(g, 0, sizeof(*g));
+	memcpy(g->name, r, (size_t)(dot - r));
+	g->tx_part = SIZE_MAX;
+	return (long)q->nregions++;
+}
+
+/* The partition's state (added if new), or NULL: not a topic of a region. */
+static qpart_t *
+part_of(xr_txq_t *q, const char *topic, int32_t partition)
+{
+	size_t   i, plen = strlen(q->conf->topic_prefix);
+	long     r;
+	qpart_t *p;
+
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].partition == partition &&
+		    strcmp(q->parts[i].topic, topic) == 0)
+			return &q->parts[i];
+	if ((r = region_of(q, topic)) < 0)
+		return NULL;
+	if (q->nparts == q->partcap) {
+		q->partcap = q->partcap ? 2 * q->partcap : 16;
+		q->parts = xr_reallocarray(q->parts, q->partcap, sizeof(*p));
+	}
+	p = &q->parts[q->nparts];
+	memset(p, 0, sizeof(*p));
+	p->topic = xr_strdup(topic);
+	p->partition = partition;
+	p->region = (size_t)r;
+	p->received = p->taken = p->committed = p->skip_through = -1;
+	/* <prefix>.<region>._tx */
+	p->is_tx = strcmp(topic + plen + 1 + strlen(q->regions[r].name),
+	                  "._tx") == 0;
+	if (p->is_tx)
+		q->regions[r].tx_part = q->nparts;
+	q->nparts++;
+	return p;
+}
+
+void
+xr_txq_assign(xr_txq_t *q, const char *topic, int32_t partition,
+              int64_t start)
+{
+	qpart_t *p = part_of(q, topic, partition);
+
+	if (!p)
+		return;
+	part_drop(p);
+	if (p->is_tx) {
+		size_t i;
+
+		region_drop_ends(&q->regions[p->region]);
+		for (i = 0; i < q->nparts; i++)
+			if (q->parts[i].region == p->region)
+				q->parts[i].rhead = q->parts[i].rlen = 0;
+	}
+	p->received = p->taken = p->committed = start >= 0 ? start : -1;
+	p->skip_through = -1;
+	p->paused = false;
+}
+
+size_t
+xr_txq_regions(const xr_txq_t *q)
+{
+	return q->nregions;
+}
+
+const char *
+xr_txq_region_name(const xr_txq_t *q, size_t r)
+{
+	return q->regions[r].name;
+}
+
+bool
+xr_txq_has_applied(const xr_txq_t *q, size_t r)
+{
+	return q->regions[r].has_applied;
+}
+
+void
+xr_txq_set_applied(xr_txq_t *q, size_t r, xr_lsn_t lsn, const char *sysid)
+{
+	qregion_t *g = &q->regions[r];
+
+	g->has_applied = true;
+	g->applied = g->taking = lsn;
+	snprintf(g->sysid, sizeof(g->sysid), "%s", sysid ? sysid : "");
+}
+
+/* Header name's value as a NUL-terminated string in buf; false if none. */
+static bool
+header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
+{
+	rd_kafka_headers_t *h;
+	const void         *v;
+	size_t              n;
+
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_get_last(h, name, &v, &n) !=
+	        RD_KAFKA_RESP_ERR_NO_ERROR || !v || n >= size)
+		return false;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return true;
+}
+
+/* "<commit lsn>:<tx_index>" (decimal) into *clsn, *txi; false if not. */
+static bool
+parse_xr_tx(const char *s, xr_lsn_t *clsn, int64_t *txi)
+{
+	char              *end;
+	unsigned long long l;
+	long long          i;
+
+	l = strtoull(s, &end, 10);
+	if (end == s || *end != ':' || l == 0)
+		return false;
+	s = end + 1;
+	i = strtoll(s, &end, 10);
+	if (end == s || *end || i < 0)
+		return false;
+	*clsn = (xr_lsn_t)l;
+	*txi = (int64_t)i;
+	return true;
+}
+
+#define GET(rec, name, type, out)                                            \
+	(avro_value_get_by_name((rec), (name), &f, NULL) == 0 &&                 \
+	 avro_value_get_##type(&f, (out)) == 0)
+
+/*
+ * Decodes end record m into e (ranges resolved to partitions).  Returns 0,
+ * or -1 with the reason in errstr.
+ */
+static int
+decode_end(xr_txq_t *q, xr_registry_t *reg, const rd_kafka_message_t *m,
+           qend_t *e, char *errstr, size_t errstr_size)
+{
+	const xr_schema_t *s;
+	const void        *body;
+	size_t             blen, n, i;
+	bool               transient;
+	char               id[80];
+	avro_value_t       v, f, arr, item;
+	int64_t            clsn;
+	const char        *str;
+	int                rc = -1;
+
+	if (!m->payload || m->len == 0) {
+		snprintf(errstr, errstr_size, "empty end record");
+		return -1;
+	}
+	s = xr_registry_resolve(reg, m->payload, m->len,
+	                        header(m, "xr-schema", id, sizeof(id)) ? id : NULL,
+	                        &body, &blen, &transient, errstr, errstr_size);
+	if (!s || xr_avro_decode(s, body, blen, &v, errstr, errstr_size))
+		return -1;
+	if (!GET(&v, "commit_lsn", long, &clsn) || clsn <= 0 ||
+	    !GET(&v, "commit_ts", long, &e->commit_ts) ||
+	    !GET(&v, "events", long, &e->events) ||
+	    avro_value_get_by_name(&v, "partitions", &arr, NULL) != 0 ||
+	    avro_value_get_size(&arr, &n) != 0) {
+		snprintf(errstr, errstr_size, "not an xregion.TransactionEnd record");
+		goto out;
+	}
+	e->clsn = (xr_lsn_t)clsn;
+	e->sysid[0] = '\0';
+	if (avro_value_get_by_name(&v, "system_id", &f, NULL) == 0 &&
+	    avro_value_get_string(&f, &str, NULL) == 0)
+		snprintf(e->sysid, sizeof(e->sysid), "%s", str);
+	e->p = xr_calloc(n ? n : 1, sizeof(*e->p));
+	e->np = 0;
+	for (i = 0; i < n; i++) {
+		int32_t  pn;
+		qpart_t *p;
+
+		if (avro_value_get_by_index(&arr, i, &item, NULL) != 0 ||
+		    avro_value_get_by_name(&item, "topic", &f, NULL) != 0 ||
+		    avro_value_get_string(&f, &str, NULL) != 0 ||
+		    !GET(&item, "partition", int, &pn) ||
+		    !GET(&item, "events", long, &e->p[i].events) ||
+		    !GET(&item, "first_offset", long, &e->p[i].first) ||
+		    !GET(&item, "last_offset", long, &e->p[i].last) ||
+		    e->p[i].first < 0 || e->p[i].last < e->p[i].first) {
+			snprintf(errstr, errstr_size, "end record: partition %zu is "
+			         "not a topic, partition and offsets", i);
+			goto out;
+		}
+		if (!(p = part_of(q, str, pn)) || p->is_tx) {
+			snprintf(errstr, errstr_size, "end record names %s, not a "
+			         "change topic", str);
+			goto out;
+		}
+		e->p[e->np++].part = (size_t)(p - q->parts);
+	}
+	rc = 0;
+out:
+	avro_value_decref(&v);
+	if (rc) {
+		free(e->p);
+		e->p = NULL;
+		e->np = 0;
+	}
+	return rc;
+}
+
+#undef GET
+
+static void
+range_push(qpart_t *p, int64_t first, int64_t last)
+{
+	if (p->rlen == p->rcap) {
+		size_t   n = p->rcap ? 2 * p->rcap : 8, i;
+		range_t *r = xr_calloc(n, sizeof(*r));
+
+		for (i = 0; i < p->rlen; i++)
+			r[i] = p->ranges[(p->rhead + i) % p->rcap];
+		free(p->ranges);
+		p->ranges = r;
+		p->rhead = 0;
+		p->rcap = n;
+	}
+	p->ranges[(p->rhead + p->rlen++) % p->rcap] = (range_t){ first, last };
+}
+
+static const range_t *
+range_head(const qpart_t *p)
+{
+	return p->rlen ? &p->ranges[p->rhead] : NULL;
+}
+
+static void
+range_pop(qpart_t *p)
+{
+	if (p->rlen) {
+		p->rhead = (p->rhead + 1) % p->rcap;
+		p->rlen--;
+	}
+}
+
+int
+xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
+           char *bad, size_t bad_size)
+{
+	qpart_t   *p = part_of(q, rd_kafka_topic_name(m->rkt), m->partition);
+	qregion_t *g;
+	char       hv[64];
+	size_t     pi;
+
+	if (bad_size)
+		bad[0] = '\0';
+	if (!p) {
+		rd_kafka_message_destroy(m);
+		return 0;
+	}
+	pi = (size_t)(p - q->parts);
+	if (p->received >= 0 && m->offset < p->received) {
+		rd_kafka_message_destroy(m);   /* read again: queued already */
+		return 0;
+	}
+	p->received = m->offset + 1;
+	g = &q->regions[p->region];
+	if (p->is_tx) {
+		qend_t *e;
+		char    err[512];
+		size_t  i;
+
+		if (g->elen == g->ecap) {
+			size_t  n = g->ecap ? 2 * g->ecap : 64;
+			qend_t *ring = xr_calloc(n, sizeof(*ring));
+
+			for (i = 0; i < g->elen; i++)
+				ring[i] = g->ends[(g->ehead + i) % g->ecap];
+			free(g->ends);
+			g->ends = ring;
+			g->ehead = 0;
+			g->ecap = n;
+		}
+		e = &g->ends[(g->ehead + g->elen++) % g->ecap];
+		memset(e, 0, sizeof(*e));
+		e->m = m;
+		/* (decode_end may grow q->parts and q->regions: look again.) */
+		if (decode_end(q, reg, m, e, err, sizeof(err))) {
+			e->bad = true;
+			if (bad_size)
+				snprintf(bad, bad_size, "undecodable end record at %s [%d] "
+				         "offset %" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
+				         (int)m->partition, m->offset, err);
+		} else {
+			for (i = 0; i < e->np; i++)
+				range_push(&q->parts[e->p[i].part], e->p[i].first,
+				           e->p[i].last);
+		}
+		p = &q->parts[pi];
+		g = &q->regions[p->region];
+		if (g->elen >= XR_TXQ_MAX_ENDS && !p->paused) {
+			p->paused = true;
+			return 1;
+		}
+		return 0;
+	}
+	if (p->len == p->cap) {
+		size_t  n = p->cap ? 2 * p->cap : 64, i;
+		qmsg_t *ring = xr_calloc(n, sizeof(*ring));
+
+		for (i = 0; i < p->len; i++)
+			ring[i] = p->ring[(p->head + i) % p->cap];
+		free(p->ring);
+		p->ring = ring;
+		p->head = 0;
+		p->cap = n;
+	}
+	{
+		qmsg_t *qm = &p->ring[(p->head + p->len++) % p->cap];
+
+		qm->m = m;
+		qm->clsn = 0;
+		qm->txi = -1;
+		if (header(m, "xr-tx", hv, sizeof(hv)) &&
+		    !parse_xr_tx(hv, &qm->clsn, &qm->txi)) {
+			qm->clsn = 0;
+			qm->txi = -1;
+		}
+	}
+	if (p->len >= q->cap && !p->paused) {
+		p->paused = true;
+		return 1;
+	}
+	return 0;
+}
+
+static qmsg_t *
+head_of(const qpart_t *p)
+{
+	return p->len ? &p->ring[p->head] : NULL;
+}
+
+/* Hands out p's head message into out[*n]. */
+static void
+pop_to(qpart_t *p, xr_txq_out_t *out, size_t *n, bool skip, bool in_tx)
+{
+	qmsg_t *h = &p->ring[p->head];
+
+	out[*n].m = h->m;
+	out[*n].skip = skip;
+	out[*n].in_tx = in_tx;
+	(*n)++;
+	p->taken = h->m->offset + 1;
+	p->head = (p->head + 1) % p->cap;
+	p->len--;
+}
+
+/* Hands out region g's head end record (to skip) and drops it. */
+static void
+pop_end(xr_txq_t *q, qregion_t *g, xr_txq_out_t *out, size_t *n)
+{
+	qend_t *e = &g->ends[g->ehead];
+	size_t  i;
+
+	for (i = 0; i < e->np; i++)
+		range_pop(&q->parts[e->p[i].part]);
+	if (g->tx_part != SIZE_MAX)
+		q->parts[g->tx_part].taken = e->m->offset + 1;
+	out[*n].m = e->m;
+	out[*n].skip = true;
+	out[*n].in_tx = false;
+	(*n)++;
+	e->m = NULL;
+	end_free(e);
+	g->ehead = (g->ehead + 1) % g->ecap;
+	g->elen--;
+}
+
+/*
+ * Hands out what stands at the heads of region r's partitions before its
+ * next transaction: events of none, copies to skip.  Returns false when
+ * out is full.
+ */
+static bool
+take_heads(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
+{
+	qregion_t    *g = &q->regions[r];
+	const qend_t *next = g->elen ? &g->ends[g->ehead] : NULL;
+	size_t        i;
+
+	for (i = 0; i < q->nparts; i++) {
+		qpart_t *p = &q->parts[i];
+		qmsg_t  *h;
+
+		if (p->region != r || p->is_tx)
+			continue;
+		while ((h = head_of(p))) {
+			const range_t *rg = range_head(p);
+
+			if (*n == max)
+				return false;
+			if (h->clsn == 0) {
+				pop_to(p, out, n, false, false);  /* no transaction */
+			} else if (h->m->offset <= p->skip_through) {
+				pop_to(p, out, n, true, true);    /* applied already */
+			} else if (rg && h->m->offset < rg->first) {
+				pop_to(p, out, n, true, true);    /* a copy no record names */
+			} else if (!rg && next && !next->bad && h->clsn < next->clsn) {
+				/*
+				 * Committed before the next transaction, and no record
+				 * to come names it (records come in commit order): a
+				 * copy of one taken or skipped already.
+				 */
+				pop_to(p, out, n, true, true);
+			} else {
+				break;    /* its transaction's, or its record is to come */
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * Whether every event end record e names has arrived (or lies behind its
+ * partition's position), and how many are queued, into *queued.
+ */
+static bool
+end_complete(const xr_txq_t *q, const qend_t *e, int64_t *queued)
+{
+	size_t i;
+
+	*queued = 0;
+	for (i = 0; i < e->np; i++) {
+		const qpart_t     *p = &q->parts[e->p[i].part];
+		const qend_part_t *ep = &e->p[i];
+		size_t             k;
+
+		if (p->taken > ep->last)
+			continue;          /* read before this session's start */
+		if (p->received <= ep->last)
+			return false;
+		for (k = 0; k < p->len; k++) {
+			int64_t o = p->ring[(p->head + k) % p->cap].m->offset;
+
+			if (o > ep->last)
+				break;
+			if (o >= ep->first)
+				(*queued)++;
+		}
+	}
+	return true;
+}
+
+/* Notes that g's head end record e is taken (to be stored at commit). */
+static void
+note_taken(qregion_t *g, const qend_t *e)
+{
+	g->taking = e->clsn;
+	g->taken_pos = true;
+	g->taken_lsn = e->clsn;
+	g->taken_ts = e->commit_ts;
+	snprintf(g->taken_sysid, sizeof(g->taken_sysid), "%s", e->sysid);
+}
+
+/*
+ * Region g's head end record e came from another cluster than the one its
+ * applied position is of: a source database made anew starts its LSNs
+ * again, so the position no longer says anything.
+ */
+static void
+check_sysid(qregion_t *g, const qend_t *e)
+{
+	if (!g->has_applied || !e->sysid[0] || !g->sysid[0] ||
+	    strcmp(g->sysid, e->sysid) == 0)
+		return;
+	xr_warn("region %s: transactions now come from database system %s, "
+	        "not %s: its applied position (%" PRIu64 ") is reset", g->name,
+	        e->sysid, g->sysid, (uint64_t)g->applied);
+	snprintf(g->sysid, sizeof(g->sysid), "%s", e->sysid);
+	g->applied = g->taking = 0;
+}
+
+size_t
+xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
+{
+	qregion_t *g = &q->regions[r];
+	size_t     n = 0;
+
+	*big = false;
+	if (g->piece)
+		return 0;
+	for (;;) {
+		qend_t *e;
+		int64_t queued;
+		size_t  i;
+
+		if (g->elen)
+			check_sysid(g, &g->ends[g->ehead]);
+		if (!take_heads(q, r, out, max, &n) || g->elen == 0)
+			return n;
+		e = &g->ends[g->ehead];
+		if (e->bad)
+			return n;     /* the region waits: xr_txq_bad_end */
+		if (g->has_applied && e->clsn <= g->taking) {
+			/* Sent again after a producer's restart: applied already. */
+			if (n == max)
+				return n;
+			for (i = 0; i < e->np; i++) {
+				qpart_t *p = &q->parts[e->p[i].part];
+
+				if (e->p[i].last > p->skip_through)
+					p->skip_through = e->p[i].last;
+			}
+			pop_end(q, g, out, &n);
+			continue;
+		}
+		if (e->events + 1 > (int64_t)max) {
+			/* Larger than a batch: in pieces, in one target transaction. */
+			if (n == 0) {
+				*big = true;
+				g->piece = true;
+				g->piece_events = 0;
+			}
+			return n;
+		}
+		if (!end_complete(q, e, &queued) || (size_t)queued + 1 > max - n)
+			return n;
+		for (i = 0; i < e->np; i++) {
+			qpart_t *p = &q->parts[e->p[i].part];
+			qmsg_t  *h;
+
+			while ((h = head_of(p)) && h->m->offset <= e->p[i].last) {
+				bool mine = h->m->offset >= e->p[i].first &&
+				            h->clsn == e->clsn;
+
+				pop_to(p, out, &n, !mine, mine);
+			}
+		}
+		note_taken(g, e);
+		pop_end(q, g, out, &n);
+	}
+}
+
+size_t
+xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
+                  bool *done)
+{
+	qregion_t *g = &q->regions[r];
+	qend_t    *e;
+	size_t     n = 0, i;
+
+	*done = false;
+	if (!g->piece || g->elen == 0)
+		return 0;
+	e = &g->ends[g->ehead];
+	/* A k-way merge by tx_index of the record's ranges; one slot is kept
+	 * for the record itself. */
+	while (n + 1 < max) {
+		qpart_t *best = NULL;
+		int64_t  best_txi = INT64_MAX;
+		bool     skipped = false;
+
+		for (i = 0; i < e->np; i++) {
+			qpart_t           *p = &q->parts[e->p[i].part];
+			const qend_part_t *ep = &e->p[i];
+			qmsg_t            *h = head_of(p);
+
+			if (p->taken > ep->last)
+				continue;                     /* all of it is out */
+			if (!h) {
+				if (p->received > ep->last) {
+					p->taken = ep->last + 1;  /* the rest is gone */
+					continue;
+				}
+				return n;                     /* its next is to come */
+			}
+			if (h->m->offset > ep->last) {
+				p->taken = ep->last + 1;
+				continue;
+			}
+			if (h->clsn == 0) {
+				pop_to(p, out, &n, false, false); /* of no transaction */
+				skipped = true;
+				break;
+			}
+			if (h->m->offset < ep->first || h->clsn != e->clsn) {
+				pop_to(p, out, &n, true, true);   /* not one of its own */
+				skipped = true;
+				break;
+			}
+			if (h->txi < best_txi) {
+				best_txi = h->txi;
+				best = p;
+			}
+		}
+		if (skipped)
+			continue;
+		if (!best) {
+			/* Every range is out: the transaction is whole. */
+			if (e->events > g->piece_events)
+				xr_warn("region %s: transaction %" PRIu64 " had %" PRId64
+				        " events, %" PRId64 " were read (deleted before "
+				        "they were applied?)", g->name, (uint64_t)e->clsn,
+				        e->events, g->piece_events);
+			note_taken(g, e);
+			pop_end(q, g, out, &n);
+			g->piece = false;
+			*done = true;
+			return n;
+		}
+		pop_to(best, out, &n, false, true);
+		g->piece_events++;
+	}
+	return n;
+}
+
+bool
+xr_txq_taken_position(const xr_txq_t *q, size_t r, xr_lsn_t *lsn,
+                      const char **sysid, int64_t *commit_ts)
+{
+	const qregion_t *g = &q->regions[r];
+
+	if (!g->taken_pos)
+		return false;
+	*lsn = g->taken_lsn;
+	*sysid = g->taken_sysid;
+	*commit_ts = g->taken_ts;
+	return true;
+}
+
+size_t
+xr_txq_npositions(const xr_txq_t *q, size_t r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].region == r)
+			n++;
+	return n;
+}
+
+size_t
+xr_txq_offsets(const xr_txq_t *q, size_t r, xr_txq_pos_t *out)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++) {
+		const qpart_t *p = &q->parts[i];
+
+		if (p->region != r || p->taken < 0 || p->taken == p->committed)
+			continue;
+		out[n].topic = p->topic;
+		out[n].partition = p->partition;
+		out[n++].offset = p->taken;
+	}
+	return n;
+}
+
+void
+xr_txq_commit(xr_txq_t *q, size_t r)
+{
+	qregion_t *g = &q->regions[r];
+	size_t     i;
+
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].region == r)
+			q->parts[i].committed = q->parts[i].taken;
+	if (g->taken_pos) {
+		g->has_applied = true;
+		g->applied = g->taken_lsn;
+		snprintf(g->sysid, sizeof(g->sysid), "%s", g->taken_sysid);
+		g->taken_pos = false;
+	}
+	g->taking = g->applied;
+}
+
+size_t
+xr_txq_rewind(xr_txq_t *q, size_t r, xr_txq_pos_t *out)
+{
+	qregion_t *g = &q->regions[r];
+	size_t     i, n = 0;
+
+	for (i = 0; i < q->nparts; i++) {
+		qpart_t *p = &q->parts[i];
+
+		if (p->region != r)
+			continue;
+		part_drop(p);
+		p->taken = p->received = p->committed;
+		p->paused = false;
+		out[n].topic = p->topic;
+		out[n].partition = p->partition;
+		out[n++].offset = p->committed;
+	}
+	region_drop_ends(g);
+	g->taken_pos = false;
+	g->taking = g->applied;
+	return n;
+}
+
+bool
+xr_txq_bad_end(const xr_txq_t *q, size_t r)
+{
+	const qregion_t *g = &q->regions[r];
+
+	return g->elen > 0 && g->ends[g->ehead].bad;
+}
+
+size_t
+xr_txq_npaused(const xr_txq_t *q)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].paused)
+			n++;
+	return n;
+}
+
+size_t
+xr_txq_resumable(xr_txq_t *q, xr_txq_pos_t *out)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++) {
+		qpart_t *p = &q->parts[i];
+		size_t   queued = p->is_tx ? q->regions[p->region].elen : p->len;
+		size_t   room = p->is_tx ? XR_TXQ_MAX_ENDS / 2 : q->cap / 2;
+
+		if (!p->paused || queued > room)
+			continue;
+		p->paused = false;
+		out[n].topic = p->topic;
+		out[n].partition = p->partition;
+		out[n++].offset = p->received;
+	}
+	return n;
+}
+
+size_t
+xr_txq_queued(const xr_txq_t *q)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++)
+		n += q->parts[i].len;
+	return n;
+}
+
+void
+xr_txq_waiting(const xr_txq_t *q, size_t r, char *buf, size_t size)
+{
+	const qregion_t *g = &q->regions[r];
+	const qend_t    *e;
+	size_t           i;
+
+	buf[0] = '\0';
+	if (g->elen == 0)
+		return;
+	e = &g->ends[g->ehead];
+	for (i = 0; i < e->np; i++) {
+		const qpart_t *p = &q->parts[e->p[i].part];
+
+		if (p->taken > e->p[i].last || p->received > e->p[i].last)
+			continue;
+		snprintf(buf, size, "transaction %" PRIu64 " waits for %s [%d] "
+		         "offsets %" PRId64 "..%" PRId64 " (read up to %" PRId64 "%s)",
+		         (uint64_t)e->clsn, p->topic, (int)p->partition,
+		         e->p[i].first, e->p[i].last, p->received,
+		         p->paused ? ", paused" : "");
+		return;
+	}
+}
