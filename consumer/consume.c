@@ -516,8 +516,12 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	for (i = 0; i < (size_t)c->conf->batch_size; i++)
 		xr_event_init(&c->recs[i].ev);
 	if (c->atomic) {
-		/* A queue holds two batches: a transaction of a batch fits. */
-		c->txq = xr_txq_new(c->conf, 2 * (size_t)c->conf->batch_size);
+		/*
+		 * A queue holds eight batches: a transaction of a batch fits, and
+		 * a large one streams without waiting on refetches (a paused
+		 * partition loses what librdkafka had fetched for it).
+		 */
+		c->txq = xr_txq_new(c->conf, 8 * (size_t)c->conf->batch_size);
 		c->outs = xr_calloc((size_t)c->conf->batch_size, sizeof(*c->outs));
 	}
 	c->sharer = xr_sharer_start(c->conf, errstr, errstr_size);
@@ -1992,7 +1996,7 @@ out:
 static void
 atomic_big(consumer_t *c, size_t r)
 {
-	int64_t        last = xr_mono_us();
+	int64_t        last = xr_mono_us(), start = last, waited = 0;
 	bool           rows = atom_of(c, r)->rows_lsn != 0;
 	size_t         pieces = 0;
 
@@ -2021,6 +2025,8 @@ atomic_big(consumer_t *c, size_t r)
 				return;
 			}
 			last = xr_mono_us();
+			/* Refill drained queues while the rest is applied. */
+			txq_resume(c);
 			if (++pieces % 50 == 0)
 				xr_info("region %s: large transaction: %zu pieces of up "
 				        "to %d events applied, not yet committed",
@@ -2029,7 +2035,10 @@ atomic_big(consumer_t *c, size_t r)
 			if (done) {
 				if (pieces > 1)
 					xr_info("region %s: large transaction committed (%zu "
-					        "pieces)", xr_txq_region_name(c->txq, r), pieces);
+					        "pieces in %.1f s, %.1f s of it waiting for "
+					        "events)", xr_txq_region_name(c->txq, r), pieces,
+					        (double)(xr_mono_us() - start) / 1e6,
+					        (double)waited / 1e6);
 				atom_of(c, r)->rows_lsn = 0;
 				return;
 			}
@@ -2045,8 +2054,13 @@ atomic_big(consumer_t *c, size_t r)
 			txq_rewind(c, r, 5000);
 			return;
 		}
-		txq_fill(c, 100);
-		txq_resume(c);
+		{
+			int64_t t0 = xr_mono_us();
+
+			txq_resume(c);
+			txq_fill(c, 100);
+			waited += xr_mono_us() - t0;
+		}
 	}
 }
 
@@ -2081,6 +2095,7 @@ atomic_step(consumer_t *c)
 	size_t nreg, k;
 	char   err[1024];
 
+	txq_resume(c);
 	txq_fill(c, 100);
 	txq_resume(c);
 	nreg = xr_txq_regions(c->txq);

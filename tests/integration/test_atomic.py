@@ -8,6 +8,8 @@ whole, in one target transaction, in the source's commit order.
   no violation, also with batches smaller than the transactions (those are
   applied in pieces of one target transaction); with apply_mode rows it
   finds some, which shows the check can fail.
+- A region whose transactions wait (a column missing here) does not hold
+  up the others.
 - A large transaction, killed mid-apply (kill -9 of eu's consumer): after
   the restart it is there whole, once; eu's peak memory for a 1,000,000-row
   transaction is no larger than for a 100,000-row one (printed).
@@ -211,5 +213,37 @@ def test_large_transaction_killed_mid_apply_is_applied_whole_once():
         applied = eu.sql("SELECT commit_lsn > 0 FROM xregion.applied "
                          "WHERE region = 'us'")
         assert applied == [(True,)], applied
+    finally:
+        d.close()
+
+
+def test_a_waiting_region_does_not_block_the_others():
+    """us's transactions wait in eu for a column eu lacks (schema drift);
+    apac's go on meanwhile, and the wait is in the log; once the column
+    exists, us's transactions are applied, whole."""
+    d = Deployment([("public.items", False)],
+                   "CREATE TABLE items (id int PRIMARY KEY, n int);",
+                   consumer=["drift_recheck_ms: 500"])
+    try:
+        d.start()
+        us, eu, apac = d["us"], d["eu"], d["apac"]
+        us.sql("INSERT INTO items VALUES (1, 1)")
+        d.converge("items", expect_rows=1)
+        us.sql("ALTER TABLE items ADD COLUMN extra int")
+        us.sql("BEGIN; INSERT INTO items VALUES (2, 2, 7); "
+               "UPDATE items SET n = 10, extra = 1 WHERE id = 1; COMMIT")
+        eu.wait_log("region us waits")
+        apac.sql("INSERT INTO items VALUES (100, 100)")
+        deadline = time.time() + 60
+        while eu.sql("SELECT count(*) FROM items WHERE id = 100")[0][0] == 0:
+            assert time.time() < deadline, eu.read_log()[-3000:]
+            time.sleep(0.2)
+        # us's transaction is not there, not even in part
+        assert eu.sql("SELECT id, n FROM items ORDER BY id") == [(1, 1), (100, 100)]
+        for n in (eu, apac):
+            n.sql("ALTER TABLE items ADD COLUMN extra int")
+        d.converge("items", expect_rows=3)
+        assert eu.sql("SELECT id, n, extra FROM items ORDER BY id") == \
+            [(1, 10, 1), (2, 2, 7), (100, 100, None)]
     finally:
         d.close()
