@@ -80,3 +80,20 @@ fail:
 	rd_kafka_conf_destroy(kc);
 	return NULL;
 }
+
+bool
+xr_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                size_t size)
+{
+	rd_kafka_headers_t *h;
+	const void         *v;
+	size_t              n;
+
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    rd_kafka_header_get_last(h, name, &v, &n) !=
+	        RD_KAFKA_RESP_ERR_NO_ERROR || !v || n >= size)
+		return false;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return true;
+}

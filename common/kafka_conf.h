@@ -2,6 +2,7 @@
 #ifndef XR_KAFKA_CONF_H
 #define XR_KAFKA_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <librdkafka/rdkafka.h>
@@ -31,5 +32,13 @@ rd_kafka_conf_t *xr_kafka_conf_new(const xr_config_t *conf,
  */
 rd_kafka_t *xr_kafka_query_new(const xr_config_t *conf, char *errstr,
                                size_t errstr_size);
+
+/*
+ * The value of message m's last header name, copied NUL-terminated into
+ * buf: false when m has no such header, or its value is null or does not
+ * fit in size - 1 bytes.
+ */
+bool xr_kafka_header(const rd_kafka_message_t *m, const char *name,
+                     char *buf, size_t size);
 
 #endif

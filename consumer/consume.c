@@ -44,8 +44,8 @@ typedef struct atom_region_s {
 	int      backoff_ms;
 	char     reason[512];     /* why it is blocked, "" if not */
 	char     nspname[128], relname[128];  /* a drift's table */
-	xr_lsn_t rows_lsn;        /* its big transaction goes in committed
-	                             pieces (it failed whole on the data) */
+	bool     piece_commits;   /* its large transaction goes in pieces that
+	                             each commit (it failed whole on the data) */
 	int64_t  waiting_since;   /* its next transaction waits since (µs) */
 	int64_t  waiting_logged;
 	bool     rewind_due;      /* a seek failed: rewind before a take */
@@ -1478,6 +1478,45 @@ connect_applier(consumer_t *c)
 	return 0;
 }
 
+typedef enum {
+	POLL_NONE = 0,   /* nothing came within the wait */
+	POLL_MESSAGE,    /* *out: a message to use */
+	POLL_SKIPPED,    /* one came and was dropped: poll again */
+	POLL_FATAL       /* librdkafka gave up (c->fatal is set) */
+} poll_result_t;
+
+/*
+ * Polls the group consumer once for up to wait_ms.  Errors are logged and
+ * messages of partitions whose stored offsets are not known yet dropped.
+ */
+static poll_result_t
+poll_message(consumer_t *c, int wait_ms, rd_kafka_message_t **out)
+{
+	rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait_ms);
+
+	*out = NULL;
+	if (!m)
+		return POLL_NONE;
+	if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+		error_cb(c->rk, m->err, rd_kafka_message_errstr(m), c);
+		rd_kafka_message_destroy(m);
+		return POLL_FATAL;
+	}
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			xr_warn("kafka: %s", rd_kafka_message_errstr(m));
+		rd_kafka_message_destroy(m);
+		return POLL_SKIPPED;
+	}
+	if (in_list(c->pending, m)) {
+		/* Fetched before its stored offset was known. */
+		rd_kafka_message_destroy(m);
+		return POLL_SKIPPED;
+	}
+	*out = m;
+	return POLL_MESSAGE;
+}
+
 /*
  * Fills the batch from Kafka: up to batch_size messages, or what came
  * within batch_linger_ms of the first; returns at once when none came
@@ -1492,6 +1531,7 @@ fill_batch(consumer_t *c)
 	       !(c->parts && c->nopen == 0)) {
 		int                 wait_ms = 100;
 		rd_kafka_message_t *m;
+		poll_result_t       pr;
 
 		if (c->nrecs > 0) {
 			int64_t left = first_us +
@@ -1501,26 +1541,15 @@ fill_batch(consumer_t *c)
 				break;
 			wait_ms = (int)(left / 1000) + 1;
 		}
-		m = rd_kafka_consumer_poll(c->rk, wait_ms);
-		if (!m) {
-			if (c->nrecs == 0)
-				break;
-			continue;
-		}
-		if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-			error_cb(c->rk, m->err, rd_kafka_message_errstr(m), c);
-			rd_kafka_message_destroy(m);
+		pr = poll_message(c, wait_ms, &m);
+		if (pr == POLL_NONE && c->nrecs == 0)
 			break;
-		}
-		if (m->err) {
-			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				xr_warn("kafka: %s", rd_kafka_message_errstr(m));
-			rd_kafka_message_destroy(m);
+		if (pr == POLL_FATAL)
+			break;
+		if (pr != POLL_MESSAGE)
 			continue;
-		}
-		if (in_list(c->pending, m) || (c->parts && !replay_keep(c, m))) {
-			/* Fetched before its stored offset was known (or, in a
-			 * replay, outside the range). */
+		if (c->parts && !replay_keep(c, m)) {
+			/* In a replay, outside the range. */
 			rd_kafka_message_destroy(m);
 			continue;
 		}
@@ -1766,6 +1795,7 @@ txq_fill(consumer_t *c, int wait_ms)
 		int                 w = wait_ms;
 		char                bad[600];
 		int                 full;
+		poll_result_t       pr;
 
 		if (got > 0) {
 			int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
@@ -1775,27 +1805,11 @@ txq_fill(consumer_t *c, int wait_ms)
 				break;
 			w = (int)(left / 1000) + 1;
 		}
-		m = rd_kafka_consumer_poll(c->rk, w);
-		if (!m) {
-			if (got == 0)
-				break;
-			continue;
-		}
-		if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-			error_cb(c->rk, m->err, rd_kafka_message_errstr(m), c);
-			rd_kafka_message_destroy(m);
+		pr = poll_message(c, w, &m);
+		if ((pr == POLL_NONE && got == 0) || pr == POLL_FATAL)
 			break;
-		}
-		if (m->err) {
-			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				xr_warn("kafka: %s", rd_kafka_message_errstr(m));
-			rd_kafka_message_destroy(m);
+		if (pr != POLL_MESSAGE)
 			continue;
-		}
-		if (in_list(c->pending, m)) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
 		if (got++ == 0)
 			first_us = xr_mono_us();
 		{
@@ -1997,7 +2011,7 @@ static void
 atomic_big(consumer_t *c, size_t r)
 {
 	int64_t        last = xr_mono_us(), start = last, waited = 0;
-	bool           rows = atom_of(c, r)->rows_lsn != 0;
+	bool           rows = atom_of(c, r)->piece_commits;
 	size_t         pieces = 0;
 
 	for (;;) {
@@ -2017,7 +2031,7 @@ atomic_big(consumer_t *c, size_t r)
 				if (!rows && xr_applier_connected(c->ap) &&
 				    xr_applier_error_is_data(c->ap)) {
 					/* Whole, it cannot be applied: in committed pieces. */
-					atom_of(c, r)->rows_lsn = 1;
+					atom_of(c, r)->piece_commits = true;
 					xr_warn("region %s: a large transaction failed on the "
 					        "data; applying it again in pieces that each "
 					        "commit", xr_txq_region_name(c->txq, r));
@@ -2039,7 +2053,7 @@ atomic_big(consumer_t *c, size_t r)
 					        "events)", xr_txq_region_name(c->txq, r), pieces,
 					        (double)(xr_mono_us() - start) / 1e6,
 					        (double)waited / 1e6);
-				atom_of(c, r)->rows_lsn = 0;
+				atom_of(c, r)->piece_commits = false;
 				return;
 			}
 			continue;

@@ -455,23 +455,6 @@ typedef struct feed_s {
 	int                   dlq_failed;
 } feed_t;
 
-static bool
-header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
-{
-	rd_kafka_headers_t *h;
-	const void         *v;
-	size_t              n;
-
-	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    rd_kafka_header_get_last(h, name, &v, &n) !=
-	        RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    !v || n >= size)
-		return false;
-	memcpy(buf, v, n);
-	buf[n] = '\0';
-	return true;
-}
-
 static void
 dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -879,7 +862,7 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 	int64_t            version, layout_ts;
 
 	err[0] = '\0';
-	if (header(m, "xr-for", buf, sizeof(buf))) {
+	if (xr_kafka_header(m, "xr-for", buf, sizeof(buf))) {
 		f->skipped++;   /* a backfill for a joining region only */
 		return 0;
 	}
@@ -887,8 +870,8 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 		snprintf(err, sizeof(err), "no value");
 		goto dead;
 	}
-	(void)header(m, "xr-schema", vid, sizeof(vid));
-	(void)header(m, "xr-key-schema", kid, sizeof(kid));
+	(void)xr_kafka_header(m, "xr-schema", vid, sizeof(vid));
+	(void)xr_kafka_header(m, "xr-key-schema", kid, sizeof(kid));
 	vs = xr_registry_resolve(f->reg, m->payload, m->len, vid[0] ? vid : NULL,
 	                         &body, &blen, &transient, err, sizeof(err));
 	if (!vs)
@@ -926,7 +909,7 @@ feed_message(feed_t *f, const rd_kafka_message_t *m)
 	version = v.commit_ts;
 	if (v.has_vclock)
 		version = v.vc_hlc;
-	else if (header(m, "xr-version-ts", buf, sizeof(buf)))
+	else if (xr_kafka_header(m, "xr-version-ts", buf, sizeof(buf)))
 		version = strtoll(buf, NULL, 10);
 	switch (v.op) {
 	case XR_OP_INSERT:

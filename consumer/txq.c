@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/avro_codec.h"
+#include "common/kafka_conf.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -266,23 +267,6 @@ xr_txq_set_applied(xr_txq_t *q, size_t r, xr_lsn_t lsn, const char *sysid)
 	snprintf(g->sysid, sizeof(g->sysid), "%s", sysid ? sysid : "");
 }
 
-/* Header name's value as a NUL-terminated string in buf; false if none. */
-static bool
-header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
-{
-	rd_kafka_headers_t *h;
-	const void         *v;
-	size_t              n;
-
-	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    rd_kafka_header_get_last(h, name, &v, &n) !=
-	        RD_KAFKA_RESP_ERR_NO_ERROR || !v || n >= size)
-		return false;
-	memcpy(buf, v, n);
-	buf[n] = '\0';
-	return true;
-}
-
 /* "<commit lsn>:<tx_index>" (decimal) into *clsn, *txi; false if not. */
 static bool
 parse_xr_tx(const char *s, xr_lsn_t *clsn, int64_t *txi)
@@ -329,8 +313,9 @@ decode_end(xr_txq_t *q, xr_registry_t *reg, const rd_kafka_message_t *m,
 		snprintf(errstr, errstr_size, "empty end record");
 		return -1;
 	}
-	s = xr_registry_resolve(reg, m->payload, m->len,
-	                        header(m, "xr-schema", id, sizeof(id)) ? id : NULL,
+	if (!xr_kafka_header(m, "xr-schema", id, sizeof(id)))
+		id[0] = '\0';
+	s = xr_registry_resolve(reg, m->payload, m->len, id[0] ? id : NULL,
 	                        &body, &blen, &transient, errstr, errstr_size);
 	if (!s || xr_avro_decode(s, body, blen, &v, errstr, errstr_size))
 		return -1;
@@ -495,7 +480,7 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 		qm->m = m;
 		qm->clsn = 0;
 		qm->txi = -1;
-		if (header(m, "xr-tx", hv, sizeof(hv)) &&
+		if (xr_kafka_header(m, "xr-tx", hv, sizeof(hv)) &&
 		    !parse_xr_tx(hv, &qm->clsn, &qm->txi)) {
 			qm->clsn = 0;
 			qm->txi = -1;
