@@ -64,6 +64,7 @@ struct xr_backfill_s {
 	char             **pk;        /* primary-key columns, index order */
 	int               *pkcol;     /* their column in rel */
 	int                phase;     /* PHASE_ROWS, PHASE_HIDDEN, PHASE_TOMBS */
+	const char        *from;      /* "FROM ONLY " or, partitioned, "FROM " */
 	json_t            *cursor;    /* the next chunk starts after this key
 	                                 (NULL: at the phase's start) */
 	bool               finished;  /* every chunk is published */
@@ -573,7 +574,8 @@ tomb_sql(xr_backfill_t *b, PGconn *conn, const char *vt, xr_buf_t *tmp)
 	xr_buf_puts(&sel, "::regclass, to_jsonb(v)) AND ROW(h.ts, h.region, "
 	                  "h.clsn, h.lsn) = ROW(v.ts, v.region, "
 	                  "coalesce(v.clsn, 0), coalesce(v.lsn, 0)))\n"
-	                  "  AND NOT EXISTS (SELECT 1 FROM ONLY ");
+	                  "  AND NOT EXISTS (SELECT 1 ");
+	xr_buf_puts(&sel, b->from);
 	if (xr_pqbuf_ident(conn, &sel, b->nspname))
 		goto out;
 	xr_buf_putc(&sel, '.');
@@ -716,7 +718,7 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 	res = PQexecParams(
 		conn,
 		"SELECT c.oid, c.relreplident, a.attname, a.atttypid, a.atttypmod, "
-		"       tn.nspname, ty.typname "
+		"       tn.nspname, ty.typname, c.relkind "
 		"FROM pg_catalog.pg_class c "
 		"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 		"JOIN pg_catalog.pg_publication_tables p ON p.pubname = $3 "
@@ -758,6 +760,9 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 	m.u.relation.nspname = b->nspname;
 	m.u.relation.relname = b->relname;
 	m.u.relation.replident = PQgetvalue(res, 0, 1)[0];
+	/* A partitioned table's rows are its partitions'; a table's own are
+	 * its alone (not an inheritance child's, published on its own). */
+	b->from = PQgetvalue(res, 0, 7)[0] == 'p' ? "FROM " : "FROM ONLY ";
 	m.u.relation.ncols = n;
 	m.u.relation.cols = cols;
 
@@ -842,7 +847,8 @@ load_job(xr_backfill_t *b, PGconn *conn, char *reason, size_t reason_size,
 		            "v.vv::text");
 	else
 		xr_buf_puts(&sel, ", ver.ts, ver.region, ver.clsn, ver.lsn, NULL");
-	xr_buf_puts(&sel, "\nFROM ONLY ");
+	xr_buf_putc(&sel, '\n');
+	xr_buf_puts(&sel, b->from);
 	if (xr_pqbuf_ident(conn, &sel, b->nspname))
 		goto quote;
 	xr_buf_putc(&sel, '.');

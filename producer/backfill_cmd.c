@@ -379,7 +379,8 @@ check_tables(PGconn *conn, const xr_config_t *conf,
 		qs = PQescapeIdentifier(conn, j[i].schema, strlen(j[i].schema));
 		qn = PQescapeIdentifier(conn, j[i].name, strlen(j[i].name));
 		xr_buf_init(&sql);
-		xr_buf_printf(&sql, "SELECT count(*) FROM ONLY %s.%s", qs ? qs : "",
+		/* (Not ONLY: a partitioned table's rows are its partitions'.) */
+		xr_buf_printf(&sql, "SELECT count(*) FROM %s.%s", qs ? qs : "",
 		              qn ? qn : "");
 		PQfreemem(qs);
 		PQfreemem(qn);

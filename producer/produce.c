@@ -48,6 +48,17 @@ typedef struct session_s {
 	xr_stream_t      *stream;
 	PGconn           *catalog;   /* plain connection (catalog, row reads) */
 	PGresult         *moved_res; /* values read back for the change at hand */
+	/*
+	 * A delete of a partitioned table, held until the next message: when
+	 * that is an insert of the same key into the same table, the row moved
+	 * between partitions, and the two are published as one update.
+	 */
+	bool              move_held;
+	uint32_t          move_relid;
+	xr_lsn_t          move_lsn;
+	xr_pgo_tuple_t    move_old;   /* cols point into move_data */
+	size_t            move_cap;
+	xr_buf_t          move_data;
 	uint64_t          visible_txn; /* txn_id seen visible by fill_unchanged */
 	xr_stamper_t     *stamper;   /* versions of local writes (stamp.h) */
 	xr_backfill_t    *backfill;  /* chunks of backfill jobs (backfill.h) */
@@ -277,6 +288,33 @@ primary_key(session_t *s, uint32_t relid, char *errstr, size_t errstr_size,
 	}
 	PQclear(res);
 	return cols;
+}
+
+/* Whether relid is a partitioned table.  Returns 0, or -1 with errstr. */
+static int
+relkind_of(session_t *s, uint32_t relid, bool *partitioned, char *errstr,
+           size_t errstr_size)
+{
+	char        oid[16];
+	const char *params[1] = { oid };
+	PGresult   *res;
+
+	*partitioned = false;
+	if (catalog_conn(s, errstr, errstr_size))
+		return -1;
+	snprintf(oid, sizeof(oid), "%" PRIu32, relid);
+	res = PQexecParams(s->catalog,
+	                   "SELECT relkind = 'p' FROM pg_catalog.pg_class "
+	                   "WHERE oid = $1::oid", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(errstr, errstr_size, "reading relkind: %s",
+		         PQerrorMessage(s->catalog));
+		PQclear(res);
+		return -1;
+	}
+	*partitioned = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return 0;
 }
 
 static void
@@ -1292,6 +1330,80 @@ handle_change(session_t *s, uint32_t relid, xr_op_t op,
 	return rc ? -1 : 0;
 }
 
+/* Keeps a copy of delete tuple old of relid (its bytes are the parser's). */
+static void
+hold_move(session_t *s, uint32_t relid, const xr_pgo_tuple_t *old,
+          xr_lsn_t lsn)
+{
+	int i;
+
+	if ((size_t)old->ncols > s->move_cap) {
+		s->move_cap = (size_t)old->ncols;
+		s->move_old.cols = xr_reallocarray(s->move_old.cols, s->move_cap,
+		                                   sizeof(*s->move_old.cols));
+	}
+	xr_buf_reset(&s->move_data);
+	for (i = 0; i < old->ncols; i++) {
+		s->move_old.cols[i] = old->cols[i];
+		/* data holds the offset until the buffer stops moving */
+		s->move_old.cols[i].data = (const char *)(uintptr_t)s->move_data.len;
+		if (old->cols[i].data)
+			xr_buf_append(&s->move_data, old->cols[i].data, old->cols[i].len);
+	}
+	for (i = 0; i < old->ncols; i++)
+		s->move_old.cols[i].data = old->cols[i].data
+		    ? s->move_data.data + (uintptr_t)s->move_old.cols[i].data : NULL;
+	s->move_old.ncols = old->ncols;
+	s->move_relid = relid;
+	s->move_lsn = lsn;
+	s->move_held = true;
+}
+
+/* Whether insert tuple t has the held delete's primary key. */
+static bool
+same_key(const session_t *s, const xr_rel_t *rel, const xr_pgo_tuple_t *t)
+{
+	int i;
+
+	if (t->ncols != s->move_old.ncols || t->ncols != rel->ncols)
+		return false;
+	for (i = 0; i < t->ncols; i++) {
+		const xr_pgo_datum_t *a = &s->move_old.cols[i], *b = &t->cols[i];
+
+		if (!rel->cols[i].is_key)
+			continue;
+		if (a->kind != b->kind || a->len != b->len ||
+		    (a->len && memcmp(a->data, b->data, a->len) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* Publishes the held delete, if any, as the delete it is. */
+static int
+flush_move(session_t *s, char *errstr, size_t errstr_size, bool *fatal)
+{
+	if (!s->move_held)
+		return 0;
+	s->move_held = false;
+	return handle_change(s, s->move_relid, XR_OP_DELETE, &s->move_old, NULL,
+	                     s->move_lsn, errstr, errstr_size, fatal);
+}
+
+/*
+ * A delete of a published partitioned table (not in vclock mode: its
+ * trigger's messages go with each half) is held: the row may be moving to
+ * another partition.  Returns true when it was.
+ */
+static bool
+may_move(session_t *s, uint32_t relid)
+{
+	const xr_rel_t *rel = xr_relcache_get(s->rels, relid);
+
+	return rel && rel->partitioned && rel->published && !s->skip_txn &&
+	       !(rel->tconf && rel->tconf->conflict == XR_CONFLICT_VCLOCK);
+}
+
 static int
 handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
                size_t errstr_size, bool *fatal)
@@ -1306,6 +1418,10 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		*fatal = true;
 		return -1;
 	}
+	if (s->move_held &&
+	    !(m.kind == XR_PGO_INSERT && m.u.insert.relid == s->move_relid) &&
+	    flush_move(s, errstr, errstr_size, fatal))
+		return -1;
 	switch (m.kind) {
 	case XR_PGO_BEGIN:
 		s->in_txn = true;
@@ -1373,6 +1489,12 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			*fatal = true;
 			return -1;
 		}
+		if (rel) {
+			rel->replident = m.u.relation.replident;
+			if (relkind_of(s, m.u.relation.relid, &rel->partitioned, errstr,
+			               errstr_size))
+				return -1;
+		}
 		break;
 	}
 	case XR_PGO_TYPE:
@@ -1386,6 +1508,23 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 	 * gives each its own index.
 	 */
 	case XR_PGO_INSERT:
+		if (s->move_held) {
+			xr_rel_t *mr = xr_relcache_get(s->rels, s->move_relid);
+			bool      same = mr && same_key(s, mr, &m.u.insert.newtup);
+
+			/*
+			 * A row moved between partitions: one update.  The partition
+			 * key is part of the primary key, so it changed the key, and
+			 * before has the old key (the old row under REPLICA IDENTITY
+			 * FULL).  The same key: a delete and insert made one update.
+			 */
+			s->move_held = false;
+			return handle_change(s, m.u.insert.relid, XR_OP_UPDATE,
+			                     !same || (mr && mr->replident == 'f')
+			                         ? &s->move_old : NULL,
+			                     &m.u.insert.newtup, wm->data_start,
+			                     errstr, errstr_size, fatal);
+		}
 		return handle_change(s, m.u.insert.relid, XR_OP_INSERT, NULL,
 		                     &m.u.insert.newtup, wm->data_start, errstr,
 		                     errstr_size, fatal);
@@ -1395,6 +1534,11 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		                     &m.u.update.newtup, wm->data_start, errstr,
 		                     errstr_size, fatal);
 	case XR_PGO_DELETE:
+		if (may_move(s, m.u.delete.relid)) {
+			hold_move(s, m.u.delete.relid, &m.u.delete.oldtup,
+			          wm->data_start);
+			return 0;
+		}
 		return handle_change(s, m.u.delete.relid, XR_OP_DELETE,
 		                     &m.u.delete.oldtup, NULL, wm->data_start, errstr,
 		                     errstr_size, fatal);
@@ -1470,6 +1614,11 @@ session_term(session_t *s)
 	xr_publisher_set_wait_cb(s->pub, NULL, NULL);
 	xr_publisher_set_dr_cb(s->pub, NULL, NULL);
 	xr_buf_term(&s->txbuf);
+	xr_buf_term(&s->move_data);
+	free(s->move_old.cols);
+	s->move_old.cols = NULL;
+	s->move_cap = 0;
+	s->move_held = false;
 	xr_tracker_destroy(s->tracker);
 	xr_txend_destroy(s->tx);
 	s->tx = NULL;
@@ -1520,6 +1669,7 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	xr_publisher_set_wait_cb(s->pub, wait_cb, s);
 	xr_publisher_set_dr_cb(s->pub, on_delivered, s);
 	xr_buf_init(&s->txbuf);
+	xr_buf_init(&s->move_data);
 	if (xr_stream_start(s->stream, conf->slot, conf->publication, err,
 	                    sizeof(err))) {
 		xr_error("%s", err);

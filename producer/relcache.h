@@ -57,6 +57,10 @@ typedef struct xr_rel_s {
 	bool         published;
 	bool         warned;     /* logged once that it is not published */
 	bool         vclock_warned; /* logged once: a change without vclock */
+	bool         partitioned;   /* a partitioned table (relkind p): its
+	                               partitions' changes come under its name
+	                               (publish_via_partition_root) */
+	char         replident;     /* the Relation message's: d, n, f or i */
 	const xr_table_conf_t *tconf;  /* borrowed from the config, or NULL */
 	char        *topic;      /* <prefix>.<region>.<schema>.<table> */
 

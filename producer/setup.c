@@ -161,6 +161,15 @@ setup_publication(PGconn *conn, const xr_config_t *conf)
 	}
 	if (exec_command(conn, sql.data))
 		goto out;
+	/*
+	 * A partitioned table's changes come under its own name, whatever its
+	 * partitions are called here (and in the other regions).
+	 */
+	xr_buf_reset(&sql);
+	xr_buf_printf(&sql, "ALTER PUBLICATION %s SET "
+	              "(publish_via_partition_root = true)", pub);
+	if (exec_command(conn, sql.data))
+		goto out;
 	xr_info("publication %s: %zu table(s)%s%s", conf->publication, n,
 	        n ? ": " : " (no table is marked pii: false)", tables.data);
 	rc = 0;

@@ -122,7 +122,8 @@ class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
                  ports=None, consumer=(), kafka=()):
         """consumer, kafka: further lines of each region's consumer: and
-        kafka: sections (kafka may map a region to its own lines)."""
+        kafka: sections (kafka may map a region to its own lines);
+        schema_sql may map a region to its own DDL."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
         self.prefix = f"xrd{self.suffix}"
@@ -136,7 +137,9 @@ class Deployment:
                                      else extra, consumer,
                                      kafka.get(r, ()) if isinstance(kafka, dict)
                                      else kafka)
-                self.nodes[r].sql(schema_sql)
+                self.nodes[r].sql(schema_sql.get(r, "")
+                                  if isinstance(schema_sql, dict)
+                                  else schema_sql)
             for n in self.nodes.values():
                 n.xregion("setup")
         except Exception:
