@@ -21,6 +21,7 @@
 #include "common/mem.h"
 #include "consumer/apply.h"
 #include "consumer/event.h"
+#include "consumer/plan.h"
 #include "consumer/progress.h"
 #include "consumer/registry.h"
 #include "consumer/txq.h"
@@ -1855,6 +1856,20 @@ atomic_free(consumer_t *c)
 	free_batch(c);
 }
 
+/* Orders items by position in their source's stream, then by offset. */
+static int
+cmp_item_position(const void *x, const void *y)
+{
+	const xr_apply_item_t *a = x, *b = y;
+	int                    c = xr_plan_cmp_position(a->ev, b->ev);
+
+	if (c)
+		return c;
+	if (a->partition != b->partition)
+		return a->partition < b->partition ? -1 : 1;
+	return a->offset < b->offset ? -1 : (a->offset > b->offset);
+}
+
 /*
  * Applies region r's n messages handed out in c->outs: whole transactions
  * in one target transaction with their offsets and applied position, or
@@ -1955,6 +1970,9 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 		xr_warn("batch from region %s failed (%s); applying its %zu events "
 		        "in halves, not whole transactions, down to the one that "
 		        "fails", region, err, ni);
+		/* Halves in the source's order: a half is never a later write
+		 * applied before an earlier one of another half. */
+		qsort(items, ni, sizeof(*items), cmp_item_position);
 		c->no_half_offsets = true;
 		rc = apply_halves(c, items, ni, true);
 		c->no_half_offsets = false;
