@@ -11,6 +11,9 @@ shell script only orchestrates processes and clusters.
   update      time UPDATE ... WHERE id % 2 = 0 until the destination reflects it
   oltp        pgbench single-row updates on the source, then the time until
               the destination has caught up
+  latency     pgbench single-row updates at fixed rates (-R); a trigger on
+              the destination stamps each row's arrival: p50/p99 of arrival
+              minus the source's statement time
   set         store a value in the results file
   topics-drop delete the Kafka topics (and consumer groups) of a topic prefix
   report      print the result table, write the final JSON
@@ -416,6 +419,88 @@ def cmd_oltp(a):
         "the load ended")
 
 
+LATENCY_SQL = """
+CREATE TABLE IF NOT EXISTS xrbench_arrivals (id bigint, src timestamptz,
+                                             arrived timestamptz);
+CREATE OR REPLACE FUNCTION xrbench_arrived() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.xrbench_arrivals VALUES (NEW.id, NEW.c, clock_timestamp());
+  RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS xrbench_arrived ON items;
+CREATE TRIGGER xrbench_arrived AFTER UPDATE ON items
+  FOR EACH ROW EXECUTE FUNCTION xrbench_arrived();
+-- appliers run with session_replication_role = replica
+ALTER TABLE items ENABLE ALWAYS TRIGGER xrbench_arrived;
+"""
+
+
+def cmd_latency(a):
+    """Single-row update transactions at each fixed rate, each stamped with
+    the source's clock_timestamp() in column c; the destination's trigger
+    stamps its arrival (its apply, just before that commits).  Both servers
+    share this machine's clock.  The first second of each rate is left out
+    (warm-up)."""
+    import re
+    import subprocess
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    dst.execute(LATENCY_SQL)
+    script = os.path.join(os.path.dirname(a.results), "latency.sql")
+    with open(script, "w") as f:
+        f.write(f"\\set id random(1, {a.rows})\n"
+                "UPDATE items SET a = a + 1, c = clock_timestamp() "
+                "WHERE id = :id;\n")
+    out = {}
+    try:
+        for rate in a.rates:
+            dst.execute("TRUNCATE xrbench_arrivals")
+            clients = 1 if rate <= 1000 else 2
+            cmd = [a.pgbench, "-h", "127.0.0.1", "-p", str(a.src_port),
+                   "-U", "postgres", "-n", "-M", "prepared", "-c", str(clients),
+                   "-j", str(clients), "-R", str(rate), "-T", str(a.seconds),
+                   "-f", script, a.src_db]
+            t0 = time.time()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"[bench] pgbench exited {r.returncode}:\n"
+                                 f"{r.stdout}{r.stderr}")
+            txns = int(re.search(r"actually processed: (\d+)", r.stdout).group(1))
+            # Caught up when the sums agree: xregion applies two updates of
+            # a row in one batch as one write (one arrival, the later one).
+            want = sums(src)
+            deadline = time.monotonic() + a.timeout
+            while sums(dst) != want:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"[bench] {a.key}: {rate}/s: the "
+                                     "destination did not catch up")
+                time.sleep(POLL)
+            p50, p90, p99, pmax, n = dst.execute(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), "
+                "percentile_cont(0.9) WITHIN GROUP (ORDER BY ms), "
+                "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms), "
+                "count(*) FROM (SELECT (extract(epoch FROM arrived - src) * 1000)::float8 "
+                "AS ms FROM xrbench_arrivals "
+                "WHERE src >= to_timestamp(%s)) x", (t0 + 1,)).fetchone()
+            worst = dst.execute(
+                "SELECT round(extract(epoch FROM src)::numeric - %s::numeric, 3)::float8, "
+                "round((extract(epoch FROM arrived - src) * 1000)::numeric, 1)"
+                "::float8 FROM xrbench_arrivals WHERE src >= to_timestamp(%s) "
+                "ORDER BY arrived - src DESC LIMIT 8", (t0, t0 + 1)).fetchall()
+            res = {"rate": rate, "transactions": txns,
+                   "worst": [list(w) for w in worst],
+                   "achieved_tps": txns / a.seconds, "p50_ms": p50,
+                   "p90_ms": p90, "p99_ms": p99, "max_ms": pmax, "measured": n}
+            out[str(rate)] = res
+            say(f"{a.key}: {rate}/s asked, {txns / a.seconds:.0f}/s made: "
+                f"p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {p99:.2f} ms, "
+                f"max {pmax:.1f} ms ({n} updates); slowest at "
+                + ", ".join(f"{t:.2f} s ({ms:.0f} ms)" for t, ms in worst[:5]))
+    finally:
+        dst.execute("DROP TRIGGER IF EXISTS xrbench_arrived ON items")
+    store(a.results, a.key, out)
+
+
 def cmd_set(a):
     try:
         v = json.loads(a.value)
@@ -536,6 +621,22 @@ def cmd_report(a):
     if details:
         print("Stages (seconds from the start of the statement):")
         print("\n".join(details))
+    lat = []
+    rates = sorted({int(k) for d in (x, xr, n) for k in
+                    ((d or {}).get("latency") or {})}, key=int)
+    for rate in rates:
+        cells = []
+        for d in (x, xr, n):
+            c = ((d or {}).get("latency") or {}).get(str(rate))
+            cells.append("-" if not c else
+                         f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms "
+                         f"({c['achieved_tps']:.0f}/s)")
+        lat.append(f"  {rate:>5}/s: atomic {cells[0]}; rows {cells[1]}; "
+                   f"native {cells[2]}")
+    if lat:
+        print("Latency, source statement to arrival at the destination, p50 / "
+              "p99 (rate made):")
+        print("\n".join(lat))
     cpu_lines = []
     for name, d in (("xregion", x), ("rows", xr), ("native", n)):
         for case in ("insert", "update", "oltp"):
@@ -572,7 +673,7 @@ def main():
 
     db_args(sub.add_parser("prepare"))
     db_args(sub.add_parser("dropdb"))
-    for name in ("insert", "update", "warmup", "oltp"):
+    for name in ("insert", "update", "warmup", "oltp", "latency"):
         sp = sub.add_parser(name)
         sp.add_argument("--src-port", type=int, required=True)
         sp.add_argument("--src-db", required=True)
@@ -590,6 +691,9 @@ def main():
         sp.add_argument("--log", help="where to keep pgbench's output")
         sp.add_argument("--pids", help="name=pid,... processes whose CPU "
                         "time to report besides the databases' backends")
+        sp.add_argument("--rates", type=lambda v: [int(x) for x in v.split()],
+                        default=[200, 1000, 5000],
+                        help="latency: transactions per second, space-separated")
     sp = sub.add_parser("set")
     sp.add_argument("--results", required=True)
     sp.add_argument("key")
@@ -603,6 +707,7 @@ def main():
     a = p.parse_args()
     {"prepare": cmd_prepare, "dropdb": cmd_dropdb, "insert": cmd_insert,
      "update": cmd_update, "warmup": cmd_warmup, "oltp": cmd_oltp,
+     "latency": cmd_latency,
      "set": cmd_set, "topics-drop": cmd_topics_drop,
      "report": cmd_report}[a.cmd](a)
 

@@ -21,6 +21,9 @@ CLIENTS=4
 TIMEOUT=3600
 ONLY=""
 MODES="atomic rows"
+CASES="insert update oltp latency"
+RATES="200 1000 5000"
+LATENCY_SECONDS=10
 
 usage() {
   cat <<USAGE
@@ -48,6 +51,10 @@ every change (polled every 0.2 s):
   oltp    pgbench, --clients clients for --oltp-seconds s of
           'UPDATE items SET a = a + 1 WHERE id = random(1, rows)': source TPS,
           and seconds from the end of the load until dest sum(a) = source's
+  latency pgbench -R at each of --rates transactions/s for --latency-seconds s
+          of single-row updates that stamp c = clock_timestamp(); a trigger
+          on the destination (ENABLE ALWAYS) stamps each arrival: p50, p90,
+          p99 of arrival - c, the first second left out
 A warm-up row goes through each path first. Besides the table, the run reports
 per stage: source commit, first and all events in Kafka (xregion), first and
 all rows at the destination, and the CPU seconds of each process taking part.
@@ -64,6 +71,9 @@ Options:
   --clients N        pgbench clients (default $CLIENTS)
   --timeout S        give up waiting for a destination after S s (default $TIMEOUT)
   --only PATH        run only 'xregion' or 'native'
+  --cases LIST       the cases to run (default "$CASES"; warm-up always)
+  --rates LIST       latency: transactions/s (default "$RATES")
+  --latency-seconds S  latency: seconds per rate (default $LATENCY_SECONDS)
   --apply-modes M    the consumer's apply modes to time, of 'atomic' (each
                      source transaction whole, the default) and 'rows'
                      (event by event); default "$MODES": the xregion path
@@ -94,6 +104,11 @@ while (($#)); do
         die "--apply-modes takes atomic and/or rows, got '$m'"; done
       [[ -n ${2-} ]] || die "--apply-modes needs a value"
       MODES=$2; shift 2 ;;
+    --cases) for c in ${2-}; do [[ $c =~ ^(insert|update|oltp|latency)$ ]] ||
+                die "--cases takes insert, update, oltp, latency; got '$c'"; done
+             CASES=${2-}; shift 2 ;;
+    --rates) for c in ${2-}; do num "$1" "$c"; done; RATES=${2-}; shift 2 ;;
+    --latency-seconds) num "$1" "${2-}"; LATENCY_SECONDS=$2; shift 2 ;;
     --only) [[ ${2-} == xregion || ${2-} == native ]] ||
               die "--only takes xregion or native"; ONLY=$2; shift 2 ;;
     *) usage >&2; exit 2 ;;
@@ -236,11 +251,23 @@ timed_cases() {  # key src_port src_db dst_port dst_db [extra helper args]
   local common=(--src-port "$sp" --src-db "$sd" --dst-port "$dp" --dst-db "$dd"
                 --results "$RES" --timeout "$TIMEOUT" --rows "$ROWS")
   helper warmup "${common[@]}" --key "$key.warmup" --timeout $((TIMEOUT < 120 ? TIMEOUT : 120))
-  helper insert "${common[@]}" --key "$key.insert" "$@"
-  helper update "${common[@]}" --key "$key.update" "$@"
-  helper oltp "${common[@]}" --key "$key.oltp" --clients "$CLIENTS" \
+  has_case insert && helper insert "${common[@]}" --key "$key.insert" "$@"
+  if ! has_case insert && has_case update oltp latency; then
+    helper insert "${common[@]}" --key "$key.load" "$@"   # rows to update
+  fi
+  has_case update && helper update "${common[@]}" --key "$key.update" "$@"
+  has_case oltp && helper oltp "${common[@]}" --key "$key.oltp" --clients "$CLIENTS" \
          --seconds "$OLTP_SECONDS" --pgbench "$PGBIN/pgbench" \
          --log "$LOGS/pgbench-$key.log" "$@"
+  has_case latency && helper latency "${common[@]}" --key "$key.latency" \
+         --rates "$RATES" --seconds "$LATENCY_SECONDS" --pgbench "$PGBIN/pgbench"
+  return 0
+}
+
+has_case() {  # case...: whether any of them is to run
+  local c
+  for c in "$@"; do [[ " $CASES " == *" $c "* ]] && return 0; done
+  return 1
 }
 
 # ------------------------------------------------------------------ xregion

@@ -56,7 +56,7 @@ static const char *const root_keys[] = {
 	"producer", "consumer", "tables", NULL
 };
 static const char *const pg_keys[] = {
-	"dsn", "slot", "publication", NULL
+	"dsn", "slot", "publication", "failover", NULL
 };
 static const char *const kafka_keys[] = {
 	"brokers", "topic_prefix", "schemas_topic", "dead_letter_topic",
@@ -657,6 +657,9 @@ parse_postgres(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	} else {
 		conf->publication = xstrdup("xregion");
 	}
+	if ((v = map_get(c, map, "failover")) &&
+	    get_bool(c, v, "postgres.failover", &conf->slot_failover) != 0)
+		return -1;
 	return 0;
 }
 
@@ -939,7 +942,7 @@ parse_consumer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		{ "batch_size", "consumer.batch_size",
 		  1, 100000, 2000, offsetof(xr_config_t, batch_size) },
 		{ "batch_linger_ms", "consumer.batch_linger_ms",
-		  1, 10000, 50, offsetof(xr_config_t, batch_linger_ms) },
+		  1, 10000, 5, offsetof(xr_config_t, batch_linger_ms) },
 		{ "tombstone_retention_hours", "consumer.tombstone_retention_hours",
 		  0, 87600, 168, offsetof(xr_config_t, tombstone_retention_hours) },
 		{ "tombstone_purge_interval_s", "consumer.tombstone_purge_interval_s",

@@ -57,6 +57,8 @@ typedef struct xr_config_s {
 	char   *pg_dsn;            /* required; env XREGION_POSTGRES_DSN wins */
 	char   *slot;              /* "xregion_<region>" */
 	char   *publication;       /* "xregion" */
+	bool    slot_failover;     /* false; true: a failover slot (PG 17+),
+	                              synchronized to physical standbys */
 
 	/* kafka: */
 	char   *brokers;           /* required; env XREGION_KAFKA_BROKERS wins */

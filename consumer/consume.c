@@ -1304,6 +1304,30 @@ apply_halves(consumer_t *c, xr_apply_item_t *items, size_t n, bool failed)
 	return 0;
 }
 
+/*
+ * The batch's events to apply (of region, or all with NULL) as apply
+ * items, in batch order, into items (room for c->nrecs).  Returns how many.
+ */
+static size_t
+apply_items(consumer_t *c, const char *region, xr_apply_item_t *items)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < c->nrecs; i++) {
+		msgrec_t *r = &c->recs[i];
+
+		if (r->kind != REC_APPLY ||
+		    (region && strcmp(r->region, region) != 0))
+			continue;
+		items[n].ev = &r->ev;
+		items[n].topic = rd_kafka_topic_name(r->m->rkt);
+		items[n].partition = r->m->partition;
+		items[n].offset = r->m->offset;
+		items[n++].opaque = r;
+	}
+	return n;
+}
+
 /* Applies a classified batch.  Returns 0, or -1 to retry it later. */
 static int
 apply_batch(consumer_t *c)
@@ -1339,20 +1363,9 @@ apply_batch(consumer_t *c)
 		 * A redrive's dead-letter partitions mix source regions: their
 		 * offsets are stored once the whole batch is applied (below).
 		 */
-		size_t n = 0, noff = c->redrive ? 0
-		                                : offsets_of(c, regions[j], offs);
+		size_t n, noff = c->redrive ? 0 : offsets_of(c, regions[j], offs);
 
-		for (i = 0; i < c->nrecs; i++) {
-			msgrec_t *r = &c->recs[i];
-
-			if (r->kind != REC_APPLY || strcmp(r->region, regions[j]) != 0)
-				continue;
-			items[n].ev = &r->ev;
-			items[n].topic = rd_kafka_topic_name(r->m->rkt);
-			items[n].partition = r->m->partition;
-			items[n].offset = r->m->offset;
-			items[n++].opaque = r;
-		}
+		n = apply_items(c, regions[j], items);
 		if (n == 0) {
 			if (xr_applier_store_offsets(c->ap, offs, noff, err, sizeof(err))) {
 				xr_error("%s", err);
@@ -1523,6 +1536,23 @@ poll_message(consumer_t *c, int wait_ms, rd_kafka_message_t **out)
  * within batch_linger_ms of the first; returns at once when none came
  * within 100 ms, or when stopped or librdkafka gave up (c->fatal).
  */
+/*
+ * How long to wait for one more message of a batch begun at first_us:
+ * while they come less than a millisecond apart, up to batch_linger_ms
+ * after the first; a source that pauses longer is idle, and its batch is
+ * applied at once.  -1: the linger is over.
+ */
+static int
+linger_wait(const consumer_t *c, int64_t first_us)
+{
+	int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
+	               xr_mono_us();
+
+	if (left <= 0)
+		return -1;
+	return left < 1000 ? (int)((left + 999) / 1000) : 1;
+}
+
 static void
 fill_batch(consumer_t *c)
 {
@@ -1534,17 +1564,11 @@ fill_batch(consumer_t *c)
 		rd_kafka_message_t *m;
 		poll_result_t       pr;
 
-		if (c->nrecs > 0) {
-			int64_t left = first_us +
-			               (int64_t)c->conf->batch_linger_ms * 1000 - xr_mono_us();
-
-			if (left <= 0)
-				break;
-			wait_ms = (int)(left / 1000) + 1;
-		}
-		pr = poll_message(c, wait_ms, &m);
-		if (pr == POLL_NONE && c->nrecs == 0)
+		if (c->nrecs > 0 && (wait_ms = linger_wait(c, first_us)) < 0)
 			break;
+		pr = poll_message(c, wait_ms, &m);
+		if (pr == POLL_NONE)
+			break;          /* idle: apply what came at once */
 		if (pr == POLL_FATAL)
 			break;
 		if (pr != POLL_MESSAGE)
@@ -1798,17 +1822,11 @@ txq_fill(consumer_t *c, int wait_ms)
 		int                 full;
 		poll_result_t       pr;
 
-		if (got > 0) {
-			int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
-			               xr_mono_us();
-
-			if (left <= 0)
-				break;
-			w = (int)(left / 1000) + 1;
-		}
-		pr = poll_message(c, w, &m);
-		if ((pr == POLL_NONE && got == 0) || pr == POLL_FATAL)
+		if (got > 0 && (w = linger_wait(c, first_us)) < 0)
 			break;
+		pr = poll_message(c, w, &m);
+		if (pr == POLL_NONE || pr == POLL_FATAL)
+			break;          /* none (more) within the wait: apply now */
 		if (pr != POLL_MESSAGE)
 			continue;
 		if (got++ == 0)
@@ -1921,17 +1939,7 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 			goto fail;
 	if (dlq_flush(c))
 		goto fail;
-	for (i = 0; i < n; i++) {
-		msgrec_t *rec = &c->recs[i];
-
-		if (rec->kind != REC_APPLY)
-			continue;
-		items[ni].ev = &rec->ev;
-		items[ni].topic = rd_kafka_topic_name(rec->m->rkt);
-		items[ni].partition = rec->m->partition;
-		items[ni].offset = rec->m->offset;
-		items[ni++].opaque = rec;
-	}
+	ni = apply_items(c, NULL, items);
 	/* Offsets and position go with the last piece (or the only one). */
 	if (!hold) {
 		npos = xr_txq_offsets(c->txq, r, pos);

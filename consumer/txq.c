@@ -370,20 +370,33 @@ out:
 
 #undef GET
 
+/*
+ * Doubles ring (len elements of size from *head, in a buffer of *cap;
+ * first: 0 elements, first_cap) and lays them out from 0 again.  Returns
+ * the new buffer (the old one is freed).
+ */
+static void *
+ring_grow(void *ring, size_t *head, size_t len, size_t *cap, size_t size,
+          size_t first_cap)
+{
+	size_t n = *cap ? 2 * *cap : first_cap, i;
+	char  *to = xr_calloc(n, size);
+
+	for (i = 0; i < len; i++)
+		memcpy(to + i * size, (char *)ring + ((*head + i) % *cap) * size,
+		       size);
+	free(ring);
+	*head = 0;
+	*cap = n;
+	return to;
+}
+
 static void
 range_push(qpart_t *p, int64_t first, int64_t last)
 {
-	if (p->rlen == p->rcap) {
-		size_t   n = p->rcap ? 2 * p->rcap : 8, i;
-		range_t *r = xr_calloc(n, sizeof(*r));
-
-		for (i = 0; i < p->rlen; i++)
-			r[i] = p->ranges[(p->rhead + i) % p->rcap];
-		free(p->ranges);
-		p->ranges = r;
-		p->rhead = 0;
-		p->rcap = n;
-	}
+	if (p->rlen == p->rcap)
+		p->ranges = ring_grow(p->ranges, &p->rhead, p->rlen, &p->rcap,
+		                      sizeof(*p->ranges), 8);
 	p->ranges[(p->rhead + p->rlen++) % p->rcap] = (range_t){ first, last };
 }
 
@@ -429,17 +442,9 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 		char    err[512];
 		size_t  i;
 
-		if (g->elen == g->ecap) {
-			size_t  n = g->ecap ? 2 * g->ecap : 64;
-			qend_t *ring = xr_calloc(n, sizeof(*ring));
-
-			for (i = 0; i < g->elen; i++)
-				ring[i] = g->ends[(g->ehead + i) % g->ecap];
-			free(g->ends);
-			g->ends = ring;
-			g->ehead = 0;
-			g->ecap = n;
-		}
+		if (g->elen == g->ecap)
+			g->ends = ring_grow(g->ends, &g->ehead, g->elen, &g->ecap,
+			                    sizeof(*g->ends), 64);
 		e = &g->ends[(g->ehead + g->elen++) % g->ecap];
 		memset(e, 0, sizeof(*e));
 		e->m = m;
@@ -463,17 +468,9 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 		}
 		return 0;
 	}
-	if (p->len == p->cap) {
-		size_t  n = p->cap ? 2 * p->cap : 64, i;
-		qmsg_t *ring = xr_calloc(n, sizeof(*ring));
-
-		for (i = 0; i < p->len; i++)
-			ring[i] = p->ring[(p->head + i) % p->cap];
-		free(p->ring);
-		p->ring = ring;
-		p->head = 0;
-		p->cap = n;
-	}
+	if (p->len == p->cap)
+		p->ring = ring_grow(p->ring, &p->head, p->len, &p->cap,
+		                    sizeof(*p->ring), 64);
 	{
 		qmsg_t *qm = &p->ring[(p->head + p->len++) % p->cap];
 

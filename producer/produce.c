@@ -1680,9 +1680,12 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	s->received = *start;
 	s->status_ms = status_interval(s);
 	s->last_status_us = s->last_progress_us = xr_mono_us();
-	xr_info("streaming slot %s of database %s from %s (publication %s)",
-	        conf->slot, xr_stream_database(s->stream),
-	        xr_lsn_format(*start, lsn), conf->publication);
+	xr_info("streaming slot %s of database %s from %s (publication %s; "
+	        "applied transactions %s)", conf->slot,
+	        xr_stream_database(s->stream), xr_lsn_format(*start, lsn),
+	        conf->publication, xr_stream_filters_origin(s->stream)
+	                               ? "left out by the server (origin none)"
+	                               : "decoded, then dropped");
 	return 0;
 }
 

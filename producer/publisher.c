@@ -165,7 +165,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 	const char *const defaults[] = {
 		"client.id", "xregion-producer",
 		"partitioner", "murmur2_random",   /* same as Java clients */
-		"linger.ms", "10",
+		"linger.ms", "2",
 		"batch.num.messages", "10000",
 		"message.timeout.ms", "0",
 		"queue.buffering.max.messages", "1000000",

@@ -180,24 +180,97 @@ out:
 	return rc;
 }
 
+/*
+ * Makes an existing slot a failover slot, or not (PostgreSQL 17:
+ * ALTER_REPLICATION_SLOT exists only as a replication command).
+ */
+static int
+alter_slot_failover(const xr_config_t *conf)
+{
+	const char *keys[] = { "dbname", "replication", "application_name", NULL };
+	const char *vals[] = { conf->pg_dsn, "database", "xregion setup", NULL };
+	PGconn     *rc_conn = PQconnectdbParams(keys, vals, 1);
+	char       *id = NULL;
+	xr_buf_t    sql;
+	int         rc = -1;
+
+	xr_buf_init(&sql);
+	if (PQstatus(rc_conn) != CONNECTION_OK) {
+		log_pq_error(rc_conn, "replication connection (to alter the slot)");
+		goto out;
+	}
+	if (!(id = PQescapeIdentifier(rc_conn, conf->slot, strlen(conf->slot)))) {
+		log_pq_error(rc_conn, "quoting the slot name");
+		goto out;
+	}
+	xr_buf_printf(&sql, "ALTER_REPLICATION_SLOT %s (FAILOVER %s)", id,
+	              conf->slot_failover ? "true" : "false");
+	if (exec_command(rc_conn, sql.data)) {
+		xr_error("replication slot %s: could not change its failover "
+		         "setting (is a producer streaming from it? stop it first)",
+		         conf->slot);
+		goto out;
+	}
+	rc = 0;
+out:
+	PQfreemem(id);
+	xr_buf_term(&sql);
+	PQfinish(rc_conn);
+	return rc;
+}
+
+/*
+ * With postgres.failover the slot must reach a promoted standby: without
+ * synchronized_standby_slots the primary may send changes a standby has
+ * not received, which other regions apply and a failover then loses.
+ */
+static void
+check_failover_settings(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT current_setting("
+	                             "'synchronized_standby_slots')");
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    PQgetvalue(res, 0, 0)[0] == '\0')
+		xr_warn("postgres.failover: synchronized_standby_slots is empty on "
+		        "this server: changes may reach other regions before the "
+		        "standby has them, and a failover would lose them there "
+		        "(docs/deployment.md, \"Failover of a region's database\")");
+	PQclear(res);
+}
+
 static int
 setup_slot(PGconn *conn, const xr_config_t *conf)
 {
-	const char *params[1] = { conf->slot };
+	const char *params[2] = { conf->slot,
+	                          conf->slot_failover ? "true" : "false" };
+	int         version = PQserverVersion(conn);
 	PGresult   *res;
 
+	if (conf->slot_failover && version < 170000) {
+		xr_error("postgres.failover: failover slots need PostgreSQL 17 or "
+		         "later (this server is %d.%d)", version / 10000,
+		         version % 10000);
+		return -1;
+	}
 	res = PQexecParams(conn,
-	                   "SELECT plugin, database = current_database() "
-	                   "FROM pg_catalog.pg_replication_slots "
-	                   "WHERE slot_name = $1", 1, NULL, params, NULL, NULL, 0);
+	                   version >= 170000
+	                       ? "SELECT plugin, database = current_database(), "
+	                         "failover FROM pg_catalog.pg_replication_slots "
+	                         "WHERE slot_name = $1"
+	                       : "SELECT plugin, database = current_database(), "
+	                         "false FROM pg_catalog.pg_replication_slots "
+	                         "WHERE slot_name = $1",
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_pq_error(conn, "reading replication slots");
 		PQclear(res);
 		return -1;
 	}
 	if (PQntuples(res) == 1) {
-		int ok = strcmp(PQgetvalue(res, 0, 0), "pgoutput") == 0 &&
-		         strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		int  ok = strcmp(PQgetvalue(res, 0, 0), "pgoutput") == 0 &&
+		          strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		bool failover = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 
 		PQclear(res);
 		if (!ok) {
@@ -205,22 +278,41 @@ setup_slot(PGconn *conn, const xr_config_t *conf)
 			         "of database %s", conf->slot, PQdb(conn));
 			return -1;
 		}
-		xr_info("replication slot %s: exists", conf->slot);
+		if (version >= 170000 && failover != conf->slot_failover) {
+			if (alter_slot_failover(conf))
+				return -1;
+			xr_info("replication slot %s: exists; now %s", conf->slot,
+			        conf->slot_failover ? "a failover slot"
+			                            : "not a failover slot");
+		} else {
+			xr_info("replication slot %s: exists%s", conf->slot,
+			        failover ? " (a failover slot)" : "");
+		}
+		if (conf->slot_failover)
+			check_failover_settings(conn);
 		return 0;
 	}
 	PQclear(res);
 	res = PQexecParams(conn,
-	                   "SELECT lsn::text FROM pg_catalog."
-	                   "pg_create_logical_replication_slot($1, 'pgoutput')",
-	                   1, NULL, params, NULL, NULL, 0);
+	                   version >= 170000
+	                       ? "SELECT lsn::text FROM pg_catalog."
+	                         "pg_create_logical_replication_slot($1, "
+	                         "'pgoutput', false, false, $2::bool)"
+	                       : "SELECT lsn::text FROM pg_catalog."
+	                         "pg_create_logical_replication_slot($1, "
+	                         "'pgoutput')",
+	                   version >= 170000 ? 2 : 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_pq_error(conn, "creating the replication slot");
 		PQclear(res);
 		return -1;
 	}
-	xr_info("replication slot %s: created at %s", conf->slot,
-	        PQgetvalue(res, 0, 0));
+	xr_info("replication slot %s: created at %s%s", conf->slot,
+	        PQgetvalue(res, 0, 0),
+	        conf->slot_failover ? " (a failover slot)" : "");
 	PQclear(res);
+	if (conf->slot_failover)
+		check_failover_settings(conn);
 	return 0;
 }
 

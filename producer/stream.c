@@ -145,6 +145,12 @@ out:
 	return rc;
 }
 
+bool
+xr_stream_filters_origin(const xr_stream_t *s)
+{
+	return s->conn && PQserverVersion(s->conn) >= 160000;
+}
+
 int
 xr_stream_start(xr_stream_t *s, const char *slot, const char *publication,
                 char *errstr, size_t errstr_size)
@@ -175,10 +181,16 @@ xr_stream_start(xr_stream_t *s, const char *slot, const char *publication,
 		snprintf(errstr, errstr_size, "out of memory");
 		goto out;
 	}
+	/*
+	 * PostgreSQL 16 and later leave out what a consumer applied (it carries
+	 * a replication origin) before decoding it; 15 sends it, with an
+	 * Origin message, for the producer to drop.
+	 */
 	snprintf(sql, n,
 	         "START_REPLICATION SLOT %s LOGICAL 0/0 "
-	         "(proto_version '1', publication_names %s, messages 'true')",
-	         slot_id, pub_lit);
+	         "(proto_version '1', publication_names %s, messages 'true'%s)",
+	         slot_id, pub_lit, xr_stream_filters_origin(s)
+	                               ? ", origin 'none'" : "");
 	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
 		copy_pq_error(s->conn, "START_REPLICATION", errstr, errstr_size);

