@@ -657,9 +657,11 @@ parse_postgres(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	} else {
 		conf->publication = xstrdup("xregion");
 	}
-	if ((v = map_get(c, map, "failover")) &&
-	    get_bool(c, v, "postgres.failover", &conf->slot_failover) != 0)
-		return -1;
+	if ((v = map_get(c, map, "failover"))) {
+		if (get_bool(c, v, "postgres.failover", &conf->slot_failover) != 0)
+			return -1;
+		conf->slot_failover_set = true;
+	}
 	return 0;
 }
 

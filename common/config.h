@@ -59,6 +59,7 @@ typedef struct xr_config_s {
 	char   *publication;       /* "xregion" */
 	bool    slot_failover;     /* false; true: a failover slot (PG 17+),
 	                              synchronized to physical standbys */
+	bool    slot_failover_set; /* postgres.failover was in the file */
 
 	/* kafka: */
 	char   *brokers;           /* required; env XREGION_KAFKA_BROKERS wins */

@@ -1532,15 +1532,10 @@ poll_message(consumer_t *c, int wait_ms, rd_kafka_message_t **out)
 }
 
 /*
- * Fills the batch from Kafka: up to batch_size messages, or what came
- * within batch_linger_ms of the first; returns at once when none came
- * within 100 ms, or when stopped or librdkafka gave up (c->fatal).
- */
-/*
  * How long to wait for one more message of a batch begun at first_us:
- * while they come less than a millisecond apart, up to batch_linger_ms
- * after the first; a source that pauses longer is idle, and its batch is
- * applied at once.  -1: the linger is over.
+ * a millisecond, while batch_linger_ms has not passed since the first (a
+ * source that pauses longer is idle, and its batch is applied at once);
+ * -1 when it has.
  */
 static int
 linger_wait(const consumer_t *c, int64_t first_us)
@@ -1548,11 +1543,15 @@ linger_wait(const consumer_t *c, int64_t first_us)
 	int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
 	               xr_mono_us();
 
-	if (left <= 0)
-		return -1;
-	return left < 1000 ? (int)((left + 999) / 1000) : 1;
+	return left <= 0 ? -1 : 1;
 }
 
+/*
+ * Fills the batch from Kafka: up to batch_size messages, while they come
+ * less than a millisecond apart and for at most batch_linger_ms after the
+ * first (linger_wait); returns at once when none came within 100 ms, or
+ * when stopped or librdkafka gave up (c->fatal).
+ */
 static void
 fill_batch(consumer_t *c)
 {
@@ -1806,8 +1805,9 @@ txq_resume(consumer_t *c)
 }
 
 /*
- * Reads messages into the assembler: for up to batch_linger_ms after the
- * first, until a batch's worth came, or until wait_ms pass with none.
+ * Reads messages into the assembler: until a batch's worth came, or a
+ * millisecond passes without one, or batch_linger_ms after the first
+ * (linger_wait); or until wait_ms pass with none at all.
  */
 static void
 txq_fill(consumer_t *c, int wait_ms)

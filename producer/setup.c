@@ -190,6 +190,7 @@ alter_slot_failover(const xr_config_t *conf)
 	const char *keys[] = { "dbname", "replication", "application_name", NULL };
 	const char *vals[] = { conf->pg_dsn, "database", "xregion setup", NULL };
 	PGconn     *rc_conn = PQconnectdbParams(keys, vals, 1);
+	PGresult   *res = NULL;
 	char       *id = NULL;
 	xr_buf_t    sql;
 	int         rc = -1;
@@ -205,14 +206,19 @@ alter_slot_failover(const xr_config_t *conf)
 	}
 	xr_buf_printf(&sql, "ALTER_REPLICATION_SLOT %s (FAILOVER %s)", id,
 	              conf->slot_failover ? "true" : "false");
-	if (exec_command(rc_conn, sql.data)) {
-		xr_error("replication slot %s: could not change its failover "
-		         "setting (is a producer streaming from it? stop it first)",
-		         conf->slot);
+	res = PQexec(rc_conn, sql.data);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		log_pq_error(rc_conn, sql.data);
+		if (st && strcmp(st, "55006") == 0)   /* object_in_use */
+			xr_error("replication slot %s is in use: stop the producer "
+			         "streaming from it, then run setup again", conf->slot);
 		goto out;
 	}
 	rc = 0;
 out:
+	PQclear(res);
 	PQfreemem(id);
 	xr_buf_term(&sql);
 	PQfinish(rc_conn);
@@ -220,23 +226,42 @@ out:
 }
 
 /*
- * With postgres.failover the slot must reach a promoted standby: without
- * synchronized_standby_slots the primary may send changes a standby has
- * not received, which other regions apply and a failover then loses.
+ * postgres.failover needs synchronized_standby_slots, naming physical
+ * slots of this server: without it the primary may send changes that no
+ * standby has, other regions apply them, and after a failover the
+ * promoted server writes new transactions at the same LSNs, which the
+ * other regions then skip as applied already.  Returns 0, or -1 (logged).
  */
-static void
+static int
 check_failover_settings(PGconn *conn)
 {
-	PGresult *res = PQexec(conn, "SELECT current_setting("
-	                             "'synchronized_standby_slots')");
+	PGresult *res = PQexec(conn,
+	                       "SELECT current_setting('synchronized_standby_slots'), "
+	                       "(SELECT string_agg(s, ', ') FROM unnest(string_to_array("
+	                       "current_setting('synchronized_standby_slots'), ',')) "
+	                       "AS u(s) WHERE trim(s) <> '' AND NOT EXISTS (SELECT 1 "
+	                       "FROM pg_catalog.pg_replication_slots WHERE slot_name "
+	                       "= trim(s) AND slot_type = 'physical'))");
+	int       rc = -1;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    PQgetvalue(res, 0, 0)[0] == '\0')
-		xr_warn("postgres.failover: synchronized_standby_slots is empty on "
-		        "this server: changes may reach other regions before the "
-		        "standby has them, and a failover would lose them there "
-		        "(docs/deployment.md, \"Failover of a region's database\")");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		log_pq_error(conn, "reading synchronized_standby_slots");
+	} else if (PQgetvalue(res, 0, 0)[0] == '\0') {
+		xr_error("postgres.failover: synchronized_standby_slots is empty on "
+		         "this server; set it to the standby's physical slot. "
+		         "Without it, changes can reach other regions before the "
+		         "standby has them, and after a failover the promoted "
+		         "server's new transactions would be skipped there "
+		         "(docs/deployment.md, \"Failover of a region's database\")");
+	} else {
+		if (!PQgetisnull(res, 0, 1))
+			xr_warn("postgres.failover: synchronized_standby_slots names %s, "
+			        "not a physical slot of this server: the producer waits "
+			        "for it", PQgetvalue(res, 0, 1));
+		rc = 0;
+	}
 	PQclear(res);
+	return rc;
 }
 
 static int
@@ -278,21 +303,29 @@ setup_slot(PGconn *conn, const xr_config_t *conf)
 			         "of database %s", conf->slot, PQdb(conn));
 			return -1;
 		}
-		if (version >= 170000 && failover != conf->slot_failover) {
+		if (conf->slot_failover && check_failover_settings(conn))
+			return -1;
+		/* Without the key, a failover slot stays one. */
+		if (version >= 170000 && failover != conf->slot_failover &&
+		    conf->slot_failover_set) {
 			if (alter_slot_failover(conf))
 				return -1;
-			xr_info("replication slot %s: exists; now %s", conf->slot,
-			        conf->slot_failover ? "a failover slot"
-			                            : "not a failover slot");
+			if (conf->slot_failover)
+				xr_info("replication slot %s: exists; now a failover slot",
+				        conf->slot);
+			else
+				xr_warn("replication slot %s: exists; no longer a failover "
+				        "slot (postgres.failover: false): a standby promoted "
+				        "from now on will not have it", conf->slot);
 		} else {
 			xr_info("replication slot %s: exists%s", conf->slot,
 			        failover ? " (a failover slot)" : "");
 		}
-		if (conf->slot_failover)
-			check_failover_settings(conn);
 		return 0;
 	}
 	PQclear(res);
+	if (conf->slot_failover && check_failover_settings(conn))
+		return -1;
 	res = PQexecParams(conn,
 	                   version >= 170000
 	                       ? "SELECT lsn::text FROM pg_catalog."
@@ -311,8 +344,6 @@ setup_slot(PGconn *conn, const xr_config_t *conf)
 	        PQgetvalue(res, 0, 0),
 	        conf->slot_failover ? " (a failover slot)" : "");
 	PQclear(res);
-	if (conf->slot_failover)
-		check_failover_settings(conn);
 	return 0;
 }
 

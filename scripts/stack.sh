@@ -147,13 +147,17 @@ pg_run() { # run a command as the cluster owner, from / (cwd may be unreachable)
 # Stops the clusters of the other PostgreSQL versions of this state dir
 # (fast shutdown, as pg_ctl stop -m fast: SIGINT to the postmaster).
 stop_other_versions() {
-  local link d pid deadline
+  local link d pid deadline mine
+  mine="$(readlink -f "$PG_LINK" 2>/dev/null || true)"
   for link in "$STATE"/pg "$STATE"/pg[0-9]*; do
-    [[ -e $link && $link != "$PG_LINK" ]] || continue
+    [[ -e $link && $(readlink -f "$link") != "$mine" ]] || continue
     for d in "$(readlink -f "$link")"/*/; do
       [[ -f $d/postmaster.pid ]] || continue
       pid="$(head -1 "$d/postmaster.pid")"
       [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || continue
+      # a stale pid file's number may be another process's by now
+      [[ $(sed -n 2p "$d/postmaster.pid") == "${d%/}" ]] &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q postgres || continue
       log "stopping the cluster in $d (another PostgreSQL version of this stack)"
       kill -INT "$pid"
       deadline=$((SECONDS + STOP_TIMEOUT))
@@ -180,6 +184,7 @@ setup_pg_root() {
   local target=""
   if [[ -n ${XR_PG_DIR:-} ]]; then
     target="$(realpath -m "$XR_PG_DIR")"
+    [[ $PG_VERSION == 15 ]] || target="$target/pg$PG_VERSION"
   else
     mkdir -p "$PG_LINK"
     chown postgres:postgres "$PG_LINK"
@@ -574,6 +579,10 @@ cmd_up() {
     "$REPO_ROOT/scripts/install-deps.sh" --pg-only "$PG_VERSION"
   fi
   [[ -x $PG_BIN/initdb ]] || die "$PG_BIN/initdb not found: run scripts/install-deps.sh"
+  local major
+  major="$("$PG_BIN/postgres" --version | sed -n 's/.* \([0-9][0-9]*\)\..*/\1/p')"
+  [[ $major == "$PG_VERSION" ]] ||
+    die "XR_PG_BIN=$PG_BIN holds PostgreSQL $major, not XR_PG_VERSION=$PG_VERSION (unset XR_PG_BIN, or set both)"
   lock_state
   stop_other_versions
   setup_pg_root

@@ -29,6 +29,13 @@ USAGE
 
 unit_only=0 asan=1 install=1 extra=()
 read -r -a pgs <<<"${XR_TEST_PG:-15 17}"
+check_pgs() {
+  ((${#pgs[@]})) || { echo "test.sh: no PostgreSQL version to test" >&2; exit 2; }
+  local v
+  for v in "${pgs[@]}"; do
+    [[ $v =~ ^(15|16|17|18)$ ]] || { echo "test.sh: PostgreSQL $v: not 15-18" >&2; exit 2; }
+  done
+}
 while (($#)); do
   case $1 in
     -h|--help) usage; exit 0 ;;
@@ -45,6 +52,7 @@ while (($#)); do
 done
 
 say() { printf '[test] %s\n' "$*"; }
+check_pgs
 
 if ((install)); then
   pg_args=()
@@ -78,7 +86,11 @@ for v in "${pgs[@]}"; do
   export XR_PG_VERSION="$v"
   unset XR_PG_BIN
   eval "$(XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" env | grep -E 'XR_PG_(VERSION|BIN)=')"
-  XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" up
+  if ! XR_REGISTRY="${XR_REGISTRY:-1}" "$ROOT/scripts/stack.sh" up; then
+    failed+=("$v (the stack did not start)")
+    first=0
+    continue
+  fi
   if ((first)); then
     (cd "$BUILD" && ctest --output-on-failure "${extra[@]}") || failed+=("$v")
   else

@@ -49,7 +49,7 @@ class SkewedCluster(pgcluster.Cluster):
         self.skew = float(skew)
         super().__init__(f"skew-{name}", env={"LD_PRELOAD": libfaketime(),
                                               "FAKETIME": f"{self.skew:+g}s"})
-        self.name = name
+        self.region = name
 
     def start(self):
         super().start()

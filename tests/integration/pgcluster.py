@@ -192,7 +192,7 @@ class Cluster:
             except ProcessLookupError:
                 break
             time.sleep(0.1)
-        # Its backends go within a moment; until then the port is held.
+        # (Its backends exit on their own once they notice.)
         while time.time() < deadline and not port_free(self.port):
             time.sleep(0.1)
         self.running = False
