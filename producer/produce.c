@@ -1404,6 +1404,46 @@ may_move(session_t *s, uint32_t relid)
 	       !(rel->tconf && rel->tconf->conflict == XR_CONFLICT_VCLOCK);
 }
 
+/*
+ * Whether message m leaves a held delete held: the insert that may pair
+ * with it, or what the server may send between the two halves of a move.
+ * That is a Type message, another relation's Relation message, or the
+ * table's own sent again (after a relcache invalidation, say an autoanalyze
+ * of a partition) with the same columns: a different layout ends the hold,
+ * since the held old row is in the old one.
+ */
+static bool
+move_goes_on(session_t *s, const xr_pgo_msg_t *m)
+{
+	const xr_rel_t *rel;
+	int             c;
+
+	switch (m->kind) {
+	case XR_PGO_INSERT:
+		return m->u.insert.relid == s->move_relid;
+	case XR_PGO_TYPE:
+		return true;
+	case XR_PGO_RELATION:
+		rel = xr_relcache_get(s->rels, s->move_relid);
+		if (m->u.relation.relid != s->move_relid)
+			return true;
+		if (!rel || m->u.relation.ncols != rel->ncols ||
+		    m->u.relation.replident != rel->replident)
+			return false;
+		for (c = 0; c < rel->ncols; c++) {
+			const xr_pgo_relcol_t *col = &m->u.relation.cols[c];
+
+			if (strcmp(col->name, rel->cols[c].name) != 0 ||
+			    col->typid != rel->cols[c].typid ||
+			    col->typmod != rel->cols[c].typmod)
+				return false;
+		}
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int
 handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
                size_t errstr_size, bool *fatal)
@@ -1418,8 +1458,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		*fatal = true;
 		return -1;
 	}
-	if (s->move_held &&
-	    !(m.kind == XR_PGO_INSERT && m.u.insert.relid == s->move_relid) &&
+	if (s->move_held && !move_goes_on(s, &m) &&
 	    flush_move(s, errstr, errstr_size, fatal))
 		return -1;
 	switch (m.kind) {

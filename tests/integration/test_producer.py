@@ -636,20 +636,23 @@ def test_million_row_transaction_with_flat_memory(region):
         samples.append((n, xrtest.rss_kb(pid)))
         if n >= rows:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     loader.join()
     assert samples[-1][0] == rows, f"only {samples[-1][0]} of {rows} on Kafka"
     peak = xrtest.rss_kb(pid, "VmHWM")
     # Flat: the resident set in the last quarter of the stream is no larger
-    # than in the first quarter plus slack, and the peak is far below the
-    # ~250 MB the transaction's events take.
-    early = max(rss for n, rss in samples if 0 < n <= rows // 4) \
-        if any(0 < n <= rows // 4 for n, _ in samples) else None
+    # than in the second quarter plus slack, and the peak is far below the
+    # ~250 MB the transaction's events take.  (Not the first quarter: there
+    # librdkafka's queue and batches are still filling up to the in-flight
+    # limit, so a sample taken then is below the steady state.)
+    mid = [rss for n, rss in samples if rows // 4 < n <= rows // 2]
     late = max(rss for n, rss in samples if n >= rows * 3 // 4)
-    print(f"RSS base {base} KiB, early {early}, late {late}, peak {peak}")
+    print(f"RSS base {base} KiB, second quarter {max(mid, default=None)}, "
+          f"last quarter {late}, peak {peak}")
     assert peak - base < 120 * 1024, f"peak grew by {(peak - base) // 1024} MiB"
-    if early is not None:
-        assert late - early < 32 * 1024, f"RSS grew {(late - early) // 1024} MiB"
+    assert mid, "no sample in the second quarter of the stream"
+    assert late - max(mid) < 32 * 1024, \
+        f"RSS grew {(late - max(mid)) // 1024} MiB"
     evs = xrtest.read_topic(r.topic("big"), expect=rows, timeout=120)
     assert len(evs) == rows
     end = lsn_int(r.current_lsn())
