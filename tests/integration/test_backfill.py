@@ -51,10 +51,32 @@ def converge(d, regions, table, timeout=120):
         if len(set(sums.values())) == 1:
             return next(iter(sums.values()))
         if time.time() > end:
-            logs = "\n".join(f"--- {r}\n{d[r].read_log()[-3000:]}"
-                             for r in regions)
-            raise AssertionError(f"{table} did not converge: {sums}\n{logs}")
+            raise AssertionError(f"{table} did not converge: {sums}\n"
+                                 f"{differences(d, regions, table)}")
         time.sleep(0.5)
+
+
+def differences(d, regions, table):
+    """What a failed converge says first: the rows that differ between the
+    regions (up to 20 keys), with each key's versions entry where it is
+    missing, then the end of each log."""
+    rows = {r: {row[0]: row for row in d[r].sql(f"SELECT * FROM {table}")}
+            for r in regions}
+    keys = set().union(*rows.values())
+    odd = sorted(k for k in keys
+                 if len({rows[r].get(k) for r in regions}) > 1)
+    lines = [f"{len(odd)} key(s) differ: {odd[:20]}"]
+    for k in odd[:20]:
+        lines.append(f"  {k}: " + "; ".join(
+            f"{r} {rows[r].get(k, 'missing')}" for r in regions))
+        for r in regions:
+            if k not in rows[r]:
+                v = d[r].sql(f'SELECT * FROM xregion."public.{table}" '
+                             "WHERE id = %s", (k,))
+                lines.append(f"    {r} versions entry: {v}")
+    lines += [f"--- {r}\n{d[r].read_log()[-3000:]}" for r in regions
+              if os.path.exists(d[r].log)]
+    return "\n".join(lines)
 
 
 def join(d, donor, region, tmp_path, *args):
