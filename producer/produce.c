@@ -1416,7 +1416,6 @@ static bool
 move_goes_on(session_t *s, const xr_pgo_msg_t *m)
 {
 	const xr_rel_t *rel;
-	int             c;
 
 	switch (m->kind) {
 	case XR_PGO_INSERT:
@@ -1424,21 +1423,10 @@ move_goes_on(session_t *s, const xr_pgo_msg_t *m)
 	case XR_PGO_TYPE:
 		return true;
 	case XR_PGO_RELATION:
-		rel = xr_relcache_get(s->rels, s->move_relid);
 		if (m->u.relation.relid != s->move_relid)
 			return true;
-		if (!rel || m->u.relation.ncols != rel->ncols ||
-		    m->u.relation.replident != rel->replident)
-			return false;
-		for (c = 0; c < rel->ncols; c++) {
-			const xr_pgo_relcol_t *col = &m->u.relation.cols[c];
-
-			if (strcmp(col->name, rel->cols[c].name) != 0 ||
-			    col->typid != rel->cols[c].typid ||
-			    col->typmod != rel->cols[c].typmod)
-				return false;
-		}
-		return true;
+		rel = xr_relcache_get(s->rels, s->move_relid);
+		return rel && xr_relcache_same_layout(rel, m);
 	default:
 		return false;
 	}

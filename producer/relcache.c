@@ -164,6 +164,26 @@ same_json(const xr_schema_t *a, const xr_schema_t *b)
 	       memcmp(a->json.data, b->json.data, a->json.len) == 0;
 }
 
+bool
+xr_relcache_same_layout(const xr_rel_t *rel, const xr_pgo_msg_t *m)
+{
+	int c;
+
+	if (m->u.relation.relid != rel->relid ||
+	    m->u.relation.ncols != rel->ncols ||
+	    m->u.relation.replident != rel->replident)
+		return false;
+	for (c = 0; c < rel->ncols; c++) {
+		const xr_pgo_relcol_t *col = &m->u.relation.cols[c];
+
+		if (strcmp(col->name, rel->cols[c].name) != 0 ||
+		    col->typid != rel->cols[c].typid ||
+		    col->typmod != rel->cols[c].typmod)
+			return false;
+	}
+	return true;
+}
+
 int
 xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
                    const char *const *key_cols, xr_rel_t **out, char *errstr,

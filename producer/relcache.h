@@ -103,6 +103,13 @@ int xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *relation,
                        char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/*
+ * Whether Relation message relation describes rel as it is: the same
+ * columns (names, types, type modifiers) and replica identity.
+ */
+bool xr_relcache_same_layout(const xr_rel_t *rel,
+                             const xr_pgo_msg_t *relation);
+
 /* The entry of relid, or NULL when no Relation message described it. */
 xr_rel_t *xr_relcache_get(xr_relcache_t *rc, uint32_t relid);
 
