@@ -721,25 +721,22 @@ static int wait_all_visible(PGconn *conn, const uint32_t *xids, size_t n,
  * At the watermark mark_lsn of the open backfill chunk: publishes its rows
  * left (snapshot_read events, each with its row's own version; for a chunk
  * of tombstones, deletes with the delete's version), then the table's
- * truncation marker if the chunk carries it, as one tracker transaction
- * ending at mark_lsn.  Returns 0, or -1 with errstr and
+ * truncation marker if the chunk carries it, as messages of tracker
+ * transaction txn, which the caller commits at mark_lsn once they are all
+ * queued.  The chunk's progress is recorded once the safe LSN reaches
+ * mark_lsn: that must wait for these messages, so txn is the watermark's
+ * own transaction (or one opened for a watermark outside a transaction),
+ * never one committed before them.  Returns 0, or -1 with errstr and
  * *fatal as handle_change.
  */
 static int
-publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
+publish_chunk(session_t *s, uint64_t txn, xr_lsn_t mark_lsn, char *errstr,
               size_t errstr_size, bool *fatal)
 {
 	xr_rel_t   *rel = xr_backfill_rel(s->backfill);
 	size_t      i, n = xr_backfill_rows(s->backfill);
-	uint64_t    txn;
 	int         rc = 0;
 
-	if (s->in_txn) {
-		/* Not expected: watermarks come between transactions. */
-		xr_backfill_abandon(s->backfill);
-		return 0;
-	}
-	txn = xr_tracker_begin(s->tracker);
 	/* Index n: the truncation marker (rows take 0 .. n-1). */
 	for (i = 0; i <= n && rc == 0; i++) {
 		xr_pgo_tuple_t        tup;
@@ -777,7 +774,6 @@ publish_chunk(session_t *s, xr_lsn_t mark_lsn, char *errstr,
 		                   mark_lsn, txn, 0, xr_backfill_for(s->backfill),
 		                   errstr, errstr_size);
 	}
-	xr_tracker_commit(s->tracker, txn, mark_lsn);
 	if (rc) {
 		xr_backfill_abandon(s->backfill);
 		if (rc == XR_PUB_FATAL) {
@@ -1438,7 +1434,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 {
 	xr_pgo_msg_t m;
 	xr_rel_t    *rel;
-	int          err;
+	int          err, chunk_rc = 0;
 	uint32_t     i;
 
 	*fatal = false;
@@ -1481,6 +1477,16 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			}
 			return -1;
 		}
+		/*
+		 * The chunk read at this watermark goes in the watermark's own
+		 * tracker transaction: the safe LSN reaches end_lsn, and the
+		 * chunk's progress is recorded, only once Kafka has all of it.
+		 */
+		if (s->chunk_at_commit) {
+			s->chunk_at_commit = false;
+			chunk_rc = publish_chunk(s, s->txn_id, m.u.commit.end_lsn,
+			                         errstr, errstr_size, fatal);
+		}
 		if (xr_stamper_commit(s->stamper, s->xid, s->commit_ts_us))
 			hold_commit(s, s->txn_id, m.u.commit.end_lsn);
 		else
@@ -1497,12 +1503,7 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		s->txns++;
 		if (s->metrics)
 			atomic_fetch_add(&s->metrics->produced_txns, 1);
-		if (s->chunk_at_commit) {
-			s->chunk_at_commit = false;
-			return publish_chunk(s, m.u.commit.end_lsn, errstr, errstr_size,
-			                     fatal);
-		}
-		break;
+		return chunk_rc;
 	case XR_PGO_RELATION: {
 		char **pk = primary_key(s, m.u.relation.relid, errstr, errstr_size,
 		                        &err);
@@ -1581,9 +1582,14 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			/* The chunk goes right after the watermark's commit. */
 			if (xr_backfill_mark(s->backfill, m.u.message.content,
 			                     m.u.message.len)) {
-				if (!s->in_txn)
-					return publish_chunk(s, m.u.message.lsn, errstr,
-					                     errstr_size, fatal);
+				if (!s->in_txn) {
+					uint64_t txn = xr_tracker_begin(s->tracker);
+
+					err = publish_chunk(s, txn, m.u.message.lsn, errstr,
+					                    errstr_size, fatal);
+					xr_tracker_commit(s->tracker, txn, m.u.message.lsn);
+					return err;
+				}
 				s->chunk_at_commit = true;
 			}
 			break;

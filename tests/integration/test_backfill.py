@@ -321,6 +321,41 @@ def test_rows_changed_while_read_and_versions(duo):
     assert d["us"].sql("SELECT count(*) FROM items WHERE note = 'eu newer'") == [(5,)]
 
 
+def test_progress_waits_for_kafka(duo):
+    """A chunk's progress is recorded only once Kafka has acknowledged its
+    reads: with the broker stopped after the job starts, rows_sent stays 0
+    (a kill -9 then resumes from the first chunk, losing nothing); once the
+    broker is back the job ends, and every row counted sent is on Kafka."""
+    d = duo
+    start(d, ("us", "eu"))
+    d["us"].sql("INSERT INTO items SELECT g, g, 'x', NULL "
+                "FROM generate_series(1, 3000) g")
+    converge(d, ("us", "eu"), "items")
+    # a first run publishes the backfill's schemas (a synchronous send,
+    # which would wait for the broker)
+    r = d["us"].xregion("backfill", "--table", "items", "--for", "eu")
+    assert "done" in r.stdout, r.stdout
+    with xrtest.kafka_paused():
+        d["us"].xregion("backfill", "--table", "items", "--for", "eu",
+                        "--chunk-size", "500", "--again", "--no-wait")
+        d["us"].wait_log("chunks of 500 rows")
+        # the first chunks are read and queued in librdkafka, unacknowledged:
+        # their progress must not be recorded
+        time.sleep(4)
+        _, state, sent, _, chunks, _ = job(d["us"])
+        assert (state, sent, chunks) == ("running", 0, 0), job(d["us"])
+    end = time.time() + 90
+    while job(d["us"])[1] != "done":
+        assert time.time() < end, (job(d["us"]), d["us"].read_log()[-3000:])
+        time.sleep(0.2)
+    assert job(d["us"])[2] == 3000, job(d["us"])
+    reads = [m for m in xrtest.read_topic(f"{d.prefix}.us.public.items",
+                                          timeout=30)
+             if dict(m.headers() or []).get("xr-for") == b"eu"]
+    assert len(reads) == 6000, len(reads)
+    converge(d, ("us", "eu"), "items")
+
+
 def test_refusals_and_dry_run(duo):
     d = duo
     start(d, ("us",))

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import contextlib
 import tempfile
 import time
 import uuid
@@ -194,6 +195,20 @@ def rss_kb(pid, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field} for {pid}")
+
+
+@contextlib.contextmanager
+def kafka_paused():
+    """The stack's broker stopped (SIGSTOP) inside the block: connections
+    stay open, nothing is acknowledged; SIGCONT on the way out."""
+    state = os.environ.get("XR_STATE_DIR", os.path.join(ROOT, ".stack"))
+    with open(os.path.join(state, "kafka", "kafka.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def topic_size(topic):
