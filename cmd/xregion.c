@@ -57,6 +57,9 @@ static xr_dlq_opts_t dlq_opts;
 /* The options of `xregion feed`. */
 static xr_feed_opts_t feed_opts;
 
+/* xregion status's options, with its further -c files. */
+static xr_status_opts_t status_opts;
+
 /* The --manifest of `xregion seek`. */
 static const char *seek_manifest;
 
@@ -234,13 +237,7 @@ run_seek(const xr_config_t *conf)
 static int
 run_status(const xr_config_t *conf)
 {
-	char err[1024];
-
-	if (xr_status_run(conf, stdout, err, sizeof(err))) {
-		fprintf(stderr, "xregion status: %s\n", err);
-		return 1;
-	}
-	return 0;
+	return (int)xr_status_run(conf, &status_opts, stdout);
 }
 
 static const command_t commands[] = {
@@ -459,15 +456,32 @@ static const command_t commands[] = {
 	  "(docs/backfill.md).\n\n"
 	  "      --manifest FILE   the manifest (required)\n",
 	  run_seek },
-	{ "status", "show tombstones, hidden rows and every region's progress",
-	  "Prints, for each table this region replicates, its tombstones and\n"
-	  "live versions entries, the size of its versions table, the rows\n"
-	  "hidden by unique key conflicts and the oldest tombstone; then what\n"
-	  "every region has published and applied of every other region (the\n"
-	  "progress topic) and the tombstone purge horizon: tombstones older\n"
-	  "than it (and than consumer.tombstone_retention_hours) are purged;\n"
-	  "while a region has no record yet, none is. Read only; exits 1 if the\n"
-	  "database cannot be reached or has no schema xregion.\n",
+	{ "status", "is the region healthy: slot, process, lag, dead letters",
+	  "Checks this region (and the region of every further -c FILE): its\n"
+	  "database and slot (streamed by a producer? bytes behind the WAL),\n"
+	  "how long ago its changes were last all on Kafka (the progress\n"
+	  "topic), the running process's state at http://metrics_listen/status\n"
+	  "(events in flight, paused partitions and why, the last error\n"
+	  "logged), the consumer's lag per topic-partition (Kafka's high\n"
+	  "watermark less the offset stored in xregion.offsets), the dead\n"
+	  "letters not redriven and the last hour's conflicts by kind; then,\n"
+	  "unless --brief, each replicated table's tombstones and hidden rows\n"
+	  "and every region's progress with the tombstone purge horizon. Read\n"
+	  "only. Each region is healthy, degraded (paused partitions, dead\n"
+	  "letters not redriven, an error logged in the last 5 minutes, a lag\n"
+	  "above the limits below) or down (database, Kafka or the process\n"
+	  "unreachable, the slot missing, lost or not streamed).\n\n"
+	  "Exit status, for probes: 0 healthy, 1 degraded, 2 down (the worst\n"
+	  "region; a bad option or config also exits 2).\n\n"
+	  "      --json            print a JSON document instead of the table\n"
+	  "      --brief           leave out the tables and progress sections\n"
+	  "      --max-slot-lag-mb N   degraded above N MB of WAL not confirmed\n"
+	  "                        (default 256)\n"
+	  "      --max-lag-events N    degraded when a partition is more than N\n"
+	  "                        events behind (default 10000)\n"
+	  "      --max-lag-seconds N   degraded when the region's changes are on\n"
+	  "                        Kafka only up to more than N s ago (default\n"
+	  "                        120)\n",
 	  run_status },
 };
 
@@ -487,6 +501,8 @@ static const command_t commands[] = {
 #define OPT_DLQ       261
 /* getopt_long's value for the options of xregion feed alone. */
 #define OPT_FEED      262
+/* getopt_long's value for the options xr_status_opts_set() takes. */
+#define OPT_STATUS    263
 
 static void
 usage(FILE *out)
@@ -540,6 +556,10 @@ command_usage(const command_t *cmd, FILE *out)
 	              "[--dialect postgres|duckdb|clickhouse]"
 	        : cmd->run == run_seek ? " --manifest FILE"
 	        : cmd->run == run_setup ? " [--restored]"
+	        : cmd->run == run_status
+	            ? " [-c FILE]... [--json] [--brief]\n"
+	              "                 [--max-slot-lag-mb N] [--max-lag-events N] "
+	              "[--max-lag-seconds N]"
 	        : cmd->run == run_dlq
 	            ? " list | show PARTITION:OFFSET |\n"
 	              "                 replay [--dry-run] [--max-replays N]"
@@ -597,6 +617,12 @@ main(int argc, char **argv)
 		{ "dialect", required_argument, NULL, OPT_FEED },
 		/* xregion backfill and seek: */
 		{ "manifest", required_argument, NULL, OPT_MANIFEST },
+		/* xregion status only: */
+		{ "json", no_argument, NULL, OPT_STATUS },
+		{ "brief", no_argument, NULL, OPT_STATUS },
+		{ "max-slot-lag-mb", required_argument, NULL, OPT_STATUS },
+		{ "max-lag-events", required_argument, NULL, OPT_STATUS },
+		{ "max-lag-seconds", required_argument, NULL, OPT_STATUS },
 		{ NULL, 0, NULL, 0 }
 	};
 	const command_t *cmd = NULL;
@@ -612,6 +638,7 @@ main(int argc, char **argv)
 	xr_replay_opts_init(&replay_opts);
 	xr_dlq_opts_init(&dlq_opts);
 	xr_feed_opts_init(&feed_opts);
+	xr_status_opts_init(&status_opts);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -639,6 +666,18 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:l:h", longopts, &li)) != -1) {
 		switch (c) {
 		case 'c':
+			/* status takes several: one region each. */
+			if (path && cmd->run == run_status) {
+				const char **x = realloc(status_opts.extra,
+				                         (status_opts.nextra + 1) *
+				                         sizeof(*x));
+
+				if (!x)
+					return 2;
+				status_opts.extra = x;
+				x[status_opts.nextra++] = optarg;
+				break;
+			}
 			path = optarg;
 			break;
 		case 'l':
@@ -729,6 +768,18 @@ main(int argc, char **argv)
 			if (xr_dlq_opts_set(&dlq_opts, longopts[li].name, optarg, err,
 			                    sizeof(err))) {
 				fprintf(stderr, "xregion dlq: %s\n", err);
+				return 2;
+			}
+			break;
+		case OPT_STATUS:
+			if (cmd->run != run_status) {
+				fprintf(stderr, "xregion %s: --%s is an option of xregion "
+				        "status only\n", cmd->name, longopts[li].name);
+				return 2;
+			}
+			if (xr_status_opts_set(&status_opts, longopts[li].name, optarg,
+			                       err, sizeof(err))) {
+				fprintf(stderr, "xregion status: %s\n", err);
 				return 2;
 			}
 			break;
@@ -824,17 +875,21 @@ main(int argc, char **argv)
 		                                 sizeof(err));
 		if (!server) {
 			fprintf(stderr, "xregion: %s\n", err);
+			xr_metrics_term(&metrics);
 			xr_config_destroy(conf);
 			return 2;
 		}
-		xr_info("metrics at http://%s/metrics", conf->metrics_listen);
+		xr_info("metrics at http://%s/metrics (state at /status)",
+		        conf->metrics_listen);
 	}
 	rc = cmd->run(conf);
 	xr_metrics_server_stop(server);
+	xr_metrics_term(&metrics);
 	xr_config_destroy(conf);
 	xr_conflicts_opts_term(&conflicts_opts);
 	xr_backfill_opts_term(&backfill_opts);
 	xr_replay_opts_term(&replay_opts);
 	xr_feed_opts_term(&feed_opts);
+	xr_status_opts_term(&status_opts);
 	return rc;
 }

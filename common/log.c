@@ -1,6 +1,7 @@
 /* log.c: leveled logging to stderr (see log.h). */
 #include "common/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,11 @@
 
 static xr_log_level_t log_level = XR_LOG_INFO;
 static char log_tag[64] = "xregion";
+
+/* The last ERROR line, for /status (metrics.h). */
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
+static char            last_error[512];
+static int64_t         last_error_us;
 
 void
 xr_log_set_level(xr_log_level_t level)
@@ -61,4 +67,28 @@ xr_log(xr_log_level_t level, const char *fmt, ...)
 		memcpy(line + sizeof(line) - 5, "...", 4);
 	fprintf(stderr, "%s.%03dZ %s [%s] %s\n", stamp, (int)(tv.tv_usec / 1000),
 	        names[level], log_tag, line);
+	if (level == XR_LOG_ERROR) {
+		size_t len = strlen(line);
+
+		if (len >= sizeof(last_error))
+			len = sizeof(last_error) - 1;
+		pthread_mutex_lock(&last_lock);
+		memcpy(last_error, line, len);
+		last_error[len] = '\0';
+		last_error_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+		pthread_mutex_unlock(&last_lock);
+	}
+}
+
+bool
+xr_log_last_error(char *buf, size_t size, int64_t *at_us)
+{
+	bool any;
+
+	pthread_mutex_lock(&last_lock);
+	any = last_error_us != 0;
+	snprintf(buf, size, "%s", last_error);
+	*at_us = last_error_us;
+	pthread_mutex_unlock(&last_lock);
+	return any;
 }

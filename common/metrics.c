@@ -7,21 +7,94 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 #include "common/buf.h"
+#include "common/log.h"
+#include "common/lsn.h"
 
 struct xr_metrics_server_s {
 	struct MHD_Daemon *daemon;
 	xr_metrics_t      *m;
 };
 
+const int64_t xr_latency_bounds_us[XR_LATENCY_BUCKETS] = {
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000, 30000000, 60000000
+};
+
+void
+xr_latency_observe(uint64_t *buckets, int64_t us)
+{
+	int i;
+
+	for (i = 0; i < XR_LATENCY_BUCKETS; i++)
+		if (us <= xr_latency_bounds_us[i])
+			break;
+	buckets[i]++;
+}
+
 void
 xr_metrics_init(xr_metrics_t *m, const char *region)
 {
+	struct timeval tv;
+
 	memset(m, 0, sizeof(*m));
 	m->region = region;
+	pthread_mutex_init(&m->lock, NULL);
+	gettimeofday(&tv, NULL);
+	m->started_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+void
+xr_metrics_term(xr_metrics_t *m)
+{
+	free(m->paused);
+	m->paused = NULL;
+	pthread_mutex_destroy(&m->lock);
+}
+
+void
+xr_metrics_set_paused(xr_metrics_t *m, char *json)
+{
+	char *old;
+
+	pthread_mutex_lock(&m->lock);
+	old = m->paused;
+	m->paused = json;
+	pthread_mutex_unlock(&m->lock);
+	free(old);
+}
+
+/* The latency histogram, cumulative as Prometheus has it. */
+static void
+latency(xr_buf_t *b, const xr_metrics_t *m)
+{
+	static const char name[] = "xregion_apply_latency_seconds";
+	uint64_t          cum = 0;
+	int               i;
+
+	xr_buf_printf(b, "# HELP %s Time from a source transaction's commit in "
+	              "its region to its commit here (consumer).\n"
+	              "# TYPE %s histogram\n", name, name);
+	for (i = 0; i <= XR_LATENCY_BUCKETS; i++) {
+		cum += atomic_load(&m->apply_latency[i]);
+		if (i < XR_LATENCY_BUCKETS)
+			xr_buf_printf(b, "%s_bucket{region=\"%s\",le=\"%g\"} %" PRIu64
+			              "\n", name, m->region,
+			              (double)xr_latency_bounds_us[i] / 1e6, cum);
+		else
+			xr_buf_printf(b, "%s_bucket{region=\"%s\",le=\"+Inf\"} %" PRIu64
+			              "\n", name, m->region, cum);
+	}
+	xr_buf_printf(b, "%s_sum{region=\"%s\"} %.6f\n%s_count{region=\"%s\"} %"
+	              PRIu64 "\n", name, m->region,
+	              (double)atomic_load(&m->apply_latency_sum_us) / 1e6, name,
+	              m->region, cum);
 }
 
 static void
@@ -117,7 +190,73 @@ xr_metrics_render(const xr_metrics_t *m)
 			              "kind=\"%s\",resolution=\"%s\"} %" PRIu64 "\n",
 			              m->region, m->kind_names[k], m->resolution_names[r],
 			              (uint64_t)atomic_load(&m->conflicts[k][r]));
+	latency(&b, m);
 	out = b.data;   /* handed over: the caller frees it */
+	return out;
+}
+
+/* µs since the Unix epoch as an ISO 8601 UTC text. */
+static json_t *
+iso_json(int64_t us)
+{
+	char      buf[40];
+	time_t    t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm))
+		return json_null();
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".%03dZ",
+	         (int)(us % 1000000 / 1000));
+	return json_string(buf);
+}
+
+char *
+xr_metrics_status_json(xr_metrics_t *m)
+{
+	json_t *o = json_object(), *prod, *cons, *paused = NULL;
+	char    line[512], lsn[XR_LSN_STRLEN];
+	int64_t at;
+	char   *out;
+
+	if (!o)
+		return NULL;
+	xr_lsn_format(atomic_load(&m->confirmed_lsn), lsn);
+	json_object_set_new(o, "region", json_string(m->region));
+	json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
+	json_object_set_new(o, "started_at", iso_json(m->started_us));
+	prod = json_pack("{s:I,s:I,s:s,s:I,s:I}",
+	                 "events", (json_int_t)atomic_load(&m->produced_events),
+	                 "transactions", (json_int_t)atomic_load(&m->produced_txns),
+	                 "confirmed_lsn", lsn,
+	                 "in_flight", (json_int_t)atomic_load(&m->in_flight),
+	                 "restarts",
+	                 (json_int_t)atomic_load(&m->producer_restarts));
+	cons = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	                 "consumed", (json_int_t)atomic_load(&m->consumed_events),
+	                 "applied", (json_int_t)atomic_load(&m->applied_events),
+	                 "skipped", (json_int_t)atomic_load(&m->skipped_events),
+	                 "dead_lettered",
+	                 (json_int_t)atomic_load(&m->dead_lettered),
+	                 "transactions", (json_int_t)atomic_load(&m->batches));
+	pthread_mutex_lock(&m->lock);
+	if (m->paused)
+		paused = json_loads(m->paused, 0, NULL);
+	pthread_mutex_unlock(&m->lock);
+	if (cons)
+		json_object_set_new(cons, "paused", paused ? paused : json_array());
+	else
+		json_decref(paused);
+	json_object_set_new(o, "producer", prod ? prod : json_null());
+	json_object_set_new(o, "consumer", cons ? cons : json_null());
+	if (xr_log_last_error(line, sizeof(line), &at))
+		json_object_set_new(o, "last_error",
+		                    json_pack("{s:o,s:s}", "at", iso_json(at),
+		                              "message", line));
+	else
+		json_object_set_new(o, "last_error", json_null());
+	out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
 	return out;
 }
 
@@ -132,6 +271,7 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 	enum MHD_Result       ret;
 	unsigned int          status = MHD_HTTP_OK;
 	char                 *body;
+	const char           *type = "text/plain; version=0.0.4";
 
 	(void)version;
 	(void)upload_data;
@@ -142,10 +282,13 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 		status = MHD_HTTP_METHOD_NOT_ALLOWED;
 	} else if (strcmp(url, "/metrics") == 0) {
 		body = xr_metrics_render(s->m);
+	} else if (strcmp(url, "/status") == 0) {
+		body = xr_metrics_status_json(s->m);
+		type = "application/json";
 	} else if (strcmp(url, "/healthz") == 0) {
 		body = strdup("ok\n");
 	} else {
-		body = strdup("not found: try /metrics or /healthz\n");
+		body = strdup("not found: try /metrics, /status or /healthz\n");
 		status = MHD_HTTP_NOT_FOUND;
 	}
 	if (!body)
@@ -156,8 +299,7 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 		free(body);
 		return MHD_NO;
 	}
-	(void)MHD_add_response_header(resp, "Content-Type",
-	                              "text/plain; version=0.0.4");
+	(void)MHD_add_response_header(resp, "Content-Type", type);
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;

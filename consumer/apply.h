@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 #include "consumer/event.h"
 
 /* Conflict kinds, as stored in xregion.conflicts.kind. */
@@ -75,6 +76,12 @@ typedef struct xr_apply_stats_s {
 	uint64_t dead_lettered;
 	uint64_t conflicts[XR_CONFLICT_NKINDS][XR_RES_N];
 	uint64_t batches;
+	/*
+	 * Source transactions committed here by the time since their commit
+	 * in their region (metrics.h's buckets; not replays), and its sum.
+	 */
+	uint64_t latency[XR_LATENCY_BUCKETS + 1];
+	uint64_t latency_sum_us;
 } xr_apply_stats_t;
 
 /*

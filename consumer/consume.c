@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "common/kafka_conf.h"
@@ -60,7 +61,17 @@ typedef struct paused_s {
 	char    *nspname, *relname;
 	int64_t  recheck_us;
 	bool     retried;      /* resumed at least once: log quietly */
+	char    *why;          /* for /status */
 } paused_t;
+
+static void
+paused_free(paused_t *p)
+{
+	free(p->topic);
+	free(p->nspname);
+	free(p->relname);
+	free(p->why);
+}
 
 typedef struct consumer_s {
 	const xr_config_t     *conf;
@@ -74,6 +85,7 @@ typedef struct consumer_s {
 	size_t         nrecs;
 	paused_t      *paused;
 	size_t         npaused;
+	bool           paused_dirty;  /* changed since /status last had it */
 	char         **warned;     /* tables logged once as not applicable */
 	size_t         nwarned;
 	int            dlq_failed;
@@ -253,12 +265,10 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		size_t k;
 
 		/* Revoked: forget pauses of partitions no longer ours. */
-		for (k = 0; k < c->npaused; k++) {
-			free(c->paused[k].topic);
-			free(c->paused[k].nspname);
-			free(c->paused[k].relname);
-		}
+		for (k = 0; k < c->npaused; k++)
+			paused_free(&c->paused[k]);
 		c->npaused = 0;
+		c->paused_dirty = true;
 		drop_records(c, parts);
 		/*
 		 * librdkafka keeps our pause of a partition across unassign and
@@ -626,11 +636,8 @@ consumer_term(consumer_t *c)
 	for (i = 0; c->recs && i < (size_t)c->conf->batch_size; i++)
 		xr_event_term(&c->recs[i].ev);
 	free(c->recs);
-	for (i = 0; i < c->npaused; i++) {
-		free(c->paused[i].topic);
-		free(c->paused[i].nspname);
-		free(c->paused[i].relname);
-	}
+	for (i = 0; i < c->npaused; i++)
+		paused_free(&c->paused[i]);
 	free(c->paused);
 	for (i = 0; i < c->nwarned; i++)
 		free(c->warned[i]);
@@ -694,6 +701,8 @@ pause_partition(consumer_t *c, msgrec_t *r, const char *why)
 	p->relname = strdup(r->ev.relname);
 	p->recheck_us = xr_mono_us() + (int64_t)c->conf->drift_recheck_ms * 1000;
 	p->retried = retried;
+	p->why = strdup(why);
+	c->paused_dirty = true;
 	xr_error("%s; pausing %s [%d] at offset %" PRId64 " until the column "
 	         "exists here (rechecked every %d ms)", why, topic,
 	         (int)r->m->partition, r->m->offset, c->conf->drift_recheck_ms);
@@ -722,10 +731,9 @@ recheck_paused(consumer_t *c)
 		rd_kafka_topic_partition_list_destroy(l);
 		seek(c, p->topic, p->partition, p->offset);
 		xr_debug("rechecking %s [%d]", p->topic, (int)p->partition);
-		free(p->topic);
-		free(p->nspname);
-		free(p->relname);
+		paused_free(p);
 		c->paused[i] = c->paused[--c->npaused];
+		c->paused_dirty = true;
 	}
 }
 
@@ -1427,6 +1435,35 @@ publish_metrics(consumer_t *c)
 	atomic_store(&m->dead_lettered, c->poisoned);
 	atomic_store(&m->paused_partitions, c->npaused);
 	atomic_store(&m->batches, st->batches);
+	for (k = 0; k <= XR_LATENCY_BUCKETS; k++)
+		atomic_store(&m->apply_latency[k], st->latency[k]);
+	atomic_store(&m->apply_latency_sum_us, st->latency_sum_us);
+	if (c->paused_dirty) {
+		json_t *a = json_array();
+		size_t  i;
+
+		for (i = 0; a && i < c->npaused; i++) {
+			const paused_t *p = &c->paused[i];
+
+			json_array_append_new(a, json_pack(
+			    "{s:s,s:i,s:I,s:s++,s:s?}", "topic", p->topic,
+			    "partition", (int)p->partition, "offset",
+			    (json_int_t)p->offset, "table", p->nspname ? p->nspname : "",
+			    ".", p->relname ? p->relname : "", "reason", p->why));
+		}
+		/* Atomic apply: a source region waiting for a column. */
+		for (i = 0; a && i < c->natom; i++)
+			if (c->atom[i].reason[0])
+				json_array_append_new(a, json_pack(
+				    "{s:s,s:s}", "region",
+				    xr_txq_region_name(c->txq, i), "reason",
+				    c->atom[i].reason));
+		if (a) {
+			xr_metrics_set_paused(m, json_dumps(a, JSON_COMPACT));
+			json_decref(a);
+			c->paused_dirty = false;
+		}
+	}
 	for (k = 0; k < XR_CONFLICT_NKINDS && k < XR_METRICS_KINDS; k++)
 		for (r = 0; r < XR_RES_N && r < XR_METRICS_RESOLUTIONS; r++)
 			atomic_store(&m->conflicts[k][r], st->conflicts[k][r]);
@@ -1924,6 +1961,7 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 		goto fail;
 	if (c->drifted) {
 		snprintf(a->reason, sizeof(a->reason), "%s", c->drift);
+		c->paused_dirty = true;
 		snprintf(a->nspname, sizeof(a->nspname), "%s", c->drift_nsp);
 		snprintf(a->relname, sizeof(a->relname), "%s", c->drift_rel);
 		xr_error("%s; region %s waits (whole transactions, in commit order) "
@@ -2004,6 +2042,8 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 			c->consumed++;
 	replay_count(c, items, ni);
 	a->backoff_ms = 500;
+	if (a->reason[0])
+		c->paused_dirty = true;
 	a->reason[0] = '\0';
 	atomic_free(c);
 	rc = 0;

@@ -1,19 +1,28 @@
 /*
- * status.c: `xregion status`: this region's tombstones and hidden rows per
- * table, and every region's progress with the tombstone purge horizon.
+ * status.c: `xregion status`: a region's health (database and slot, the
+ * running process's state, consumer lag, dead letters, conflicts), for a
+ * probe (exit status) or a person; with details, its tombstones and hidden
+ * rows per table and every region's progress with the purge horizon.
  */
 #include "consumer/status.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 
 #include "common/buf.h"
+#include "common/kafka_conf.h"
 #include "common/log.h"
+#include "common/lsn.h"
 #include "consumer/progress.h"
 
 /* µs since the Unix epoch as 2026-11-30T16:40:10Z. */
@@ -128,36 +137,636 @@ progress(const xr_config_t *conf, FILE *out)
 	xr_progress_destroy(p);
 }
 
-int
-xr_status_run(const xr_config_t *conf, FILE *out, char *errstr,
-              size_t errstr_size)
+void
+xr_status_opts_init(xr_status_opts_t *o)
 {
+	memset(o, 0, sizeof(*o));
+	o->details = true;
+	o->max_slot_lag_bytes = (int64_t)256 << 20;
+	o->max_lag_events = 10000;
+	o->max_lag_seconds = 120;
+	o->error_window_s = 300;
+}
+
+void
+xr_status_opts_term(xr_status_opts_t *o)
+{
+	free(o->extra);
+	o->extra = NULL;
+	o->nextra = 0;
+}
+
+static int
+positive(const char *name, const char *value, long long max, long long *out,
+         char *errstr, size_t errstr_size)
+{
+	char     *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(value, &end, 10);
+	if (errno || *end || end == value || v < 1 || v > max) {
+		snprintf(errstr, errstr_size, "--%s: expected a whole number from 1 "
+		         "to %lld, got \"%s\"", name, max, value);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+xr_status_opts_set(xr_status_opts_t *o, const char *name, const char *value,
+                   char *errstr, size_t errstr_size)
+{
+	long long v;
+
+	if (strcmp(name, "json") == 0) {
+		o->json = true;
+		return 0;
+	}
+	if (strcmp(name, "brief") == 0) {
+		o->details = false;
+		return 0;
+	}
+	if (strcmp(name, "max-slot-lag-mb") == 0) {
+		if (positive(name, value, 1 << 20, &v, errstr, errstr_size))
+			return -1;
+		o->max_slot_lag_bytes = (int64_t)v << 20;
+		return 0;
+	}
+	if (strcmp(name, "max-lag-events") == 0) {
+		if (positive(name, value, INT64_MAX / 2, &v, errstr, errstr_size))
+			return -1;
+		o->max_lag_events = (int64_t)v;
+		return 0;
+	}
+	if (strcmp(name, "max-lag-seconds") == 0) {
+		if (positive(name, value, 86400 * 30, &v, errstr, errstr_size))
+			return -1;
+		o->max_lag_seconds = (int)v;
+		return 0;
+	}
+	snprintf(errstr, errstr_size, "unknown option --%s", name);
+	return -1;
+}
+
+/* A region's findings as they are gathered. */
+typedef struct check_s {
+	json_t     *r;        /* the region's object */
+	json_t     *reasons;  /* its array of reasons */
+	xr_health_t health;
+} check_t;
+
+static void
+finding(check_t *c, xr_health_t h, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Records a reason for health h (at least). */
+static void
+finding(check_t *c, xr_health_t h, const char *fmt, ...)
+{
+	char    buf[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_array_append_new(c->reasons, json_string(buf));
+	if (h > c->health)
+		c->health = h;
+}
+
+/* One row, one column query; NULL (with errstr) on failure. */
+static PGresult *
+query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+      const char *what, check_t *c)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL,
+	                             NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		finding(c, XR_DOWN, "database: %s: %s", what, PQerrorMessage(conn));
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+/* The slot: whether a producer streams it, how far it is confirmed. */
+static void
+check_slot(PGconn *conn, const xr_config_t *conf,
+           const xr_status_opts_t *opts, check_t *c)
+{
+	const char *p[1] = { conf->slot };
+	PGresult   *res = query(conn,
+	    "SELECT active, confirmed_flush_lsn::text, "
+	    "pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery() "
+	    "  THEN pg_catalog.pg_last_wal_replay_lsn() "
+	    "  ELSE pg_catalog.pg_current_wal_lsn() END, "
+	    "  confirmed_flush_lsn)::bigint, wal_status "
+	    "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+	    1, p, "reading the slot", c);
+	json_t     *o;
+	long long   lag;
+
+	if (!res)
+		return;
+	if (PQntuples(res) != 1) {
+		finding(c, XR_DOWN, "slot %s does not exist (run xregion setup)",
+		        conf->slot);
+		PQclear(res);
+		return;
+	}
+	lag = PQgetisnull(res, 0, 2) ? 0 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	o = json_pack("{s:s,s:b,s:s?,s:I,s:s?}", "name", conf->slot,
+	              "active", PQgetvalue(res, 0, 0)[0] == 't',
+	              "confirmed_lsn",
+	              PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+	              "lag_bytes", (json_int_t)lag,
+	              "wal_status",
+	              PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+	json_object_set_new(c->r, "slot", o);
+	if (PQgetvalue(res, 0, 0)[0] != 't')
+		finding(c, XR_DOWN, "slot %s is not streamed: no producer is running",
+		        conf->slot);
+	if (!PQgetisnull(res, 0, 3) &&
+	    strcmp(PQgetvalue(res, 0, 3), "lost") == 0)
+		finding(c, XR_DOWN, "slot %s lost WAL it needed (wal_status lost)",
+		        conf->slot);
+	if (lag > opts->max_slot_lag_bytes)
+		finding(c, XR_DEGRADED, "slot %s is %lld MB behind the WAL (more "
+		        "than %lld MB)", conf->slot, lag >> 20,
+		        (long long)(opts->max_slot_lag_bytes >> 20));
+	PQclear(res);
+}
+
+/* The last hour's conflicts by kind. */
+static void
+check_conflicts(PGconn *conn, check_t *c)
+{
+	PGresult *res = query(conn,
+	    "SELECT kind, count(*) FROM xregion.conflicts "
+	    "WHERE logged_at > now() - interval '1 hour' GROUP BY kind "
+	    "ORDER BY kind", 0, NULL, "reading xregion.conflicts", c);
+	json_t   *o = json_object();
+	int       i;
+
+	if (!res) {
+		json_decref(o);
+		return;
+	}
+	for (i = 0; i < PQntuples(res); i++)
+		json_object_set_new(o, PQgetvalue(res, i, 0),
+		                    json_integer(strtoll(PQgetvalue(res, i, 1),
+		                                         NULL, 10)));
+	json_object_set_new(c->r, "conflicts_last_hour", o);
+	PQclear(res);
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *opaque)
+{
+	xr_buf_append(opaque, p, size * n);
+	return size * n;
+}
+
+/* The running process's /status (metrics_listen), if it has one. */
+static void
+check_process(const xr_config_t *conf, const xr_status_opts_t *opts,
+              check_t *c)
+{
+	char          url[300], cerr[CURL_ERROR_SIZE] = "";
+	xr_buf_t      body;
+	CURL         *h;
+	CURLcode      rc;
+	long          code = 0;
+	json_t       *st, *v;
+	json_error_t  je;
+
+	if (!conf->metrics_listen) {
+		json_object_set_new(c->r, "process", json_null());
+		return;
+	}
+	snprintf(url, sizeof(url), "http://%s/status", conf->metrics_listen);
+	xr_buf_init(&body);
+	if (!(h = curl_easy_init())) {
+		finding(c, XR_DEGRADED, "process: cannot make an HTTP client");
+		return;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(h);
+	if (rc != CURLE_OK || code != 200) {
+		finding(c, XR_DOWN, "process: %s does not answer (%s): xregion run "
+		        "is not running", url,
+		        rc != CURLE_OK ? (cerr[0] ? cerr : curl_easy_strerror(rc))
+		                       : "not HTTP 200");
+		xr_buf_term(&body);
+		return;
+	}
+	st = json_loadb(body.data ? body.data : "", body.len, 0, &je);
+	xr_buf_term(&body);
+	if (!json_is_object(st)) {
+		finding(c, XR_DEGRADED, "process: %s is not a status document: %s",
+		        url, je.text);
+		json_decref(st);
+		return;
+	}
+	json_object_set(c->r, "process", st);
+	v = json_object_get(json_object_get(st, "consumer"), "paused");
+	if (json_array_size(v) > 0) {
+		json_t *p0 = json_array_get(v, 0);
+
+		if (json_object_get(p0, "topic"))
+			finding(c, XR_DEGRADED, "%zu partition(s) paused, first %s "
+			        "[%d]: %s", json_array_size(v),
+			        json_string_value(json_object_get(p0, "topic")),
+			        (int)json_integer_value(json_object_get(p0, "partition")),
+			        json_string_value(json_object_get(p0, "reason")));
+		else
+			finding(c, XR_DEGRADED, "the changes of region %s wait: %s",
+			        json_string_value(json_object_get(p0, "region")),
+			        json_string_value(json_object_get(p0, "reason")));
+	}
+	v = json_object_get(st, "last_error");
+	if (json_is_object(v)) {
+		const char *at = json_string_value(json_object_get(v, "at"));
+		struct tm   tm;
+
+		memset(&tm, 0, sizeof(tm));
+		if (at && strptime(at, "%Y-%m-%dT%H:%M:%S", &tm) &&
+		    (int64_t)time(NULL) - (int64_t)timegm(&tm) <= opts->error_window_s)
+			finding(c, XR_DEGRADED, "an error was logged at %s: %s", at,
+			        json_string_value(json_object_get(v, "message")));
+	}
+	json_decref(st);
+}
+
+/* The stored next offset of topic [partition], or -1. */
+static int64_t
+stored_offset(PGresult *offs, const char *topic, int32_t partition)
+{
+	int i;
+
+	for (i = 0; i < PQntuples(offs); i++)
+		if (strcmp(PQgetvalue(offs, i, 0), topic) == 0 &&
+		    atoi(PQgetvalue(offs, i, 1)) == partition)
+			return strtoll(PQgetvalue(offs, i, 2), NULL, 10);
+	return -1;
+}
+
+/* Whether topic is one this region's consumer reads: <prefix>.<r>.* */
+static bool
+consumed_topic(const xr_config_t *conf, const char *topic)
+{
+	size_t i, lp = strlen(conf->topic_prefix), lr;
+
+	if (strncmp(topic, conf->topic_prefix, lp) != 0 || topic[lp] != '.')
+		return false;
+	for (i = 0; i < conf->n_regions; i++) {
+		if (strcmp(conf->regions[i], conf->region) == 0)
+			continue;
+		lr = strlen(conf->regions[i]);
+		if (strncmp(topic + lp + 1, conf->regions[i], lr) == 0 &&
+		    topic[lp + 1 + lr] == '.' &&
+		    strcmp(topic + lp + 1 + lr, "._dlq") != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Kafka's side: the consumer's lag per topic-partition of the other
+ * regions (the high watermark less the next offset stored in
+ * xregion.offsets), and the dead letters not redriven yet.
+ */
+static void
+check_kafka(PGconn *conn, const xr_config_t *conf,
+            const xr_status_opts_t *opts, check_t *c)
+{
+	char                         err[512];
+	rd_kafka_t                  *rk = xr_kafka_query_new(conf, err, sizeof(err));
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t          e;
+	PGresult                    *offs;
+	json_t                      *lag = json_array();
+	int64_t                      total = 0, worst = 0;
+	const char                  *worst_topic = NULL;
+	int32_t                      worst_part = 0;
+	int                          t, p;
+
+	if (!rk) {
+		finding(c, XR_DOWN, "kafka: %s", err);
+		json_decref(lag);
+		return;
+	}
+	e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+	if (e) {
+		finding(c, XR_DOWN, "kafka %s: no metadata in 10 s: %s",
+		        conf->brokers, rd_kafka_err2str(e));
+		rd_kafka_destroy(rk);
+		json_decref(lag);
+		return;
+	}
+	if (!(offs = query(conn, "SELECT topic, partition, next_offset "
+	                   "FROM xregion.offsets", 0, NULL,
+	                   "reading xregion.offsets", c)))
+		goto out;
+	for (t = 0; t < md->topic_cnt; t++) {
+		const char *topic = md->topics[t].topic;
+		bool        dlq = strcmp(topic, conf->dead_letter_topic) == 0;
+
+		if (!dlq && !consumed_topic(conf, topic))
+			continue;
+		for (p = 0; p < md->topics[t].partition_cnt; p++) {
+			int32_t part = md->topics[t].partitions[p].id;
+			int64_t lo, hi, next, n;
+
+			e = rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi,
+			                                     5000);
+			if (e) {
+				finding(c, XR_DEGRADED, "kafka: %s [%d]: no watermarks in "
+				        "5 s: %s", topic, (int)part, rd_kafka_err2str(e));
+				continue;
+			}
+			next = stored_offset(offs, topic, part);
+			if (next < lo)
+				next = lo;   /* none stored, or before the retention */
+			n = hi > next ? hi - next : 0;
+			if (dlq) {
+				json_object_set_new(c->r, "dead_letters", json_pack(
+				    "{s:s,s:I,s:I}", "topic", topic, "on_topic",
+				    (json_int_t)(hi - lo), "not_redriven", (json_int_t)n));
+				if (n > 0)
+					finding(c, XR_DEGRADED, "%" PRId64 " dead letter(s) on "
+					        "%s not redriven (xregion dlq list)", n, topic);
+				continue;
+			}
+			json_array_append_new(lag, json_pack("{s:s,s:i,s:I,s:I,s:I}",
+			    "topic", topic, "partition", (int)part, "next_offset",
+			    (json_int_t)next, "high_watermark", (json_int_t)hi,
+			    "lag", (json_int_t)n));
+			total += n;
+			if (n > worst) {
+				worst = n;
+				worst_topic = topic;
+				worst_part = part;
+			}
+		}
+	}
+	if (!json_object_get(c->r, "dead_letters"))
+		json_object_set_new(c->r, "dead_letters", json_pack(
+		    "{s:s,s:i,s:i}", "topic", conf->dead_letter_topic, "on_topic", 0,
+		    "not_redriven", 0));
+	if (worst > opts->max_lag_events)
+		finding(c, XR_DEGRADED, "consumer: %s [%d] is %" PRId64 " events "
+		        "behind (more than %" PRId64 ")", worst_topic, (int)worst_part,
+		        worst, opts->max_lag_events);
+	PQclear(offs);
+out:
+	json_object_set_new(c->r, "consumer_lag", json_pack("{s:I,s:o}",
+	                    "total", (json_int_t)total, "partitions", lag));
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_destroy(rk);
+}
+
+/*
+ * How long ago the region's changes were last all on Kafka, by its
+ * progress records (consumer/progress.h): the age of its slot's position.
+ */
+static void
+check_age(const xr_config_t *conf, const xr_status_opts_t *opts, check_t *c)
+{
+	char           err[512];
+	xr_progress_t *p = xr_progress_new(conf, err, sizeof(err));
+	int64_t        t, age;
+
+	if (!p) {
+		finding(c, XR_DEGRADED, "progress: %s", err);
+		return;
+	}
+	if (xr_progress_poll(p, 5000) > 0)
+		while (xr_progress_poll(p, 500) > 0)
+			;
+	t = xr_progress_through(p, conf->region);
+	xr_progress_destroy(p);
+	if (t == XR_PROGRESS_NONE) {
+		json_object_set_new(c->r, "published_age_s", json_null());
+		finding(c, XR_DEGRADED, "no progress record of region %s on %s yet",
+		        conf->region, conf->progress_topic);
+		return;
+	}
+	age = (xr_unix_now_us() - t) / 1000000;
+	json_object_set_new(c->r, "published_age_s", json_integer(age));
+	if (age > opts->max_lag_seconds)
+		finding(c, XR_DEGRADED, "its changes are on Kafka only up to %" PRId64
+		        " s ago (more than %d s)", age, opts->max_lag_seconds);
+}
+
+/* Checks one region; returns its object (health, reasons, findings). */
+static json_t *
+check_region(const xr_config_t *conf, const xr_status_opts_t *opts,
+             PGconn **connp)
+{
+	static const char *names[] = { "healthy", "degraded", "down" };
 	const char *keys[] = { "dbname", "connect_timeout", "application_name",
 	                       NULL };
-	const char *vals[] = { conf->pg_dsn, "10", "xregion-status", NULL };
+	const char *vals[] = { conf->pg_dsn, "5", "xregion-status", NULL };
+	check_t     c = { json_object(), json_array(), XR_HEALTHY };
 	PGconn     *conn = PQconnectdbParams(keys, vals, 1);
 	PGresult   *res;
-	int         rc = -1;
 
+	json_object_set_new(c.r, "region", json_string(conf->region));
 	if (PQstatus(conn) != CONNECTION_OK) {
-		snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
-		goto out;
+		finding(&c, XR_DOWN, "database: %s", PQerrorMessage(conn));
+		goto done;
 	}
+	json_object_set_new(c.r, "database", json_string(PQdb(conn)));
 	res = PQexec(conn, "SELECT to_regclass('xregion.hidden') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
 	    PQgetvalue(res, 0, 0)[0] != 't') {
-		snprintf(errstr, errstr_size, "database %s has no schema xregion "
-		         "(run xregion setup)", PQdb(conn));
+		finding(&c, XR_DOWN, "database %s has no schema xregion (run xregion "
+		        "setup)", PQdb(conn));
 		PQclear(res);
-		goto out;
+		goto done;
 	}
 	PQclear(res);
-	fprintf(out, "region %s, database %s\n", conf->region, PQdb(conn));
-	if (tables(conn, conf, out, errstr, errstr_size))
-		goto out;
-	progress(conf, out);
-	rc = 0;
-out:
-	PQfinish(conn);
-	return rc;
+	check_slot(conn, conf, opts, &c);
+	check_process(conf, opts, &c);
+	check_kafka(conn, conf, opts, &c);
+	check_age(conf, opts, &c);
+	check_conflicts(conn, &c);
+done:
+	json_object_set_new(c.r, "health", json_string(names[c.health]));
+	json_object_set_new(c.r, "reasons", c.reasons);
+	if (PQstatus(conn) == CONNECTION_OK && connp)
+		*connp = conn;
+	else
+		PQfinish(conn);
+	return c.r;
+}
+
+static xr_health_t
+health_of(const json_t *r)
+{
+	const char *h = json_string_value(json_object_get(r, "health"));
+
+	return !h || strcmp(h, "down") == 0 ? XR_DOWN
+	       : strcmp(h, "degraded") == 0 ? XR_DEGRADED : XR_HEALTHY;
+}
+
+/* The human form of a region's object. */
+static void
+print_region(const json_t *r, FILE *out)
+{
+	const json_t *v, *pr, *x;
+	const char   *key;
+	size_t        i;
+	char          buf[40];
+
+	fprintf(out, "region %s: %s\n", json_string_value(json_object_get(r,
+	        "region")), json_string_value(json_object_get(r, "health")));
+	json_array_foreach(json_object_get(r, "reasons"), i, v)
+		fprintf(out, "  ! %s\n", json_string_value(v));
+	if ((v = json_object_get(r, "slot")))
+		fprintf(out, "  slot %s: %s, confirmed %s, %" JSON_INTEGER_FORMAT
+		        " bytes behind the WAL\n",
+		        json_string_value(json_object_get(v, "name")),
+		        json_is_true(json_object_get(v, "active")) ? "streamed"
+		                                                    : "NOT streamed",
+		        json_string_value(json_object_get(v, "confirmed_lsn"))
+		            ? json_string_value(json_object_get(v, "confirmed_lsn"))
+		            : "-",
+		        json_integer_value(json_object_get(v, "lag_bytes")));
+	if ((v = json_object_get(r, "published_age_s")) && json_is_integer(v))
+		fprintf(out, "  on Kafka up to %" JSON_INTEGER_FORMAT " s ago\n",
+		        json_integer_value(v));
+	if ((pr = json_object_get(r, "process")) && json_is_object(pr)) {
+		const json_t *p = json_object_get(pr, "producer");
+		const json_t *k = json_object_get(pr, "consumer");
+
+		fprintf(out, "  process %" JSON_INTEGER_FORMAT " since %s: produced "
+		        "%" JSON_INTEGER_FORMAT " events, %" JSON_INTEGER_FORMAT
+		        " in flight; applied %" JSON_INTEGER_FORMAT ", dead-lettered %"
+		        JSON_INTEGER_FORMAT ", %zu paused\n",
+		        json_integer_value(json_object_get(pr, "pid")),
+		        json_string_value(json_object_get(pr, "started_at")),
+		        json_integer_value(json_object_get(p, "events")),
+		        json_integer_value(json_object_get(p, "in_flight")),
+		        json_integer_value(json_object_get(k, "applied")),
+		        json_integer_value(json_object_get(k, "dead_lettered")),
+		        json_array_size(json_object_get(k, "paused")));
+		json_array_foreach(json_object_get(k, "paused"), i, x) {
+			if (json_object_get(x, "topic"))
+				fprintf(out, "    paused %s [%" JSON_INTEGER_FORMAT "] at %"
+				        JSON_INTEGER_FORMAT ": %s\n",
+				        json_string_value(json_object_get(x, "topic")),
+				        json_integer_value(json_object_get(x, "partition")),
+				        json_integer_value(json_object_get(x, "offset")),
+				        json_string_value(json_object_get(x, "reason")));
+			else
+				fprintf(out, "    region %s waits: %s\n",
+				        json_string_value(json_object_get(x, "region")),
+				        json_string_value(json_object_get(x, "reason")));
+		}
+		x = json_object_get(pr, "last_error");
+		fprintf(out, "    last error: %s%s%s\n",
+		        json_is_object(x) ? json_string_value(json_object_get(x, "at"))
+		                          : "none",
+		        json_is_object(x) ? " " : "",
+		        json_is_object(x)
+		            ? json_string_value(json_object_get(x, "message")) : "");
+	} else if (json_is_null(pr)) {
+		fprintf(out, "  process: not known (no metrics_listen in the "
+		        "config)\n");
+	}
+	if ((v = json_object_get(r, "consumer_lag"))) {
+		fprintf(out, "  consumer lag: %" JSON_INTEGER_FORMAT " events\n",
+		        json_integer_value(json_object_get(v, "total")));
+		json_array_foreach(json_object_get(v, "partitions"), i, x)
+			if (json_integer_value(json_object_get(x, "lag")) > 0)
+				fprintf(out, "    %s [%" JSON_INTEGER_FORMAT "]: %"
+				        JSON_INTEGER_FORMAT "\n",
+				        json_string_value(json_object_get(x, "topic")),
+				        json_integer_value(json_object_get(x, "partition")),
+				        json_integer_value(json_object_get(x, "lag")));
+	}
+	if ((v = json_object_get(r, "dead_letters")))
+		fprintf(out, "  dead letters on %s: %" JSON_INTEGER_FORMAT ", %"
+		        JSON_INTEGER_FORMAT " not redriven\n",
+		        json_string_value(json_object_get(v, "topic")),
+		        json_integer_value(json_object_get(v, "on_topic")),
+		        json_integer_value(json_object_get(v, "not_redriven")));
+	if ((v = json_object_get(r, "conflicts_last_hour"))) {
+		fprintf(out, "  conflicts in the last hour:");
+		if (json_object_size(v) == 0)
+			fprintf(out, " none");
+		json_object_foreach((json_t *)v, key, x) {
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			         json_integer_value(x));
+			fprintf(out, " %s %s", key, buf);
+		}
+		fputc('\n', out);
+	}
+}
+
+xr_health_t
+xr_status_run(const xr_config_t *conf, const xr_status_opts_t *opts,
+              FILE *out)
+{
+	json_t      *all = json_array();
+	xr_health_t  worst = XR_HEALTHY, h;
+	char         err[1024];
+	size_t       i;
+
+	for (i = 0; i <= opts->nextra; i++) {
+		xr_config_t *c = i == 0 ? (xr_config_t *)conf
+		                        : xr_config_load(opts->extra[i - 1], err,
+		                                         sizeof(err));
+		PGconn      *conn = NULL;
+		json_t      *r;
+
+		if (!c) {
+			r = json_pack("{s:s,s:s,s:[s]}", "config", opts->extra[i - 1],
+			              "health", "down", "reasons", err);
+		} else {
+			r = check_region(c, opts, &conn);
+			if (!opts->json) {
+				print_region(r, out);
+				if (opts->details && conn) {
+					if (tables(conn, c, out, err, sizeof(err)))
+						fprintf(out, "  tables: %s\n", err);
+					if (i == 0)   /* the same from every region */
+						progress(c, out);
+				}
+			}
+		}
+		PQfinish(conn);
+		if ((h = health_of(r)) > worst)
+			worst = h;
+		json_array_append_new(all, r);
+		if (i > 0 && c)
+			xr_config_destroy(c);
+	}
+	if (opts->json) {
+		json_t *doc = json_pack("{s:s,s:o}", "health",
+		                        worst == XR_DOWN ? "down"
+		                        : worst == XR_DEGRADED ? "degraded"
+		                                               : "healthy",
+		                        "regions", json_incref(all));
+
+		json_dumpf(doc, out, JSON_INDENT(2));
+		fputc('\n', out);
+		json_decref(doc);
+	}
+	json_decref(all);
+	return worst;
 }

@@ -62,7 +62,7 @@ def test_a_late_older_change_does_not_outlive_the_delete():
         # apac's update has not arrived anywhere.
         time.sleep(25)
         assert tombstones(us) == 1 and tombstones(eu) == 1
-        out = us.xregion("status").stdout
+        out = us.xregion("status", check=False).stdout
         assert "public.orders: 1 tombstones" in out, out
         assert "apac: published through" in out, out
         apac.start()                   # its older update arrives now
@@ -78,7 +78,7 @@ def test_a_late_older_change_does_not_outlive_the_delete():
         for r in d.nodes:
             assert f"producer/{r}" in recs and f"consumer/{r}" in recs, recs
         assert "purged 1 tombstone(s)" in us.read_log()
-        out = us.xregion("status").stdout
+        out = us.xregion("status", check=False).stdout
         assert "public.orders: 0 tombstones" in out, out
         assert "purge horizon: 20" in out, out
     finally:
