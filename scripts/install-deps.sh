@@ -24,7 +24,7 @@ APT_PACKAGES=(
   libjansson-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
-  python3-venv faketime kafkacat curl
+  python3-venv faketime kafkacat curl openssl
 )
 PY_PACKAGES=(fastavro cramjam "confluent-kafka[avro,schemaregistry]" "psycopg[binary]" duckdb pytest)
 PY_IMPORTS="fastavro, cramjam, confluent_kafka, confluent_kafka.schema_registry.avro, psycopg, duckdb, pytest"

@@ -71,10 +71,14 @@ class Cluster:
     environment for the server (e.g. libfaketime's).  start() / stop();
     usable as a context manager."""
 
-    def __init__(self, name, settings="", env=None):
+    def __init__(self, name, settings="", env=None, files=None, hba=HBA):
+        """files: {name: text} written into the data directory before the
+        server starts (a key gets mode 0600); hba: pg_hba.conf."""
         self.name = name
         self.settings = settings
         self.env = dict(env or {})
+        self.files = dict(files or {})
+        self.hba = hba
         # A relocatable build (PyPI's) brings its own libpq: the server's
         # walreceiver must load it, not the system's older one.
         lib = os.path.realpath(os.path.join(PG_BIN, "..", "lib"))
@@ -127,7 +131,11 @@ class Cluster:
         self._make_root()
         self.run([f"{PG_BIN}/initdb", "-D", self.data, "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--locale=C"], "initdb")
-        self._write("pg_hba.conf", HBA)
+        self._write("pg_hba.conf", self.hba)
+        for name, text in self.files.items():
+            self._write(name, text)
+            if name.endswith(".key"):
+                os.chmod(os.path.join(self.data, name), 0o600)
         self._start_on_free_port()
 
     def start_standby_of(self, primary, slot):
