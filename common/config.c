@@ -37,6 +37,7 @@
 #define ENV_BROKERS    "XREGION_KAFKA_BROKERS"
 #define ENV_PROP       "XREGION_KAFKA_PROP_"
 #define ENV_REGISTRY_PASSWORD "XREGION_SCHEMA_REGISTRY_PASSWORD"
+#define ENV_METRICS    "XREGION_METRICS_LISTEN"
 
 #define WUR __attribute__((warn_unused_result))
 
@@ -1301,6 +1302,11 @@ apply_env(cfg_ctx_t *c, xr_config_t *conf)
 		}
 		free(conf->registry_password);
 		conf->registry_password = xstrdup(v);
+	}
+	if ((v = getenv(ENV_METRICS))) {
+		/* Empty: no endpoint, whatever the file says. */
+		free(conf->metrics_listen);
+		conf->metrics_listen = *v ? xstrdup(v) : NULL;
 	}
 	if ((v = getenv(ENV_BROKERS))) {
 		if (*v == '\0') {

@@ -68,10 +68,18 @@ xr_log(xr_log_level_t level, const char *fmt, ...)
 	fprintf(stderr, "%s.%03dZ %s [%s] %s\n", stamp, (int)(tv.tv_usec / 1000),
 	        names[level], log_tag, line);
 	if (level == XR_LOG_ERROR) {
-		size_t len = strlen(line);
+		/*
+		 * Its first line only: a server's DETAIL may quote row values,
+		 * and /status is served to whoever reaches metrics_listen.  Cut
+		 * on a UTF-8 character boundary.
+		 */
+		size_t len = strcspn(line, "\n");
 
 		if (len >= sizeof(last_error))
 			len = sizeof(last_error) - 1;
+		while (len > 0 && len < strlen(line) &&
+		       ((unsigned char)line[len] & 0xC0) == 0x80)
+			len--;
 		pthread_mutex_lock(&last_lock);
 		memcpy(last_error, line, len);
 		last_error[len] = '\0';

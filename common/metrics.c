@@ -249,12 +249,19 @@ xr_metrics_status_json(xr_metrics_t *m)
 		json_decref(paused);
 	json_object_set_new(o, "producer", prod ? prod : json_null());
 	json_object_set_new(o, "consumer", cons ? cons : json_null());
-	if (xr_log_last_error(line, sizeof(line), &at))
-		json_object_set_new(o, "last_error",
-		                    json_pack("{s:o,s:s}", "at", iso_json(at),
-		                              "message", line));
-	else
+	if (xr_log_last_error(line, sizeof(line), &at)) {
+		struct timeval tv;
+		json_t        *msg = json_string(line);
+
+		gettimeofday(&tv, NULL);
+		/* (Not UTF-8: said so rather than left out.) */
+		json_object_set_new(o, "last_error", json_pack(
+		    "{s:o,s:I,s:o}", "at", iso_json(at), "age_s",
+		    (json_int_t)(tv.tv_sec - at / 1000000),
+		    "message", msg ? msg : json_string("(not UTF-8: see the log)")));
+	} else {
 		json_object_set_new(o, "last_error", json_null());
+	}
 	out = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return out;

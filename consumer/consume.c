@@ -1445,19 +1445,30 @@ publish_metrics(consumer_t *c)
 		for (i = 0; a && i < c->npaused; i++) {
 			const paused_t *p = &c->paused[i];
 
-			json_array_append_new(a, json_pack(
+			json_t *e = json_pack(
 			    "{s:s,s:i,s:I,s:s++,s:s?}", "topic", p->topic,
 			    "partition", (int)p->partition, "offset",
 			    (json_int_t)p->offset, "table", p->nspname ? p->nspname : "",
-			    ".", p->relname ? p->relname : "", "reason", p->why));
+			    ".", p->relname ? p->relname : "", "reason", p->why);
+
+			/* (A name that is not UTF-8: the entry, without it.) */
+			json_array_append_new(a, e ? e : json_pack(
+			    "{s:s,s:i,s:s}", "topic", "(not UTF-8)", "partition",
+			    (int)p->partition, "reason", "(not UTF-8: see the log)"));
 		}
 		/* Atomic apply: a source region waiting for a column. */
-		for (i = 0; a && i < c->natom; i++)
-			if (c->atom[i].reason[0])
-				json_array_append_new(a, json_pack(
-				    "{s:s,s:s}", "region",
-				    xr_txq_region_name(c->txq, i), "reason",
-				    c->atom[i].reason));
+		for (i = 0; a && i < c->natom; i++) {
+			json_t *e;
+
+			if (!c->atom[i].reason[0])
+				continue;
+			e = json_pack("{s:s,s:s}", "region",
+			              xr_txq_region_name(c->txq, i), "reason",
+			              c->atom[i].reason);
+			json_array_append_new(a, e ? e : json_pack(
+			    "{s:s,s:s}", "region", xr_txq_region_name(c->txq, i),
+			    "reason", "(not UTF-8: see the log)"));
+		}
 		if (a) {
 			xr_metrics_set_paused(m, json_dumps(a, JSON_COMPACT));
 			json_decref(a);

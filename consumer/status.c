@@ -210,11 +210,21 @@ xr_status_opts_set(xr_status_opts_t *o, const char *name, const char *value,
 	return -1;
 }
 
+/* A JSON string's value, or "?" (for printing). */
+static const char *
+str(const json_t *v)
+{
+	const char *s = json_string_value(v);
+
+	return s ? s : "?";
+}
+
 /* A region's findings as they are gathered. */
 typedef struct check_s {
 	json_t     *r;        /* the region's object */
 	json_t     *reasons;  /* its array of reasons */
 	xr_health_t health;
+	bool        process_up; /* its /status answered */
 } check_t;
 
 static void
@@ -286,13 +296,25 @@ check_slot(PGconn *conn, const xr_config_t *conf,
 	              "wal_status",
 	              PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
 	json_object_set_new(c->r, "slot", o);
-	if (PQgetvalue(res, 0, 0)[0] != 't')
+	/*
+	 * Not streamed: down, unless the process answers (a producer between
+	 * two sessions, reconnecting with backoff).
+	 */
+	if (PQgetvalue(res, 0, 0)[0] != 't' && c->process_up)
+		finding(c, XR_DEGRADED, "slot %s is not streamed right now (the "
+		        "process runs: its producer reconnects?)", conf->slot);
+	else if (PQgetvalue(res, 0, 0)[0] != 't')
 		finding(c, XR_DOWN, "slot %s is not streamed: no producer is running",
 		        conf->slot);
 	if (!PQgetisnull(res, 0, 3) &&
 	    strcmp(PQgetvalue(res, 0, 3), "lost") == 0)
 		finding(c, XR_DOWN, "slot %s lost WAL it needed (wal_status lost)",
 		        conf->slot);
+	else if (!PQgetisnull(res, 0, 3) &&
+	         strcmp(PQgetvalue(res, 0, 3), "unreserved") == 0)
+		finding(c, XR_DEGRADED, "slot %s holds more WAL than "
+		        "max_slot_wal_keep_size (wal_status unreserved): it is lost "
+		        "at the next checkpoint unless it catches up", conf->slot);
 	if (lag > opts->max_slot_lag_bytes)
 		finding(c, XR_DEGRADED, "slot %s is %lld MB behind the WAL (more "
 		        "than %lld MB)", conf->slot, lag >> 20,
@@ -323,6 +345,33 @@ check_conflicts(PGconn *conn, check_t *c)
 	PQclear(res);
 }
 
+/* The paused partitions, and the source regions waiting, as reasons. */
+static void
+paused_findings(const json_t *paused, check_t *c)
+{
+	const json_t *x, *part = NULL, *wait = NULL;
+	size_t        i, nparts = 0, nwait = 0;
+
+	json_array_foreach(paused, i, x) {
+		if (json_object_get(x, "topic")) {
+			nparts++;
+			part = part ? part : x;
+		} else {
+			nwait++;
+			wait = wait ? wait : x;
+		}
+	}
+	if (nparts)
+		finding(c, XR_DEGRADED, "%zu partition(s) paused, first %s [%d]: %s",
+		        nparts, str(json_object_get(part, "topic")),
+		        (int)json_integer_value(json_object_get(part, "partition")),
+		        str(json_object_get(part, "reason")));
+	if (nwait)
+		finding(c, XR_DEGRADED, "the changes of %zu region(s) wait, first "
+		        "%s: %s", nwait, str(json_object_get(wait, "region")),
+		        str(json_object_get(wait, "reason")));
+}
+
 static size_t
 on_body(char *p, size_t size, size_t n, void *opaque)
 {
@@ -347,6 +396,7 @@ check_process(const xr_config_t *conf, const xr_status_opts_t *opts,
 		json_object_set_new(c->r, "process", json_null());
 		return;
 	}
+	c->process_up = false;
 	snprintf(url, sizeof(url), "http://%s/status", conf->metrics_listen);
 	xr_buf_init(&body);
 	if (!(h = curl_easy_init())) {
@@ -365,8 +415,8 @@ check_process(const xr_config_t *conf, const xr_status_opts_t *opts,
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(h);
 	if (rc != CURLE_OK || code != 200) {
-		finding(c, XR_DOWN, "process: %s does not answer (%s): xregion run "
-		        "is not running", url,
+		finding(c, XR_DOWN, "process: %s does not answer (%s): the xregion "
+		        "process is not running", url,
 		        rc != CURLE_OK ? (cerr[0] ? cerr : curl_easy_strerror(rc))
 		                       : "not HTTP 200");
 		xr_buf_term(&body);
@@ -381,32 +431,17 @@ check_process(const xr_config_t *conf, const xr_status_opts_t *opts,
 		return;
 	}
 	json_object_set(c->r, "process", st);
-	v = json_object_get(json_object_get(st, "consumer"), "paused");
-	if (json_array_size(v) > 0) {
-		json_t *p0 = json_array_get(v, 0);
-
-		if (json_object_get(p0, "topic"))
-			finding(c, XR_DEGRADED, "%zu partition(s) paused, first %s "
-			        "[%d]: %s", json_array_size(v),
-			        json_string_value(json_object_get(p0, "topic")),
-			        (int)json_integer_value(json_object_get(p0, "partition")),
-			        json_string_value(json_object_get(p0, "reason")));
-		else
-			finding(c, XR_DEGRADED, "the changes of region %s wait: %s",
-			        json_string_value(json_object_get(p0, "region")),
-			        json_string_value(json_object_get(p0, "reason")));
-	}
+	c->process_up = true;
+	paused_findings(json_object_get(json_object_get(st, "consumer"),
+	                                "paused"), c);
+	/* Its age by the process's own clock: no skew between the hosts. */
 	v = json_object_get(st, "last_error");
-	if (json_is_object(v)) {
-		const char *at = json_string_value(json_object_get(v, "at"));
-		struct tm   tm;
-
-		memset(&tm, 0, sizeof(tm));
-		if (at && strptime(at, "%Y-%m-%dT%H:%M:%S", &tm) &&
-		    (int64_t)time(NULL) - (int64_t)timegm(&tm) <= opts->error_window_s)
-			finding(c, XR_DEGRADED, "an error was logged at %s: %s", at,
-			        json_string_value(json_object_get(v, "message")));
-	}
+	if (json_is_object(v) &&
+	    json_integer_value(json_object_get(v, "age_s")) <=
+	        opts->error_window_s)
+		finding(c, XR_DEGRADED, "an error was logged at %s: %s",
+		        str(json_object_get(v, "at")),
+		        str(json_object_get(v, "message")));
 	json_decref(st);
 }
 
@@ -423,11 +458,16 @@ stored_offset(PGresult *offs, const char *topic, int32_t partition)
 	return -1;
 }
 
-/* Whether topic is one this region's consumer reads: <prefix>.<r>.* */
+/*
+ * Whether this region's consumer reads topic: another region's table
+ * topics, <prefix>.<r>.<schema>.<table>, and in atomic apply its end
+ * records, <prefix>.<r>._tx (as consume.c subscribes).
+ */
 static bool
 consumed_topic(const xr_config_t *conf, const char *topic)
 {
-	size_t i, lp = strlen(conf->topic_prefix), lr;
+	size_t      i, lp = strlen(conf->topic_prefix), lr;
+	const char *rest;
 
 	if (strncmp(topic, conf->topic_prefix, lp) != 0 || topic[lp] != '.')
 		return false;
@@ -435,10 +475,13 @@ consumed_topic(const xr_config_t *conf, const char *topic)
 		if (strcmp(conf->regions[i], conf->region) == 0)
 			continue;
 		lr = strlen(conf->regions[i]);
-		if (strncmp(topic + lp + 1, conf->regions[i], lr) == 0 &&
-		    topic[lp + 1 + lr] == '.' &&
-		    strcmp(topic + lp + 1 + lr, "._dlq") != 0)
-			return true;
+		if (strncmp(topic + lp + 1, conf->regions[i], lr) != 0 ||
+		    topic[lp + 1 + lr] != '.')
+			continue;
+		rest = topic + lp + 2 + lr;
+		if (strcmp(rest, "_tx") == 0)
+			return conf->apply_atomic;
+		return rest[0] != '_' && strchr(rest, '.') != NULL;
 	}
 	return false;
 }
@@ -458,10 +501,11 @@ check_kafka(PGconn *conn, const xr_config_t *conf,
 	rd_kafka_resp_err_t          e;
 	PGresult                    *offs;
 	json_t                      *lag = json_array();
-	int64_t                      total = 0, worst = 0;
+	int64_t                      total = 0, worst = 0, dl_on = 0, dl_left = 0;
+	int64_t                      deadline = xr_mono_us() + 20000000;
 	const char                  *worst_topic = NULL;
 	int32_t                      worst_part = 0;
-	int                          t, p;
+	int                          t, p, skipped = 0;
 
 	if (!rk) {
 		finding(c, XR_DOWN, "kafka: %s", err);
@@ -490,6 +534,11 @@ check_kafka(PGconn *conn, const xr_config_t *conf,
 			int32_t part = md->topics[t].partitions[p].id;
 			int64_t lo, hi, next, n;
 
+			/* The whole of Kafka's side in 20 s at most. */
+			if (xr_mono_us() > deadline) {
+				skipped++;
+				continue;
+			}
 			e = rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi,
 			                                     5000);
 			if (e) {
@@ -502,12 +551,8 @@ check_kafka(PGconn *conn, const xr_config_t *conf,
 				next = lo;   /* none stored, or before the retention */
 			n = hi > next ? hi - next : 0;
 			if (dlq) {
-				json_object_set_new(c->r, "dead_letters", json_pack(
-				    "{s:s,s:I,s:I}", "topic", topic, "on_topic",
-				    (json_int_t)(hi - lo), "not_redriven", (json_int_t)n));
-				if (n > 0)
-					finding(c, XR_DEGRADED, "%" PRId64 " dead letter(s) on "
-					        "%s not redriven (xregion dlq list)", n, topic);
+				dl_on += hi - lo;
+				dl_left += n;
 				continue;
 			}
 			json_array_append_new(lag, json_pack("{s:s,s:i,s:I,s:I,s:I}",
@@ -522,10 +567,16 @@ check_kafka(PGconn *conn, const xr_config_t *conf,
 			}
 		}
 	}
-	if (!json_object_get(c->r, "dead_letters"))
-		json_object_set_new(c->r, "dead_letters", json_pack(
-		    "{s:s,s:i,s:i}", "topic", conf->dead_letter_topic, "on_topic", 0,
-		    "not_redriven", 0));
+	json_object_set_new(c->r, "dead_letters", json_pack(
+	    "{s:s,s:I,s:I}", "topic", conf->dead_letter_topic, "on_topic",
+	    (json_int_t)dl_on, "not_redriven", (json_int_t)dl_left));
+	if (dl_left > 0)
+		finding(c, XR_DEGRADED, "%" PRId64 " dead letter(s) on %s not "
+		        "redriven (xregion dlq list)", dl_left,
+		        conf->dead_letter_topic);
+	if (skipped)
+		finding(c, XR_DEGRADED, "kafka: %d partition(s) not checked: "
+		        "watermarks took more than 20 s", skipped);
 	if (worst > opts->max_lag_events)
 		finding(c, XR_DEGRADED, "consumer: %s [%d] is %" PRId64 " events "
 		        "behind (more than %" PRId64 ")", worst_topic, (int)worst_part,
@@ -578,9 +629,12 @@ check_region(const xr_config_t *conf, const xr_status_opts_t *opts,
 {
 	static const char *names[] = { "healthy", "degraded", "down" };
 	const char *keys[] = { "dbname", "connect_timeout", "application_name",
+	                       "options", NULL };
+	/* Every query too: a probe gets its answer in seconds. */
+	const char *vals[] = { conf->pg_dsn, "5", "xregion-status",
+	                       "-c statement_timeout=5000 -c lock_timeout=2000",
 	                       NULL };
-	const char *vals[] = { conf->pg_dsn, "5", "xregion-status", NULL };
-	check_t     c = { json_object(), json_array(), XR_HEALTHY };
+	check_t     c = { json_object(), json_array(), XR_HEALTHY, false };
 	PGconn     *conn = PQconnectdbParams(keys, vals, 1);
 	PGresult   *res;
 
@@ -599,8 +653,8 @@ check_region(const xr_config_t *conf, const xr_status_opts_t *opts,
 		goto done;
 	}
 	PQclear(res);
-	check_slot(conn, conf, opts, &c);
 	check_process(conf, opts, &c);
+	check_slot(conn, conf, opts, &c);
 	check_kafka(conn, conf, opts, &c);
 	check_age(conf, opts, &c);
 	check_conflicts(conn, &c);
@@ -632,19 +686,17 @@ print_region(const json_t *r, FILE *out)
 	size_t        i;
 	char          buf[40];
 
-	fprintf(out, "region %s: %s\n", json_string_value(json_object_get(r,
-	        "region")), json_string_value(json_object_get(r, "health")));
+	fprintf(out, "region %s: %s\n", str(json_object_get(r,
+	        "region")), str(json_object_get(r, "health")));
 	json_array_foreach(json_object_get(r, "reasons"), i, v)
-		fprintf(out, "  ! %s\n", json_string_value(v));
+		fprintf(out, "  ! %s\n", str(v));
 	if ((v = json_object_get(r, "slot")))
 		fprintf(out, "  slot %s: %s, confirmed %s, %" JSON_INTEGER_FORMAT
 		        " bytes behind the WAL\n",
-		        json_string_value(json_object_get(v, "name")),
+		        str(json_object_get(v, "name")),
 		        json_is_true(json_object_get(v, "active")) ? "streamed"
 		                                                    : "NOT streamed",
-		        json_string_value(json_object_get(v, "confirmed_lsn"))
-		            ? json_string_value(json_object_get(v, "confirmed_lsn"))
-		            : "-",
+		        str(json_object_get(v, "confirmed_lsn")),
 		        json_integer_value(json_object_get(v, "lag_bytes")));
 	if ((v = json_object_get(r, "published_age_s")) && json_is_integer(v))
 		fprintf(out, "  on Kafka up to %" JSON_INTEGER_FORMAT " s ago\n",
@@ -658,7 +710,7 @@ print_region(const json_t *r, FILE *out)
 		        " in flight; applied %" JSON_INTEGER_FORMAT ", dead-lettered %"
 		        JSON_INTEGER_FORMAT ", %zu paused\n",
 		        json_integer_value(json_object_get(pr, "pid")),
-		        json_string_value(json_object_get(pr, "started_at")),
+		        str(json_object_get(pr, "started_at")),
 		        json_integer_value(json_object_get(p, "events")),
 		        json_integer_value(json_object_get(p, "in_flight")),
 		        json_integer_value(json_object_get(k, "applied")),
@@ -668,25 +720,23 @@ print_region(const json_t *r, FILE *out)
 			if (json_object_get(x, "topic"))
 				fprintf(out, "    paused %s [%" JSON_INTEGER_FORMAT "] at %"
 				        JSON_INTEGER_FORMAT ": %s\n",
-				        json_string_value(json_object_get(x, "topic")),
+				        str(json_object_get(x, "topic")),
 				        json_integer_value(json_object_get(x, "partition")),
 				        json_integer_value(json_object_get(x, "offset")),
-				        json_string_value(json_object_get(x, "reason")));
+				        str(json_object_get(x, "reason")));
 			else
 				fprintf(out, "    region %s waits: %s\n",
-				        json_string_value(json_object_get(x, "region")),
-				        json_string_value(json_object_get(x, "reason")));
+				        str(json_object_get(x, "region")),
+				        str(json_object_get(x, "reason")));
 		}
 		x = json_object_get(pr, "last_error");
 		fprintf(out, "    last error: %s%s%s\n",
-		        json_is_object(x) ? json_string_value(json_object_get(x, "at"))
-		                          : "none",
+		        json_is_object(x) ? str(json_object_get(x, "at")) : "none",
 		        json_is_object(x) ? " " : "",
-		        json_is_object(x)
-		            ? json_string_value(json_object_get(x, "message")) : "");
+		        json_is_object(x) ? str(json_object_get(x, "message")) : "");
 	} else if (json_is_null(pr)) {
-		fprintf(out, "  process: not known (no metrics_listen in the "
-		        "config)\n");
+		fprintf(out, "  process: not checked (no metrics_listen in the "
+		        "config or XREGION_METRICS_LISTEN)\n");
 	}
 	if ((v = json_object_get(r, "consumer_lag"))) {
 		fprintf(out, "  consumer lag: %" JSON_INTEGER_FORMAT " events\n",
@@ -695,14 +745,14 @@ print_region(const json_t *r, FILE *out)
 			if (json_integer_value(json_object_get(x, "lag")) > 0)
 				fprintf(out, "    %s [%" JSON_INTEGER_FORMAT "]: %"
 				        JSON_INTEGER_FORMAT "\n",
-				        json_string_value(json_object_get(x, "topic")),
+				        str(json_object_get(x, "topic")),
 				        json_integer_value(json_object_get(x, "partition")),
 				        json_integer_value(json_object_get(x, "lag")));
 	}
 	if ((v = json_object_get(r, "dead_letters")))
 		fprintf(out, "  dead letters on %s: %" JSON_INTEGER_FORMAT ", %"
 		        JSON_INTEGER_FORMAT " not redriven\n",
-		        json_string_value(json_object_get(v, "topic")),
+		        str(json_object_get(v, "topic")),
 		        json_integer_value(json_object_get(v, "on_topic")),
 		        json_integer_value(json_object_get(v, "not_redriven")));
 	if ((v = json_object_get(r, "conflicts_last_hour"))) {
@@ -737,6 +787,9 @@ xr_status_run(const xr_config_t *conf, const xr_status_opts_t *opts,
 		if (!c) {
 			r = json_pack("{s:s,s:s,s:[s]}", "config", opts->extra[i - 1],
 			              "health", "down", "reasons", err);
+			if (!opts->json)
+				fprintf(out, "config %s: down\n  ! %s\n",
+				        opts->extra[i - 1], err);
 		} else {
 			r = check_region(c, opts, &conn);
 			if (!opts->json) {

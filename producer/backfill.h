@@ -103,8 +103,10 @@ void xr_backfill_change(xr_backfill_t *b, const xr_rel_t *rel, xr_op_t op,
 /*
  * A message with prefix XR_BACKFILL_PREFIX: whether it is the open chunk's
  * watermark.  If so, the caller publishes the chunk (xr_backfill_rel,
- * xr_backfill_row), after the commit of the watermark's transaction, and
- * then calls xr_backfill_published.
+ * xr_backfill_row) at the commit of the watermark's transaction, as
+ * messages of that transaction's tracker entry (so the safe LSN passes the
+ * watermark only once they are acknowledged), and then calls
+ * xr_backfill_published.
  */
 bool xr_backfill_mark(xr_backfill_t *b, const char *content, size_t len);
 

@@ -1470,6 +1470,20 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			*fatal = true;
 			return -1;
 		}
+		/*
+		 * The chunk read at this watermark goes in the watermark's own
+		 * tracker transaction: the safe LSN reaches end_lsn, and the
+		 * chunk's progress is recorded, only once Kafka has all of it.
+		 * The watermark's transaction publishes nothing else (backfill.c
+		 * writes it alone); if it ever did, the chunk's acks would count
+		 * towards its end record: the chunk is read again instead.
+		 */
+		if (s->chunk_at_commit && xr_txend_changes(s->tx) > 0) {
+			xr_warn("backfill: a watermark in a transaction with changes "
+			        "(xid %u): its chunk is read again", s->xid);
+			xr_backfill_abandon(s->backfill);
+			s->chunk_at_commit = false;
+		}
 		if ((err = close_tx_end(s, errstr, errstr_size)) != 0) {
 			if (err == XR_PUB_FATAL) {
 				fatal_change(s, errstr, errstr_size);
@@ -1477,11 +1491,6 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 			}
 			return -1;
 		}
-		/*
-		 * The chunk read at this watermark goes in the watermark's own
-		 * tracker transaction: the safe LSN reaches end_lsn, and the
-		 * chunk's progress is recorded, only once Kafka has all of it.
-		 */
 		if (s->chunk_at_commit) {
 			s->chunk_at_commit = false;
 			chunk_rc = publish_chunk(s, s->txn_id, m.u.commit.end_lsn,
@@ -1579,7 +1588,8 @@ handle_message(session_t *s, const xr_stream_msg_t *wm, char *errstr,
 		break;
 	case XR_PGO_MESSAGE:
 		if (strcmp(m.u.message.prefix, XR_BACKFILL_PREFIX) == 0) {
-			/* The chunk goes right after the watermark's commit. */
+			/* The chunk goes in the watermark's transaction, at its
+			 * commit (or in one of its own outside a transaction). */
 			if (xr_backfill_mark(s->backfill, m.u.message.content,
 			                     m.u.message.len)) {
 				if (!s->in_txn) {

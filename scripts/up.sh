@@ -64,12 +64,16 @@ done
 ((start)) || exit 0
 
 mkdir -p "$STATE/xregion"
+i=-1
 for r in "${REGIONS[@]}"; do
+  i=$((i + 1))
   pidf="$STATE/xregion/$r.pid"
   if [[ -f $pidf ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
     say "region $r: xregion already running (pid $(cat "$pidf"))"
     continue
   fi
+  # /metrics and /status (xregion status) on 9187, 9188, 9189, ...
+  XREGION_METRICS_LISTEN="127.0.0.1:$((9187 + i))" \
   nohup "$XREGION" run -c "$ROOT/config/$r.yaml" \
         >>"$STATE/xregion/$r.log" 2>&1 </dev/null &
   echo $! >"$pidf"

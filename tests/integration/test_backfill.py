@@ -352,7 +352,8 @@ def test_progress_waits_for_kafka(duo):
     reads = [m for m in xrtest.read_topic(f"{d.prefix}.us.public.items",
                                           timeout=30)
              if dict(m.headers() or []).get("xr-for") == b"eu"]
-    assert len(reads) == 6000, len(reads)
+    # both jobs' reads, each row at least once
+    assert len(reads) >= 6000, len(reads)
     converge(d, ("us", "eu"), "items")
 
 
