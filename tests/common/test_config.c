@@ -845,6 +845,28 @@ test_env_empty_dsn_rejected(void **state)
 	             ": environment variable XREGION_POSTGRES_DSN is set but empty");
 }
 
+/* XREGION_METRICS_LISTEN replaces metrics_listen; empty removes it. */
+static void
+test_env_metrics_listen(void **state)
+{
+	char err[512];
+	xr_config_t *conf;
+	(void)state;
+
+	assert_int_equal(setenv("XREGION_METRICS_LISTEN", "127.0.0.1:9999", 1), 0);
+	conf = load("envm.yaml", "metrics_listen: 127.0.0.1:9187\n" MINIMAL, err,
+	            sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->metrics_listen, "127.0.0.1:9999");
+	xr_config_destroy(conf);
+	assert_int_equal(setenv("XREGION_METRICS_LISTEN", "", 1), 0);
+	conf = load("envm.yaml", "metrics_listen: 127.0.0.1:9187\n" MINIMAL, err,
+	            sizeof(err));
+	assert_non_null(conf);
+	assert_null(conf->metrics_listen);
+	xr_config_destroy(conf);
+}
+
 static void
 test_env_prop_adds(void **state)
 {
@@ -1163,6 +1185,7 @@ main(void)
 		T(test_env_overrides_dsn_and_brokers),
 		T(test_env_supplies_required_keys),
 		T(test_env_empty_dsn_rejected),
+		T(test_env_metrics_listen),
 		T(test_env_prop_adds),
 		T(test_env_prop_replaces),
 		T(test_env_error_does_not_echo_value),
