@@ -97,3 +97,23 @@ xr_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf,
 	buf[n] = '\0';
 	return true;
 }
+
+bool
+xr_kafka_refused(int err, const char *reason, char *buf, size_t size)
+{
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+		snprintf(buf, size, "kafka: %s: the broker refuses these "
+		         "credentials (kafka.properties sasl.*, "
+		         "XREGION_KAFKA_PROP_SASL_PASSWORD); retrying cannot help",
+		         reason);
+		return true;
+	}
+	if (err == RD_KAFKA_RESP_ERR__SSL && reason &&
+	    strstr(reason, "certificate verify failed")) {
+		snprintf(buf, size, "kafka: %s: the broker's certificate is not "
+		         "trusted (kafka.properties ssl.ca.location); retrying "
+		         "cannot help", reason);
+		return true;
+	}
+	return false;
+}

@@ -41,4 +41,13 @@ rd_kafka_t *xr_kafka_query_new(const xr_config_t *conf, char *errstr,
 bool xr_kafka_header(const rd_kafka_message_t *m, const char *name,
                      char *buf, size_t size);
 
+/*
+ * Whether an error that librdkafka reports to the error callback (err,
+ * reason) is one that no retry mends: the broker refused the SASL
+ * credentials, or its certificate did not verify against
+ * ssl.ca.location.  If so, buf gets the one line to log (it names what
+ * to fix, never a secret).
+ */
+bool xr_kafka_refused(int err, const char *reason, char *buf, size_t size);
+
 #endif

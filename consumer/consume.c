@@ -393,6 +393,12 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		c->fatal = 1;
 		return;
 	}
+	if (xr_kafka_refused(err, reason, why, sizeof(why))) {
+		if (!c->fatal)
+			xr_error("%s; the consumer stops", why);
+		c->fatal = 1;
+		return;
+	}
 	xr_warn("kafka: %s (%s); librdkafka retries with backoff", reason,
 	        rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }

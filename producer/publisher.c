@@ -1,6 +1,7 @@
 /* publisher.c: idempotent Kafka producer feeding the LSN tracker. */
 #include "producer/publisher.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,9 @@ struct xr_publisher_s {
 	rd_kafka_resp_err_t sync_err;
 
 	char          failure[512];  /* first delivery failure, "" if none */
+	/* Set once by error_cb (librdkafka's thread): credentials refused. */
+	char          refused_msg[1024];
+	atomic_int    refused;
 	bool          failure_fatal; /* retrying cannot mend it */
 	char          failure_topic[256];
 	uint64_t      delivered;
@@ -127,12 +131,24 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		xr_tracker_delivered(p->tracker, (uint64_t)(uintptr_t)m->_private);
 }
 
-/* Runs on librdkafka's threads: only logs. */
+/*
+ * Runs on librdkafka's threads: logs, and notes credentials or a
+ * certificate the broker refuses (xr_publisher_fatal reports it).
+ */
 static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
+	xr_publisher_t *p = opaque;
+	char            msg[sizeof(p->refused_msg)];
+
 	(void)rk;
-	(void)opaque;
+	if (xr_kafka_refused(err, reason, msg, sizeof(msg))) {
+		if (atomic_load(&p->refused) == 0) {
+			memcpy(p->refused_msg, msg, sizeof(msg));
+			atomic_store(&p->refused, 1);
+		}
+		return;
+	}
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		xr_error("kafka: fatal: %s", reason);
 	else
@@ -458,6 +474,10 @@ publisher_fatal(rd_kafka_t *rk, char *errstr, size_t errstr_size)
 int
 xr_publisher_fatal(xr_publisher_t *p, char *errstr, size_t errstr_size)
 {
+	if (atomic_load(&p->refused)) {
+		snprintf(errstr, errstr_size, "%s", p->refused_msg);
+		return 1;
+	}
 	return publisher_fatal(p->rk, errstr, errstr_size);
 }
 

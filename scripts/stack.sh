@@ -8,7 +8,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # ------------------------------------------------------------------ settings
 STATE="$(realpath -m "${XR_STATE_DIR:-$REPO_ROOT/.stack}")"
-read -r -a REGIONS <<<"${XR_REGIONS:-us eu apac}"
+read -r -a REGIONS <<<"${XR_REGIONS-us eu apac}"   # empty: no clusters
 PG_BASE_PORT="${XR_PG_BASE_PORT:-15432}"
 # shellcheck source=scripts/pg-versions.sh
 . "$REPO_ROOT/scripts/pg-versions.sh"
@@ -23,6 +23,8 @@ KAFKA_ENABLED="${XR_KAFKA:-1}"
 KAFKA_PORT="${XR_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${XR_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_HEAP="${XR_KAFKA_HEAP:-768m}"
+KAFKA_SECURE="${XR_KAFKA_SECURE:-0}"
+read -r -a KAFKA_USERS <<<"${XR_KAFKA_USERS:-us eu apac}"
 KAFKA_LIBS="$(realpath -m "${XR_KAFKA_LIBS:-$REPO_ROOT/.stack/kafka-libs}")"
 REGISTRY_ENABLED="${XR_REGISTRY:-0}"
 REGISTRY_PORT="${XR_REGISTRY_PORT:-18081}"
@@ -36,6 +38,7 @@ if [[ $PG_VERSION == 15 ]]; then PG_LINK="$STATE/pg"; else PG_LINK="$STATE/pg$PG
 KAFKA_DIR="$STATE/kafka"     # server.properties, cluster.id, kafka.pid, kafka.log, data/
 KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
 KAFKA_LOG="$KAFKA_DIR/kafka.log"
+KAFKA_TLS="$KAFKA_DIR/tls"   # secure: ca.crt/.key, broker.pem, users (name password)
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 REGISTRY_DIR="$STATE/registry"   # registry.pid, registry.log (storage: in memory)
 REGISTRY_PIDFILE="$REGISTRY_DIR/registry.pid"
@@ -96,6 +99,13 @@ Environment (same values must be given to every command of one stack):
   XR_KAFKA_PORT            Kafka client port         (default: 19092)
   XR_KAFKA_CONTROLLER_PORT KRaft controller port     (default: XR_KAFKA_PORT+1)
   XR_KAFKA_HEAP            broker max heap           (default: 768m)
+  XR_KAFKA_SECURE          1 = the client listener on SASL_SSL (PLAIN over TLS,
+                           a test CA made with openssl in <state>/kafka/tls),
+                           KRaft's StandardAuthorizer, super user admin; one
+                           user xr-<region> per XR_KAFKA_USERS, no ACLs
+                           (give them per region: docs/security.md); 'env'
+                           prints the CA and the passwords file (default: 0)
+  XR_KAFKA_USERS           regions with a SCRAM user (default: "us eu apac")
   XR_KAFKA_LIBS            Kafka jars                (default: <repo>/.stack/kafka-libs)
   XR_REGISTRY              1 = also the schema registry (default: 0)
   XR_REGISTRY_PORT         its HTTP port (default: 18081); management port +1
@@ -352,7 +362,13 @@ kafka_pid() { # prints the pid of this stack's broker if it runs
 }
 
 kafka_answers() { # a real metadata request, listing our broker
-  timeout 15 "$(kcat_bin)" -b "$BOOTSTRAP" -L -m 5 2>/dev/null | grep -q "broker 1 at 127.0.0.1:$KAFKA_PORT"
+  local sec=()
+  if [[ $KAFKA_SECURE == 1 ]]; then
+    sec=(-X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN
+         -X sasl.username=admin -X "sasl.password=$(kafka_password admin)"
+         -X "ssl.ca.location=$KAFKA_TLS/ca.crt")
+  fi
+  timeout 15 "$(kcat_bin)" -b "$BOOTSTRAP" "${sec[@]}" -L -m 5 2>/dev/null | grep -q "broker 1 at 127.0.0.1:$KAFKA_PORT"
 }
 
 kafka_java() { # java with the stack's classpath and log4j2 config
@@ -360,6 +376,42 @@ kafka_java() { # java with the stack's classpath and log4j2 config
        -Dkafka.logs.dir="$KAFKA_DIR/logs" -Djava.awt.headless=true \
        -cp "$KAFKA_LIBS/*" "$@"
 }
+
+# secure: the test CA, the broker's certificate for 127.0.0.1 and localhost
+# (key and chain in one PEM file, as Kafka's PEM keystore takes them), and
+# a random password per SCRAM user, made once per state dir.
+kafka_secure_files() {
+  command -v openssl >/dev/null || die "openssl not found: run scripts/install-deps.sh"
+  mkdir -p "$KAFKA_TLS"
+  chmod 700 "$KAFKA_TLS"
+  if [[ ! -f $KAFKA_TLS/broker.pem ]]; then
+    log "kafka: making a test CA and the broker's certificate in $KAFKA_TLS"
+    (
+      cd "$KAFKA_TLS"
+      openssl req -x509 -new -nodes -newkey rsa:2048 -keyout ca.key -out ca.crt \
+        -days 3650 -subj "/CN=xregion local stack CA" 2>/dev/null
+      printf 'subjectAltName = IP:127.0.0.1, DNS:localhost\n' >san.ext
+      openssl req -new -nodes -newkey rsa:2048 -keyout broker.key -out broker.csr \
+        -subj "/CN=127.0.0.1" 2>/dev/null
+      openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -out broker.crt -days 3650 -extfile san.ext 2>/dev/null
+      cat broker.key broker.crt >broker.pem
+      rm -f broker.csr san.ext
+    ) || die "kafka: making the test certificates failed"
+  fi
+  local u
+  touch "$KAFKA_TLS/users"
+  for u in admin "${KAFKA_USERS[@]/#/xr-}"; do
+    grep -q "^$u " "$KAFKA_TLS/users" ||
+      echo "$u $(openssl rand -hex 16)" >>"$KAFKA_TLS/users"
+  done
+  chmod 600 "$KAFKA_TLS/users" "$KAFKA_TLS"/*.key "$KAFKA_TLS/broker.pem"
+}
+
+kafka_password() { awk -v u="$1" '$1 == u { print $2 }' "$KAFKA_TLS/users"; }
+
+# The PLAIN login module's user_<name>="<password>" entries, one per user.
+kafka_jaas_users() { awk '{ printf " user_%s=\"%s\"", $1, $2 }' "$KAFKA_TLS/users"; }
 
 kafka_write_config() {
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
@@ -394,6 +446,30 @@ log.segment.bytes=104857600
 num.network.threads=2
 num.io.threads=4
 EOF
+  if [[ $KAFKA_SECURE == 1 ]]; then
+    # Later keys win: the client listener becomes SASL_SSL.  The
+    # controller listener stays PLAINTEXT on loopback; its principal
+    # (ANONYMOUS) must be a super user for the broker's own requests.
+    cat >>"$KAFKA_DIR/server.properties" <<EOF
+
+# XR_KAFKA_SECURE=1
+listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$(kafka_password admin)"$(kafka_jaas_users);
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS/ca.crt
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
+    chmod 600 "$KAFKA_DIR/server.properties"
+  fi
   cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
 # Written by scripts/stack.sh. Everything goes to stdout = kafka.log.
 status = warn
@@ -423,6 +499,7 @@ kafka_up() {
   command -v java >/dev/null || die "java not found: run scripts/install-deps.sh"
   kcat_bin >/dev/null
   ensure_kafka_libs
+  if [[ $KAFKA_SECURE == 1 ]]; then kafka_secure_files; fi
   kafka_write_config
 
   local pid
@@ -722,6 +799,11 @@ cmd_env() {
   if [[ $KAFKA_ENABLED != 0 ]]; then
     echo "export XR_KAFKA_PORT=$KAFKA_PORT"
     echo "export XR_KAFKA_BOOTSTRAP='$BOOTSTRAP'"
+    if [[ $KAFKA_SECURE == 1 ]]; then
+      echo "export XR_KAFKA_SECURE=1"
+      echo "export XR_KAFKA_CA='$KAFKA_TLS/ca.crt'"
+      echo "export XR_KAFKA_USERS_FILE='$KAFKA_TLS/users'"
+    fi
   fi
   if [[ $REGISTRY_ENABLED != 0 ]]; then
     echo "export XR_SCHEMA_REGISTRY_URL='$REGISTRY_URL'"

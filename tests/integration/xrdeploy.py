@@ -45,7 +45,7 @@ class Node:
             f"  slot: {self.slot}",
             *(f"  {line}" for line in postgres),
             "kafka:",
-            f"  brokers: {xrtest.BROKERS}",
+            f"  brokers: {dep.brokers}",
             f"  topic_prefix: {dep.prefix}",
             "  partitions: 3",
             *(f"  {line}" for line in kafka),
@@ -71,9 +71,10 @@ class Node:
             cur = c.execute(statement, params)
             return cur.fetchall() if cur.description else None
 
-    def xregion(self, *args, check=True):
+    def xregion(self, *args, check=True, timeout=120):
         r = subprocess.run([xrtest.XREGION, *args, "-c", self.config],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=timeout,
+                           env=self.env())
         if check and r.returncode:
             raise AssertionError(f"xregion {args} ({self.region}) exited "
                                  f"{r.returncode}:\n{r.stdout}{r.stderr}")
@@ -83,7 +84,13 @@ class Node:
         assert self.proc is None
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([xrtest.XREGION, mode, "-c", self.config],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=self.env())
+
+    def env(self):
+        """The environment of its xregion commands: the test's, and the
+        deployment's variables for this region (secrets)."""
+        return {**os.environ, **self.dep.env.get(self.region, {})}
 
     def wait_log(self, text, timeout=60, count=1):
         deadline = time.time() + timeout
@@ -122,14 +129,18 @@ class Node:
 
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
-                 ports=None, consumer=(), kafka=(), postgres=()):
+                 ports=None, consumer=(), kafka=(), postgres=(), brokers=None,
+                 env=None, prefix=None):
         """consumer, kafka, postgres: further lines of each region's
         consumer:, kafka: and postgres: sections (kafka and postgres may map
         a region to its own lines);
-        schema_sql may map a region to its own DDL."""
+        schema_sql may map a region to its own DDL; brokers: another
+        Kafka than the stack's; env: a region's further environment."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
-        self.prefix = f"xrd{self.suffix}"
+        self.prefix = prefix or f"xrd{self.suffix}"
+        self.brokers = brokers or xrtest.BROKERS
+        self.env = env or {}
         self.regions = regions
         self.tmp = tempfile.mkdtemp(prefix="xrd-")
         self.nodes = {}
@@ -181,6 +192,8 @@ class Deployment:
                 n.close()
             except Exception as e:  # keep closing the others
                 print(f"closing {n.region}: {e}")
+        if self.brokers != xrtest.BROKERS:
+            return   # another broker's topics: its owner cleans up
         admin = xrtest.AdminClient({"bootstrap.servers": xrtest.BROKERS})
         mine = [t for t in admin.list_topics(timeout=10).topics
                 if t.startswith(self.prefix + ".")]
