@@ -205,13 +205,26 @@ class Cluster:
             time.sleep(0.1)
         self.running = False
 
+    def halt(self):
+        """Stops the server (fast shutdown) and keeps its data: resume()
+        starts it again on the same port."""
+        self.run([f"{PG_BIN}/pg_ctl", "stop", "-D", self.data, "-m", "fast",
+                  "-w", "-t", "60"], "pg_ctl stop")
+        self.halted = True
+
+    def resume(self):
+        self.run(["env", *(f"{k}={v}" for k, v in self.env.items()),
+                  f"{PG_BIN}/pg_ctl", "start", "-D", self.data,
+                  "-l", self.logfile, "-w", "-t", "60"], "pg_ctl start")
+        self.halted = False
+
     def promote(self):
         self.run([f"{PG_BIN}/pg_ctl", "promote", "-D", self.data, "-w",
                   "-t", "60"], "pg_ctl promote")
 
     def stop(self):
         try:
-            if self.running:
+            if self.running and not getattr(self, "halted", False):
                 self.run([f"{PG_BIN}/pg_ctl", "stop", "-D", self.data,
                           "-m", "immediate", "-w", "-t", "60"], "pg_ctl stop")
                 self.running = False

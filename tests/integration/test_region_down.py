@@ -1,0 +1,129 @@
+"""A region's blast radius (issue 14, part 3): eu's PostgreSQL and its
+replicator are stopped while us and apac keep writing. us and apac go on
+replicating between themselves with the lag they had; when eu returns it
+catches up (printed: seconds per million events), and all three converge.
+
+XR_REGION_DOWN_SECONDS: how long eu is down (default 20; the issue's
+"several minutes" is e.g. 300).
+"""
+import os
+import statistics
+import threading
+import time
+
+import psycopg
+
+import pgcluster
+import xrtest
+from xrdeploy import Deployment
+
+SCHEMA = """
+CREATE TABLE items (id bigint PRIMARY KEY, region text, n int, note text);
+CREATE TABLE probe (id bigint PRIMARY KEY, sent double precision);
+"""
+DOWN_S = float(os.environ.get("XR_REGION_DOWN_SECONDS", "20"))
+
+
+class Writer(threading.Thread):
+    """Transactions of 20 inserts and 5 updates, about 10 a second."""
+
+    def __init__(self, node, base):
+        super().__init__(daemon=True)
+        self.node, self.base = node, base
+        self.stop = threading.Event()
+        self.rows = 0
+        self.error = None
+
+    def run(self):
+        try:
+            dsn = xrtest.pg_dsn(self.node.region, self.node.db, self.node.port)
+            with psycopg.connect(dsn, autocommit=True) as c:
+                i = 0
+                while not self.stop.is_set():
+                    with c.transaction():
+                        c.execute("INSERT INTO items SELECT g, %s, 0, 'x' FROM "
+                                  "generate_series(%s, %s) g",
+                                  (self.node.region, self.base + i,
+                                   self.base + i + 19))
+                        c.execute("UPDATE items SET n = n + 1 WHERE id "
+                                  "BETWEEN %s AND %s", (self.base + i,
+                                                        self.base + i + 4))
+                    self.rows += 25
+                    i += 20
+                    time.sleep(0.1)
+        except Exception as e:   # reported by the test
+            self.error = e
+
+
+def probe_lag(src, dst, pid):
+    """Seconds from a commit in src to its row in dst (polling every 10 ms)."""
+    t = time.time()
+    src.sql("INSERT INTO probe VALUES (%s, %s)", (pid, t))
+    dsn = xrtest.pg_dsn(dst.region, dst.db, dst.port)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        end = t + 60
+        while time.time() < end:
+            if c.execute("SELECT 1 FROM probe WHERE id = %s", (pid,)).fetchone():
+                return time.time() - t
+            time.sleep(0.01)
+    raise AssertionError(f"probe {pid} did not reach {dst.region} in 60 s")
+
+
+def test_region_down_leaves_the_others_alone():
+    eu_pg = pgcluster.Cluster("region-down-eu")
+    eu_pg.start()
+    d = Deployment([("public.items", False), ("public.probe", False)], SCHEMA,
+                   regions=("us", "eu", "apac"), ports={"eu": eu_pg.port})
+    try:
+        us, eu, apac = d["us"], d["eu"], d["apac"]
+        d.start()
+        writers = [Writer(us, 1_000_000), Writer(apac, 2_000_000)]
+        for w in writers:
+            w.start()
+        time.sleep(2)
+        before = [probe_lag(us, apac, i) for i in range(1, 16)]
+
+        eu.stop()
+        eu_pg.halt()
+        rows_at_stop = sum(w.rows for w in writers)
+        down_at = time.time()
+        during, pid = [], 100
+        while time.time() - down_at < DOWN_S:
+            during.append(probe_lag(us, apac, pid))
+            during.append(probe_lag(apac, us, pid + 1))
+            pid += 2
+            time.sleep(0.3)
+        backlog = sum(w.rows for w in writers) - rows_at_stop
+        for w in writers:
+            w.stop.set()
+        for w in writers:
+            w.join(30)
+            assert w.error is None, w.error
+
+        eu_pg.resume()
+        back_at = time.time()
+        eu.start()
+        d.converge("items", timeout=600)
+        catchup = time.time() - back_at
+        d.converge("probe", timeout=60)
+
+        b50, d50 = statistics.median(before), statistics.median(during)
+        d_max = max(during)
+        print(f"us -> apac lag before: p50 {b50 * 1000:.0f} ms; with eu down "
+              f"{DOWN_S:.0f} s: p50 {d50 * 1000:.0f} ms, max "
+              f"{d_max * 1000:.0f} ms ({len(during)} probes)")
+        print(f"eu back: {backlog} events behind, caught up in {catchup:.1f} s "
+              f"(start included) = {catchup / max(backlog, 1) * 1e6:.0f} s "
+              f"per million events")
+        assert backlog > 200 * DOWN_S, backlog   # the others kept writing
+        assert d50 <= 2 * b50 + 0.25, (before, during)
+        assert d_max < 5, during
+        assert eu.sql("SELECT count(*) FROM items") == \
+            us.sql("SELECT count(*) FROM items")
+    finally:
+        d.close()
+        eu_pg.stop()
+        if getattr(eu_pg, "halted", False):
+            eu_pg.halted = False
+            eu_pg.running = False
+            eu_pg.stop()
