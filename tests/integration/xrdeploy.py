@@ -34,6 +34,8 @@ class Node:
         self.log = os.path.join(dep.tmp, f"{region}.log")
         self.proc = None
         self.port = dep.ports.get(region)
+        # the xregion it runs (another build: mixed versions)
+        self.binary = dep.binaries.get(region, xrtest.XREGION)
         with xrtest.connect(region, port=self.port) as c:
             c.execute(f'CREATE DATABASE "{self.db}"')
         lines = [
@@ -72,7 +74,7 @@ class Node:
             return cur.fetchall() if cur.description else None
 
     def xregion(self, *args, check=True, timeout=120):
-        r = subprocess.run([xrtest.XREGION, *args, "-c", self.config],
+        r = subprocess.run([self.binary, *args, "-c", self.config],
                            capture_output=True, text=True, timeout=timeout,
                            env=self.env())
         if check and r.returncode:
@@ -83,7 +85,7 @@ class Node:
     def start(self, mode="run"):
         assert self.proc is None
         self.logf = open(self.log, "a")
-        self.proc = subprocess.Popen([xrtest.XREGION, mode, "-c", self.config],
+        self.proc = subprocess.Popen([self.binary, mode, "-c", self.config],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      env=self.env())
 
@@ -130,17 +132,19 @@ class Node:
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
                  ports=None, consumer=(), kafka=(), postgres=(), brokers=None,
-                 env=None, prefix=None):
+                 env=None, prefix=None, binaries=None):
         """consumer, kafka, postgres: further lines of each region's
         consumer:, kafka: and postgres: sections (kafka and postgres may map
         a region to its own lines);
         schema_sql may map a region to its own DDL; brokers: another
-        Kafka than the stack's; env: a region's further environment."""
+        Kafka than the stack's; env: a region's further environment;
+        binaries: a region's xregion executable, if not the tests' one."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
         self.prefix = prefix or f"xrd{self.suffix}"
         self.brokers = brokers or xrtest.BROKERS
         self.env = env or {}
+        self.binaries = binaries or {}
         self.regions = regions
         self.tmp = tempfile.mkdtemp(prefix="xrd-")
         self.nodes = {}
