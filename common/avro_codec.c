@@ -727,6 +727,130 @@ xr_schema_destroy(xr_schema_t *s)
 }
 
 /*
+ * A named type's full name as avro-c 1.11 gives it (schema.c): a dotted
+ * name is full already; else the type's "namespace" ("" for none), else
+ * the enclosing record's.
+ */
+static int
+named_fullname(json_t *t, const char *parent_ns, xr_buf_t *out,
+               const char **ns)
+{
+	const char *name = json_string_value(json_object_get(t, "name"));
+	json_t     *jns = json_object_get(t, "namespace");
+	const char *dot;
+
+	if (!name)
+		return -1;
+	xr_buf_reset(out);
+	if ((dot = strrchr(name, '.'))) {
+		xr_buf_puts(out, name);
+		*ns = NULL;     /* the caller reads it from out */
+		return (int)(dot - name);
+	}
+	*ns = json_is_string(jns) ? json_string_value(jns) : parent_ns;
+	if (*ns && **ns)
+		xr_buf_printf(out, "%s.", *ns);
+	xr_buf_puts(out, name);
+	return -2;
+}
+
+/*
+ * Walks schema JSON t the way avro-c does and fails on a named type
+ * (record, enum, fixed) whose full name is defined a second time.  avro-c
+ * refuses that too, but leaks the type it was making: a schema from
+ * outside (the schemas topic, a registry) must not get that far.  names
+ * holds the full names seen, NUL-separated.
+ */
+static int
+names_once(json_t *t, const char *parent_ns, xr_buf_t *names, char *errstr,
+           size_t errstr_size)
+{
+	const char *type;
+	size_t      i;
+
+	if (json_is_array(t)) {
+		for (i = 0; i < json_array_size(t); i++)
+			if (names_once(json_array_get(t, i), parent_ns, names, errstr,
+			               errstr_size))
+				return -1;
+		return 0;
+	}
+	if (!json_is_object(t) ||
+	    !(type = json_string_value(json_object_get(t, "type"))))
+		return 0;
+	if (strcmp(type, "array") == 0)
+		return names_once(json_object_get(t, "items"), parent_ns, names,
+		                  errstr, errstr_size);
+	if (strcmp(type, "map") == 0)
+		return names_once(json_object_get(t, "values"), parent_ns, names,
+		                  errstr, errstr_size);
+	if (strcmp(type, "record") == 0 || strcmp(type, "enum") == 0 ||
+	    strcmp(type, "fixed") == 0) {
+		xr_buf_t    full;
+		const char *ns, *p;
+		char       *own_ns = NULL;
+		json_t     *fields;
+		int         dot, rc = 0;
+
+		xr_buf_init(&full);
+		dot = named_fullname(t, parent_ns, &full, &ns);
+		if (dot == -1) {
+			xr_buf_term(&full);
+			return 0;   /* avro-c refuses it before making anything */
+		}
+		for (p = names->data; p < names->data + names->len;
+		     p += strlen(p) + 1)
+			if (strcmp(p, full.data) == 0) {
+				set_err(errstr, errstr_size, "cannot parse schema: named "
+				        "type %.200s is defined twice", full.data);
+				xr_buf_term(&full);
+				return -1;
+			}
+		xr_buf_append(names, full.data, full.len + 1);
+		fields = json_object_get(t, "fields");
+		if (strcmp(type, "record") == 0 && json_is_array(fields)) {
+			if (dot >= 0) {
+				own_ns = strndup(full.data, (size_t)dot);
+				if (!own_ns) {
+					fputs("xregion: out of memory\n", stderr);
+					abort();
+				}
+				ns = own_ns;
+			}
+			if (ns && !*ns)
+				ns = NULL;
+			for (i = 0; i < json_array_size(fields) && rc == 0; i++)
+				rc = names_once(json_object_get(json_array_get(fields, i),
+				                                "type"),
+				                ns, names, errstr, errstr_size);
+		}
+		free(own_ns);
+		xr_buf_term(&full);
+		return rc;
+	}
+	return 0;
+}
+
+/* names_once() over the whole of json[0..len); 0 when it does not parse. */
+static int
+check_names_once(const char *json, size_t len, char *errstr,
+                 size_t errstr_size)
+{
+	json_error_t jerr;
+	json_t      *root = json_loadb(json, len, JSON_DECODE_ANY, &jerr);
+	xr_buf_t     names;
+	int          rc;
+
+	if (!root)
+		return 0;   /* avro-c says why */
+	xr_buf_init(&names);
+	rc = names_once(root, NULL, &names, errstr, errstr_size);
+	xr_buf_term(&names);
+	json_decref(root);
+	return rc;
+}
+
+/*
  * Parses s->json with avro-c and fills in the canonical form, fingerprint
  * and generic class, then reads the row fields with jansson.  With expect
  * set, the canonical form must equal it: the builder writes both forms
@@ -736,6 +860,9 @@ static int
 schema_finish(xr_schema_t *s, const char *expect, char *errstr,
               size_t errstr_size)
 {
+	if (check_names_once(s->json.data, s->json.len, errstr,
+	                     errstr_size) != 0)
+		return -1;
 	if (avro_schema_from_json_length(s->json.data, s->json.len,
 	                                 &s->schema) != 0) {
 		s->schema = NULL;

@@ -90,7 +90,7 @@ slurp(const char *path, size_t *len)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char   err[1024];
+	char   err[1024], key[32];
 	size_t i;
 
 	(void)argc;
@@ -113,12 +113,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 			die(schema_files[i], "not an xregion change event");
 		fps[i] = s->fingerprint;
 		xr_schema_destroy(s);
-		if (xr_registry_add_json(reg, NULL, json, len, err, sizeof(err)) ||
+		/* Each under a key of its own: a key known keeps its first schema. */
+		(void)snprintf(key, sizeof(key), "fuzz:%zu", i);
+		if (xr_registry_add_json(reg, key, json, len, err, sizeof(err)) ||
 		    (i == 0 &&
 		     xr_registry_add_json(reg, "sr:1", json, len, err, sizeof(err))))
 			die(schema_files[i], err);
 		free(json);
 	}
+	if (xr_registry_size(reg) != NSCHEMAS + 1)
+		die("registry", "a schema was not kept");
 	/* conf and reg live as long as the process: no leak to report. */
 	return 0;
 }
