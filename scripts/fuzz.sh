@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses of tests/fuzz (clang-14, ASan/UBSan) in
 # their own build directory and runs each for a while on a copy of its seed
 # corpus.  Prints per harness the executions, exec/s and any findings;
-# exits non-zero when a harness found something.  docs/testing.md says more.
+# exits non-zero when a harness found something.  docs/fuzzing.md says more.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,9 +17,10 @@ Usage: scripts/fuzz.sh [--seconds N] [--only NAME] [--no-build] [-- LIBFUZZER_AR
 
 Builds tests/fuzz/fuzz_<name>.c with $CC_FUZZ -fsanitize=fuzzer,address,undefined
 in $BUILD and runs each harness for N seconds (default 60, or
-\$XR_FUZZ_SECONDS) on a copy of tests/fuzz/corpus/<name> in
-$WORK/<name> (the repository is not written; what the run
-adds to the corpus stays in the work directory for the next run).
+\$XR_FUZZ_SECONDS) on a copy of tests/fuzz/corpus/<name> and
+tests/fuzz/regressions/<name> in $WORK/<name>/corpus
+(the repository is not written; what a run adds to the corpus stays in the
+work directory for the next run).
 Harnesses: ${HARNESSES[*]}
 
   --seconds N  seconds per harness; 0 runs nothing (builds nothing either)
@@ -88,7 +89,11 @@ for h in "${HARNESSES[@]}"; do
   [[ -x $bin ]] || { echo "fuzz.sh: $bin not built" >&2; exit 2; }
   dir="$WORK/$h"
   mkdir -p "$dir/corpus" "$dir/findings"
-  cp -n "$ROOT/tests/fuzz/corpus/$h/"* "$dir/corpus/" 2>/dev/null || true
+  # The seeds, and the inputs of past findings (fixed, kept as seeds so
+  # that every run tries them again).
+  for seeds in "$ROOT/tests/fuzz/corpus/$h" "$ROOT/tests/fuzz/regressions/$h"; do
+    [[ -d $seeds ]] && cp -n "$seeds/"* "$dir/corpus/" 2>/dev/null || true
+  done
   log="$dir/run.log"
   say "$h: ${seconds}s on $(find "$dir/corpus" -type f | wc -l) inputs"
   before=$(find "$dir/findings" -type f ! -name '*.log' | sort)
