@@ -727,31 +727,25 @@ xr_schema_destroy(xr_schema_t *s)
 }
 
 /*
- * A named type's full name as avro-c 1.11 gives it (schema.c): a dotted
- * name is full already; else the type's "namespace" ("" for none), else
- * the enclosing record's.
+ * Writes named type t's full name to out as avro-c 1.11 gives it
+ * (schema.c): a dotted name is full already; else the type's "namespace"
+ * ("" for none), else the enclosing one, parent_ns.  Returns -1 when t
+ * has no name (avro-c refuses it before making anything).
  */
 static int
-named_fullname(json_t *t, const char *parent_ns, xr_buf_t *out,
-               const char **ns)
+named_fullname(json_t *t, const char *parent_ns, xr_buf_t *out)
 {
 	const char *name = json_string_value(json_object_get(t, "name"));
 	json_t     *jns = json_object_get(t, "namespace");
-	const char *dot;
+	const char *ns = json_is_string(jns) ? json_string_value(jns) : parent_ns;
 
 	if (!name)
 		return -1;
 	xr_buf_reset(out);
-	if ((dot = strrchr(name, '.'))) {
-		xr_buf_puts(out, name);
-		*ns = NULL;     /* the caller reads it from out */
-		return (int)(dot - name);
-	}
-	*ns = json_is_string(jns) ? json_string_value(jns) : parent_ns;
-	if (*ns && **ns)
-		xr_buf_printf(out, "%s.", *ns);
+	if (!strchr(name, '.') && ns && *ns)
+		xr_buf_printf(out, "%s.", ns);
 	xr_buf_puts(out, name);
-	return -2;
+	return 0;
 }
 
 /*
@@ -765,15 +759,18 @@ static int
 names_once(json_t *t, const char *parent_ns, xr_buf_t *names, char *errstr,
            size_t errstr_size)
 {
-	const char *type;
+	json_t     *fields;
+	xr_buf_t    full;
+	const char *type, *p;
+	char       *dot;
 	size_t      i;
+	int         rc = 0;
 
-	if (json_is_array(t)) {
-		for (i = 0; i < json_array_size(t); i++)
-			if (names_once(json_array_get(t, i), parent_ns, names, errstr,
-			               errstr_size))
-				return -1;
-		return 0;
+	if (json_is_array(t)) {   /* a union */
+		for (i = 0; i < json_array_size(t) && rc == 0; i++)
+			rc = names_once(json_array_get(t, i), parent_ns, names, errstr,
+			                errstr_size);
+		return rc;
 	}
 	if (!json_is_object(t) ||
 	    !(type = json_string_value(json_object_get(t, "type"))))
@@ -784,51 +781,37 @@ names_once(json_t *t, const char *parent_ns, xr_buf_t *names, char *errstr,
 	if (strcmp(type, "map") == 0)
 		return names_once(json_object_get(t, "values"), parent_ns, names,
 		                  errstr, errstr_size);
-	if (strcmp(type, "record") == 0 || strcmp(type, "enum") == 0 ||
-	    strcmp(type, "fixed") == 0) {
-		xr_buf_t    full;
-		const char *ns, *p;
-		char       *own_ns = NULL;
-		json_t     *fields;
-		int         dot, rc = 0;
+	if (strcmp(type, "record") != 0 && strcmp(type, "enum") != 0 &&
+	    strcmp(type, "fixed") != 0)
+		return 0;
 
-		xr_buf_init(&full);
-		dot = named_fullname(t, parent_ns, &full, &ns);
-		if (dot == -1) {
-			xr_buf_term(&full);
-			return 0;   /* avro-c refuses it before making anything */
-		}
-		for (p = names->data; p < names->data + names->len;
-		     p += strlen(p) + 1)
-			if (strcmp(p, full.data) == 0) {
-				set_err(errstr, errstr_size, "cannot parse schema: named "
-				        "type %.200s is defined twice", full.data);
-				xr_buf_term(&full);
-				return -1;
-			}
-		xr_buf_append(names, full.data, full.len + 1);
-		fields = json_object_get(t, "fields");
-		if (strcmp(type, "record") == 0 && json_is_array(fields)) {
-			if (dot >= 0) {
-				own_ns = strndup(full.data, (size_t)dot);
-				if (!own_ns) {
-					fputs("xregion: out of memory\n", stderr);
-					abort();
-				}
-				ns = own_ns;
-			}
-			if (ns && !*ns)
-				ns = NULL;
-			for (i = 0; i < json_array_size(fields) && rc == 0; i++)
-				rc = names_once(json_object_get(json_array_get(fields, i),
-				                                "type"),
-				                ns, names, errstr, errstr_size);
-		}
-		free(own_ns);
+	xr_buf_init(&full);
+	if (named_fullname(t, parent_ns, &full) != 0) {
 		xr_buf_term(&full);
-		return rc;
+		return 0;
 	}
-	return 0;
+	for (p = names->data; p < names->data + names->len; p += strlen(p) + 1)
+		if (strcmp(p, full.data) == 0) {
+			set_err(errstr, errstr_size, "cannot parse schema: named type "
+			        "%.200s is defined twice", full.data);
+			xr_buf_term(&full);
+			return -1;
+		}
+	xr_buf_append(names, full.data, full.len + 1);
+	fields = json_object_get(t, "fields");
+	if (strcmp(type, "record") == 0 && json_is_array(fields)) {
+		/* The fields' namespace: the record's, what precedes its name. */
+		dot = strrchr(full.data, '.');
+		if (dot)
+			*dot = '\0';
+		for (i = 0; i < json_array_size(fields) && rc == 0; i++)
+			rc = names_once(json_object_get(json_array_get(fields, i),
+			                                "type"),
+			                dot ? full.data : NULL, names, errstr,
+			                errstr_size);
+	}
+	xr_buf_term(&full);
+	return rc;
 }
 
 /* names_once() over the whole of json[0..len); 0 when it does not parse. */
