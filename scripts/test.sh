@@ -26,8 +26,9 @@ Usage: scripts/test.sh [--unit] [--no-asan] [--no-fuzz] [--no-install]
 Environment: XR_BUILD_DIR, XR_ASAN_BUILD_DIR, XR_TEST_PG,
 XR_FUZZ_SECONDS (seconds per fuzzer after the unit tests, default 60; 0
 skips them; scripts/fuzz.sh --help); the stack's XR_* variables
-(scripts/stack.sh --help).  Long runs (soak, benchmarks) are not part of
-this command: see bench/.
+(scripts/stack.sh --help).  Long runs (soak, benchmarks, fuzzing for an
+hour: XR_FUZZ_SECONDS=3600) are not part of this command: see bench/ and
+docs/fuzzing.md.
 USAGE
 }
 
