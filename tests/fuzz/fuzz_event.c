@@ -169,6 +169,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const void    *body;
 	size_t         len = 0, body_len;
 	uint64_t       fp;
+	int32_t        sid;
 	char           err[1024];
 	int            rc, i;
 
@@ -179,7 +180,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	switch (data[0] % 3) {
 	case 0:
-		if (xr_confluent_header(data + 1, size - 1, &(int32_t){ 0 }, &body,
+		if (xr_confluent_header(data + 1, size - 1, &sid, &body,
 		                        &body_len) != 0 &&
 		    (xr_avro_so_header(data + 1, size - 1, &fp, &body, &body_len,
 		                       err, sizeof(err)) == 0 && !known(fp))) {
