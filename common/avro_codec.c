@@ -727,6 +727,113 @@ xr_schema_destroy(xr_schema_t *s)
 }
 
 /*
+ * Writes named type t's full name to out as avro-c 1.11 gives it
+ * (schema.c): a dotted name is full already; else the type's "namespace"
+ * ("" for none), else the enclosing one, parent_ns.  Returns -1 when t
+ * has no name (avro-c refuses it before making anything).
+ */
+static int
+named_fullname(json_t *t, const char *parent_ns, xr_buf_t *out)
+{
+	const char *name = json_string_value(json_object_get(t, "name"));
+	json_t     *jns = json_object_get(t, "namespace");
+	const char *ns = json_is_string(jns) ? json_string_value(jns) : parent_ns;
+
+	if (!name)
+		return -1;
+	xr_buf_reset(out);
+	if (!strchr(name, '.') && ns && *ns)
+		xr_buf_printf(out, "%s.", ns);
+	xr_buf_puts(out, name);
+	return 0;
+}
+
+/*
+ * Walks schema JSON t the way avro-c does and fails on a named type
+ * (record, enum, fixed) whose full name is defined a second time.  avro-c
+ * refuses that too, but leaks the type it was making: a schema from
+ * outside (the schemas topic, a registry) must not get that far.  names
+ * holds the full names seen, NUL-separated.
+ */
+static int
+names_once(json_t *t, const char *parent_ns, xr_buf_t *names, char *errstr,
+           size_t errstr_size)
+{
+	json_t     *fields;
+	xr_buf_t    full;
+	const char *type, *p;
+	char       *dot;
+	size_t      i;
+	int         rc = 0;
+
+	if (json_is_array(t)) {   /* a union */
+		for (i = 0; i < json_array_size(t) && rc == 0; i++)
+			rc = names_once(json_array_get(t, i), parent_ns, names, errstr,
+			                errstr_size);
+		return rc;
+	}
+	if (!json_is_object(t) ||
+	    !(type = json_string_value(json_object_get(t, "type"))))
+		return 0;
+	if (strcmp(type, "array") == 0)
+		return names_once(json_object_get(t, "items"), parent_ns, names,
+		                  errstr, errstr_size);
+	if (strcmp(type, "map") == 0)
+		return names_once(json_object_get(t, "values"), parent_ns, names,
+		                  errstr, errstr_size);
+	if (strcmp(type, "record") != 0 && strcmp(type, "enum") != 0 &&
+	    strcmp(type, "fixed") != 0)
+		return 0;
+
+	xr_buf_init(&full);
+	if (named_fullname(t, parent_ns, &full) != 0) {
+		xr_buf_term(&full);
+		return 0;
+	}
+	for (p = names->data; p < names->data + names->len; p += strlen(p) + 1)
+		if (strcmp(p, full.data) == 0) {
+			set_err(errstr, errstr_size, "cannot parse schema: named type "
+			        "%.200s is defined twice", full.data);
+			xr_buf_term(&full);
+			return -1;
+		}
+	xr_buf_append(names, full.data, full.len + 1);
+	fields = json_object_get(t, "fields");
+	if (strcmp(type, "record") == 0 && json_is_array(fields)) {
+		/* The fields' namespace: the record's, what precedes its name. */
+		dot = strrchr(full.data, '.');
+		if (dot)
+			*dot = '\0';
+		for (i = 0; i < json_array_size(fields) && rc == 0; i++)
+			rc = names_once(json_object_get(json_array_get(fields, i),
+			                                "type"),
+			                dot ? full.data : NULL, names, errstr,
+			                errstr_size);
+	}
+	xr_buf_term(&full);
+	return rc;
+}
+
+/* names_once() over the whole of json[0..len); 0 when it does not parse. */
+static int
+check_names_once(const char *json, size_t len, char *errstr,
+                 size_t errstr_size)
+{
+	json_error_t jerr;
+	json_t      *root = json_loadb(json, len, JSON_DECODE_ANY, &jerr);
+	xr_buf_t     names;
+	int          rc;
+
+	if (!root)
+		return 0;   /* avro-c says why */
+	xr_buf_init(&names);
+	rc = names_once(root, NULL, &names, errstr, errstr_size);
+	xr_buf_term(&names);
+	json_decref(root);
+	return rc;
+}
+
+/*
  * Parses s->json with avro-c and fills in the canonical form, fingerprint
  * and generic class, then reads the row fields with jansson.  With expect
  * set, the canonical form must equal it: the builder writes both forms
@@ -736,6 +843,9 @@ static int
 schema_finish(xr_schema_t *s, const char *expect, char *errstr,
               size_t errstr_size)
 {
+	if (check_names_once(s->json.data, s->json.len, errstr,
+	                     errstr_size) != 0)
+		return -1;
 	if (avro_schema_from_json_length(s->json.data, s->json.len,
 	                                 &s->schema) != 0) {
 		s->schema = NULL;

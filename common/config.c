@@ -1449,7 +1449,7 @@ yaml_error(cfg_ctx_t *c, const yaml_parser_t *p)
  * shared or cyclic nodes) and more than one document.
  */
 static WUR int
-prescan(cfg_ctx_t *c, const unsigned char *buf, size_t len)
+prescan(cfg_ctx_t *c, const void *buf, size_t len)
 {
 	yaml_parser_t parser;
 	yaml_event_t ev;
@@ -1487,13 +1487,9 @@ xr_config_load(const char *path, char *errstr, size_t errstr_size)
 {
 	cfg_ctx_t c = { .file = path, .errstr = errstr,
 	                .errstr_size = errstr_size };
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	bool have_parser = false, have_doc = false;
 	unsigned char *buf = NULL;
-	xr_config_t *conf = NULL;
+	xr_config_t *conf;
 	size_t len;
-	int rc = -1;
 
 	if (errstr && errstr_size)
 		errstr[0] = '\0';
@@ -1502,13 +1498,39 @@ xr_config_load(const char *path, char *errstr, size_t errstr_size)
 		cfg_err(&c, 0, "", "no configuration file given");
 		return NULL;
 	}
-	if (read_file(&c, &buf, &len) != 0 || prescan(&c, buf, len) != 0)
+	if (read_file(&c, &buf, &len) != 0)
+		return NULL;
+	conf = xr_config_load_mem(path, buf, len, errstr, errstr_size);
+	free(buf);
+	return conf;
+}
+
+xr_config_t *
+xr_config_load_mem(const char *name, const void *yaml, size_t len,
+                   char *errstr, size_t errstr_size)
+{
+	cfg_ctx_t c = { .file = name ? name : "(memory)", .errstr = errstr,
+	                .errstr_size = errstr_size };
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	bool have_parser = false, have_doc = false;
+	xr_config_t *conf = NULL;
+	int rc = -1;
+
+	if (errstr && errstr_size)
+		errstr[0] = '\0';
+	if (len > CFG_MAX_FILE_SIZE) {
+		cfg_err(&c, 0, "", "larger than %d bytes; is this a config file?",
+		        CFG_MAX_FILE_SIZE);
+		return NULL;
+	}
+	if (prescan(&c, yaml, len) != 0)
 		goto out;
 
 	if (!yaml_parser_initialize(&parser))
 		oom();
 	have_parser = true;
-	yaml_parser_set_input_string(&parser, buf, len);
+	yaml_parser_set_input_string(&parser, yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		yaml_error(&c, &parser);
 		goto out;
@@ -1517,7 +1539,7 @@ xr_config_load(const char *path, char *errstr, size_t errstr_size)
 	c.doc = &doc;
 
 	conf = xcalloc(1, sizeof(*conf));
-	conf->path = xstrdup(path);
+	conf->path = xstrdup(c.file);
 	if (parse_root(&c, conf, yaml_document_get_root_node(&doc)) != 0 ||
 	    apply_env(&c, conf) != 0 || check_required(&c, conf) != 0)
 		goto out;
@@ -1527,7 +1549,6 @@ out:
 		yaml_document_delete(&doc);
 	if (have_parser)
 		yaml_parser_delete(&parser);
-	free(buf);
 	if (rc != 0) {
 		xr_config_destroy(conf);
 		return NULL;

@@ -115,6 +115,15 @@ typedef struct xr_config_s {
  * Unknown keys are errors (a typo must not silently fall back to a default).
  */
 xr_config_t *xr_config_load(const char *path, char *errstr, size_t errstr_size);
+
+/*
+ * The same from len bytes of YAML at yaml (borrowed; need not be
+ * NUL-terminated), for callers that hold the text already (the fuzzer,
+ * tools).  name stands for the file in errstr and in conf->path (NULL:
+ * "(memory)").  Environment overrides apply as for a file.
+ */
+xr_config_t *xr_config_load_mem(const char *name, const void *yaml, size_t len,
+                                char *errstr, size_t errstr_size);
 void         xr_config_destroy(xr_config_t *conf);   /* NULL ok */
 
 /* The table's entry, or NULL when the config does not list it (= PII). */

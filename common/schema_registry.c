@@ -173,20 +173,68 @@ request(xr_sr_t *sr, const char *path, const char *post, char *errstr,
 	return status;
 }
 
-/* The answer's "message" (or its start), for an error. */
-static void
-answer_error(xr_sr_t *sr, const char *what, long status, char *errstr,
-             size_t errstr_size)
+void
+xr_sr_answer_error(const char *what, long status, const char *body,
+                   size_t len, char *errstr, size_t errstr_size)
 {
 	json_error_t je;
-	json_t      *a = json_loadb(sr->body.data, sr->body.len, 0, &je);
+	json_t      *a = json_loadb(body, len, 0, &je);
 	const char  *msg = a ? json_string_value(json_object_get(a, "message"))
 	                     : NULL;
 
-	snprintf(errstr, errstr_size, "schema registry: %s: HTTP %ld: %.300s",
-	         what, status, msg ? msg : sr->body.len ? sr->body.data
-	                                                : "(no message)");
+	if (msg)
+		snprintf(errstr, errstr_size, "schema registry: %s: HTTP %ld: %.300s",
+		         what, status, msg);
+	else if (len)
+		snprintf(errstr, errstr_size, "schema registry: %s: HTTP %ld: %.*s",
+		         what, status, (int)(len < 300 ? len : 300), body);
+	else
+		snprintf(errstr, errstr_size, "schema registry: %s: HTTP %ld: "
+		         "(no message)", what, status);
 	json_decref(a);
+}
+
+int
+xr_sr_parse_id(const char *what, const char *body, size_t len, int32_t *id,
+               char *errstr, size_t errstr_size)
+{
+	json_error_t je;
+	json_t      *ans = json_loadb(body, len, 0, &je);
+	json_t      *jid = ans ? json_object_get(ans, "id") : NULL;
+
+	if (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
+	    json_integer_value(jid) > INT32_MAX) {
+		snprintf(errstr, errstr_size, "schema registry: %s: no id in the "
+		         "answer: %.*s", what, (int)(len < 200 ? len : 200), body);
+		json_decref(ans);
+		return -1;
+	}
+	*id = (int32_t)json_integer_value(jid);
+	json_decref(ans);
+	return 0;
+}
+
+char *
+xr_sr_parse_schema(const char *what, const char *body, size_t len,
+                   char *errstr, size_t errstr_size)
+{
+	json_error_t je;
+	json_t      *ans = json_loadb(body, len, 0, &je);
+	const char  *js = ans ? json_string_value(json_object_get(ans, "schema"))
+	                      : NULL;
+	char        *copy;
+
+	if (!js) {
+		snprintf(errstr, errstr_size, "schema registry: %s: no schema in the "
+		         "answer", what);
+		json_decref(ans);
+		return NULL;
+	}
+	copy = strdup(js);
+	json_decref(ans);
+	if (!copy)
+		abort();
+	return copy;
 }
 
 int
@@ -194,8 +242,7 @@ xr_sr_register(xr_sr_t *sr, const char *subject, const char *json,
                int32_t *id, bool *transient, char *errstr,
                size_t errstr_size)
 {
-	json_t      *req, *ans;
-	json_error_t je;
+	json_t      *req;
 	char        *body;
 	xr_buf_t     path;
 	size_t       i;
@@ -222,25 +269,19 @@ xr_sr_register(xr_sr_t *sr, const char *subject, const char *json,
 	if (status < 0 || status >= 500 || status == 429 ||
 	    status == 408) {
 		if (status >= 0)
-			answer_error(sr, path.data, status, errstr, errstr_size);
+			xr_sr_answer_error(path.data, status, sr->body.data,
+			                   sr->body.len, errstr, errstr_size);
 		*transient = true;
 		goto out;
 	}
 	if (status != 200) {
-		answer_error(sr, path.data, status, errstr, errstr_size);
+		xr_sr_answer_error(path.data, status, sr->body.data, sr->body.len,
+		                   errstr, errstr_size);
 		goto out;
 	}
-	ans = json_loadb(sr->body.data, sr->body.len, 0, &je);
-	if (!ans || !json_is_integer(json_object_get(ans, "id")) ||
-	    json_integer_value(json_object_get(ans, "id")) < 0 ||
-	    json_integer_value(json_object_get(ans, "id")) > INT32_MAX) {
-		snprintf(errstr, errstr_size, "schema registry: %s: no id in the "
-		         "answer: %.200s", path.data, sr->body.data);
-		json_decref(ans);
+	if (xr_sr_parse_id(path.data, sr->body.data, sr->body.len, id, errstr,
+	                   errstr_size))
 		goto out;
-	}
-	*id = (int32_t)json_integer_value(json_object_get(ans, "id"));
-	json_decref(ans);
 	remember(sr, subject, json, *id);
 	rc = 0;
 out:
@@ -252,9 +293,7 @@ const char *
 xr_sr_schema(xr_sr_t *sr, int32_t id, bool *transient, char *errstr,
              size_t errstr_size)
 {
-	json_t      *ans;
-	json_error_t je;
-	const char  *js;
+	char        *js;
 	char         path[64];
 	size_t       i;
 	long         status;
@@ -268,24 +307,22 @@ xr_sr_schema(xr_sr_t *sr, int32_t id, bool *transient, char *errstr,
 	if (status < 0 || status >= 500 || status == 429 ||
 	    status == 408) {
 		if (status >= 0)
-			answer_error(sr, path, status, errstr, errstr_size);
+			xr_sr_answer_error(path, status, sr->body.data, sr->body.len,
+			                   errstr, errstr_size);
 		*transient = true;
 		return NULL;
 	}
 	if (status != 200) {
-		answer_error(sr, path, status, errstr, errstr_size);
+		xr_sr_answer_error(path, status, sr->body.data, sr->body.len,
+		                   errstr, errstr_size);
 		return NULL;
 	}
-	ans = json_loadb(sr->body.data, sr->body.len, 0, &je);
-	js = ans ? json_string_value(json_object_get(ans, "schema")) : NULL;
-	if (!js) {
-		snprintf(errstr, errstr_size, "schema registry: %s: no schema in the "
-		         "answer", path);
-		json_decref(ans);
+	js = xr_sr_parse_schema(path, sr->body.data, sr->body.len, errstr,
+	                        errstr_size);
+	if (!js)
 		return NULL;
-	}
 	remember(sr, NULL, js, id);
-	json_decref(ans);
+	free(js);
 	return sr->entries[sr->n - 1].json;
 }
 

@@ -55,4 +55,37 @@ const char *xr_sr_schema(xr_sr_t *sr, int32_t id, bool *transient,
 int xr_confluent_header(const void *msg, size_t len, int32_t *id,
                         const void **body, size_t *body_len);
 
+/*
+ * What the client does with an answer's body, apart from the HTTP so that
+ * the unit tests and tests/fuzz/fuzz_schema_registry.c can throw bytes at
+ * it.  body is borrowed, len bytes, need not be NUL-terminated (the body
+ * is whatever the server sent); what names the request in errstr.
+ */
+
+/*
+ * The id of an answer to POST /subjects/<subject>/versions ({"id": N},
+ * 0 <= N <= INT32_MAX).  Returns 0, or -1 with errstr (quoting the start
+ * of the body).
+ */
+int xr_sr_parse_id(const char *what, const char *body, size_t len,
+                   int32_t *id, char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * The schema of an answer to GET /schemas/ids/<id> ({"schema": "<json>"}):
+ * returns a new NUL-terminated copy (free with free()), or NULL with
+ * errstr.
+ */
+char *xr_sr_parse_schema(const char *what, const char *body, size_t len,
+                         char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/*
+ * Writes the error for an answer with HTTP status status to errstr: the
+ * answer's "message" when it is a JSON object with one, else the start of
+ * the body.
+ */
+void xr_sr_answer_error(const char *what, long status, const char *body,
+                        size_t len, char *errstr, size_t errstr_size);
+
 #endif

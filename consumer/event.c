@@ -223,8 +223,11 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 		}
 		ev->cap = (size_t)ev->nfields;
 	}
-	memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
-	memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
+	/* A Row without fields (every column excluded) has no arrays yet. */
+	if (ev->nfields > 0) {
+		memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
+		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
+	}
 	if (xr_avro_decode(s, body, body_len, &v, errstr, errstr_size))
 		return -1;
 	have_value = true;

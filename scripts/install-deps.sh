@@ -22,6 +22,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libpq-dev libavro-dev uuid-dev libcmocka-dev libyaml-dev libmicrohttpd-dev
   libjansson-dev libcurl4-openssl-dev
+  clang-14 libclang-rt-14-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
   python3-venv faketime kafkacat curl openssl

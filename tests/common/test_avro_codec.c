@@ -1706,6 +1706,55 @@ test_confluent_reframe_and_header(void **state)
 	xr_buf_term(&b);
 }
 
+/*
+ * fuzz_schema_registry's first finding: a schema that defines a named
+ * type twice (here xregion.Source, from a spliced envelope).  avro-c
+ * refuses it but leaks the type it was making (LeakSanitizer);
+ * xr_schema_from_json now refuses it before avro-c sees it.
+ */
+static void
+test_fuzz_named_type_defined_twice(void **state)
+{
+	static const char *const twice[] = {
+		"{\"type\":\"record\",\"name\":\"a\",\"fields\":[{\"name\":\"x\","
+		"\"type\":{\"type\":\"record\",\"name\":\"a\",\"fields\":[]}}]}",
+		/* the inner one's namespace is its parent's: n.e twice */
+		"{\"type\":\"record\",\"name\":\"n.r\",\"fields\":["
+		"{\"name\":\"x\",\"type\":{\"type\":\"enum\",\"name\":\"e\","
+		"\"symbols\":[\"A\"]}},"
+		"{\"name\":\"y\",\"type\":[\"null\",{\"type\":\"fixed\","
+		"\"name\":\"n.e\",\"size\":1}]}]}",
+	};
+	/* Same short name, other namespaces: valid. */
+	static const char once[] =
+		"{\"type\":\"record\",\"name\":\"a\",\"namespace\":\"p\","
+		"\"fields\":[{\"name\":\"x\",\"type\":{\"type\":\"record\","
+		"\"name\":\"a\",\"namespace\":\"q\",\"fields\":[]}},"
+		"{\"name\":\"y\",\"type\":{\"type\":\"array\",\"items\":"
+		"{\"type\":\"enum\",\"name\":\"r.a\",\"symbols\":[\"B\"]}}}]}";
+	xr_schema_t *s;
+	char         err[512];
+	char        *json;
+	size_t       len, i;
+	(void)state;
+
+	json = read_file(XR_SOURCE_DIR "/tests/fuzz/regressions/schema_registry/"
+	                 "leak-named-type-twice", &len);
+	assert_int_equal(xr_schema_from_json(json, len, &s, err, sizeof(err)), -1);
+	assert_null(s);
+	assert_non_null(strstr(err, "named type xregion.Source is defined twice"));
+	free(json);
+
+	for (i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+		assert_int_equal(xr_schema_from_json(twice[i], strlen(twice[i]), &s,
+		                                     err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "is defined twice"));
+	}
+	assert_int_equal(xr_schema_from_json(once, strlen(once), &s, err,
+	                                     sizeof(err)), 0);
+	xr_schema_destroy(s);
+}
+
 int
 main(void)
 {
@@ -1755,6 +1804,7 @@ main(void)
 		cmocka_unit_test(test_env_view_refuses_every_truncation),
 		cmocka_unit_test(test_put_long_is_zigzag_varint),
 		cmocka_unit_test(test_confluent_reframe_and_header),
+		cmocka_unit_test(test_fuzz_named_type_defined_twice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

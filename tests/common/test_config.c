@@ -1128,6 +1128,42 @@ test_schema_registry_errors_name_the_key(void **state)
 	             "timeout_ms");
 }
 
+/*
+ * xr_config_load_mem reads bytes that need not end with a NUL, names them
+ * as told in errors and conf->path, and refuses what the file loader
+ * refuses for its size.
+ */
+static void
+test_load_mem(void **state)
+{
+	static const char yaml[] = MINIMAL "log_level: debug\n";
+	char err[512], *big;
+	xr_config_t *conf;
+	(void)state;
+
+	/* Cut before "debug": the loader must not read past len. */
+	conf = xr_config_load_mem("mem.yaml", yaml, sizeof(yaml) - 1, err,
+	                          sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->path, "mem.yaml");
+	assert_string_equal(conf->log_level, "debug");
+	xr_config_destroy(conf);
+
+	conf = xr_config_load_mem(NULL, "region: [\n", 10, err, sizeof(err));
+	assert_null(conf);
+	assert_true(strncmp(err, "(memory):", 9) == 0);
+
+	big = calloc(1024 * 1024 + 1, 1);
+	assert_non_null(big);
+	memset(big, ' ', 1024 * 1024 + 1);
+	conf = xr_config_load_mem("big.yaml", big, 1024 * 1024 + 1, err,
+	                          sizeof(err));
+	assert_null(conf);
+	assert_string_equal(err, "big.yaml: larger than 1048576 bytes; is this "
+	                    "a config file?");
+	free(big);
+}
+
 int
 main(void)
 {
@@ -1137,6 +1173,7 @@ main(void)
 		cmocka_unit_test(test_too_long_a_name_is_refused),
 		cmocka_unit_test(test_schema_registry_section),
 		cmocka_unit_test(test_schema_registry_errors_name_the_key),
+		T(test_load_mem),
 		T(test_full_file),
 		T(test_minimal_defaults),
 		T(test_derived_topics_follow_prefix),

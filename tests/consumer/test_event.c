@@ -855,6 +855,81 @@ test_registry_add_json_keeps_first_of_an_id(void **state)
 	assert_true(fx->ev.schema->is_envelope);
 }
 
+/* Reads a whole file of the source tree (free it). */
+static char *
+read_source_file(const char *rel, size_t *len)
+{
+	char  path[1024];
+	FILE *fp;
+	char *buf;
+	long  n;
+
+	assert_true(snprintf(path, sizeof(path), "%s/%s", XR_SOURCE_DIR, rel) <
+	            (int)sizeof(path));
+	fp = fopen(path, "rb");
+	if (!fp)
+		fail_msg("cannot open %s", path);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+/*
+ * fuzz_event's first finding: an event whose writer schema's Row has no
+ * fields (schemas/envelope.avsc; a table with every column excluded) on a
+ * fresh xr_event_t, whose arrays were never allocated, passed NULL to
+ * memset (undefined, reported by UBSan).  The input is the fuzzer's:
+ * framing byte 0x0a (single-object, the second schema), then the datum.
+ */
+static void
+test_fuzz_empty_row_schema(void **state)
+{
+	fx_t          *fx = *state;
+	const uint8_t *in;
+	char          *json, *raw;
+	xr_schema_t   *s;
+	xr_buf_t       msg;
+	size_t         jlen, rlen;
+	int            i;
+
+	json = read_source_file("schemas/envelope.avsc", &jlen);
+	assert_int_equal(xr_schema_from_json(json, jlen, &s, fx->err,
+	                                     sizeof(fx->err)), 0);
+	assert_int_equal(s->n_row_fields, 0);
+	assert_int_equal(xr_registry_add_json(fx->reg, "envelope", json, jlen,
+	                                      fx->err, sizeof(fx->err)), 0);
+	raw = read_source_file("tests/fuzz/regressions/event/"
+	                       "empty-row-memset-null", &rlen);
+	in = (const uint8_t *)raw;
+	assert_true(rlen > 1);
+	assert_int_equal(in[0], 0x0a);
+
+	xr_buf_init(&msg);
+	xr_buf_putc(&msg, (char)XR_AVRO_SO_MAGIC0);
+	xr_buf_putc(&msg, (char)XR_AVRO_SO_MAGIC1);
+	for (i = 0; i < 8; i++)
+		xr_buf_putc(&msg, (char)(s->fingerprint >> (8 * i)));
+	xr_buf_append(&msg, in + 1, rlen - 1);
+
+	assert_int_equal(xr_event_decode(&fx->ev, fx->reg, msg.data, msg.len,
+	                                 NULL, fx->err, sizeof(fx->err)), -1);
+	assert_int_equal(fx->ev.nfields, 0);
+	assert_non_null(strstr(fx->err, "cannot decode Avro datum"));
+
+	xr_buf_term(&msg);
+	free(raw);
+	free(json);
+	xr_schema_destroy(s);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -885,6 +960,7 @@ main(void)
 		TEST(test_foreign_schema_is_not_an_envelope),
 		TEST(test_registry_add_json_rejects_non_schema),
 		TEST(test_registry_add_json_keeps_first_of_an_id),
+		TEST(test_fuzz_empty_row_schema),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
