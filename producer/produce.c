@@ -1810,7 +1810,22 @@ session_step(session_t *s, session_end_t *end)
 		*end = END_RETRY;
 		return -1;
 	}
-	(void)flush_stamps(s, false);
+	/*
+	 * Stamps that cannot be written hold their commits back from the
+	 * slot, and PostgreSQL's shutdown waits until a walsender's client
+	 * has confirmed everything it was sent: a fast shutdown, which ends
+	 * our catalog connection and refuses a new one, would wait for ever.
+	 * So the session ends (the connection closes, the server goes on),
+	 * and the held transactions are decoded again by the next one.
+	 */
+	if (flush_stamps(s, false) != 0 && s->nheld > 0) {
+		xr_warn("ending the replication session while versions of local "
+		        "writes cannot be recorded, so that the server is not kept "
+		        "waiting for this stream; %zu transaction(s) not confirmed "
+		        "are decoded again", s->nheld);
+		*end = END_RETRY;
+		return -1;
+	}
 	backfill_step(s);
 	publish_progress(s);
 	if (send_status(s, false, err, sizeof(err)) ||
