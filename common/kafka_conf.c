@@ -101,18 +101,29 @@ xr_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf,
 bool
 xr_kafka_refused(int err, const char *reason, char *buf, size_t size)
 {
-	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+	/*
+	 * librdkafka reports any failed SASL handshake as an authentication
+	 * error, a connection lost in the middle of one too ("mechanism
+	 * handshake failed: Local: Broker transport failure"): only the
+	 * broker's own refusal ("SASL authentication error: ...", with its
+	 * message) says that the credentials are wrong.
+	 */
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && reason &&
+	    strstr(reason, "SASL authentication error") &&
+	    !strstr(reason, "Local:")) {
 		snprintf(buf, size, "kafka: %s: the broker refuses these "
 		         "credentials (kafka.properties sasl.*, "
 		         "XREGION_KAFKA_PROP_SASL_PASSWORD); retrying cannot help",
 		         reason);
 		return true;
 	}
+	/* (librdkafka reads ssl.ca.location once: a retry sees the same.) */
 	if (err == RD_KAFKA_RESP_ERR__SSL && reason &&
 	    strstr(reason, "certificate verify failed")) {
-		snprintf(buf, size, "kafka: %s: the broker's certificate is not "
-		         "trusted (kafka.properties ssl.ca.location); retrying "
-		         "cannot help", reason);
+		snprintf(buf, size, "kafka: %s: the broker's certificate did not "
+		         "verify (kafka.properties ssl.ca.location, the "
+		         "certificate's dates and names); retrying cannot help",
+		         reason);
 		return true;
 	}
 	return false;

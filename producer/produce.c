@@ -1169,7 +1169,10 @@ hold_commit(session_t *s, uint64_t id, xr_lsn_t end)
  * Writes the pending stamps when due (or now, with force), then hands the
  * Commits that waited for them to the tracker.  A failure is logged and
  * retried with backoff: meanwhile the slot does not move past them.
- * Returns 0, or -1 when forced and the stamps could not be written.
+ * Returns 0 (written, or not due), -1 when they could not be written (a
+ * lock timeout: the stamps yield to the application), or -2 when the
+ * catalog connection is gone and a new one is refused or lost too (the
+ * server shuts down, or cannot be reached).
  */
 static int
 flush_stamps(session_t *s, bool force)
@@ -1185,6 +1188,8 @@ flush_stamps(session_t *s, bool force)
 		return 0;
 	if (catalog_conn(s, err, sizeof(err)) ||
 	    xr_stamper_flush(s->stamper, s->catalog, err, sizeof(err))) {
+		bool gone = !s->catalog || PQstatus(s->catalog) != CONNECTION_OK;
+
 		xr_warn("%s; versions of local writes not recorded yet, retrying "
 		        "in %d ms (the slot waits for them)", err,
 		        s->stamp_backoff_ms);
@@ -1193,7 +1198,7 @@ flush_stamps(session_t *s, bool force)
 		                      s->conf->reconnect_backoff_max_ms
 		                      ? s->conf->reconnect_backoff_max_ms
 		                      : s->stamp_backoff_ms * 2;
-		return -1;
+		return gone ? -2 : -1;
 	}
 	s->stamp_backoff_ms = 500;
 	s->stamp_due_us = s->stamp_retry_us = 0;
@@ -1815,14 +1820,16 @@ session_step(session_t *s, session_end_t *end)
 	 * slot, and PostgreSQL's shutdown waits until a walsender's client
 	 * has confirmed everything it was sent: a fast shutdown, which ends
 	 * our catalog connection and refuses a new one, would wait for ever.
-	 * So the session ends (the connection closes, the server goes on),
-	 * and the held transactions are decoded again by the next one.
+	 * So when the catalog connection is lost (not on a lock timeout,
+	 * which is retried here) the session ends, the server goes on, and
+	 * the held transactions are decoded again by the next session.
 	 */
-	if (flush_stamps(s, false) != 0 && s->nheld > 0) {
-		xr_warn("ending the replication session while versions of local "
-		        "writes cannot be recorded, so that the server is not kept "
-		        "waiting for this stream; %zu transaction(s) not confirmed "
-		        "are decoded again", s->nheld);
+	if (flush_stamps(s, false) == -2 && s->nheld > 0) {
+		xr_warn("ending the replication session: the catalog connection "
+		        "is lost while versions of local writes wait to be "
+		        "recorded (a server shutting down waits for this stream); "
+		        "%zu transaction(s) not confirmed are decoded again",
+		        s->nheld);
 		*end = END_RETRY;
 		return -1;
 	}
@@ -1905,6 +1912,7 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	session_t     s;
 	session_end_t end = END_RETRY;
 	xr_lsn_t      start;
+	char          err[1024];
 
 	memset(&s, 0, sizeof(s));
 	s.conf = conf;
@@ -1927,9 +1935,15 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 		 * Messages of this session are still queued (Kafka unreachable).
 		 * They must not report into the next session's tracker: wait.
 		 */
-		while (xr_publisher_flush(pub, 1000) != 0 && !*stop)
+		while (xr_publisher_flush(pub, 1000) != 0 && !*stop) {
+			if (xr_publisher_fatal(pub, err, sizeof(err))) {
+				xr_error("%s", err);
+				end = END_FATAL;
+				break;
+			}
 			xr_warn("kafka: waiting for %d queued message(s) before "
 			        "restarting", rd_kafka_outq_len(xr_publisher_handle(pub)));
+		}
 	}
 	xr_publisher_clear_failure(pub);
 	session_term(&s);

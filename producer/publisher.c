@@ -33,7 +33,7 @@ struct xr_publisher_s {
 	rd_kafka_resp_err_t sync_err;
 
 	char          failure[512];  /* first delivery failure, "" if none */
-	/* Set once by error_cb (librdkafka's thread): credentials refused. */
+	/* Set once by error_cb: the broker refused our credentials. */
 	char          refused_msg[1024];
 	atomic_int    refused;
 	bool          failure_fatal; /* retrying cannot mend it */
@@ -132,8 +132,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 /*
- * Runs on librdkafka's threads: logs, and notes credentials or a
- * certificate the broker refuses (xr_publisher_fatal reports it).
+ * Served by rd_kafka_poll()/flush() on the producer's thread: logs, and
+ * notes credentials or a certificate the broker refuses
+ * (xr_publisher_fatal reports it).
  */
 static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -105,7 +105,7 @@ Environment (same values must be given to every command of one stack):
                            user xr-<region> per XR_KAFKA_USERS, no ACLs
                            (give them per region: docs/security.md); 'env'
                            prints the CA and the passwords file (default: 0)
-  XR_KAFKA_USERS           regions with a SCRAM user (default: "us eu apac")
+  XR_KAFKA_USERS           regions with a SASL user on a secure broker (default: "us eu apac")
   XR_KAFKA_LIBS            Kafka jars                (default: <repo>/.stack/kafka-libs)
   XR_REGISTRY              1 = also the schema registry (default: 0)
   XR_REGISTRY_PORT         its HTTP port (default: 18081); management port +1
@@ -363,11 +363,7 @@ kafka_pid() { # prints the pid of this stack's broker if it runs
 
 kafka_answers() { # a real metadata request, listing our broker
   local sec=()
-  if [[ $KAFKA_SECURE == 1 ]]; then
-    sec=(-X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN
-         -X sasl.username=admin -X "sasl.password=$(kafka_password admin)"
-         -X "ssl.ca.location=$KAFKA_TLS/ca.crt")
-  fi
+  if [[ $KAFKA_SECURE == 1 ]]; then sec=(-F "$KAFKA_TLS/kcat.conf"); fi
   timeout 15 "$(kcat_bin)" -b "$BOOTSTRAP" "${sec[@]}" -L -m 5 2>/dev/null | grep -q "broker 1 at 127.0.0.1:$KAFKA_PORT"
 }
 
@@ -379,11 +375,11 @@ kafka_java() { # java with the stack's classpath and log4j2 config
 
 # secure: the test CA, the broker's certificate for 127.0.0.1 and localhost
 # (key and chain in one PEM file, as Kafka's PEM keystore takes them), and
-# a random password per SCRAM user, made once per state dir.
+# a random password per SASL user, made once per state dir.
 kafka_secure_files() {
   command -v openssl >/dev/null || die "openssl not found: run scripts/install-deps.sh"
   mkdir -p "$KAFKA_TLS"
-  chmod 700 "$KAFKA_TLS"
+  chmod 700 "$KAFKA_DIR" "$KAFKA_TLS"
   if [[ ! -f $KAFKA_TLS/broker.pem ]]; then
     log "kafka: making a test CA and the broker's certificate in $KAFKA_TLS"
     (
@@ -400,11 +396,20 @@ kafka_secure_files() {
     ) || die "kafka: making the test certificates failed"
   fi
   local u
-  touch "$KAFKA_TLS/users"
+  (umask 077; touch "$KAFKA_TLS/users")
   for u in admin "${KAFKA_USERS[@]/#/xr-}"; do
     grep -q "^$u " "$KAFKA_TLS/users" ||
       echo "$u $(openssl rand -hex 16)" >>"$KAFKA_TLS/users"
   done
+  # kcat's settings as admin: a file, so the password is not in argv (ps)
+  (umask 077; cat >"$KAFKA_TLS/kcat.conf" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanisms=PLAIN
+sasl.username=admin
+sasl.password=$(kafka_password admin)
+ssl.ca.location=$KAFKA_TLS/ca.crt
+EOF
+  )
   chmod 600 "$KAFKA_TLS/users" "$KAFKA_TLS"/*.key "$KAFKA_TLS/broker.pem"
 }
 
@@ -449,7 +454,10 @@ EOF
   if [[ $KAFKA_SECURE == 1 ]]; then
     # Later keys win: the client listener becomes SASL_SSL.  The
     # controller listener stays PLAINTEXT on loopback; its principal
-    # (ANONYMOUS) must be a super user for the broker's own requests.
+    # (ANONYMOUS) must be a super user for the broker's own requests (a
+    # test stack's shortcut, not a production setup).  umask: the file
+    # holds the users' passwords.
+    chmod 600 "$KAFKA_DIR/server.properties"
     cat >>"$KAFKA_DIR/server.properties" <<EOF
 
 # XR_KAFKA_SECURE=1

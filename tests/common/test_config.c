@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/kafka_conf.h"
 
 static char tmpdir[] = "/tmp/xr_test_config.XXXXXX";
 
@@ -845,6 +846,34 @@ test_env_empty_dsn_rejected(void **state)
 	             ": environment variable XREGION_POSTGRES_DSN is set but empty");
 }
 
+/*
+ * Only the broker's refusal of the credentials, or a certificate that did
+ * not verify, is final: a handshake cut by the network is retried.
+ */
+static void
+test_kafka_refused(void **state)
+{
+	char buf[512];
+	(void)state;
+
+	assert_true(xr_kafka_refused(RD_KAFKA_RESP_ERR__AUTHENTICATION,
+	    "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: "
+	    "Authentication failed: Invalid username or password (after 306ms "
+	    "in state AUTH_REQ)", buf, sizeof(buf)));
+	assert_non_null(strstr(buf, "refuses these credentials"));
+	assert_false(xr_kafka_refused(RD_KAFKA_RESP_ERR__AUTHENTICATION,
+	    "sasl_ssl://127.0.0.1:9093/1: SASL SCRAM-SHA-512 mechanism handshake "
+	    "failed: Local: Broker transport failure", buf, sizeof(buf)));
+	assert_true(xr_kafka_refused(RD_KAFKA_RESP_ERR__SSL,
+	    "SSL handshake failed: error:0A000086:SSL routines::certificate "
+	    "verify failed: broker certificate could not be verified",
+	    buf, sizeof(buf)));
+	assert_false(xr_kafka_refused(RD_KAFKA_RESP_ERR__SSL,
+	    "SSL handshake failed: Disconnected", buf, sizeof(buf)));
+	assert_false(xr_kafka_refused(RD_KAFKA_RESP_ERR__TRANSPORT,
+	    "Connection refused", buf, sizeof(buf)));
+}
+
 /* XREGION_METRICS_LISTEN replaces metrics_listen; empty removes it. */
 static void
 test_env_metrics_listen(void **state)
@@ -1223,6 +1252,7 @@ main(void)
 		T(test_env_supplies_required_keys),
 		T(test_env_empty_dsn_rejected),
 		T(test_env_metrics_listen),
+		T(test_kafka_refused),
 		T(test_env_prop_adds),
 		T(test_env_prop_replaces),
 		T(test_env_error_does_not_echo_value),

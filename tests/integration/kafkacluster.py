@@ -22,10 +22,22 @@ LIBS = os.environ.get("XR_KAFKA_LIBS",
                       os.path.join(xrtest.ROOT, ".stack", "kafka-libs"))
 
 
+_next_port = [int(os.environ.get("XR_KAFKA_CLUSTER_PORT", "24100"))]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768 up): one the kernel
+    does not hand out as a source port while a killed broker is down."""
+    while True:
+        p = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", p))
+                return p
+            except OSError:
+                continue
 
 
 class KafkaCluster:
@@ -87,11 +99,11 @@ num.io.threads=2
 
     def restart(self, i):
         """Starts node i (again, with its data)."""
-        log = open(os.path.join(self.root, f"node{i}", "kafka.log"), "a")
-        self.procs[i] = subprocess.Popen(
-            self._java("kafka.Kafka", self._props(i)), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        with open(os.path.join(self.root, f"node{i}", "kafka.log"), "a") as log:
+            self.procs[i] = subprocess.Popen(
+                self._java("kafka.Kafka", self._props(i)), stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
 
     def kill9(self, i):
         p = self.procs.pop(i)
@@ -131,11 +143,18 @@ num.io.threads=2
         return "\n".join(out)
 
     def stop(self):
-        for i in list(self.procs):
-            p = self.procs.pop(i)
+        procs = [self.procs.pop(i) for i in list(self.procs)]
+        for p in procs:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
                 p.wait(60)
-            except Exception:
-                os.killpg(p.pid, signal.SIGKILL)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         shutil.rmtree(self.root, ignore_errors=True)

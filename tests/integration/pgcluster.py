@@ -89,6 +89,7 @@ class Cluster:
         self.data = None
         self.logfile = None
         self.running = False
+        self.halted = False   # stopped by halt(), its data kept
 
     def __enter__(self):
         self.start()
@@ -223,12 +224,15 @@ class Cluster:
                   "-t", "60"], "pg_ctl promote")
 
     def stop(self):
+        """Stops the server if it runs and removes its data."""
         try:
-            if self.running and not getattr(self, "halted", False):
+            if self.running and not self.halted:
                 self.run([f"{PG_BIN}/pg_ctl", "stop", "-D", self.data,
                           "-m", "immediate", "-w", "-t", "60"], "pg_ctl stop")
                 self.running = False
         finally:
+            if self.halted:
+                self.running = self.halted = False
             if self.root and not self.running:
                 shutil.rmtree(self.root, ignore_errors=True)
                 self.root = None

@@ -15,6 +15,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.errors
 import pytest
 
 import xrtest
@@ -55,6 +56,7 @@ class Writer(threading.Thread):
         self.node, self.base = node, base
         self.stop = threading.Event()
         self.txns = 0
+        self.deadlocks = 0   # with setup's DDL during a switch: retried
         self.error = None
 
     def run(self):
@@ -64,30 +66,39 @@ class Writer(threading.Thread):
                 i = 0
                 while not self.stop.is_set():
                     lo = self.base + i
-                    with c.transaction():
-                        c.execute("INSERT INTO items SELECT g, %s, 0, repeat('x', ("
-                                  "g %% 50)::int) FROM generate_series(%s::bigint, %s::bigint) g",
-                                  (self.node.region, lo, lo + 4))
-                        c.execute("INSERT INTO orders VALUES (%s, %s, now())",
-                                  (lo, (lo % 1000) / 7))
-                        c.execute("UPDATE items SET n = n + 1, note = %s "
-                                  "WHERE id %% 97 = %s", (self.node.region,
-                                                          i % 97))
-                        if i % 10 == 0:
-                            c.execute("DELETE FROM items WHERE id = %s", (lo,))
+                    try:
+                        self.one(c, lo, i)
+                    except psycopg.errors.DeadlockDetected:
+                        self.deadlocks += 1
+                        continue
                     self.txns += 1
                     i += 5
                     time.sleep(0.05)
         except Exception as e:
             self.error = e
 
+    def one(self, c, lo, i):
+        with c.transaction():
+            c.execute("INSERT INTO items SELECT g, %s, 0, repeat('x', ("
+                      "g %% 50)::int) FROM generate_series(%s::bigint, "
+                      "%s::bigint) g", (self.node.region, lo, lo + 4))
+            c.execute("INSERT INTO orders VALUES (%s, %s, now())",
+                      (lo, (lo % 1000) / 7))
+            c.execute("UPDATE items SET n = n + 1, note = %s "
+                      "WHERE id %% 97 = %s", (self.node.region, i % 97))
+            if i % 10 == 0:
+                c.execute("DELETE FROM items WHERE id = %s", (lo,))
 
-def load(d, seconds, base):
+
+def start_load(d, base):
     ws = [Writer(d[r], base + k * 100_000_000)
           for k, r in enumerate(("us", "eu", "apac"))]
     for w in ws:
         w.start()
-    time.sleep(seconds)
+    return ws
+
+
+def stop_load(ws):
     for w in ws:
         w.stop.set()
     for w in ws:
@@ -119,17 +130,23 @@ def test_previous_release_in_one_region(old_binary):
                    binaries={"eu": old_binary})
     try:
         d.start()
-        load(d, 8, 1)
+        ws = start_load(d, 1)
+        time.sleep(8)
+        stop_load(ws)
         settled(d)
         # the old eu published no transaction end records, us did
         assert xrtest.topic_size(f"{d.prefix}.eu._tx") == 0
         assert xrtest.topic_size(f"{d.prefix}.us._tx") > 0
-        switch(d, "eu", xrtest.XREGION)          # upgrade
-        load(d, 6, 10_000_000)
-        settled(d)
-        assert xrtest.topic_size(f"{d.prefix}.eu._tx") > 0
-        switch(d, "eu", old_binary)              # and roll back
-        load(d, 6, 20_000_000)
-        settled(d)
+        # upgrade eu, then roll it back, each while all three write
+        for base, binary in ((10_000_000, xrtest.XREGION),
+                             (20_000_000, old_binary)):
+            ws = start_load(d, base)
+            time.sleep(3)
+            switch(d, "eu", binary)
+            time.sleep(3)
+            stop_load(ws)
+            settled(d)
+            if binary == xrtest.XREGION:
+                assert xrtest.topic_size(f"{d.prefix}.eu._tx") > 0
     finally:
         d.close()

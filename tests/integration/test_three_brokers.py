@@ -1,9 +1,10 @@
 """Three KRaft brokers (issue 14, part 2): topics with replication factor 3
 and min.insync.replicas 2, producers with acks=all and idempotence (locked
-in producer/publisher.c).  The broker leading the busiest partitions is
-killed (-9) mid-stream and later restarted: no change lost, none applied
-twice in effect (the regions end with exactly the rows the writers wrote),
-and the replicators never exit.
+in producer/publisher.c).  The broker leading partition 0 of us's table
+topic is killed (-9) mid-stream and restarted 10 s later: no change lost
+(the regions end with exactly the rows and updates the writers made; a
+change applied twice leaves the same row, so "twice" shows as nothing
+else), and the replicators never exit.
 """
 import threading
 import time
