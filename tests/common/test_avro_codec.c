@@ -28,6 +28,7 @@
 
 #include "common/avro_codec.h"
 #include "common/schema_registry.h"
+#include "tests/common/test_file.h"
 
 #define NUMTM(p, s) ((int32_t)((((p) << 16) | ((s) & 0x7ff)) + 4))
 #define DATA_DIR XR_SOURCE_DIR "/tests/common/data/"
@@ -168,28 +169,6 @@ from_json(const char *json, size_t len)
 	if (xr_schema_from_json(json, len, &s, err, sizeof(err)) != 0)
 		fail_msg("xr_schema_from_json: %s", err);
 	return s;
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long  n;
-
-	if (!fp)
-		fail_msg("cannot open %s", path);
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	assert_true(n >= 0);
-	assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	*len = (size_t)n;
-	return buf;
 }
 
 static void
@@ -481,7 +460,7 @@ test_envelope_avsc_is_the_empty_envelope(void **state)
 	size_t       len;
 
 	(void)state;
-	json = read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
+	json = xr_test_read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
 	file = from_json(json, len);
 	assert_int_equal(xr_schema_build(NULL, 0, false, &built, NULL, 0), 0);
 	assert_string_equal(file->canonical.data, built->canonical.data);
@@ -901,11 +880,11 @@ test_golden_message_fixture(void **state)
 	encode(s, &ev, &out);
 	if (getenv("XR_WRITE_FIXTURES"))
 		write_fixtures(getenv("XR_WRITE_FIXTURES"), s, &t, &out);
-	want = read_file(DATA_DIR "all_types.value.avsc", &len);
+	want = xr_test_read_file(DATA_DIR "all_types.value.avsc", &len);
 	assert_int_equal(len, s->json.len);
 	assert_memory_equal(want, s->json.data, len);
 	free(want);
-	want = read_file(DATA_DIR "all_types.value.bin", &len);
+	want = xr_test_read_file(DATA_DIR "all_types.value.bin", &len);
 	assert_int_equal(len, out.len);
 	assert_memory_equal(want, out.data, len);
 	free(want);
@@ -989,7 +968,7 @@ test_envelope_avsc_reads_any_table_event(void **state)
 	int64_t             l;
 
 	(void)state;
-	json = read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
+	json = xr_test_read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
 	r = from_json(json, len);
 	free(json);
 	table_init(&t, all_cols, NALL);
@@ -1180,7 +1159,7 @@ test_fields_of_envelope_avsc_are_none(void **state)
 	size_t       len;
 
 	(void)state;
-	json = read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
+	json = xr_test_read_file(XR_SOURCE_DIR "/schemas/envelope.avsc", &len);
 	s = from_json(json, len);
 	assert_true(s->is_envelope);
 	assert_int_equal(s->n_row_fields, 0);
@@ -1379,8 +1358,8 @@ test_golden_message_reads_back_as_text(void **state)
 	int          i, which;
 
 	(void)state;
-	json = read_file(DATA_DIR "all_types.value.avsc", &jlen);
-	msg = read_file(DATA_DIR "all_types.value.bin", &mlen);
+	json = xr_test_read_file(DATA_DIR "all_types.value.avsc", &jlen);
+	msg = xr_test_read_file(DATA_DIR "all_types.value.bin", &mlen);
 	s = from_json(json, jlen);
 	assert_int_equal(s->n_row_fields, NALL);
 	assert_int_equal(xr_avro_so_header(msg, mlen, &fp, &body, &n, err,
@@ -1738,7 +1717,7 @@ test_fuzz_named_type_defined_twice(void **state)
 	size_t       len, i;
 	(void)state;
 
-	json = read_file(XR_SOURCE_DIR "/tests/fuzz/regressions/schema_registry/"
+	json = xr_test_read_file(XR_SOURCE_DIR "/tests/fuzz/regressions/schema_registry/"
 	                 "leak-named-type-twice", &len);
 	assert_int_equal(xr_schema_from_json(json, len, &s, err, sizeof(err)), -1);
 	assert_null(s);

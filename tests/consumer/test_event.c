@@ -30,6 +30,7 @@
 #include "producer/encoder.h"
 #include "producer/pgoutput.h"
 #include "producer/relcache.h"
+#include "tests/common/test_file.h"
 
 #define NUMTM(p, s) ((int32_t)((((p) << 16) | ((s) & 0x7ff)) + 4))
 #define OID_TEXT_ARRAY 1009
@@ -859,27 +860,11 @@ test_registry_add_json_keeps_first_of_an_id(void **state)
 static char *
 read_source_file(const char *rel, size_t *len)
 {
-	char  path[1024];
-	FILE *fp;
-	char *buf;
-	long  n;
+	char path[1024];
 
 	assert_true(snprintf(path, sizeof(path), "%s/%s", XR_SOURCE_DIR, rel) <
 	            (int)sizeof(path));
-	fp = fopen(path, "rb");
-	if (!fp)
-		fail_msg("cannot open %s", path);
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	assert_true(n >= 0);
-	assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	*len = (size_t)n;
-	return buf;
+	return xr_test_read_file(path, len);
 }
 
 /*

@@ -56,25 +56,19 @@ def current_envelope():
         return json.load(f)
 
 
-def datum(schema, named, rng, branch=None, ns=""):
-    """A random datum of schema; branch picks a union's branch; named maps
-    the full and short names of the named types seen so far."""
+def datum(schema, named, rng, branch=None):
+    """A random datum of schema; branch picks a union's branch and an
+    enum's symbol; named maps the schema's named types (names())."""
     if isinstance(schema, str) and schema in named:
-        return datum(named[schema], named, rng, branch, ns)
+        return datum(named[schema], named, rng, branch)
     if isinstance(schema, list):
         b = schema[branch % len(schema)] if branch is not None else \
             rng.choice(schema)
-        return datum(b, named, rng, None, ns)
+        return datum(b, named, rng)
     if isinstance(schema, dict):
         t = schema["type"]
-        if t in ("record", "enum", "fixed"):
-            name = schema["name"]
-            ns = schema.get("namespace", ns) if "." not in name else \
-                name.rsplit(".", 1)[0]
-            short = name.rsplit(".", 1)[-1]
-            named[short] = named[f"{ns}.{short}" if ns else short] = schema
         if t == "record":
-            return {f["name"]: datum(f["type"], named, rng, branch, ns)
+            return {f["name"]: datum(f["type"], named, rng, branch)
                     for f in schema["fields"]}
         if t == "enum":
             syms = schema["symbols"]
@@ -83,16 +77,16 @@ def datum(schema, named, rng, branch=None, ns=""):
         if t == "fixed":
             return bytes(rng.getrandbits(8) for _ in range(schema["size"]))
         if t == "array":
-            return [datum(schema["items"], named, rng, branch, ns)
+            return [datum(schema["items"], named, rng, branch)
                     for _ in range(rng.randint(0, 2))]
         if t == "map":
-            return {f"k{i}": datum(schema["values"], named, rng, branch, ns)
+            return {f"k{i}": datum(schema["values"], named, rng, branch)
                     for i in range(rng.randint(0, 2))}
         if schema.get("logicalType") in ("timestamp-micros", "timestamp-millis"):
             return datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
         if schema.get("logicalType") == "uuid":
             return str(uuid.UUID(int=rng.getrandbits(128)))
-        return datum(t, named, rng, branch, ns)
+        return datum(t, named, rng, branch)
     return {"null": None, "boolean": rng.random() < 0.5,
             "int": rng.randint(-2**31, 2**31 - 1),
             "long": rng.randint(-2**63, 2**63 - 1),

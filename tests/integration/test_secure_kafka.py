@@ -7,7 +7,6 @@ untrusted certificate ends the replicator with a clear error, not a
 retry loop; no secret shows in a log, in --help or in status.
 """
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -25,19 +24,13 @@ SCHEMA = "CREATE TABLE items (id bigint PRIMARY KEY, note text);"
 TABLES = [("public.items", False)]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("xrsec"))
-    port = free_port()
+    port = xrtest.free_port()
     env = {**os.environ, "XR_STATE_DIR": state, "XR_REGIONS": "",
            "XR_KAFKA_PORT": str(port),
-           "XR_KAFKA_CONTROLLER_PORT": str(free_port()),
+           "XR_KAFKA_CONTROLLER_PORT": str(xrtest.free_port()),
            "XR_KAFKA_SECURE": "1", "XR_KAFKA_HEAP": "384m",
            "XR_KAFKA_USERS": "us eu"}
     stack = [os.path.join(xrtest.ROOT, "scripts", "stack.sh")]

@@ -4,21 +4,15 @@ Kafka and the running process's /status (metrics_listen), and the commit-
 to-applied latency histogram at /metrics.
 """
 import json
-import socket
 import time
 import urllib.request
 
 import pytest
 
+import xrtest
 from xrdeploy import Deployment
 
 SCHEMA = "CREATE TABLE items (id bigint PRIMARY KEY, n int);"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(node, *args):
@@ -41,7 +35,7 @@ def wait_health(node, want, timeout=60):
 
 @pytest.fixture
 def duo():
-    ports = {r: free_port() for r in ("us", "eu")}
+    ports = {r: xrtest.free_port() for r in ("us", "eu")}
     d = Deployment([("public.items", False)], SCHEMA, regions=("us", "eu"),
                    extra={r: f"metrics_listen: 127.0.0.1:{p}\n"
                           for r, p in ports.items()})
