@@ -28,7 +28,7 @@ import time
 import psycopg
 
 TABLE_SQL = ("CREATE TABLE items (id bigint PRIMARY KEY, a int, b text, "
-             "c timestamptz)")
+             "c timestamptz); CREATE TABLE stage (LIKE items INCLUDING ALL)")
 POLL = 0.2          # seconds between destination polls
 PROGRESS = 5.0      # seconds between progress lines
 
@@ -184,6 +184,7 @@ class CpuWatch:
             if "=" in item:
                 name, pid = item.split("=", 1)
                 self.extra[int(pid)] = name
+        self.last, self.peak = {}, {}
         self.start = self.snapshot()
 
     def procs(self):
@@ -201,16 +202,41 @@ class CpuWatch:
         return {pid: (name, cpu_seconds(pid))
                 for pid, name in self.procs().items()}
 
+    def sample(self):
+        """Notes the CPU time (and peak RSS) of every process now taking
+        part, so that one that starts after the step began (counted from
+        0) or ends before it ends (counted until its last sample) is in
+        the figures too."""
+        for pid, (name, cpu) in self.snapshot().items():
+            if cpu is not None:
+                self.last[pid] = (name, cpu)
+            rss = peak_rss_mb(pid)
+            if rss is not None:
+                self.peak[name] = max(self.peak.get(name, 0.0), rss)
+
+    def add(self, name, pid):
+        self.extra[int(pid)] = name
+
     def usage(self, wall):
         """{name: cpu seconds} for the step, summed over pids of one name."""
-        end = self.snapshot()
+        self.sample()
         out = {}
-        for pid, (name, cpu) in end.items():
-            if cpu is None:
-                continue
+        for pid, (name, cpu) in self.last.items():
             before = self.start.get(pid, (name, 0.0))[1] or 0.0
             out[name] = out.get(name, 0.0) + cpu - before
         return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
+def peak_rss_mb(pid):
+    """The peak resident set of a process so far (VmHWM), in MiB, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 # ------------------------------------------------------------- timed steps
@@ -417,6 +443,141 @@ def cmd_oltp(a):
     store(a.results, a.key, res)
     say(f"{a.key}: {tps:.1f} TPS; destination caught up {secs:.2f} s after "
         "the load ended")
+
+
+# ------------------------------------------------- stages, each one alone
+
+STAGE_POLL = 0.05   # seconds between checks while a stage is timed
+
+
+def stage_sums(c):
+    return list(c.execute("SELECT count(*), coalesce(sum(a), 0), "
+                          "coalesce(sum(length(b)), 0) FROM stage").fetchone())
+
+
+def cmd_stage_load(a):
+    """The backlog of a stage: one transaction on the source's table stage
+    (an INSERT of --rows rows, or an UPDATE of every second one) while
+    nothing reads it; stores what the destination must end with, where the
+    WAL ended, and how many events Kafka had before.  With --recv-slot a
+    pgoutput slot for pg_recvlogical is made first, so that it has the
+    same backlog."""
+    src = connect(a.src_port, a.src_db)
+    if a.recv_slot:
+        src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                    (a.recv_slot,))
+    watch, base = start_watch(a)
+    if watch:
+        watch.close()
+    checkpoint(src)
+    t0 = time.monotonic()
+    if a.op == "insert":
+        n = src.execute("INSERT INTO stage SELECT g, (g %% 1000)::int, "
+                        "md5(g::text), now() FROM generate_series(1, %s) g",
+                        (a.rows,)).rowcount
+    else:
+        n = src.execute("UPDATE stage SET a = a + 1, b = b || 'x' "
+                        "WHERE id % 2 = 0").rowcount
+    committed = time.monotonic() - t0
+    res = {"op": a.op, "changes": n, "source_commit_s": committed,
+           "want": stage_sums(src), "kafka_base": base,
+           "endpos": one(src, "SELECT pg_current_wal_lsn()::text")}
+    say(f"{a.key}: {a.op} of {n} rows committed on the source in "
+        f"{committed:.2f} s; backlog up to {res['endpos']}")
+    store(a.results, a.key, res)
+
+
+def cmd_stage(a):
+    """Times one stage alone over the backlog stage-load made (--load):
+    from starting a process (--start, or pg_recvlogical with --recvlogical)
+    or running --sql-start on the destination, until the process exits
+    (--until exit), Kafka has every event (kafka) or the destination has
+    every row (dest).  Reports the CPU seconds and peak RSS of every
+    process taking part."""
+    import shlex
+    import subprocess
+    load_res = load(a.results)
+    for part in a.load.split("."):
+        load_res = load_res[part]
+    n = load_res["changes"]
+    src, dst = connect(a.src_port, a.src_db), connect(a.dst_port, a.dst_db)
+    cpu = CpuWatch(a, src, dst)
+    watch = None
+    if a.until == "kafka":
+        watch = KafkaWatch(a.brokers, a.kafka_topic)
+    cmd = shlex.split(a.start) if a.start else None
+    if a.recvlogical:
+        cmd = [a.recvlogical, "-h", "127.0.0.1", "-p", str(a.src_port),
+               "-U", "postgres", "-d", a.src_db, "-S", a.recv_slot,
+               "--start", "--no-loop", "-E", load_res["endpos"],
+               "-o", "proto_version=1", "-o", "publication_names=" + a.publication,
+               "-o", "messages=true", "-f", a.log]
+    proc = perf = None
+    t0 = time.monotonic()
+    if cmd:
+        out = subprocess.DEVNULL if a.recvlogical else open(a.log, "ab")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT if not a.recvlogical
+                                else None, start_new_session=True)
+        cpu.add(a.name, proc.pid)
+        if os.environ.get("XR_BENCH_PERF") and not a.recvlogical:
+            # a profile of the started process for the stage (perf report -i)
+            perf = subprocess.Popen(
+                ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "99", "-p", str(proc.pid),
+                 "-o", os.path.join(os.environ["XR_BENCH_PERF"],
+                                    f"{a.key}.perf.data")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if a.pidfile:
+            with open(a.pidfile, "w") as f:
+                f.write(f"{proc.pid}\n")
+    if a.sql_start:
+        dst.execute(a.sql_start)
+    last_print = t0
+    while True:
+        now = time.monotonic()
+        if a.until == "exit":
+            rc = proc.poll()
+            if rc is not None:
+                if rc:
+                    raise SystemExit(f"[bench] {a.key}: {cmd[0]} exited {rc}")
+                break
+            done = None
+        elif a.until == "kafka":
+            got = watch.events() - load_res["kafka_base"]
+            done = got >= n
+        else:
+            got = stage_sums(dst)
+            done = got == load_res["want"]
+        if done:
+            break
+        if now - t0 > a.timeout:
+            raise SystemExit(f"[bench] {a.key}: not done after {a.timeout:.0f} s")
+        if now - last_print >= PROGRESS:
+            say(f"  {a.key}: {now - t0:6.1f} s")
+            last_print = now
+        cpu.sample()
+        time.sleep(STAGE_POLL)
+    secs = time.monotonic() - t0
+    if perf:
+        perf.send_signal(2)
+        perf.wait(30)
+    res = {"seconds": secs, "changes": n, "changes_per_s": n / secs,
+           "cpu_s": cpu.usage(secs),
+           "peak_rss_mb": {k: round(v, 1) for k, v in sorted(cpu.peak.items())
+                           if k in (a.name, "kafka") or k.startswith("xregion")}}
+    if watch:
+        watch.close()
+    if a.sql_end:
+        dst.execute(a.sql_end)
+    while a.sql_end_wait and not one(dst, a.sql_end_wait):
+        time.sleep(STAGE_POLL)
+    if a.recv_slot and a.until == "exit":
+        src.execute("SELECT pg_drop_replication_slot(%s)", (a.recv_slot,))
+    cpu_total = sum(res["cpu_s"].values())
+    say(f"{a.key}: {n} changes in {secs:.2f} s ({n / secs:.0f}/s), "
+        f"{cpu_total:.1f} CPU s: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in res["cpu_s"].items() if v >= 0.05))
+    store(a.results, a.key, res)
 
 
 LATENCY_SQL = """
@@ -653,12 +814,69 @@ def cmd_report(a):
         print("CPU seconds per process during each case (% of its wall time; "
               "the bench's own sessions and pgbench are not counted):")
         print("\n".join(cpu_lines))
+    stage_report(r, x, xr, n)
     if a.out:
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
         with open(a.out, "w") as f:
             json.dump(r, f, indent=2, sort_keys=True)
             f.write("\n")
         print(f"results: {a.out}")
+
+
+def stage_report(r, x, xr, n):
+    """The stages alone: capture against pg_recvlogical, apply against
+    native replication, with the CPU seconds of every process and their
+    sum per million changes, and the replicators' peak RSS."""
+    lines = []
+    for op in ("insert", "update"):
+        sx, sr, sn = ((d or {}).get(f"stage_{op}") or {} for d in (x, xr, n))
+        ld = sx.get("load") or sn.get("load") or {}
+        if not ld:
+            continue
+        changes = ld.get("changes", 0)
+        lines.append(f"  {op} backlog, {changes} changes in one transaction "
+                     f"(source commit: xregion {fmt(sx.get('load', {}).get('source_commit_s'))}"
+                     f", native {fmt(sn.get('load', {}).get('source_commit_s'))}):")
+
+        def secs(d, k):
+            return (d.get(k) or {}).get("seconds")
+
+        cap, recv = secs(sx, "capture"), secs(sx, "recvlogical")
+        if cap or recv:
+            lines.append(f"    capture: xregion {fmt(cap)}, pg_recvlogical "
+                         f"{fmt(recv)}: pg_recvlogical/xregion "
+                         f"{ratio(recv, cap)}")
+        app, appr, nat = secs(sx, "apply"), secs(sr, "apply"), secs(sn, "apply")
+        if app or nat:
+            lines.append(f"    apply:   xregion atomic {fmt(app)}, rows "
+                         f"{fmt(appr)}, native {fmt(nat)}: native/atomic "
+                         f"{ratio(nat, app)}, native/rows {ratio(nat, appr)}")
+        for name, d in (("atomic", sx), ("rows", sr), ("native", sn)):
+            for st in ("recvlogical", "capture", "apply"):
+                c = d.get(st) or {}
+                if not c.get("cpu_s"):
+                    continue
+                used = sorted(((v, k) for k, v in c["cpu_s"].items()
+                               if v >= 0.01), reverse=True)
+                total = sum(v for v, _ in used)
+                per_m = total * 1e6 / changes if changes else 0
+                rss = ", ".join(f"{k} {v:.0f} MiB"
+                                for k, v in (c.get("peak_rss_mb") or {}).items())
+                lines.append(f"      {name:6} {st:11} CPU {total:5.1f} s "
+                             f"({per_m:.1f} s per million): " + ", ".join(
+                                 f"{k} {v:.1f}" for v, k in used)
+                             + (f"; peak RSS {rss}" if rss else ""))
+        caps = [(d.get(st) or {}).get("cpu_s") for d, st in
+                ((sx, "capture"), (sx, "apply"), (sn, "apply"))]
+        if all(caps):
+            xcpu = sum(caps[0].values()) + sum(caps[1].values())
+            ncpu = sum(caps[2].values())
+            lines.append(f"    CPU, capture + apply against native's apply: "
+                         f"{xcpu:.1f} s / {ncpu:.1f} s = {xcpu / ncpu:.2f}x")
+    if lines:
+        print("Stages alone (each over a backlog made while nothing read it; "
+              "seconds from starting the reader):")
+        print("\n".join(lines))
 
 
 def main():
@@ -694,6 +912,37 @@ def main():
         sp.add_argument("--rates", type=lambda v: [int(x) for x in v.split()],
                         default=[200, 1000, 5000],
                         help="latency: transactions per second, space-separated")
+    sp = sub.add_parser("stage-load")
+    sp.add_argument("--src-port", type=int, required=True)
+    sp.add_argument("--src-db", required=True)
+    sp.add_argument("--op", choices=("insert", "update"), required=True)
+    sp.add_argument("--rows", type=int, default=0)
+    sp.add_argument("--results", required=True)
+    sp.add_argument("--key", required=True)
+    sp.add_argument("--brokers", default="127.0.0.1:19092")
+    sp.add_argument("--kafka-topic")
+    sp.add_argument("--recv-slot")
+    sp = sub.add_parser("stage")
+    for arg in ("--src-port", "--dst-port"):
+        sp.add_argument(arg, type=int, required=True)
+    for arg in ("--src-db", "--dst-db", "--results", "--key", "--load"):
+        sp.add_argument(arg, required=True)
+    sp.add_argument("--until", choices=("exit", "kafka", "dest"), required=True)
+    sp.add_argument("--start", help="command line of the process to start")
+    sp.add_argument("--name", default="started", help="its name in the CPU table")
+    sp.add_argument("--log", help="its output (pg_recvlogical: its data)")
+    sp.add_argument("--pidfile")
+    sp.add_argument("--recvlogical", help="pg_recvlogical: run it on --recv-slot")
+    sp.add_argument("--recv-slot")
+    sp.add_argument("--publication", default="xrbench")
+    sp.add_argument("--sql-start", help="run on the destination to start")
+    sp.add_argument("--sql-end", help="run on the destination when done")
+    sp.add_argument("--sql-end-wait", help="then poll this query on the "
+                    "destination until it returns true")
+    sp.add_argument("--pids")
+    sp.add_argument("--brokers", default="127.0.0.1:19092")
+    sp.add_argument("--kafka-topic")
+    sp.add_argument("--timeout", type=float, default=3600)
     sp = sub.add_parser("set")
     sp.add_argument("--results", required=True)
     sp.add_argument("key")
@@ -707,7 +956,7 @@ def main():
     a = p.parse_args()
     {"prepare": cmd_prepare, "dropdb": cmd_dropdb, "insert": cmd_insert,
      "update": cmd_update, "warmup": cmd_warmup, "oltp": cmd_oltp,
-     "latency": cmd_latency,
+     "latency": cmd_latency, "stage-load": cmd_stage_load, "stage": cmd_stage,
      "set": cmd_set, "topics-drop": cmd_topics_drop,
      "report": cmd_report}[a.cmd](a)
 

@@ -21,7 +21,7 @@ CLIENTS=4
 TIMEOUT=3600
 ONLY=""
 MODES="atomic rows"
-CASES="insert update oltp latency"
+CASES="insert update oltp latency stages"
 RATES="200 1000 5000"
 LATENCY_SECONDS=10
 
@@ -51,6 +51,15 @@ every change (polled every 0.2 s):
   oltp    pgbench, --clients clients for --oltp-seconds s of
           'UPDATE items SET a = a + 1 WHERE id = random(1, rows)': source TPS,
           and seconds from the end of the load until dest sum(a) = source's
+  stages  each stage alone, over a backlog made while nothing reads it (an
+          INSERT of --rows rows into table stage, then an UPDATE of half of
+          them): capture, from starting xregion on the source until Kafka
+          has every event, against pg_recvlogical reading the same backlog
+          from a pgoutput slot of its own until its end LSN; apply, from
+          starting xregion on the destination (the events in Kafka) until
+          it has every row, against native replication catching up the
+          same backlog (its subscription enabled after the load); CPU
+          seconds and peak RSS of each process in each stage
   latency pgbench -R at each of --rates transactions/s for --latency-seconds s
           of single-row updates that stamp c = clock_timestamp(); a trigger
           on the destination (ENABLE ALWAYS) stamps each arrival: p50, p90,
@@ -83,6 +92,11 @@ Options:
 
 Quick smoke run:  bench/replication.sh --rows 20000 --oltp-seconds 3
 
+Profiling: with XR_BENCH_PERF=<dir>, each process a stage starts (not
+pg_recvlogical) runs under 'perf record --call-graph dwarf' for the stage,
+into <dir>/<key>.perf.data (perf report -i ...); its CPU figures are
+then a little higher (the sampling's own cost).
+
 Needs the local stack (scripts/stack.sh up), build/xregion (or \$XREGION_BIN),
 the test venv (\$XR_VENV, default .stack/venv) and pgbench in \$XR_PG_BIN.
 USAGE
@@ -104,8 +118,8 @@ while (($#)); do
         die "--apply-modes takes atomic and/or rows, got '$m'"; done
       [[ -n ${2-} ]] || die "--apply-modes needs a value"
       MODES=$2; shift 2 ;;
-    --cases) for c in ${2-}; do [[ $c =~ ^(insert|update|oltp|latency)$ ]] ||
-                die "--cases takes insert, update, oltp, latency; got '$c'"; done
+    --cases) for c in ${2-}; do [[ $c =~ ^(insert|update|oltp|latency|stages)$ ]] ||
+                die "--cases takes insert, update, oltp, latency, stages; got '$c'"; done
              CASES=${2-}; shift 2 ;;
     --rates) for c in ${2-}; do num "$1" "$c"; done; RATES=${2-}; shift 2 ;;
     --latency-seconds) num "$1" "${2-}"; LATENCY_SECONDS=$2; shift 2 ;;
@@ -180,7 +194,8 @@ drop_xregion() {
 drop_native() {
   ((native_up)) || return 0
   psql -X -q -h 127.0.0.1 -p $DST_PORT -U postgres -d app \
-       -c "DROP SUBSCRIPTION IF EXISTS xrbench_sub" >/dev/null 2>&1 || true
+       -c "DROP SUBSCRIPTION IF EXISTS xrbench_sub" \
+       -c "DROP SUBSCRIPTION IF EXISTS xrbench_stage_sub" >/dev/null 2>&1 || true
   env "${NATIVE_ENV[@]}" "$ROOT/scripts/stack.sh" down --purge 2>&1 |
     sed 's/^/    /' || true
   native_up=0
@@ -299,6 +314,8 @@ consumer:
 tables:
   - name: public.items
     pii: false
+  - name: public.stage
+    pii: false
 YAML
     say "xregion setup $r"
     "$WORK/xregion" setup -c "$WORK/xregion-$r.yaml" 2>&1 | sed 's/^/    /'
@@ -318,6 +335,7 @@ YAML
   PIDS="xregion-us=${XR_PID[us]},xregion-eu=${XR_PID[eu]},kafka=$KAFKA_PID"
   timed_cases "$key" $US_PORT bench_us $EU_PORT bench_eu \
       --kafka-topic "$XPREFIX.us.public.items" --brokers "$BROKERS" --pids "$PIDS"
+  has_case stages && stages_xregion "$key"
   say "stopping xregion; its rate lines:"
   stop_xregion
   for r in us eu; do
@@ -326,6 +344,37 @@ YAML
     cp "$WORK/xregion-$r.yaml" "$LOGS/xregion-$r-$mode.yaml"
   done
   drop_xregion
+}
+
+stages_xregion() {  # key: capture and apply alone, each against its anchor
+  local key=$1 op k r
+  local recv_slot="xrbench_${SUFFIX}_recv" topic="$XPREFIX.us.public.stage"
+  local common=(--src-port $US_PORT --src-db bench_us --dst-port $EU_PORT
+                --dst-db bench_eu --results "$RES" --timeout "$TIMEOUT"
+                --pids "kafka=$KAFKA_PID")
+  say "stages alone: xregion stopped in both regions while each backlog is made"
+  stop_xregion
+  for op in insert update; do
+    k="$key.stage_$op"
+    helper stage-load --src-port $US_PORT --src-db bench_us --op $op \
+        --rows "$ROWS" --results "$RES" --key "$k.load" --brokers "$BROKERS" \
+        --kafka-topic "$topic" --recv-slot "$recv_slot"
+    helper stage "${common[@]}" --key "$k.recvlogical" --load "$k.load" \
+        --until exit --recvlogical "$PGBIN/pg_recvlogical" \
+        --recv-slot "$recv_slot" --name pg_recvlogical --log "$WORK/recv.out"
+    rm -f "$WORK/recv.out"
+    for r in us eu; do
+      local until=kafka stage=capture
+      [[ $r == eu ]] && until=dest stage=apply
+      helper stage "${common[@]}" --key "$k.$stage" --load "$k.load" \
+          --until $until --kafka-topic "$topic" --brokers "$BROKERS" \
+          --start "$WORK/xregion run -c $WORK/xregion-$r.yaml" \
+          --name "xregion-$r" --log "$WORK/xregion-$r.log" \
+          --pidfile "$WORK/xregion-$r.pid"
+      XR_PID[$r]=$(cat "$WORK/xregion-$r.pid")
+    done
+    stop_xregion
+  done
 }
 
 if ((run_xregion)); then
@@ -351,6 +400,27 @@ if ((run_native)); then
   psql_n $DST_PORT "CREATE SUBSCRIPTION xrbench_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=app user=postgres' PUBLICATION xrbench_pub WITH (copy_data = false)"
   say "publication xrbench_pub on src, subscription xrbench_sub on dst"
   timed_cases native $SRC_PORT app $DST_PORT app
+  if has_case stages; then
+    for p in $SRC_PORT $DST_PORT; do
+      psql_n "$p" "CREATE TABLE stage (LIKE items INCLUDING ALL)"
+    done
+    # the launcher starts a worker at most once per wal_retrieve_retry_interval
+    # (5 s by default): that wait is not applying
+    psql_n $DST_PORT "ALTER SYSTEM SET wal_retrieve_retry_interval = '50ms'"
+    psql_n $DST_PORT "SELECT pg_reload_conf()"
+    psql_n $SRC_PORT "CREATE PUBLICATION xrbench_stage_pub FOR TABLE stage"
+    psql_n $DST_PORT "CREATE SUBSCRIPTION xrbench_stage_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT dbname=app user=postgres' PUBLICATION xrbench_stage_pub WITH (copy_data = false, enabled = false)"
+    for op in insert update; do
+      helper stage-load --src-port $SRC_PORT --src-db app --op $op \
+          --rows "$ROWS" --results "$RES" --key "native.stage_$op.load"
+      helper stage --src-port $SRC_PORT --src-db app --dst-port $DST_PORT \
+          --dst-db app --results "$RES" --timeout "$TIMEOUT" \
+          --key "native.stage_$op.apply" --load "native.stage_$op.load" \
+          --until dest --sql-start "ALTER SUBSCRIPTION xrbench_stage_sub ENABLE" \
+          --sql-end "ALTER SUBSCRIPTION xrbench_stage_sub DISABLE" \
+          --sql-end-wait "SELECT count(*) = 0 FROM pg_stat_subscription WHERE subname = 'xrbench_stage_sub' AND pid IS NOT NULL"
+    done
+  fi
   drop_native
 fi
 

@@ -711,11 +711,24 @@ schema_new(void)
 	return s;
 }
 
+struct xr_scratch_s {
+	avro_value_t  value;
+	bool          made;
+	avro_reader_t reader;
+};
+
 void
 xr_schema_destroy(xr_schema_t *s)
 {
 	if (!s)
 		return;
+	if (s->scratch) {
+		if (s->scratch->made)
+			avro_value_decref(&s->scratch->value);
+		if (s->scratch->reader)
+			avro_reader_free(s->scratch->reader);
+		free(s->scratch);
+	}
 	if (s->iface)
 		avro_value_iface_decref(s->iface);
 	if (s->schema)
@@ -1476,6 +1489,56 @@ fail:
 	avro_value_decref(out);
 	avro_reader_free(r);
 	return -1;
+}
+
+int
+xr_avro_decode_scratch(const xr_schema_t *s, const void *body, size_t len,
+                       avro_value_t **out, char *errstr, size_t errstr_size)
+{
+	struct xr_scratch_s *sc = s->scratch;
+
+	if (len > (size_t)INT64_MAX) {
+		set_err(errstr, errstr_size, "Avro datum too large");
+		return -1;
+	}
+	if (xr_avro_validate(s, body, len, errstr, errstr_size))
+		return -1;
+	if (!sc) {
+		sc = calloc(1, sizeof(*sc));
+		if (!sc) {
+			set_err(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		((xr_schema_t *)s)->scratch = sc;
+	}
+	if (!sc->made) {
+		if (avro_generic_value_new(s->iface, &sc->value) != 0) {
+			set_err(errstr, errstr_size, "cannot make Avro value: %s",
+			        avro_strerror());
+			return -1;
+		}
+		sc->made = true;
+	}
+	if (!sc->reader) {
+		sc->reader = avro_reader_memory(body, (int64_t)len);
+		if (!sc->reader) {
+			set_err(errstr, errstr_size, "cannot make Avro reader: %s",
+			        avro_strerror());
+			return -1;
+		}
+	} else {
+		avro_reader_memory_set_source(sc->reader, body, (int64_t)len);
+	}
+	/* (xr_avro_validate walked this schema over exactly len bytes: none
+	 * are left over, and avro-c's end-of-data test, a failing read that
+	 * formats an error message, is not needed.) */
+	if (avro_value_read(sc->reader, &sc->value) != 0) {
+		set_err(errstr, errstr_size, "cannot decode Avro datum: %s",
+		        avro_strerror());
+		return -1;
+	}
+	*out = &sc->value;
+	return 0;
 }
 
 /*

@@ -70,9 +70,25 @@ xr_buf_puts(xr_buf_t *b, const char *s)
 }
 
 void
-xr_buf_putc(xr_buf_t *b, char c)
+xr_buf_put_int(xr_buf_t *b, int64_t v, int width)
 {
-	xr_buf_append(b, &c, 1);
+	char     digits[24];
+	int      n = 0;
+	/* (the magnitude of INT64_MIN does not fit an int64_t) */
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		digits[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	while (n < width && n < (int)sizeof(digits))
+		digits[n++] = '0';
+	xr_buf_reserve(b, (size_t)n + 1);
+	if (v < 0)
+		b->data[b->len++] = '-';
+	while (n > 0)
+		b->data[b->len++] = digits[--n];
+	b->data[b->len] = '\0';
 }
 
 void

@@ -24,7 +24,18 @@ void xr_buf_reset(xr_buf_t *b);              /* len = 0, keeps the memory */
 void xr_buf_reserve(xr_buf_t *b, size_t extra);
 void xr_buf_append(xr_buf_t *b, const void *p, size_t n);
 void xr_buf_puts(xr_buf_t *b, const char *s);
-void xr_buf_putc(xr_buf_t *b, char c);
+/* Appends c; inline, as it runs once per byte of many values. */
+static inline void
+xr_buf_putc(xr_buf_t *b, char c)
+{
+	if (b->len + 2 > b->cap)
+		xr_buf_reserve(b, 1);
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
+}
+/* Appends v in decimal, zero-padded to at least width digits (after a
+ * minus sign), as printf's "%0*lld" does but without parsing a format. */
+void xr_buf_put_int(xr_buf_t *b, int64_t v, int width);
 void xr_buf_printf(xr_buf_t *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends s (n bytes) as a JSON string literal, quotes included. */

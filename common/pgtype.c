@@ -1493,7 +1493,11 @@ append_ymd(xr_buf_t *out, int64_t days)
 
 	civil_from_days(days, &y, &m, &d);
 	bc = y <= 0;
-	xr_buf_printf(out, "%04lld-%02d-%02d", (long long)(bc ? 1 - y : y), m, d);
+	xr_buf_put_int(out, bc ? 1 - y : y, 4);
+	xr_buf_putc(out, '-');
+	xr_buf_put_int(out, m, 2);
+	xr_buf_putc(out, '-');
+	xr_buf_put_int(out, d, 2);
 	return bc;
 }
 
@@ -1504,18 +1508,22 @@ append_hms(xr_buf_t *out, int64_t usecs)
 {
 	int64_t secs = usecs / USECS_PER_SEC;
 	int     frac = (int)(usecs % USECS_PER_SEC);
-	char    f[8];
-	int     n = 6;
+	char    f[6];
+	int     n = 6, i;
 
-	xr_buf_printf(out, "%02d:%02d:%02d", (int)(secs / 3600),
-	              (int)(secs / 60 % 60), (int)(secs % 60));
+	xr_buf_put_int(out, secs / 3600, 2);
+	xr_buf_putc(out, ':');
+	xr_buf_put_int(out, secs / 60 % 60, 2);
+	xr_buf_putc(out, ':');
+	xr_buf_put_int(out, secs % 60, 2);
 	if (frac == 0)
 		return;
-	(void)snprintf(f, sizeof(f), "%06d", frac);
+	for (i = 5; i >= 0; i--, frac /= 10)
+		f[i] = (char)('0' + frac % 10);
 	while (f[n - 1] == '0')
 		n--;
-	f[n] = '\0';
-	xr_buf_printf(out, ".%s", f);
+	xr_buf_putc(out, '.');
+	xr_buf_append(out, f, (size_t)n);
 }
 
 static void
@@ -1570,12 +1578,12 @@ value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
 	case XR_AT_INT:
 		if (avro_value_get_int(v, &iv) != 0)
 			break;
-		xr_buf_printf(out, "%" PRId32, iv);
+		xr_buf_put_int(out, iv, 1);
 		return 0;
 	case XR_AT_LONG:
 		if (avro_value_get_long(v, &lv) != 0)
 			break;
-		xr_buf_printf(out, "%" PRId64, lv);
+		xr_buf_put_int(out, lv, 1);
 		return 0;
 	case XR_AT_FLOAT:
 		if (avro_value_get_float(v, &fv) != 0)

@@ -8,6 +8,8 @@
 
 #include <uuid/uuid.h>
 
+#include "common/mem.h"
+
 #define CHECK_AVRO(expr, what)                                             \
 	do {                                                                   \
 		if ((expr) != 0) {                                                 \
@@ -16,6 +18,23 @@
 			return -1;                                                     \
 		}                                                                  \
 	} while (0)
+
+/* Writes v in decimal (no NUL) to out, which has room for 20 digits;
+ * returns how many it wrote. */
+static size_t
+put_u64(char *out, uint64_t v)
+{
+	char   d[20];
+	size_t n = 0, i;
+
+	do {
+		d[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		out[i] = d[n - 1 - i];
+	return n;
+}
 
 /* Fills the Row record of a union field (branch 1) from a tuple. */
 static int
@@ -126,24 +145,49 @@ set_key(xr_rel_t *rel, const xr_pgo_tuple_t *tup, char *errstr,
 void
 xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1])
 {
-	uuid_t   ns, uu;
-	xr_buf_t name;
+	static const char hex[] = "0123456789abcdef";
+	const char *ns_text = XR_EVENT_ID_NS;
+	size_t      rl = strlen(src->region), dl = strlen(src->database);
+	size_t      need = rl + dl + 2 * (20 + 1) + 2, n = 0, i, o;
+	uuid_t      ns, uu;
+	char        stack[256], *name = stack;
 
-	/* A constant that parses: a failure here is a broken build. */
-	if (uuid_parse(XR_EVENT_ID_NS, ns) != 0)
+	/*
+	 * Once per change: no printf, no allocation for the usual name, and
+	 * the namespace's bytes read from its constant text directly.
+	 */
+	for (i = 0, o = 0; ns_text[i] && o < sizeof(uuid_t); i++) {
+		const char *h = strchr(hex, ns_text[i]), *l;
+
+		if (ns_text[i] == '-')
+			continue;
+		l = ns_text[i + 1] ? strchr(hex, ns_text[++i]) : NULL;
+		if (!h || !l)
+			abort();            /* a broken build */
+		ns[o++] = (unsigned char)((h - hex) << 4 | (l - hex));
+	}
+	if (o != sizeof(uuid_t))
 		abort();
-	xr_buf_init(&name);
-	xr_buf_puts(&name, src->region);
-	xr_buf_putc(&name, '\0');
-	xr_buf_puts(&name, src->database);
-	xr_buf_putc(&name, '\0');
-	xr_buf_printf(&name, "%" PRIu64,
-	              (uint64_t)(src->read_lsn ? src->read_lsn : src->commit_lsn));
-	xr_buf_putc(&name, '\0');
-	xr_buf_printf(&name, "%" PRIu64, src->change_index);
-	uuid_generate_sha1(uu, ns, name.data, name.len);
-	uuid_unparse_lower(uu, event_id);
-	xr_buf_term(&name);
+	if (need > sizeof(stack) && !(name = malloc(need)))
+		xr_oom();
+	memcpy(name, src->region, rl + 1);
+	n = rl + 1;
+	memcpy(name + n, src->database, dl + 1);
+	n += dl + 1;
+	n += put_u64(name + n, (uint64_t)(src->read_lsn ? src->read_lsn
+	                                                : src->commit_lsn));
+	name[n++] = '\0';
+	n += put_u64(name + n, src->change_index);
+	uuid_generate_sha1(uu, ns, name, n);
+	if (name != stack)
+		free(name);
+	for (i = 0, o = 0; i < sizeof(uuid_t); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			event_id[o++] = '-';
+		event_id[o++] = hex[uu[i] >> 4];
+		event_id[o++] = hex[uu[i] & 15];
+	}
+	event_id[o] = '\0';
 }
 
 /* Sets map m from a JSON object of region to counter. */

@@ -915,6 +915,36 @@ test_fuzz_empty_row_schema(void **state)
 	xr_schema_destroy(s);
 }
 
+/*
+ * Event ids against Python's uuid.uuid5 over the same name (the values
+ * below come from it), one name short and one longer than the encoder's
+ * stack buffer.
+ */
+static void
+test_event_id_is_uuid5(void **state)
+{
+	char        id[XR_EVENT_ID_LEN + 1], db[301];
+	xr_source_t so = { 0 };
+
+	(void)state;
+	so.region = "us";
+	so.database = "app";
+	so.commit_lsn = 12345;
+	so.change_index = 7;
+	xr_event_id(&so, id);
+	assert_string_equal(id, "3a94f33f-6605-5a84-ab70-c0b3acd53ea2");
+
+	memset(db, 'd', 300);
+	db[300] = '\0';
+	so.region = "eu";
+	so.database = db;
+	so.commit_lsn = 1;
+	so.read_lsn = UINT64_MAX;      /* a snapshot read: the watermark's */
+	so.change_index = 0;
+	xr_event_id(&so, id);
+	assert_string_equal(id, "32dd6518-5d4c-5053-96f8-7c22470a7b57");
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -946,6 +976,7 @@ main(void)
 		TEST(test_registry_add_json_rejects_non_schema),
 		TEST(test_registry_add_json_keeps_first_of_an_id),
 		TEST(test_fuzz_empty_row_schema),
+		cmocka_unit_test(test_event_id_is_uuid5),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
