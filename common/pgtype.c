@@ -1728,6 +1728,136 @@ done:
 	return rc;
 }
 
+/* A zigzag varint from p (len bytes there); returns the bytes it took,
+ * or 0 when it does not end within them or within ten bytes. */
+static size_t
+raw_long(const unsigned char *p, size_t len, int64_t *out)
+{
+	uint64_t v = 0;
+	size_t   i;
+
+	for (i = 0; i < len && i < 10; i++) {
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Avro's little-endian float and double bits, on any host. */
+static uint64_t
+raw_le(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | p[n];
+	return v;
+}
+
+int
+xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
+                      const unsigned char *p, size_t len, int branch,
+                      xr_buf_t *out, bool *is_null)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t   k, i, old_len = out->len;
+	int64_t  v, n;
+	uint32_t fbits;
+	uint64_t dbits;
+	float    fv;
+	double   dv;
+
+	*is_null = false;
+	if (!nullable || t->is_array || t->at == XR_AT_DECIMAL)
+		return 0;
+	if (!(k = raw_long(p, len, &v)) || v != branch || branch > 1)
+		return 0;
+	p += k;
+	len -= k;
+	if (branch == 0) {
+		*is_null = true;
+		return len == 0;
+	}
+	switch (t->at) {
+	case XR_AT_BOOLEAN:
+		if (len != 1)
+			return 0;
+		xr_buf_putc(out, p[0] ? 't' : 'f');
+		return 1;
+	case XR_AT_INT:
+	case XR_AT_DATE:
+		if (raw_long(p, len, &v) != len || v < INT32_MIN || v > INT32_MAX)
+			return 0;
+		if (t->at == XR_AT_INT)
+			xr_buf_put_int(out, v, 1);
+		else if (v == INT32_MAX)
+			xr_buf_puts(out, "infinity");
+		else if (v == INT32_MIN)
+			xr_buf_puts(out, "-infinity");
+		else if (append_ymd(out, v))
+			xr_buf_puts(out, " BC");
+		return 1;
+	case XR_AT_LONG:
+	case XR_AT_TIME_MICROS:
+	case XR_AT_TIMESTAMP_MICROS:
+	case XR_AT_LOCAL_TIMESTAMP_MICROS:
+		if (raw_long(p, len, &v) != len)
+			return 0;
+		if (t->at == XR_AT_LONG) {
+			xr_buf_put_int(out, v, 1);
+		} else if (t->at == XR_AT_TIME_MICROS) {
+			if (v < 0 || v > USECS_PER_DAY)
+				return 0;
+			append_hms(out, v);
+		} else {
+			append_timestamp(out, v, t->at == XR_AT_TIMESTAMP_MICROS);
+		}
+		return 1;
+	case XR_AT_FLOAT:
+		if (len != 4)
+			return 0;
+		fbits = (uint32_t)raw_le(p, 4);
+		memcpy(&fv, &fbits, sizeof(fv));
+		append_float(out, fv, true);
+		return 1;
+	case XR_AT_DOUBLE:
+		if (len != 8)
+			return 0;
+		dbits = raw_le(p, 8);
+		memcpy(&dv, &dbits, sizeof(dv));
+		append_float(out, dv, false);
+		return 1;
+	case XR_AT_BYTES:
+	case XR_AT_STRING:
+	case XR_AT_UUID:
+	case XR_AT_JSON:
+		if (!(k = raw_long(p, len, &n)) || n < 0 || (size_t)n != len - k)
+			return 0;
+		p += k;
+		if (t->at != XR_AT_BYTES) {
+			if (n > 0 && memchr(p, '\0', (size_t)n))
+				return 0;
+			xr_buf_append(out, p, (size_t)n);
+			return 1;
+		}
+		xr_buf_reserve(out, 2 + 2 * (size_t)n);
+		xr_buf_puts(out, "\\x");
+		for (i = 0; i < (size_t)n; i++) {
+			xr_buf_putc(out, hex[p[i] >> 4]);
+			xr_buf_putc(out, hex[p[i] & 0x0f]);
+		}
+		return 1;
+	default:
+		break;
+	}
+	out->len = old_len;
+	out->data[old_len] = '\0';
+	return 0;
+}
+
 int
 xr_pgtype_avro_to_text(const xr_coltype_t *t, avro_value_t *field,
                        bool nullable, xr_buf_t *out, bool *is_null,

@@ -160,4 +160,17 @@ int xr_pgtype_avro_to_text(const xr_coltype_t *t, avro_value_t *field,
                            char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/*
+ * As xr_pgtype_avro_to_text, from a field's Avro binary datum read in
+ * place: p and len span the field's union index and value (as
+ * xr_avro_row_fields gives it), branch its union branch.  Returns 1 with
+ * the text appended (or *is_null set), or 0 when it does not read this
+ * type (arrays, decimals) or this value (a string holding a NUL, an int
+ * out of range): out is then as it was, and the caller takes the avro-c
+ * path, which reads every type and words every error.
+ */
+int xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
+                          const unsigned char *p, size_t len, int branch,
+                          xr_buf_t *out, bool *is_null);
+
 #endif

@@ -315,6 +315,7 @@ fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op, batch_t *b,
 	arrays_t  x = { 0 };
 	char      tsbuf[32];
 	PGresult *res = NULL;
+	const char *state;
 	int       rc = -1;
 
 	for (k = 0; k < nmem; k++)
@@ -342,6 +343,18 @@ fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op, batch_t *b,
 	if (xr_apply_exec(a, "SAVEPOINT xr_fast", errstr, errstr_size))
 		goto out;
 	res = PQexecPrepared(a->conn, st->name, x.n, x.vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && op == 'F' &&
+	    (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) &&
+	    strcmp(state, "23505") == 0) {
+		/* A key there after all (inserted here meanwhile, or twice in
+		 * the batch): the regular statements decide them all. */
+		if (xr_apply_exec(a, "ROLLBACK TO SAVEPOINT xr_fast", errstr,
+		                  errstr_size) == 0 &&
+		    xr_apply_exec(a, "RELEASE SAVEPOINT xr_fast", errstr,
+		                  errstr_size) == 0)
+			rc = 0;
+		goto out;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		bulk_error(a, res, op == 'F' ? "inserting" : "updating", nc, t,
 		           errstr, errstr_size);

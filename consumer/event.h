@@ -56,6 +56,15 @@ typedef struct xr_event_s {
 	size_t             cap;        /* entries allocated in before/after */
 } xr_event_t;
 
+/* Events with up to this many fields may be read in place (see
+ * xr_event_decode); wider ones take the avro-c path. */
+#define XR_EVENT_IN_PLACE_MAX 128
+
+/* Tests: true makes every event take the avro-c path, to compare. */
+extern bool xr_event_generic_only;
+/* Tests: how many events were read in place (not thread-safe). */
+extern unsigned long xr_event_in_place_count;
+
 void xr_event_init(xr_event_t *ev);
 void xr_event_term(xr_event_t *ev);
 

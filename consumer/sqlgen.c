@@ -689,11 +689,17 @@ sql_fast_insert(xr_buf_t *b, const target_t *t, const bool *set)
 	bulk_key_match(b, t, "v");
 	xr_buf_printf(b, ")\n    AND NOT EXISTS (SELECT 1 FROM %s r WHERE ", t->qual);
 	bulk_key_match(b, t, "r");
+	/*
+	 * No ON CONFLICT: a key inserted here meanwhile (or twice in the
+	 * batch) fails the statement with unique_violation, and the caller
+	 * hands all its rows to the general path, as for a row the snapshot
+	 * saw.  A speculative insertion would cost every row a second WAL
+	 * record (the confirmation) and a second index probe: the statement
+	 * took about 30% longer with it.
+	 */
 	xr_buf_puts(b, ")\n    AND ((SELECT ver FROM trunc) IS NULL OR "
 	               "ROW($1::bigint, $2::text, 0::bigint, 0::bigint)::xregion.version > "
-	               "(SELECT ver FROM trunc))\n  ON CONFLICT (");
-	key_list(b, t);
-	xr_buf_puts(b, ") DO NOTHING\n  RETURNING 1\n)\n"
+	               "(SELECT ver FROM trunc))\n  RETURNING 1\n)\n"
 	               "SELECT count(*)::int FROM ins");
 }
 

@@ -53,7 +53,9 @@ static const char yaml[] =
 	"tables:\n"
 	"  - name: public.orders\n"
 	"    pii: false\n"
-	"    exclude_columns: [secret]\n";
+	"    exclude_columns: [secret]\n"
+	"  - name: public.scalars\n"
+	"    pii: false\n";
 
 /* ---- the table: public.orders ----------------------------------------- */
 
@@ -267,16 +269,66 @@ encode(fx_t *fx, xr_op_t op, xr_pgo_datum_t *before, xr_pgo_datum_t *after)
 		fail_msg("encode: %s", fx->err);
 }
 
-/* Decodes fx->value with the id of the xr-schema header; must succeed. */
+/* The two images' fields of a and b are the same. */
+static void
+assert_same_image(const xr_event_t *a, const xr_eval_t *va,
+                  const xr_event_t *b, const xr_eval_t *vb)
+{
+	int i;
+
+	for (i = 0; i < a->nfields; i++) {
+		const char *ta = xr_event_text(a, &va[i]), *tb = xr_event_text(b, &vb[i]);
+
+		assert_int_equal(va[i].present, vb[i].present);
+		assert_int_equal(va[i].is_null, vb[i].is_null);
+		assert_int_equal(va[i].unchanged, vb[i].unchanged);
+		assert_true((ta == NULL) == (tb == NULL));
+		if (ta)
+			assert_string_equal(ta, tb);
+	}
+}
+
+/*
+ * Decodes fx->value with the id of the xr-schema header; must succeed.
+ * Every event is decoded twice, through avro-c's values and (where it
+ * applies) in place from its bytes: both must give the same event.
+ */
 static void
 decode(fx_t *fx)
 {
-	int rc = xr_event_decode(&fx->ev, fx->reg, fx->value.data, fx->value.len,
-	                         fx->rel->value_schema_id, fx->err,
-	                         sizeof(fx->err));
+	xr_event_t g;
+	int        rc;
 
+	xr_event_init(&g);
+	xr_event_generic_only = true;
+	rc = xr_event_decode(&g, fx->reg, fx->value.data, fx->value.len,
+	                     fx->rel->value_schema_id, fx->err, sizeof(fx->err));
+	xr_event_generic_only = false;
+	if (rc != 0)
+		fail_msg("decode through avro-c returned %d: %s", rc, fx->err);
+	rc = xr_event_decode(&fx->ev, fx->reg, fx->value.data, fx->value.len,
+	                     fx->rel->value_schema_id, fx->err, sizeof(fx->err));
 	if (rc != 0)
 		fail_msg("decode returned %d: %s", rc, fx->err);
+	assert_int_equal(g.op, fx->ev.op);
+	assert_string_equal(g.region, fx->ev.region);
+	assert_string_equal(g.source_region, fx->ev.source_region);
+	assert_string_equal(g.nspname, fx->ev.nspname);
+	assert_string_equal(g.relname, fx->ev.relname);
+	assert_string_equal(g.event_id, fx->ev.event_id);
+	assert_int_equal(g.commit_ts, fx->ev.commit_ts);
+	assert_int_equal(g.source_commit_ts, fx->ev.source_commit_ts);
+	assert_int_equal(g.lsn, fx->ev.lsn);
+	assert_int_equal(g.commit_lsn, fx->ev.commit_lsn);
+	assert_int_equal(g.has_before, fx->ev.has_before);
+	assert_int_equal(g.has_after, fx->ev.has_after);
+	assert_int_equal(g.has_vclock, fx->ev.has_vclock);
+	assert_int_equal(g.nfields, fx->ev.nfields);
+	if (g.has_before)
+		assert_same_image(&g, g.before, &fx->ev, fx->ev.before);
+	if (g.has_after)
+		assert_same_image(&g, g.after, &fx->ev, fx->ev.after);
+	xr_event_term(&g);
 }
 
 static void
@@ -945,6 +997,79 @@ test_event_id_is_uuid5(void **state)
 	assert_string_equal(id, "32dd6518-5d4c-5053-96f8-7c22470a7b57");
 }
 
+/*
+ * A table of scalar columns only, whose events are read in place (no
+ * avro-c values): every value at its edges, decoded both ways by decode(),
+ * which compares them.
+ */
+static void
+test_scalars_read_in_place(void **state)
+{
+	static xr_pgo_relcol_t cols[] = {
+		{ true,  "id", XR_OID_INT8, -1 },   { false, "b", XR_OID_BOOL, -1 },
+		{ false, "i2", XR_OID_INT2, -1 },   { false, "i4", XR_OID_INT4, -1 },
+		{ false, "f4", XR_OID_FLOAT4, -1 }, { false, "f8", XR_OID_FLOAT8, -1 },
+		{ false, "t", XR_OID_TEXT, -1 },    { false, "vc", XR_OID_VARCHAR, -1 },
+		{ false, "d", XR_OID_DATE, -1 },    { false, "tm", XR_OID_TIME, -1 },
+		{ false, "ts", XR_OID_TIMESTAMP, -1 },
+		{ false, "tz", XR_OID_TIMESTAMPTZ, -1 },
+		{ false, "u", XR_OID_UUID, -1 },    { false, "j", XR_OID_JSONB, -1 },
+		{ false, "by", XR_OID_BYTEA, -1 },
+	};
+	enum { N = sizeof(cols) / sizeof(cols[0]) };
+	static xr_pgo_datum_t rows[][N] = {
+		{ T("-9223372036854775808"), T("t"), T("-32768"), T("2147483647"),
+		  T("-1.5"), T("1e+300"), T(""), T("caf\xc3\xa9"), T("2024-02-29"),
+		  T("24:00:00"), T("1999-12-31 23:59:59.999999"),
+		  T("0044-03-15 12:00:00.5+00 BC"),
+		  T("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), T("{\"k\": [1, null]}"),
+		  T("\\x00ff") },
+		{ T("0"), T("f"), T("0"), T("-2147483648"), T("NaN"), T("-Infinity"),
+		  T("x"), NUL_, T("infinity"), T("00:00:00.000001"),
+		  T("-infinity"), T("2024-01-02 03:04:05+00"), NUL_, NUL_, T("\\x") },
+		{ T("1"), NUL_, NUL_, NUL_, NUL_, NUL_, NUL_, NUL_, NUL_, NUL_, NUL_,
+		  NUL_, NUL_, NUL_, NUL_ },
+	};
+	fx_t           *fx = *state;
+	xr_pgo_msg_t    m;
+	xr_rel_t       *rel;
+	size_t          r;
+	unsigned long   before;
+
+	memset(&m, 0, sizeof(m));
+	m.kind = XR_PGO_RELATION;
+	m.u.relation.relid = RELID + 1;
+	m.u.relation.nspname = "public";
+	m.u.relation.relname = "scalars";
+	m.u.relation.replident = 'd';
+	m.u.relation.ncols = N;
+	m.u.relation.cols = cols;
+	assert_int_equal(xr_relcache_update(fx->rc, &m, NULL, &rel, fx->err,
+	                                    sizeof(fx->err)), 0);
+	fx->rel = rel;
+	register_value_schema(fx);
+	for (r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+		xr_pgo_tuple_t a = { N, rows[r] };
+
+		if (xr_encode_change(rel, XR_OP_INSERT, NULL, &a, &src, &fx->key,
+		                     &fx->value, fx->event_id, fx->err,
+		                     sizeof(fx->err)))
+			fail_msg("encode: %s", fx->err);
+		before = xr_event_in_place_count;
+		decode(fx);
+		assert_int_equal(xr_event_in_place_count, before + 1);
+		/* a delete (before image only) too */
+		if (xr_encode_change(rel, XR_OP_DELETE, &a, NULL, &src, &fx->key,
+		                     &fx->value, fx->event_id, fx->err,
+		                     sizeof(fx->err)))
+			fail_msg("encode: %s", fx->err);
+		before = xr_event_in_place_count;
+		decode(fx);
+		assert_int_equal(xr_event_in_place_count, before + 1);
+	}
+	assert_string_equal(xr_event_text(&fx->ev, &fx->ev.before[0]), "1");
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -977,6 +1102,7 @@ main(void)
 		TEST(test_registry_add_json_keeps_first_of_an_id),
 		TEST(test_fuzz_empty_row_schema),
 		cmocka_unit_test(test_event_id_is_uuid5),
+		TEST(test_scalars_read_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -102,3 +102,32 @@ def test_local_delete_committing_while_an_older_fast_insert_waits(deploy):
     d.converge("orders", expect_rows=0, timeout=120)
     assert all_regions(d, "SELECT count(*) FROM orders") == \
         {r: [(0,)] for r in d.nodes}
+
+
+def test_local_insert_committing_while_a_fast_insert_waits(deploy):
+    """The fast insert meets a key inserted here meanwhile: eu inserts rows
+    1-12 in a transaction it holds open; us inserts the same keys in one
+    transaction, which eu would apply by the fast path (no row, no versions
+    entry in its snapshot): the insert waits for eu's transaction.  Once
+    that commits, the fast insert fails on the key and its rows go to the
+    general path, where eu's newer rows win: every region ends with them,
+    and eu logged the lost inserts as conflicts."""
+    d = deploy()
+    us, eu = d["us"], d["eu"]
+    tx, pid = held(eu)
+    try:
+        tx.execute("INSERT INTO orders SELECT g, 'eu', 3, 'e' "
+                   "FROM generate_series(1, 12) g")
+        us.sql("INSERT INTO orders SELECT g, 'us', 2, 'u' "
+               "FROM generate_series(1, 12) g")                  # older
+        wait_blocked_by(eu, pid)
+        tx.commit()                                               # newer
+    finally:
+        tx.close()
+    d.converge("orders", expect_rows=12, timeout=120)
+    want = [(g, "eu", 3, "e") for g in range(1, 13)]
+    assert all_regions(d, "SELECT id, region, qty, note FROM orders "
+                          "ORDER BY id") == {r: want for r in d.nodes}
+    lost = eu.sql("SELECT kind, resolution, count(*) FROM xregion.conflicts "
+                  "WHERE remote_region = 'us' GROUP BY 1, 2")
+    assert lost == [("insert_exists", "local_kept", 12)], lost
