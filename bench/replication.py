@@ -14,7 +14,10 @@ shell script only orchestrates processes and clusters.
   latency     pgbench single-row updates at fixed rates (-R); a trigger on
               the destination stamps each row's arrival: p50/p99 of arrival
               minus the source's statement time
+  stage-load  make a stage's backlog (with pgoutput slots for other readers)
+  stage       time one stage alone over that backlog
   set         store a value in the results file
+  topic-create create a Kafka topic (for Debezium's events)
   topics-drop delete the Kafka topics (and consumer groups) of a topic prefix
   report      print the result table, write the final JSON
 """
@@ -459,13 +462,14 @@ def cmd_stage_load(a):
     """The backlog of a stage: one transaction on the source's table stage
     (an INSERT of --rows rows, or an UPDATE of every second one) while
     nothing reads it; stores what the destination must end with, where the
-    WAL ended, and how many events Kafka had before.  With --recv-slot a
-    pgoutput slot for pg_recvlogical is made first, so that it has the
-    same backlog."""
+    WAL ended, and how many events Kafka had before.  With --recv-slot
+    (pg_recvlogical's) and each --slot (another reader's, e.g. Debezium's)
+    a pgoutput slot is made first, so that each reader has the same
+    backlog."""
     src = connect(a.src_port, a.src_db)
-    if a.recv_slot:
+    for slot in ([a.recv_slot] if a.recv_slot else []) + (a.slot or []):
         src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
-                    (a.recv_slot,))
+                    (slot,))
     watch, base = start_watch(a)
     if watch:
         watch.close()
@@ -487,15 +491,73 @@ def cmd_stage_load(a):
     store(a.results, a.key, res)
 
 
+def drop_slot(conn, slot, wait=15.0):
+    """Drops a replication slot once its reader has let go of it (the
+    walsender of a reader that just exited may linger a moment; after
+    `wait` s it is terminated)."""
+    deadline = time.monotonic() + wait
+    while True:
+        row = conn.execute("SELECT active_pid FROM pg_replication_slots "
+                           "WHERE slot_name = %s", (slot,)).fetchone()
+        if row is None:
+            return
+        if row[0] is None:
+            break
+        if time.monotonic() > deadline:
+            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        time.sleep(0.1)
+    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def stop_process(proc, grace=10.0):
+    """SIGTERM, then SIGKILL after grace s, to a process a stage started."""
+    import subprocess
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def reported_json(path):
+    """The last line of a log that is a JSON object (a program's own
+    report on stdout, e.g. DebeziumCapture's), or None."""
+    found = None
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{") and line.endswith("}"):
+                    try:
+                        found = json.loads(line)
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return found
+
+
+def log_tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
 def cmd_stage(a):
     """Times one stage alone over the backlog stage-load made (--load):
     from starting a process (--start, or pg_recvlogical with --recvlogical)
     or running --sql-start on the destination, until the process exits
     (--until exit), Kafka has every event (kafka) or the destination has
     every row (dest).  Reports the CPU seconds and peak RSS of every
-    process taking part."""
+    process taking part.  In --start, {changes} and {endpos} stand for the
+    backlog's number of changes and end LSN.  A started process that is
+    still running when the stage fails is stopped."""
     import shlex
-    import subprocess
     load_res = load(a.results)
     for part in a.load.split("."):
         load_res = load_res[part]
@@ -505,13 +567,29 @@ def cmd_stage(a):
     watch = None
     if a.until == "kafka":
         watch = KafkaWatch(a.brokers, a.kafka_topic)
-    cmd = shlex.split(a.start) if a.start else None
+    cmd = None
+    if a.start:
+        cmd = [w.replace("{changes}", str(n)).replace("{endpos}",
+                                                      load_res["endpos"])
+               for w in shlex.split(a.start)]
     if a.recvlogical:
         cmd = [a.recvlogical, "-h", "127.0.0.1", "-p", str(a.src_port),
                "-U", "postgres", "-d", a.src_db, "-S", a.recv_slot,
                "--start", "--no-loop", "-E", load_res["endpos"],
                "-o", "proto_version=1", "-o", "publication_names=" + a.publication,
                "-o", "messages=true", "-f", a.log]
+    try:
+        return stage_run(a, cmd, load_res, n, src, dst, cpu, watch)
+    except BaseException:
+        stop_process(proc_of.get("proc"))
+        raise
+
+
+proc_of = {}    # the process the stage at hand started, for stop_process
+
+
+def stage_run(a, cmd, load_res, n, src, dst, cpu, watch):
+    import subprocess
     proc = perf = None
     t0 = time.monotonic()
     if cmd:
@@ -519,6 +597,7 @@ def cmd_stage(a):
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT if not a.recvlogical
                                 else None, start_new_session=True)
+        proc_of["proc"] = proc
         cpu.add(a.name, proc.pid)
         if os.environ.get("XR_BENCH_PERF") and not a.recvlogical:
             # a profile of the started process for the stage (perf report -i)
@@ -533,13 +612,23 @@ def cmd_stage(a):
     if a.sql_start:
         dst.execute(a.sql_start)
     last_print = t0
+    exit_usage = None
     while True:
         now = time.monotonic()
         if a.until == "exit":
-            rc = proc.poll()
+            # wait4: the exit status and the process's own rusage (all its
+            # CPU time and its peak RSS, also of the last moments unsampled)
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            rc = None
+            if pid:
+                rc = proc.returncode = os.waitstatus_to_exitcode(status)
+                exit_usage = ru
             if rc is not None:
                 if rc:
-                    raise SystemExit(f"[bench] {a.key}: {cmd[0]} exited {rc}")
+                    tail = "" if a.recvlogical or not a.log else (
+                        f"; last lines of {a.log}:\n{log_tail(a.log)}")
+                    raise SystemExit(f"[bench] {a.key}: {cmd[0]} exited "
+                                     f"{rc}{tail}")
                 break
             done = None
         elif a.until == "kafka":
@@ -565,6 +654,10 @@ def cmd_stage(a):
            "cpu_s": cpu.usage(secs),
            "peak_rss_mb": {k: round(v, 1) for k, v in sorted(cpu.peak.items())
                            if k in (a.name, "kafka") or k.startswith("xregion")}}
+    if exit_usage is not None:
+        res["cpu_s"][a.name] = round(exit_usage.ru_utime + exit_usage.ru_stime, 2)
+        res["peak_rss_mb"][a.name] = round(max(
+            res["peak_rss_mb"].get(a.name, 0.0), exit_usage.ru_maxrss / 1024), 1)
     if watch:
         watch.close()
     if a.sql_end:
@@ -572,11 +665,37 @@ def cmd_stage(a):
     while a.sql_end_wait and not one(dst, a.sql_end_wait):
         time.sleep(STAGE_POLL)
     if a.recv_slot and a.until == "exit":
-        src.execute("SELECT pg_drop_replication_slot(%s)", (a.recv_slot,))
+        drop_slot(src, a.recv_slot)
+    if a.drop_slot:
+        drop_slot(src, a.drop_slot)
+    if a.report_json and a.log:
+        rep = reported_json(a.log)
+        if rep is None:
+            raise SystemExit(f"[bench] {a.key}: no JSON report in {a.log}:\n"
+                             + log_tail(a.log))
+        res["reported"] = rep
+    if a.count_topic:
+        # the topic's records (no transactions: offsets are contiguous)
+        w = KafkaWatch(a.brokers, a.count_topic)
+        res["kafka_events"] = w.events()
+        w.close()
+        if res["kafka_events"] != n:
+            say(f"  {a.key}: {a.count_topic} has {res['kafka_events']} events, "
+                f"the backlog {n} changes")
     cpu_total = sum(res["cpu_s"].values())
+    rss = ", ".join(f"{k} {v:.0f} MiB" for k, v in res["peak_rss_mb"].items()
+                    if k != "kafka")
     say(f"{a.key}: {n} changes in {secs:.2f} s ({n / secs:.0f}/s), "
         f"{cpu_total:.1f} CPU s: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in res["cpu_s"].items() if v >= 0.05))
+            f"{k} {v:.1f}" for k, v in res["cpu_s"].items() if v >= 0.05)
+        + (f"; peak RSS {rss}" if rss else ""))
+    if res.get("reported"):
+        r = res["reported"]
+        say(f"  {a.key}: {a.name} reports {r.get('events')} events acknowledged"
+            f" {r.get('seconds', 0):.2f} s after its start "
+            f"({r.get('events_per_s', 0):.0f}/s; first event at "
+            f"{r.get('first_event_s', 0):.2f} s, "
+            f"{r.get('events_per_s_from_first_event', 0):.0f}/s from it)")
     store(a.results, a.key, res)
 
 
@@ -668,6 +787,15 @@ def cmd_set(a):
     except ValueError:
         v = a.value
     store(a.results, a.key, v)
+
+
+def cmd_topic_create(a):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    for f in admin.create_topics([NewTopic(a.topic, a.partitions,
+                                           a.replication_factor)]).values():
+        f.result()
+    say(f"kafka: topic {a.topic} created ({a.partitions} partitions)")
 
 
 def cmd_topics_drop(a):
@@ -823,6 +951,42 @@ def cmd_report(a):
         print(f"results: {a.out}")
 
 
+def debezium_lines(changes, cap, capture, dbz):
+    """Debezium's capture of a backlog next to xregion's: events/s (from
+    the process's start until Kafka acknowledged every event) and peak RSS,
+    and the two ratios xregion/Debezium."""
+    rep = dbz.get("reported") or {}
+    # its own figure, JVM start to the last acknowledgement; the stage's
+    # wall time also has the engine's shutdown in it
+    dsecs = rep.get("seconds") or dbz.get("seconds")
+    deps = changes / dsecs if dsecs else None
+    drss = (dbz.get("peak_rss_mb") or {}).get("debezium") or rep.get("peak_rss_mib")
+    xeps = changes / cap if cap else None
+    xrss = (capture.get("peak_rss_mb") or {}).get("xregion-us")
+
+    def num(v, unit):
+        return "-" if v is None else f"{v:.0f}{unit}"
+
+    r = f"{xeps / deps:.2f}" if xeps and deps else "-"
+    m = f"{xrss / drss:.3f} (1/{drss / xrss:.1f})" if xrss and drss else "-"
+    out = [f"    capture: xregion {fmt(cap)} ({num(xeps, ' events/s')}, peak RSS "
+           f"{num(xrss, ' MiB')}), Debezium {fmt(dsecs)} ({num(deps, ' events/s')}"
+           f", peak RSS {num(drss, ' MiB')}): xregion/Debezium events/s ratio "
+           f"{r}, memory ratio (xregion/Debezium peak RSS) {m}"]
+    if rep:
+        out.append(
+            f"             Debezium {rep.get('debezium', '?')}: first event "
+            f"{fmt(rep.get('first_event_s'))} after its start, "
+            f"{num(rep.get('events_per_s_from_first_event'), ' events/s')} from "
+            f"it; {rep.get('events', '?')} acknowledged ({rep.get('sent', '?')} "
+            f"sent, {dbz.get('kafka_events', '?')} in its topic), "
+            f"{(rep.get('value_bytes') or 0) / max(changes, 1):.0f} bytes"
+            f" a value ({rep.get('converter', '?').rsplit('.', 1)[-1]}, "
+            f"schemas {'on' if rep.get('schemas_enable') else 'off'}); "
+            f"exited {fmt(dbz.get('seconds'))} after its start")
+    return out
+
+
 def stage_report(r, x, xr, n):
     """The stages alone: capture against pg_recvlogical, apply against
     native replication, with the CPU seconds of every process and their
@@ -830,7 +994,7 @@ def stage_report(r, x, xr, n):
     lines = []
     for op in ("insert", "update"):
         sx, sr, sn = ((d or {}).get(f"stage_{op}") or {} for d in (x, xr, n))
-        ld = sx.get("load") or sn.get("load") or {}
+        ld = sx.get("load") or sr.get("load") or sn.get("load") or {}
         if not ld:
             continue
         changes = ld.get("changes", 0)
@@ -846,13 +1010,19 @@ def stage_report(r, x, xr, n):
             lines.append(f"    capture: xregion {fmt(cap)}, pg_recvlogical "
                          f"{fmt(recv)}: pg_recvlogical/xregion "
                          f"{ratio(recv, cap)}")
+        # Debezium runs in the first apply mode's stages only
+        sd = sx if sx.get("debezium") else sr
+        if sd.get("debezium"):
+            lines.extend(debezium_lines(changes, secs(sd, "capture"),
+                                        sd.get("capture") or {},
+                                        sd["debezium"]))
         app, appr, nat = secs(sx, "apply"), secs(sr, "apply"), secs(sn, "apply")
         if app or nat:
             lines.append(f"    apply:   xregion atomic {fmt(app)}, rows "
                          f"{fmt(appr)}, native {fmt(nat)}: native/atomic "
                          f"{ratio(nat, app)}, native/rows {ratio(nat, appr)}")
         for name, d in (("atomic", sx), ("rows", sr), ("native", sn)):
-            for st in ("recvlogical", "capture", "apply"):
+            for st in ("recvlogical", "debezium", "capture", "apply"):
                 c = d.get(st) or {}
                 if not c.get("cpu_s"):
                     continue
@@ -921,7 +1091,9 @@ def main():
     sp.add_argument("--key", required=True)
     sp.add_argument("--brokers", default="127.0.0.1:19092")
     sp.add_argument("--kafka-topic")
-    sp.add_argument("--recv-slot")
+    sp.add_argument("--recv-slot", help="pg_recvlogical's slot to make")
+    sp.add_argument("--slot", action="append", help="another pgoutput slot "
+                    "to make before the load (repeatable)")
     sp = sub.add_parser("stage")
     for arg in ("--src-port", "--dst-port"):
         sp.add_argument(arg, type=int, required=True)
@@ -934,6 +1106,12 @@ def main():
     sp.add_argument("--pidfile")
     sp.add_argument("--recvlogical", help="pg_recvlogical: run it on --recv-slot")
     sp.add_argument("--recv-slot")
+    sp.add_argument("--drop-slot", help="a slot to drop after the stage "
+                    "(the started process's)")
+    sp.add_argument("--report-json", action="store_true", help="keep the "
+                    "last JSON line of --log (the process's own report)")
+    sp.add_argument("--count-topic", help="after the stage, note how many "
+                    "events this Kafka topic has")
     sp.add_argument("--publication", default="xrbench")
     sp.add_argument("--sql-start", help="run on the destination to start")
     sp.add_argument("--sql-end", help="run on the destination when done")
@@ -947,6 +1125,11 @@ def main():
     sp.add_argument("--results", required=True)
     sp.add_argument("key")
     sp.add_argument("value")
+    sp = sub.add_parser("topic-create")
+    sp.add_argument("--brokers", default="127.0.0.1:19092")
+    sp.add_argument("--topic", required=True)
+    sp.add_argument("--partitions", type=int, default=3)
+    sp.add_argument("--replication-factor", type=int, default=1)
     sp = sub.add_parser("topics-drop")
     sp.add_argument("--brokers", default="127.0.0.1:19092")
     sp.add_argument("--prefix", required=True)
@@ -957,7 +1140,8 @@ def main():
     {"prepare": cmd_prepare, "dropdb": cmd_dropdb, "insert": cmd_insert,
      "update": cmd_update, "warmup": cmd_warmup, "oltp": cmd_oltp,
      "latency": cmd_latency, "stage-load": cmd_stage_load, "stage": cmd_stage,
-     "set": cmd_set, "topics-drop": cmd_topics_drop,
+     "set": cmd_set, "topic-create": cmd_topic_create,
+     "topics-drop": cmd_topics_drop,
      "report": cmd_report}[a.cmd](a)
 
 

@@ -60,6 +60,18 @@ every change (polled every 0.2 s):
           it has every row, against native replication catching up the
           same backlog (its subscription enabled after the load); CPU
           seconds and peak RSS of each process in each stage
+  debezium with stages (not alone): Debezium 3.6.1.Final's PostgreSQL
+          connector (pgoutput) in the embedded engine, each change event
+          sent with a KafkaProducer (acks=all, idempotent) to a topic of its
+          own on the same broker (3 partitions, as xregion's), reads each
+          backlog from a pgoutput slot of its own too, after pg_recvlogical
+          and before xregion's capture: events/s from the JVM's start until
+          Kafka acknowledged every event, CPU seconds and peak RSS, next to
+          xregion's capture (xregion/Debezium ratios).  Not in the default
+          cases: bench/debezium/build.sh builds it with Maven (downloads
+          from Maven Central the first time; JAVA_HOME picks the JDK,
+          \$XR_DEBEZIUM_JAVA_OPTS adds JVM options).  It runs in the first
+          of --apply-modes only (capture does not depend on the mode).
   latency pgbench -R at each of --rates transactions/s for --latency-seconds s
           of single-row updates that stamp c = clock_timestamp(); a trigger
           on the destination (ENABLE ALWAYS) stamps each arrival: p50, p90,
@@ -80,7 +92,8 @@ Options:
   --clients N        pgbench clients (default $CLIENTS)
   --timeout S        give up waiting for a destination after S s (default $TIMEOUT)
   --only PATH        run only 'xregion' or 'native'
-  --cases LIST       the cases to run (default "$CASES"; warm-up always)
+  --cases LIST       the cases to run (default "$CASES"; warm-up always;
+                     "debezium" only on request, with stages)
   --rates LIST       latency: transactions/s (default "$RATES")
   --latency-seconds S  latency: seconds per rate (default $LATENCY_SECONDS)
   --apply-modes M    the consumer's apply modes to time, of 'atomic' (each
@@ -118,8 +131,8 @@ while (($#)); do
         die "--apply-modes takes atomic and/or rows, got '$m'"; done
       [[ -n ${2-} ]] || die "--apply-modes needs a value"
       MODES=$2; shift 2 ;;
-    --cases) for c in ${2-}; do [[ $c =~ ^(insert|update|oltp|latency|stages)$ ]] ||
-                die "--cases takes insert, update, oltp, latency, stages; got '$c'"; done
+    --cases) for c in ${2-}; do [[ $c =~ ^(insert|update|oltp|latency|stages|debezium)$ ]] ||
+                die "--cases takes insert, update, oltp, latency, stages, debezium; got '$c'"; done
              CASES=${2-}; shift 2 ;;
     --rates) for c in ${2-}; do num "$1" "$c"; done; RATES=${2-}; shift 2 ;;
     --latency-seconds) num "$1" "${2-}"; LATENCY_SECONDS=$2; shift 2 ;;
@@ -129,6 +142,11 @@ while (($#)); do
   esac
 done
 ((ROWS >= 2)) || die "--rows must be at least 2"
+run_debezium=0
+if [[ " $CASES " == *" debezium "* ]]; then
+  [[ " $CASES " == *" stages "* ]] || die "--cases debezium needs stages too"
+  run_debezium=1
+fi
 run_xregion=1 run_native=1
 [[ $ONLY == native ]] && run_xregion=0
 [[ $ONLY == xregion ]] && run_native=0
@@ -137,6 +155,15 @@ say() { printf '[bench] %s\n' "$*"; }
 
 [[ -x $PY ]] || die "no Python venv at $PY (scripts/install-deps.sh)"
 [[ -x $PGBIN/pgbench ]] || die "no pgbench in $PGBIN"
+if ((run_debezium && !run_xregion)); then  # it reads the xregion path's backlogs
+  say "debezium: not run with --only native"; run_debezium=0
+fi
+if ((run_debezium)); then
+  # built before anything is made: the first build downloads from Maven Central
+  DBZ_CMD="$(bash "$BENCH/debezium/build.sh")" ||
+    die "could not build bench/debezium (bench/debezium/build.sh)"
+  say "debezium: $DBZ_CMD"
+fi
 if ((run_xregion)); then
   [[ -x $XREGION_BIN ]] || die "no xregion binary at $XREGION_BIN (cmake --build build)"
   for p in $US_PORT $EU_PORT; do
@@ -248,6 +275,10 @@ if ((run_xregion)); then
       -c "SELECT count(*) FROM pg_stat_replication")"
   put other_xregion_processes "$(pgrep -c -x xregion || true)"
 fi
+if ((run_debezium)); then
+  put debezium_cmd "\"$DBZ_CMD\""
+  put debezium_java "\"$(${DBZ_CMD%% *} -version 2>&1 | head -n1 | sed 's/"//g')\""
+fi
 
 wait_log() {  # region text: until the region's log has text
   local r=$1 text=$2 log="$WORK/xregion-$1.log"
@@ -346,23 +377,41 @@ YAML
   drop_xregion
 }
 
+debezium_done=0   # Debezium reads the backlogs of the first apply mode's run
+
 stages_xregion() {  # key: capture and apply alone, each against its anchor
-  local key=$1 op k r
+  local key=$1 op k r dbz=0
   local recv_slot="xrbench_${SUFFIX}_recv" topic="$XPREFIX.us.public.stage"
+  local dbz_slot="xrbench_${SUFFIX}_dbz" dbz_topic slots=()
   local common=(--src-port $US_PORT --src-db bench_us --dst-port $EU_PORT
                 --dst-db bench_eu --results "$RES" --timeout "$TIMEOUT"
                 --pids "kafka=$KAFKA_PID")
+  if ((run_debezium && !debezium_done)); then
+    dbz=1 debezium_done=1 slots=(--slot "$dbz_slot")
+  fi
   say "stages alone: xregion stopped in both regions while each backlog is made"
   stop_xregion
   for op in insert update; do
     k="$key.stage_$op"
     helper stage-load --src-port $US_PORT --src-db bench_us --op $op \
         --rows "$ROWS" --results "$RES" --key "$k.load" --brokers "$BROKERS" \
-        --kafka-topic "$topic" --recv-slot "$recv_slot"
+        --kafka-topic "$topic" --recv-slot "$recv_slot" "${slots[@]}"
     helper stage "${common[@]}" --key "$k.recvlogical" --load "$k.load" \
         --until exit --recvlogical "$PGBIN/pg_recvlogical" \
         --recv-slot "$recv_slot" --name pg_recvlogical --log "$WORK/recv.out"
     rm -f "$WORK/recv.out"
+    if ((dbz)); then
+      # Debezium over the same backlog from its own slot, into a topic of
+      # its own ({changes}: the backlog's events, filled in by the helper);
+      # then its slot is dropped (no WAL held) and its topic deleted
+      dbz_topic="$XPREFIX.debezium.stage_$op"
+      helper topic-create --brokers "$BROKERS" --topic "$dbz_topic" --partitions 3
+      helper stage "${common[@]}" --key "$k.debezium" --load "$k.load" \
+          --until exit --name debezium --log "$WORK/debezium-$op.log" \
+          --report-json --drop-slot "$dbz_slot" --count-topic "$dbz_topic" \
+          --start "$DBZ_CMD --pg-host 127.0.0.1 --pg-port $US_PORT --pg-db bench_us --pg-user postgres --slot $dbz_slot --publication xrbench --table public.stage --brokers $BROKERS --topic $dbz_topic --events {changes} --work-dir $WORK/debezium --timeout-s $TIMEOUT"
+      helper topics-drop --brokers "$BROKERS" --prefix "$XPREFIX.debezium"
+    fi
     for r in us eu; do
       local until=kafka stage=capture
       [[ $r == eu ]] && until=dest stage=apply
