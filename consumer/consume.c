@@ -25,6 +25,7 @@
 #include "consumer/plan.h"
 #include "consumer/progress.h"
 #include "consumer/registry.h"
+#include "consumer/ahead.h"
 #include "consumer/txq.h"
 
 /* One message of a batch. */
@@ -81,6 +82,8 @@ typedef struct consumer_s {
 	rd_kafka_t    *dlq;        /* dead-letter producer */
 	xr_registry_t *reg;
 	xr_applier_t  *ap;
+	xr_ahead_t    *ahead;      /* atomic: decodes the next piece; or NULL */
+	rd_kafka_message_t **peek; /* batch_size: the next piece's messages */
 	msgrec_t      *recs;
 	size_t         nrecs;
 	paused_t      *paused;
@@ -539,6 +542,12 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		 * partition loses what librdkafka had fetched for it).
 		 */
 		c->txq = xr_txq_new(c->conf, 8 * (size_t)c->conf->batch_size);
+		c->ahead = xr_ahead_new(c->conf, (size_t)c->conf->batch_size, errstr,
+		                        errstr_size);
+		if (!c->ahead)
+			xr_warn("decoding ahead is off (%s): large transactions are "
+			        "decoded and applied by turns", errstr);
+		c->peek = xr_calloc((size_t)c->conf->batch_size, sizeof(*c->peek));
 		c->outs = xr_calloc((size_t)c->conf->batch_size, sizeof(*c->outs));
 	}
 	c->sharer = xr_sharer_start(c->conf, errstr, errstr_size);
@@ -635,6 +644,8 @@ consumer_term(consumer_t *c)
 	if (c->pending)
 		rd_kafka_topic_partition_list_destroy(c->pending);
 	xr_sharer_stop(c->sharer);
+	xr_ahead_destroy(c->ahead);
+	free(c->peek);
 	xr_txq_destroy(c->txq);
 	free(c->outs);
 	free(c->atom);
@@ -1061,9 +1072,12 @@ classify_batch(consumer_t *c)
 			memcpy(schema_id, hv, hlen);
 			schema_id[hlen] = '\0';
 		}
-		if ((rc = xr_event_decode(&r->ev, c->reg, r->m->payload, r->m->len,
-		                          schema_id[0] ? schema_id : NULL, err,
-		                          sizeof(err))) == -2) {
+		if (c->ahead && xr_ahead_take(c->ahead, r->m, &r->ev))
+			rc = 0;          /* decoded while the last piece was applied */
+		else if ((rc = xr_event_decode(&r->ev, c->reg, r->m->payload,
+		                               r->m->len,
+		                               schema_id[0] ? schema_id : NULL, err,
+		                               sizeof(err))) == -2) {
 			xr_error("%s", err);
 			return -1;
 		} else if (rc) {
@@ -1911,6 +1925,7 @@ txq_rewind(consumer_t *c, size_t r, int backoff_ms)
 	atom_region_t *a = atom_of(c, r);
 
 	xr_applier_rollback(c->ap);
+	xr_ahead_clear(c->ahead);
 	n = xr_txq_rewind(c->txq, r, pos);
 	a->rewind_due = false;
 	for (i = 0; i < n; i++)
@@ -1940,6 +1955,28 @@ cmp_item_position(const void *x, const void *y)
 	if (a->partition != b->partition)
 		return a->partition < b->partition ? -1 : 1;
 	return a->offset < b->offset ? -1 : (a->offset > b->offset);
+}
+
+/*
+ * xr_applier_apply; for a piece of a large transaction with more to come,
+ * the next piece's events are decoded on the ahead thread meanwhile.  The
+ * thread is done when this returns, before anything may free a message.
+ */
+static int
+apply_overlapped(consumer_t *c, size_t r, bool hold, const char *region,
+                 xr_apply_item_t *items, size_t ni, const xr_offset_t *offs,
+                 size_t noff, char *err, size_t err_size)
+{
+	int rc;
+
+	if (hold && c->ahead)
+		xr_ahead_start(c->ahead, c->peek,
+		               xr_txq_peek_piece(c->txq, r, c->peek,
+		                                 (size_t)c->conf->batch_size));
+	rc = xr_applier_apply(c->ap, region, items, ni, offs, noff,
+	                      apply_dead_letters, c, err, err_size);
+	xr_ahead_wait(c->ahead);
+	return rc;
 }
 
 /*
@@ -2015,10 +2052,10 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 			xr_error("%s", err);
 			goto fail;
 		}
-	} else if (xr_applier_apply(c->ap, region, items, ni,
+	} else if (apply_overlapped(c, r, hold, region, items, ni,
 	                            rows && hold ? NULL : offs,
-	                            rows && hold ? 0 : noff, apply_dead_letters,
-	                            c, err, sizeof(err)) != 0) {
+	                            rows && hold ? 0 : noff, err,
+	                            sizeof(err)) != 0) {
 		/* (A piece of an open transaction fails it all: no halves.) */
 		if (!xr_applier_connected(c->ap) || !xr_applier_error_is_data(c->ap) ||
 		    (hold && !rows) || was_open) {
@@ -2094,9 +2131,11 @@ static void
 atomic_big(consumer_t *c, size_t r)
 {
 	int64_t        last = xr_mono_us(), start = last, waited = 0;
+	uint64_t       dec0, took0;
 	bool           rows = atom_of(c, r)->piece_commits;
 	size_t         pieces = 0;
 
+	xr_ahead_counts(c->ahead, &dec0, &took0);
 	for (;;) {
 		bool   done;
 		size_t n;
@@ -2130,12 +2169,17 @@ atomic_big(consumer_t *c, size_t r)
 				        xr_txq_region_name(c->txq, r), pieces,
 				        c->conf->batch_size);
 			if (done) {
+				uint64_t dec, took;
+
+				xr_ahead_counts(c->ahead, &dec, &took);
 				if (pieces > 1)
 					xr_info("region %s: large transaction committed (%zu "
 					        "pieces in %.1f s, %.1f s of it waiting for "
-					        "events)", xr_txq_region_name(c->txq, r), pieces,
+					        "events; %" PRIu64 " events decoded ahead, %"
+					        PRIu64 " of them used)",
+					        xr_txq_region_name(c->txq, r), pieces,
 					        (double)(xr_mono_us() - start) / 1e6,
-					        (double)waited / 1e6);
+					        (double)waited / 1e6, dec - dec0, took - took0);
 				atom_of(c, r)->piece_commits = false;
 				return;
 			}

@@ -33,7 +33,7 @@ xr_event_term(xr_event_t *ev)
 }
 
 bool          xr_event_generic_only = false;
-unsigned long xr_event_in_place_count;
+atomic_ulong  xr_event_in_place_count;
 
 #define AVRO_TRY(expr, what)                                               \
 	do {                                                                   \
@@ -325,7 +325,8 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
 	}
 	if (!xr_event_generic_only && decode_in_place(ev, s, body, body_len)) {
-		xr_event_in_place_count++;
+		atomic_fetch_add_explicit(&xr_event_in_place_count, 1,
+		                          memory_order_relaxed);
 		return 0;
 	}
 	/* Not that kind of event: from the start, through avro-c. */

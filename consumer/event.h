@@ -6,6 +6,7 @@
 #ifndef XR_EVENT_H
 #define XR_EVENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,7 +64,7 @@ typedef struct xr_event_s {
 /* Tests: true makes every event take the avro-c path, to compare. */
 extern bool xr_event_generic_only;
 /* Tests: how many events were read in place (not thread-safe). */
-extern unsigned long xr_event_in_place_count;
+extern atomic_ulong xr_event_in_place_count;
 
 void xr_event_init(xr_event_t *ev);
 void xr_event_term(xr_event_t *ev);

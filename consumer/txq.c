@@ -770,6 +770,69 @@ xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
 	return n;
 }
 
+size_t
+xr_txq_peek_piece(const xr_txq_t *q, size_t r, rd_kafka_message_t **out,
+                  size_t max)
+{
+	const qregion_t *g = &q->regions[r];
+	const qend_t    *e;
+	size_t          *cur, n = 0, i;
+
+	if (!g->piece || g->elen == 0)
+		return 0;
+	e = &g->ends[g->ehead];
+	cur = xr_calloc(e->np ? e->np : 1, sizeof(*cur));
+	/* xr_txq_take_piece's merge by tx_index, on cursors instead of pops. */
+	while (n < max) {
+		size_t  best = SIZE_MAX;
+		int64_t best_txi = INT64_MAX;
+		bool    moved = false;
+
+		for (i = 0; i < e->np; i++) {
+			const qpart_t     *p = &q->parts[e->p[i].part];
+			const qend_part_t *ep = &e->p[i];
+			const qmsg_t      *h;
+			int64_t            taken = p->taken;
+
+			if (cur[i] > 0)
+				taken = p->ring[(p->head + cur[i] - 1) % p->cap].m->offset + 1;
+			if (taken > ep->last)
+				continue;
+			if (cur[i] >= p->len) {
+				if (p->received > ep->last)
+					continue;
+				goto out;                     /* its next is to come */
+			}
+			h = &p->ring[(p->head + cur[i]) % p->cap];
+			if (h->m->offset > ep->last)
+				continue;
+			if (h->clsn == 0 || h->m->offset < ep->first ||
+			    h->clsn != e->clsn) {
+				cur[i]++;                     /* handed out to skip */
+				moved = true;
+				break;
+			}
+			if (h->txi < best_txi) {
+				best_txi = h->txi;
+				best = i;
+			}
+		}
+		if (moved)
+			continue;
+		if (best == SIZE_MAX)
+			break;
+		{
+			const qpart_t *p = &q->parts[e->p[best].part];
+
+			out[n++] = p->ring[(p->head + cur[best]) % p->cap].m;
+			cur[best]++;
+		}
+	}
+out:
+	free(cur);
+	return n;
+}
+
 bool
 xr_txq_taken_position(const xr_txq_t *q, size_t r, xr_lsn_t *lsn,
                       const char **sysid, int64_t *commit_ts)

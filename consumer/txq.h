@@ -117,6 +117,15 @@ size_t xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out,
                          size_t max, bool *done);
 
 /*
+ * The messages queued for region r's next piece of a large transaction, as
+ * far as they are here, up to max, in no particular order: what the next
+ * xr_txq_take_piece will likely hand out (for decoding ahead).  Changes
+ * nothing.
+ */
+size_t xr_txq_peek_piece(const xr_txq_t *q, size_t r, rd_kafka_message_t **out,
+                         size_t max);
+
+/*
  * The position of the last transaction taken for r since the last commit
  * (its commit LSN, system id and commit time): false if none.
  */
