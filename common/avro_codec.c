@@ -711,24 +711,11 @@ schema_new(void)
 	return s;
 }
 
-struct xr_scratch_s {
-	avro_value_t  value;
-	bool          made;
-	avro_reader_t reader;
-};
-
 void
 xr_schema_destroy(xr_schema_t *s)
 {
 	if (!s)
 		return;
-	if (s->scratch) {
-		if (s->scratch->made)
-			avro_value_decref(&s->scratch->value);
-		if (s->scratch->reader)
-			avro_reader_free(s->scratch->reader);
-		free(s->scratch);
-	}
 	if (s->iface)
 		avro_value_iface_decref(s->iface);
 	if (s->schema)
@@ -1453,7 +1440,6 @@ xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
                avro_value_t *out, char *errstr, size_t errstr_size)
 {
 	avro_reader_t r;
-	char          extra;
 
 	if (len > (size_t)INT64_MAX) {
 		set_err(errstr, errstr_size, "Avro datum too large");
@@ -1478,11 +1464,9 @@ xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
 		        avro_strerror());
 		goto fail;
 	}
-	/* avro-c's memory reader has no end-of-data test: try one more byte. */
-	if (avro_read(r, &extra, 1) == 0) {
-		set_err(errstr, errstr_size, "Avro datum leaves bytes over");
-		goto fail;
-	}
+	/* (No bytes are left over: xr_avro_validate walked this schema over
+	 * exactly len.  avro-c's end-of-data test, a one-byte read that fails,
+	 * would format an error message for every datum.) */
 	avro_reader_free(r);
 	return 0;
 fail:
@@ -1491,55 +1475,6 @@ fail:
 	return -1;
 }
 
-int
-xr_avro_decode_scratch(const xr_schema_t *s, const void *body, size_t len,
-                       avro_value_t **out, char *errstr, size_t errstr_size)
-{
-	struct xr_scratch_s *sc = s->scratch;
-
-	if (len > (size_t)INT64_MAX) {
-		set_err(errstr, errstr_size, "Avro datum too large");
-		return -1;
-	}
-	if (xr_avro_validate(s, body, len, errstr, errstr_size))
-		return -1;
-	if (!sc) {
-		sc = calloc(1, sizeof(*sc));
-		if (!sc) {
-			set_err(errstr, errstr_size, "out of memory");
-			return -1;
-		}
-		((xr_schema_t *)s)->scratch = sc;
-	}
-	if (!sc->made) {
-		if (avro_generic_value_new(s->iface, &sc->value) != 0) {
-			set_err(errstr, errstr_size, "cannot make Avro value: %s",
-			        avro_strerror());
-			return -1;
-		}
-		sc->made = true;
-	}
-	if (!sc->reader) {
-		sc->reader = avro_reader_memory(body, (int64_t)len);
-		if (!sc->reader) {
-			set_err(errstr, errstr_size, "cannot make Avro reader: %s",
-			        avro_strerror());
-			return -1;
-		}
-	} else {
-		avro_reader_memory_set_source(sc->reader, body, (int64_t)len);
-	}
-	/* (xr_avro_validate walked this schema over exactly len bytes: none
-	 * are left over, and avro-c's end-of-data test, a failing read that
-	 * formats an error message, is not needed.) */
-	if (avro_value_read(sc->reader, &sc->value) != 0) {
-		set_err(errstr, errstr_size, "cannot decode Avro datum: %s",
-		        avro_strerror());
-		return -1;
-	}
-	*out = &sc->value;
-	return 0;
-}
 
 /*
  * The envelope read in place: one pass over the datum in field order, every
@@ -1609,7 +1544,9 @@ xr_avro_env_view(const xr_schema_t *s, const void *body, size_t len,
 	if (v_span(&c, base, &v->event_id))
 		goto bad;
 	what = "op";
-	if (v_long(&c, &n) || n < 0 || n > XR_OP_SNAPSHOT_READ)
+	f = v_deref(avro_schema_record_field_get_by_index(env, XR_ENV_OP));
+	if (!f || avro_typeof(f) != AVRO_ENUM || v_long(&c, &n) || n < 0 ||
+	    n > XR_OP_SNAPSHOT_READ || n >= avro_schema_enum_number_of_symbols(f))
 		goto bad;
 	v->op = (xr_op_t)n;
 	what = "produced_at";

@@ -96,8 +96,6 @@ typedef struct xr_schema_s {
 	xr_field_t  *row_fields;  /* envelope: the fields of xregion.Row; key:
 	                             those of xregion.Key; else NULL; owned */
 	int          n_row_fields;
-	/* xr_avro_decode_scratch's value and reader, made on first use; owned */
-	struct xr_scratch_s *scratch;
 } xr_schema_t;
 
 /*
@@ -169,16 +167,6 @@ int xr_avro_decode(const xr_schema_t *s, const void *body, size_t len,
                    avro_value_t *out, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
-/*
- * As xr_avro_decode, into a value of the schema's own that the next call
- * for the same schema reuses: no allocation per datum once its strings'
- * buffers have grown.  *out stays valid until then or until the schema is
- * destroyed; the caller does not decref it.  Not for schemas used from two
- * threads at once.
- */
-int xr_avro_decode_scratch(const xr_schema_t *s, const void *body, size_t len,
-                           avro_value_t **out, char *errstr, size_t errstr_size)
-	__attribute__((warn_unused_result));
 
 /* A byte range of a datum: data + off, len bytes. */
 typedef struct xr_span_s {

@@ -1789,7 +1789,8 @@ xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
 		return 1;
 	case XR_AT_INT:
 	case XR_AT_DATE:
-		if (raw_long(p, len, &v) != len || v < INT32_MIN || v > INT32_MAX)
+		if (!len || raw_long(p, len, &v) != len || v < INT32_MIN ||
+		    v > INT32_MAX)
 			return 0;
 		if (t->at == XR_AT_INT)
 			xr_buf_put_int(out, v, 1);
@@ -1804,7 +1805,7 @@ xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
 	case XR_AT_TIME_MICROS:
 	case XR_AT_TIMESTAMP_MICROS:
 	case XR_AT_LOCAL_TIMESTAMP_MICROS:
-		if (raw_long(p, len, &v) != len)
+		if (!len || raw_long(p, len, &v) != len)
 			return 0;
 		if (t->at == XR_AT_LONG) {
 			xr_buf_put_int(out, v, 1);

@@ -8,7 +8,6 @@
 
 #include "common/kafka_conf.h"
 #include "common/mem.h"
-#include "consumer/registry.h"
 
 typedef struct slot_s {
 	const rd_kafka_message_t *m;
@@ -20,7 +19,8 @@ typedef struct slot_s {
 } slot_t;
 
 struct xr_ahead_s {
-	xr_registry_t  *reg;       /* the thread's own */
+	xr_registry_t  *reg;       /* the caller's, its own while a job runs */
+	bool            started;
 	size_t          cap;
 	slot_t         *slots;
 	size_t          n;
@@ -88,8 +88,7 @@ ahead_main(void *arg)
 }
 
 xr_ahead_t *
-xr_ahead_new(const xr_config_t *conf, size_t cap, char *errstr,
-             size_t errstr_size)
+xr_ahead_new(xr_registry_t *reg, size_t cap, char *errstr, size_t errstr_size)
 {
 	xr_ahead_t *a = xr_calloc(1, sizeof(*a));
 	size_t      i, size = 16;
@@ -102,17 +101,15 @@ xr_ahead_new(const xr_config_t *conf, size_t cap, char *errstr,
 	a->slots = xr_calloc(a->cap, sizeof(*a->slots));
 	for (i = 0; i < a->cap; i++)
 		xr_event_init(&a->slots[i].ev);
-	a->reg = xr_registry_new(conf, errstr, errstr_size);
+	a->reg = reg;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	if (!a->reg || pthread_create(&a->th, NULL, ahead_main, a) != 0) {
-		if (a->reg)
-			snprintf(errstr, errstr_size, "cannot start a thread");
-		xr_registry_destroy(a->reg);
-		a->reg = NULL;
+	if (pthread_create(&a->th, NULL, ahead_main, a) != 0) {
+		snprintf(errstr, errstr_size, "cannot start a thread");
 		xr_ahead_destroy(a);
 		return NULL;
 	}
+	a->started = true;
 	return a;
 }
 
@@ -123,13 +120,12 @@ xr_ahead_destroy(xr_ahead_t *a)
 
 	if (!a)
 		return;
-	if (a->reg) {
+	if (a->started) {
 		pthread_mutex_lock(&a->mu);
 		a->quit = true;
 		pthread_cond_broadcast(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->th, NULL);
-		xr_registry_destroy(a->reg);
 	}
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->cv);

@@ -4,9 +4,11 @@
  * next piece, so that the consumer's own work and the database's overlap.
  *
  * It is a cache and nothing else: an event it did not decode, or decoded
- * with an error, is decoded again by the caller as before, and it keeps
- * a registry of its own, so the two threads share no mutable state but
- * the messages, which neither changes while it runs.
+ * with an error, is decoded again by the caller as before.  While a job
+ * runs (xr_ahead_start to xr_ahead_wait) the thread uses the caller's
+ * registry and reads the job's messages: the caller must touch neither
+ * meanwhile (it applies, which needs neither).  The events it decodes
+ * then have the registry's schemas, as the caller's own do.
  */
 #ifndef XR_AHEAD_H
 #define XR_AHEAD_H
@@ -17,14 +19,15 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "common/config.h"
 #include "consumer/event.h"
+#include "consumer/registry.h"
 
 typedef struct xr_ahead_s xr_ahead_t;
 
-/* Starts the thread; decodes up to cap messages at a time.  NULL with
- * errstr on failure (the caller then decodes everything itself). */
-xr_ahead_t *xr_ahead_new(const xr_config_t *conf, size_t cap, char *errstr,
+/* Starts the thread, which decodes with reg (see above), up to cap
+ * messages at a time.  NULL with errstr on failure (the caller then
+ * decodes everything itself). */
+xr_ahead_t *xr_ahead_new(xr_registry_t *reg, size_t cap, char *errstr,
                          size_t errstr_size);
 void xr_ahead_destroy(xr_ahead_t *a);    /* NULL ok; stops the thread */
 

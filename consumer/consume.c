@@ -542,7 +542,7 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		 * partition loses what librdkafka had fetched for it).
 		 */
 		c->txq = xr_txq_new(c->conf, 8 * (size_t)c->conf->batch_size);
-		c->ahead = xr_ahead_new(c->conf, (size_t)c->conf->batch_size, errstr,
+		c->ahead = xr_ahead_new(c->reg, (size_t)c->conf->batch_size, errstr,
 		                        errstr_size);
 		if (!c->ahead)
 			xr_warn("decoding ahead is off (%s): large transactions are "

@@ -32,7 +32,7 @@ xr_event_term(xr_event_t *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-bool          xr_event_generic_only = false;
+atomic_bool   xr_event_generic_only = false;
 atomic_ulong  xr_event_in_place_count;
 
 #define AVRO_TRY(expr, what)                                               \
@@ -289,7 +289,8 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	const void        *body;
 	size_t             body_len, i, n;
 	bool               transient;
-	avro_value_t      *vp, v, f, src, un;
+	avro_value_t       v, f, src, un;
+	bool               have_value = false;
 	int                e, r, rc = -1;
 	int64_t            l;
 
@@ -337,9 +338,9 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 		memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
 		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
 	}
-	if (xr_avro_decode_scratch(s, body, body_len, &vp, errstr, errstr_size))
+	if (xr_avro_decode(s, body, body_len, &v, errstr, errstr_size))
 		return -1;
-	v = *vp;          /* the schema's: reused by its next event */
+	have_value = true;
 
 	if (get_string(&v, XR_ENV_EVENT_ID, ev->event_id, sizeof(ev->event_id),
 	               "event_id", errstr, errstr_size))
@@ -437,5 +438,7 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 	}
 	rc = 0;
 out:
+	if (have_value)
+		avro_value_decref(&v);
 	return rc;
 }

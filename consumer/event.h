@@ -62,7 +62,7 @@ typedef struct xr_event_s {
 #define XR_EVENT_IN_PLACE_MAX 128
 
 /* Tests: true makes every event take the avro-c path, to compare. */
-extern bool xr_event_generic_only;
+extern atomic_bool xr_event_generic_only;
 /* Tests: how many events were read in place (not thread-safe). */
 extern atomic_ulong xr_event_in_place_count;
 
