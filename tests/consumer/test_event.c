@@ -203,27 +203,37 @@ group_teardown(void **state)
 	return rmdir(tmpdir);
 }
 
+/* Describes public.<relname> (a Relation message) to fx's relcache. */
+static xr_rel_t *
+describe(fx_t *fx, uint32_t relid, const char *relname, xr_pgo_relcol_t *cols,
+         int ncols)
+{
+	xr_pgo_msg_t m;
+	xr_rel_t    *rel = NULL;
+
+	memset(&m, 0, sizeof(m));
+	m.kind = XR_PGO_RELATION;
+	m.u.relation.relid = relid;
+	m.u.relation.nspname = "public";
+	m.u.relation.relname = relname;
+	m.u.relation.replident = 'd';
+	m.u.relation.ncols = ncols;
+	m.u.relation.cols = cols;
+	assert_int_equal(xr_relcache_update(fx->rc, &m, NULL, &rel, fx->err,
+	                                    sizeof(fx->err)), 0);
+	return rel;
+}
+
 /* Describes public.orders to a new relcache; makes an empty registry. */
 static int
 setup(void **state)
 {
-	fx_t        *fx = calloc(1, sizeof(*fx));
-	xr_pgo_msg_t m;
+	fx_t *fx = calloc(1, sizeof(*fx));
 
 	assert_non_null(fx);
-	memset(&m, 0, sizeof(m));
-	m.kind = XR_PGO_RELATION;
-	m.u.relation.relid = RELID;
-	m.u.relation.nspname = "public";
-	m.u.relation.relname = "orders";
-	m.u.relation.replident = 'd';
-	m.u.relation.ncols = NCOLS;
-	m.u.relation.cols = relcols;
-
 	fx->rc = xr_relcache_new(conf);
 	assert_non_null(fx->rc);
-	assert_int_equal(xr_relcache_update(fx->rc, &m, NULL, &fx->rel, fx->err,
-	                                    sizeof(fx->err)), 0);
+	fx->rel = describe(fx, RELID, "orders", relcols, NCOLS);
 	assert_true(fx->rel->published);
 	fx->reg = xr_registry_new(conf, fx->err, sizeof(fx->err));
 	assert_non_null(fx->reg);
@@ -697,7 +707,6 @@ test_schema_id_picks_writer_schema(void **state)
 {
 	fx_t           *fx = *state;
 	xr_pgo_relcol_t cols[NCOLS];
-	xr_pgo_msg_t    m;
 	xr_rel_t       *rel4;
 	xr_pgo_datum_t  row[NCOLS];
 	char            id2[XR_SCHEMA_ID_LEN + 1];  /* numeric(12,2)'s */
@@ -708,16 +717,7 @@ test_schema_id_picks_writer_schema(void **state)
 	fp2 = fx->rel->value_schema->fingerprint;
 	memcpy(cols, relcols, sizeof(cols));
 	cols[C_AMOUNT].typmod = NUMTM(12, 4);
-	memset(&m, 0, sizeof(m));
-	m.kind = XR_PGO_RELATION;
-	m.u.relation.relid = RELID;
-	m.u.relation.nspname = "public";
-	m.u.relation.relname = "orders";
-	m.u.relation.replident = 'd';
-	m.u.relation.ncols = NCOLS;
-	m.u.relation.cols = cols;
-	assert_int_equal(xr_relcache_update(fx->rc, &m, NULL, &rel4, fx->err,
-	                                    sizeof(fx->err)), 0);
+	rel4 = describe(fx, RELID, "orders", cols, NCOLS);
 	fx->rel = rel4;
 	assert_int_equal(rel4->value_schema->fingerprint, fp2);
 	assert_string_not_equal(rel4->value_schema_id, id2);
@@ -1066,35 +1066,20 @@ test_scalars_read_in_place(void **state)
 		  NUL_, NUL_, NUL_, NUL_ },
 	};
 	fx_t           *fx = *state;
-	xr_pgo_msg_t    m;
 	xr_rel_t       *rel;
 	size_t          r;
 	unsigned long   before;
 
-	memset(&m, 0, sizeof(m));
-	m.kind = XR_PGO_RELATION;
-	m.u.relation.relid = RELID + 1;
-	m.u.relation.nspname = "public";
-	m.u.relation.relname = "scalars";
-	m.u.relation.replident = 'd';
-	m.u.relation.ncols = N;
-	m.u.relation.cols = cols;
-	assert_int_equal(xr_relcache_update(fx->rc, &m, NULL, &rel, fx->err,
-	                                    sizeof(fx->err)), 0);
+	rel = describe(fx, RELID + 1, "scalars", cols, N);
 	fx->rel = rel;
 	register_value_schema(fx);
-	for (r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
-		xr_pgo_tuple_t a = { N, rows[r] };
+	/* Each row as an insert (after image), then a delete (before image). */
+	for (r = 0; r < 2 * sizeof(rows) / sizeof(rows[0]); r++) {
+		xr_pgo_tuple_t a = { N, rows[r / 2] };
+		bool           del = r % 2;
 
-		if (xr_encode_change(rel, XR_OP_INSERT, NULL, &a, &src, &fx->key,
-		                     &fx->value, fx->event_id, fx->err,
-		                     sizeof(fx->err)))
-			fail_msg("encode: %s", fx->err);
-		before = xr_event_in_place_count;
-		decode(fx);
-		assert_int_equal(xr_event_in_place_count, before + 1);
-		/* a delete (before image only) too */
-		if (xr_encode_change(rel, XR_OP_DELETE, &a, NULL, &src, &fx->key,
+		if (xr_encode_change(rel, del ? XR_OP_DELETE : XR_OP_INSERT,
+		                     del ? &a : NULL, del ? NULL : &a, &src, &fx->key,
 		                     &fx->value, fx->event_id, fx->err,
 		                     sizeof(fx->err)))
 			fail_msg("encode: %s", fx->err);
