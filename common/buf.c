@@ -69,25 +69,37 @@ xr_buf_puts(xr_buf_t *b, const char *s)
 	xr_buf_append(b, s, strlen(s));
 }
 
+size_t
+xr_u64_digits(char *out, uint64_t v)
+{
+	char   d[20];
+	size_t n = 0, i;
+
+	do {
+		d[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		out[i] = d[n - 1 - i];
+	return n;
+}
+
 void
 xr_buf_put_int(xr_buf_t *b, int64_t v, int width)
 {
-	char     digits[24];
-	int      n = 0;
 	/* (the magnitude of INT64_MIN does not fit an int64_t) */
 	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	char     digits[20];
+	size_t   n = xr_u64_digits(digits, u), pad;
 
-	do {
-		digits[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	while (n < width && n < (int)sizeof(digits))
-		digits[n++] = '0';
-	xr_buf_reserve(b, (size_t)n + 1);
+	pad = width > 0 && (size_t)width > n ? (size_t)width - n : 0;
+	xr_buf_reserve(b, pad + n + 1);
 	if (v < 0)
 		b->data[b->len++] = '-';
-	while (n > 0)
-		b->data[b->len++] = digits[--n];
+	memset(b->data + b->len, '0', pad);
+	b->len += pad;
+	memcpy(b->data + b->len, digits, n);
+	b->len += n;
 	b->data[b->len] = '\0';
 }
 

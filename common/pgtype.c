@@ -1555,6 +1555,53 @@ append_timestamp(xr_buf_t *out, int64_t usecs, bool tz)
 		xr_buf_puts(out, " BC");
 }
 
+/*
+ * The text of an integer-valued scalar of type t (int, long, date, time,
+ * timestamp), however it was read.  Returns 0, or -1 for a time outside
+ * a day, which the caller words.
+ */
+static int
+integer_text(const xr_coltype_t *t, int64_t v, xr_buf_t *out)
+{
+	switch (t->at) {
+	case XR_AT_DATE:
+		if (v == INT32_MAX)
+			xr_buf_puts(out, "infinity");
+		else if (v == INT32_MIN)
+			xr_buf_puts(out, "-infinity");
+		else if (append_ymd(out, v))
+			xr_buf_puts(out, " BC");
+		return 0;
+	case XR_AT_TIME_MICROS:
+		if (v < 0 || v > USECS_PER_DAY)
+			return -1;
+		append_hms(out, v);
+		return 0;
+	case XR_AT_TIMESTAMP_MICROS:
+	case XR_AT_LOCAL_TIMESTAMP_MICROS:
+		append_timestamp(out, v, t->at == XR_AT_TIMESTAMP_MICROS);
+		return 0;
+	default:
+		xr_buf_put_int(out, v, 1);
+		return 0;
+	}
+}
+
+/* bytea's hex text of n bytes at p. */
+static void
+append_hex(xr_buf_t *out, const unsigned char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t            i;
+
+	xr_buf_reserve(out, 2 + 2 * n);
+	xr_buf_puts(out, "\\x");
+	for (i = 0; i < n; i++) {
+		xr_buf_putc(out, hex[p[i] >> 4]);
+		xr_buf_putc(out, hex[p[i] & 0x0f]);
+	}
+}
+
 /* The text of a non-null scalar (or element) value v of type at. */
 static int
 value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
@@ -1562,7 +1609,7 @@ value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
 {
 	const char *s, *why = NULL;
 	const void *bytes;
-	size_t      n, i;
+	size_t      n;
 	int32_t     iv;
 	int64_t     lv;
 	float       fv;
@@ -1576,15 +1623,16 @@ value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
 		xr_buf_putc(out, bv ? 't' : 'f');
 		return 0;
 	case XR_AT_INT:
+	case XR_AT_DATE:
 		if (avro_value_get_int(v, &iv) != 0)
 			break;
-		xr_buf_put_int(out, iv, 1);
-		return 0;
+		return integer_text(t, iv, out);
 	case XR_AT_LONG:
+	case XR_AT_TIMESTAMP_MICROS:
+	case XR_AT_LOCAL_TIMESTAMP_MICROS:
 		if (avro_value_get_long(v, &lv) != 0)
 			break;
-		xr_buf_put_int(out, lv, 1);
-		return 0;
+		return integer_text(t, lv, out);
 	case XR_AT_FLOAT:
 		if (avro_value_get_float(v, &fv) != 0)
 			break;
@@ -1598,15 +1646,7 @@ value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
 	case XR_AT_BYTES:
 		if (avro_value_get_bytes(v, &bytes, &n) != 0)
 			break;
-		xr_buf_reserve(out, 2 + 2 * n);
-		xr_buf_puts(out, "\\x");
-		for (i = 0; i < n; i++) {
-			static const char hex[] = "0123456789abcdef";
-			unsigned char     ch = ((const unsigned char *)bytes)[i];
-
-			xr_buf_putc(out, hex[ch >> 4]);
-			xr_buf_putc(out, hex[ch & 0x0f]);
-		}
+		append_hex(out, bytes, n);
 		return 0;
 	case XR_AT_DECIMAL:
 		if (avro_value_get_bytes(v, &bytes, &n) != 0)
@@ -1614,30 +1654,13 @@ value_to_text(const xr_coltype_t *t, avro_value_t *v, xr_buf_t *out,
 		if (append_decimal(bytes, n, t->precision, t->scale, out, &why) != 0)
 			return out_fail(t, errstr, errstr_size, "%s", why);
 		return 0;
-	case XR_AT_DATE:
-		if (avro_value_get_int(v, &iv) != 0)
-			break;
-		if (iv == INT32_MAX)
-			xr_buf_puts(out, "infinity");
-		else if (iv == INT32_MIN)
-			xr_buf_puts(out, "-infinity");
-		else if (append_ymd(out, iv))
-			xr_buf_puts(out, " BC");
-		return 0;
 	case XR_AT_TIME_MICROS:
 		if (avro_value_get_long(v, &lv) != 0)
 			break;
-		if (lv < 0 || lv > USECS_PER_DAY)
+		if (integer_text(t, lv, out))
 			return out_fail(t, errstr, errstr_size,
 			                "time of %" PRId64 " microseconds is not within "
 			                "a day", lv);
-		append_hms(out, lv);
-		return 0;
-	case XR_AT_TIMESTAMP_MICROS:
-	case XR_AT_LOCAL_TIMESTAMP_MICROS:
-		if (avro_value_get_long(v, &lv) != 0)
-			break;
-		append_timestamp(out, lv, t->at == XR_AT_TIMESTAMP_MICROS);
 		return 0;
 	case XR_AT_STRING:
 	case XR_AT_UUID:
@@ -1762,8 +1785,7 @@ xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
                       const unsigned char *p, size_t len, int branch,
                       xr_buf_t *out, bool *is_null)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t   k, i, old_len = out->len;
+	size_t   k, old_len = out->len;
 	int64_t  v, n;
 	uint32_t fbits;
 	uint64_t dbits;
@@ -1789,34 +1811,15 @@ xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
 		return 1;
 	case XR_AT_INT:
 	case XR_AT_DATE:
-		if (!len || raw_long(p, len, &v) != len || v < INT32_MIN ||
-		    v > INT32_MAX)
-			return 0;
-		if (t->at == XR_AT_INT)
-			xr_buf_put_int(out, v, 1);
-		else if (v == INT32_MAX)
-			xr_buf_puts(out, "infinity");
-		else if (v == INT32_MIN)
-			xr_buf_puts(out, "-infinity");
-		else if (append_ymd(out, v))
-			xr_buf_puts(out, " BC");
-		return 1;
 	case XR_AT_LONG:
 	case XR_AT_TIME_MICROS:
 	case XR_AT_TIMESTAMP_MICROS:
 	case XR_AT_LOCAL_TIMESTAMP_MICROS:
-		if (!len || raw_long(p, len, &v) != len)
+		if (!len || raw_long(p, len, &v) != len ||
+		    ((t->at == XR_AT_INT || t->at == XR_AT_DATE) &&
+		     (v < INT32_MIN || v > INT32_MAX)))
 			return 0;
-		if (t->at == XR_AT_LONG) {
-			xr_buf_put_int(out, v, 1);
-		} else if (t->at == XR_AT_TIME_MICROS) {
-			if (v < 0 || v > USECS_PER_DAY)
-				return 0;
-			append_hms(out, v);
-		} else {
-			append_timestamp(out, v, t->at == XR_AT_TIMESTAMP_MICROS);
-		}
-		return 1;
+		return integer_text(t, v, out) == 0;   /* a time past a day: 0 */
 	case XR_AT_FLOAT:
 		if (len != 4)
 			return 0;
@@ -1838,18 +1841,12 @@ xr_pgtype_raw_to_text(const xr_coltype_t *t, bool nullable,
 		if (!(k = raw_long(p, len, &n)) || n < 0 || (size_t)n != len - k)
 			return 0;
 		p += k;
-		if (t->at != XR_AT_BYTES) {
-			if (n > 0 && memchr(p, '\0', (size_t)n))
-				return 0;
+		if (t->at == XR_AT_BYTES)
+			append_hex(out, p, (size_t)n);
+		else if (n > 0 && memchr(p, '\0', (size_t)n))
+			return 0;
+		else
 			xr_buf_append(out, p, (size_t)n);
-			return 1;
-		}
-		xr_buf_reserve(out, 2 + 2 * (size_t)n);
-		xr_buf_puts(out, "\\x");
-		for (i = 0; i < (size_t)n; i++) {
-			xr_buf_putc(out, hex[p[i] >> 4]);
-			xr_buf_putc(out, hex[p[i] & 0x0f]);
-		}
 		return 1;
 	default:
 		break;

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/kafka_conf.h"
 #include "common/mem.h"
 
 typedef struct slot_s {
@@ -51,18 +50,14 @@ decode_all(xr_ahead_t *a)
 
 	for (i = 0; i < a->n; i++) {
 		slot_t *s = &a->slots[i];
-		rd_kafka_message_t *m = (rd_kafka_message_t *)s->m;
-		char    schema_id[64], err[256];
+		char    err[256];
 
 		s->ok = false;
-		if (!m->payload || m->len == 0)
-			continue;
-		if (!xr_kafka_header(m, "xr-schema", schema_id, sizeof(schema_id)))
-			schema_id[0] = '\0';
+		if (!s->m->payload || s->m->len == 0)
+			continue;        /* the consumer refuses it itself */
 		a->decoded++;
-		s->ok = xr_event_decode(&s->ev, a->reg, m->payload, m->len,
-		                        schema_id[0] ? schema_id : NULL, err,
-		                        sizeof(err)) == 0;
+		s->ok = xr_event_decode_message(&s->ev, a->reg, s->m, err,
+		                                sizeof(err)) == 0;
 	}
 }
 

@@ -1022,12 +1022,9 @@ classify_batch(consumer_t *c)
 	for (i = 0; i < c->nrecs; i++) {
 		msgrec_t   *r = &c->recs[i];
 		const char *topic = rd_kafka_topic_name(r->m->rkt);
-		char        err[512], schema_id[64];
+		char        err[512];
 		xr_check_t  chk;
 		int         rc;
-		rd_kafka_headers_t *hdrs;
-		const void *hv;
-		size_t      hlen;
 
 		if (r->pre_skip) {
 			/* Atomic apply: a copy, or an end record (region set). */
@@ -1060,24 +1057,14 @@ classify_batch(consumer_t *c)
 			snprintf(r->reason, sizeof(r->reason), "empty message");
 			continue;
 		}
-		schema_id[0] = '\0';
 		if (!for_here(c, r->m)) {
 			r->kind = REC_SKIP;
 			continue;
 		}
-		if (rd_kafka_message_headers(r->m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    rd_kafka_header_get_last(hdrs, "xr-schema", &hv, &hlen) ==
-		        RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    hv && hlen < sizeof(schema_id)) {
-			memcpy(schema_id, hv, hlen);
-			schema_id[hlen] = '\0';
-		}
 		if (c->ahead && xr_ahead_take(c->ahead, r->m, &r->ev))
 			rc = 0;          /* decoded while the last piece was applied */
-		else if ((rc = xr_event_decode(&r->ev, c->reg, r->m->payload,
-		                               r->m->len,
-		                               schema_id[0] ? schema_id : NULL, err,
-		                               sizeof(err))) == -2) {
+		else if ((rc = xr_event_decode_message(&r->ev, c->reg, r->m, err,
+		                                       sizeof(err))) == -2) {
 			xr_error("%s", err);
 			return -1;
 		} else if (rc) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/kafka_conf.h"
 #include "common/pgtype.h"
 
 const char *const xr_op_names[] = {
@@ -186,6 +187,20 @@ out:
 	return -1;
 }
 
+/* No images and no text: what a decode starts from. */
+static void
+clear_images(xr_event_t *ev)
+{
+	xr_buf_reset(&ev->text);
+	ev->has_before = ev->has_after = false;
+	ev->has_vclock = ev->has_vc_before = false;
+	/* A Row without fields (every column excluded) has no arrays yet. */
+	if (ev->nfields > 0) {
+		memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
+		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
+	}
+}
+
 /* Copies a span's string into dst (size bytes with its NUL); false when it
  * is empty, too long or holds a NUL (the avro-c path words the error). */
 static bool
@@ -320,24 +335,14 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 		}
 		ev->cap = (size_t)ev->nfields;
 	}
-	/* A Row without fields (every column excluded) has no arrays yet. */
-	if (ev->nfields > 0) {
-		memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
-		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
-	}
+	clear_images(ev);
 	if (!xr_event_generic_only && decode_in_place(ev, s, body, body_len)) {
 		atomic_fetch_add_explicit(&xr_event_in_place_count, 1,
 		                          memory_order_relaxed);
 		return 0;
 	}
 	/* Not that kind of event: from the start, through avro-c. */
-	xr_buf_reset(&ev->text);
-	ev->has_before = ev->has_after = false;
-	ev->has_vclock = ev->has_vc_before = false;
-	if (ev->nfields > 0) {
-		memset(ev->before, 0, (size_t)ev->nfields * sizeof(*ev->before));
-		memset(ev->after, 0, (size_t)ev->nfields * sizeof(*ev->after));
-	}
+	clear_images(ev);
 	if (xr_avro_decode(s, body, body_len, &v, errstr, errstr_size))
 		return -1;
 	have_value = true;
@@ -441,4 +446,18 @@ out:
 	if (have_value)
 		avro_value_decref(&v);
 	return rc;
+}
+
+int
+xr_event_decode_message(xr_event_t *ev, xr_registry_t *reg,
+                        const rd_kafka_message_t *m, char *errstr,
+                        size_t errstr_size)
+{
+	char schema_id[64];
+
+	return xr_event_decode(ev, reg, m->payload, m->len,
+	                       xr_kafka_header(m, "xr-schema", schema_id,
+	                                       sizeof(schema_id))
+	                           ? schema_id : NULL,
+	                       errstr, errstr_size);
 }

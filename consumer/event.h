@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "common/avro_codec.h"
 #include "common/buf.h"
 #include "common/lsn.h"
@@ -79,6 +81,13 @@ void xr_event_term(xr_event_t *ev);
 int xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
                     size_t len, const char *schema_id, char *errstr,
                     size_t errstr_size)
+	__attribute__((warn_unused_result));
+
+/* xr_event_decode of Kafka message m, with the writer schema its
+ * xr-schema header names (if any). */
+int xr_event_decode_message(xr_event_t *ev, xr_registry_t *reg,
+                            const rd_kafka_message_t *m, char *errstr,
+                            size_t errstr_size)
 	__attribute__((warn_unused_result));
 
 /* The text of value v of ev (NUL-terminated), or NULL if it is null. */

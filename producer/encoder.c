@@ -2,12 +2,14 @@
 #include "producer/encoder.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <uuid/uuid.h>
 
+#include "common/buf.h"
 #include "common/mem.h"
 
 #define CHECK_AVRO(expr, what)                                             \
@@ -19,21 +21,15 @@
 		}                                                                  \
 	} while (0)
 
-/* Writes v in decimal (no NUL) to out, which has room for 20 digits;
- * returns how many it wrote. */
-static size_t
-put_u64(char *out, uint64_t v)
-{
-	char   d[20];
-	size_t n = 0, i;
+/* XR_EVENT_ID_NS as bytes, parsed once. */
+static uuid_t event_id_ns;
 
-	do {
-		d[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (i = 0; i < n; i++)
-		out[i] = d[n - 1 - i];
-	return n;
+static void
+parse_ns(void)
+{
+	/* A constant that parses: a failure here is a broken build. */
+	if (uuid_parse(XR_EVENT_ID_NS, event_id_ns) != 0)
+		abort();
 }
 
 /* Fills the Row record of a union field (branch 1) from a tuple. */
@@ -145,49 +141,28 @@ set_key(xr_rel_t *rel, const xr_pgo_tuple_t *tup, char *errstr,
 void
 xr_event_id(const xr_source_t *src, char event_id[XR_EVENT_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	const char *ns_text = XR_EVENT_ID_NS;
-	size_t      rl = strlen(src->region), dl = strlen(src->database);
-	size_t      need = rl + dl + 2 * (20 + 1) + 2, n = 0, i, o;
-	uuid_t      ns, uu;
-	char        stack[256], *name = stack;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	size_t rl = strlen(src->region), dl = strlen(src->database);
+	size_t need = rl + dl + 2 * (20 + 1) + 2, n;
+	uuid_t uu;
+	char   stack[256], *name = stack;
 
-	/*
-	 * Once per change: no printf, no allocation for the usual name, and
-	 * the namespace's bytes read from its constant text directly.
-	 */
-	for (i = 0, o = 0; ns_text[i] && o < sizeof(uuid_t); i++) {
-		const char *h = strchr(hex, ns_text[i]), *l;
-
-		if (ns_text[i] == '-')
-			continue;
-		l = ns_text[i + 1] ? strchr(hex, ns_text[++i]) : NULL;
-		if (!h || !l)
-			abort();            /* a broken build */
-		ns[o++] = (unsigned char)((h - hex) << 4 | (l - hex));
-	}
-	if (o != sizeof(uuid_t))
-		abort();
+	/* Once per change: no printf, and no allocation for the usual name. */
+	(void)pthread_once(&once, parse_ns);
 	if (need > sizeof(stack) && !(name = malloc(need)))
 		xr_oom();
 	memcpy(name, src->region, rl + 1);
 	n = rl + 1;
 	memcpy(name + n, src->database, dl + 1);
 	n += dl + 1;
-	n += put_u64(name + n, (uint64_t)(src->read_lsn ? src->read_lsn
-	                                                : src->commit_lsn));
+	n += xr_u64_digits(name + n, (uint64_t)(src->read_lsn ? src->read_lsn
+	                                                     : src->commit_lsn));
 	name[n++] = '\0';
-	n += put_u64(name + n, src->change_index);
-	uuid_generate_sha1(uu, ns, name, n);
+	n += xr_u64_digits(name + n, src->change_index);
+	uuid_generate_sha1(uu, event_id_ns, name, n);
 	if (name != stack)
 		free(name);
-	for (i = 0, o = 0; i < sizeof(uuid_t); i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			event_id[o++] = '-';
-		event_id[o++] = hex[uu[i] >> 4];
-		event_id[o++] = hex[uu[i] & 15];
-	}
-	event_id[o] = '\0';
+	uuid_unparse_lower(uu, event_id);
 }
 
 /* Sets map m from a JSON object of region to counter. */

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -57,6 +58,35 @@ test_json_string_escapes(void **state)
 	xr_buf_term(&b);
 }
 
+/* xr_buf_put_int as printf's "%0*lld" writes it, at the edges. */
+static void
+test_put_int_as_printf(void **state)
+{
+	static const int64_t vals[] = { 0, 7, -7, 42, 2024, -44, INT64_MAX,
+	                                INT64_MIN, INT32_MIN };
+	static const int     widths[] = { 0, 1, 2, 4, 6 };
+	xr_buf_t b;
+	char     want[64];
+	size_t   i, k;
+
+	(void)state;
+	xr_buf_init(&b);
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+		for (k = 0; k < sizeof(widths) / sizeof(widths[0]); k++) {
+			/* printf counts the minus sign in the width; xr_buf_put_int
+			 * pads the digits. */
+			snprintf(want, sizeof(want), "%s%0*llu", vals[i] < 0 ? "-" : "",
+			         widths[k], vals[i] < 0
+			             ? (unsigned long long)(0 - (uint64_t)vals[i])
+			             : (unsigned long long)vals[i]);
+			xr_buf_reset(&b);
+			xr_buf_put_int(&b, vals[i], widths[k]);
+			assert_string_equal(b.data, want);
+			assert_int_equal(b.len, strlen(want));
+		}
+	xr_buf_term(&b);
+}
+
 static void
 test_lsn_round_trip(void **state)
 {
@@ -93,6 +123,7 @@ main(void)
 		cmocka_unit_test(test_append_grows_and_terminates),
 		cmocka_unit_test(test_printf_longer_than_capacity),
 		cmocka_unit_test(test_json_string_escapes),
+		cmocka_unit_test(test_put_int_as_printf),
 		cmocka_unit_test(test_lsn_round_trip),
 		cmocka_unit_test(test_lsn_parse_rejects_garbage),
 	};
