@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -709,23 +710,35 @@ xr_meta_replay_origin_name(const xr_config_t *conf, char *buf, size_t size)
 	snprintf(buf, size, "%s_replay", conf->slot);
 }
 
+/*
+ * Runs sql.  Returns 0; SQL_LOCKED when it failed waiting for a lock
+ * (lock_timeout, or the deadlock detector chose it): worth another try;
+ * -1 on any other failure.  errstr has the server's message.
+ */
+#define SQL_LOCKED (-2)
+
 static int
 exec_sql(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 {
 	PGresult *res = PQexec(conn, sql);
-	int       ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
-	               PQresultStatus(res) == PGRES_TUPLES_OK;
+	int       rc = 0;
 
-	if (!ok) {
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *m = PQerrorMessage(conn);
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		size_t      n = strlen(m);
 
 		while (n && m[n - 1] == '\n')
 			n--;
-		snprintf(errstr, errstr_size, "%.*s", (int)n, m);
+		if (errstr)
+			snprintf(errstr, errstr_size, "%.*s", (int)n, m);
+		rc = state && (strcmp(state, "55P03") == 0 ||    /* lock_not_available */
+		               strcmp(state, "40P01") == 0)      /* deadlock_detected */
+		     ? SQL_LOCKED : -1;
 	}
 	PQclear(res);
-	return ok ? 0 : -1;
+	return rc;
 }
 
 /*
@@ -1407,6 +1420,65 @@ origin_cases(PGconn *conn, const xr_config_t *conf, xr_buf_t *out,
 	return 0;
 }
 
+/*
+ * Setup runs while the applications write.  Its DDL takes ACCESS EXCLUSIVE
+ * locks on the replicated tables (DROP TRIGGER) and on the versions tables
+ * (ALTER TABLE), which an application transaction takes in the opposite
+ * order (the table, then, by the triggers, its versions table): so it
+ * locks the replicated tables first, all at once, and waits for a lock at
+ * most SETUP_LOCK_TIMEOUT_MS, less than PostgreSQL's default
+ * deadlock_timeout (1 s), so that setup, not the application, gives up
+ * when they wait on each other.  While it waits, new writers of the table
+ * queue behind it: a short wait keeps them from stalling long.  It then
+ * tries again, after a growing pause, SETUP_TRIES times in all.
+ */
+#define SETUP_LOCK_TIMEOUT_MS 500
+#define SETUP_TRIES           30
+#define SETUP_PAUSE_MAX_MS    2000
+
+static int
+install_once(PGconn *conn, const xr_config_t *conf, const char *common,
+             char *errstr, size_t errstr_size)
+{
+	xr_buf_t lock;
+	size_t   i;
+	int      rc, n = 0;
+
+	xr_buf_init(&lock);
+	xr_buf_printf(&lock, "BEGIN;\nSET LOCAL lock_timeout = %d;\n",
+	              SETUP_LOCK_TIMEOUT_MS);
+	for (i = 0; i < conf->n_tables; i++) {
+		const xr_table_conf_t *t = &conf->tables[i];
+
+		if (t->pii)
+			continue;
+		xr_buf_puts(&lock, n++ ? ", " : "LOCK TABLE ");
+		if (xr_pqbuf_ident(conn, &lock, t->schema) ||
+		    (xr_buf_putc(&lock, '.'), 0) ||
+		    xr_pqbuf_ident(conn, &lock, t->name)) {
+			snprintf(errstr, errstr_size, "quoting %s.%s: %s", t->schema,
+			         t->name, PQerrorMessage(conn));
+			xr_buf_term(&lock);
+			return -1;
+		}
+	}
+	if (n)
+		xr_buf_puts(&lock, " IN ACCESS EXCLUSIVE MODE;\n");
+	rc = exec_sql(conn, lock.data, errstr, errstr_size);
+	xr_buf_term(&lock);
+	if (rc == 0)
+		rc = exec_sql(conn, common, errstr, errstr_size);
+	for (i = 0; rc == 0 && i < conf->n_tables; i++)
+		if (!conf->tables[i].pii)
+			rc = install_table(conn, conf, &conf->tables[i], errstr,
+			                   errstr_size);
+	if (rc == 0)
+		rc = exec_sql(conn, "COMMIT", errstr, errstr_size);
+	if (rc)
+		(void)exec_sql(conn, "ROLLBACK", NULL, 0);
+	return rc;
+}
+
 int
 xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
                 size_t errstr_size)
@@ -1414,8 +1486,8 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	PGresult *res;
 	xr_buf_t  sql;
 	char     *lit;
-	size_t    i;
-	int       rc = -1;
+	int       rc = -1, try;
+	long      pause_ms = 100;
 
 	res = PQexec(conn, "SHOW track_commit_timestamp");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
@@ -1440,7 +1512,7 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	}
 	xr_buf_init(&sql);
 	/* IF [NOT] EXISTS notices are expected on a re-run: keep them quiet. */
-	xr_buf_puts(&sql, "SET client_min_messages = warning;\nBEGIN;\n");
+	xr_buf_puts(&sql, "SET client_min_messages = warning;\n");
 	xr_buf_puts(&sql, common_sql);
 	xr_buf_puts(&sql, unique_sql);
 	{
@@ -1457,23 +1529,27 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 		xr_buf_term(&cases);
 	}
 	PQfreemem(lit);
-	if (exec_sql(conn, sql.data, errstr, errstr_size))
-		goto out;
-	for (i = 0; i < conf->n_tables; i++) {
-		if (conf->tables[i].pii)
-			continue;
-		if (install_table(conn, conf, &conf->tables[i], errstr, errstr_size))
-			goto out;
+	for (try = 1; try <= SETUP_TRIES; try++) {
+		rc = install_once(conn, conf, sql.data, errstr, errstr_size);
+		if (rc != SQL_LOCKED)
+			break;
+		if (try == SETUP_TRIES) {
+			size_t len = strlen(errstr);
+
+			snprintf(errstr + len, errstr_size - len,
+			         " (gave up after %d tries: a transaction holds a lock "
+			         "on a replicated table for long; run setup again when "
+			         "it is done)", SETUP_TRIES);
+			break;
+		}
+		xr_warn("consumer objects: waiting for a lock, try %d of %d in %ld "
+		        "ms: %s", try + 1, SETUP_TRIES, pause_ms, errstr);
+		usleep((useconds_t)pause_ms * 1000);
+		pause_ms = pause_ms * 2 > SETUP_PAUSE_MAX_MS ? SETUP_PAUSE_MAX_MS
+		                                             : pause_ms * 2;
 	}
-	if (exec_sql(conn, "COMMIT", errstr, errstr_size))
-		goto out;
-	rc = 0;
 	xr_buf_term(&sql);
-	return rc;
-out:
-	(void)exec_sql(conn, "ROLLBACK", NULL, 0);
-	xr_buf_term(&sql);
-	return rc;
+	return rc ? -1 : 0;
 }
 
 /*

@@ -2,6 +2,7 @@
 `xregion run`; results are compared with queries in every region."""
 import random
 import signal
+import subprocess
 import threading
 import time
 
@@ -468,3 +469,45 @@ def test_sigterm_ends_the_replicator_while_an_apply_waits_for_a_row_lock(deploy)
     eu.start()
     d.converge("orders", expect_rows=1, timeout=60)
     assert eu.sql("SELECT qty, note FROM orders") == [(2, "x")]
+
+
+def test_setup_under_load_gives_way_to_the_application(deploy):
+    """Setup re-run while the application writes: it locks the replicated
+    tables first and waits for a lock at most 500 ms before it tries again.
+    An application transaction that writes b, then a, while setup holds a
+    and waits for b, commits (setup gives way, not it), and setup ends
+    well on a later try."""
+    d = deploy(tables=[("public.a", False), ("public.b", False)],
+               schema="CREATE TABLE a (id int PRIMARY KEY, v int);\n"
+                      "CREATE TABLE b (id int PRIMARY KEY, v int);\n",
+               regions=("us", "eu"))
+    us = d["us"]
+    assert us.stop() == 0
+    with psycopg.connect(xrtest.pg_dsn("us", us.db)) as app:
+        app.execute("INSERT INTO b VALUES (1, 1)")
+        setup = subprocess.Popen([us.binary, "setup", "-c", us.config],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True,
+                                 env=us.env())
+        deadline = time.time() + 60
+        while not us.sql("SELECT 1 FROM pg_stat_activity "
+                         "WHERE datname = current_database() "
+                         "AND pid <> pg_backend_pid() "
+                         "AND wait_event_type = 'Lock' "
+                         "AND query LIKE '%%LOCK TABLE%%'"):
+            assert setup.poll() is None, setup.communicate()[0]
+            assert time.time() < deadline, "setup never waited for b"
+            time.sleep(0.02)
+        # setup holds a: this waits until setup gives up its try
+        app.execute("INSERT INTO a VALUES (1, 1)")
+        app.commit()
+    out = setup.communicate(timeout=120)[0]
+    assert setup.returncode == 0, out
+    assert "consumer objects: waiting for a lock, try 2 of 30" in out, out
+    assert "deadlock detected" not in out, out
+    streams = us.read_log().count("streaming slot")
+    us.start()
+    us.wait_log("streaming slot", count=streams + 1)
+    us.sql("INSERT INTO a VALUES (2, 2)")
+    d.converge("a", expect_rows=2)
+    d.converge("b", expect_rows=1)
