@@ -111,10 +111,24 @@ xr_kafka_refused(int err, const char *reason, char *buf, size_t size)
 	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && reason &&
 	    strstr(reason, "SASL authentication error") &&
 	    !strstr(reason, "Local:")) {
-		snprintf(buf, size, "kafka: %s: the broker refuses these "
-		         "credentials (kafka.properties sasl.*, "
-		         "XREGION_KAFKA_PROP_SASL_PASSWORD); retrying cannot help",
-		         reason);
+		int n = snprintf(buf, size, "kafka: %s: the broker refuses these "
+		                 "credentials (kafka.properties sasl.*, "
+		                 "XREGION_KAFKA_PROP_SASL_PASSWORD); retrying cannot "
+		                 "help", reason);
+
+		/*
+		 * Before 2.6.1 librdkafka put the client nonce twice in its SCRAM
+		 * final message; Kafka 4.0 and later compare the nonce strictly
+		 * and refuse every SCRAM sign-in from it, right password or not.
+		 */
+		if (strstr(reason, "SCRAM") && rd_kafka_version() < 0x020601ff &&
+		    n > 0 && (size_t)n < size)
+			snprintf(buf + n, size - (size_t)n, ". Note: this xregion "
+			         "runs librdkafka %s, whose SCRAM sign-in Kafka 4.0 "
+			         "and later brokers refuse whatever the password "
+			         "(fixed in librdkafka 2.6.1): use SASL PLAIN over TLS, "
+			         "or build xregion with librdkafka 2.6.1 or later "
+			         "(docs/security.md)", rd_kafka_version_str());
 		return true;
 	}
 	/* (librdkafka reads ssl.ca.location once: a retry sees the same.) */

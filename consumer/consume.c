@@ -388,7 +388,7 @@ static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	consumer_t *c = opaque;
-	char        why[512];
+	char        why[1024];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		(void)rd_kafka_fatal_error(rk, why, sizeof(why));

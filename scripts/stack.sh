@@ -99,10 +99,11 @@ Environment (same values must be given to every command of one stack):
   XR_KAFKA_PORT            Kafka client port         (default: 19092)
   XR_KAFKA_CONTROLLER_PORT KRaft controller port     (default: XR_KAFKA_PORT+1)
   XR_KAFKA_HEAP            broker max heap           (default: 768m)
-  XR_KAFKA_SECURE          1 = the client listener on SASL_SSL (PLAIN over TLS,
-                           a test CA made with openssl in <state>/kafka/tls),
+  XR_KAFKA_SECURE          1 = the client listener on SASL_SSL (TLS from a test
+                           CA made with openssl in <state>/kafka/tls),
                            KRaft's StandardAuthorizer, super user admin; one
-                           user xr-<region> per XR_KAFKA_USERS, no ACLs
+                           user xr-<region> per XR_KAFKA_USERS (PLAIN and
+                           SCRAM-SHA-512, one password), no ACLs
                            (give them per region: docs/security.md); 'env'
                            prints the CA and the passwords file (default: 0)
   XR_KAFKA_USERS           regions with a SASL user on a secure broker (default: "us eu apac")
@@ -418,6 +419,34 @@ kafka_password() { awk -v u="$1" '$1 == u { print $2 }' "$KAFKA_TLS/users"; }
 # The PLAIN login module's user_<name>="<password>" entries, one per user.
 kafka_jaas_users() { awk '{ printf " user_%s=\"%s\"", $1, $2 }' "$KAFKA_TLS/users"; }
 
+# Each region user also gets a SCRAM-SHA-512 credential with the same
+# password, stored in the cluster's metadata through the admin API (admin
+# signs in with PLAIN).  A client signs in with either mechanism; SCRAM
+# needs librdkafka 2.6.1 or later against Kafka 4 (docs/security.md), so
+# the regions of the secure test sign in with PLAIN.  Idempotent.  The
+# passwords go through a private file, not argv.
+kafka_scram_users() {
+  local u conf="$KAFKA_TLS/admin-client.properties" add="$KAFKA_TLS/scram.properties"
+  (umask 077; cat >"$conf" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$(kafka_password admin)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS/ca.crt
+EOF
+  )
+  for u in "${KAFKA_USERS[@]/#/xr-}"; do
+    (umask 077; printf 'SCRAM-SHA-512=iterations=8192,password=%s\n' \
+      "$(kafka_password "$u")" >"$add")
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" \
+      --command-config "$conf" --alter --entity-type users --entity-name "$u" \
+      --add-config-file "$add" >>"$KAFKA_LOG" 2>&1 ||
+      { rm -f "$add"; tail -n 20 "$KAFKA_LOG" >&2; die "kafka: adding SCRAM user $u failed (see $KAFKA_LOG)"; }
+    log "kafka: SCRAM-SHA-512 user $u"
+  done
+  rm -f "$add"
+}
+
 kafka_write_config() {
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
   cat >"$KAFKA_DIR/server.properties" <<EOF
@@ -465,9 +494,10 @@ listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROL
 advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
 inter.broker.listener.name=SASL_SSL
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
-sasl.enabled.mechanisms=PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 sasl.mechanism.inter.broker.protocol=PLAIN
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$(kafka_password admin)"$(kafka_jaas_users);
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM
 ssl.keystore.location=$KAFKA_TLS/broker.pem
 ssl.truststore.type=PEM
@@ -555,6 +585,7 @@ kafka_up() {
     fi
     sleep 1
   done
+  if [[ $KAFKA_SECURE == 1 ]]; then kafka_scram_users; fi
   log "kafka: ready"
 }
 

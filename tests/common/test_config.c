@@ -853,7 +853,7 @@ test_env_empty_dsn_rejected(void **state)
 static void
 test_kafka_refused(void **state)
 {
-	char buf[512];
+	char buf[1024];
 	(void)state;
 
 	assert_true(xr_kafka_refused(RD_KAFKA_RESP_ERR__AUTHENTICATION,
@@ -861,6 +861,20 @@ test_kafka_refused(void **state)
 	    "Authentication failed: Invalid username or password (after 306ms "
 	    "in state AUTH_REQ)", buf, sizeof(buf)));
 	assert_non_null(strstr(buf, "refuses these credentials"));
+	assert_null(strstr(buf, "2.6.1"));
+	/* SCRAM refused: with a librdkafka older than 2.6.1, say why */
+	assert_true(xr_kafka_refused(RD_KAFKA_RESP_ERR__AUTHENTICATION,
+	    "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: "
+	    "Authentication failed during authentication due to invalid "
+	    "credentials with SASL mechanism SCRAM-SHA-512 (after 331ms in "
+	    "state AUTH_REQ)", buf, sizeof(buf)));
+	assert_non_null(strstr(buf, "refuses these credentials"));
+	if (rd_kafka_version() < 0x020601ff) {
+		assert_non_null(strstr(buf, "fixed in librdkafka 2.6.1"));
+		assert_non_null(strstr(buf, rd_kafka_version_str()));
+	} else {
+		assert_null(strstr(buf, "2.6.1"));
+	}
 	assert_false(xr_kafka_refused(RD_KAFKA_RESP_ERR__AUTHENTICATION,
 	    "sasl_ssl://127.0.0.1:9093/1: SASL SCRAM-SHA-512 mechanism handshake "
 	    "failed: Local: Broker transport failure", buf, sizeof(buf)));

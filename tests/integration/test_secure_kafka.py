@@ -1,12 +1,14 @@
 """Kafka over SASL_SSL with per-region ACLs (docs/security.md): a broker of
 its own, started by scripts/stack.sh with XR_KAFKA_SECURE=1 (TLS from a
-test CA, SASL PLAIN users xr-us and xr-eu, KRaft's StandardAuthorizer).
+test CA, users xr-us and xr-eu with PLAIN and SCRAM-SHA-512 credentials,
+KRaft's StandardAuthorizer).
 Two regions replicate through it under the ACLs docs/security.md gives;
 eu's credentials cannot write to us's topics; a wrong password or an
 untrusted certificate ends the replicator with a clear error, not a
 retry loop; no secret shows in a log, in --help or in status.
 """
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -165,3 +167,58 @@ def test_bad_credentials_stop_with_a_clear_error(broker, duo, tmp_path, what):
     assert took < 60, took
     assert expect in log.lower(), log[-3000:]
     assert secret not in log and broker["users"]["xr-us"] not in log
+
+
+def librdkafka_at_least(version, wanted):
+    return tuple(int(x) for x in version.split(".")[:3]) >= wanted
+
+
+def test_scram_sign_in(broker, duo):
+    """The region users' SCRAM-SHA-512 credentials: a client on librdkafka
+    2.6.1 or later (the Python client's own) signs in with them; a wrong
+    password is refused.  xregion built on an older librdkafka (Debian
+    12's 2.0.2) cannot sign in with SCRAM to Kafka 4, whatever the
+    password: it stops at once, and its error says why and what to do."""
+    from confluent_kafka import libversion
+    if not librdkafka_at_least(libversion()[0], (2, 6, 1)):
+        pytest.skip(f"the Python client's librdkafka {libversion()[0]} "
+                    "predates SCRAM against Kafka 4")
+    for password, ok in ((None, True), ("wrong-" + uuid.uuid4().hex, False)):
+        errors = []
+        admin = AdminClient(client(broker, "xr-us", password, **{
+            "sasl.mechanisms": "SCRAM-SHA-512", "error_cb": errors.append}))
+        try:
+            topics = admin.list_topics(timeout=10).topics
+        except Exception as e:
+            topics = None
+            errors.append(e)
+        assert (topics is not None) == ok, errors
+
+    d = duo
+    d.start()                       # set up and started with PLAIN
+    us = d["us"]
+    assert us.stop() == 0
+    r = subprocess.run([us.binary, "--version"], capture_output=True,
+                       text=True, check=True)
+    rdk = re.search(r"librdkafka (\d+\.\d+\.\d+)", r.stdout + r.stderr)
+    assert rdk, r.stdout + r.stderr
+    with open(us.config) as f:
+        text = f.read().replace("sasl.mechanisms: PLAIN",
+                                "sasl.mechanisms: SCRAM-SHA-512")
+    with open(us.config, "w") as f:
+        f.write(text)
+    if librdkafka_at_least(rdk.group(1), (2, 6, 1)):
+        us.start()
+        us.sql("INSERT INTO items VALUES (1, 'scram')")
+        d.converge("items", expect_rows=1)
+        return
+    t0 = time.time()
+    us.start()
+    rc = us.proc.wait(timeout=90)
+    log = us.read_log()
+    us.proc = None
+    us.logf.close()
+    assert rc == 1, log[-3000:]
+    assert time.time() - t0 < 60
+    assert "fixed in librdkafka 2.6.1" in log, log[-3000:]
+    assert f"runs librdkafka {rdk.group(1)}" in log, log[-3000:]
