@@ -132,13 +132,14 @@ class Node:
 class Deployment:
     def __init__(self, tables, schema_sql, regions=REGIONS, extra="",
                  ports=None, consumer=(), kafka=(), postgres=(), brokers=None,
-                 env=None, prefix=None, binaries=None):
+                 env=None, prefix=None, binaries=None, setup=True):
         """consumer, kafka, postgres: further lines of each region's
         consumer:, kafka: and postgres: sections (kafka and postgres may map
         a region to its own lines);
         schema_sql may map a region to its own DDL; brokers: another
         Kafka than the stack's; env: a region's further environment;
-        binaries: a region's xregion executable, if not the tests' one."""
+        binaries: a region's xregion executable, if not the tests' one;
+        setup=False: the test runs each region's setup itself."""
         self.suffix = uuid.uuid4().hex[:8]
         self.ports = ports or {}
         self.prefix = prefix or f"xrd{self.suffix}"
@@ -160,7 +161,7 @@ class Deployment:
                 self.nodes[r].sql(schema_sql.get(r, "")
                                   if isinstance(schema_sql, dict)
                                   else schema_sql)
-            for n in self.nodes.values():
+            for n in self.nodes.values() if setup else ():
                 n.xregion("setup")
         except Exception:
             self.close()
