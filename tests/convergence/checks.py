@@ -71,8 +71,8 @@ def topic(dep, region, table):
 class Watermarks:
     """High watermarks of the deployment's topics (one client per run)."""
 
-    def __init__(self):
-        self.c = Consumer({"bootstrap.servers": xrtest.BROKERS,
+    def __init__(self, brokers=None):
+        self.c = Consumer({"bootstrap.servers": brokers or xrtest.BROKERS,
                            "group.id": "xrconverge-watermarks"})
 
     def ends(self, topics):
@@ -107,7 +107,7 @@ def drain(dep, tables, expected, timeout, say=print):
     tables = [t for t in tables if t.replicated]
     # hidden rows come back in the consumers' unique_unhide rounds (5 s)
     settle = 15 if any(t.shape == "u" for t in tables) else 0
-    wm = Watermarks()
+    wm = Watermarks(dep.brokers)
     start = said = since = time.time()
     last = None
     missing = []
@@ -400,7 +400,7 @@ def unlogged_losers(tables, logs, snap, regions, losers):
 
 def pii_topics(dep, tables):
     """Findings for PII tables that have a non-empty topic."""
-    wm = Watermarks()
+    wm = Watermarks(dep.brokers)
     try:
         out = []
         for t in tables:

@@ -2,13 +2,16 @@
 """Randomized three-region convergence test for xregion.
 
   converge.py [run] [--duration S] [--modes lww,vclock] [--kills N]
-                    [--broker-restart] [--skew REGION:SECONDS] ...
+                    [--broker-restart | --broker-kill [N]]
+                    [--skew REGION:SECONDS] ...
   converge.py causal [--skew eu:-30] [--modes lww,vclock]
 
 run: three regions (fresh databases in the local stack's clusters, a fresh
 topic prefix, `xregion run` in each) take random writes from every region at
 once on a small key space, while replicators are killed with -9 and the
-Kafka broker restarts; then the tool waits for the replicators to drain and
+Kafka broker restarts (or, with --broker-kill, the regions run on a
+three-broker cluster of their own and the leader of a busy partition is
+killed with -9 and later restarted); then the tool waits for the replicators to drain and
 compares every table row by row across the regions and against the write
 logs (see checks.py for exactly what is checked).  Exit status 0 only when
 no row diverges and no change is lost.
@@ -36,6 +39,7 @@ import checks  # first: puts tests/integration on sys.path
 import skewpg
 import workload
 import xrtest
+from kafkacluster import KafkaCluster
 from xrdeploy import Deployment, REGIONS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,12 +105,20 @@ class Env:
     """The deployment of one run: skewed clusters (if any) and the three
     regions with their replicators running.  close() tears all down."""
 
-    def __init__(self, tables, skews, tiebreak=None, keep=False, join=None):
+    def __init__(self, tables, skews, tiebreak=None, keep=False, join=None,
+                 kafka_nodes=0):
         self.clusters = {}
         self.dep = None
+        self.kafka = None
         self.keep = keep
         self.join = join
         try:
+            if kafka_nodes:
+                self.kafka = KafkaCluster(kafka_nodes)
+                self.kafka.start()
+                say(f"kafka: a cluster of {kafka_nodes} brokers of its own at "
+                    f"{self.kafka.bootstrap} (replication factor 3, "
+                    f"min.insync.replicas 2)")
             if join:
                 # the joining region: a cluster of its own (clock not skewed)
                 c = skewpg.SkewedCluster(join, 0)
@@ -125,7 +137,9 @@ class Env:
             self.dep = Deployment([t.config_entry(tiebreak) for t in tables],
                                   schema,
                                   regions=REGIONS + ((join,) if join else ()),
-                                  ports={r: c.port for r, c in self.clusters.items()})
+                                  ports={r: c.port for r, c in self.clusters.items()},
+                                  brokers=self.kafka.bootstrap if self.kafka else None,
+                                  kafka=["replication_factor: 3"] if self.kafka else ())
             if join:
                 # the others first; the joining region once it is seeked
                 for r in REGIONS:
@@ -157,14 +171,22 @@ class Env:
                 c.stop()
             except Exception as e:
                 say(f"stopping skewed cluster {c.name}: {e}")
+        if self.kafka is not None and not self.keep:
+            self.kafka.stop()
+        elif self.kafka is not None:
+            say(f"kept: kafka cluster in {self.kafka.root} (pids "
+                f"{', '.join(str(p.pid) for p in self.kafka.procs.values())})")
 
 
 class Chaos(threading.Thread):
     """Kills random replicators with -9 and restarts them, restarts the
-    broker once, and restarts (and reports) any replicator that exits by
-    itself, until stop is set.  Events are spread over the load's middle."""
+    broker once, kills Kafka nodes of the deployment's own cluster with -9
+    (the leader of a busy partition) and restarts them, and restarts (and
+    reports) any replicator that exits by itself, until stop is set.
+    Events are spread over the load's middle."""
 
-    def __init__(self, dep, kills, broker_restart, duration, rnd, env):
+    def __init__(self, dep, kills, broker_restart, duration, rnd, env,
+                 kafka=None, broker_kills=0):
         super().__init__(name="chaos", daemon=True)
         self.dep = dep
         self.rnd = rnd
@@ -176,6 +198,10 @@ class Chaos(threading.Thread):
         self.broker_at = rnd.uniform(0.25, 0.5) * duration if broker_restart else None
         self.kills = []                     # (t, region)
         self.broker_restarts = []           # (t, seconds it took)
+        self.kafka = kafka
+        self.broker_kill_at = sorted(rnd.uniform(0.15, 0.7) * duration
+                                     for _ in range(broker_kills))
+        self.broker_kills = []              # (t, node, seconds down)
         self.exits = []                     # (t, region, status, log tail)
         self.errors = []
         self.broker_thread = None
@@ -195,6 +221,15 @@ class Chaos(threading.Thread):
                 if self.kill_at and self.elapsed() >= self.kill_at[0]:
                     self.kill_at.pop(0)
                     self.kill()
+                if (self.broker_kill_at and self.broker_thread is None and
+                        self.elapsed() >= self.broker_kill_at[0]):
+                    self.broker_kill_at.pop(0)
+                    self.broker_thread = threading.Thread(target=self.kill_broker,
+                                                          daemon=True)
+                    self.broker_thread.start()
+                if self.broker_thread is not None and not self.broker_thread.is_alive() \
+                        and self.broker_kill_at:
+                    self.broker_thread = None
                 self.reap()
                 self.stop.wait(0.2)
         except Exception as e:
@@ -227,6 +262,35 @@ class Chaos(threading.Thread):
         say(f"  [{self.elapsed():5.1f}s] broker back after {took:.1f} s")
         self.broker_restarts.append((t, took))
 
+    def kill_broker(self):
+        """kill -9 of the node that leads partition 0 of us's first table
+        topic (every region writes through it), restarted after 3-8 s."""
+        t = self.elapsed()
+        topic = sorted(tp for tp in xrtest.AdminClient(
+            {"bootstrap.servers": self.kafka.bootstrap}).list_topics(
+                timeout=10).topics if tp.startswith(f"{self.dep.prefix}.us.public."))
+        try:
+            node = self.kafka.leader(topic[0], 0) if topic else None
+        except Exception as e:
+            self.errors.append(f"broker kill: no leader of {topic[:1]}: {e!r}")
+            return
+        if node not in self.kafka.procs:
+            node = self.rnd.choice(sorted(self.kafka.procs))
+        down = self.rnd.uniform(3, 8)
+        say(f"  [{t:5.1f}s] kill -9 Kafka node {node} (leader of "
+            f"{topic[0] if topic else '?'} [0]); restart in {down:.1f} s")
+        try:
+            self.kafka.kill9(node)
+            self.stop.wait(down)
+            self.kafka.restart(node)
+            self.kafka.wait_brokers(self.kafka.n, timeout=120)
+        except Exception as e:
+            self.errors.append(f"broker kill: {e!r}")
+            return
+        say(f"  [{self.elapsed():5.1f}s] Kafka node {node} back after "
+            f"{self.elapsed() - t:.1f} s")
+        self.broker_kills.append((t, node, down))
+
     def reap(self):
         """Restarts a replicator that exited by itself (a failure)."""
         with self.lock:
@@ -246,6 +310,8 @@ class Chaos(threading.Thread):
         self.join()
         if self.broker_thread is not None:
             self.broker_thread.join()
+        if self.kafka is not None and len(self.kafka.procs) < self.kafka.n:
+            self.errors.append("a Kafka node is still down after the load")
         self.reap()
 
 
@@ -377,10 +443,14 @@ def explain_keys(dep, findings, limit):
 def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=False,
                skews=None, seed=None, drain_timeout=180, pause_ms=0,
                tiebreak=None, keep=False, report=None, show=20,
-               bulk_rows=0, bulk_every=60, races=False, join=None):
+               bulk_rows=0, bulk_every=60, races=False, join=None,
+               broker_kills=0):
     """The randomized run.  Returns the summary dict; its "ok" is true only
     with zero divergent rows and no lost change (and no replicator that
     exited by itself, no writer error, and a complete drain)."""
+    if broker_kills and broker_restart:
+        raise SetupError("--broker-kill runs a Kafka cluster of its own: "
+                         "it does not go with --broker-restart")
     seed = random.randrange(1 << 30) if seed is None else seed
     rnd = random.Random(seed)
     skews = skews or {}
@@ -389,7 +459,9 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
     t_start = time.time()
     say(f"converge: seed {seed}, modes {','.join(modes)}, {duration} s load, "
         f"{workers} writer(s) per region, {kills} kill(s), broker restart "
-        f"{'yes' if broker_restart else 'no'}, skew "
+        f"{'yes' if broker_restart else 'no'}, "
+        + (f"{broker_kills} Kafka node kill(s) on 3 brokers, " if broker_kills else "")
+        + "skew "
         f"{', '.join(f'{r}:{s:+g}' for r, s in skews.items()) or 'none'}, "
         + (f"a {bulk_rows}-row transaction per bulk table and region every "
            f"{bulk_every:g} s" if bulk_rows else "no bulk transactions")
@@ -398,12 +470,13 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         + (f"; region {join} joins at a third of the load (a backfill from us)"
            if join else "")
         + f"; binary {xrtest.XREGION}")
-    e = Env(tables, skews, tiebreak, keep, join)
+    e = Env(tables, skews, tiebreak, keep, join, 3 if broker_kills else 0)
     dep = e.dep
     summary = {"seed": seed, "modes": list(modes), "prefix": dep.prefix,
                "tmp": dep.tmp, "skew": skews}
     stop = threading.Event()
-    chaos = Chaos(dep, kills, broker_restart, duration, rnd, env)
+    chaos = Chaos(dep, kills, broker_restart, duration, rnd, env, e.kafka,
+                  broker_kills)
     try:
         t_setup = time.time() - t_start
         say(f"deployment {dep.prefix} up in {t_setup:.1f} s "
@@ -516,6 +589,7 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             "conflicts_per_region": {r: [list(x) for x in rows] for r, rows in conf.items()},
             "kills": len(chaos.kills),
             "broker_restarts": len(chaos.broker_restarts),
+            "broker_kills": len(chaos.broker_kills),
             "unexpected_exits": len(chaos.exits),
             "errors": errors,
             "drained": drained,
@@ -535,7 +609,8 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
         say(f"\nTOTAL: writes {summary['writes']} in {summary['transactions']} "
             f"transactions ({summary['aborted_transactions']} more rolled back by "
             f"deadlocks or key clashes, not logged), conflicts {n_conf}, kills {summary['kills']}, "
-            f"broker restarts {summary['broker_restarts']}, unexpected exits "
+            f"broker restarts {summary['broker_restarts']}, Kafka node kills "
+            f"{summary['broker_kills']}, unexpected exits "
             f"{summary['unexpected_exits']}, divergent rows {len(divergent)}, "
             f"lost changes {len(lost)}, unlogged losers {n_unlogged}; load {load_s:.0f} s, drain {drain_s:.0f} s, "
             f"total {time.time() - t_start:.0f} s")
@@ -678,6 +753,10 @@ def main(argv=None):
     r.add_argument("--broker-restart", action="store_true",
                    help="restart the Kafka broker once, mid-run (scripts/stack.sh "
                    "restart-kafka on $XR_STATE_DIR, default <repo>/.stack)")
+    r.add_argument("--broker-kill", type=int, nargs="?", const=1, default=0,
+                   metavar="N", help="run on a three-broker Kafka cluster of "
+                   "its own and kill -9 the leader of a busy partition N times "
+                   "(default 1), each restarted after 3-8 s")
     r.add_argument("--seed", type=int, help="seed of the random choices")
     r.add_argument("--pause-ms", type=float, default=0,
                    help="mean pause between a writer's transactions (0)")
@@ -719,7 +798,7 @@ def main(argv=None):
         s = run_random(a.duration, modes, a.workers, a.kills, a.broker_restart,
                        skews, a.seed, a.drain_timeout, a.pause_ms, a.tiebreak,
                        a.keep, a.json, a.show, a.bulk_rows, a.bulk_every,
-                       a.races, a.join)
+                       a.races, a.join, a.broker_kill)
         return 0 if s["ok"] else 1
     except SetupError as e:
         say(f"converge: {e}")

@@ -1,5 +1,6 @@
-"""The convergence test under pytest: a short randomized run with a kill -9
-and a broker restart, the causal scenario, and checks of the checker.
+"""The convergence test under pytest: short randomized runs with a kill -9
+and a broker restart, a fourth region joining, a Kafka node killed on a
+three-broker cluster, the causal scenario, and checks of the checker.
 
 XR_CONVERGE_MODES: conflict modes to test (default "lww,vclock").
 XR_CONVERGE_LONG=1 adds a long run (XR_CONVERGE_LONG_SECONDS, default 600).
@@ -54,6 +55,16 @@ def test_a_fourth_region_joins_under_writes():
                             bulk_every=10, races=True, join="sa")
     j = s["join"]
     assert j["rows"] > 100 and j["joined_at_s"] is not None, j
+    assert_converged(s)
+
+
+def test_random_writes_with_a_kafka_node_killed_converge():
+    """A three-broker cluster of its own: the leader of us's busiest
+    partition is killed with -9 mid-load and restarted; with a replicator
+    killed too, nothing is lost or doubled in effect."""
+    s = converge.run_random(duration=20, modes=MODES, workers=2, kills=1,
+                            pause_ms=5, drain_timeout=150, broker_kills=1)
+    assert s["kills"] == 1 and s["broker_kills"] == 1, s
     assert_converged(s)
 
 
