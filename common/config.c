@@ -448,6 +448,17 @@ is_topic(const char *s)
  * A PostgreSQL identifier as it appears unquoted or as pgoutput reports it:
  * [A-Za-z_][A-Za-z0-9_$]{0,62}.  Case is kept: "Orders" and "orders" differ.
  */
+const char *
+xr_config_progress_topic(const xr_config_t *conf, const char *region)
+{
+	size_t i;
+
+	for (i = 0; conf->progress_topics && i < conf->n_regions; i++)
+		if (strcmp(conf->regions[i], region) == 0)
+			return conf->progress_topics[i];
+	return NULL;
+}
+
 bool
 xr_config_is_ident(const char *s, size_t n)
 {
@@ -836,13 +847,27 @@ parse_kafka(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 	                        &conf->dead_letter_topic) != 0) {
 		return -1;
 	}
+	/*
+	 * Not configurable: each region publishes its progress to a topic of
+	 * its own, which the others read by this name, and which Kafka ACLs
+	 * can keep for that region's writes alone (docs/security.md).
+	 */
 	if ((v = map_get(c, map, "progress_topic"))) {
-		if (get_topic(c, v, "kafka.progress_topic", &conf->progress_topic) != 0)
-			return -1;
-	} else if (derive_topic(c, prefix_node,
-	                        xasprintf("%s._progress", conf->topic_prefix),
-	                        &conf->progress_topic) != 0) {
+		cfg_err(c, node_line(v), "kafka.progress_topic",
+		        "no longer configurable: each region publishes its progress "
+		        "to <topic_prefix>.<region>._progress (remove the key; "
+		        "docs/security.md)");
 		return -1;
+	}
+	conf->progress_topics = xcalloc(conf->n_regions + 1, sizeof(char *));
+	for (size_t i = 0; i < conf->n_regions; i++) {
+		if (derive_topic(c, prefix_node,
+		                 xasprintf("%s.%s._progress", conf->topic_prefix,
+		                           conf->regions[i]),
+		                 &conf->progress_topics[i]) != 0)
+			return -1;
+		if (strcmp(conf->regions[i], conf->region) == 0)
+			conf->progress_topic = conf->progress_topics[i];
 	}
 	/*
 	 * Not configurable: the consumers of the other regions find it by
@@ -1576,7 +1601,10 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->topic_prefix);
 	free(conf->schemas_topic);
 	free(conf->dead_letter_topic);
-	free(conf->progress_topic);
+	if (conf->progress_topics)
+		for (i = 0; i < conf->n_regions; i++)
+			free(conf->progress_topics[i]);
+	free(conf->progress_topics);
 	free(conf->feed_dead_letter_topic);
 	free(conf->transactions_topic);
 	free(conf->registry_url);

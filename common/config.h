@@ -66,7 +66,9 @@ typedef struct xr_config_s {
 	char   *topic_prefix;      /* "xr" */
 	char   *schemas_topic;     /* "<prefix>._schemas" */
 	char   *dead_letter_topic; /* "<prefix>.<region>._dlq" */
-	char   *progress_topic;    /* "<prefix>._progress" */
+	char   *progress_topic;    /* "<prefix>.<region>._progress": this
+	                              region's, one of progress_topics */
+	char  **progress_topics;   /* per regions[i]: "<prefix>.<r>._progress" */
 	char   *feed_dead_letter_topic; /* "<prefix>._feed_dlq" (xregion feed) */
 	char   *transactions_topic; /* "<prefix>.<region>._tx": end records */
 	int     partitions;        /* 3; for topics setup creates */
@@ -129,6 +131,10 @@ void         xr_config_destroy(xr_config_t *conf);   /* NULL ok */
 /* The table's entry, or NULL when the config does not list it (= PII). */
 /* Whether s[0..n) is a table or column name the config accepts. */
 bool xr_config_is_ident(const char *s, size_t n);
+
+/* Region's progress topic ("<prefix>.<region>._progress"), or NULL. */
+const char *xr_config_progress_topic(const xr_config_t *conf,
+                                     const char *region);
 
 const xr_table_conf_t *xr_config_table(const xr_config_t *conf,
                                        const char *schema, const char *name);

@@ -1732,7 +1732,8 @@ purge_tombstones(consumer_t *c)
 		if (!c->purge_said)
 			xr_info("tombstone purge waits: no progress yet from region %s "
 			        "(topic %s)", missing,
-			        c->conf->progress_topic);
+			        xr_config_progress_topic(c->conf, missing)
+			            ? xr_config_progress_topic(c->conf, missing) : "?");
 		c->purge_said = true;
 		return;
 	}

@@ -1425,10 +1425,10 @@ origin_cases(PGconn *conn, const xr_config_t *conf, xr_buf_t *out,
  * locks on the replicated tables (DROP TRIGGER) and on the versions tables
  * (ALTER TABLE), which an application transaction takes in the opposite
  * order (the table, then, by the triggers, its versions table): so it
- * locks the replicated tables first, all at once, and waits for a lock at
- * most SETUP_LOCK_TIMEOUT_MS, less than PostgreSQL's default
- * deadlock_timeout (1 s), so that setup, not the application, gives up
- * when they wait on each other.  While it waits, new writers of the table
+ * locks the replicated tables first, all at once, and waits for each lock
+ * at most SETUP_LOCK_TIMEOUT_MS or half the server's deadlock_timeout,
+ * whichever is less, so that setup, not the application, gives up when
+ * they wait on each other.  While it waits, new writers of the table
  * queue behind it: a short wait keeps them from stalling long.  It then
  * tries again, after a growing pause, SETUP_TRIES times in all.
  */
@@ -1436,9 +1436,27 @@ origin_cases(PGconn *conn, const xr_config_t *conf, xr_buf_t *out,
 #define SETUP_TRIES           30
 #define SETUP_PAUSE_MAX_MS    2000
 
+/* SETUP_LOCK_TIMEOUT_MS, or less: half the server's deadlock_timeout. */
+static int
+setup_lock_timeout_ms(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT setting::int FROM pg_catalog.pg_settings "
+	                             "WHERE name = 'deadlock_timeout'");
+	int       ms = SETUP_LOCK_TIMEOUT_MS;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		int half = atoi(PQgetvalue(res, 0, 0)) / 2;
+
+		if (half >= 10 && half < ms)
+			ms = half;
+	}
+	PQclear(res);
+	return ms;
+}
+
 static int
 install_once(PGconn *conn, const xr_config_t *conf, const char *common,
-             char *errstr, size_t errstr_size)
+             int lock_timeout_ms, char *errstr, size_t errstr_size)
 {
 	xr_buf_t lock;
 	size_t   i;
@@ -1446,7 +1464,7 @@ install_once(PGconn *conn, const xr_config_t *conf, const char *common,
 
 	xr_buf_init(&lock);
 	xr_buf_printf(&lock, "BEGIN;\nSET LOCAL lock_timeout = %d;\n",
-	              SETUP_LOCK_TIMEOUT_MS);
+	              lock_timeout_ms);
 	for (i = 0; i < conf->n_tables; i++) {
 		const xr_table_conf_t *t = &conf->tables[i];
 
@@ -1486,7 +1504,7 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 	PGresult *res;
 	xr_buf_t  sql;
 	char     *lit;
-	int       rc = -1, try;
+	int       rc = -1, try, lock_ms;
 	long      pause_ms = 100;
 
 	res = PQexec(conn, "SHOW track_commit_timestamp");
@@ -1529,8 +1547,9 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 		xr_buf_term(&cases);
 	}
 	PQfreemem(lit);
+	lock_ms = setup_lock_timeout_ms(conn);
 	for (try = 1; try <= SETUP_TRIES; try++) {
-		rc = install_once(conn, conf, sql.data, errstr, errstr_size);
+		rc = install_once(conn, conf, sql.data, lock_ms, errstr, errstr_size);
 		if (rc != SQL_LOCKED)
 			break;
 		if (try == SETUP_TRIES) {

@@ -95,14 +95,15 @@ xr_progress_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 		goto fail;
 	}
 	rd_kafka_poll_set_consumer(p->rk);
-	tp = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(tp, conf->progress_topic, 0)->offset =
-		RD_KAFKA_OFFSET_BEGINNING;
+	tp = rd_kafka_topic_partition_list_new((int)p->n);
+	for (i = 0; i < p->n; i++)
+		rd_kafka_topic_partition_list_add(tp, conf->progress_topics[i], 0)
+			->offset = RD_KAFKA_OFFSET_BEGINNING;
 	err = rd_kafka_assign(p->rk, tp);
 	rd_kafka_topic_partition_list_destroy(tp);
 	if (err) {
-		snprintf(errstr, errstr_size, "progress topic %s: %s",
-		         conf->progress_topic, rd_kafka_err2str(err));
+		snprintf(errstr, errstr_size, "progress topics: %s",
+		         rd_kafka_err2str(err));
 		goto fail;
 	}
 	return p;
@@ -129,21 +130,58 @@ xr_progress_destroy(xr_progress_t *p)
 	free(p);
 }
 
-/* Takes one record; a record it cannot read is skipped with a warning. */
+/* The region whose progress topic topic is, or -1. */
+static int
+topic_region(const xr_progress_t *p, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->conf->progress_topics[i], topic) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* True when m's key is "producer/<region>" or "consumer/<region>". */
+static bool
+key_names(const rd_kafka_message_t *m, const char *region)
+{
+	const char *k = m->key;
+	size_t      n = strlen(region);
+
+	return m->key_len == 9 + n &&
+	       (memcmp(k, "producer/", 9) == 0 || memcmp(k, "consumer/", 9) == 0) &&
+	       memcmp(k + 9, region, n) == 0;
+}
+
+/*
+ * Takes one record.  A record counts only for the region whose topic it
+ * is in: a region may write only its own topic (Kafka ACLs), so it cannot
+ * speak for another one.  Others are skipped, with a warning.
+ */
 static void
 take(xr_progress_t *p, const rd_kafka_message_t *m)
 {
 	json_error_t jerr;
-	json_t      *v, *applied, *t;
-	const char  *src;
+	json_t      *v, *applied, *t, *rv;
+	const char  *src, *topic = rd_kafka_topic_name(m->rkt);
 	int          r, s;
 
 	if (!m->key || !m->payload)
 		return;             /* a deleted (compacted away) record */
+	if ((r = topic_region(p, topic)) < 0)
+		return;
 	v = json_loadb(m->payload, m->len, 0, &jerr);
-	if (!v || !json_is_string(json_object_get(v, "region")) ||
-	    (r = region_index(p, json_string_value(json_object_get(v, "region")))) < 0) {
-		json_decref(v);     /* a region this config does not know */
+	rv = v ? json_object_get(v, "region") : NULL;
+	if (!json_is_string(rv) ||
+	    strcmp(json_string_value(rv), p->conf->regions[r]) != 0 ||
+	    !key_names(m, p->conf->regions[r])) {
+		xr_warn("progress topic %s: skipped a record at offset %" PRId64
+		        " that does not speak for region %s (its key %.*s)", topic,
+		        m->offset, p->conf->regions[r],
+		        (int)(m->key_len < 64 ? m->key_len : 64),
+		        (const char *)m->key);
+		json_decref(v);
 		return;
 	}
 	if (m->key_len > 9 && memcmp(m->key, "producer/", 9) == 0) {
@@ -173,7 +211,8 @@ xr_progress_poll(xr_progress_t *p, int timeout_ms)
 		if (!m->err)
 			take(p, m);
 		else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-			xr_debug("progress topic %s: %s", p->conf->progress_topic,
+			xr_debug("progress topic %s: %s",
+			         m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
 			         rd_kafka_message_errstr(m));
 		rd_kafka_message_destroy(m);
 		n++;

@@ -1,10 +1,12 @@
 /*
  * progress.h: how far every region has published its changes and applied
- * the other regions' ones, shared through one compacted Kafka topic
- * (kafka.progress_topic, "<prefix>._progress"), so that a tombstone is
- * purged only once no older change of its key can still arrive anywhere.
+ * the other regions' ones, shared through one compacted Kafka topic per
+ * region ("<prefix>.<region>._progress", written by that region only), so
+ * that a tombstone is purged only once no older change of its key can
+ * still arrive anywhere.
  *
- * Records (key, then a JSON value):
+ * Records (key, then a JSON value), in R's topic only (a record in
+ * another region's topic, or naming another region, is skipped):
  *   producer/<R>  {"region": R, "through": T, "at": now}
  *       every change R committed before T (µs since the Unix epoch) is
  *       in Kafka;
@@ -28,7 +30,7 @@
 typedef struct xr_progress_s xr_progress_t;
 
 /*
- * A reader of conf's progress topic from its beginning.  Returns NULL with
+ * A reader of every region's progress topic from its beginning.  Returns NULL with
  * errstr.
  */
 xr_progress_t *xr_progress_new(const xr_config_t *conf, char *errstr,

@@ -108,7 +108,8 @@ progress(const xr_config_t *conf, FILE *out)
 	if (xr_progress_poll(p, 5000) > 0)
 		while (xr_progress_poll(p, 500) > 0)
 			;
-	fprintf(out, "progress (topic %s):\n", conf->progress_topic);
+	fprintf(out, "progress (topics %s.<region>._progress):\n",
+	        conf->topic_prefix);
 	for (r = 0; r < conf->n_regions; r++) {
 		const char *rg = conf->regions[r];
 		int64_t     t = xr_progress_through(p, rg);

@@ -265,7 +265,27 @@ test_derived_topics_follow_prefix(void **state)
 	assert_string_equal(conf->schemas_topic, "Acme-1._schemas");
 	assert_string_equal(conf->dead_letter_topic, "Acme-1.eu._dlq");
 	assert_string_equal(conf->slot, "xregion_eu");
+	/* a progress topic per region, this region's its own */
+	assert_string_equal(conf->progress_topics[0], "Acme-1.us._progress");
+	assert_string_equal(conf->progress_topics[1], "Acme-1.eu._progress");
+	assert_null(conf->progress_topics[2]);
+	assert_ptr_equal(conf->progress_topic, conf->progress_topics[1]);
+	assert_string_equal(xr_config_progress_topic(conf, "us"),
+	                    "Acme-1.us._progress");
+	assert_null(xr_config_progress_topic(conf, "apac"));
 	xr_config_destroy(conf);
+}
+
+/* The progress topics are found by name: the old key is refused. */
+static void
+test_progress_topic_not_configurable(void **state)
+{
+	(void)state;
+	expect_error("progress.yaml", MINIMAL "  progress_topic: xr._progress\n",
+	             ":6: kafka.progress_topic: no longer configurable: each "
+	             "region publishes its progress to "
+	             "<topic_prefix>.<region>._progress (remove the key; "
+	             "docs/security.md)");
 }
 
 static void
@@ -1220,6 +1240,7 @@ main(void)
 		T(test_full_file),
 		T(test_minimal_defaults),
 		T(test_derived_topics_follow_prefix),
+		T(test_progress_topic_not_configurable),
 		T(test_bool_spellings),
 		T(test_property_scalars_become_strings),
 		T(test_missing_file),

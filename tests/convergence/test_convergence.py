@@ -59,8 +59,8 @@ def test_a_fourth_region_joins_under_writes():
 
 
 def test_random_writes_with_a_kafka_node_killed_converge():
-    """A three-broker cluster of its own: the leader of us's busiest
-    partition is killed with -9 mid-load and restarted; with a replicator
+    """A three-broker cluster of its own: the leader of a partition us
+    writes is killed with -9 mid-load and restarted; with a replicator
     killed too, nothing is lost or doubled in effect."""
     s = converge.run_random(duration=20, modes=MODES, workers=2, kills=1,
                             pause_ms=5, drain_timeout=150, broker_kills=1)

@@ -498,8 +498,21 @@ def test_setup_under_load_gives_way_to_the_application(deploy):
             assert setup.poll() is None, setup.communicate()[0]
             assert time.time() < deadline, "setup never waited for b"
             time.sleep(0.02)
-        # setup holds a: this waits until setup gives up its try
-        app.execute("INSERT INTO a VALUES (1, 1)")
+        # setup holds a: the application's insert waits for it (a lock
+        # cycle), until setup gives up its try
+        app_pid = app.info.backend_pid
+        done = []
+        t = threading.Thread(target=lambda: done.append(
+            app.execute("INSERT INTO a VALUES (1, 1)")))
+        t.start()
+        waited = False
+        while t.is_alive() and not waited:
+            waited = bool(us.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s "
+                                 "AND wait_event_type = 'Lock'", (app_pid,)))
+            time.sleep(0.01)
+        t.join(30)
+        assert done, "the application's insert did not finish"
+        assert waited, "the insert never waited for setup's lock: no cycle"
         app.commit()
     out = setup.communicate(timeout=120)[0]
     assert setup.returncode == 0, out

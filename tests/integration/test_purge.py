@@ -7,9 +7,10 @@ The regions purge as often as they can here: tombstone_retention_hours 0
 (no minimum age) and a purge every second.
 """
 import json
+import re
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import xrtest
 from xrdeploy import Deployment
@@ -23,11 +24,13 @@ def tombstones(n):
     return n.sql('SELECT count(*) FROM xregion."public.orders" WHERE deleted')[0][0]
 
 
-def progress_records(prefix):
+def progress_records(prefix, regions=("us", "eu", "apac")):
+    """{key: value} of the records in every region's progress topic."""
     c = Consumer({"bootstrap.servers": xrtest.BROKERS, "group.id": "xrt-progress",
                   "enable.auto.commit": False})
     try:
-        c.assign([TopicPartition(f"{prefix}._progress", 0, 0)])
+        c.assign([TopicPartition(f"{prefix}.{r}._progress", 0, 0)
+                  for r in regions])
         out = {}
         end = time.time() + 10
         while time.time() < end:
@@ -77,9 +80,59 @@ def test_a_late_older_change_does_not_outlive_the_delete():
         recs = progress_records(d.prefix)
         for r in d.nodes:
             assert f"producer/{r}" in recs and f"consumer/{r}" in recs, recs
+            assert recs[f"producer/{r}"]["region"] == r, recs
         assert "purged 1 tombstone(s)" in us.read_log()
         out = us.xregion("status", check=False).stdout
         assert "public.orders: 0 tombstones" in out, out
         assert "purge horizon: 20" in out, out
+    finally:
+        d.close()
+
+
+FUTURE_US = 4102444800 * 1000000          # 2100-01-01, in µs
+
+
+def test_a_region_cannot_speak_for_another_in_the_progress_topics():
+    """Each region writes its progress to a topic of its own, which Kafka
+    ACLs can keep for its writes alone (test_secure_kafka.py).  A record
+    that speaks for another region (in eu's topic, as us) or names
+    another region than its topic's (in us's topic, as apac) is skipped:
+    it does not move the purge horizon."""
+    d = Deployment(TABLES, SCHEMA, consumer=FAST_PURGE)
+    try:
+        d.start()
+        d["us"].sql("INSERT INTO orders VALUES (1, 'us')")
+        d.converge("orders", expect_rows=1)
+        end = time.time() + 90          # the real records first
+        while not all(f"{k}/{r}" in progress_records(d.prefix)
+                      for k in ("producer", "consumer") for r in d.nodes):
+            assert time.time() < end, progress_records(d.prefix)
+            time.sleep(1)
+        forged = {"applied": {"us": FUTURE_US, "eu": FUTURE_US,
+                              "apac": FUTURE_US}, "at": FUTURE_US}
+        p = Producer({"bootstrap.servers": xrtest.BROKERS})
+        sent = set()
+
+        def delivered(err, msg):
+            assert err is None, err
+            sent.add((msg.topic(), str(msg.offset())))
+        p.produce(f"{d.prefix}.eu._progress", key=b"consumer/us",
+                  value=json.dumps(dict(forged, region="us")).encode(),
+                  on_delivery=delivered)
+        p.produce(f"{d.prefix}.us._progress", key=b"consumer/apac",
+                  value=json.dumps(dict(forged, region="apac")).encode(),
+                  on_delivery=delivered)
+        p.produce(f"{d.prefix}.us._progress", key=b"producer/us",
+                  value=json.dumps({"region": "apac", "through": FUTURE_US,
+                                    "at": FUTURE_US}).encode(),
+                  on_delivery=delivered)
+        assert p.flush(30) == 0 and len(sent) == 3
+        st = d["eu"].xregion("status", check=False)
+        out = st.stdout + st.stderr
+        assert "2100-01-01" not in out, out
+        skipped = set(re.findall(r"progress topic (\S+): skipped a record at "
+                                 r"offset (\d+) that does not speak", out))
+        assert skipped == sent, out
+        assert "us: published through 20" in out, out   # the real records
     finally:
         d.close()

@@ -145,6 +145,11 @@ def workload(node, base):
             c.execute("UPDATE accounts SET balance = balance - 5 WHERE id = %s",
                       (base + 3,))
             c.execute("DELETE FROM items WHERE sku = %s", (f"{r}{base + 4}",))
+        with c.transaction():      # the same rows everywhere: conflicts
+            c.execute("INSERT INTO orders SELECT g, %s, 0, 'contended' "
+                      "FROM generate_series(900000, 900009) g "
+                      "ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.region",
+                      (r,))
 
 
 def test_setup_producer_and_consumer_under_their_own_roles(roles):
@@ -177,7 +182,18 @@ def test_setup_producer_and_consumer_under_their_own_roles(roles):
         for t, key in (("orders", "id"), ("items", "sku, part"),
                        ("accounts", "id")):
             d.converge(t, key=key, timeout=120)
-        assert d["eu"].sql("SELECT count(*) FROM orders") == [(120,)]
+        assert d["eu"].sql("SELECT count(*) FROM orders") == [(130,)]
+        # a 500-row transaction: the fast path (origin and commit time of
+        # the source set on the apply transaction), so no entries
+        d["us"].sql("INSERT INTO orders SELECT g, 'us', 1, 'bulk' "
+                    "FROM generate_series(100001, 100500) g")
+        d.converge("orders", expect_rows=630, timeout=120)
+        for r in ("eu", "apac"):
+            assert d[r].sql('SELECT count(*) FROM xregion."public.orders" '
+                            "WHERE id BETWEEN 100001 AND 100500") == [(0,)], r
+        conflicts = sum(d[r].sql("SELECT count(*) FROM xregion.conflicts")[0][0]
+                        for r in REGIONS)
+        assert conflicts > 0, "the contended rows logged no conflict"
         assert d["us"].sql("SELECT count(*) FROM items") == [(1,)]
         for r in REGIONS:
             assert d[r].sql("SELECT count(*) FROM users") == [(40,)]   # its own only
@@ -197,7 +213,7 @@ def test_setup_producer_and_consumer_under_their_own_roles(roles):
                     c.execute(forged)
         with psycopg.connect(role_dsn(d["us"], role["consumer"])) as c:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("CREATE TABLE public.nope (i int)")
+                c.execute("CREATE SCHEMA nope")
         assert d["us"].sql(
             "SELECT rolname FROM pg_roles WHERE rolsuper AND rolname = ANY(%s)",
             ([role["producer"], role["consumer"], role["setup"]],)) == []

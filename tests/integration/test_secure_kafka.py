@@ -63,7 +63,7 @@ def grant(b, prefix, region):
              for op in (AclOperation.READ, AclOperation.DESCRIBE,
                         AclOperation.DESCRIBE_CONFIGS)]
     acls += [AclBinding(topic, f"{prefix}.{t}", lit, user, "*", op, allow)
-             for t in ("_schemas", "_progress", "_feed_dlq")
+             for t in ("_schemas", "_feed_dlq")
              for op in (AclOperation.WRITE, AclOperation.CREATE)]
     # its group, and groups under it: "xregion.<prefix>.us" must not
     # also match another region named "usw..."
@@ -126,6 +126,16 @@ def test_regions_replicate_under_acls(broker, duo):
     assert errors and errors[0] is not None and \
         errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
     assert end_offsets(broker, topic) == before
+    # nor speak for us in us's progress topic
+    progress = f"{d.prefix}.us._progress"
+    before = end_offsets(broker, progress)
+    errors.clear()
+    p.produce(progress, key=b"consumer/us", value=b'{"region": "us"}',
+              on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert errors and errors[0] is not None and \
+        errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
+    assert end_offsets(broker, progress) == before
     assert d["eu"].sql("SELECT count(*) FROM items") == [(400,)]
 
     # no secret anywhere a person or a log collector looks
@@ -205,6 +215,7 @@ def test_scram_sign_in(broker, duo):
     with open(us.config) as f:
         text = f.read().replace("sasl.mechanisms: PLAIN",
                                 "sasl.mechanisms: SCRAM-SHA-512")
+    assert "sasl.mechanisms: SCRAM-SHA-512" in text and "PLAIN" not in text
     with open(us.config, "w") as f:
         f.write(text)
     if librdkafka_at_least(rdk.group(1), (2, 6, 1)):
