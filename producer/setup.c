@@ -510,6 +510,58 @@ connect_plain(const xr_config_t *conf)
 	return conn;
 }
 
+/*
+ * One producer per region and database.  The consumers of the other
+ * regions keep one position per region (xregion.applied, the commit LSN of
+ * the last transaction they applied) and skip a transaction at or before
+ * it as a copy: a second producer of the region, streaming other tables
+ * through another slot, would see its transactions skipped whenever the
+ * first one is ahead.  So setup refuses a slot of this region other than
+ * the one recorded (xregion.producer, written by the consumer objects'
+ * setup) while that one still exists.  Before the slot is made, so that a
+ * refusal leaves nothing behind.
+ */
+static int
+check_one_producer(PGconn *conn, const xr_config_t *conf)
+{
+	const char *params[2] = { conf->region, conf->slot };
+	PGresult   *res;
+	int         rc = 0;
+
+	res = PQexec(conn, "SELECT to_regclass('xregion.producer') IS NOT NULL");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "looking for xregion.producer");
+		PQclear(res);
+		return -1;
+	}
+	if (PQgetvalue(res, 0, 0)[0] != 't') {
+		PQclear(res);
+		return 0;                       /* a first setup: nothing to check */
+	}
+	PQclear(res);
+	res = PQexecParams(conn,
+	                   "SELECT p.slot FROM xregion.producer p "
+	                   "WHERE p.region = $1 AND p.slot <> $2 AND EXISTS ("
+	                   "SELECT 1 FROM pg_catalog.pg_replication_slots s "
+	                   "WHERE s.slot_name = p.slot)",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_pq_error(conn, "reading xregion.producer");
+		rc = -1;
+	} else if (PQntuples(res) > 0) {
+		xr_error("region %s already has a producer in database %s, on slot "
+		         "%s: a region has one producer (postgres.slot %s would be a "
+		         "second one, and the other regions would skip its "
+		         "transactions as copies of the first one's). Use slot %s, "
+		         "or drop it first (xregion teardown with its config)",
+		         conf->region, PQdb(conn), PQgetvalue(res, 0, 0), conf->slot,
+		         PQgetvalue(res, 0, 0));
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
 int
 xr_setup_run(const xr_config_t *conf)
 {
@@ -518,8 +570,8 @@ xr_setup_run(const xr_config_t *conf)
 
 	if (!conn)
 		return 1;
-	if (check_tables(conn, conf) || setup_publication(conn, conf) ||
-	    setup_slot(conn, conf))
+	if (check_tables(conn, conf) || check_one_producer(conn, conf) ||
+	    setup_publication(conn, conf) || setup_slot(conn, conf))
 		goto out;
 	if (setup_topics(conf))
 		goto out;

@@ -661,3 +661,38 @@ def test_million_row_transaction_with_flat_memory(region):
         time.sleep(0.5)
     assert lsn_int(r.confirmed_lsn()) >= end
 
+
+
+def test_a_second_producer_of_the_region_is_refused(region):
+    """A region has one producer per database: the other regions keep one
+    applied position per region and would skip a second producer's
+    transactions as copies.  Setup with another slot for the same region
+    (other tables, say) stops with exit 1 before it makes anything, while
+    the first slot exists; once that slot is gone, the new one is taken."""
+    r = region([{"name": "public.a", "pii": False},
+                {"name": "public.b", "pii": False}])
+    r.sql("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+    r.xregion("setup")
+    second = os.path.join(r.tmp, "second.yaml")
+    with open(r.config) as f:
+        text = f.read().replace(f"slot: {r.slot}", f"slot: {r.slot}_b")
+    assert f"slot: {r.slot}_b" in text
+    with open(second, "w") as f:
+        f.write(text.replace("  - name: public.a\n    pii: false\n", ""))
+    out = subprocess.run([xrtest.XREGION, "setup", "-c", second],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"region us already has a producer in database {r.db}, on slot " \
+           f"{r.slot}" in out.stderr, out.stderr
+    assert r.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                 (f"{r.slot}_b",)) == [(0,)]
+    # the first slot dropped: the second config is the region's producer now
+    r.sql("SELECT pg_drop_replication_slot(%s)", (r.slot,))
+    out = subprocess.run([xrtest.XREGION, "setup", "-c", second],
+                         capture_output=True, text=True, timeout=120)
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert r.sql("SELECT slot FROM xregion.producer") == [(f"{r.slot}_b",)]
+    finally:
+        r.sql("SELECT pg_drop_replication_slot(slot_name) FROM "
+              "pg_replication_slots WHERE slot_name = %s", (f"{r.slot}_b",))
