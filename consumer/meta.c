@@ -54,9 +54,9 @@ static const char common_sql[] =
 	"  system_id text NOT NULL, commit_ts timestamptz,\n"
 	"  updated_at timestamptz NOT NULL DEFAULT now());\n"
 	/*
-	 * The slot of this region's one producer (producer/setup.c,
-	 * check_one_producer): a setup with another slot is refused while
-	 * this one exists.
+	 * The slot of this region's one producer, recorded by its setup
+	 * (producer/setup.c, claim_producer): a setup with another slot is
+	 * refused while this one exists.
 	 */
 	"CREATE TABLE IF NOT EXISTS xregion.producer (\n"
 	"  region text PRIMARY KEY, slot text NOT NULL,\n"
@@ -1455,8 +1455,8 @@ setup_lock_timeout_ms(PGconn *conn)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		int half = atoi(PQgetvalue(res, 0, 0)) / 2;
 
-		if (half >= 10 && half < ms)
-			ms = half;
+		if (half < ms)
+			ms = half > 0 ? half : 1;
 	}
 	PQclear(res);
 	return ms;
@@ -1554,18 +1554,6 @@ xr_meta_install(PGconn *conn, const xr_config_t *conf, char *errstr,
 		xr_buf_printf(&sql, version_of_sql, cases.data, lit, lit, lit);
 		xr_buf_term(&cases);
 	}
-	/* This region's producer slot (the producer's setup checked it). */
-	xr_buf_printf(&sql, "INSERT INTO xregion.producer AS p (region, slot) "
-	              "VALUES (%s, ", lit);
-	if (xr_pqbuf_literal(conn, &sql, conf->slot)) {
-		snprintf(errstr, errstr_size, "%s", PQerrorMessage(conn));
-		PQfreemem(lit);
-		xr_buf_term(&sql);
-		return -1;
-	}
-	xr_buf_puts(&sql, ") ON CONFLICT (region) DO UPDATE SET slot = "
-	            "EXCLUDED.slot, updated_at = now() "
-	            "WHERE p.slot <> EXCLUDED.slot;\n");
 	PQfreemem(lit);
 	lock_ms = setup_lock_timeout_ms(conn);
 	for (try = 1; try <= SETUP_TRIES; try++) {

@@ -414,6 +414,7 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
 
 	for (i = 0; i < 2; i++) {
 		rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic,
+		                               RD_KAFKA_PARTITION_UA,
 		                               ids[i], strlen(ids[i]),
 		                               schemas[i]->json.data,
 		                               schemas[i]->json.len,
@@ -627,7 +628,8 @@ publish_tx_schema(session_t *s, char *errstr, size_t errstr_size)
 
 	if (s->tx_schema_published)
 		return 0;
-	rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic, id,
+	rc = xr_publisher_produce_sync(s->pub, s->conf->schemas_topic,
+	                               RD_KAFKA_PARTITION_UA, id,
 	                               strlen(id), sch->json.data, sch->json.len,
 	                               s->conf->flush_timeout_ms, errstr,
 	                               errstr_size);
@@ -1234,7 +1236,8 @@ publish_progress(session_t *s)
 		snprintf(val, sizeof(val),
 		         "{\"region\": \"%s\", \"through\": %" PRId64 "}",
 		         s->conf->region, t);
-		if (xr_publisher_produce_sync(s->pub, s->conf->progress_topic, key,
+		/* partition 0: the one the readers read (progress.c) */
+		if (xr_publisher_produce_sync(s->pub, s->conf->progress_topic, 0, key,
 		                              strlen(key), val, strlen(val), 5000, err,
 		                              sizeof(err)))
 			xr_warn("progress: %s", err);

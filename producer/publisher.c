@@ -332,6 +332,7 @@ xr_publisher_set_dr_cb(xr_publisher_t *p, xr_publisher_dr_cb_t *cb, void *ctx)
 
 int
 xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
+                          int32_t partition,
                           const void *key, size_t keylen, const void *value,
                           size_t valuelen, int timeout_ms, char *errstr,
                           size_t errstr_size)
@@ -339,7 +340,7 @@ xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
 	int waited = 0, rc;
 
 	p->sync_done = 0;
-	rc = produce(p, topic, RD_KAFKA_PARTITION_UA, key, keylen, value,
+	rc = produce(p, topic, partition, key, keylen, value,
 	             valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size);
 	if (rc)
 		return rc;

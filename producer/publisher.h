@@ -86,12 +86,14 @@ int xr_publisher_produce(xr_publisher_t *p, const char *topic,
 	__attribute__((warn_unused_result));
 
 /*
- * Produces one message outside any transaction and waits until Kafka has
- * acknowledged it (used for schemas, which must be readable before the
- * first event that names them).  Returns 0, or XR_PUB_RETRY or
+ * Produces one message outside any transaction, to partition (or
+ * RD_KAFKA_PARTITION_UA: by key), and waits until Kafka has acknowledged
+ * it (used for schemas, which must be readable before the first event
+ * that names them, and progress records).  Returns 0, or XR_PUB_RETRY or
  * XR_PUB_FATAL with errstr set.
  */
 int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
+                              int32_t partition,
                               const void *key, size_t keylen,
                               const void *value, size_t valuelen,
                               int timeout_ms, char *errstr, size_t errstr_size)

@@ -516,49 +516,69 @@ connect_plain(const xr_config_t *conf)
  * the last transaction they applied) and skip a transaction at or before
  * it as a copy: a second producer of the region, streaming other tables
  * through another slot, would see its transactions skipped whenever the
- * first one is ahead.  So setup refuses a slot of this region other than
- * the one recorded (xregion.producer, written by the consumer objects'
- * setup) while that one still exists.  Before the slot is made, so that a
- * refusal leaves nothing behind.
+ * first one is ahead.  So setup records the region's slot in
+ * xregion.producer and refuses another one while the recorded slot exists
+ * in this database.  Check and record are one transaction, under a lock,
+ * before the slot is made: a refusal leaves nothing behind, and a setup
+ * that fails later leaves a recorded slot that does not exist, which the
+ * next setup may take.  (Two setups at once with two slots can still both
+ * pass: the second may check before the first has made its slot.)
  */
 static int
-check_one_producer(PGconn *conn, const xr_config_t *conf)
+claim_producer(PGconn *conn, const xr_config_t *conf)
 {
 	const char *params[2] = { conf->region, conf->slot };
 	PGresult   *res;
-	int         rc = 0;
+	int         rc = -1;
 
-	res = PQexec(conn, "SELECT to_regclass('xregion.producer') IS NOT NULL");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_pq_error(conn, "looking for xregion.producer");
-		PQclear(res);
-		return -1;
-	}
-	if (PQgetvalue(res, 0, 0)[0] != 't') {
-		PQclear(res);
-		return 0;                       /* a first setup: nothing to check */
-	}
-	PQclear(res);
+	if (exec_command(conn,
+	                 "BEGIN; SET LOCAL client_min_messages = warning; "
+	                 "CREATE SCHEMA IF NOT EXISTS xregion; "
+	                 "CREATE TABLE IF NOT EXISTS xregion.producer ("
+	                 "region text PRIMARY KEY, slot text NOT NULL, "
+	                 "updated_at timestamptz NOT NULL DEFAULT now()); "
+	                 "LOCK TABLE xregion.producer IN EXCLUSIVE MODE"))
+		goto out;
 	res = PQexecParams(conn,
 	                   "SELECT p.slot FROM xregion.producer p "
 	                   "WHERE p.region = $1 AND p.slot <> $2 AND EXISTS ("
 	                   "SELECT 1 FROM pg_catalog.pg_replication_slots s "
-	                   "WHERE s.slot_name = p.slot)",
+	                   "WHERE s.slot_name = p.slot AND s.slot_type = 'logical' "
+	                   "AND s.database = current_database())",
 	                   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_pq_error(conn, "reading xregion.producer");
-		rc = -1;
-	} else if (PQntuples(res) > 0) {
+		PQclear(res);
+		goto out;
+	}
+	if (PQntuples(res) > 0) {
 		xr_error("region %s already has a producer in database %s, on slot "
-		         "%s: a region has one producer (postgres.slot %s would be a "
-		         "second one, and the other regions would skip its "
-		         "transactions as copies of the first one's). Use slot %s, "
-		         "or drop it first (xregion teardown with its config)",
+		         "%s: a region has one producer per database (postgres.slot "
+		         "%s would be a second one, and the other regions would skip "
+		         "its transactions as copies of the first one's). Use slot "
+		         "%s, or drop it first: SELECT pg_drop_replication_slot('%s')",
 		         conf->region, PQdb(conn), PQgetvalue(res, 0, 0), conf->slot,
-		         PQgetvalue(res, 0, 0));
-		rc = -1;
+		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 0));
+		PQclear(res);
+		goto out;
 	}
 	PQclear(res);
+	res = PQexecParams(conn,
+	                   "INSERT INTO xregion.producer AS p (region, slot) "
+	                   "VALUES ($1, $2) ON CONFLICT (region) DO UPDATE SET "
+	                   "slot = EXCLUDED.slot, updated_at = now() "
+	                   "WHERE p.slot <> EXCLUDED.slot",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_pq_error(conn, "recording the slot in xregion.producer");
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	rc = exec_command(conn, "COMMIT");
+out:
+	if (rc)
+		PQclear(PQexec(conn, "ROLLBACK"));
 	return rc;
 }
 
@@ -570,7 +590,7 @@ xr_setup_run(const xr_config_t *conf)
 
 	if (!conn)
 		return 1;
-	if (check_tables(conn, conf) || check_one_producer(conn, conf) ||
+	if (check_tables(conn, conf) || claim_producer(conn, conf) ||
 	    setup_publication(conn, conf) || setup_slot(conn, conf))
 		goto out;
 	if (setup_topics(conf))

@@ -684,6 +684,7 @@ def test_a_second_producer_of_the_region_is_refused(region):
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"region us already has a producer in database {r.db}, on slot " \
            f"{r.slot}" in out.stderr, out.stderr
+    assert f"SELECT pg_drop_replication_slot('{r.slot}')" in out.stderr
     assert r.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                  (f"{r.slot}_b",)) == [(0,)]
     # the first slot dropped: the second config is the region's producer now
