@@ -524,6 +524,21 @@ connect_plain(const xr_config_t *conf)
  * next setup may take.  (Two setups at once with two slots can still both
  * pass: the second may check before the first has made its slot.)
  */
+/* Runs sql with its two parameters: the result, or NULL (logged as what). */
+static PGresult *
+exec_params(PGconn *conn, ExecStatusType want, const char *const params[2],
+            const char *what, const char *sql)
+{
+	PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != want) {
+		log_pq_error(conn, what);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
 static int
 claim_producer(PGconn *conn, const xr_config_t *conf)
 {
@@ -539,18 +554,15 @@ claim_producer(PGconn *conn, const xr_config_t *conf)
 	                 "updated_at timestamptz NOT NULL DEFAULT now()); "
 	                 "LOCK TABLE xregion.producer IN EXCLUSIVE MODE"))
 		goto out;
-	res = PQexecParams(conn,
-	                   "SELECT p.slot FROM xregion.producer p "
-	                   "WHERE p.region = $1 AND p.slot <> $2 AND EXISTS ("
-	                   "SELECT 1 FROM pg_catalog.pg_replication_slots s "
-	                   "WHERE s.slot_name = p.slot AND s.slot_type = 'logical' "
-	                   "AND s.database = current_database())",
-	                   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_pq_error(conn, "reading xregion.producer");
-		PQclear(res);
+	if (!(res = exec_params(conn, PGRES_TUPLES_OK, params,
+	                        "reading xregion.producer",
+	                        "SELECT p.slot FROM xregion.producer p "
+	                        "WHERE p.region = $1 AND p.slot <> $2 AND EXISTS ("
+	                        "SELECT 1 FROM pg_catalog.pg_replication_slots s "
+	                        "WHERE s.slot_name = p.slot "
+	                        "AND s.slot_type = 'logical' "
+	                        "AND s.database = current_database())")))
 		goto out;
-	}
 	if (PQntuples(res) > 0) {
 		xr_error("region %s already has a producer in database %s, on slot "
 		         "%s: a region has one producer per database (postgres.slot "
@@ -563,17 +575,13 @@ claim_producer(PGconn *conn, const xr_config_t *conf)
 		goto out;
 	}
 	PQclear(res);
-	res = PQexecParams(conn,
-	                   "INSERT INTO xregion.producer AS p (region, slot) "
-	                   "VALUES ($1, $2) ON CONFLICT (region) DO UPDATE SET "
-	                   "slot = EXCLUDED.slot, updated_at = now() "
-	                   "WHERE p.slot <> EXCLUDED.slot",
-	                   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_pq_error(conn, "recording the slot in xregion.producer");
-		PQclear(res);
+	if (!(res = exec_params(conn, PGRES_COMMAND_OK, params,
+	                        "recording the slot in xregion.producer",
+	                        "INSERT INTO xregion.producer AS p (region, slot) "
+	                        "VALUES ($1, $2) ON CONFLICT (region) DO UPDATE "
+	                        "SET slot = EXCLUDED.slot, updated_at = now() "
+	                        "WHERE p.slot <> EXCLUDED.slot")))
 		goto out;
-	}
 	PQclear(res);
 	rc = exec_command(conn, "COMMIT");
 out:

@@ -115,27 +115,20 @@ def test_regions_replicate_under_acls(broker, duo):
     d["eu"].sql("UPDATE items SET note = 'eu wrote' WHERE id <= 10")
     d.converge("items", expect_rows=400)
 
-    # eu's credentials cannot write us's topic: refused, nothing lands
-    topic = f"{d.prefix}.us.public.items"
-    before = end_offsets(broker, topic)
-    errors = []
+    # eu's credentials cannot write us's table topic, nor speak for us in
+    # us's progress topic: refused, nothing lands
     p = Producer(client(broker, "xr-eu"))
-    p.produce(topic, key=b"k", value=b"forged",
-              on_delivery=lambda err, msg: errors.append(err))
-    p.flush(30)
-    assert errors and errors[0] is not None and \
-        errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
-    assert end_offsets(broker, topic) == before
-    # nor speak for us in us's progress topic
-    progress = f"{d.prefix}.us._progress"
-    before = end_offsets(broker, progress)
-    errors.clear()
-    p.produce(progress, key=b"consumer/us", value=b'{"region": "us"}',
-              on_delivery=lambda err, msg: errors.append(err))
-    p.flush(30)
-    assert errors and errors[0] is not None and \
-        errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
-    assert end_offsets(broker, progress) == before
+    for topic, key, value in ((f"{d.prefix}.us.public.items", b"k", b"forged"),
+                              (f"{d.prefix}.us._progress", b"consumer/us",
+                               b'{"region": "us"}')):
+        before = end_offsets(broker, topic)
+        errors = []
+        p.produce(topic, key=key, value=value,
+                  on_delivery=lambda err, msg: errors.append(err))
+        p.flush(30)
+        assert errors and errors[0] is not None and \
+            errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
+        assert end_offsets(broker, topic) == before
     assert d["eu"].sql("SELECT count(*) FROM items") == [(400,)]
 
     # no secret anywhere a person or a log collector looks
