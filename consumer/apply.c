@@ -981,7 +981,8 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 	b.res = xr_calloc(n ? n * 2 : 1, sizeof(*b.res));
 	b.order = xr_calloc(n ? n : 1, sizeof(*b.order));
 	a->sqlstate[0] = '\0';
-	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
+	if ((!a->conn && xr_applier_connect(a, errstr, errstr_size)) ||
+	    xr_lease_fence(a, src, offsets, noffsets, errstr, errstr_size))
 		goto out;
 	/* (An open transaction keeps its origin: one source region.) */
 	if ((!a->in_open && xr_session_origin(a, src, errstr, errstr_size)) ||

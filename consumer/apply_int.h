@@ -94,9 +94,27 @@ struct xr_applier_s {
 	int64_t    pos_ts;
 	bool       hold_open;     /* leave the transaction open after apply */
 	bool       in_open;       /* a transaction is open from an apply */
+	/* Leases (lease.c): the source regions this session may apply. */
+	bool       fenced;        /* apply only leased regions */
+	char     **leases;        /* held by the current session */
+	size_t     nleases;
+	bool       joined;        /* holds the membership lock */
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
 };
+
+/* ---- lease.c --------------------------------------------------------- */
+
+/* Forgets the leases: the session that held them has ended. */
+void xr_lease_forget(xr_applier_t *a);
+/*
+ * With the applier fenced: 0 when its session holds the lease of src (if
+ * not NULL), of the source region of each offset's topic and of the
+ * position's region (if set); otherwise -1 with errstr.
+ */
+int  xr_lease_fence(const xr_applier_t *a, const char *src,
+                    const xr_offset_t *o, size_t n, char *errstr,
+                    size_t errstr_size) __attribute__((warn_unused_result));
 
 /* ---- session.c ------------------------------------------------------- */
 

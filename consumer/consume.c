@@ -22,6 +22,7 @@
 #include "common/mem.h"
 #include "consumer/apply.h"
 #include "consumer/event.h"
+#include "consumer/lease.h"
 #include "consumer/plan.h"
 #include "consumer/progress.h"
 #include "consumer/registry.h"
@@ -78,7 +79,7 @@ typedef struct consumer_s {
 	const xr_config_t     *conf;
 	xr_metrics_t          *metrics;   /* may be NULL */
 	atomic_int *stop;
-	rd_kafka_t    *rk;         /* group consumer */
+	rd_kafka_t    *rk;         /* consumer (partitions assigned by lease) */
 	rd_kafka_t    *dlq;        /* dead-letter producer */
 	xr_registry_t *reg;
 	xr_applier_t  *ap;
@@ -128,6 +129,18 @@ typedef struct consumer_s {
 	char               drift[512];
 	char               drift_nsp[128], drift_rel[128];
 	bool               no_half_offsets; /* halves store no offsets */
+	/*
+	 * Leases (lease.h): the source regions, which of them have their
+	 * partitions assigned here, and which topics are a region's.
+	 */
+	const char       **sources;
+	size_t             nsources;
+	bool              *had;       /* by source: its partitions assigned */
+	regex_t            topics_re;
+	bool               topics_re_ok;
+	rd_kafka_topic_partition_list_t *assigned;   /* sorted; or NULL */
+	int64_t            next_lease_us, next_meta_us;
+	int                members;
 } consumer_t;
 
 static void
@@ -252,49 +265,54 @@ txq_assign(consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
 }
 
 /*
- * Partitions assigned to us start at their stored offsets.  When those
- * cannot be read now, the partitions are assigned paused and the main loop
- * tries again (retry_pending): the callback never sleeps.  Runs on our
- * thread, inside rd_kafka_consumer_poll().
+ * Takes parts away from this consumer: the batch being filled forgets
+ * their records, the assembler all it holds (the partitions still assigned
+ * are read again from their stored offsets), and nothing stays paused.
  */
 static void
-rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-             rd_kafka_topic_partition_list_t *parts, void *opaque)
+revoke_parts(consumer_t *c, rd_kafka_topic_partition_list_t *parts)
 {
-	consumer_t *c = opaque;
-	char        errstr[512];
+	size_t k;
 
-	if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		size_t k;
-
-		/* Revoked: forget pauses of partitions no longer ours. */
-		for (k = 0; k < c->npaused; k++)
-			paused_free(&c->paused[k]);
-		c->npaused = 0;
-		c->paused_dirty = true;
-		drop_records(c, parts);
-		/*
-		 * librdkafka keeps our pause of a partition across unassign and
-		 * assign: resume them all, or a reassigned one never delivers.
-		 */
-		(void)rd_kafka_resume_partitions(rk, parts);
-		if (c->txq) {
-			xr_txq_clear(c->txq);
-			free(c->atom);
-			c->atom = NULL;
-			c->natom = 0;
-			c->revoked = true;
-		}
-		if (c->pending)
-			rd_kafka_topic_partition_list_destroy(c->pending);
-		c->pending = NULL;
-		(void)rd_kafka_assign(rk, NULL);
-		return;
+	for (k = 0; k < c->npaused; k++)
+		paused_free(&c->paused[k]);
+	c->npaused = 0;
+	c->paused_dirty = true;
+	drop_records(c, parts);
+	/*
+	 * librdkafka keeps our pause of a partition across unassign and
+	 * assign: resume them all, or a reassigned one never delivers.
+	 */
+	(void)rd_kafka_resume_partitions(c->rk, parts);
+	if (c->txq) {
+		xr_ahead_clear(c->ahead);
+		xr_txq_clear(c->txq);
+		free(c->atom);
+		c->atom = NULL;
+		c->natom = 0;
+		c->revoked = true;
 	}
+	if (c->pending)
+		rd_kafka_topic_partition_list_destroy(c->pending);
+	c->pending = NULL;
+	(void)rd_kafka_assign(c->rk, NULL);
+}
+
+/*
+ * Assigns parts, each at its stored offset.  When those cannot be read
+ * now, the partitions are assigned paused and the main loop tries again
+ * (retry_pending).  Sets the offsets of parts.
+ */
+static void
+assign_parts(consumer_t *c, rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_resp_err_t err;
+	char                errstr[512];
+
 	if (stored_offsets(c, parts, errstr, sizeof(errstr)) == 0) {
 		log_assigned(parts);
 		txq_assign(c, parts);
-		err = rd_kafka_assign(rk, parts);
+		err = rd_kafka_assign(c->rk, parts);
 		if (err)
 			xr_error("kafka: assign: %s", rd_kafka_err2str(err));
 		return;
@@ -306,10 +324,10 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	c->pending = rd_kafka_topic_partition_list_copy(parts);
 	c->pending_backoff = 500;
 	c->pending_retry_us = xr_mono_us() + 500 * 1000;
-	err = rd_kafka_assign(rk, parts);
+	err = rd_kafka_assign(c->rk, parts);
 	if (err)
 		xr_error("kafka: assign: %s", rd_kafka_err2str(err));
-	(void)rd_kafka_pause_partitions(rk, parts);
+	(void)rd_kafka_pause_partitions(c->rk, parts);
 }
 
 /*
@@ -437,28 +455,20 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	char        replay_group[160];
 	const char *defaults[] = {
 		"client.id", c->parts ? "xregion-replay" : "xregion-consumer",
-		/* A replay assigns its partitions itself and commits nothing. */
-		"group.id", c->parts ? replay_group : c->conf->group_id,
 		/*
-		 * A consumer that died (kill -9) holds its partitions until the
-		 * session times out: 10 s, not the 45 s default, so a restarted
-		 * one resumes soon.  (Static membership would resume at once, but
-		 * librdkafka 2.0 then fences itself after a broker restart.)
-		 * Heartbeats run on librdkafka's own thread: a long apply does
-		 * not count against this.
+		 * Partitions are assigned by this consumer itself (by lease,
+		 * lease.h; a replay: its range) and no offset is committed: the
+		 * group only names the client to the brokers.
 		 */
-		"session.timeout.ms", "10000",
+		"group.id", c->parts ? replay_group : c->conf->group_id,
 		"auto.offset.reset", "earliest",
 		"enable.auto.offset.store", "false",
-		"topic.metadata.refresh.interval.ms", "10000",
-		"partition.assignment.strategy", "range,roundrobin",
 		NULL
 	};
 	rd_kafka_conf_t *kc;
-	rd_kafka_topic_partition_list_t *sub;
 	xr_buf_t         pattern;
 	size_t           i, n = 0;
-	rd_kafka_resp_err_t err;
+	int              rc;
 
 	snprintf(replay_group, sizeof(replay_group), "xregion-replay-%s-%ld",
 	         c->conf->region, (long)getpid());
@@ -477,8 +487,6 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 	if (!kc)
 		return -1;
 	rd_kafka_conf_set_opaque(kc, c);
-	if (!c->parts)
-		rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
 	rd_kafka_conf_set_error_cb(kc, error_cb);
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
 	if (!c->rk) {
@@ -513,17 +521,26 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		xr_buf_term(&pattern);
 		return -1;
 	}
-	sub = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(sub, pattern.data, RD_KAFKA_PARTITION_UA);
-	err = rd_kafka_subscribe(c->rk, sub);
-	rd_kafka_topic_partition_list_destroy(sub);
-	if (err) {
-		snprintf(errstr, errstr_size, "kafka: subscribe to %s: %s",
-		         pattern.data, rd_kafka_err2str(err));
+	rc = regcomp(&c->topics_re, pattern.data, REG_EXTENDED | REG_NOSUB);
+	if (rc) {
+		char why[256];
+
+		(void)regerror(rc, &c->topics_re, why, sizeof(why));
+		snprintf(errstr, errstr_size, "topic pattern %s: %s", pattern.data, why);
 		xr_buf_term(&pattern);
 		return -1;
 	}
-	xr_info("subscribed to %s as group %s", pattern.data, c->conf->group_id);
+	c->topics_re_ok = true;
+	c->sources = xr_calloc(c->conf->n_regions, sizeof(*c->sources));
+	c->had = xr_calloc(c->conf->n_regions, sizeof(*c->had));
+	for (i = 0; i < c->conf->n_regions; i++)
+		if (strcmp(c->conf->regions[i], c->conf->region) != 0)
+			c->sources[c->nsources++] = c->conf->regions[i];
+	/* Apply only the source regions whose lease the session holds. */
+	xr_applier_fence(c->ap);
+	xr_info("subscribed to %s as group %s: source regions are shared with "
+	        "the region's other consumers by lease", pattern.data,
+	        c->conf->group_id);
 	xr_buf_term(&pattern);
 	c->reg = xr_registry_new(c->conf, errstr, errstr_size);
 	if (!c->reg)
@@ -643,6 +660,12 @@ consumer_term(consumer_t *c)
 	}
 	if (c->pending)
 		rd_kafka_topic_partition_list_destroy(c->pending);
+	if (c->assigned)
+		rd_kafka_topic_partition_list_destroy(c->assigned);
+	if (c->topics_re_ok)
+		regfree(&c->topics_re);
+	free(c->sources);
+	free(c->had);
 	xr_sharer_stop(c->sharer);
 	xr_ahead_destroy(c->ahead);
 	free(c->peek);
@@ -2276,6 +2299,188 @@ atomic_step(consumer_t *c)
 	c->rr++;
 }
 
+/* ---- leases: which source regions this consumer applies (lease.h) --- */
+
+#define LEASE_TICK_US  INT64_C(1000000)     /* balance and take-over */
+#define META_EVERY_US  INT64_C(5000000)     /* new topics and partitions */
+
+/*
+ * Every partition of the topics of the sources held[], sorted, into *out
+ * (new: destroy it).  Returns 0, or -1 (logged) when Kafka did not answer.
+ */
+static int
+held_partitions(consumer_t *c, const bool *held,
+                rd_kafka_topic_partition_list_t **out)
+{
+	const struct rd_kafka_metadata *md;
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+	int                 t, p;
+	size_t              i;
+
+	*out = NULL;
+	err = rd_kafka_metadata(c->rk, 1, NULL, &md, 5000);
+	if (err) {
+		xr_warn("kafka: listing topics: %s; tried again in a second",
+		        rd_kafka_err2str(err));
+		return -1;
+	}
+	l = rd_kafka_topic_partition_list_new(16);
+	for (t = 0; t < md->topic_cnt; t++) {
+		const struct rd_kafka_metadata_topic *mt = &md->topics[t];
+		char region[64];
+
+		if (mt->err || regexec(&c->topics_re, mt->topic, 0, NULL, 0) != 0 ||
+		    topic_region(c, mt->topic, region, sizeof(region)))
+			continue;
+		for (i = 0; i < c->nsources; i++)
+			if (held[i] && strcmp(c->sources[i], region) == 0)
+				break;
+		if (i == c->nsources)
+			continue;
+		for (p = 0; p < mt->partition_cnt; p++)
+			rd_kafka_topic_partition_list_add(l, mt->topic,
+			                                  mt->partitions[p].id);
+	}
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_partition_list_sort(l, NULL, NULL);
+	*out = l;
+	return 0;
+}
+
+/* Whether two sorted partition lists name the same partitions. */
+static bool
+same_partitions(const rd_kafka_topic_partition_list_t *a,
+                const rd_kafka_topic_partition_list_t *b)
+{
+	int i;
+
+	if (!a || !b)
+		return (!a || a->cnt == 0) && (!b || b->cnt == 0);
+	if (a->cnt != b->cnt)
+		return false;
+	for (i = 0; i < a->cnt; i++)
+		if (a->elems[i].partition != b->elems[i].partition ||
+		    strcmp(a->elems[i].topic, b->elems[i].topic) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Makes want (taken over) this consumer's assignment, when it differs:
+ * the partitions assigned now are revoked first, and all of want start
+ * at their stored offsets.
+ */
+static void
+reassign(consumer_t *c, rd_kafka_topic_partition_list_t *want)
+{
+	if (same_partitions(c->assigned, want)) {
+		rd_kafka_topic_partition_list_destroy(want);
+		return;
+	}
+	if (c->assigned) {
+		revoke_parts(c, c->assigned);
+		rd_kafka_topic_partition_list_destroy(c->assigned);
+	}
+	c->assigned = want;
+	if (want->cnt > 0)
+		assign_parts(c, want);
+}
+
+/*
+ * Once a second, between transactions: notices leases lost with the
+ * database session, joins the region's members and counts them, takes
+ * source regions up to its share or gives one up beyond it, and assigns
+ * the partitions of what it holds (listed again every 5 s for new topics).
+ * A region given up is unassigned before its lease is released.
+ */
+static void
+lease_tick(consumer_t *c)
+{
+	int64_t now = xr_mono_us();
+	bool   *held;
+	bool    changed = false, lost = false;
+	size_t  want = 0, i, k;
+	long    drop = -1;
+	char    err[1024];
+	rd_kafka_topic_partition_list_t *parts;
+
+	if (c->parts || now < c->next_lease_us || xr_applier_in_open(c->ap))
+		return;
+	c->next_lease_us = now + LEASE_TICK_US;
+	held = xr_calloc(c->nsources ? c->nsources : 1, sizeof(*held));
+	/*
+	 * A session that ended keeps its leases listed until a reconnect, and
+	 * a consumer holding nothing has no apply that would reconnect it.
+	 */
+	if (!xr_applier_connected(c->ap) &&
+	    xr_applier_connect(c->ap, err, sizeof(err)))
+		xr_warn("%s; tried again in a second", err);
+	for (i = 0; i < c->nsources; i++) {
+		held[i] = xr_applier_holds_lease(c->ap, c->sources[i]);
+		if (c->had[i] && !held[i])
+			xr_warn("lease of region %s lost with the database session; "
+			        "its partitions are released", c->sources[i]);
+	}
+	if (xr_applier_connected(c->ap)) {
+		int members;
+
+		if (xr_applier_members(c->ap, &members, err, sizeof(err))) {
+			xr_warn("%s", err);
+		} else {
+			if (members != c->members && c->members)
+				xr_info("consumers of region %s: %d", c->conf->region,
+				        members);
+			c->members = members;
+			drop = xr_lease_plan(held, c->nsources, members, &want);
+		}
+	}
+	if (drop >= 0)
+		held[drop] = false;
+	/* Start where this process's id points, so that members spread. */
+	for (k = 0; k < c->nsources && want > 0; k++) {
+		bool got;
+
+		i = ((size_t)getpid() + k) % c->nsources;
+		if (held[i])
+			continue;
+		if (xr_applier_take_lease(c->ap, c->sources[i], &got, err,
+		                          sizeof(err))) {
+			xr_warn("%s", err);
+			break;
+		}
+		if (got) {
+			held[i] = true;
+			want--;
+			xr_info("took region %s (consumers of region %s: %d)",
+			        c->sources[i], c->conf->region, c->members);
+		}
+	}
+	for (i = 0; i < c->nsources; i++) {
+		changed |= held[i] != c->had[i];
+		lost |= c->had[i] && !held[i];
+	}
+	if (changed || now >= c->next_meta_us) {
+		if (held_partitions(c, held, &parts) == 0) {
+			reassign(c, parts);
+			memcpy(c->had, held, c->nsources * sizeof(*held));
+			c->next_meta_us = now + META_EVERY_US;
+		} else if (lost) {
+			/* Nothing of a region lost or given up stays assigned. */
+			reassign(c, rd_kafka_topic_partition_list_new(1));
+			memset(c->had, 0, c->nsources * sizeof(*c->had));
+		}
+	}
+	if (drop >= 0) {
+		if (xr_applier_drop_lease(c->ap, c->sources[drop], err, sizeof(err)))
+			xr_warn("%s", err);
+		else
+			xr_info("gave region %s up to the region's other consumers "
+			        "(%d)", c->sources[drop], c->members);
+	}
+	free(held);
+}
+
 int
 xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
                atomic_int *stop)
@@ -2317,6 +2522,7 @@ xr_consume_run(const xr_config_t *conf, xr_metrics_t *metrics,
 	c.last_progress_us = c.last_purge_us = xr_mono_us();
 
 	while (!*stop && !c.fatal) {
+		lease_tick(&c);
 		if (c.atomic) {
 			atomic_step(&c);
 		} else {

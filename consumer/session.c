@@ -80,6 +80,7 @@ xr_applier_destroy(xr_applier_t *a)
 	for (i = 0; i < a->ntargets; i++)
 		xr_target_free(a->targets[i]);
 	free(a->targets);
+	xr_lease_forget(a);
 	PQfinish(a->conn);
 	xr_buf_term(&a->sql);
 	xr_buf_term(&a->scratch);
@@ -112,7 +113,8 @@ xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
 	         a->conf->lock_timeout_ms, a->conf->statement_timeout_ms);
 	PQfinish(a->conn);
 	a->origin[0] = '\0';
-	/* Prepared statements died with the old session. */
+	/* Its advisory locks (leases) and prepared statements died with it. */
+	xr_lease_forget(a);
 	for (i = 0; i < a->ntargets; i++)
 		xr_target_reset(a->targets[i]);
 	a->conn = PQconnectdbParams(keys, vals, 1);
@@ -313,7 +315,8 @@ int
 xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
                          size_t n, char *errstr, size_t errstr_size)
 {
-	if (xr_apply_exec(a, "BEGIN", errstr, errstr_size))
+	if (xr_lease_fence(a, NULL, offsets, n, errstr, errstr_size) ||
+	    xr_apply_exec(a, "BEGIN", errstr, errstr_size))
 		return -1;
 	if (xr_session_store_offsets(a, offsets, n, errstr, errstr_size) ||
 	    xr_session_store_position(a, errstr, errstr_size) ||

@@ -67,6 +67,8 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 	if (!a->conn || (ev->op != XR_OP_INSERT && ev->op != XR_OP_UPDATE &&
 	                 ev->op != XR_OP_SNAPSHOT_READ))
 		return 0;
+	if (xr_lease_fence(a, src, off, off ? 1 : 0, errstr, errstr_size))
+		return -1;
 	t = xr_target_get(a, ev->nspname, ev->relname);
 	if (!t || !t->exists || !(m = xr_target_fmap(t, ev->schema)))
 		return 0;
