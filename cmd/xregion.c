@@ -22,6 +22,7 @@
 #include "consumer/conflicts.h"
 #include "consumer/dlq.h"
 #include "consumer/feed.h"
+#include "consumer/progress.h"
 #include "consumer/status.h"
 #include "consumer/consume.h"
 #include "consumer/meta.h"
@@ -92,7 +93,50 @@ run_setup(const xr_config_t *conf)
 	 */
 	if (rc == 0 && setup_restored)
 		rc = xr_meta_restored(conf);
+	/*
+	 * The consumer's objects are the region's (its origins are named
+	 * after the main producer's slot): the main config's setup makes them.
+	 */
+	if (rc == 0 && conf->stream) {
+		xr_info("schema xregion: left to the region's main config "
+		        "(producer.stream is set)");
+		return 0;
+	}
 	return rc ? rc : xr_meta_setup(conf);
+}
+
+/* A second producer's config runs no consumer: 0, or 1 (logged). */
+static int
+no_stream(const xr_config_t *conf, const char *cmd)
+{
+	if (!conf->stream)
+		return 0;
+	xr_error("producer.stream is set in %s: it is the config of a second "
+	         "producer of region %s, which runs only xregion produce; run "
+	         "xregion %s with the region's main config", conf->path,
+	         conf->region, cmd);
+	return 1;
+}
+
+/*
+ * Deletes a second producer's progress record: the region's time would
+ * otherwise wait on it for ever (consumer/progress.h).
+ */
+static void
+retire_stream(const xr_config_t *conf)
+{
+	char           who[160], key[192], err[512] = "";
+	xr_progress_t *p;
+
+	xr_config_stream_key(conf, who, sizeof(who));
+	snprintf(key, sizeof(key), "producer/%s", who);
+	p = xr_progress_new(conf, err, sizeof(err));
+	if (!p || xr_progress_publish(p, key, NULL, 10000, err, sizeof(err)))
+		xr_warn("progress record %s not deleted (%s): tombstones are not "
+		        "purged until it is; run the teardown again", key, err);
+	else
+		xr_info("progress record %s: deleted", key);
+	xr_progress_destroy(p);
 }
 
 static int
@@ -100,6 +144,13 @@ run_teardown(const xr_config_t *conf)
 {
 	int rc = xr_teardown_run(conf);
 
+	/* A second producer's config drops only what is its own. */
+	if (conf->stream) {
+		retire_stream(conf);
+		xr_info("schema xregion stays: it is region %s's (the main "
+		        "config's teardown drops it)", conf->region);
+		return rc;
+	}
 	return xr_meta_teardown(conf) ? 1 : rc;
 }
 
@@ -126,6 +177,8 @@ run_produce(const xr_config_t *conf)
 static int
 run_consume(const xr_config_t *conf)
 {
+	if (no_stream(conf, "consume"))
+		return 1;
 	install_signals();
 	return xr_consume_run(conf, &metrics, &stop_requested);
 }
@@ -156,6 +209,8 @@ run_both(const xr_config_t *conf)
 	sigset_t          block, old;
 	int               rc;
 
+	if (no_stream(conf, "run"))
+		return 1;
 	install_signals();
 	/* Signals go to the consumer's (main) thread only. */
 	sigemptyset(&block);
@@ -198,6 +253,8 @@ run_backfill(const xr_config_t *conf)
 static int
 run_replay(const xr_config_t *conf)
 {
+	if (no_stream(conf, "replay"))
+		return 1;
 	install_signals();
 	return xr_replay_command(conf, &replay_opts, &stop_requested, stdout,
 	                         stderr);
@@ -206,6 +263,8 @@ run_replay(const xr_config_t *conf)
 static int
 run_dlq(const xr_config_t *conf)
 {
+	if (no_stream(conf, "dlq"))
+		return 1;
 	install_signals();
 	return xr_dlq_command(conf, &dlq_opts, &stop_requested, stdout, stderr);
 }
@@ -299,6 +358,8 @@ static const command_t commands[] = {
 	  "Drops the region's replication slot and publication, the consumer's\n"
 	  "schema xregion (offsets, versions, tombstones, version vectors,\n"
 	  "conflict log) with its triggers, and its replication origins.\n"
+	  "With producer.stream set (a second producer of the region), drops\n"
+	  "only that producer's slot and publication.\n"
 	  "Kafka topics are kept: they hold the change history.\n",
 	  run_teardown },
 	{ "conflicts", "show the recent conflicts of the conflict log",

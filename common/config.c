@@ -30,6 +30,7 @@
 #define CFG_PATH_MAX       256            /* key paths, for messages only */
 #define CFG_REGION_MAX     32
 #define CFG_PG_NAME_MAX    63             /* NAMEDATALEN - 1 */
+#define CFG_STREAM_MAX     32             /* producer.stream, tables[].stream */
 #define CFG_TOPIC_MAX      249            /* Kafka's limit on topic names */
 #define CFG_MSG_VALUE_MAX  64             /* echoed values are cut here */
 
@@ -50,6 +51,7 @@ typedef struct {
 	size_t           root_line;      /* for "required key missing" after env */
 	size_t           pg_line;
 	size_t           kafka_line;
+	bool             slot_set, publication_set;   /* postgres.* given */
 } cfg_ctx_t;
 
 static const char *const root_keys[] = {
@@ -70,7 +72,7 @@ static const char *const registry_keys[] = {
 };
 static const char *const producer_keys[] = {
 	"status_interval_ms", "max_inflight_mb", "flush_timeout_ms",
-	"reconnect_backoff_max_ms", NULL
+	"reconnect_backoff_max_ms", "stream", NULL
 };
 static const char *const consumer_keys[] = {
 	"group_id", "batch_size", "batch_linger_ms", "tombstone_retention_hours",
@@ -78,7 +80,8 @@ static const char *const consumer_keys[] = {
 	"statement_timeout_ms", "apply_mode", NULL
 };
 static const char *const table_keys[] = {
-	"name", "pii", "exclude_columns", "conflict", "tiebreak", "clock", NULL
+	"name", "pii", "exclude_columns", "conflict", "tiebreak", "clock",
+	"stream", NULL
 };
 
 /* ---- memory: allocation failure aborts, as in buf.c ---- */
@@ -659,6 +662,7 @@ parse_postgres(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		if (get_lower_name(c, v, "postgres.slot", CFG_PG_NAME_MAX,
 		                   &conf->slot) != 0)
 			return -1;
+		c->slot_set = true;
 	} else {
 		conf->slot = xasprintf("xregion_%s", conf->region);
 	}
@@ -666,6 +670,7 @@ parse_postgres(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		if (get_lower_name(c, v, "postgres.publication", CFG_PG_NAME_MAX,
 		                   &conf->publication) != 0)
 			return -1;
+		c->publication_set = true;
 	} else {
 		conf->publication = xstrdup("xregion");
 	}
@@ -957,10 +962,33 @@ parse_producer(cfg_ctx_t *c, xr_config_t *conf, yaml_node_t *n)
 		{ "reconnect_backoff_max_ms", "producer.reconnect_backoff_max_ms",
 		  100, 600000, 30000, offsetof(xr_config_t, reconnect_backoff_max_ms) },
 	};
-	yaml_node_t *map;
+	yaml_node_t *map, *v;
 
-	return parse_int_section(c, conf, n, "producer", producer_keys, ints,
-	                         sizeof(ints) / sizeof(ints[0]), &map);
+	if (parse_int_section(c, conf, n, "producer", producer_keys, ints,
+	                      sizeof(ints) / sizeof(ints[0]), &map) != 0)
+		return -1;
+	if ((v = map_get(c, map, "stream"))) {
+		if (get_lower_name(c, v, "producer.stream", CFG_STREAM_MAX,
+		                   &conf->stream) != 0)
+			return -1;
+		/* Its own slot and publication, unless they are set. */
+		if (!c->slot_set) {
+			free(conf->slot);
+			conf->slot = xasprintf("xregion_%s_%s", conf->region,
+			                       conf->stream);
+			if (strlen(conf->slot) > CFG_PG_NAME_MAX) {
+				cfg_err(c, node_line(v), "producer.stream",
+				        "makes slot name %s, longer than %d characters: "
+				        "set postgres.slot", conf->slot, CFG_PG_NAME_MAX);
+				return -1;
+			}
+		}
+		if (!c->publication_set) {
+			free(conf->publication);
+			conf->publication = xasprintf("xregion_%s", conf->stream);
+		}
+	}
+	return 0;
 }
 
 static WUR int
@@ -1069,6 +1097,10 @@ parse_table(cfg_ctx_t *c, yaml_node_t *n, const char *path, xr_table_conf_t *t)
 		return -1;
 	if ((v = map_get(c, n, "pii")) &&
 	    get_bool(c, v, path_key(kpath, path, "pii"), &t->pii) != 0)
+		return -1;
+	if ((v = map_get(c, n, "stream")) &&
+	    get_lower_name(c, v, path_key(kpath, path, "stream"), CFG_STREAM_MAX,
+	                   &t->stream) != 0)
 		return -1;
 	if ((v = map_get(c, n, "exclude_columns")) &&
 	    get_name_list(c, v, path_key(kpath, path, "exclude_columns"),
@@ -1595,6 +1627,7 @@ xr_config_destroy(xr_config_t *conf)
 	free(conf->pg_dsn);
 	free(conf->slot);
 	free(conf->publication);
+	free(conf->stream);
 	free(conf->brokers);
 	free(conf->group_id);
 	free(conf->metrics_listen);
@@ -1623,6 +1656,7 @@ xr_config_destroy(xr_config_t *conf)
 		free(conf->tables[i].schema);
 		free(conf->tables[i].name);
 		free(conf->tables[i].prefer_region);
+		free(conf->tables[i].stream);
 		free_list(conf->tables[i].exclude_columns,
 		          conf->tables[i].n_exclude_columns);
 	}
@@ -1647,12 +1681,28 @@ xr_config_table(const xr_config_t *conf, const char *schema, const char *name)
 }
 
 bool
+xr_config_produces(const xr_config_t *conf, const xr_table_conf_t *t)
+{
+	return !t->pii && strcmp(t->stream ? t->stream : "",
+	                         conf->stream ? conf->stream : "") == 0;
+}
+
+bool
 xr_config_publishes(const xr_config_t *conf, const char *schema,
                     const char *name)
 {
 	const xr_table_conf_t *t = xr_config_table(conf, schema, name);
 
 	return t && !t->pii;
+}
+
+void
+xr_config_stream_key(const xr_config_t *conf, char *buf, size_t size)
+{
+	if (conf->stream)
+		snprintf(buf, size, "%s/%s", conf->region, conf->stream);
+	else
+		snprintf(buf, size, "%s", conf->region);
 }
 
 bool

@@ -37,6 +37,8 @@ typedef struct xr_table_conf_s {
 	xr_tiebreak_t tiebreak;    /* vclock only */
 	char   *prefer_region;     /* XR_TIEBREAK_PREFER_REGION: the region */
 	xr_clock_t clock;          /* lww only */
+	char   *stream;            /* the producer stream publishing it, NULL:
+	                            * the main one */
 } xr_table_conf_t;
 
 /* A librdkafka property passed through as-is. */
@@ -55,8 +57,9 @@ typedef struct xr_config_s {
 
 	/* postgres: */
 	char   *pg_dsn;            /* required; env XREGION_POSTGRES_DSN wins */
-	char   *slot;              /* "xregion_<region>" */
-	char   *publication;       /* "xregion" */
+	char   *slot;              /* "xregion_<region>[_<stream>]" */
+	char   *publication;       /* "xregion[_<stream>]" */
+	char   *stream;            /* producer.stream, NULL: the main producer */
 	bool    slot_failover;     /* false; true: a failover slot (PG 17+),
 	                              synchronized to physical standbys */
 	bool    slot_failover_set; /* postgres.failover was in the file */
@@ -139,7 +142,25 @@ const char *xr_config_progress_topic(const xr_config_t *conf,
 const xr_table_conf_t *xr_config_table(const xr_config_t *conf,
                                        const char *schema, const char *name);
 
-/* True only for tables listed with pii: false.  Fail closed. */
+/*
+ * Whether this config's producer publishes table t: listed with pii: false
+ * and in its stream (producer.stream; a table without a stream key is the
+ * main producer's).  Fail closed.
+ */
+bool xr_config_produces(const xr_config_t *conf, const xr_table_conf_t *t);
+
+/*
+ * The producer's key in xregion.producer and the consumers' in
+ * xregion.applied: "<region>", or "<region>/<stream>" (names are
+ * [a-z0-9_], so the two never meet).
+ */
+void xr_config_stream_key(const xr_config_t *conf, char *buf, size_t size);
+
+/*
+ * True only for tables listed with pii: false (whichever producer stream
+ * publishes them: what leaves the region, and what the consumer applies).
+ * Fail closed.
+ */
 bool xr_config_publishes(const xr_config_t *conf, const char *schema,
                          const char *name);
 

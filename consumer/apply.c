@@ -1017,7 +1017,7 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		                  errstr_size))
 			goto out;
 		in_txn = false;
-		a->pos_set = false;
+		a->npos = 0;
 		if (!a->replay)
 			observe_latency(&a->stats, items, n);
 	}
@@ -1027,7 +1027,7 @@ out:
 	if (in_txn && a->conn && PQstatus(a->conn) == CONNECTION_OK)
 		PQclear(PQexec(a->conn, "ROLLBACK"));
 	if (rc) {
-		a->pos_set = false;
+		a->npos = 0;
 		a->hold_open = false;
 	}
 	if (rc && a->conn && PQstatus(a->conn) != CONNECTION_OK) {

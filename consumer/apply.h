@@ -158,18 +158,30 @@ int xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 /*
  * Atomic apply (consumer.apply_mode atomic).  The next commit (of
  * xr_applier_apply or xr_applier_store_offsets) also stores, in
- * xregion.applied, that the transactions of source region up to commit LSN
- * lsn (of cluster sysid, committed at commit_ts) are applied; region NULL
- * forgets it.  A failed commit forgets it too.
+ * xregion.applied, that the transactions of source region's stream (NULL
+ * or "": its main producer's) up to commit LSN lsn (of cluster sysid,
+ * committed at commit_ts) are applied, one row per stream (key "region" or
+ * "region/stream").  Clear forgets them; a commit, failed or not, too.
  */
-void xr_applier_set_position(xr_applier_t *a, const char *region,
-                             xr_lsn_t lsn, const char *sysid,
-                             int64_t commit_ts);
+void xr_applier_add_position(xr_applier_t *a, const char *region,
+                             const char *stream, xr_lsn_t lsn,
+                             const char *sysid, int64_t commit_ts);
+void xr_applier_clear_positions(xr_applier_t *a);
 
-/* Reads that position (0 and "" when none is stored).  Returns 0 or -1. */
-int xr_applier_load_position(xr_applier_t *a, const char *region,
-                             xr_lsn_t *lsn, char *sysid, size_t sysid_size,
-                             char *errstr, size_t errstr_size)
+/* A stored position of a source region's stream ("": its main one). */
+typedef struct xr_position_s {
+	char     stream[40];
+	xr_lsn_t lsn;
+	char     sysid[32];
+} xr_position_t;
+
+/*
+ * Reads the positions of every stream of region into *out (new: free()),
+ * *n of them (0 when none is stored).  Returns 0, or -1 with errstr.
+ */
+int xr_applier_load_positions(xr_applier_t *a, const char *region,
+                              xr_position_t **out, size_t *n, char *errstr,
+                              size_t errstr_size)
 	__attribute__((warn_unused_result));
 
 /*

@@ -73,6 +73,15 @@ typedef struct target_s {
 	size_t   nmaps;
 } target_t;
 
+/* A position to store in xregion.applied (xr_applier_add_position). */
+typedef struct apos_s {
+	char     region[64];     /* the source region */
+	char     key[112];       /* region, or region/stream */
+	xr_lsn_t lsn;
+	char     sysid[32];
+	int64_t  ts;
+} apos_t;
+
 struct xr_applier_s {
 	const xr_config_t *conf;
 	PGconn    *conn;
@@ -86,12 +95,9 @@ struct xr_applier_s {
 	bool       replay;        /* under the replay origin, no fast path */
 	bool       dry_run;       /* replay: roll every batch back */
 	bool       no_offsets;    /* replay: store no offsets */
-	/* Atomic apply (xr_applier_set_position, xr_applier_hold_open). */
-	bool       pos_set;       /* store the position below at commit */
-	char       pos_region[64];
-	xr_lsn_t   pos_lsn;
-	char       pos_sysid[32];
-	int64_t    pos_ts;
+	/* Atomic apply (xr_applier_add_position, xr_applier_hold_open). */
+	apos_t    *pos;           /* positions to store at commit */
+	size_t     npos, poscap;
 	bool       hold_open;     /* leave the transaction open after apply */
 	bool       in_open;       /* a transaction is open from an apply */
 	/* Leases (lease.c): the source regions this session may apply. */
@@ -99,6 +105,7 @@ struct xr_applier_s {
 	char     **leases;        /* held by the current session */
 	size_t     nleases;
 	bool       joined;        /* holds the membership lock */
+	unsigned long session;    /* counts the sessions connected */
 	xr_buf_t   sql;
 	xr_buf_t   scratch;
 };

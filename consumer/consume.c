@@ -141,6 +141,8 @@ typedef struct consumer_s {
 	rd_kafka_topic_partition_list_t *assigned;   /* sorted; or NULL */
 	int64_t            next_lease_us, next_meta_us;
 	int                members;
+	unsigned long      session;   /* the applier's, when last assigned */
+	size_t             spread;    /* where this one starts taking */
 } consumer_t;
 
 static void
@@ -538,6 +540,8 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 			c->sources[c->nsources++] = c->conf->regions[i];
 	/* Apply only the source regions whose lease the session holds. */
 	xr_applier_fence(c->ap);
+	/* (In containers every process may be pid 1: the clock differs.) */
+	c->spread = (size_t)getpid() + (size_t)(xr_mono_us() / 1000);
 	xr_info("subscribed to %s as group %s: source regions are shared with "
 	        "the region's other consumers by lease", pattern.data,
 	        c->conf->group_id);
@@ -1947,6 +1951,19 @@ txq_rewind(consumer_t *c, size_t r, int backoff_ms)
 	a->blocked_until = xr_mono_us() + (int64_t)backoff_ms * 1000;
 }
 
+/* The next commit stores these positions of region's streams. */
+static void
+set_positions(consumer_t *c, const char *region, const xr_txq_taken_t *tp,
+              size_t n)
+{
+	size_t i;
+
+	xr_applier_clear_positions(c->ap);
+	for (i = 0; i < n; i++)
+		xr_applier_add_position(c->ap, region, tp[i].stream, tp[i].lsn,
+		                        tp[i].sysid, tp[i].commit_ts);
+}
+
 /* Frees the messages of the batch in c->recs (atomic apply). */
 static void
 atomic_free(consumer_t *c)
@@ -2005,9 +2022,8 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 	size_t           npos = xr_txq_npositions(c->txq, r), noff = 0, ni = 0;
 	xr_txq_pos_t    *pos = xr_calloc(npos ? npos : 1, sizeof(*pos));
 	xr_offset_t     *offs = xr_calloc(npos ? npos : 1, sizeof(*offs));
-	xr_lsn_t         plsn = 0;
-	const char      *psys = NULL;
-	int64_t          pts = 0;
+	xr_txq_taken_t  *tp = NULL;
+	size_t           ntp = 0;
 	bool             has_pos, was_open;
 	size_t           i;
 	char             err[1024];
@@ -2052,9 +2068,14 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 			offs[noff++].next_offset = pos[i].offset;
 		}
 	}
-	has_pos = !hold && xr_txq_taken_position(c->txq, r, &plsn, &psys, &pts);
-	if (has_pos)
-		xr_applier_set_position(c->ap, region, plsn, psys, pts);
+	if (!hold) {
+		tp = xr_calloc(xr_txq_nstreams(c->txq, r) + 1, sizeof(*tp));
+		ntp = xr_txq_taken_positions(c->txq, r, tp,
+		                             xr_txq_nstreams(c->txq, r));
+	}
+	has_pos = ntp > 0;
+	if (!hold)
+		set_positions(c, region, tp, ntp);
 	xr_applier_hold_open(c->ap, hold && !rows);
 	was_open = xr_applier_in_open(c->ap);
 	if (ni == 0 && !was_open) {
@@ -2091,8 +2112,7 @@ atomic_apply(consumer_t *c, size_t r, size_t n, bool hold, bool rows)
 			goto fail;
 		rc = -1;
 		if (!hold) {
-			if (has_pos)
-				xr_applier_set_position(c->ap, region, plsn, psys, pts);
+			set_positions(c, region, tp, ntp);
 			if (xr_applier_store_offsets(c->ap, offs, noff, err,
 			                             sizeof(err))) {
 				xr_error("%s", err);
@@ -2130,6 +2150,7 @@ out:
 	free(items);
 	free(pos);
 	free(offs);
+	free(tp);
 	return rc;
 }
 
@@ -2271,16 +2292,19 @@ atomic_step(consumer_t *c)
 			a->nspname[0] = '\0';
 		}
 		if (!xr_txq_has_applied(c->txq, r)) {
-			xr_lsn_t lsn;
-			char     sysid[32];
+			xr_position_t *ps;
+			size_t         nps, i;
 
-			if (xr_applier_load_position(c->ap, xr_txq_region_name(c->txq, r),
-			                             &lsn, sysid, sizeof(sysid), err,
-			                             sizeof(err))) {
+			if (xr_applier_load_positions(c->ap, xr_txq_region_name(c->txq, r),
+			                              &ps, &nps, err, sizeof(err))) {
 				xr_error("%s", err);
 				continue;
 			}
-			xr_txq_set_applied(c->txq, r, lsn, sysid);
+			for (i = 0; i < nps; i++)
+				xr_txq_set_applied(c->txq, r, ps[i].stream, ps[i].lsn,
+				                   ps[i].sysid);
+			xr_txq_set_applied(c->txq, r, NULL, 0, NULL);
+			free(ps);
 		}
 		n = xr_txq_take(c->txq, r, c->outs, (size_t)c->conf->batch_size,
 		                &big);
@@ -2367,14 +2391,14 @@ same_partitions(const rd_kafka_topic_partition_list_t *a,
 }
 
 /*
- * Makes want (taken over) this consumer's assignment, when it differs:
- * the partitions assigned now are revoked first, and all of want start
- * at their stored offsets.
+ * Makes want (taken over) this consumer's assignment, when it differs or
+ * with force: the partitions assigned now are revoked first, and all of
+ * want start at their stored offsets.
  */
 static void
-reassign(consumer_t *c, rd_kafka_topic_partition_list_t *want)
+reassign(consumer_t *c, rd_kafka_topic_partition_list_t *want, bool force)
 {
-	if (same_partitions(c->assigned, want)) {
+	if (!force && same_partitions(c->assigned, want)) {
 		rd_kafka_topic_partition_list_destroy(want);
 		return;
 	}
@@ -2399,13 +2423,14 @@ lease_tick(consumer_t *c)
 {
 	int64_t now = xr_mono_us();
 	bool   *held;
-	bool    changed = false, lost = false;
+	bool    changed = false, lost = false, fresh;
 	size_t  want = 0, i, k;
 	long    drop = -1;
 	char    err[1024];
 	rd_kafka_topic_partition_list_t *parts;
 
-	if (c->parts || now < c->next_lease_us || xr_applier_in_open(c->ap))
+	if (c->parts || xr_applier_in_open(c->ap) ||
+	    (now < c->next_lease_us && xr_applier_session(c->ap) == c->session))
 		return;
 	c->next_lease_us = now + LEASE_TICK_US;
 	held = xr_calloc(c->nsources ? c->nsources : 1, sizeof(*held));
@@ -2416,11 +2441,19 @@ lease_tick(consumer_t *c)
 	if (!xr_applier_connected(c->ap) &&
 	    xr_applier_connect(c->ap, err, sizeof(err)))
 		xr_warn("%s; tried again in a second", err);
+	/*
+	 * A new session: what the old one applied is known only from the
+	 * database (an ambiguous commit, another consumer's applies
+	 * meanwhile): every partition starts again at its stored offset.
+	 */
+	fresh = xr_applier_session(c->ap) != c->session;
 	for (i = 0; i < c->nsources; i++) {
 		held[i] = xr_applier_holds_lease(c->ap, c->sources[i]);
-		if (c->had[i] && !held[i])
+		if (c->had[i] && (fresh || !held[i])) {
 			xr_warn("lease of region %s lost with the database session; "
 			        "its partitions are released", c->sources[i]);
+			lost = true;
+		}
 	}
 	if (xr_applier_connected(c->ap)) {
 		int members;
@@ -2437,11 +2470,11 @@ lease_tick(consumer_t *c)
 	}
 	if (drop >= 0)
 		held[drop] = false;
-	/* Start where this process's id points, so that members spread. */
+	/* Start somewhere of this process's own, so that members spread. */
 	for (k = 0; k < c->nsources && want > 0; k++) {
 		bool got;
 
-		i = ((size_t)getpid() + k) % c->nsources;
+		i = (c->spread + k) % c->nsources;
 		if (held[i])
 			continue;
 		if (xr_applier_take_lease(c->ap, c->sources[i], &got, err,
@@ -2456,19 +2489,20 @@ lease_tick(consumer_t *c)
 			        c->sources[i], c->conf->region, c->members);
 		}
 	}
-	for (i = 0; i < c->nsources; i++) {
+	for (i = 0; i < c->nsources; i++)
 		changed |= held[i] != c->had[i];
-		lost |= c->had[i] && !held[i];
-	}
+	changed |= lost || (fresh && c->assigned && c->assigned->cnt > 0);
 	if (changed || now >= c->next_meta_us) {
 		if (held_partitions(c, held, &parts) == 0) {
-			reassign(c, parts);
+			reassign(c, parts, fresh);
 			memcpy(c->had, held, c->nsources * sizeof(*held));
 			c->next_meta_us = now + META_EVERY_US;
-		} else if (lost) {
+			c->session = xr_applier_session(c->ap);
+		} else if (lost || fresh) {
 			/* Nothing of a region lost or given up stays assigned. */
-			reassign(c, rd_kafka_topic_partition_list_new(1));
+			reassign(c, rd_kafka_topic_partition_list_new(1), true);
 			memset(c->had, 0, c->nsources * sizeof(*c->had));
+			c->session = xr_applier_session(c->ap);
 		}
 	}
 	if (drop >= 0) {

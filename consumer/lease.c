@@ -9,6 +9,7 @@
 
 #include "common/mem.h"
 #include "consumer/apply_int.h"
+#include "consumer/meta.h"
 
 int32_t
 xr_lease_key(const char *region)
@@ -39,6 +40,12 @@ xr_lease_forget(xr_applier_t *a)
 	a->leases = NULL;
 	a->nleases = 0;
 	a->joined = false;
+}
+
+unsigned long
+xr_applier_session(const xr_applier_t *a)
+{
+	return a->session;
 }
 
 bool
@@ -108,6 +115,7 @@ xr_applier_drop_lease(xr_applier_t *a, const char *region, char *errstr,
 {
 	size_t i;
 	bool   was;
+	char   origin[sizeof(a->origin)];
 
 	for (i = 0; i < a->nleases; i++)
 		if (strcmp(a->leases[i], region) == 0)
@@ -117,8 +125,24 @@ xr_applier_drop_lease(xr_applier_t *a, const char *region, char *errstr,
 	free(a->leases[i]);
 	a->leases[i] = a->leases[--a->nleases];
 	/* Not applied from here on, whether or not the unlock gets through. */
-	return lock_call(a, "pg_advisory_unlock", xr_lease_key(region), &was,
-	                 errstr, errstr_size);
+	xr_meta_origin_name(a->conf, region, origin, sizeof(origin));
+	if (a->conn && strcmp(a->origin, origin) == 0) {
+		if (xr_apply_exec(a, "SELECT pg_catalog."
+		                  "pg_replication_origin_session_reset()", errstr,
+		                  errstr_size))
+			goto fail;
+		a->origin[0] = '\0';
+	}
+	if (lock_call(a, "pg_advisory_unlock", xr_lease_key(region), &was, errstr,
+	              errstr_size) == 0)
+		return 0;
+fail:
+	/* Ending the session lets go of everything it held, for certain. */
+	PQfinish(a->conn);
+	a->conn = NULL;
+	xr_lease_forget(a);
+	a->origin[0] = '\0';
+	return -1;
 }
 
 int
@@ -192,8 +216,9 @@ xr_lease_fence(const xr_applier_t *a, const char *src, const xr_offset_t *o,
 		return 0;
 	if (src && !xr_applier_holds_lease(a, src))
 		lost = src;
-	else if (a->pos_set && !xr_applier_holds_lease(a, a->pos_region))
-		lost = a->pos_region;
+	for (i = 0; !lost && i < a->npos; i++)
+		if (!xr_applier_holds_lease(a, a->pos[i].region))
+			lost = a->pos[i].region;
 	for (i = 0; !lost && i < n; i++)
 		if (!holds_topic(a, o[i].topic))
 			lost = o[i].topic;

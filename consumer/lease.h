@@ -49,12 +49,20 @@ int xr_applier_take_lease(xr_applier_t *a, const char *region, bool *got,
 	__attribute__((warn_unused_result));
 
 /*
- * Gives region's lease up (between transactions).  Returns 0, or -1 with
- * errstr; either way the applier no longer applies region.
+ * Gives region's lease up (between transactions), and the session's hold
+ * of its replication origin with it (the next holder sets it up).
+ * Returns 0, or -1 with errstr; either way the applier no longer applies
+ * region.
  */
 int xr_applier_drop_lease(xr_applier_t *a, const char *region, char *errstr,
                           size_t errstr_size)
 	__attribute__((warn_unused_result));
+
+/*
+ * Which session a is on: it changes with every (re)connect, and with it
+ * everything held in memory of what the old one applied may be stale.
+ */
+unsigned long xr_applier_session(const xr_applier_t *a);
 
 /* Whether a's current session holds region's lease. */
 bool xr_applier_holds_lease(const xr_applier_t *a, const char *region);

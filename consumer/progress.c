@@ -18,12 +18,19 @@
 #include "common/buf.h"
 #include "common/mem.h"
 
+/* One producer of a region (key producer/<R> or producer/<R>/<stream>). */
+typedef struct pstream_s {
+	char    name[40];
+	int64_t through;
+} pstream_t;
+
 struct xr_progress_s {
 	const xr_config_t *conf;
 	rd_kafka_t        *rk;
 	rd_kafka_t        *prod;     /* for publish, made on first use */
 	size_t             n;        /* conf->n_regions */
-	int64_t           *through;  /* per region */
+	pstream_t        **streams;  /* per region: its producers' "through" */
+	size_t            *nstreams;
 	int64_t           *applied;  /* [reader * n + source] */
 };
 
@@ -78,10 +85,9 @@ xr_progress_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 
 	p->conf = conf;
 	p->n = conf->n_regions;
-	p->through = xr_calloc(p->n ? p->n : 1, sizeof(int64_t));
+	p->streams = xr_calloc(p->n ? p->n : 1, sizeof(*p->streams));
+	p->nstreams = xr_calloc(p->n ? p->n : 1, sizeof(*p->nstreams));
 	p->applied = xr_calloc(p->n ? p->n * p->n : 1, sizeof(int64_t));
-	for (i = 0; i < p->n; i++)
-		p->through[i] = XR_PROGRESS_NONE;
 	for (i = 0; i < p->n * p->n; i++)
 		p->applied[i] = XR_PROGRESS_NONE;
 	kc = xr_kafka_conf_new(conf, defaults, locked, errstr, errstr_size);
@@ -115,6 +121,8 @@ fail:
 void
 xr_progress_destroy(xr_progress_t *p)
 {
+	size_t i;
+
 	if (!p)
 		return;
 	if (p->rk) {
@@ -125,7 +133,10 @@ xr_progress_destroy(xr_progress_t *p)
 		(void)rd_kafka_flush(p->prod, 1000);
 		rd_kafka_destroy(p->prod);
 	}
-	free(p->through);
+	for (i = 0; p->streams && i < p->n; i++)
+		free(p->streams[i]);
+	free(p->streams);
+	free(p->nstreams);
 	free(p->applied);
 	free(p);
 }
@@ -142,16 +153,62 @@ topic_region(const xr_progress_t *p, const char *topic)
 	return -1;
 }
 
-/* True when m's key is "producer/<region>" or "consumer/<region>". */
+/*
+ * True when m's key is "producer/<region>", "producer/<region>/<stream>"
+ * or "consumer/<region>"; *stream gets the stream ("" for none).
+ */
 static bool
-key_names(const rd_kafka_message_t *m, const char *region)
+key_names(const rd_kafka_message_t *m, const char *region, char *stream,
+          size_t stream_size)
 {
 	const char *k = m->key;
-	size_t      n = strlen(region);
+	size_t      n = strlen(region), len = m->key_len;
 
-	return m->key_len == 9 + n &&
-	       (memcmp(k, "producer/", 9) == 0 || memcmp(k, "consumer/", 9) == 0) &&
-	       memcmp(k + 9, region, n) == 0;
+	stream[0] = '\0';
+	if (len < 9 + n || memcmp(k + 9, region, n) != 0)
+		return false;
+	if (memcmp(k, "consumer/", 9) == 0)
+		return len == 9 + n;
+	if (memcmp(k, "producer/", 9) != 0)
+		return false;
+	if (len == 9 + n)
+		return true;
+	if (k[9 + n] != '/' || len - 10 - n == 0 || len - 10 - n >= stream_size)
+		return false;
+	memcpy(stream, k + 10 + n, len - 10 - n);
+	stream[len - 10 - n] = '\0';
+	return true;
+}
+
+/* Forgets region r's producer stream name. */
+static void
+forget_stream(xr_progress_t *p, size_t r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->nstreams[r]; i++)
+		if (strcmp(p->streams[r][i].name, name) == 0) {
+			p->streams[r][i] = p->streams[r][--p->nstreams[r]];
+			return;
+		}
+}
+
+/* Region r's producer stream name: its "through" (added if new). */
+static int64_t *
+stream_through(xr_progress_t *p, size_t r, const char *name)
+{
+	size_t     i;
+	pstream_t *s;
+
+	for (i = 0; i < p->nstreams[r]; i++)
+		if (strcmp(p->streams[r][i].name, name) == 0)
+			return &p->streams[r][i].through;
+	p->streams[r] = xr_reallocarray(p->streams[r], p->nstreams[r] + 1,
+	                                sizeof(**p->streams));
+	s = &p->streams[r][p->nstreams[r]++];
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->through = XR_PROGRESS_NONE;
+	return &s->through;
 }
 
 /*
@@ -165,17 +222,25 @@ take(xr_progress_t *p, const rd_kafka_message_t *m)
 	json_error_t jerr;
 	json_t      *v, *applied, *t, *rv;
 	const char  *src, *topic = rd_kafka_topic_name(m->rkt);
+	char         stream[40];
 	int          r, s;
 
-	if (!m->key || !m->payload)
-		return;             /* a deleted (compacted away) record */
+	if (!m->key)
+		return;
 	if ((r = topic_region(p, topic)) < 0)
 		return;
+	if (!m->payload) {
+		/* A stream's record deleted: that producer has retired. */
+		if (key_names(m, p->conf->regions[r], stream, sizeof(stream)) &&
+		    stream[0])
+			forget_stream(p, (size_t)r, stream);
+		return;
+	}
 	v = json_loadb(m->payload, m->len, 0, &jerr);
 	rv = v ? json_object_get(v, "region") : NULL;
 	if (!json_is_string(rv) ||
 	    strcmp(json_string_value(rv), p->conf->regions[r]) != 0 ||
-	    !key_names(m, p->conf->regions[r])) {
+	    !key_names(m, p->conf->regions[r], stream, sizeof(stream))) {
 		xr_warn("progress topic %s: skipped a record at offset %" PRId64
 		        " that does not speak for region %s (its key %.*s)", topic,
 		        m->offset, p->conf->regions[r],
@@ -186,8 +251,12 @@ take(xr_progress_t *p, const rd_kafka_message_t *m)
 	}
 	if (m->key_len > 9 && memcmp(m->key, "producer/", 9) == 0) {
 		t = json_object_get(v, "through");
-		if (json_is_integer(t) && json_integer_value(t) > p->through[r])
-			p->through[r] = json_integer_value(t);
+		if (json_is_integer(t)) {
+			int64_t *through = stream_through(p, (size_t)r, stream);
+
+			if (json_integer_value(t) > *through)
+				*through = json_integer_value(t);
+		}
 	} else if (m->key_len > 9 && memcmp(m->key, "consumer/", 9) == 0 &&
 	           json_is_object(applied = json_object_get(v, "applied"))) {
 		json_object_foreach(applied, src, t) {
@@ -223,9 +292,20 @@ xr_progress_poll(xr_progress_t *p, int timeout_ms)
 int64_t
 xr_progress_through(const xr_progress_t *p, const char *region)
 {
-	int r = region_index(p, region);
+	int     r = region_index(p, region);
+	int64_t t = INT64_MAX;
+	size_t  i;
 
-	return r < 0 ? XR_PROGRESS_NONE : p->through[r];
+	if (r < 0 || p->nstreams[r] == 0)
+		return XR_PROGRESS_NONE;
+	/* Every producer of the region has what was committed before t. */
+	for (i = 0; i < p->nstreams[r]; i++) {
+		if (p->streams[r][i].through == XR_PROGRESS_NONE)
+			return XR_PROGRESS_NONE;
+		if (p->streams[r][i].through < t)
+			t = p->streams[r][i].through;
+	}
+	return t;
 }
 
 int64_t
@@ -301,7 +381,8 @@ xr_progress_publish(xr_progress_t *p, const char *key, const char *value,
 	err = rd_kafka_producev(p->prod, RD_KAFKA_V_TOPIC(p->conf->progress_topic),
 	                        RD_KAFKA_V_PARTITION(0),
 	                        RD_KAFKA_V_KEY(key, strlen(key)),
-	                        RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+	                        RD_KAFKA_V_VALUE((void *)value,
+	                                         value ? strlen(value) : 0),
 	                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 	                        RD_KAFKA_V_OPAQUE(&dr),
 	                        RD_KAFKA_V_END);

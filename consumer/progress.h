@@ -9,7 +9,10 @@
  * another region's topic, or naming another region, is skipped):
  *   producer/<R>  {"region": R, "through": T, "at": now}
  *       every change R committed before T (µs since the Unix epoch) is
- *       in Kafka;
+ *       in Kafka; producer/<R>/<stream> the same for a second producer of
+ *       R (producer.stream), and R's time is the least of its producers'
+ *       (a deleted record, written by that producer's teardown, retires
+ *       it);
  *   consumer/<R>  {"region": R, "applied": {"S": T, ...}, "at": now}
  *       R has applied every change of region S committed before T.
  * The purge horizon is the least "applied" time over every region and
@@ -58,8 +61,9 @@ int64_t xr_progress_applied(const xr_progress_t *p, const char *reader,
 int64_t xr_progress_horizon(const xr_progress_t *p, const char **missing);
 
 /*
- * Publishes a record (key, JSON value) and waits up to timeout_ms for
- * Kafka to have it.  Returns 0, or -1 with errstr.
+ * Publishes a record (key, JSON value; NULL: delete the key's record) and
+ * waits up to timeout_ms for Kafka to have it.  Returns 0, or -1 with
+ * errstr.
  */
 int xr_progress_publish(xr_progress_t *p, const char *key, const char *value,
                         int timeout_ms, char *errstr, size_t errstr_size);

@@ -81,6 +81,7 @@ xr_applier_destroy(xr_applier_t *a)
 		xr_target_free(a->targets[i]);
 	free(a->targets);
 	xr_lease_forget(a);
+	free(a->pos);
 	PQfinish(a->conn);
 	xr_buf_term(&a->sql);
 	xr_buf_term(&a->scratch);
@@ -124,6 +125,7 @@ xr_applier_connect(xr_applier_t *a, char *errstr, size_t errstr_size)
 		a->conn = NULL;
 		return -1;
 	}
+	a->session++;
 	{
 		PGresult *res = PQexec(a->conn,
 		                       "SELECT to_regproc('xregion.version_of') "
@@ -211,65 +213,98 @@ xr_session_store_offsets(xr_applier_t *a, const xr_offset_t *o, size_t n,
 	return 0;
 }
 
-/* Stores the position set with xr_applier_set_position, if any. */
+/* Stores the positions added with xr_applier_add_position, if any. */
 int
 xr_session_store_position(xr_applier_t *a, char *errstr, size_t errstr_size)
 {
-	char        lsn[24], ts[24];
-	const char *vals[4] = { a->pos_region, lsn, a->pos_sysid, ts };
-	PGresult   *res;
+	size_t i;
 
-	if (!a->pos_set || a->no_offsets)
+	if (a->no_offsets)
 		return 0;
-	snprintf(lsn, sizeof(lsn), "%" PRIu64, (uint64_t)a->pos_lsn);
-	snprintf(ts, sizeof(ts), "%" PRId64, a->pos_ts);
-	res = PQexecParams(a->conn,
-	                   "INSERT INTO xregion.applied AS p (region, commit_lsn, "
-	                   "system_id, commit_ts) VALUES ($1, $2::numeric::bigint, "
-	                   "$3, 'epoch'::timestamptz + $4::bigint * "
-	                   "interval '1 microsecond') "
-	                   "ON CONFLICT (region) DO UPDATE SET commit_lsn = "
-	                   "EXCLUDED.commit_lsn, system_id = EXCLUDED.system_id, "
-	                   "commit_ts = EXCLUDED.commit_ts, updated_at = now()",
-	                   4, NULL, vals, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		xr_apply_copy_err(a->conn, "storing the applied position", errstr,
-		                  errstr_size);
+	for (i = 0; i < a->npos; i++) {
+		const apos_t *p = &a->pos[i];
+		char          lsn[24], ts[24];
+		const char   *vals[4] = { p->key, lsn, p->sysid, ts };
+		PGresult     *res;
+
+		snprintf(lsn, sizeof(lsn), "%" PRIu64, (uint64_t)p->lsn);
+		snprintf(ts, sizeof(ts), "%" PRId64, p->ts);
+		res = PQexecParams(a->conn,
+		                   "INSERT INTO xregion.applied AS p (region, commit_lsn, "
+		                   "system_id, commit_ts) VALUES ($1, $2::numeric::bigint, "
+		                   "$3, 'epoch'::timestamptz + $4::bigint * "
+		                   "interval '1 microsecond') "
+		                   "ON CONFLICT (region) DO UPDATE SET commit_lsn = "
+		                   "EXCLUDED.commit_lsn, system_id = EXCLUDED.system_id, "
+		                   "commit_ts = EXCLUDED.commit_ts, updated_at = now()",
+		                   4, NULL, vals, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			xr_apply_copy_err(a->conn, "storing the applied position", errstr,
+			                  errstr_size);
+			PQclear(res);
+			return -1;
+		}
 		PQclear(res);
-		return -1;
 	}
-	PQclear(res);
 	return 0;
 }
 
 void
-xr_applier_set_position(xr_applier_t *a, const char *region, xr_lsn_t lsn,
-                        const char *sysid, int64_t commit_ts)
+xr_applier_add_position(xr_applier_t *a, const char *region,
+                        const char *stream, xr_lsn_t lsn, const char *sysid,
+                        int64_t commit_ts)
 {
-	a->pos_set = region != NULL;
-	if (!region)
-		return;
-	snprintf(a->pos_region, sizeof(a->pos_region), "%s", region);
-	snprintf(a->pos_sysid, sizeof(a->pos_sysid), "%s", sysid ? sysid : "");
-	a->pos_lsn = lsn;
-	a->pos_ts = commit_ts;
+	apos_t *p;
+	char    key[sizeof(p->key)];
+	size_t  i;
+
+	if (stream && *stream)
+		snprintf(key, sizeof(key), "%s/%s", region, stream);
+	else
+		snprintf(key, sizeof(key), "%s", region);
+	for (i = 0; i < a->npos; i++)
+		if (strcmp(a->pos[i].key, key) == 0)
+			break;
+	if (i == a->npos) {
+		if (a->npos == a->poscap) {
+			a->poscap = a->poscap ? 2 * a->poscap : 4;
+			a->pos = xr_reallocarray(a->pos, a->poscap, sizeof(*a->pos));
+		}
+		a->npos++;
+	}
+	p = &a->pos[i];
+	snprintf(p->region, sizeof(p->region), "%s", region);
+	snprintf(p->key, sizeof(p->key), "%s", key);
+	snprintf(p->sysid, sizeof(p->sysid), "%s", sysid ? sysid : "");
+	p->lsn = lsn;
+	p->ts = commit_ts;
+}
+
+void
+xr_applier_clear_positions(xr_applier_t *a)
+{
+	a->npos = 0;
 }
 
 int
-xr_applier_load_position(xr_applier_t *a, const char *region, xr_lsn_t *lsn,
-                         char *sysid, size_t sysid_size, char *errstr,
-                         size_t errstr_size)
+xr_applier_load_positions(xr_applier_t *a, const char *region,
+                          xr_position_t **out, size_t *n, char *errstr,
+                          size_t errstr_size)
 {
 	const char *vals[1] = { region };
 	PGresult   *res;
+	size_t      rlen = strlen(region);
+	int         i;
 
-	*lsn = 0;
-	sysid[0] = '\0';
+	*out = NULL;
+	*n = 0;
 	if (!a->conn && xr_applier_connect(a, errstr, errstr_size))
 		return -1;
+	/* (Not LIKE: a region's name may hold an underscore.) */
 	res = PQexecParams(a->conn,
-	                   "SELECT commit_lsn, system_id FROM xregion.applied "
-	                   "WHERE region = $1", 1, NULL, vals, NULL, NULL, 0);
+	                   "SELECT region, commit_lsn, system_id FROM xregion.applied "
+	                   "WHERE region = $1 OR left(region, length($1) + 1) = "
+	                   "$1 || '/'", 1, NULL, vals, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
@@ -281,9 +316,19 @@ xr_applier_load_position(xr_applier_t *a, const char *region, xr_lsn_t *lsn,
 		PQclear(res);
 		return -1;
 	}
-	if (PQntuples(res) == 1) {
-		*lsn = (xr_lsn_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-		snprintf(sysid, sysid_size, "%s", PQgetvalue(res, 0, 1));
+	*out = xr_calloc((size_t)PQntuples(res) + 1, sizeof(**out));
+	for (i = 0; i < PQntuples(res); i++) {
+		const char    *key = PQgetvalue(res, i, 0);
+		xr_position_t *p = &(*out)[*n];
+
+		if (strlen(key) > rlen &&
+		    strlen(key + rlen + 1) >= sizeof(p->stream))
+			continue;      /* not a stream name setup accepts */
+		snprintf(p->stream, sizeof(p->stream), "%s",
+		         strlen(key) > rlen ? key + rlen + 1 : "");
+		p->lsn = (xr_lsn_t)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+		snprintf(p->sysid, sizeof(p->sysid), "%s", PQgetvalue(res, i, 2));
+		(*n)++;
 	}
 	PQclear(res);
 	return 0;
@@ -308,7 +353,7 @@ xr_applier_rollback(xr_applier_t *a)
 		PQclear(PQexec(a->conn, "ROLLBACK"));
 	a->in_open = false;
 	a->hold_open = false;
-	a->pos_set = false;
+	a->npos = 0;
 }
 
 int
@@ -324,7 +369,7 @@ xr_applier_store_offsets(xr_applier_t *a, const xr_offset_t *offsets,
 		PQclear(PQexec(a->conn, "ROLLBACK"));
 		return -1;
 	}
-	a->pos_set = false;
+	a->npos = 0;
 	return 0;
 }
 

@@ -16,6 +16,7 @@ typedef struct qmsg_s {
 	rd_kafka_message_t *m;
 	xr_lsn_t            clsn;   /* header xr-tx; 0: no transaction */
 	int64_t             txi;
+	size_t              stream; /* header xr-stream, in its region's */
 } qmsg_t;
 
 /* Where an end record says its events are on one partition. */
@@ -52,16 +53,18 @@ typedef struct qend_s {
 	int64_t             commit_ts;
 	int64_t             events;
 	char                sysid[32];
+	size_t              stream;  /* index in its region's streams */
 	qend_part_t        *p;
 	size_t              np;
 } qend_t;
 
-typedef struct qregion_s {
-	char     name[64];
-	size_t   tx_part;        /* its transactions partition, SIZE_MAX */
-	qend_t  *ends;           /* ring of end records */
-	size_t   ehead, elen, ecap;
-	bool     has_applied;
+/*
+ * One producer of a region (its end records carry header xr-stream; ""
+ * is the main one): its own applied position, since two producers'
+ * transactions interleave on the transactions topic in no LSN order.
+ */
+typedef struct qstream_s {
+	char     name[40];
 	xr_lsn_t applied;        /* committed */
 	char     sysid[32];
 	xr_lsn_t taking;         /* applied, or the last one taken since */
@@ -69,6 +72,16 @@ typedef struct qregion_s {
 	xr_lsn_t taken_lsn;
 	char     taken_sysid[32];
 	int64_t  taken_ts;
+} qstream_t;
+
+typedef struct qregion_s {
+	char     name[64];
+	size_t   tx_part;        /* its transactions partition, SIZE_MAX */
+	qend_t  *ends;           /* ring of end records */
+	size_t   ehead, elen, ecap;
+	bool     loaded;         /* its streams' positions are read */
+	qstream_t *streams;
+	size_t   nstreams;
 	bool     piece;          /* the head transaction goes in pieces */
 	int64_t  piece_events;   /* its events handed out so far */
 } qregion_t;
@@ -138,6 +151,7 @@ xr_txq_clear(xr_txq_t *q)
 	for (i = 0; i < q->nregions; i++) {
 		region_drop_ends(&q->regions[i]);
 		free(q->regions[i].ends);
+		free(q->regions[i].streams);
 	}
 	free(q->parts);
 	free(q->regions);
@@ -251,20 +265,44 @@ xr_txq_region_name(const xr_txq_t *q, size_t r)
 	return q->regions[r].name;
 }
 
+/* Region g's stream name (added if new, at position 0). */
+static size_t
+stream_of(qregion_t *g, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < g->nstreams; i++)
+		if (strcmp(g->streams[i].name, name) == 0)
+			return i;
+	g->streams = xr_reallocarray(g->streams, g->nstreams + 1,
+	                             sizeof(*g->streams));
+	memset(&g->streams[g->nstreams], 0, sizeof(*g->streams));
+	snprintf(g->streams[g->nstreams].name, sizeof(g->streams->name), "%s",
+	         name);
+	return g->nstreams++;
+}
+
 bool
 xr_txq_has_applied(const xr_txq_t *q, size_t r)
 {
-	return q->regions[r].has_applied;
+	return q->regions[r].loaded;
 }
 
 void
-xr_txq_set_applied(xr_txq_t *q, size_t r, xr_lsn_t lsn, const char *sysid)
+xr_txq_set_applied(xr_txq_t *q, size_t r, const char *stream, xr_lsn_t lsn,
+                   const char *sysid)
 {
 	qregion_t *g = &q->regions[r];
+	qstream_t *s;
+	size_t     i;
 
-	g->has_applied = true;
-	g->applied = g->taking = lsn;
-	snprintf(g->sysid, sizeof(g->sysid), "%s", sysid ? sysid : "");
+	g->loaded = true;
+	if (!stream)
+		return;
+	i = stream_of(g, stream);    /* (may move g->streams) */
+	s = &g->streams[i];
+	s->applied = s->taking = lsn;
+	snprintf(s->sysid, sizeof(s->sysid), "%s", sysid ? sysid : "");
 }
 
 /* "<commit lsn>:<tx_index>" (decimal) into *clsn, *txi; false if not. */
@@ -462,6 +500,10 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 		}
 		p = &q->parts[pi];
 		g = &q->regions[p->region];
+		if (!xr_kafka_header(m, "xr-stream", hv, sizeof(hv)))
+			hv[0] = '\0';
+		e = &g->ends[(g->ehead + g->elen - 1) % g->ecap];
+		e->stream = stream_of(g, hv);
 		if (g->elen >= XR_TXQ_MAX_ENDS && !p->paused) {
 			p->paused = true;
 			return 1;
@@ -482,6 +524,9 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 			qm->clsn = 0;
 			qm->txi = -1;
 		}
+		if (!xr_kafka_header(m, "xr-stream", hv, sizeof(hv)))
+			hv[0] = '\0';
+		qm->stream = stream_of(g, hv);
 	}
 	if (p->len >= q->cap && !p->paused) {
 		p->paused = true;
@@ -533,6 +578,29 @@ pop_end(xr_txq_t *q, qregion_t *g, xr_txq_out_t *out, size_t *n)
 }
 
 /*
+ * The next end record of region g of stream s: the head one when the
+ * region has one stream; otherwise the first of s (the streams' records
+ * interleave in no commit order), or NULL when none is queued.
+ */
+static const qend_t *
+next_end_of(const qregion_t *g, size_t s)
+{
+	size_t i;
+
+	if (g->elen == 0)
+		return NULL;
+	if (g->nstreams <= 1)
+		return &g->ends[g->ehead];
+	for (i = 0; i < g->elen; i++) {
+		const qend_t *e = &g->ends[(g->ehead + i) % g->ecap];
+
+		if (e->stream == s)
+			return e;
+	}
+	return NULL;
+}
+
+/*
  * Hands out what stands at the heads of region r's partitions before its
  * next transaction: events of none, copies to skip.  Returns false when
  * out is full.
@@ -540,18 +608,24 @@ pop_end(xr_txq_t *q, qregion_t *g, xr_txq_out_t *out, size_t *n)
 static bool
 take_heads(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 {
-	qregion_t    *g = &q->regions[r];
-	const qend_t *next = g->elen ? &g->ends[g->ehead] : NULL;
-	size_t        i;
+	qregion_t *g = &q->regions[r];
+	size_t     i;
 
 	for (i = 0; i < q->nparts; i++) {
-		qpart_t *p = &q->parts[i];
-		qmsg_t  *h;
+		qpart_t      *p = &q->parts[i];
+		const qend_t *next = NULL;
+		size_t        next_s = SIZE_MAX;
+		qmsg_t       *h;
 
 		if (p->region != r || p->is_tx)
 			continue;
 		while ((h = head_of(p))) {
 			const range_t *rg = range_head(p);
+
+			if (h->stream != next_s) {
+				next_s = h->stream;
+				next = next_end_of(g, next_s);
+			}
 
 			if (*n == max)
 				return false;
@@ -563,9 +637,10 @@ take_heads(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 				pop_to(p, out, n, true, true);    /* a copy no record names */
 			} else if (!rg && next && !next->bad && h->clsn < next->clsn) {
 				/*
-				 * Committed before the next transaction, and no record
-				 * to come names it (records come in commit order): a
-				 * copy of one taken or skipped already.
+				 * Committed before the next transaction of its stream,
+				 * and no record to come names it (a stream's records
+				 * come in commit order): a copy of one taken or skipped
+				 * already.
 				 */
 				pop_to(p, out, n, true, true);
 			} else {
@@ -611,29 +686,34 @@ end_complete(const xr_txq_t *q, const qend_t *e, int64_t *queued)
 static void
 note_taken(qregion_t *g, const qend_t *e)
 {
-	g->taking = e->clsn;
-	g->taken_pos = true;
-	g->taken_lsn = e->clsn;
-	g->taken_ts = e->commit_ts;
-	snprintf(g->taken_sysid, sizeof(g->taken_sysid), "%s", e->sysid);
+	qstream_t *s = &g->streams[e->stream];
+
+	s->taking = e->clsn;
+	s->taken_pos = true;
+	s->taken_lsn = e->clsn;
+	s->taken_ts = e->commit_ts;
+	snprintf(s->taken_sysid, sizeof(s->taken_sysid), "%s", e->sysid);
 }
 
 /*
  * Region g's head end record e came from another cluster than the one its
- * applied position is of: a source database made anew starts its LSNs
- * again, so the position no longer says anything.
+ * stream's applied position is of: a source database made anew starts its
+ * LSNs again, so the position no longer says anything.
  */
 static void
 check_sysid(qregion_t *g, const qend_t *e)
 {
-	if (!g->has_applied || !e->sysid[0] || !g->sysid[0] ||
-	    strcmp(g->sysid, e->sysid) == 0)
+	qstream_t *s = &g->streams[e->stream];
+
+	if (!g->loaded || !e->sysid[0] || !s->sysid[0] ||
+	    strcmp(s->sysid, e->sysid) == 0)
 		return;
-	xr_warn("region %s: transactions now come from database system %s, "
+	xr_warn("region %s%s%s: transactions now come from database system %s, "
 	        "not %s: its applied position (%" PRIu64 ") is reset", g->name,
-	        e->sysid, g->sysid, (uint64_t)g->applied);
-	snprintf(g->sysid, sizeof(g->sysid), "%s", e->sysid);
-	g->applied = g->taking = 0;
+	        s->name[0] ? " stream " : "", s->name, e->sysid, s->sysid,
+	        (uint64_t)s->applied);
+	snprintf(s->sysid, sizeof(s->sysid), "%s", e->sysid);
+	s->applied = s->taking = 0;
 }
 
 size_t
@@ -657,7 +737,7 @@ xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
 		e = &g->ends[g->ehead];
 		if (e->bad)
 			return n;     /* the region waits: xr_txq_bad_end */
-		if (g->has_applied && e->clsn <= g->taking) {
+		if (g->loaded && e->clsn <= g->streams[e->stream].taking) {
 			/* Sent again after a producer's restart: applied already. */
 			if (n == max)
 				return n;
@@ -833,18 +913,30 @@ out:
 	return n;
 }
 
-bool
-xr_txq_taken_position(const xr_txq_t *q, size_t r, xr_lsn_t *lsn,
-                      const char **sysid, int64_t *commit_ts)
+size_t
+xr_txq_nstreams(const xr_txq_t *q, size_t r)
+{
+	return q->regions[r].nstreams;
+}
+
+size_t
+xr_txq_taken_positions(const xr_txq_t *q, size_t r, xr_txq_taken_t *out,
+                       size_t max)
 {
 	const qregion_t *g = &q->regions[r];
+	size_t           i, n = 0;
 
-	if (!g->taken_pos)
-		return false;
-	*lsn = g->taken_lsn;
-	*sysid = g->taken_sysid;
-	*commit_ts = g->taken_ts;
-	return true;
+	for (i = 0; i < g->nstreams && n < max; i++) {
+		const qstream_t *s = &g->streams[i];
+
+		if (!s->taken_pos)
+			continue;
+		out[n].stream = s->name;
+		out[n].lsn = s->taken_lsn;
+		out[n].sysid = s->taken_sysid;
+		out[n++].commit_ts = s->taken_ts;
+	}
+	return n;
 }
 
 size_t
@@ -884,13 +976,16 @@ xr_txq_commit(xr_txq_t *q, size_t r)
 	for (i = 0; i < q->nparts; i++)
 		if (q->parts[i].region == r)
 			q->parts[i].committed = q->parts[i].taken;
-	if (g->taken_pos) {
-		g->has_applied = true;
-		g->applied = g->taken_lsn;
-		snprintf(g->sysid, sizeof(g->sysid), "%s", g->taken_sysid);
-		g->taken_pos = false;
+	for (i = 0; i < g->nstreams; i++) {
+		qstream_t *s = &g->streams[i];
+
+		if (s->taken_pos) {
+			s->applied = s->taken_lsn;
+			snprintf(s->sysid, sizeof(s->sysid), "%s", s->taken_sysid);
+			s->taken_pos = false;
+		}
+		s->taking = s->applied;
 	}
-	g->taking = g->applied;
 }
 
 size_t
@@ -912,8 +1007,10 @@ xr_txq_rewind(xr_txq_t *q, size_t r, xr_txq_pos_t *out)
 		out[n++].offset = p->committed;
 	}
 	region_drop_ends(g);
-	g->taken_pos = false;
-	g->taking = g->applied;
+	for (i = 0; i < g->nstreams; i++) {
+		g->streams[i].taken_pos = false;
+		g->streams[i].taking = g->streams[i].applied;
+	}
 	return n;
 }
 

@@ -19,6 +19,12 @@
  *     is handed out in pieces in tx_index order, to be applied in one
  *     target transaction (xr_txq_take_piece).
  *
+ * Streams: a region may have several producers (producer.stream), whose
+ * events and end records carry header xr-stream (none: the main one).
+ * Each stream has its own applied position, and an event is compared
+ * only with its own stream's records: two streams' records interleave on
+ * the transactions topic in no LSN order.
+ *
  * Positions: each partition remembers the offset after the last message
  * handed out (taken) and after the last one stored with an applied batch
  * (committed).  A failed batch rewinds its region to the committed
@@ -92,12 +98,15 @@ size_t      xr_txq_regions(const xr_txq_t *q);
 const char *xr_txq_region_name(const xr_txq_t *q, size_t r);
 
 /*
- * Whether region r's applied position is known (set with
- * xr_txq_set_applied, read from xregion.applied).
+ * Whether region r's applied positions are known: set each stream's
+ * (stream "" is the region's main producer; header xr-stream of its end
+ * records names another) with xr_txq_set_applied, read from
+ * xregion.applied; stream NULL only marks them known (a stream without a
+ * position starts at 0: all of it is applied).
  */
 bool xr_txq_has_applied(const xr_txq_t *q, size_t r);
-void xr_txq_set_applied(xr_txq_t *q, size_t r, xr_lsn_t lsn,
-                        const char *sysid);
+void xr_txq_set_applied(xr_txq_t *q, size_t r, const char *stream,
+                        xr_lsn_t lsn, const char *sysid);
 
 /*
  * Hands out into out (room for max) the next messages of region r, as the
@@ -125,12 +134,25 @@ size_t xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out,
 size_t xr_txq_peek_piece(const xr_txq_t *q, size_t r, rd_kafka_message_t **out,
                          size_t max);
 
+/* The position of a stream's last transaction taken. */
+typedef struct xr_txq_taken_s {
+	const char *stream;         /* borrowed: "" for the main producer */
+	xr_lsn_t    lsn;            /* its commit LSN */
+	const char *sysid;          /* borrowed */
+	int64_t     commit_ts;
+} xr_txq_taken_t;
+
+/* How many streams region r's transactions came from so far. */
+size_t xr_txq_nstreams(const xr_txq_t *q, size_t r);
+
 /*
- * The position of the last transaction taken for r since the last commit
- * (its commit LSN, system id and commit time): false if none.
+ * The positions of the last transaction taken for r since the last commit,
+ * one per stream that had one, into out (room for max, at most
+ * xr_txq_nstreams).  Returns how many (the strings are valid until the
+ * region is cleared).
  */
-bool xr_txq_taken_position(const xr_txq_t *q, size_t r, xr_lsn_t *lsn,
-                           const char **sysid, int64_t *commit_ts);
+size_t xr_txq_taken_positions(const xr_txq_t *q, size_t r,
+                              xr_txq_taken_t *out, size_t max);
 
 /*
  * The offsets to store for what was taken of region r since the last

@@ -500,6 +500,10 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 		snprintf(ts, sizeof(ts), "%" PRIu64 ":%" PRId64,
 		         (uint64_t)src->commit_lsn, src->tx_index);
 		(void)rd_kafka_header_add(h, "xr-tx", -1, ts, -1);
+		/* A second producer of the region (consumer/txq.h). */
+		if (s->conf->stream)
+			(void)rd_kafka_header_add(h, "xr-stream", -1, s->conf->stream,
+			                          -1);
 	}
 	return h;
 }
@@ -688,7 +692,7 @@ flush_tx_ends(session_t *s, char *errstr, size_t errstr_size)
 
 	while ((r = xr_txend_ready(s->tx, &s->txbuf, &txn, &clsn, errstr,
 	                           errstr_size)) == 1) {
-		rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+		rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 		char                lsn[XR_LSN_STRLEN];
 
 		if (s->sr)
@@ -697,6 +701,10 @@ flush_tx_ends(session_t *s, char *errstr, size_t errstr_size)
 		(void)rd_kafka_header_add(h, "xr-region", -1, s->conf->region, -1);
 		(void)rd_kafka_header_add(h, "xr-lsn", -1, lsn, -1);
 		(void)rd_kafka_header_add(h, "xr-schema", -1, id, -1);
+		/* A second producer of the region: its own applied position. */
+		if (s->conf->stream)
+			(void)rd_kafka_header_add(h, "xr-stream", -1, s->conf->stream,
+			                          -1);
 		if (xr_publisher_produce_counted(s->pub, s->conf->transactions_topic,
 		                                 0, s->txbuf.data, s->txbuf.len, h,
 		                                 txn, errstr, errstr_size))
@@ -1221,7 +1229,7 @@ flush_stamps(session_t *s, bool force)
 static void
 publish_progress(session_t *s)
 {
-	char      err[512], key[96], val[160];
+	char      err[512], key[192], val[160];
 	PGresult *res;
 	int64_t   now = xr_mono_us();
 
@@ -1232,7 +1240,10 @@ publish_progress(session_t *s)
 	    s->through_clock_us - 1000000 > s->through_sent_us) {
 		int64_t t = s->through_clock_us - 1000000;
 
-		snprintf(key, sizeof(key), "producer/%s", s->conf->region);
+		char who[160];
+
+		xr_config_stream_key(s->conf, who, sizeof(who));
+		snprintf(key, sizeof(key), "producer/%s", who);
 		snprintf(val, sizeof(val),
 		         "{\"region\": \"%s\", \"through\": %" PRId64 "}",
 		         s->conf->region, t);

@@ -200,7 +200,7 @@ xr_relcache_update(xr_relcache_t *rc, const xr_pgo_msg_t *m,
 	r->ncols = m->u.relation.ncols;
 	r->cols = xr_calloc(1, (size_t)r->ncols * sizeof(*r->cols));
 	r->tconf = xr_config_table(conf, r->nspname, r->relname);
-	r->published = xr_config_publishes(conf, r->nspname, r->relname);
+	r->published = r->tconf && xr_config_produces(conf, r->tconf);
 	n = strlen(conf->topic_prefix) + strlen(conf->region) +
 	    strlen(r->nspname) + strlen(r->relname) + 4;
 	r->topic = xr_calloc(1, n);

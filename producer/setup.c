@@ -70,7 +70,7 @@ check_tables(PGconn *conn, const xr_config_t *conf)
 		const char *params[2] = { t->schema, t->name };
 		PGresult   *res;
 
-		if (t->pii)
+		if (!xr_config_produces(conf, t))
 			continue;
 		res = PQexecParams(conn,
 		                   "SELECT c.relkind, "
@@ -119,7 +119,7 @@ setup_publication(PGconn *conn, const xr_config_t *conf)
 	xr_buf_init(&tables);
 	xr_buf_init(&sql);
 	for (i = 0; i < conf->n_tables; i++) {
-		if (conf->tables[i].pii)
+		if (!xr_config_produces(conf, &conf->tables[i]))
 			continue;
 		if (n++)
 			xr_buf_puts(&tables, ", ");
@@ -382,7 +382,7 @@ setup_topics(const xr_config_t *conf)
 	for (i = 0; i < conf->n_tables; i++) {
 		char name[512];
 
-		if (conf->tables[i].pii)
+		if (!xr_config_produces(conf, &conf->tables[i]))
 			continue;
 		snprintf(name, sizeof(name), "%s.%s.%s.%s", conf->topic_prefix,
 		         conf->region, conf->tables[i].schema, conf->tables[i].name);
@@ -510,26 +510,12 @@ connect_plain(const xr_config_t *conf)
 	return conn;
 }
 
-/*
- * One producer per region and database.  The consumers of the other
- * regions keep one position per region (xregion.applied, the commit LSN of
- * the last transaction they applied) and skip a transaction at or before
- * it as a copy: a second producer of the region, streaming other tables
- * through another slot, would see its transactions skipped whenever the
- * first one is ahead.  So setup records the region's slot in
- * xregion.producer and refuses another one while the recorded slot exists
- * in this database.  Check and record are one transaction, under a lock,
- * before the slot is made: a refusal leaves nothing behind, and a setup
- * that fails later leaves a recorded slot that does not exist, which the
- * next setup may take.  (Two setups at once with two slots can still both
- * pass: the second may check before the first has made its slot.)
- */
-/* Runs sql with its two parameters: the result, or NULL (logged as what). */
+/* Runs sql with three parameters: the result, or NULL (logged as what). */
 static PGresult *
-exec_params(PGconn *conn, ExecStatusType want, const char *const params[2],
+exec_params(PGconn *conn, ExecStatusType want, const char *const params[3],
             const char *what, const char *sql)
 {
-	PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
 
 	if (PQresultStatus(res) != want) {
 		log_pq_error(conn, what);
@@ -539,48 +525,80 @@ exec_params(PGconn *conn, ExecStatusType want, const char *const params[2],
 	return res;
 }
 
+/*
+ * Records this producer (its region and stream, slot and publication) in
+ * xregion.producer, refusing, before anything is made, a second producer
+ * of the same region and stream (the other regions would skip its
+ * transactions as copies of the first one's), and a slot or publication
+ * that another producer of this database uses while its slot exists.
+ * Checked and recorded in one transaction under a lock.
+ */
 static int
 claim_producer(PGconn *conn, const xr_config_t *conf)
 {
-	const char *params[2] = { conf->region, conf->slot };
+	char        key[160];
+	const char *params[3] = { key, conf->slot, conf->publication };
 	PGresult   *res;
 	int         rc = -1;
 
+	xr_config_stream_key(conf, key, sizeof(key));
 	if (exec_command(conn,
 	                 "BEGIN; SET LOCAL client_min_messages = warning; "
 	                 "CREATE SCHEMA IF NOT EXISTS xregion; "
 	                 "CREATE TABLE IF NOT EXISTS xregion.producer ("
 	                 "region text PRIMARY KEY, slot text NOT NULL, "
 	                 "updated_at timestamptz NOT NULL DEFAULT now()); "
+	                 "ALTER TABLE xregion.producer "
+	                 "ADD COLUMN IF NOT EXISTS publication text; "
 	                 "LOCK TABLE xregion.producer IN EXCLUSIVE MODE"))
 		goto out;
 	if (!(res = exec_params(conn, PGRES_TUPLES_OK, params,
 	                        "reading xregion.producer",
-	                        "SELECT p.slot FROM xregion.producer p "
-	                        "WHERE p.region = $1 AND p.slot <> $2 AND EXISTS ("
+	                        "SELECT p.region, p.slot, p.slot = $2, "
+	                        "p.publication = $3 FROM xregion.producer p "
+	                        "WHERE ((p.region = $1 AND p.slot <> $2) OR "
+	                        "(p.region <> $1 AND (p.slot = $2 OR "
+	                        "p.publication = $3))) AND EXISTS ("
 	                        "SELECT 1 FROM pg_catalog.pg_replication_slots s "
 	                        "WHERE s.slot_name = p.slot "
 	                        "AND s.slot_type = 'logical' "
 	                        "AND s.database = current_database())")))
 		goto out;
 	if (PQntuples(res) > 0) {
-		xr_error("region %s already has a producer in database %s, on slot "
-		         "%s: a region has one producer per database (postgres.slot "
-		         "%s would be a second one, and the other regions would skip "
-		         "its transactions as copies of the first one's). Use slot "
-		         "%s, or drop it first: SELECT pg_drop_replication_slot('%s')",
-		         conf->region, PQdb(conn), PQgetvalue(res, 0, 0), conf->slot,
-		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 0));
+		const char *other = PQgetvalue(res, 0, 0), *oslot = PQgetvalue(res, 0, 1);
+
+		if (strcmp(other, key) == 0)
+			xr_error("region %s%s%s already has a producer in database %s, "
+			         "on slot %s: a region (or stream) has one producer per "
+			         "database (postgres.slot %s would be a second one, and "
+			         "the other regions would skip its transactions as copies "
+			         "of the first one's; a producer of other tables takes a "
+			         "producer.stream of its own). Use slot %s, or drop it "
+			         "first: SELECT pg_drop_replication_slot('%s')",
+			         conf->region, conf->stream ? " stream " : "",
+			         conf->stream ? conf->stream : "", PQdb(conn), oslot,
+			         conf->slot, oslot, oslot);
+		else
+			xr_error("the %s of %s is the producer %s's in database %s: "
+			         "each producer (producer.stream) needs a slot and a "
+			         "publication of its own (the defaults are)",
+			         strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? "slot"
+			                                                 : "publication",
+			         key, other, PQdb(conn));
 		PQclear(res);
 		goto out;
 	}
 	PQclear(res);
 	if (!(res = exec_params(conn, PGRES_COMMAND_OK, params,
 	                        "recording the slot in xregion.producer",
-	                        "INSERT INTO xregion.producer AS p (region, slot) "
-	                        "VALUES ($1, $2) ON CONFLICT (region) DO UPDATE "
-	                        "SET slot = EXCLUDED.slot, updated_at = now() "
-	                        "WHERE p.slot <> EXCLUDED.slot")))
+	                        "INSERT INTO xregion.producer AS p (region, slot, "
+	                        "publication) VALUES ($1, $2, $3) "
+	                        "ON CONFLICT (region) DO UPDATE "
+	                        "SET slot = EXCLUDED.slot, publication = "
+	                        "EXCLUDED.publication, updated_at = now() "
+	                        "WHERE p.slot IS DISTINCT FROM EXCLUDED.slot OR "
+	                        "p.publication IS DISTINCT FROM "
+	                        "EXCLUDED.publication")))
 		goto out;
 	PQclear(res);
 	rc = exec_command(conn, "COMMIT");
@@ -645,6 +663,22 @@ xr_teardown_run(const xr_config_t *conf)
 	if (exec_command(conn, sql.data))
 		goto out;
 	xr_info("publication %s: dropped", conf->publication);
+	if (conf->stream) {
+		char        key[160];
+		const char *kp[1] = { key };
+
+		xr_config_stream_key(conf, key, sizeof(key));
+		res = PQexecParams(conn, "DELETE FROM xregion.producer "
+		                   "WHERE region = $1", 1, NULL, kp, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?
+		           PQresultErrorField(res, PG_DIAG_SQLSTATE) : "", "42P01")) {
+			log_pq_error(conn, "forgetting the producer in xregion.producer");
+			PQclear(res);
+			goto out;
+		}
+		PQclear(res);
+	}
 	rc = 0;
 out:
 	xr_buf_term(&sql);

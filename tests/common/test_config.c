@@ -108,6 +108,70 @@ expect_error(const char *name, const char *yaml, const char *suffix)
 
 /* ---- valid files ---- */
 
+/*
+ * A second producer of a region: producer.stream takes the tables of its
+ * stream only, a slot and publication of its own unless set, and the key
+ * "<region>/<stream>"; the main producer takes the tables without one.
+ */
+static void
+test_producer_stream(void **state)
+{
+	char         err[1024], key[64];
+	xr_config_t *conf;
+
+#define TABLES "tables:\n  - name: a\n    pii: false\n  - name: b\n" \
+               "    pii: false\n    stream: orders\n  - name: c\n" \
+               "    stream: orders\n"
+	(void)state;
+	conf = load("main.yaml", MINIMAL "producer:\n  status_interval_ms: 1000\n"
+	            "consumer:\n  batch_size: 10\n" TABLES, err, sizeof(err));
+	assert_non_null(conf);
+	assert_null(conf->stream);
+	assert_string_equal(conf->slot, "xregion_us");
+	assert_string_equal(conf->publication, "xregion");
+	assert_true(xr_config_produces(conf, &conf->tables[0]));
+	assert_false(xr_config_produces(conf, &conf->tables[1]));
+	assert_false(xr_config_produces(conf, &conf->tables[2]));   /* pii */
+	xr_config_stream_key(conf, key, sizeof(key));
+	assert_string_equal(key, "us");
+	xr_config_destroy(conf);
+
+	conf = load("orders.yaml", MINIMAL "producer:\n  stream: orders\n"
+	            TABLES, err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->stream, "orders");
+	assert_string_equal(conf->slot, "xregion_us_orders");
+	assert_string_equal(conf->publication, "xregion_orders");
+	assert_false(xr_config_produces(conf, &conf->tables[0]));
+	assert_true(xr_config_produces(conf, &conf->tables[1]));
+	assert_false(xr_config_produces(conf, &conf->tables[2]));
+	assert_true(xr_config_publishes(conf, "public", "b"));
+	xr_config_stream_key(conf, key, sizeof(key));
+	assert_string_equal(key, "us/orders");
+	xr_config_destroy(conf);
+
+	/* set names stay */
+	conf = load("set.yaml", "region: us\npostgres:\n  dsn: x\n  slot: s1\n"
+	            "  publication: p1\nkafka:\n  brokers: b:1\n"
+	            "producer:\n  stream: orders\n", err, sizeof(err));
+	assert_non_null(conf);
+	assert_string_equal(conf->slot, "s1");
+	assert_string_equal(conf->publication, "p1");
+	xr_config_destroy(conf);
+
+	expect_error("bad.yaml", MINIMAL "producer:\n  stream: Orders/x\n",
+	             ":7: producer.stream: expected 1 to 32 of a-z, 0-9 and _, got \"Orders/x\"");
+	/* the slot name a stream makes must fit PostgreSQL's 63 characters */
+	expect_error("long.yaml",
+	             "region: r23456789012345678901234567890ab\n"
+	             "postgres:\n  dsn: x\nkafka:\n  brokers: b:1\n"
+	             "producer:\n  stream: s23456789012345678901234567890ab\n",
+	             ":7: producer.stream: makes slot name xregion_r23456789012345678"
+	             "901234567890ab_s23456789012345678901234567890ab, longer than "
+	             "63 characters: set postgres.slot");
+#undef TABLES
+}
+
 static void
 test_full_file(void **state)
 {
@@ -422,7 +486,7 @@ test_unknown_table_key(void **state)
 	             "  - name: users\n"
 	             "    pi: false\n",
 	             ":10: tables[1].pi: unknown key; valid keys are: name, pii, "
-	             "exclude_columns, conflict, tiebreak, clock");
+	             "exclude_columns, conflict, tiebreak, clock, stream");
 }
 
 static void
@@ -1237,6 +1301,7 @@ main(void)
 		cmocka_unit_test(test_schema_registry_section),
 		cmocka_unit_test(test_schema_registry_errors_name_the_key),
 		T(test_load_mem),
+		T(test_producer_stream),
 		T(test_full_file),
 		T(test_minimal_defaults),
 		T(test_derived_topics_follow_prefix),

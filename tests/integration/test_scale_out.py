@@ -109,6 +109,27 @@ class Consumer:
         self.logf.close()
 
 
+def start_sources(*nodes):
+    """Starts the regions eu reads from (eu's consumers are the test's)."""
+    for n in nodes:
+        n.start()
+    for n in nodes:
+        n.wait_log("streaming slot")
+
+
+def finish(d, writers):
+    """Stops the writers and waits for items to converge with all their
+    rows; returns how many."""
+    for w in writers:
+        w.stop.set()
+    for w in writers:
+        w.join(30)
+        assert w.error is None, w.error
+    expect = sum(w.txns for w in writers) * 10
+    d.converge("items", timeout=180, expect_rows=expect)
+    return expect
+
+
 def leases(node):
     """{backend pid of the holder: [source regions]} from pg_locks."""
     names = {lease_key(r): r for r in ("us", "apac")}
@@ -144,10 +165,7 @@ def test_consumers_of_a_region_share_and_take_over():
     writers = []
     try:
         us, eu, apac = d["us"], d["eu"], d["apac"]
-        for n in (us, apac):
-            n.start()
-        for n in (us, apac):
-            n.wait_log("streaming slot")
+        start_sources(us, apac)
         a, b = Consumer(eu, "a"), Consumer(eu, "b")
         consumers += [a, b]
         held = wait_leases(eu, [1, 1])
@@ -195,13 +213,7 @@ def test_consumers_of_a_region_share_and_take_over():
         wait_leases(eu, [1, 1])
 
         time.sleep(3)
-        for w in writers:
-            w.stop.set()
-        for w in writers:
-            w.join(30)
-            assert w.error is None, w.error
-        expect = sum(w.txns for w in writers) * 10
-        d.converge("items", timeout=180, expect_rows=expect)
+        expect = finish(d, writers)
         sums = eu.sql("SELECT region, count(*), sum(n) FROM items GROUP BY 1 "
                       "ORDER BY 1")
         assert sums == [("apac", writers[1].txns * 10, writers[1].txns * 9),
@@ -230,10 +242,7 @@ def test_a_consumer_without_the_lease_writes_nothing():
     cons = None
     try:
         us, eu, apac = d["us"], d["eu"], d["apac"]
-        for n in (us, apac):
-            n.start()
-        for n in (us, apac):
-            n.wait_log("streaming slot")
+        start_sources(us, apac)
         cons = Consumer(eu, "only")
         held = wait_leases(eu, [2])
         writers = [Writer(us, 1_000_000), Writer(apac, 2_000_000)]
@@ -263,17 +272,163 @@ def test_a_consumer_without_the_lease_writes_nothing():
                 > us_before      # us kept writing meanwhile
         # the thief's session ended: the lease is free
         cons.wait_log("took region us", timeout=30, count=2)
-        for w in writers:
-            w.stop.set()
-        for w in writers:
-            w.join(30)
-            assert w.error is None, w.error
-        expect = sum(w.txns for w in writers) * 10
-        d.converge("items", timeout=180, expect_rows=expect)
+        expect = finish(d, writers)
         assert eu.sql("SELECT count(*) FROM xregion.conflicts")[0][0] == 0
     finally:
         for w in writers:
             w.stop.set()
         if cons:
             cons.close()
+        d.close()
+
+
+def explain(us, eu):
+    """On a failure: what eu lacks, and where its positions stand."""
+    for t in ("a", "b"):
+        ua = {r[0] for r in us.sql(f"SELECT id FROM {t}")}
+        ea = {r[0] for r in eu.sql(f"SELECT id FROM {t}")}
+        print(f"eu lacks {len(ua - ea)} rows of {t}: {sorted(ua - ea)[:20]}")
+    print("eu's positions:", eu.sql("SELECT region, commit_lsn FROM "
+                                    "xregion.applied ORDER BY 1"))
+    print("eu's offsets:", eu.sql("SELECT topic, partition, next_offset FROM "
+                                  "xregion.offsets ORDER BY 1, 2"))
+
+
+def test_two_producers_of_a_region_on_disjoint_tables():
+    """us runs a second producer (producer.stream: orders) for table b, with
+    a slot and publication of its own, beside its main one for table a;
+    some transactions write both. The orders producer is killed with -9
+    for a few seconds while both tables keep changing, so the main stream
+    runs ahead of it: eu keeps one applied position per stream and applies
+    every transaction of both, once (one position for the region would
+    skip the late stream's older transactions as copies)."""
+    tables = [("public.a", False), ("public.b", False, {"stream": "orders"})]
+    d = Deployment(tables, "CREATE TABLE a (id bigint PRIMARY KEY, n int);"
+                           "CREATE TABLE b (id bigint PRIMARY KEY, n int);",
+                   regions=("us", "eu"))
+    orders = None
+    stop = threading.Event()
+    try:
+        us, eu = d["us"], d["eu"]
+        with open(us.config) as f:
+            conf = f.read()
+        orders_conf = os.path.join(d.tmp, "us-orders.yaml")
+        # the same config, but producer.stream and a slot of its own
+        # (this deployment sets the main one's slot; the publication is
+        # left to its default, xregion_orders)
+        orders_slot = f"{us.slot}_orders"
+        with open(orders_conf, "w") as f:
+            f.write(conf.replace("producer:\n", "producer:\n  stream: orders\n", 1)
+                        .replace(f"  slot: {us.slot}\n", f"  slot: {orders_slot}\n"))
+
+        def xr(*args, check=True):
+            r = subprocess.run([us.binary, *args, "-c", orders_conf],
+                               capture_output=True, text=True, timeout=120,
+                               env=us.env())
+            assert not check or r.returncode == 0, r.stdout + r.stderr
+            return r
+
+        xr("setup")
+        slots = us.sql("SELECT slot_name FROM pg_replication_slots WHERE "
+                       "database = current_database() ORDER BY 1")
+        assert slots == [(us.slot,), (orders_slot,)], slots
+        pubs = us.sql("SELECT pubname, tablename FROM pg_publication_tables "
+                      "ORDER BY 1")
+        assert ("xregion", "a") in pubs and ("xregion_orders", "b") in pubs \
+            and len(pubs) == 2, pubs
+
+        # a config of the stream that takes the main one's slot
+        with open(orders_conf + ".bad", "w") as f:
+            f.write(conf.replace("producer:\n", "producer:\n  stream: orders\n", 1))
+        r = subprocess.run([us.binary, "setup", "-c", orders_conf + ".bad"],
+                           capture_output=True, text=True, timeout=120,
+                           env=us.env())
+        assert r.returncode == 1 and "needs a slot and a publication of its own" \
+            in r.stdout + r.stderr, r.stdout + r.stderr
+
+        # its config runs no consumer (its origins would not be the region's)
+        r = xr("consume", check=False)
+        assert r.returncode == 1 and "runs only xregion produce" in r.stderr, \
+            r.stdout + r.stderr
+
+        d.start()
+        logf = open(os.path.join(d.tmp, "us-orders.log"), "a")
+
+        def start_orders():
+            return subprocess.Popen([us.binary, "produce", "-c", orders_conf],
+                                    stdout=logf, stderr=subprocess.STDOUT,
+                                    env=us.env())
+        orders = start_orders()
+        done = {"txns": 0}
+        errors = []
+
+        def write():
+            try:
+                dsn = xrtest.pg_dsn("us", us.db, us.port)
+                with psycopg.connect(dsn, autocommit=True) as c:
+                    i = 0
+                    while not stop.is_set():
+                        with c.transaction():
+                            if i % 3 != 1:
+                                c.execute("INSERT INTO a VALUES (%s, 0)", (i,))
+                                c.execute("UPDATE a SET n = n + 1 WHERE id = %s",
+                                          (i,))
+                            if i % 3 != 0:
+                                c.execute("INSERT INTO b VALUES (%s, 0)", (i,))
+                                c.execute("UPDATE b SET n = n + 2 WHERE id = %s",
+                                          (i,))
+                        i += 1
+                        done["txns"] = i
+                        time.sleep(0.01)
+            except Exception as e:
+                errors.append(e)
+
+        w = threading.Thread(target=write, daemon=True)
+        w.start()
+        time.sleep(3)
+        orders.kill()
+        orders.wait(30)
+        time.sleep(4)     # the main stream runs ahead meanwhile
+        orders = start_orders()
+        time.sleep(3)
+        stop.set()
+        w.join(30)
+        assert not errors, errors
+        n = done["txns"]
+        na = len([i for i in range(n) if i % 3 != 1])
+        nb = len([i for i in range(n) if i % 3 != 0])
+        try:
+            d.converge("a", expect_rows=na, timeout=60)
+            d.converge("b", expect_rows=nb, timeout=60)
+        except AssertionError:
+            explain(us, eu)
+            raise
+
+        assert eu.sql("SELECT count(*), sum(n) FROM a") == [(na, na)]
+        assert eu.sql("SELECT count(*), sum(n) FROM b") == [(nb, 2 * nb)]
+        keys = [k for (k,) in eu.sql("SELECT region FROM xregion.applied "
+                                     "ORDER BY 1")]
+        assert keys == ["us", "us/orders"], keys
+        assert eu.sql("SELECT count(*) FROM xregion.conflicts")[0][0] == 0
+        print(f"{n} transactions: {na} to a (main stream), {nb} to b (orders)")
+
+        # the orders config's teardown drops only what is the stream's
+        orders.kill()
+        orders.wait(30)
+        xr("teardown")
+        assert us.sql("SELECT slot_name FROM pg_replication_slots WHERE "
+                      "database = current_database()") == [(us.slot,)]
+        assert us.sql("SELECT pubname FROM pg_publication") == [("xregion",)]
+        assert us.sql("SELECT region FROM xregion.producer") == [("us",)]
+    finally:
+        stop.set()
+        if orders and orders.poll() is None:
+            orders.kill()
+            orders.wait(30)
+        try:   # (a slot left behind keeps its database from being dropped)
+            d["us"].sql("SELECT pg_drop_replication_slot(slot_name) FROM "
+                        "pg_replication_slots WHERE slot_name = %s",
+                        (f"{d['us'].slot}_orders",))
+        except Exception as e:
+            print(f"dropping the orders slot: {e}")
         d.close()
