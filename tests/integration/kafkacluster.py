@@ -62,7 +62,11 @@ class KafkaCluster:
                 f"-Dkafka.logs.dir={self.root}/logs", "-cp", f"{LIBS}/*", *args]
 
     def start(self):
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # (like Kafka's own Uuid.randomUuid: an id that starts with "-" is
+        # drawn again, or StorageTool's "-t" takes it for an option)
+        cid = "-"
+        while cid.startswith("-"):
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in self.cports.items())
         for i in self.ports:
             os.makedirs(os.path.join(self.root, f"node{i}", "data"))
