@@ -312,7 +312,9 @@ static const command_t commands[] = {
 	  "tombstone triggers and (clock: hybrid) the clock trigger\n"
 	  "xregion_clock on the lww tables, the version-vector trigger\n"
 	  "xregion_vclock on the tables with conflict: vclock, and a\n"
-	  "replication origin per source region.\n\n"
+	  "replication origin per source region. With producer.stream set (a\n"
+	  "second producer of the region) only its publication, slot and\n"
+	  "topics: schema xregion is the main config's.\n\n"
 	  "On PostgreSQL 17 and later, postgres.failover: true creates the slot\n"
 	  "as a failover slot: a standby with sync_replication_slots = on,\n"
 	  "hot_standby_feedback = on and primary_slot_name keeps a copy, and the\n"
@@ -336,7 +338,9 @@ static const command_t commands[] = {
 	  "backoff.\n",
 	  run_produce },
 	{ "consume", "apply the other regions' changes to this database",
-	  "Subscribes to the change topics of every other region, decodes their\n"
+	  "Reads the change topics of every other region whose lease it holds\n"
+	  "(several consumers of a region share its source regions and take\n"
+	  "over from one that dies; docs/consumer.md), decodes their\n"
 	  "Avro events (schemas from the schemas topic) and applies the tables\n"
 	  "this region marks pii: false, with last-write-wins: a row's version is\n"
 	  "(version time at its origin, origin region, stream position), or\n"
