@@ -465,7 +465,12 @@ def cmd_stage_load(a):
     WAL ended, and how many events Kafka had before.  With --recv-slot
     (pg_recvlogical's) and each --slot (another reader's, e.g. Debezium's)
     a pgoutput slot is made first, so that each reader has the same
-    backlog."""
+    backlog.  Each --advance-slot (xregion's, not read meanwhile) is moved
+    to the WAL's end first, past a checkpoint's record of the running
+    transactions: its restart point then follows, as it does within 15 s
+    in a deployment that streams, and the stage does not decode the
+    previous stage's backlog again (the fresh slots of the other readers
+    never do)."""
     src = connect(a.src_port, a.src_db)
     for slot in ([a.recv_slot] if a.recv_slot else []) + (a.slot or []):
         src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
@@ -474,6 +479,9 @@ def cmd_stage_load(a):
     if watch:
         watch.close()
     checkpoint(src)
+    for slot in a.advance_slot or []:
+        src.execute("SELECT pg_replication_slot_advance(%s, "
+                    "pg_current_wal_lsn())", (slot,))
     t0 = time.monotonic()
     if a.op == "insert":
         n = src.execute("INSERT INTO stage SELECT g, (g %% 1000)::int, "
@@ -602,7 +610,7 @@ def stage_run(a, cmd, load_res, n, src, dst, cpu, watch):
         if os.environ.get("XR_BENCH_PERF") and not a.recvlogical:
             # a profile of the started process for the stage (perf report -i)
             perf = subprocess.Popen(
-                ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "99", "-p", str(proc.pid),
+                ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", os.environ.get("XR_BENCH_PERF_HZ", "99"), "-p", str(proc.pid),
                  "-o", os.path.join(os.environ["XR_BENCH_PERF"],
                                     f"{a.key}.perf.data")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -1092,6 +1100,8 @@ def main():
     sp.add_argument("--brokers", default="127.0.0.1:19092")
     sp.add_argument("--kafka-topic")
     sp.add_argument("--recv-slot", help="pg_recvlogical's slot to make")
+    sp.add_argument("--advance-slot", action="append",
+                    help="a slot to move to the WAL's end before the load")
     sp.add_argument("--slot", action="append", help="another pgoutput slot "
                     "to make before the load (repeatable)")
     sp = sub.add_parser("stage")

@@ -55,7 +55,11 @@ every change (polled every 0.2 s):
           INSERT of --rows rows into table stage, then an UPDATE of half of
           them): capture, from starting xregion on the source until Kafka
           has every event, against pg_recvlogical reading the same backlog
-          from a pgoutput slot of its own until its end LSN; apply, from
+          from a pgoutput slot of its own until its end LSN (xregion's
+          slot is moved to the WAL's end before each load, past a
+          checkpoint, so that it does not decode the previous backlog
+          again: a slot that streams moves its restart point within 15 s);
+          apply, from
           starting xregion on the destination (the events in Kafka) until
           it has every row, against native replication catching up the
           same backlog (its subscription enabled after the load); CPU
@@ -395,7 +399,8 @@ stages_xregion() {  # key: capture and apply alone, each against its anchor
     k="$key.stage_$op"
     helper stage-load --src-port $US_PORT --src-db bench_us --op $op \
         --rows "$ROWS" --results "$RES" --key "$k.load" --brokers "$BROKERS" \
-        --kafka-topic "$topic" --recv-slot "$recv_slot" "${slots[@]}"
+        --kafka-topic "$topic" --recv-slot "$recv_slot" "${slots[@]}" \
+        --advance-slot "xrbench_${SUFFIX}_us"
     helper stage "${common[@]}" --key "$k.recvlogical" --load "$k.load" \
         --until exit --recvlogical "$PGBIN/pg_recvlogical" \
         --recv-slot "$recv_slot" --name pg_recvlogical --log "$WORK/recv.out"

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/avro_codec.h"
+
 /* ------------------------------------------------------------------------
  * Classification
  */
@@ -301,6 +303,7 @@ typedef struct conv_s {
 	const char *array_name; /* the array's pgname, or NULL */
 	size_t      elem_no;    /* 1-based element being converted, or 0 */
 	xr_buf_t   *scratch;
+	xr_buf_t   *raw;        /* Avro binary goes here, not into a value */
 	char       *errstr;
 	size_t      errstr_size;
 } conv_t;
@@ -359,6 +362,114 @@ avro_fail(const conv_t *c, const char *what)
 	return -1;
 }
 
+/*
+ * The value's way out: into the avro-c value v, or with c->raw as Avro
+ * binary appended to it (v is not used then).  A union's branch in raw
+ * form is its index; the selected branch value is v's again.
+ */
+static int
+out_branch(const conv_t *c, avro_value_t *v, int idx, avro_value_t *branch)
+{
+	if (c->raw) {
+		xr_avro_put_long(c->raw, idx);
+		return 0;
+	}
+	if (avro_value_set_branch(v, idx, branch) != 0)
+		return avro_fail(c, "cannot select union branch");
+	return 0;
+}
+
+static int
+out_null(const conv_t *c, avro_value_t *v)
+{
+	if (c->raw)
+		return 0;
+	return avro_value_set_null(v) != 0 ? avro_fail(c, "cannot set null") : 0;
+}
+
+static int
+out_long(const conv_t *c, avro_value_t *v, int64_t x)
+{
+	if (c->raw) {
+		xr_avro_put_long(c->raw, x);
+		return 0;
+	}
+	return avro_value_set_long(v, x) != 0 ? avro_fail(c, "cannot set long")
+	                                      : 0;
+}
+
+static int
+out_int(const conv_t *c, avro_value_t *v, int32_t x)
+{
+	if (c->raw) {
+		xr_avro_put_long(c->raw, x);
+		return 0;
+	}
+	return avro_value_set_int(v, x) != 0 ? avro_fail(c, "cannot set int") : 0;
+}
+
+static int
+out_boolean(const conv_t *c, avro_value_t *v, bool x)
+{
+	if (c->raw) {
+		xr_buf_putc(c->raw, x ? 1 : 0);
+		return 0;
+	}
+	return avro_value_set_boolean(v, x) != 0
+	           ? avro_fail(c, "cannot set boolean") : 0;
+}
+
+/* Avro's float and double: IEEE 754, little-endian. */
+static void
+put_le(xr_buf_t *b, uint64_t bits, size_t n)
+{
+	char   tmp[8];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		tmp[i] = (char)((bits >> (8 * i)) & 0xff);
+	xr_buf_append(b, tmp, n);
+}
+
+static int
+out_float(const conv_t *c, avro_value_t *v, float x)
+{
+	if (c->raw) {
+		uint32_t bits;
+
+		memcpy(&bits, &x, sizeof(bits));
+		put_le(c->raw, bits, 4);
+		return 0;
+	}
+	return avro_value_set_float(v, x) != 0 ? avro_fail(c, "cannot set float")
+	                                       : 0;
+}
+
+static int
+out_double(const conv_t *c, avro_value_t *v, double x)
+{
+	if (c->raw) {
+		uint64_t bits;
+
+		memcpy(&bits, &x, sizeof(bits));
+		put_le(c->raw, bits, 8);
+		return 0;
+	}
+	return avro_value_set_double(v, x) != 0
+	           ? avro_fail(c, "cannot set double") : 0;
+}
+
+static int
+out_bytes(const conv_t *c, avro_value_t *v, const void *p, size_t n)
+{
+	if (c->raw) {
+		xr_avro_put_bytes(c->raw, p, n);
+		return 0;
+	}
+	return avro_value_set_bytes(v, (void *)p, n) != 0
+	           ? avro_fail(c, "cannot set bytes") : 0;
+}
+
 static bool
 is_digit(char ch)
 {
@@ -415,6 +526,10 @@ set_string(const conv_t *c, const char *s, size_t len, avro_value_t *v)
 {
 	if (!utf8_valid(s, len))
 		return bad_value(c, s, len, "not valid UTF-8");
+	if (c->raw) {
+		xr_avro_put_bytes(c->raw, s, len);
+		return 0;
+	}
 	/* avro-c wants the size including a NUL terminator: copy the text. */
 	xr_buf_reset(c->scratch);
 	xr_buf_append(c->scratch, s, len);
@@ -682,9 +797,7 @@ set_bytea(const conv_t *c, const char *s, size_t len, avro_value_t *v)
 	}
 	c->scratch->len = n;
 	c->scratch->data[n] = '\0';
-	if (avro_value_set_bytes(v, c->scratch->data, n) != 0)
-		return avro_fail(c, "cannot set bytes");
-	return 0;
+	return out_bytes(c, v, c->scratch->data, n);
 }
 
 static int
@@ -896,9 +1009,7 @@ set_date(const conv_t *c, const char *s, size_t len, avro_value_t *v)
 		if (days <= INT32_MIN || days >= INT32_MAX)
 			return bad_value(c, s, len, "out of range");
 	}
-	if (avro_value_set_int(v, (int32_t)days) != 0)
-		return avro_fail(c, "cannot set int");
-	return 0;
+	return out_int(c, v, (int32_t)days);
 }
 
 static int
@@ -909,9 +1020,7 @@ set_time(const conv_t *c, const char *s, size_t len, avro_value_t *v)
 
 	if (!parse_hms(s, len, &i, true, &usecs) || i != len)
 		return bad_value(c, s, len, "not a time (HH:MM:SS[.ffffff])");
-	if (avro_value_set_long(v, usecs) != 0)
-		return avro_fail(c, "cannot set long");
-	return 0;
+	return out_long(c, v, usecs);
 }
 
 /* timestamp and timestamptz: "YYYY-MM-DD HH:MM:SS[.ffffff][+TZ][ BC]". */
@@ -949,9 +1058,7 @@ set_timestamp(const conv_t *c, const char *s, size_t len, bool tz,
 			return bad_value(c, s, len,
 			                 "out of range for microseconds since 1970");
 	}
-	if (avro_value_set_long(v, usecs) != 0)
-		return avro_fail(c, "cannot set long");
-	return 0;
+	return out_long(c, v, usecs);
 }
 
 /*
@@ -977,23 +1084,21 @@ put_scalar(const conv_t *c, const char *s, size_t len, avro_value_t *v,
 		/* What a decimal cannot hold: NaN (and numeric infinities). */
 		if (text_is(s, len, "NaN") || text_is(s, len, "Infinity") ||
 		    text_is(s, len, "-Infinity")) {
-			if (avro_value_set_branch(v, base + 1, &branch) != 0)
-				return avro_fail(c, "cannot select string branch");
+			if (out_branch(c, v, base + 1, &branch))
+				return -1;
 			return set_string(c, s, len, &branch);
 		}
 		if (numeric_to_decimal(s, len, c->precision, c->scale, dec, &n,
 		                       &why) != 0)
 			return bad_value(c, s, len, why);
-		if (avro_value_set_branch(v, base, &branch) != 0)
-			return avro_fail(c, "cannot select decimal branch");
-		if (avro_value_set_bytes(&branch, dec, n) != 0)
-			return avro_fail(c, "cannot set bytes");
-		return 0;
+		if (out_branch(c, v, base, &branch))
+			return -1;
+		return out_bytes(c, &branch, dec, n);
 	}
 
 	if (base >= 0) {
-		if (avro_value_set_branch(v, base, &branch) != 0)
-			return avro_fail(c, "cannot select union branch");
+		if (out_branch(c, v, base, &branch))
+			return -1;
 		dst = &branch;
 	}
 
@@ -1001,35 +1106,25 @@ put_scalar(const conv_t *c, const char *s, size_t len, avro_value_t *v,
 	case XR_AT_BOOLEAN:
 		if (!text_is(s, len, "t") && !text_is(s, len, "f"))
 			return bad_value(c, s, len, "not 't' or 'f'");
-		if (avro_value_set_boolean(dst, s[0] == 't') != 0)
-			return avro_fail(c, "cannot set boolean");
-		return 0;
+		return out_boolean(c, dst, s[0] == 't');
 	case XR_AT_INT:
 		if (c->oid == XR_OID_INT2 ?
 		    parse_integer(s, len, INT16_MIN, INT16_MAX, &iv, &why) :
 		    parse_integer(s, len, INT32_MIN, INT32_MAX, &iv, &why))
 			return bad_value(c, s, len, why);
-		if (avro_value_set_int(dst, (int32_t)iv) != 0)
-			return avro_fail(c, "cannot set int");
-		return 0;
+		return out_int(c, dst, (int32_t)iv);
 	case XR_AT_LONG:
 		if (parse_integer(s, len, INT64_MIN, INT64_MAX, &iv, &why))
 			return bad_value(c, s, len, why);
-		if (avro_value_set_long(dst, iv) != 0)
-			return avro_fail(c, "cannot set long");
-		return 0;
+		return out_long(c, dst, iv);
 	case XR_AT_FLOAT:
 		if (parse_float(c, s, len, true, &dv) != 0)
 			return -1;
-		if (avro_value_set_float(dst, (float)dv) != 0)
-			return avro_fail(c, "cannot set float");
-		return 0;
+		return out_float(c, dst, (float)dv);
 	case XR_AT_DOUBLE:
 		if (parse_float(c, s, len, false, &dv) != 0)
 			return -1;
-		if (avro_value_set_double(dst, dv) != 0)
-			return avro_fail(c, "cannot set double");
-		return 0;
+		return out_double(c, dst, dv);
 	case XR_AT_BYTES:
 		return set_bytea(c, s, len, dst);
 	case XR_AT_UUID:
@@ -1127,8 +1222,8 @@ static int
 put_array(conv_t *c, const char *s, size_t len, avro_value_t *v, int base)
 {
 	avro_value_t arr, branch, item, nb;
-	xr_buf_t     elem;
-	size_t       i = 1;
+	xr_buf_t     elem, items, *raw = c->raw;
+	size_t       i = 1, count = 0;
 	int          rc = -1;
 	bool         isnull;
 
@@ -1145,16 +1240,28 @@ put_array(conv_t *c, const char *s, size_t len, avro_value_t *v, int base)
 	if (s[i] == '{')
 		goto raw;   /* more than one dimension */
 
-	if (avro_value_set_branch(v, base, &arr) != 0)
-		return avro_fail(c, "cannot select array branch");
+	if (out_branch(c, v, base, &arr))
+		return -1;
 	/* Selecting the branch that is already current keeps its items. */
-	if (avro_value_reset(&arr) != 0)
+	if (!raw && avro_value_reset(&arr) != 0)
 		return avro_fail(c, "cannot reset array");
-	if (s[i] == '}')
-		return i == len - 1 ? 0 :
-		       bad_value(c, s, len, "not a one-dimensional array");
+	if (s[i] == '}') {
+		if (i != len - 1)
+			return bad_value(c, s, len, "not a one-dimensional array");
+		if (raw)
+			xr_avro_put_long(raw, 0);   /* no block: the end */
+		return 0;
+	}
 
+	/*
+	 * Avro binary counts an array's items ahead of them (one block, then
+	 * the 0 that ends it, as avro-c writes it): in raw form they are
+	 * written aside first.
+	 */
 	xr_buf_init(&elem);
+	xr_buf_init(&items);
+	if (raw)
+		c->raw = &items;
 	i = 1;
 	for (c->elem_no = 1;; c->elem_no++) {
 		if (!array_elem(s, len, &i, &elem, &isnull)) {
@@ -1162,16 +1269,14 @@ put_array(conv_t *c, const char *s, size_t len, avro_value_t *v, int base)
 			(void)bad_value(c, s, len, "not a one-dimensional array");
 			goto done;
 		}
-		if (avro_value_append(&arr, &item, NULL) != 0) {
+		count++;
+		if (!raw && avro_value_append(&arr, &item, NULL) != 0) {
 			(void)avro_fail(c, "cannot append array element");
 			goto done;
 		}
 		if (isnull) {
-			if (avro_value_set_branch(&item, 0, &nb) != 0 ||
-			    avro_value_set_null(&nb) != 0) {
-				(void)avro_fail(c, "cannot set null element");
+			if (out_branch(c, &item, 0, &nb) || out_null(c, &nb))
 				goto done;
-			}
 		} else if (put_scalar(c, elem.data, elem.len, &item, 1) != 0) {
 			goto done;
 		}
@@ -1184,22 +1289,28 @@ put_array(conv_t *c, const char *s, size_t len, avro_value_t *v, int base)
 		(void)bad_value(c, s, len, "text after the array");
 		goto done;
 	}
+	if (raw) {
+		xr_avro_put_long(raw, (int64_t)count);
+		xr_buf_append(raw, items.data, items.len);
+		xr_avro_put_long(raw, 0);
+	}
 	rc = 0;
 done:
 	c->elem_no = 0;
+	c->raw = raw;
 	xr_buf_term(&elem);
+	xr_buf_term(&items);
 	return rc;
 
 raw:
-	if (avro_value_set_branch(v, base + 1, &branch) != 0)
-		return avro_fail(c, "cannot select string branch");
+	if (out_branch(c, v, base + 1, &branch))
+		return -1;
 	return set_string(c, s, len, &branch);
 }
 
-int
-xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
-                       bool nullable, avro_value_t *field,
-                       char *errstr, size_t errstr_size)
+static int
+text_to(const xr_coltype_t *t, const char *text, size_t len, bool nullable,
+        avro_value_t *field, xr_buf_t *raw, char *errstr, size_t errstr_size)
 {
 	conv_t   c;
 	xr_buf_t scratch;
@@ -1216,6 +1327,7 @@ xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
 	c.errstr = errstr;
 	c.errstr_size = errstr_size;
 	c.tname = t->pgname;
+	c.raw = raw;
 
 	if (nullable)
 		base = 1;
@@ -1241,6 +1353,22 @@ xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
 	}
 	xr_buf_term(&scratch);
 	return rc;
+}
+
+int
+xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
+                       bool nullable, avro_value_t *field,
+                       char *errstr, size_t errstr_size)
+{
+	return text_to(t, text, len, nullable, field, NULL, errstr, errstr_size);
+}
+
+int
+xr_pgtype_text_to_raw(const xr_coltype_t *t, const char *text, size_t len,
+                      bool nullable, xr_buf_t *out, char *errstr,
+                      size_t errstr_size)
+{
+	return text_to(t, text, len, nullable, NULL, out, errstr, errstr_size);
 }
 
 int

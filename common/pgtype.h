@@ -128,6 +128,17 @@ int xr_pgtype_text_to_avro(const xr_coltype_t *t, const char *text, size_t len,
                            char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/*
+ * As xr_pgtype_text_to_avro, appending the field's Avro binary datum to out
+ * instead (with nullable, the union's index first): the bytes avro-c would
+ * write for the value xr_pgtype_text_to_avro sets.  On failure out may hold
+ * part of it.
+ */
+int xr_pgtype_text_to_raw(const xr_coltype_t *t, const char *text, size_t len,
+                          bool nullable, xr_buf_t *out, char *errstr,
+                          size_t errstr_size)
+	__attribute__((warn_unused_result));
+
 /* Sets a nullable field (a union made by xr_pgtype_schema_json) to null. */
 int xr_pgtype_set_null(avro_value_t *field) __attribute__((warn_unused_result));
 

@@ -497,9 +497,11 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 	if (for_region)
 		(void)rd_kafka_header_add(h, "xr-for", -1, for_region, -1);
 	if (src->tx_index >= 0) {
-		snprintf(ts, sizeof(ts), "%" PRIu64 ":%" PRId64,
-		         (uint64_t)src->commit_lsn, src->tx_index);
-		(void)rd_kafka_header_add(h, "xr-tx", -1, ts, -1);
+		size_t n = xr_u64_digits(ts, (uint64_t)src->commit_lsn);
+
+		ts[n++] = ':';
+		n += xr_u64_digits(ts + n, (uint64_t)src->tx_index);
+		(void)rd_kafka_header_add(h, "xr-tx", -1, ts, (ssize_t)n);
 		/* A second producer of the region (consumer/txq.h). */
 		if (s->conf->stream)
 			(void)rd_kafka_header_add(h, "xr-stream", -1, s->conf->stream,

@@ -39,6 +39,7 @@ struct xr_publisher_s {
 	bool          failure_fatal; /* retrying cannot mend it */
 	char          failure_topic[256];
 	uint64_t      delivered;
+	uint64_t      queued;   /* messages produce() queued */
 
 	part_cache_t *parts;
 	size_t        n_parts;
@@ -273,7 +274,13 @@ produce(xr_publisher_t *p, const char *topic, int32_t partition,
 		                        RD_KAFKA_V_OPAQUE(opaque),
 		                        RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			rd_kafka_poll(p->rk, 0);
+			/*
+			 * Delivery reports are served by the caller's loop
+			 * (xr_publisher_poll); here only every 64 messages, to
+			 * bound what a long burst leaves queued.
+			 */
+			if ((++p->queued & 63) == 0)
+				rd_kafka_poll(p->rk, 0);
 			return 0;
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {

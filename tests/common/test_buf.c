@@ -96,6 +96,9 @@ test_lsn_round_trip(void **state)
 	(void)state;
 	assert_string_equal(xr_lsn_format(UINT64_C(0x16B3748), s), "0/16B3748");
 	assert_string_equal(xr_lsn_format(UINT64_MAX, s), "FFFFFFFF/FFFFFFFF");
+	assert_string_equal(xr_lsn_format(0, s), "0/0");
+	assert_string_equal(xr_lsn_format(UINT64_C(0x100000000), s), "1/0");
+	assert_string_equal(xr_lsn_format(UINT64_C(0xA0000000F), s), "A/F");
 	assert_int_equal(xr_lsn_parse("1A/2B", &lsn), 0);
 	assert_int_equal(lsn, (UINT64_C(0x1A) << 32) | 0x2B);
 	assert_int_equal(xr_lsn_parse("FFFFFFFF/FFFFFFFF", &lsn), 0);

@@ -268,15 +268,62 @@ register_value_schema(fx_t *fx)
 	                                      fx->err, sizeof(fx->err)), 0);
 }
 
+/*
+ * Two encodings of one event are the same bytes but for produced_at, the
+ * clock read while encoding: it follows the header, the event id (its
+ * length in one byte, 36 characters) and the op (one byte).
+ */
+static void
+assert_same_event(const xr_buf_t *x, const xr_buf_t *y)
+{
+	size_t off = XR_AVRO_SO_HEADER_LEN + 1 + XR_EVENT_ID_LEN + 1;
+	size_t ix = off, iy = off;
+
+	assert_true(x->len > off && y->len > off);
+	assert_memory_equal(x->data, y->data, off);
+	while (ix < x->len && ((unsigned char)x->data[ix++] & 0x80))
+		;
+	while (iy < y->len && ((unsigned char)y->data[iy++] & 0x80))
+		;
+	assert_int_equal(x->len - ix, y->len - iy);
+	assert_memory_equal(x->data + ix, y->data + iy, x->len - ix);
+}
+
+/*
+ * Encodes a change as the producer does (into fx->key and fx->value), and
+ * again through avro-c's values: the bytes written directly must be
+ * avro-c's.
+ */
+static void
+encode_rel(fx_t *fx, xr_rel_t *rel, xr_op_t op, const xr_pgo_tuple_t *b,
+           const xr_pgo_tuple_t *a, const xr_source_t *s)
+{
+	xr_buf_t k, v;
+	char     id[XR_EVENT_ID_LEN + 1];
+
+	if (xr_encode_change(rel, op, b, a, s, &fx->key, &fx->value, fx->event_id,
+	                     fx->err, sizeof(fx->err)))
+		fail_msg("encode: %s", fx->err);
+	xr_buf_init(&k);
+	xr_buf_init(&v);
+	if (xr_encode_change_avro(rel, op, b, a, s, &k, &v, id, fx->err,
+	                          sizeof(fx->err)))
+		fail_msg("encode with avro-c: %s", fx->err);
+	assert_string_equal(id, fx->event_id);
+	assert_same_event(&fx->value, &v);
+	assert_int_equal(k.len, fx->key.len);
+	if (k.len)
+		assert_memory_equal(k.data, fx->key.data, k.len);
+	xr_buf_term(&k);
+	xr_buf_term(&v);
+}
+
 static void
 encode(fx_t *fx, xr_op_t op, xr_pgo_datum_t *before, xr_pgo_datum_t *after)
 {
 	xr_pgo_tuple_t b = { NCOLS, before }, a = { NCOLS, after };
 
-	if (xr_encode_change(fx->rel, op, before ? &b : NULL, after ? &a : NULL,
-	                     &src, &fx->key, &fx->value, fx->event_id, fx->err,
-	                     sizeof(fx->err)))
-		fail_msg("encode: %s", fx->err);
+	encode_rel(fx, fx->rel, op, before ? &b : NULL, after ? &a : NULL, &src);
 }
 
 /* The two images' fields of a and b are the same. */
@@ -502,6 +549,41 @@ test_edge_values(void **state)
 	assert_text(fx, &fx->ev.after[F_CREATED], "infinity");
 	assert_text(fx, &fx->ev.after[F_TAGS], "{}");
 	assert_text(fx, &fx->ev.after[F_BLOB], "\\x");
+}
+
+/*
+ * The branches the other round trips leave out, written directly as avro-c
+ * would write them (encode_rel compares): an origin, no tx_index, a
+ * decimal's string branch, an array's string branch (two dimensions, or a
+ * lower bound other than 1) and an array of NULL elements.
+ */
+static void
+test_direct_encoding_branches(void **state)
+{
+	fx_t          *fx = *state;
+	xr_pgo_datum_t row[NCOLS];
+	xr_pgo_tuple_t a = { NCOLS, row };
+	xr_source_t    s = src;
+	static const char *const tags[] = {
+		"{{a,b},{c,d}}", "[0:1]={x,y}", "{NULL,NULL}", "{\"\"}",
+	};
+	size_t         i;
+
+	s.origin = "eu";
+	s.tx_index = -1;
+	register_value_schema(fx);
+	memcpy(row, full_row, sizeof(row));
+	row[C_AMOUNT] = (xr_pgo_datum_t)T("NaN");
+	for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+		row[C_TAGS] = (xr_pgo_datum_t){ XR_PGO_COL_TEXT, tags[i],
+		                                strlen(tags[i]) };
+		encode_rel(fx, fx->rel, XR_OP_UPDATE, NULL, &a, &s);
+		decode(fx);
+		assert_string_equal(fx->ev.region, "eu");
+		assert_string_equal(fx->ev.source_region, "us");
+		assert_text(fx, &fx->ev.after[F_TAGS], tags[i]);
+		assert_text(fx, &fx->ev.after[F_AMOUNT], "NaN");
+	}
 }
 
 /* A timestamptz before the year 1: the " BC" suffix survives. */
@@ -1078,11 +1160,8 @@ test_scalars_read_in_place(void **state)
 		xr_pgo_tuple_t a = { N, rows[r / 2] };
 		bool           del = r % 2;
 
-		if (xr_encode_change(rel, del ? XR_OP_DELETE : XR_OP_INSERT,
-		                     del ? &a : NULL, del ? NULL : &a, &src, &fx->key,
-		                     &fx->value, fx->event_id, fx->err,
-		                     sizeof(fx->err)))
-			fail_msg("encode: %s", fx->err);
+		encode_rel(fx, rel, del ? XR_OP_DELETE : XR_OP_INSERT,
+		           del ? &a : NULL, del ? NULL : &a, &src);
 		before = xr_event_in_place_count;
 		decode(fx);
 		assert_int_equal(xr_event_in_place_count, before + 1);
@@ -1100,6 +1179,7 @@ main(void)
 		TEST(test_fields_are_published_columns),
 		TEST(test_insert_values),
 		TEST(test_edge_values),
+		TEST(test_direct_encoding_branches),
 		TEST(test_timestamptz_bc),
 		TEST(test_insert_nulls),
 		TEST(test_empty_string_is_not_null),

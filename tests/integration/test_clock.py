@@ -170,3 +170,35 @@ def test_later_transaction_after_the_clock_moved_takes_its_commit_time(d):
     in_us(d, "UPDATE acct SET v = 'b' WHERE id = 1")
     v = settled(d, "b")
     assert v["us"] == v["eu"] and v["us"][0] > fut + 1, (fut, v)
+
+
+def test_insert_that_does_nothing_moves_no_time(d):
+    """An insert of a key that is there (ON CONFLICT DO NOTHING) is no
+    write, even when a time would be moved for it: here a truncation of
+    eu's on a clock 5 s ahead, which the first insert of row 1 is moved
+    past.  The second insert must leave that version as it is in us; an
+    entry of its own would name a transaction that wrote no row."""
+    fut = int((time.time() + 5) * 1e6)
+    for n in d.nodes.values():
+        n.sql("INSERT INTO xregion.truncations (table_schema, table_name, ts, "
+              "region, xid, clsn, lsn) VALUES ('public', 'acct', %s, 'eu', "
+              "NULL, 0, 0)", (fut,))
+    in_us(d, "INSERT INTO acct VALUES (1, 'a')")
+    # the producer records the row's version after the fact (stamp.c):
+    # once it has, nothing would write over what the second insert did
+    deadline = time.time() + 30
+    while not d["us"].sql(f"SELECT v.xmin <> t.xmin FROM {VT} v JOIN acct t "
+                          "USING (id) WHERE id = 1")[0][0]:
+        assert time.time() < deadline, "row 1's version was never recorded"
+        time.sleep(0.1)
+    in_us(d, "INSERT INTO acct VALUES (1, 'b') ON CONFLICT DO NOTHING",
+          "INSERT INTO acct VALUES (2, 'two')")
+    rows = [(1, "a"), (2, "two")]
+    deadline = time.time() + 60
+    while not all(n.sql("SELECT id, v FROM acct ORDER BY id") == rows
+                  for n in d.nodes.values()):
+        assert time.time() < deadline, {
+            r: n.sql("SELECT id, v FROM acct ORDER BY id") for r, n in d.nodes.items()}
+        time.sleep(0.2)
+    v = {r: version(n, 1) for r, n in d.nodes.items()}
+    assert v["us"] == v["eu"] == (fut + 1, "us"), (fut, v)
