@@ -84,6 +84,20 @@ xr_u64_digits(char *out, uint64_t v)
 	return n;
 }
 
+size_t
+xr_i64_text(char *out, int64_t v)
+{
+	/* (the magnitude of INT64_MIN does not fit an int64_t) */
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	size_t   n = 0;
+
+	if (v < 0)
+		out[n++] = '-';
+	n += xr_u64_digits(out + n, u);
+	out[n] = '\0';
+	return n;
+}
+
 void
 xr_buf_put_int(xr_buf_t *b, int64_t v, int width)
 {

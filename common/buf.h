@@ -39,6 +39,9 @@ void xr_buf_put_int(xr_buf_t *b, int64_t v, int width);
 /* Writes v in decimal to out (no NUL: room for 20 digits); returns how
  * many digits it wrote. */
 size_t xr_u64_digits(char *out, uint64_t v);
+/* v in decimal, NUL-terminated, into out (21 bytes will do); returns
+ * its length. */
+size_t xr_i64_text(char *out, int64_t v);
 void xr_buf_printf(xr_buf_t *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends s (n bytes) as a JSON string literal, quotes included. */

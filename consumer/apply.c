@@ -477,8 +477,7 @@ bulk_phase(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 			;
 		if (j - i < BULK_MIN || (one->sig[0] != 'u' && one->sig[0] != 'd'))
 			continue;
-		t = xr_target_get(a, b->items[idx[i]].ev->nspname,
-		               b->items[idx[i]].ev->relname);
+		t = xr_target_of(a, b->items[idx[i]].ev);
 		set = xr_calloc((size_t)t->ncols, sizeof(bool));
 		for (c = 0; c < t->ncols; c++)
 			set[c] = one->sig[c + 1] == '1';
@@ -605,7 +604,7 @@ plan_batch(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 
 	for (i = 0; i < b->n; i++) {
 		xr_event_t *ev = b->items[i].ev;
-		target_t   *t = xr_target_get(a, ev->nspname, ev->relname);
+		target_t   *t = xr_target_of(a, ev);
 
 		xr_buf_init(&keys[i]);
 		b->items[i].conflict = XR_CONFLICT_NONE;
@@ -621,8 +620,7 @@ plan_batch(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 	}
 	b->in_order = xr_plan_merge(in, b->n, b->merge) == XR_PLAN_IN_ORDER;
 	for (i = 0; i < b->n; i++) {
-		target_t *t = xr_target_get(a, b->items[i].ev->nspname,
-		                         b->items[i].ev->relname);
+		target_t *t = xr_target_of(a, b->items[i].ev);
 
 		b->plans[i].merge = &b->merge[i];
 		if (b->merge[i].superseded)
@@ -666,7 +664,7 @@ send_chunk(xr_applier_t *a, batch_t *b, size_t start, size_t end,
 	for (p = start; p < end; p++) {
 		size_t      i = b->order[p];
 		xr_event_t *ev = b->items[i].ev;
-		target_t   *t = xr_target_get(a, ev->nspname, ev->relname);
+		target_t   *t = xr_target_of(a, ev);
 		fmap_t     *m = ev->op == XR_OP_TRUNCATE ? NULL
 		                                         : xr_target_fmap(t, ev->schema);
 		const char *vals[6 + 1600];
@@ -675,9 +673,9 @@ send_chunk(xr_applier_t *a, batch_t *b, size_t start, size_t end,
 		char        tsbuf[32], pos[2][24];
 		int         k;
 
-		snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ev->commit_ts);
-		snprintf(pos[0], sizeof(pos[0]), "%" PRId64, (int64_t)ev->commit_lsn);
-		snprintf(pos[1], sizeof(pos[1]), "%" PRId64, (int64_t)ev->lsn);
+		(void)xr_i64_text(tsbuf, ev->commit_ts);
+		(void)xr_i64_text(pos[0], (int64_t)ev->commit_lsn);
+		(void)xr_i64_text(pos[1], (int64_t)ev->lsn);
 		for (k = 0; k < b->plans[i].nstmt; k++) {
 			const stmt_t *s = b->plans[i].stmt[k];
 			char          hlc[32];
@@ -863,7 +861,7 @@ settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 		PGresult        *r = pl->bulk ? pl->bulk
 		                              : b->res[i * 2 + (size_t)pl->first_result];
 		int              row = pl->bulk ? pl->bulk_row : 0;
-		target_t        *t = xr_target_get(a, it->ev->nspname, it->ev->relname);
+		target_t        *t = xr_target_of(a, it->ev);
 		bool             may_insert = xr_plan_complete(it->ev, pl->merge);
 
 		it->conflict = XR_CONFLICT_NONE;

@@ -172,6 +172,8 @@ void xr_session_pipeline_abort(xr_applier_t *a);
 /* The cached target nsp.rel (made on first use, not loaded); NULL on a
  * quoting failure.  Valid until the applier is destroyed. */
 target_t *xr_target_get(xr_applier_t *a, const char *nsp, const char *rel);
+/* xr_target_get for ev's table, kept in ev (its only change to ev). */
+target_t *xr_target_of(xr_applier_t *a, const xr_event_t *ev);
 /* Loads t's columns from the catalog; t->exists says if it is there. */
 int  xr_target_load(xr_applier_t *a, target_t *t, char *errstr,
                     size_t errstr_size) __attribute__((warn_unused_result));

@@ -311,6 +311,8 @@ xr_event_decode(xr_event_t *ev, xr_registry_t *reg, const void *msg,
 
 	xr_buf_reset(&ev->text);
 	ev->has_before = ev->has_after = false;
+	ev->target = NULL;
+	ev->target_of = NULL;
 	s = xr_registry_resolve(reg, msg, len, schema_id, &body, &body_len,
 	                        &transient, errstr, errstr_size);
 	if (!s)

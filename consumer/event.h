@@ -57,6 +57,10 @@ typedef struct xr_event_s {
 	xr_buf_t           vc_before_vector;
 	xr_buf_t           text;       /* all values' text, NUL-separated */
 	size_t             cap;        /* entries allocated in before/after */
+	/* The applier's target of the event's table, looked up once
+	 * (xr_target_of, target.c); cleared by every decode. */
+	const void        *target_of;  /* the applier it was looked up in */
+	struct target_s   *target;
 } xr_event_t;
 
 /* Events with up to this many fields may be read in place (see

@@ -59,6 +59,23 @@ xr_target_free(target_t *t)
 }
 
 target_t *
+xr_target_of(xr_applier_t *a, const xr_event_t *ev)
+{
+	/*
+	 * An event is looked up at every step of its apply (planning,
+	 * sending, settling): the search by name once is enough.  Targets
+	 * live as long as their applier.
+	 */
+	xr_event_t *e = (xr_event_t *)ev;
+
+	if (e->target_of != a || !e->target) {
+		e->target = xr_target_get(a, ev->nspname, ev->relname);
+		e->target_of = a;
+	}
+	return e->target;
+}
+
+target_t *
 xr_target_get(xr_applier_t *a, const char *nsp, const char *rel)
 {
 	target_t *t;
@@ -194,7 +211,7 @@ xr_check_t
 xr_applier_check(xr_applier_t *a, const xr_event_t *ev, char *errstr,
                  size_t errstr_size)
 {
-	target_t *t = xr_target_get(a, ev->nspname, ev->relname);
+	target_t *t = xr_target_of(a, ev);
 	fmap_t   *m;
 	int       f, c;
 

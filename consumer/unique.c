@@ -69,7 +69,7 @@ xr_applier_resolve_unique(xr_applier_t *a, const char *src,
 		return 0;
 	if (xr_lease_fence(a, src, off, off ? 1 : 0, errstr, errstr_size))
 		return -1;
-	t = xr_target_get(a, ev->nspname, ev->relname);
+	t = xr_target_of(a, ev);
 	if (!t || !t->exists || !(m = xr_target_fmap(t, ev->schema)))
 		return 0;
 	vc = xr_target_vclock(t);

@@ -88,6 +88,22 @@ test_put_int_as_printf(void **state)
 }
 
 static void
+test_i64_text(void **state)
+{
+	char s[21];
+
+	(void)state;
+	assert_int_equal(xr_i64_text(s, 0), 1);
+	assert_string_equal(s, "0");
+	assert_int_equal(xr_i64_text(s, -42), 3);
+	assert_string_equal(s, "-42");
+	assert_int_equal(xr_i64_text(s, INT64_MIN), 20);
+	assert_string_equal(s, "-9223372036854775808");
+	assert_int_equal(xr_i64_text(s, INT64_MAX), 19);
+	assert_string_equal(s, "9223372036854775807");
+}
+
+static void
 test_lsn_round_trip(void **state)
 {
 	char     s[XR_LSN_STRLEN];
@@ -127,6 +143,7 @@ main(void)
 		cmocka_unit_test(test_printf_longer_than_capacity),
 		cmocka_unit_test(test_json_string_escapes),
 		cmocka_unit_test(test_put_int_as_printf),
+		cmocka_unit_test(test_i64_text),
 		cmocka_unit_test(test_lsn_round_trip),
 		cmocka_unit_test(test_lsn_parse_rejects_garbage),
 	};
