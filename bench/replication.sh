@@ -112,7 +112,7 @@ Quick smoke run:  bench/replication.sh --rows 20000 --oltp-seconds 3
 Profiling: with XR_BENCH_PERF=<dir>, each process a stage starts (not
 pg_recvlogical) runs under 'perf record --call-graph dwarf' for the stage,
 into <dir>/<key>.perf.data (perf report -i ...), sampling at
-$XR_BENCH_PERF_HZ per second (default 99); its CPU figures are then a
+\$XR_BENCH_PERF_HZ per second (default 99); its CPU figures are then a
 little higher (the sampling's own cost).
 
 Needs the local stack (scripts/stack.sh up), build/xregion (or \$XREGION_BIN),
