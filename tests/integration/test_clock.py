@@ -78,6 +78,16 @@ def in_us(d, *steps):
                 c.execute(s)
 
 
+def all_hold(d, rows):
+    """Waits until every region's acct is rows (ordered by id)."""
+    deadline = time.time() + 60
+    while not all(n.sql("SELECT id, v FROM acct ORDER BY id") == rows
+                  for n in d.nodes.values()):
+        assert time.time() < deadline, {
+            r: n.sql("SELECT id, v FROM acct ORDER BY id") for r, n in d.nodes.items()}
+        time.sleep(0.2)
+
+
 def settled(d, want):
     """Waits until both regions hold row 1 as want (None: no row), then
     returns each region's version of key 1."""
@@ -148,13 +158,7 @@ def test_a_key_written_before_the_clock_moved_keeps_its_commit_time(
     d["us"].sql("INSERT INTO acct VALUES (2, 'two')")
     fut = ahead(d, 1, 5)
     in_us(d, first, "UPDATE acct SET v = 'a' WHERE id = 1", then)
-    rows = [(1, "a"), (2, want)]
-    deadline = time.time() + 60
-    while not all(n.sql("SELECT id, v FROM acct ORDER BY id") == rows
-                  for n in d.nodes.values()):
-        assert time.time() < deadline, {
-            r: n.sql("SELECT id, v FROM acct ORDER BY id") for r, n in d.nodes.items()}
-        time.sleep(0.2)
+    all_hold(d, [(1, "a"), (2, want)])
     v1 = {r: version(n, 1) for r, n in d.nodes.items()}
     v2 = {r: version(n, 2) for r, n in d.nodes.items()}
     assert v1["us"] == v1["eu"] and v1["us"][0] == fut + 1, (fut, v1)
@@ -193,12 +197,6 @@ def test_insert_that_does_nothing_moves_no_time(d):
         time.sleep(0.1)
     in_us(d, "INSERT INTO acct VALUES (1, 'b') ON CONFLICT DO NOTHING",
           "INSERT INTO acct VALUES (2, 'two')")
-    rows = [(1, "a"), (2, "two")]
-    deadline = time.time() + 60
-    while not all(n.sql("SELECT id, v FROM acct ORDER BY id") == rows
-                  for n in d.nodes.values()):
-        assert time.time() < deadline, {
-            r: n.sql("SELECT id, v FROM acct ORDER BY id") for r, n in d.nodes.items()}
-        time.sleep(0.2)
+    all_hold(d, [(1, "a"), (2, "two")])
     v = {r: version(n, 1) for r, n in d.nodes.items()}
     assert v["us"] == v["eu"] == (fut + 1, "us"), (fut, v)
