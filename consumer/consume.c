@@ -2159,6 +2159,14 @@ out:
  * in one target transaction (or, after it failed so, in pieces that each
  * commit: rows).  Other regions wait meanwhile, as for any batch.
  */
+/*
+ * A big transaction taken before its end record that has waited this long
+ * for its events is rolled back when other regions have transactions to
+ * apply: they wait meanwhile, and would otherwise wait on its producer's
+ * pace.
+ */
+#define EARLY_WAIT_US (5 * 1000000LL)
+
 static void
 atomic_big(consumer_t *c, size_t r)
 {
@@ -2168,6 +2176,12 @@ atomic_big(consumer_t *c, size_t r)
 	size_t         pieces = 0;
 
 	xr_ahead_counts(c->ahead, &dec0, &took0);
+	if (rows && xr_txq_early(c->txq, r)) {
+		/* Pieces that commit: only once the transaction is known whole. */
+		xr_txq_early_give_up(c->txq, r);
+		txq_rewind(c, r, 0);
+		return;
+	}
 	for (;;) {
 		bool   done;
 		size_t n;
@@ -2217,6 +2231,30 @@ atomic_big(consumer_t *c, size_t r)
 			}
 			continue;
 		}
+		if (xr_txq_piece_broken(c->txq, r)) {
+			/* Taken before its end record, and not the next one after
+			 * all (logged): what was applied of it is rolled back. */
+			txq_rewind(c, r, 0);
+			return;
+		}
+		if (xr_txq_early(c->txq, r) && waited > EARLY_WAIT_US &&
+		    xr_txq_others_waiting(c->txq, r)) {
+			/*
+			 * Taken as it arrives, and its events come slower than they
+			 * are applied (its producer lags or stopped): the other
+			 * regions, which have transactions to apply, are not held
+			 * up for it any longer; it is taken again once its end
+			 * record is here.
+			 */
+			xr_warn("region %s: a large transaction taken as it arrives "
+			        "waited %.1f s of %.1f s for its events: rolled back, "
+			        "applied once it is whole", xr_txq_region_name(c->txq, r),
+			        (double)waited / 1e6,
+			        (double)(xr_mono_us() - start) / 1e6);
+			xr_txq_early_give_up(c->txq, r);
+			txq_rewind(c, r, 0);
+			return;
+		}
 		if (xr_mono_us() - last > 60 * 1000000LL) {
 			char why[512];
 
@@ -2224,6 +2262,7 @@ atomic_big(consumer_t *c, size_t r)
 			xr_warn("region %s: a large transaction waited 60 s for its "
 			        "events (%s); rolled back, read again later",
 			        xr_txq_region_name(c->txq, r), why[0] ? why : "?");
+			xr_txq_early_give_up(c->txq, r);
 			txq_rewind(c, r, 5000);
 			return;
 		}

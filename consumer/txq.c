@@ -16,6 +16,7 @@ typedef struct qmsg_s {
 	rd_kafka_message_t *m;
 	xr_lsn_t            clsn;   /* header xr-tx; 0: no transaction */
 	int64_t             txi;
+	xr_lsn_t            prev;   /* header xr-prev (first event only), 0 */
 	size_t              stream; /* header xr-stream, in its region's */
 } qmsg_t;
 
@@ -84,6 +85,19 @@ typedef struct qregion_s {
 	size_t   nstreams;
 	bool     piece;          /* the head transaction goes in pieces */
 	int64_t  piece_events;   /* its events handed out so far */
+	/*
+	 * Early: the big transaction being handed out before its end record
+	 * came (0: none), strictly in tx_index order; early_next is the
+	 * tx_index it hands out next, and stays (the events before it are
+	 * out) once the record came.  big_clsn: the last transaction seen
+	 * with an event at tx_index >= batch_size.  early_off: one whose early
+	 * start went wrong (xr_txq_piece_broken), waited for whole.
+	 */
+	xr_lsn_t early;
+	int64_t  early_next;
+	bool     broken;
+	xr_lsn_t big_clsn;
+	xr_lsn_t early_off;
 } qregion_t;
 
 struct xr_txq_s {
@@ -135,6 +149,10 @@ region_drop_ends(qregion_t *g)
 	g->ehead = g->elen = 0;
 	g->piece = false;
 	g->piece_events = 0;
+	g->early = 0;
+	g->early_next = 0;
+	g->broken = false;
+	g->big_clsn = 0;
 }
 
 void
@@ -323,6 +341,16 @@ parse_xr_tx(const char *s, xr_lsn_t *clsn, int64_t *txi)
 	*clsn = (xr_lsn_t)l;
 	*txi = (int64_t)i;
 	return true;
+}
+
+/* A commit LSN in decimal (header xr-prev), 0 if not one. */
+static xr_lsn_t
+parse_lsn(const char *s)
+{
+	char              *end;
+	unsigned long long l = strtoull(s, &end, 10);
+
+	return end == s || *end ? 0 : (xr_lsn_t)l;
 }
 
 #define GET(rec, name, type, out)                                            \
@@ -519,11 +547,16 @@ xr_txq_add(xr_txq_t *q, xr_registry_t *reg, rd_kafka_message_t *m,
 		qm->m = m;
 		qm->clsn = 0;
 		qm->txi = -1;
+		qm->prev = 0;
 		if (xr_kafka_header(m, "xr-tx", hv, sizeof(hv)) &&
 		    !parse_xr_tx(hv, &qm->clsn, &qm->txi)) {
 			qm->clsn = 0;
 			qm->txi = -1;
 		}
+		if (qm->txi == 0 && xr_kafka_header(m, "xr-prev", hv, sizeof(hv)))
+			qm->prev = parse_lsn(hv);
+		if (qm->txi >= (int64_t)q->conf->batch_size && qm->clsn > g->big_clsn)
+			g->big_clsn = qm->clsn;
 		if (!xr_kafka_header(m, "xr-stream", hv, sizeof(hv)))
 			hv[0] = '\0';
 		qm->stream = stream_of(g, hv);
@@ -716,6 +749,48 @@ check_sysid(qregion_t *g, const qend_t *e)
 	s->applied = s->taking = 0;
 }
 
+/*
+ * Whether region r's next transaction goes out before its end record
+ * (then it is started in pieces, early): no record is queued, the region
+ * has one stream, and a transaction with more events than a batch has its
+ * first event at the head of a partition, naming in xr-prev the
+ * transaction the stream took last.  A producer publishes its
+ * transactions in commit order and names the one before in the next, so
+ * no other transaction of the stream comes between: this one is next.
+ */
+static bool
+early_start(xr_txq_t *q, size_t r)
+{
+	qregion_t *g = &q->regions[r];
+	xr_lsn_t   taking;
+	size_t     i;
+
+	if (!g->loaded || g->nstreams != 1 || g->elen != 0 || g->big_clsn == 0 ||
+	    g->big_clsn == g->early_off)
+		return false;
+	taking = g->streams[0].taking;
+	if (taking == 0 || g->big_clsn <= taking)
+		return false;
+	for (i = 0; i < q->nparts; i++) {
+		const qpart_t *p = &q->parts[i];
+		const qmsg_t  *h;
+
+		if (p->region != r || p->is_tx || !(h = head_of(p)) ||
+		    h->clsn != g->big_clsn || h->txi != 0 || h->prev != taking)
+			continue;
+		g->piece = true;
+		g->piece_events = 0;
+		g->early = h->clsn;
+		g->early_next = 0;
+		g->broken = false;
+		xr_info("region %s: transaction %" PRIu64 " is larger than a batch: "
+		        "applied as its events arrive, committed at its end record",
+		        g->name, (uint64_t)h->clsn);
+		return true;
+	}
+	return false;
+}
+
 size_t
 xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
 {
@@ -732,8 +807,13 @@ xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
 
 		if (g->elen)
 			check_sysid(g, &g->ends[g->ehead]);
-		if (!take_heads(q, r, out, max, &n) || g->elen == 0)
+		if (!take_heads(q, r, out, max, &n))
 			return n;
+		if (g->elen == 0) {
+			if (n == 0 && early_start(q, r))
+				*big = true;
+			return n;
+		}
 		e = &g->ends[g->ehead];
 		if (e->bad)
 			return n;     /* the region waits: xr_txq_bad_end */
@@ -777,6 +857,143 @@ xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
 	}
 }
 
+/* Messages queued on region r's change topics. */
+static size_t
+region_queued(const xr_txq_t *q, size_t r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].region == r && !q->parts[i].is_tx)
+			n += q->parts[i].len;
+	return n;
+}
+
+/*
+ * Early: hands out region r's transaction g->early strictly in tx_index
+ * order, as its events reach the heads of the partitions.  At a head, the
+ * next index goes out; an index out already (the producer sent the
+ * transaction again after a restart: the same change) or a copy an end
+ * record skipped goes out to skip; an event of no transaction goes out
+ * as one.  Anything else waits.
+ */
+static void
+early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
+{
+	qregion_t *g = &q->regions[r];
+	bool       moved = true;
+	size_t     i;
+
+	while (moved && *n + 1 < max) {
+		moved = false;
+		for (i = 0; i < q->nparts && *n + 1 < max; i++) {
+			qpart_t *p = &q->parts[i];
+			qmsg_t  *h;
+
+			if (p->region != r || p->is_tx)
+				continue;
+			while (*n + 1 < max && (h = head_of(p))) {
+				if (h->clsn == 0) {
+					pop_to(p, out, n, false, false);
+				} else if (h->m->offset <= p->skip_through ||
+				           (h->clsn == g->early && h->txi < g->early_next)) {
+					pop_to(p, out, n, true, true);
+				} else if (h->clsn == g->early && h->txi == g->early_next) {
+					pop_to(p, out, n, false, true);
+					g->early_next++;
+					g->piece_events++;
+				} else {
+					break;
+				}
+				moved = true;
+			}
+		}
+	}
+}
+
+/*
+ * Early: first the end records queued: copies of transactions taken
+ * already are skipped; the early transaction's own ends the early part
+ * (returns true: go on by the record, whose events before early_next are
+ * out).  Any other record (another transaction's, another stream's, one
+ * that does not decode) means the early start was wrong: the region is
+ * marked broken, to be rolled back and taken again, that transaction
+ * waited for whole.  Then the events at the heads.
+ */
+static bool
+early_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
+{
+	qregion_t *g = &q->regions[r];
+
+	while (g->elen > 0) {
+		qend_t *e = &g->ends[g->ehead];
+		size_t  i;
+
+		if (!e->bad && e->clsn == g->early && e->stream == 0) {
+			g->early = 0;
+			return true;
+		}
+		if (e->bad || e->stream != 0 || e->clsn > g->streams[0].taking) {
+			xr_warn("region %s: transaction %" PRIu64 " was taken before its "
+			        "end record, but the next record is %s; rolled back, "
+			        "taken again whole", g->name, (uint64_t)g->early,
+			        e->bad ? "undecodable" : "another transaction's");
+			g->early_off = g->early;
+			g->broken = true;
+			return false;
+		}
+		if (*n + 1 >= max)
+			return false;
+		for (i = 0; i < e->np; i++) {
+			qpart_t *p = &q->parts[e->p[i].part];
+
+			if (e->p[i].last > p->skip_through)
+				p->skip_through = e->p[i].last;
+		}
+		pop_end(q, g, out, n);    /* a copy: taken already */
+	}
+	/* Whole pieces while the record is to come: fewer, larger statements. */
+	if (g->elen == 0 && region_queued(q, r) < max)
+		return false;
+	early_take(q, r, out, max, n);
+	return false;
+}
+
+bool
+xr_txq_piece_broken(const xr_txq_t *q, size_t r)
+{
+	return q->regions[r].broken;
+}
+
+bool
+xr_txq_others_waiting(const xr_txq_t *q, size_t r)
+{
+	size_t i;
+
+	for (i = 0; i < q->nregions; i++)
+		if (i != r && q->regions[i].elen > 0)
+			return true;
+	for (i = 0; i < q->nparts; i++)
+		if (q->parts[i].region != r && q->parts[i].len > 0)
+			return true;
+	return false;
+}
+
+bool
+xr_txq_early(const xr_txq_t *q, size_t r)
+{
+	return q->regions[r].early != 0;
+}
+
+void
+xr_txq_early_give_up(xr_txq_t *q, size_t r)
+{
+	qregion_t *g = &q->regions[r];
+
+	if (g->early)
+		g->early_off = g->early;
+}
+
 size_t
 xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
                   bool *done)
@@ -786,8 +1003,12 @@ xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
 	size_t     n = 0, i;
 
 	*done = false;
-	if (!g->piece || g->elen == 0)
+	if (!g->piece || g->broken)
 		return 0;
+	if (g->early && !early_piece(q, r, out, max, &n))
+		return n;
+	if (g->elen == 0)
+		return n;
 	e = &g->ends[g->ehead];
 	/* A k-way merge by tx_index of the record's ranges; one slot is kept
 	 * for the record itself. */
@@ -819,8 +1040,10 @@ xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
 				skipped = true;
 				break;
 			}
-			if (h->m->offset < ep->first || h->clsn != e->clsn) {
-				pop_to(p, out, &n, true, true);   /* not one of its own */
+			if (h->m->offset < ep->first || h->clsn != e->clsn ||
+			    h->txi < g->early_next) {
+				/* not one of its own, or out already (early) */
+				pop_to(p, out, &n, true, true);
 				skipped = true;
 				break;
 			}
@@ -833,7 +1056,7 @@ xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
 			continue;
 		if (!best) {
 			/* Every range is out: the transaction is whole. */
-			if (e->events > g->piece_events)
+			if (g->early_next == 0 && e->events > g->piece_events)
 				xr_warn("region %s: transaction %" PRIu64 " had %" PRId64
 				        " events, %" PRId64 " were read (deleted before "
 				        "they were applied?)", g->name, (uint64_t)e->clsn,
@@ -841,12 +1064,52 @@ xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
 			note_taken(g, e);
 			pop_end(q, g, out, &n);
 			g->piece = false;
+			g->early_next = 0;
 			*done = true;
 			return n;
 		}
 		pop_to(best, out, &n, false, true);
 		g->piece_events++;
 	}
+	return n;
+}
+
+/* early_take on cursors: what it would hand out to apply, up to max. */
+static size_t
+early_peek(const xr_txq_t *q, size_t r, rd_kafka_message_t **out, size_t max)
+{
+	const qregion_t *g = &q->regions[r];
+	size_t          *cur = xr_calloc(q->nparts ? q->nparts : 1, sizeof(*cur));
+	size_t           n = 0, i;
+	int64_t          next = g->early_next;
+	bool             moved = true;
+
+	while (moved && n < max) {
+		moved = false;
+		for (i = 0; i < q->nparts && n < max; i++) {
+			const qpart_t *p = &q->parts[i];
+
+			if (p->region != r || p->is_tx)
+				continue;
+			while (n < max && cur[i] < p->len) {
+				const qmsg_t *h = &p->ring[(p->head + cur[i]) % p->cap];
+
+				if (h->clsn == 0) {
+					out[n++] = h->m;
+				} else if (h->clsn == g->early && h->txi == next &&
+				           h->m->offset > p->skip_through) {
+					out[n++] = h->m;
+					next++;
+				} else if (h->m->offset > p->skip_through &&
+				           (h->clsn != g->early || h->txi > next)) {
+					break;
+				}
+				cur[i]++;
+				moved = true;
+			}
+		}
+	}
+	free(cur);
 	return n;
 }
 
@@ -858,7 +1121,11 @@ xr_txq_peek_piece(const xr_txq_t *q, size_t r, rd_kafka_message_t **out,
 	const qend_t    *e;
 	size_t          *cur, n = 0, i;
 
-	if (!g->piece || g->elen == 0)
+	if (!g->piece || g->broken)
+		return 0;
+	if (g->early)
+		return early_peek(q, r, out, max);
+	if (g->elen == 0)
 		return 0;
 	e = &g->ends[g->ehead];
 	cur = xr_calloc(e->np ? e->np : 1, sizeof(*cur));

@@ -17,7 +17,12 @@
  *   - whole transactions, in commit order, once every event the record
  *     names has arrived, up to a batch; a transaction larger than a batch
  *     is handed out in pieces in tx_index order, to be applied in one
- *     target transaction (xr_txq_take_piece).
+ *     target transaction (xr_txq_take_piece);
+ *   - early, a transaction larger than a batch that is next before its end
+ *     record came: its first event names (header xr-prev) the transaction
+ *     the stream took last.  Its events go out strictly in tx_index order
+ *     as they reach the heads of the partitions, an index out already (a
+ *     copy from a restarted producer) to skip; its record ends it.
  *
  * Streams: a region may have several producers (producer.stream), whose
  * events and end records carry header xr-stream (none: the main one).
@@ -111,7 +116,8 @@ void xr_txq_set_applied(xr_txq_t *q, size_t r, const char *stream,
 /*
  * Hands out into out (room for max) the next messages of region r, as the
  * header says.  Returns how many; sets *big when the next transaction is
- * larger than max (take it with xr_txq_take_piece, alone).
+ * larger than max, its end record here or not (early): take it with
+ * xr_txq_take_piece, alone.
  */
 size_t xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
                    bool *big);
@@ -124,6 +130,24 @@ size_t xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max,
  */
 size_t xr_txq_take_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out,
                          size_t max, bool *done);
+
+/*
+ * Whether region r's big transaction, taken before its end record, turned
+ * out not to be the next one (xr_txq_take_piece then hands out nothing):
+ * roll back what was applied of it and rewind r; it is then taken again
+ * only once its end record is here.
+ */
+bool xr_txq_piece_broken(const xr_txq_t *q, size_t r);
+
+/*
+ * Whether region r's big transaction is being taken before its end
+ * record; xr_txq_early_give_up: it is taken again (after a rewind) only
+ * once its end record is here.
+ */
+bool xr_txq_early(const xr_txq_t *q, size_t r);
+/* Whether a region other than r has messages or end records queued. */
+bool xr_txq_others_waiting(const xr_txq_t *q, size_t r);
+void xr_txq_early_give_up(xr_txq_t *q, size_t r);
 
 /*
  * The messages queued for region r's next piece of a large transaction, as

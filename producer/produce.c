@@ -470,7 +470,9 @@ publish_schemas(session_t *s, xr_rel_t *rel, char *errstr, size_t errstr_size)
  * for an lww write the hybrid clock moved past its commit time
  * (version_ts not 0), that version time, and for a change of a
  * transaction (src->tx_index >= 0) xr-tx, "<commit LSN>:<tx_index>" in
- * decimal: what a reader assembling transactions needs without decoding.
+ * decimal, and on its first change xr-prev, the commit LSN of the
+ * transaction this session published before it: what a reader assembling
+ * transactions needs without decoding.
  */
 static rd_kafka_headers_t *
 headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
@@ -502,6 +504,15 @@ headers(session_t *s, const xr_rel_t *rel, const char *event_id, xr_lsn_t lsn,
 		ts[n++] = ':';
 		n += xr_u64_digits(ts + n, (uint64_t)src->tx_index);
 		(void)rd_kafka_header_add(h, "xr-tx", -1, ts, (ssize_t)n);
+		/*
+		 * The first event names the transaction published before this
+		 * one: a consumer that has taken it may apply this one as it
+		 * arrives, before its end record (consumer/txq.h).
+		 */
+		if (src->tx_index == 0 && xr_txend_prev(s->tx) != 0) {
+			n = xr_u64_digits(ts, (uint64_t)xr_txend_prev(s->tx));
+			(void)rd_kafka_header_add(h, "xr-prev", -1, ts, (ssize_t)n);
+		}
 		/* A second producer of the region (consumer/txq.h). */
 		if (s->conf->stream)
 			(void)rd_kafka_header_add(h, "xr-stream", -1, s->conf->stream,

@@ -62,6 +62,7 @@ struct xr_txend_s {
 	rec_t       *ring;       /* queued records, oldest at head */
 	size_t       head, len, cap;
 	bool         open;       /* the tail record is being counted */
+	xr_lsn_t     prev;       /* commit LSN of the last record closed */
 };
 
 static void *
@@ -120,6 +121,7 @@ xr_txend_reset(xr_txend_t *t)
 {
 	t->head = t->len = 0;
 	t->open = false;
+	t->prev = 0;
 }
 
 const xr_schema_t *
@@ -307,7 +309,14 @@ xr_txend_commit(xr_txend_t *t, const char *region, const char *database,
 	r->xid = xid;
 	r->commit_lsn = commit_lsn;
 	r->commit_ts = commit_ts_us;
+	t->prev = commit_lsn;
 	return true;
+}
+
+xr_lsn_t
+xr_txend_prev(const xr_txend_t *t)
+{
+	return t->prev;
 }
 
 size_t

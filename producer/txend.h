@@ -81,6 +81,14 @@ int  xr_txend_ready(xr_txend_t *t, xr_buf_t *out, uint64_t *txn,
 	__attribute__((warn_unused_result));
 void xr_txend_pop(xr_txend_t *t);
 
+/*
+ * The commit LSN of the last transaction that published a change since
+ * the queue was made or reset (0: none).  Its successor's first event
+ * carries it (header xr-prev), so that a consumer that has taken that
+ * transaction knows the next one is this one before its end record comes.
+ */
+xr_lsn_t xr_txend_prev(const xr_txend_t *t);
+
 /* Records queued and not yet produced. */
 size_t xr_txend_pending(const xr_txend_t *t);
 

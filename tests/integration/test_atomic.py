@@ -10,6 +10,10 @@ whole, in one target transaction, in the source's commit order.
   finds some, which shows the check can fail.
 - A region whose transactions wait (a column missing here) does not hold
   up the others.
+- A transaction larger than a batch is applied as its events arrive, before
+  its end record, and committed at it: also when its producer is killed
+  with -9 meanwhile and sends it again; when its producer stalls, it is
+  rolled back so that the other regions go on, and applied once whole.
 - A large transaction, killed mid-apply (kill -9 of eu's consumer): after
   the restart it is there whole, once; eu's peak memory for a 1,000,000-row
   transaction is no larger than for a 100,000-row one (printed).
@@ -18,6 +22,7 @@ import random
 import signal
 import threading
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -213,6 +218,130 @@ def test_large_transaction_killed_mid_apply_is_applied_whole_once():
         applied = eu.sql("SELECT commit_lsn > 0 FROM xregion.applied "
                          "WHERE region = 'us'")
         assert applied == [(True,)], applied
+    finally:
+        d.close()
+
+
+BIG_TX = ("BEGIN; INSERT INTO orders VALUES (1, {n}); "
+          "INSERT INTO lines SELECT 1, g, 1 FROM generate_series(1, {n}) g; "
+          "UPDATE accounts SET balance = 1 WHERE id = 1; COMMIT")
+
+
+def wait_whole(eu, n, timeout=300):
+    """Until eu has the big transaction: a reader sees none of it or all."""
+    deadline = time.time() + timeout
+    while True:
+        got = eu.sql("SELECT (SELECT count(*) FROM lines WHERE order_id = 1), "
+                     "(SELECT count(*) FROM orders WHERE id = 1), "
+                     "(SELECT balance FROM accounts WHERE id = 1)")[0]
+        assert got in ((0, 0, 0), (n, 1, 1)), got
+        if got[0]:
+            return
+        assert time.time() < deadline, eu.read_log()[-3000:]
+        time.sleep(0.2)
+
+
+def applied_or_skipped(port):
+    """eu's events of committed applies: applied, or skipped as older."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                  timeout=5).read().decode()
+    vals = {l.split(" ")[0]: float(l.split(" ")[1])
+            for l in body.splitlines() if l and not l.startswith("#")}
+    return vals.get('xregion_applied_events_total{region="eu"}', 0) + \
+        vals.get('xregion_skipped_events_total{region="eu"}', 0)
+
+
+def test_large_transaction_is_applied_as_it_arrives():
+    """A transaction larger than a batch whose first event names (xr-prev)
+    the transaction eu took last is applied while its events still arrive,
+    in one target transaction committed at its end record: whole, once."""
+    d = Deployment(TABLES, SCHEMA, regions=("us", "eu"),
+                   consumer=["batch_size: 1000"])
+    try:
+        d.start()
+        us, eu = d["us"], d["eu"]
+        us.sql("INSERT INTO accounts VALUES (1, 0)")   # the one before
+        d.converge("accounts", expect_rows=1)
+        us.sql(BIG_TX.format(n=200000))
+        wait_whole(eu, 200000)
+        log = eu.read_log()
+        assert "is larger than a batch: applied as its events arrive" in log, \
+            log[-3000:]
+        assert "large transaction committed" in log, log[-3000:]
+        d.converge("lines", key="order_id, n", timeout=120)
+        d.converge("accounts")
+        assert eu.sql("SELECT count(*) FROM xregion.conflicts")[0][0] == 0
+    finally:
+        d.close()
+
+
+def test_large_transaction_taken_early_whose_producer_is_killed():
+    """us's process is killed with -9 while eu applies its big transaction
+    as it arrives; us sends it again whole after its restart.  eu applies
+    each change once (the copies of the events it has are skipped by
+    tx_index), or rolls back and waits for the whole transaction: either
+    way a reader sees none or all of it, and no row twice."""
+    port = xrtest.free_port()
+    d = Deployment(TABLES, SCHEMA, regions=("us", "eu"),
+                   consumer=["batch_size: 1000"],
+                   extra={"eu": f"metrics_listen: 127.0.0.1:{port}\n"})
+    try:
+        d.start()
+        us, eu = d["us"], d["eu"]
+        us.sql("INSERT INTO accounts VALUES (1, 0)")
+        d.converge("accounts", expect_rows=1)
+        us.sql(BIG_TX.format(n=500000))
+        eu.wait_log("applied as its events arrive", timeout=120)
+        us.stop(signal.SIGKILL)
+        us.start()
+        wait_whole(eu, 500000)
+        log = eu.read_log()
+        path = ("rolled back, then whole" if "rolled back" in log
+                else "early, copies skipped")
+        print(f"eu: {path}")
+        d.converge("lines", key="order_id, n", timeout=180)
+        d.converge("accounts")
+        assert eu.sql("SELECT count(*) FROM xregion.conflicts")[0][0] == 0
+        # once: the committed applies (applied or skipped as older) count
+        # each of the 500,003 events once; a copy applied again adds to them
+        want, deadline = 500003, time.time() + 30
+        while applied_or_skipped(port) < want and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)   # anything more would show by now
+        assert applied_or_skipped(port) == want
+    finally:
+        d.close()
+
+
+def test_large_transaction_taken_early_whose_producer_stalls():
+    """us's process is stopped (SIGSTOP) while eu applies its big
+    transaction as it arrives, and apac writes: eu rolls the big one back
+    after waiting 5 s, so that apac's write is applied meanwhile, and
+    applies it whole once us goes on."""
+    d = Deployment(TABLES, SCHEMA, consumer=["batch_size: 1000"])
+    try:
+        d.start()
+        us, eu, apac = d["us"], d["eu"], d["apac"]
+        us.sql("INSERT INTO accounts VALUES (1, 0)")
+        d.converge("accounts", expect_rows=1)
+        us.sql(BIG_TX.format(n=500000))
+        eu.wait_log("applied as its events arrive", timeout=120)
+        us.proc.send_signal(signal.SIGSTOP)
+        try:
+            apac.sql("INSERT INTO accounts VALUES (2, 5)")
+            eu.wait_log("taken as it arrives waited", timeout=60)
+            assert "rolled back, applied once it is whole" in eu.read_log()
+            deadline = time.time() + 30
+            while not eu.sql("SELECT 1 FROM accounts WHERE id = 2"):
+                assert time.time() < deadline, eu.read_log()[-3000:]
+                time.sleep(0.2)
+            assert eu.sql("SELECT count(*) FROM lines")[0][0] == 0
+        finally:
+            us.proc.send_signal(signal.SIGCONT)
+        wait_whole(eu, 500000)
+        d.converge("lines", key="order_id, n", timeout=180)
+        d.converge("accounts", expect_rows=2)
+        assert eu.sql("SELECT count(*) FROM xregion.conflicts")[0][0] == 0
     finally:
         d.close()
 
