@@ -901,7 +901,7 @@ settle(xr_applier_t *a, batch_t *b, char *errstr, size_t errstr_size)
 	return ndl;
 }
 
-/* Adds a committed batch's counts to the applier's. */
+/* Adds batches' counts to others. */
 static void
 stats_add(xr_apply_stats_t *to, const xr_apply_stats_t *from)
 {
@@ -913,7 +913,7 @@ stats_add(xr_apply_stats_t *to, const xr_apply_stats_t *from)
 	for (k = 0; k < XR_CONFLICT_NKINDS; k++)
 		for (r = 0; r < XR_RES_N; r++)
 			to->conflicts[k][r] += from->conflicts[k][r];
-	to->batches++;
+	to->batches += from->batches;
 }
 
 /*
@@ -1019,7 +1019,15 @@ xr_applier_apply(xr_applier_t *a, const char *src, xr_apply_item_t *items,
 		if (!a->replay)
 			observe_latency(&a->stats, items, n);
 	}
-	stats_add(&a->stats, &b.stats);
+	/* A piece of an open transaction counts once that commits. */
+	b.stats.batches = 1;
+	if (a->hold_open) {
+		stats_add(&a->held, &b.stats);
+	} else {
+		stats_add(&a->stats, &a->held);
+		stats_add(&a->stats, &b.stats);
+		memset(&a->held, 0, sizeof(a->held));
+	}
 	rc = 0;
 out:
 	if (in_txn && a->conn && PQstatus(a->conn) == CONNECTION_OK)
@@ -1027,6 +1035,7 @@ out:
 	if (rc) {
 		a->npos = 0;
 		a->hold_open = false;
+		memset(&a->held, 0, sizeof(a->held));
 	}
 	if (rc && a->conn && PQstatus(a->conn) != CONNECTION_OK) {
 		PQfinish(a->conn);

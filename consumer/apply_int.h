@@ -92,6 +92,7 @@ struct xr_applier_s {
 	unsigned   stmt_seq;
 	char       sqlstate[6];   /* of the last failed statement, "" if none */
 	xr_apply_stats_t stats;
+	xr_apply_stats_t held;    /* the open transaction's pieces, till COMMIT */
 	bool       replay;        /* under the replay origin, no fast path */
 	bool       dry_run;       /* replay: roll every batch back */
 	bool       no_offsets;    /* replay: store no offsets */

@@ -2155,18 +2155,18 @@ out:
 }
 
 /*
- * Applies region r's next transaction, larger than a batch, piece by piece
- * in one target transaction (or, after it failed so, in pieces that each
- * commit: rows).  Other regions wait meanwhile, as for any batch.
- */
-/*
  * A big transaction taken before its end record that has waited this long
- * for its events is rolled back when other regions have transactions to
+ * for its next piece is rolled back when other regions have messages to
  * apply: they wait meanwhile, and would otherwise wait on its producer's
  * pace.
  */
 #define EARLY_WAIT_US (5 * 1000000LL)
 
+/*
+ * Applies region r's next transaction, larger than a batch, piece by piece
+ * in one target transaction (or, after it failed so, in pieces that each
+ * commit: rows).  Other regions wait meanwhile, as for any batch.
+ */
 static void
 atomic_big(consumer_t *c, size_t r)
 {
@@ -2237,7 +2237,7 @@ atomic_big(consumer_t *c, size_t r)
 			txq_rewind(c, r, 0);
 			return;
 		}
-		if (xr_txq_early(c->txq, r) && waited > EARLY_WAIT_US &&
+		if (xr_txq_early(c->txq, r) && xr_mono_us() - last > EARLY_WAIT_US &&
 		    xr_txq_others_waiting(c->txq, r)) {
 			/*
 			 * Taken as it arrives, and its events come slower than they
@@ -2247,10 +2247,10 @@ atomic_big(consumer_t *c, size_t r)
 			 * record is here.
 			 */
 			xr_warn("region %s: a large transaction taken as it arrives "
-			        "waited %.1f s of %.1f s for its events: rolled back, "
-			        "applied once it is whole", xr_txq_region_name(c->txq, r),
-			        (double)waited / 1e6,
-			        (double)(xr_mono_us() - start) / 1e6);
+			        "waited %.1f s for its next events while other regions "
+			        "wait: rolled back, applied once it is whole",
+			        xr_txq_region_name(c->txq, r),
+			        (double)(xr_mono_us() - last) / 1e6);
 			xr_txq_early_give_up(c->txq, r);
 			txq_rewind(c, r, 0);
 			return;

@@ -354,6 +354,7 @@ xr_applier_rollback(xr_applier_t *a)
 	a->in_open = false;
 	a->hold_open = false;
 	a->npos = 0;
+	memset(&a->held, 0, sizeof(a->held));
 }
 
 int

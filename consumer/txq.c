@@ -38,6 +38,7 @@ typedef struct qpart_s {
 	int64_t  taken;         /* ... after the last handed out, -1 */
 	int64_t  committed;     /* ... after the last stored, -1: from start */
 	int64_t  skip_through;  /* events at or below: copies skipped, -1 */
+	int64_t  early_first;   /* the first event taken early from it, -1 */
 	bool     paused;        /* full: the caller paused it */
 } qpart_t;
 
@@ -240,6 +241,7 @@ part_of(xr_txq_t *q, const char *topic, int32_t partition)
 	p->partition = partition;
 	p->region = (size_t)r;
 	p->received = p->taken = p->committed = p->skip_through = -1;
+	p->early_first = -1;
 	/* <prefix>.<region>._tx */
 	p->is_tx = strcmp(topic + plen + 1 + strlen(q->regions[r].name),
 	                  "._tx") == 0;
@@ -783,6 +785,9 @@ early_start(xr_txq_t *q, size_t r)
 		g->early = h->clsn;
 		g->early_next = 0;
 		g->broken = false;
+		for (i = 0; i < q->nparts; i++)
+			if (q->parts[i].region == r)
+				q->parts[i].early_first = -1;
 		xr_info("region %s: transaction %" PRIu64 " is larger than a batch: "
 		        "applied as its events arrive, committed at its end record",
 		        g->name, (uint64_t)h->clsn);
@@ -899,6 +904,8 @@ early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 				           (h->clsn == g->early && h->txi < g->early_next)) {
 					pop_to(p, out, n, true, true);
 				} else if (h->clsn == g->early && h->txi == g->early_next) {
+					if (p->early_first < 0)
+						p->early_first = h->m->offset;
 					pop_to(p, out, n, false, true);
 					g->early_next++;
 					g->piece_events++;
@@ -909,6 +916,32 @@ early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 			}
 		}
 	}
+}
+
+/*
+ * Whether early transaction e's record names every event taken early: its
+ * events counted from 0 as the record's are.  Taken from an earlier
+ * session of the producer (which stopped in the middle and sent the
+ * transaction again), they may not be: which tables it publishes may have
+ * changed in between, and with them what a tx_index means.
+ */
+static bool
+early_named(const xr_txq_t *q, const qend_t *e)
+{
+	size_t i, k;
+
+	for (i = 0; i < q->nparts; i++) {
+		const qpart_t *p = &q->parts[i];
+
+		if (p->early_first < 0)
+			continue;
+		for (k = 0; k < e->np; k++)
+			if (e->p[k].part == i && e->p[k].first <= p->early_first)
+				break;
+		if (k == e->np)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -926,21 +959,32 @@ early_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 	qregion_t *g = &q->regions[r];
 
 	while (g->elen > 0) {
-		qend_t *e = &g->ends[g->ehead];
-		size_t  i;
+		qend_t     *e = &g->ends[g->ehead];
+		const char *why = NULL;
+		size_t      i;
 
-		if (!e->bad && e->clsn == g->early && e->stream == 0) {
-			g->early = 0;
-			return true;
-		}
-		if (e->bad || e->stream != 0 || e->clsn > g->streams[0].taking) {
+		if (e->bad)
+			why = "does not decode";
+		else if (e->stream != 0)
+			why = "another stream's";
+		else if (e->sysid[0] && g->streams[0].sysid[0] &&
+		         strcmp(e->sysid, g->streams[0].sysid) != 0)
+			why = "of another database system";
+		else if (e->clsn == g->early && !early_named(q, e))
+			why = "its own, from a later session of its producer";
+		else if (e->clsn != g->early && e->clsn > g->streams[0].taking)
+			why = "another transaction's";
+		if (why) {
 			xr_warn("region %s: transaction %" PRIu64 " was taken before its "
-			        "end record, but the next record is %s; rolled back, "
-			        "taken again whole", g->name, (uint64_t)g->early,
-			        e->bad ? "undecodable" : "another transaction's");
+			        "end record, but the next record is %s: rolled back, "
+			        "taken again whole", g->name, (uint64_t)g->early, why);
 			g->early_off = g->early;
 			g->broken = true;
 			return false;
+		}
+		if (e->clsn == g->early) {
+			g->early = 0;
+			return true;
 		}
 		if (*n + 1 >= max)
 			return false;
@@ -1154,7 +1198,7 @@ xr_txq_peek_piece(const xr_txq_t *q, size_t r, rd_kafka_message_t **out,
 			if (h->m->offset > ep->last)
 				continue;
 			if (h->clsn == 0 || h->m->offset < ep->first ||
-			    h->clsn != e->clsn) {
+			    h->clsn != e->clsn || h->txi < g->early_next) {
 				cur[i]++;                     /* handed out to skip */
 				moved = true;
 				break;
