@@ -16,9 +16,11 @@ struct xr_stream_s {
 	char    sysid[32];   /* IDENTIFY_SYSTEM's systemid */
 };
 
+/* (No JIT: the stamps' and chunks' statements are compiled at every
+ * execution, for nothing; see consumer/session.c.) */
 const char xr_stream_session_options[] =
 	"-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=postgres "
-	"-c extra_float_digits=3 -c bytea_output=hex";
+	"-c extra_float_digits=3 -c bytea_output=hex -c jit=off";
 
 static void
 copy_pq_error(PGconn *conn, const char *what, char *errstr, size_t errstr_size)
