@@ -297,6 +297,15 @@ bulk_error(xr_applier_t *a, PGresult *res, const char *what, size_t n,
 	         t->nspname, t->relname, PQresultErrorMessage(res));
 }
 
+/* Runs set-based statement st, planned for these values (stmt_t.sql). */
+static PGresult *
+exec_set(xr_applier_t *a, const stmt_t *st, int n, const char *const *vals)
+{
+	if (st->sql)
+		return PQexecParams(a->conn, st->sql, n, NULL, vals, NULL, NULL, 0);
+	return PQexecPrepared(a->conn, st->name, n, vals, NULL, NULL, 0);
+}
+
 /*
  * Tries fast path op (sql_fast_insert 'F', sql_fast_update 'G') for the
  * candidates among the group's members: all of them or none (a savepoint
@@ -342,7 +351,7 @@ fast_apply(xr_applier_t *a, target_t *t, const bool *set, char op, batch_t *b,
 	x.vals[1] = op == 'F' ? b->items[cand[0]].ev->region : a->origin_id;
 	if (xr_apply_exec(a, "SAVEPOINT xr_fast", errstr, errstr_size))
 		goto out;
-	res = PQexecPrepared(a->conn, st->name, x.n, x.vals, NULL, NULL, 0);
+	res = exec_set(a, st, x.n, x.vals);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK && op == 'F' &&
 	    (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) &&
 	    strcmp(state, "23505") == 0) {
@@ -420,7 +429,7 @@ bulk_group(xr_applier_t *a, target_t *t, const stmt_t *one, const bool *set,
 		arrays_add_cols(&x, xr_sql_nfixed(op), t, bulk, op, b, grp[k], k == 0);
 	}
 	arrays_close(&x);
-	res = PQexecPrepared(a->conn, bulk->name, x.n, x.vals, NULL, NULL, 0);
+	res = exec_set(a, bulk, x.n, x.vals);
 	arrays_term(&x);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
 	    (size_t)PQntuples(res) != g) {

@@ -48,6 +48,7 @@ typedef struct stmt_s {
 	int   ncols;     /* value parameters after the fixed ones */
 	int  *cols;      /* target column of each value parameter */
 	int   nold;      /* of which the last nold are the old key's columns */
+	char *sql;       /* the fast insert: run unprepared (stmtcache.c) */
 } stmt_t;
 
 /* How the fields of one writer schema map onto the target's columns. */

@@ -81,6 +81,18 @@ xr_stmt_get(xr_applier_t *a, target_t *t, char op, const bool *set,
 		return NULL;
 	}
 	PQclear(res);
+	/*
+	 * The fast insert's plan depends on how large the table is now: a
+	 * generic plan made while it looked empty (loaded in this
+	 * transaction, or full of rows a rolled-back one left) hashes the
+	 * whole table at every batch to find the keys not there.  It runs
+	 * unprepared, planned each time (a fraction of a millisecond against
+	 * its thousand rows).  Not the fast update: planned for its values,
+	 * it scanned the whole table instead of its keys (12.3 CPU seconds
+	 * instead of 5.7 for 500,000 rows).
+	 */
+	if (op == 'F')
+		s->sql = xr_strdup(a->sql.data);
 	xr_debug("prepared %s for %s.%s:\n%s", s->name, t->nspname, t->relname,
 	         a->sql.data);
 	t->stmts[t->nstmts++] = s;

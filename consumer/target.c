@@ -29,6 +29,7 @@ xr_target_reset(target_t *t)
 	for (i = 0; i < t->nstmts; i++) {
 		free(t->stmts[i]->sig);
 		free(t->stmts[i]->cols);
+		free(t->stmts[i]->sql);
 		free(t->stmts[i]);
 	}
 	free(t->stmts);

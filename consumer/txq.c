@@ -889,15 +889,30 @@ early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 	bool       moved = true;
 	size_t     i;
 
-	while (moved && *n + 1 < max) {
+	while (moved && *n + 1 < max && !g->broken) {
 		moved = false;
-		for (i = 0; i < q->nparts && *n + 1 < max; i++) {
+		for (i = 0; i < q->nparts && *n + 1 < max && !g->broken; i++) {
 			qpart_t *p = &q->parts[i];
 			qmsg_t  *h;
 
 			if (p->region != r || p->is_tx)
 				continue;
 			while (*n + 1 < max && (h = head_of(p))) {
+				if (h->clsn == g->early && h->txi == 0 && g->early_next > 0) {
+					/*
+					 * Its producer sends it again from its start (it
+					 * stopped in the middle): the record will name that
+					 * copy only, whose indexes may count other changes.
+					 * Stop here, before taking more of it.
+					 */
+					xr_warn("region %s: transaction %" PRIu64 " was taken "
+					        "before its end record, and its producer sends "
+					        "it again from its start: rolled back, taken "
+					        "again whole", g->name, (uint64_t)g->early);
+					g->early_off = g->early;
+					g->broken = true;
+					return;
+				}
 				if (h->clsn == 0) {
 					pop_to(p, out, n, false, false);
 				} else if (h->m->offset <= p->skip_through ||
