@@ -613,6 +613,26 @@ pop_end(xr_txq_t *q, qregion_t *g, xr_txq_out_t *out, size_t *n)
 }
 
 /*
+ * Region g's head end record names a transaction taken already (sent
+ * again after a producer's restart): its events are copies to skip, and
+ * it goes out to skip.
+ */
+static void
+skip_copy_end(xr_txq_t *q, qregion_t *g, xr_txq_out_t *out, size_t *n)
+{
+	const qend_t *e = &g->ends[g->ehead];
+	size_t        i;
+
+	for (i = 0; i < e->np; i++) {
+		qpart_t *p = &q->parts[e->p[i].part];
+
+		if (e->p[i].last > p->skip_through)
+			p->skip_through = e->p[i].last;
+	}
+	pop_end(q, g, out, n);
+}
+
+/*
  * The next end record of region g of stream s: the head one when the
  * region has one stream; otherwise the first of s (the streams' records
  * interleave in no commit order), or NULL when none is queued.
@@ -826,13 +846,7 @@ xr_txq_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, bool *big)
 			/* Sent again after a producer's restart: applied already. */
 			if (n == max)
 				return n;
-			for (i = 0; i < e->np; i++) {
-				qpart_t *p = &q->parts[e->p[i].part];
-
-				if (e->p[i].last > p->skip_through)
-					p->skip_through = e->p[i].last;
-			}
-			pop_end(q, g, out, &n);
+			skip_copy_end(q, g, out, &n);
 			continue;
 		}
 		if (e->events + 1 > (int64_t)max) {
@@ -874,6 +888,31 @@ region_queued(const xr_txq_t *q, size_t r)
 	return n;
 }
 
+/* What early_take does with h, at the head of p, the next index next. */
+typedef enum {
+	EARLY_WAIT,     /* not yet (or never: another transaction's) */
+	EARLY_TAKE,     /* the next index */
+	EARLY_NONE,     /* of no transaction: goes out as one */
+	EARLY_SKIP,     /* out already, or a copy a record skipped */
+	EARLY_RESENT    /* index 0 again: its producer sends it again */
+} early_verdict_t;
+
+static early_verdict_t
+early_verdict(const qregion_t *g, const qpart_t *p, const qmsg_t *h,
+              int64_t next)
+{
+	if (h->clsn == g->early && h->txi == 0 && next > 0)
+		return EARLY_RESENT;
+	if (h->clsn == 0)
+		return EARLY_NONE;
+	if (h->m->offset <= p->skip_through ||
+	    (h->clsn == g->early && h->txi < next))
+		return EARLY_SKIP;
+	if (h->clsn == g->early && h->txi == next)
+		return EARLY_TAKE;
+	return EARLY_WAIT;
+}
+
 /*
  * Early: hands out region r's transaction g->early strictly in tx_index
  * order, as its events reach the heads of the partitions.  At a head, the
@@ -898,7 +937,11 @@ early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 			if (p->region != r || p->is_tx)
 				continue;
 			while (*n + 1 < max && (h = head_of(p))) {
-				if (h->clsn == g->early && h->txi == 0 && g->early_next > 0) {
+				early_verdict_t v = early_verdict(g, p, h, g->early_next);
+
+				if (v == EARLY_WAIT)
+					break;
+				if (v == EARLY_RESENT) {
 					/*
 					 * Its producer sends it again from its start (it
 					 * stopped in the middle): the record will name that
@@ -913,20 +956,13 @@ early_take(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 					g->broken = true;
 					return;
 				}
-				if (h->clsn == 0) {
-					pop_to(p, out, n, false, false);
-				} else if (h->m->offset <= p->skip_through ||
-				           (h->clsn == g->early && h->txi < g->early_next)) {
-					pop_to(p, out, n, true, true);
-				} else if (h->clsn == g->early && h->txi == g->early_next) {
+				if (v == EARLY_TAKE) {
 					if (p->early_first < 0)
 						p->early_first = h->m->offset;
-					pop_to(p, out, n, false, true);
 					g->early_next++;
 					g->piece_events++;
-				} else {
-					break;
 				}
+				pop_to(p, out, n, v == EARLY_SKIP, v != EARLY_NONE);
 				moved = true;
 			}
 		}
@@ -976,7 +1012,6 @@ early_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 	while (g->elen > 0) {
 		qend_t     *e = &g->ends[g->ehead];
 		const char *why = NULL;
-		size_t      i;
 
 		if (e->bad)
 			why = "does not decode";
@@ -1003,13 +1038,7 @@ early_piece(xr_txq_t *q, size_t r, xr_txq_out_t *out, size_t max, size_t *n)
 		}
 		if (*n + 1 >= max)
 			return false;
-		for (i = 0; i < e->np; i++) {
-			qpart_t *p = &q->parts[e->p[i].part];
-
-			if (e->p[i].last > p->skip_through)
-				p->skip_through = e->p[i].last;
-		}
-		pop_end(q, g, out, n);    /* a copy: taken already */
+		skip_copy_end(q, g, out, n);
 	}
 	/* Whole pieces while the record is to come: fewer, larger statements. */
 	if (g->elen == 0 && region_queued(q, r) < max)
@@ -1151,18 +1180,15 @@ early_peek(const xr_txq_t *q, size_t r, rd_kafka_message_t **out, size_t max)
 			if (p->region != r || p->is_tx)
 				continue;
 			while (n < max && cur[i] < p->len) {
-				const qmsg_t *h = &p->ring[(p->head + cur[i]) % p->cap];
+				const qmsg_t   *h = &p->ring[(p->head + cur[i]) % p->cap];
+				early_verdict_t v = early_verdict(g, p, h, next);
 
-				if (h->clsn == 0) {
-					out[n++] = h->m;
-				} else if (h->clsn == g->early && h->txi == next &&
-				           h->m->offset > p->skip_through) {
-					out[n++] = h->m;
-					next++;
-				} else if (h->m->offset > p->skip_through &&
-				           (h->clsn != g->early || h->txi > next)) {
+				if (v == EARLY_WAIT || v == EARLY_RESENT)
 					break;
-				}
+				if (v == EARLY_TAKE)
+					next++;
+				if (v != EARLY_SKIP)
+					out[n++] = h->m;
 				cur[i]++;
 				moved = true;
 			}
