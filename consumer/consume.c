@@ -80,6 +80,7 @@ typedef struct consumer_s {
 	xr_metrics_t          *metrics;   /* may be NULL */
 	atomic_int *stop;
 	rd_kafka_t    *rk;         /* consumer (partitions assigned by lease) */
+	rd_kafka_queue_t *cq;      /* its queue: what is fetched, not polled */
 	rd_kafka_t    *dlq;        /* dead-letter producer */
 	xr_registry_t *reg;
 	xr_applier_t  *ap;
@@ -496,6 +497,7 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	rd_kafka_poll_set_consumer(c->rk);
+	c->cq = rd_kafka_queue_get_consumer(c->rk);
 	if (c->parts)
 		return replay_init(c, errstr, errstr_size);
 
@@ -650,6 +652,8 @@ consumer_term(consumer_t *c)
 {
 	size_t i;
 
+	if (c->cq)
+		rd_kafka_queue_destroy(c->cq);
 	if (c->rk) {
 		(void)rd_kafka_consumer_close(c->rk);
 		/* Messages held keep rd_kafka_destroy waiting. */
@@ -1614,10 +1618,11 @@ poll_message(consumer_t *c, int wait_ms, rd_kafka_message_t **out)
 }
 
 /*
- * How long to wait for one more message of a batch begun at first_us:
- * a millisecond, while batch_linger_ms has not passed since the first (a
- * source that pauses longer is idle, and its batch is applied at once);
- * -1 when it has.
+ * How long to wait for one more message of a batch begun at first_us: -1
+ * (apply now) when nothing more is fetched, as a source that is not busy
+ * has its changes applied at once while under load the fetched backlog
+ * makes batches; or when batch_linger_ms has passed since the first; else
+ * a millisecond.
  */
 static int
 linger_wait(const consumer_t *c, int64_t first_us)
@@ -1625,13 +1630,15 @@ linger_wait(const consumer_t *c, int64_t first_us)
 	int64_t left = first_us + (int64_t)c->conf->batch_linger_ms * 1000 -
 	               xr_mono_us();
 
-	return left <= 0 ? -1 : 1;
+	if (left <= 0 || (c->cq && rd_kafka_queue_length(c->cq) == 0))
+		return -1;
+	return 1;
 }
 
 /*
- * Fills the batch from Kafka: up to batch_size messages, while they come
- * less than a millisecond apart and for at most batch_linger_ms after the
- * first (linger_wait); returns at once when none came within 100 ms, or
+ * Fills the batch from Kafka: up to batch_size messages, while more are
+ * fetched and for at most batch_linger_ms after the first (linger_wait);
+ * returns at once when none came within 100 ms, or
  * when stopped or librdkafka gave up (c->fatal).
  */
 static void
@@ -1888,9 +1895,9 @@ txq_resume(consumer_t *c)
 }
 
 /*
- * Reads messages into the assembler: until a batch's worth came, or a
- * millisecond passes without one, or batch_linger_ms after the first
- * (linger_wait); or until wait_ms pass with none at all.
+ * Reads messages into the assembler: until a batch's worth came, or none
+ * more is fetched, or batch_linger_ms after the first (linger_wait); or
+ * until wait_ms pass with none at all.
  */
 static void
 txq_fill(consumer_t *c, int wait_ms)

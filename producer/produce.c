@@ -107,6 +107,7 @@ typedef struct session_s {
 	 * flushed WAL end and clock, and what was published last. */
 	xr_lsn_t          through_lsn;
 	int64_t           through_clock_us, through_sent_us, through_at_us;
+	int64_t           through_sending;  /* T of the record in flight, 0 */
 	xr_lsn_t          reported;  /* last flush LSN sent */
 	int64_t           last_status_us;
 	int               status_ms;  /* status_interval_ms, within the server's
@@ -1237,7 +1238,10 @@ flush_stamps(session_t *s, bool force)
  * (consumer/progress.h).  The reading (flushed WAL end L, server clock t)
  * taken 10 s earlier counts once every transaction up to L is delivered
  * and confirmable: T = t - 1 s (a commit takes its time a moment before
- * its record is flushed).  Failures are logged and retried next time.
+ * its record is flushed).  The record is not waited for (the stream would
+ * wait with it: a second, the first time, for the topic's metadata); how
+ * it went is looked at the next time.  Failures are logged and retried
+ * next time.
  */
 static void
 publish_progress(session_t *s)
@@ -1245,15 +1249,24 @@ publish_progress(session_t *s)
 	char      err[512], key[192], val[160];
 	PGresult *res;
 	int64_t   now = xr_mono_us();
+	int       r;
 
 	if (now - s->through_at_us < INT64_C(10000000))
 		return;
 	s->through_at_us = now;
+	if (s->through_sending) {
+		if ((r = xr_publisher_side_result(s->pub, err, sizeof(err))) == 0)
+			s->through_sent_us = s->through_sending;
+		else if (r < 0)
+			xr_warn("progress: %s", err);
+		if (r <= 0)
+			s->through_sending = 0;
+	}
 	if (s->through_lsn && xr_tracker_safe_lsn(s->tracker) >= s->through_lsn &&
-	    s->through_clock_us - 1000000 > s->through_sent_us) {
+	    s->through_clock_us - 1000000 > s->through_sent_us &&
+	    !s->through_sending) {
 		int64_t t = s->through_clock_us - 1000000;
-
-		char who[160];
+		char    who[160];
 
 		xr_config_stream_key(s->conf, who, sizeof(who));
 		snprintf(key, sizeof(key), "producer/%s", who);
@@ -1261,12 +1274,12 @@ publish_progress(session_t *s)
 		         "{\"region\": \"%s\", \"through\": %" PRId64 "}",
 		         s->conf->region, t);
 		/* partition 0: the one the readers read (progress.c) */
-		if (xr_publisher_produce_sync(s->pub, s->conf->progress_topic, 0, key,
-		                              strlen(key), val, strlen(val), 5000, err,
+		if (xr_publisher_produce_side(s->pub, s->conf->progress_topic, 0, key,
+		                              strlen(key), val, strlen(val), err,
 		                              sizeof(err)))
 			xr_warn("progress: %s", err);
 		else
-			s->through_sent_us = t;
+			s->through_sending = t;
 	}
 	if (catalog_conn(s, err, sizeof(err))) {
 		xr_warn("progress: %s", err);
@@ -1764,11 +1777,19 @@ session_start(session_t *s, xr_lsn_t *start, session_end_t *end)
 	return 0;
 }
 
+/* How long the stream is quiet before Kafka's queue is sent at once. */
+#define KICK_IDLE_US 300
+
 /*
  * Reads what the server sends within 100 ms, if anything: a keepalive
  * moves the idle position (and is answered at once when the server asks),
- * any other message is decoded and published.  Returns 0, or -1 (logged)
- * with *end saying whether a retry may help.
+ * any other message is decoded and published.  A delivery report ends the
+ * wait (end records wait for their events' reports).  When nothing has come
+ * for KICK_IDLE_US after a transaction, what Kafka's queue holds is sent
+ * at once instead of after linger.ms (xr_publisher_kick): at a low rate a
+ * transaction does not wait for linger.ms, at a high one its events go in
+ * batches.
+ * Returns 0, or -1 (logged) with *end saying whether a retry may help.
  */
 static int
 session_receive(session_t *s, session_end_t *end)
@@ -1776,15 +1797,24 @@ session_receive(session_t *s, session_end_t *end)
 	xr_stream_msg_t wm;
 	char            err[1024];
 	bool            fatal;
-	/* A backfill chunk due to be read does not wait for the stream. */
-	int             r = xr_stream_read(s->stream,
-	                                   xr_backfill_due(s->backfill, xr_mono_us())
-	                                       ? 0
-	                                       /* end records wait for acks */
-	                                       : xr_txend_pending(s->tx) ? 2
-	                                       : 100,
-	                                   &wm, err, sizeof(err));
+	int             wake = xr_publisher_wake_fd(s->pub);
+	int             r = xr_stream_read(s->stream, 0, wake, &wm, err,
+	                                   sizeof(err));
 
+	/* A backfill chunk due to be read does not wait for the stream. */
+	if (r == 0 && !xr_backfill_due(s->backfill, xr_mono_us())) {
+		/*
+		 * Between transactions only: a large one's events go in
+		 * batches whatever pauses its decoding makes.
+		 */
+		if (!s->in_txn &&
+		    (r = xr_stream_read(s->stream, KICK_IDLE_US, wake, &wm, err,
+		                        sizeof(err))) == 0)
+			xr_publisher_kick(s->pub);
+		if (r == 0)
+			r = xr_stream_read(s->stream, 100000, wake, &wm, err,
+			                   sizeof(err));
+	}
 	if (r < 0) {
 		xr_error("%s", err);
 		*end = END_RETRY;

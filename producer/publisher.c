@@ -1,16 +1,21 @@
 /* publisher.c: idempotent Kafka producer feeding the LSN tracker. */
 #include "producer/publisher.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/kafka_conf.h"
 #include "common/log.h"
 
 /* Opaque of a message produced by xr_publisher_produce_sync(). */
 #define SYNC_OPAQUE ((void *)(uintptr_t)0)
+/* Opaque of one produced by xr_publisher_produce_side() (no txn id). */
+#define SIDE_OPAQUE ((void *)UINTPTR_MAX)
 
 typedef struct part_cache_s {
 	char *topic;
@@ -19,6 +24,9 @@ typedef struct part_cache_s {
 
 struct xr_publisher_s {
 	rd_kafka_t   *rk;
+	rd_kafka_queue_t *mainq;  /* delivery reports; writes to wake[1] */
+	int           wake[2];    /* readable when a report is queued */
+	uint64_t      kicked;     /* queued count at the last kick */
 	xr_tracker_t *tracker;
 	xr_publisher_wait_cb_t *wait_cb;
 	void         *wait_ctx;
@@ -31,6 +39,9 @@ struct xr_publisher_s {
 	/* The outcome of the one synchronous message in flight. */
 	int           sync_done;
 	rd_kafka_resp_err_t sync_err;
+	/* The one side message: in flight, and how the last one ended. */
+	bool          side_busy;
+	rd_kafka_resp_err_t side_err;
 
 	char          failure[512];  /* first delivery failure, "" if none */
 	/* Set once by error_cb: the broker refused our credentials. */
@@ -102,6 +113,11 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (m->_private == SYNC_OPAQUE) {
 		p->sync_done = 1;
 		p->sync_err = m->err;
+		return;
+	}
+	if (m->_private == SIDE_OPAQUE) {
+		p->side_busy = false;
+		p->side_err = m->err;
 		return;
 	}
 	if (m->err) {
@@ -213,12 +229,29 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 	rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(kc, error_cb);
 	rd_kafka_conf_set_log_cb(kc, log_cb);
+	p->wake[0] = p->wake[1] = -1;
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
 	if (!p->rk) {
 		rd_kafka_conf_destroy(kc);
 		free(p);
 		return NULL;
 	}
+	/*
+	 * A delivery report wakes the streaming loop at once: end records
+	 * wait for their events' reports (xr_publisher_wake_fd).
+	 */
+	if (pipe(p->wake) != 0 ||
+	    fcntl(p->wake[0], F_SETFL, O_NONBLOCK) != 0 ||
+	    fcntl(p->wake[1], F_SETFL, O_NONBLOCK) != 0 ||
+	    fcntl(p->wake[0], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(p->wake[1], F_SETFD, FD_CLOEXEC) != 0) {
+		snprintf(errstr, errstr_size, "kafka: wake-up pipe: %s",
+		         strerror(errno));
+		xr_publisher_destroy(p);
+		return NULL;
+	}
+	p->mainq = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(p->mainq, p->wake[1], "1", 1);
 	return p;
 }
 
@@ -233,7 +266,15 @@ xr_publisher_destroy(xr_publisher_t *p)
 		xr_warn("kafka: %d message(s) not acknowledged at shutdown; "
 		        "they are not confirmed to PostgreSQL and will be sent "
 		        "again", rd_kafka_outq_len(p->rk));
+	if (p->mainq) {
+		rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+		rd_kafka_queue_destroy(p->mainq);
+	}
 	rd_kafka_destroy(p->rk);
+	if (p->wake[0] >= 0)
+		close(p->wake[0]);
+	if (p->wake[1] >= 0)
+		close(p->wake[1]);
 	for (i = 0; i < p->n_parts; i++)
 		free(p->parts[i].topic);
 	free(p->parts);
@@ -328,6 +369,42 @@ xr_publisher_produce_counted(xr_publisher_t *p, const char *topic,
 {
 	return produce(p, topic, partition, NULL, 0, value, valuelen, headers,
 	               (void *)(uintptr_t)txn, errstr, errstr_size);
+}
+
+int
+xr_publisher_produce_side(xr_publisher_t *p, const char *topic,
+                          int32_t partition, const void *key, size_t keylen,
+                          const void *value, size_t valuelen, char *errstr,
+                          size_t errstr_size)
+{
+	int rc;
+
+	if (p->side_busy) {
+		snprintf(errstr, errstr_size, "kafka: the previous message to %s "
+		         "is not acknowledged yet", topic);
+		return XR_PUB_RETRY;
+	}
+	rc = produce(p, topic, partition, key, keylen, value, valuelen, NULL,
+	             SIDE_OPAQUE, errstr, errstr_size);
+	if (rc == 0) {
+		p->side_busy = true;
+		p->side_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	}
+	return rc;
+}
+
+int
+xr_publisher_side_result(const xr_publisher_t *p, char *errstr,
+                         size_t errstr_size)
+{
+	if (p->side_busy)
+		return 1;
+	if (p->side_err) {
+		snprintf(errstr, errstr_size, "kafka: %s",
+		         rd_kafka_err2str(p->side_err));
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -428,7 +505,38 @@ xr_publisher_partitions(xr_publisher_t *p, const char *topic, char *errstr,
 void
 xr_publisher_poll(xr_publisher_t *p, int timeout_ms)
 {
+	char buf[64];
+
+	/* Emptied first: a report queued after the poll writes again. */
+	while (p->wake[0] >= 0 && read(p->wake[0], buf, sizeof(buf)) > 0)
+		;
 	rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int
+xr_publisher_wake_fd(const xr_publisher_t *p)
+{
+	return p->wake[0];
+}
+
+void
+xr_publisher_kick(xr_publisher_t *p)
+{
+	uint64_t fresh = p->queued - p->kicked;
+
+	/*
+	 * Only when everything sent before is acknowledged (Nagle's rule):
+	 * while a kick's messages are on their way, the next ones wait for
+	 * linger.ms and go together.
+	 */
+	if (fresh == 0 || (uint64_t)rd_kafka_outq_len(p->rk) > fresh)
+		return;
+	p->kicked = p->queued;
+	/*
+	 * linger.ms does not apply while a flush runs; the broker's thread
+	 * sends what is queued once it sees that, within the millisecond.
+	 */
+	(void)rd_kafka_flush(p->rk, 1);
 }
 
 int

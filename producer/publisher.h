@@ -89,7 +89,7 @@ int xr_publisher_produce(xr_publisher_t *p, const char *topic,
  * Produces one message outside any transaction, to partition (or
  * RD_KAFKA_PARTITION_UA: by key), and waits until Kafka has acknowledged
  * it (used for schemas, which must be readable before the first event
- * that names them, and progress records).  Returns 0, or XR_PUB_RETRY or
+ * that names them).  Returns 0, or XR_PUB_RETRY or
  * XR_PUB_FATAL with errstr set.
  */
 int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
@@ -99,12 +99,43 @@ int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
                               int timeout_ms, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
+/*
+ * Queues one message outside any transaction, like produce_sync but
+ * without waiting for it: one at a time (XR_PUB_RETRY while the last is in
+ * flight).  xr_publisher_side_result says how it went: 1 still in flight,
+ * 0 acknowledged, -1 failed (errstr set).
+ */
+int xr_publisher_produce_side(xr_publisher_t *p, const char *topic,
+                              int32_t partition,
+                              const void *key, size_t keylen,
+                              const void *value, size_t valuelen,
+                              char *errstr, size_t errstr_size)
+	__attribute__((warn_unused_result));
+int xr_publisher_side_result(const xr_publisher_t *p, char *errstr,
+                             size_t errstr_size);
+
 /* The number of partitions of topic (cached), or -1 with errstr set. */
 int xr_publisher_partitions(xr_publisher_t *p, const char *topic,
                             char *errstr, size_t errstr_size);
 
 /* Serves delivery reports, waiting up to timeout_ms for the first. */
 void xr_publisher_poll(xr_publisher_t *p, int timeout_ms);
+
+/*
+ * A descriptor that becomes readable when a delivery report is queued (to
+ * wait on with others); xr_publisher_poll serves the reports and empties
+ * it.
+ */
+int xr_publisher_wake_fd(const xr_publisher_t *p);
+
+/*
+ * Adaptive batching: the caller has nothing more to produce for now, so
+ * what is queued goes to the broker at once instead of after linger.ms,
+ * if everything queued before is acknowledged.  Otherwise (a high rate)
+ * messages wait for linger.ms and go in batches.  Waits at most a
+ * millisecond, serving delivery reports meanwhile.
+ */
+void xr_publisher_kick(xr_publisher_t *p);
 
 /*
  * Waits up to timeout_ms until every queued message is acknowledged or has

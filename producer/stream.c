@@ -246,8 +246,8 @@ copy_ended(xr_stream_t *s, char *errstr, size_t errstr_size)
 }
 
 int
-xr_stream_read(xr_stream_t *s, int timeout_ms, xr_stream_msg_t *out,
-               char *errstr, size_t errstr_size)
+xr_stream_read(xr_stream_t *s, int timeout_us, int wake_fd,
+               xr_stream_msg_t *out, char *errstr, size_t errstr_size)
 {
 	int len;
 
@@ -267,14 +267,17 @@ xr_stream_read(xr_stream_t *s, int timeout_ms, xr_stream_msg_t *out,
 		}
 		FD_ZERO(&rfds);
 		FD_SET(sock, &rfds);
-		tv.tv_sec = timeout_ms / 1000;
-		tv.tv_usec = (timeout_ms % 1000) * 1000;
-		r = select(sock + 1, &rfds, NULL, NULL, &tv);
+		if (wake_fd >= 0)
+			FD_SET(wake_fd, &rfds);
+		tv.tv_sec = timeout_us / 1000000;
+		tv.tv_usec = timeout_us % 1000000;
+		r = select((sock > wake_fd ? sock : wake_fd) + 1, &rfds, NULL, NULL,
+		           &tv);
 		if (r < 0 && errno != EINTR) {
 			snprintf(errstr, errstr_size, "select: %s", strerror(errno));
 			return -1;
 		}
-		if (r <= 0)
+		if (r <= 0 || !FD_ISSET(sock, &rfds))
 			return 0;
 		if (!PQconsumeInput(s->conn)) {
 			copy_pq_error(s->conn, "reading the replication stream", errstr,

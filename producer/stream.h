@@ -76,13 +76,14 @@ int xr_stream_start(xr_stream_t *s, const char *slot, const char *publication,
 	__attribute__((warn_unused_result));
 
 /*
- * Waits up to timeout_ms for a message.  Returns 1 with *out filled, 0 when
- * none came in time, -1 on error or when the server ended the stream
+ * Waits up to timeout_us for a message, or until wake_fd (when >= 0) is
+ * readable.  Returns 1 with *out filled, 0 when none came in time (or
+ * wake_fd woke it), -1 on error or when the server ended the stream
  * (errstr says which).  A message that is too short or of an unknown kind
  * is an error.
  */
-int xr_stream_read(xr_stream_t *s, int timeout_ms, xr_stream_msg_t *out,
-                   char *errstr, size_t errstr_size)
+int xr_stream_read(xr_stream_t *s, int timeout_us, int wake_fd,
+                   xr_stream_msg_t *out, char *errstr, size_t errstr_size)
 	__attribute__((warn_unused_result));
 
 /* Sends a standby status update: received up to write, safe up to flush. */

@@ -8,6 +8,7 @@ it counts, their tx_index run 0..changes-1; transactions that published
 nothing (PII only) have no record; a backfill's events have no tx_index.
 """
 import collections
+import time
 
 import xrtest
 from xrdeploy import Deployment
@@ -99,5 +100,38 @@ def test_every_transaction_has_an_end_record_counting_its_events():
                                         for _, _, ev in events[e["commit_lsn"]])]
         assert len(trunc) == 1 and trunc[0]["changes"] == 1
         assert trunc[0]["events"] == 3 and len(trunc[0]["partitions"]) == 3
+    finally:
+        d.close()
+
+
+def test_a_lone_transaction_does_not_wait_for_linger_ms():
+    """Adaptive batching (issue 13): with librdkafka's linger.ms at 3 s, a
+    transaction alone on the stream still reaches the other region at once.
+    Its events, then its end record, each waited linger.ms before; now the
+    producer sends what is queued as soon as the stream is quiet and
+    everything sent before is acknowledged, and a delivery report wakes it
+    at once for the end record."""
+    d = Deployment([("public.t", False)],
+                   "CREATE TABLE t (id bigint PRIMARY KEY, v int);",
+                   regions=("us", "eu"),
+                   kafka=["properties:", "  linger.ms: 3000"])
+    try:
+        d.start()
+        took = []
+        with xrtest.connect("us", d["us"].db) as src, \
+                xrtest.connect("eu", d["eu"].db) as dst:
+            src.autocommit = dst.autocommit = True
+            for i in range(6):
+                time.sleep(0.2)                 # alone: nothing in flight
+                t0 = time.monotonic()
+                src.execute("INSERT INTO t VALUES (%s, %s)", (i, i))
+                while not dst.execute("SELECT 1 FROM t WHERE id = %s",
+                                      (i,)).fetchone():
+                    assert time.monotonic() - t0 < 30, f"row {i} not applied"
+                    time.sleep(0.005)
+                took.append(time.monotonic() - t0)
+        # The first may wait for the topics' metadata; two waits of
+        # linger.ms would be 6 s each.
+        assert max(took[1:]) < 1.5, took
     finally:
         d.close()
