@@ -1807,12 +1807,15 @@ session_receive(session_t *s, session_end_t *end)
 		 * Between transactions only: a large one's events go in
 		 * batches whatever pauses its decoding makes.
 		 */
+		int wait_us = 100000;
+
 		if (!s->in_txn &&
 		    (r = xr_stream_read(s->stream, KICK_IDLE_US, wake, &wm, err,
-		                        sizeof(err))) == 0)
-			xr_publisher_kick(s->pub);
+		                        sizeof(err))) == 0 &&
+		    !xr_publisher_kick(s->pub))
+			wait_us = 1000;
 		if (r == 0)
-			r = xr_stream_read(s->stream, 100000, wake, &wm, err,
+			r = xr_stream_read(s->stream, wait_us, wake, &wm, err,
 			                   sizeof(err));
 	}
 	if (r < 0) {

@@ -519,24 +519,32 @@ xr_publisher_wake_fd(const xr_publisher_t *p)
 	return p->wake[0];
 }
 
-void
+bool
 xr_publisher_kick(xr_publisher_t *p)
 {
-	uint64_t fresh = p->queued - p->kicked;
+	uint64_t fresh;
 
+	/* Reports not served yet count in the out queue. */
+	xr_publisher_poll(p, 0);
+	fresh = p->queued - p->kicked;
 	/*
 	 * Only when everything sent before is acknowledged (Nagle's rule):
 	 * while a kick's messages are on their way, the next ones wait for
 	 * linger.ms and go together.
 	 */
 	if (fresh == 0 || (uint64_t)rd_kafka_outq_len(p->rk) > fresh)
-		return;
-	p->kicked = p->queued;
+		return true;
 	/*
-	 * linger.ms does not apply while a flush runs; the broker's thread
-	 * sends what is queued once it sees that, within the millisecond.
+	 * linger.ms does not apply while a flush runs.  The broker's thread
+	 * may not get to see that within the millisecond (librdkafka: "if
+	 * this flush() call finishes before the broker wakes up then no
+	 * flushing will be performed"): until the messages are acknowledged
+	 * the kick is not done, and the caller tries again soon.
 	 */
-	(void)rd_kafka_flush(p->rk, 1);
+	if (rd_kafka_flush(p->rk, 1) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return false;
+	p->kicked = p->queued;
+	return true;
 }
 
 int

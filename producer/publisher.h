@@ -133,9 +133,11 @@ int xr_publisher_wake_fd(const xr_publisher_t *p);
  * what is queued goes to the broker at once instead of after linger.ms,
  * if everything queued before is acknowledged.  Otherwise (a high rate)
  * messages wait for linger.ms and go in batches.  Waits at most a
- * millisecond, serving delivery reports meanwhile.
+ * millisecond, serving delivery reports meanwhile.  Returns false when
+ * the messages kicked are not acknowledged within it (maybe not sent:
+ * kick again soon), true otherwise.
  */
-void xr_publisher_kick(xr_publisher_t *p);
+bool xr_publisher_kick(xr_publisher_t *p);
 
 /*
  * Waits up to timeout_ms until every queued message is acknowledged or has
