@@ -17,6 +17,15 @@
 /* Opaque of one produced by xr_publisher_produce_side() (no txn id). */
 #define SIDE_OPAQUE ((void *)UINTPTR_MAX)
 
+/*
+ * A message outside any transaction (produce_sync's, produce_side's): in
+ * flight, and how the last one ended.
+ */
+typedef struct oob_s {
+	bool                busy;
+	rd_kafka_resp_err_t err;
+} oob_t;
+
 typedef struct part_cache_s {
 	char *topic;
 	int   partitions;
@@ -36,12 +45,8 @@ struct xr_publisher_s {
 
 	int           max_message_bytes;  /* kafka.max_message_bytes */
 
-	/* The outcome of the one synchronous message in flight. */
-	int           sync_done;
-	rd_kafka_resp_err_t sync_err;
-	/* The one side message: in flight, and how the last one ended. */
-	bool          side_busy;
-	rd_kafka_resp_err_t side_err;
+	oob_t         sync;  /* the one synchronous message */
+	oob_t         side;  /* the one side message */
 
 	char          failure[512];  /* first delivery failure, "" if none */
 	/* Set once by error_cb: the broker refused our credentials. */
@@ -110,14 +115,11 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	xr_publisher_t *p = opaque;
 
 	(void)rk;
-	if (m->_private == SYNC_OPAQUE) {
-		p->sync_done = 1;
-		p->sync_err = m->err;
-		return;
-	}
-	if (m->_private == SIDE_OPAQUE) {
-		p->side_busy = false;
-		p->side_err = m->err;
+	if (m->_private == SYNC_OPAQUE || m->_private == SIDE_OPAQUE) {
+		oob_t *o = m->_private == SYNC_OPAQUE ? &p->sync : &p->side;
+
+		o->busy = false;
+		o->err = m->err;
 		return;
 	}
 	if (m->err) {
@@ -379,17 +381,15 @@ xr_publisher_produce_side(xr_publisher_t *p, const char *topic,
 {
 	int rc;
 
-	if (p->side_busy) {
+	if (p->side.busy) {
 		snprintf(errstr, errstr_size, "kafka: the previous message to %s "
 		         "is not acknowledged yet", topic);
 		return XR_PUB_RETRY;
 	}
 	rc = produce(p, topic, partition, key, keylen, value, valuelen, NULL,
 	             SIDE_OPAQUE, errstr, errstr_size);
-	if (rc == 0) {
-		p->side_busy = true;
-		p->side_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	}
+	if (rc == 0)
+		p->side.busy = true;
 	return rc;
 }
 
@@ -397,11 +397,11 @@ int
 xr_publisher_side_result(const xr_publisher_t *p, char *errstr,
                          size_t errstr_size)
 {
-	if (p->side_busy)
+	if (p->side.busy)
 		return 1;
-	if (p->side_err) {
+	if (p->side.err) {
 		snprintf(errstr, errstr_size, "kafka: %s",
-		         rd_kafka_err2str(p->side_err));
+		         rd_kafka_err2str(p->side.err));
 		return -1;
 	}
 	return 0;
@@ -423,12 +423,12 @@ xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
 {
 	int waited = 0, rc;
 
-	p->sync_done = 0;
+	p->sync.busy = true;
 	rc = produce(p, topic, partition, key, keylen, value,
 	             valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size);
 	if (rc)
 		return rc;
-	while (!p->sync_done) {
+	while (p->sync.busy) {
 		if (timeout_ms > 0 && waited >= timeout_ms) {
 			snprintf(errstr, errstr_size,
 			         "kafka: no acknowledgement from %s within %d ms",
@@ -438,13 +438,13 @@ xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
 		}
 		rd_kafka_poll(p->rk, 100);
 		waited += 100;
-		if (!p->sync_done && p->wait_cb && p->wait_cb(p->wait_ctx)) {
+		if (p->sync.busy && p->wait_cb && p->wait_cb(p->wait_ctx)) {
 			snprintf(errstr, errstr_size, "kafka: interrupted");
 			return XR_PUB_RETRY;
 		}
 	}
-	if (p->sync_err)
-		return refused(p, topic, keylen + valuelen, p->sync_err, true,
+	if (p->sync.err)
+		return refused(p, topic, keylen + valuelen, p->sync.err, true,
 		               errstr, errstr_size);
 	return 0;
 }
