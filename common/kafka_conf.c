@@ -142,3 +142,56 @@ xr_kafka_refused(int err, const char *reason, char *buf, size_t size)
 	}
 	return false;
 }
+
+bool
+xr_kafka_fatal_renewable(rd_kafka_t *rk)
+{
+	switch (rd_kafka_fatal_error(rk, NULL, 0)) {
+	case RD_KAFKA_RESP_ERR_NO_ERROR:
+	case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		return false;
+	default:
+		return true;
+	}
+}
+
+rd_kafka_t *
+xr_kafka_dlq_new(const xr_config_t *conf, const char *client_id,
+                 void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *,
+                               void *),
+                 void (*error_cb)(rd_kafka_t *, int, const char *, void *),
+                 void *opaque, char *errstr, size_t errstr_size)
+{
+	const char *const defaults[] = {
+		"client.id", client_id,
+		"enable.idempotence", "true",
+		"acks", "all",
+		NULL
+	};
+	rd_kafka_conf_t *kc;
+	rd_kafka_t      *rk;
+
+	kc = xr_kafka_conf_new(conf, defaults, NULL, errstr, errstr_size);
+	if (!kc)
+		return NULL;
+	rd_kafka_conf_set_opaque(kc, opaque);
+	if (dr_cb)
+		rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+	if (error_cb)
+		rd_kafka_conf_set_error_cb(kc, error_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
+	if (!rk)
+		rd_kafka_conf_destroy(kc);
+	return rk;
+}
+
+void
+xr_kafka_drop(rd_kafka_t *rk)
+{
+	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(rk, 0);
+	rd_kafka_destroy(rk);
+}

@@ -50,4 +50,32 @@ bool xr_kafka_header(const rd_kafka_message_t *m, const char *name,
  */
 bool xr_kafka_refused(int err, const char *reason, char *buf, size_t size);
 
+/*
+ * Whether rk (a producer) has a fatal error of the idempotent producer's
+ * own state, which a new handle, with a new producer id, mends: sequence
+ * numbers out of step after a partition leader change (librdkafka before
+ * 2.3, its issue #4438), a lost producer id.  False when there is none, and
+ * for a cluster that denies the producer id or a broker too old, which a
+ * new handle would meet again.
+ */
+bool xr_kafka_fatal_renewable(rd_kafka_t *rk);
+
+/*
+ * A dead-letter producer (idempotent, acks=all) named client_id, with
+ * conf's brokers and properties, dr_cb and error_cb (either may be NULL)
+ * getting opaque.  Returns it, or NULL with errstr.
+ */
+rd_kafka_t *xr_kafka_dlq_new(const xr_config_t *conf, const char *client_id,
+                             void (*dr_cb)(rd_kafka_t *,
+                                           const rd_kafka_message_t *, void *),
+                             void (*error_cb)(rd_kafka_t *, int, const char *,
+                                              void *),
+                             void *opaque, char *errstr, size_t errstr_size);
+
+/*
+ * Destroys a producer without waiting for what it holds (after a fatal
+ * error nothing more is delivered): purged, their reports served first.
+ */
+void xr_kafka_drop(rd_kafka_t *rk);
+
 #endif

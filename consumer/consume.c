@@ -94,6 +94,7 @@ typedef struct consumer_s {
 	char         **warned;     /* tables logged once as not applicable */
 	size_t         nwarned;
 	int            dlq_failed;
+	uint64_t       dlq_fail_at;  /* tests: XREGION_TEST_DLQ_FATAL */
 	volatile sig_atomic_t fatal;   /* librdkafka gave up: stop, exit 1 */
 	/*
 	 * Partitions assigned while their stored offsets could not be read:
@@ -413,6 +414,12 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		(void)rd_kafka_fatal_error(rk, why, sizeof(why));
+		if (rk == c->dlq && xr_kafka_fatal_renewable(rk)) {
+			/* dlq_renew() replaces it before the next dead letter. */
+			xr_error("kafka: fatal error of the dead-letter producer: "
+			         "%s; a new one replaces it", why);
+			return;
+		}
 		xr_error("kafka: fatal: %s; the consumer stops", why);
 		c->fatal = 1;
 		return;
@@ -442,17 +449,50 @@ dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static int replay_init(consumer_t *c, char *errstr, size_t errstr_size);
 
+/* Creates c->dlq, the dead-letter producer.  Returns 0, or -1 with errstr. */
+static int
+dlq_new(consumer_t *c, char *errstr, size_t errstr_size)
+{
+	c->dlq = xr_kafka_dlq_new(c->conf, "xregion-dead-letters", dlq_dr_cb,
+	                          error_cb, c, errstr, errstr_size);
+	return c->dlq ? 0 : -1;
+}
+
+/*
+ * If the dead-letter producer has a fatal error that a new handle mends
+ * (xr_kafka_fatal_renewable), replaces it: what it held is dropped, and
+ * the batch that needed it fails at its dlq_flush and is retried (its
+ * offsets are not stored), its letters sent again.
+ * Returns 0, or -1 (logged, c->fatal set) when no new one can be made.
+ */
+static int
+dlq_renew(consumer_t *c)
+{
+	char err[512];
+
+	if (!c->dlq || !xr_kafka_fatal_renewable(c->dlq))
+		return 0;
+	xr_warn("kafka: replacing the dead-letter producer");
+	xr_kafka_drop(c->dlq);
+	c->dlq = NULL;
+	/*
+	 * The batch's letters the old handle held may be lost, their reports
+	 * not all served: the batch fails at its flush and is retried whole.
+	 */
+	c->dlq_failed = 1;
+	if (dlq_new(c, err, sizeof(err))) {
+		xr_error("kafka: dead-letter producer: %s; the consumer stops", err);
+		c->fatal = 1;
+		return -1;
+	}
+	return 0;
+}
+
 static int
 consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 {
 	static const char *const locked[] = {
 		"enable.auto.commit", "false",  /* offsets live in the database */
-		NULL
-	};
-	static const char *const pdefaults[] = {
-		"client.id", "xregion-dead-letters",
-		"enable.idempotence", "true",
-		"acks", "all",
 		NULL
 	};
 	char        replay_group[160];
@@ -475,17 +515,10 @@ consumer_init(consumer_t *c, char *errstr, size_t errstr_size)
 
 	snprintf(replay_group, sizeof(replay_group), "xregion-replay-%s-%ld",
 	         c->conf->region, (long)getpid());
-	kc = xr_kafka_conf_new(c->conf, pdefaults, NULL, errstr, errstr_size);
-	if (!kc)
+	if (dlq_new(c, errstr, errstr_size))
 		return -1;
-	rd_kafka_conf_set_opaque(kc, c);
-	rd_kafka_conf_set_dr_msg_cb(kc, dlq_dr_cb);
-	rd_kafka_conf_set_error_cb(kc, error_cb);
-	c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
-	if (!c->dlq) {
-		rd_kafka_conf_destroy(kc);
-		return -1;
-	}
+	if (getenv("XREGION_TEST_DLQ_FATAL"))
+		c->dlq_fail_at = strtoull(getenv("XREGION_TEST_DLQ_FATAL"), NULL, 10);
 	kc = xr_kafka_conf_new(c->conf, defaults, locked, errstr, errstr_size);
 	if (!kc)
 		return -1;
@@ -879,6 +912,8 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 
 	if (c->parts && (!c->redrive || c->dry_run))
 		return replay_refused(c, m, reason);
+	if (dlq_renew(c))
+		return -1;
 	if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
 		h = rd_kafka_headers_copy(src);
 	else
@@ -928,6 +963,15 @@ dead_letter(consumer_t *c, const rd_kafka_message_t *m, const char *reason)
 		return -1;
 	}
 	c->poisoned++;
+	/*
+	 * Tests only: XREGION_TEST_DLQ_FATAL=N raises, at the Nth dead
+	 * letter, the fatal error a partition leader change raises in
+	 * librdkafka before 2.3 (see dlq_renew).
+	 */
+	if (c->dlq_fail_at && c->poisoned == c->dlq_fail_at)
+		(void)rd_kafka_test_fatal_error(
+		    c->dlq, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		    "XREGION_TEST_DLQ_FATAL");
 	xr_warn("dead-lettered %s [%d] offset %" PRId64 ": %s",
 	        rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, reason);
 	return 0;
@@ -942,6 +986,7 @@ dlq_flush(consumer_t *c)
 	if (rd_kafka_flush(c->dlq, c->conf->flush_timeout_ms) != 0 ||
 	    c->dlq_failed) {
 		c->dlq_failed = 0;
+		(void)dlq_renew(c);
 		return -1;
 	}
 	return 0;

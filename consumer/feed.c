@@ -465,13 +465,39 @@ dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 }
 
-/*
- * Puts m on the feed's dead-letter topic with its reason and waits for
- * Kafka's acknowledgement: its offset is committed with the files only
- * once it is safe there.
- */
+/* Creates f->dlq, the dead-letter producer.  Returns 0, or -1 with errstr. */
 static int
-dead_letter(feed_t *f, const rd_kafka_message_t *m, const char *reason)
+dlq_new(feed_t *f, char *errstr, size_t errstr_size)
+{
+	f->dlq = xr_kafka_dlq_new(f->conf, "xregion-feed-dlq", dlq_report, NULL,
+	                          f, errstr, errstr_size);
+	return f->dlq ? 0 : -1;
+}
+
+/*
+ * Replaces the dead-letter producer if it has a fatal error that a new
+ * handle mends (xr_kafka_fatal_renewable).  Returns true when it did.
+ */
+static bool
+dlq_renew(feed_t *f)
+{
+	char err[512];
+
+	if (!xr_kafka_fatal_renewable(f->dlq))
+		return false;
+	xr_warn("feed: replacing the dead-letter producer after its fatal error");
+	xr_kafka_drop(f->dlq);
+	f->dlq = NULL;
+	f->dlq_failed = 0;
+	if (dlq_new(f, err, sizeof(err))) {
+		xr_error("feed: %s", err);
+		return false;
+	}
+	return true;
+}
+
+static int
+dead_letter_once(feed_t *f, const rd_kafka_message_t *m, const char *reason)
 {
 	rd_kafka_headers_t *src = NULL, *h;
 	rd_kafka_resp_err_t err;
@@ -511,6 +537,23 @@ dead_letter(feed_t *f, const rd_kafka_message_t *m, const char *reason)
 	xr_warn("feed: dead-lettered %s [%d] offset %" PRId64 ": %s",
 	        rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, reason);
 	return 0;
+}
+
+/*
+ * Puts m on the feed's dead-letter topic with its reason and waits for
+ * Kafka's acknowledgement: its offset is committed with the files only
+ * once it is safe there.  A producer broken by a fatal error that a new
+ * one mends is replaced, and the letter sent again once.
+ */
+static int
+dead_letter(feed_t *f, const rd_kafka_message_t *m, const char *reason)
+{
+	if (!f->dlq)
+		return -1;
+	(void)dlq_renew(f);
+	if (f->dlq && dead_letter_once(f, m, reason) == 0)
+		return 0;
+	return f->dlq && dlq_renew(f) ? dead_letter_once(f, m, reason) : -1;
 }
 
 static bool
@@ -1099,28 +1142,13 @@ start_kafka(feed_t *f, char *errstr, size_t errstr_size)
 		"queued.max.messages.kbytes", "65536",
 		NULL
 	};
-	static const char *const pdefaults[] = {
-		"client.id", "xregion-feed-dlq",
-		"acks", "all",
-		"enable.idempotence", "true",
-		NULL
-	};
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_conf_t *kc;
 	size_t           i;
 	char             kerr[512];
 
-	kc = xr_kafka_conf_new(f->conf, pdefaults, NULL, errstr, errstr_size);
-	if (!kc)
+	if (dlq_new(f, errstr, errstr_size))
 		return -1;
-	rd_kafka_conf_set_opaque(kc, f);
-	rd_kafka_conf_set_dr_msg_cb(kc, dlq_report);
-	f->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof(kerr));
-	if (!f->dlq) {
-		rd_kafka_conf_destroy(kc);
-		snprintf(errstr, errstr_size, "kafka: %s", kerr);
-		return -1;
-	}
 	kc = xr_kafka_conf_new(f->conf, defaults, NULL, errstr, errstr_size);
 	if (!kc)
 		return -1;

@@ -36,7 +36,8 @@
 typedef enum {
 	END_STOP = 0,     /* asked to stop */
 	END_RETRY,        /* lost something that may come back: retry */
-	END_FATAL         /* retrying cannot help */
+	END_FATAL,        /* retrying cannot help */
+	END_RENEW         /* the Kafka producer is broken: a new one, then retry */
 } session_end_t;
 
 typedef struct session_s {
@@ -373,8 +374,9 @@ kafka_fatal(session_t *s, const xr_rel_t *rel, char *errstr,
 		/* Whatever the message met, this is the cause now. */
 		snprintf(reason, sizeof(reason), "%s", errstr);
 		snprintf(errstr, errstr_size,
-		         "%s%s; this Kafka producer cannot publish any more: "
-		         "restart xregion", table, reason);
+		         "%s%s; this Kafka producer cannot publish any more%s",
+		         table, reason, xr_publisher_renewable(s->pub)
+		                            ? "" : ": restart xregion");
 	} else {
 		snprintf(errstr, errstr_size,
 		         "%s%s; raise kafka.max_message_bytes and the max.message."
@@ -395,9 +397,12 @@ fatal_change(session_t *s, char *errstr, size_t errstr_size)
 
 	snprintf(reason, sizeof(reason), "%s", errstr);
 	snprintf(errstr, errstr_size,
-	         "%s (retrying cannot help: xregion stops, and slot %s stays "
-	         "before this transaction, xid %" PRIu32 ", commit LSN %s)",
-	         reason, s->conf->slot, s->xid, xr_lsn_format(s->final_lsn, lsn));
+	         "%s (%s, and slot %s stays before this transaction, xid %" PRIu32
+	         ", commit LSN %s)", reason,
+	         xr_publisher_renewable(s->pub)
+	             ? "a new Kafka producer replaces this one" :
+	               "retrying cannot help: xregion stops",
+	         s->conf->slot, s->xid, xr_lsn_format(s->final_lsn, lsn));
 }
 
 /*
@@ -1678,8 +1683,11 @@ kafka_gone(session_t *s, char *errstr, size_t errstr_size)
 	}
 	snprintf(reason, sizeof(reason), "%s", errstr);
 	snprintf(errstr, errstr_size,
-	         "%s (retrying cannot help: xregion stops, and slot %s keeps "
-	         "every change Kafka has not acknowledged)", reason,
+	         "%s (%s, and slot %s keeps every change Kafka has not "
+	         "acknowledged)", reason,
+	         xr_publisher_renewable(s->pub)
+	             ? "a new Kafka producer replaces this one" :
+	               "retrying cannot help: xregion stops",
 	         s->conf->slot);
 	return true;
 }
@@ -2005,6 +2013,15 @@ session_run(const xr_config_t *conf, xr_metrics_t *metrics,
 			        "restarting", rd_kafka_outq_len(xr_publisher_handle(pub)));
 		}
 	}
+	/*
+	 * Whatever the session met, a producer in a fatal state can publish
+	 * nothing more.  If a new one mends it (the idempotent producer's
+	 * sequence numbers out of step after a leader change, librdkafka
+	 * before 2.3), it replaces this one: the stream restarts from the
+	 * slot, which holds every change Kafka has not acknowledged.
+	 */
+	if (end == END_FATAL && xr_publisher_renewable(pub))
+		end = END_RENEW;
 	xr_publisher_clear_failure(pub);
 	session_term(&s);
 	return end;
@@ -2046,6 +2063,21 @@ xr_produce_run(const xr_config_t *conf, xr_metrics_t *metrics,
 			xr_info("producer stopped after an error that a retry cannot "
 			        "mend (exit 1)");
 			return 1;
+		}
+		if (end == END_RENEW) {
+			/*
+			 * Acknowledged events the slot has not confirmed yet are
+			 * published again: consumers skip what they applied.
+			 */
+			xr_warn("kafka: replacing the Kafka producer; the stream "
+			        "restarts from slot %s", conf->slot);
+			xr_publisher_destroy(pub);
+			pub = xr_publisher_new(conf, err, sizeof(err));
+			if (!pub) {
+				xr_error("%s", err);
+				xr_sr_destroy(sr);
+				return 1;
+			}
 		}
 		if (metrics)
 			atomic_fetch_add(&metrics->producer_restarts, 1);

@@ -56,6 +56,7 @@ struct xr_publisher_s {
 	char          failure_topic[256];
 	uint64_t      delivered;
 	uint64_t      queued;   /* messages produce() queued */
+	uint64_t      fail_after; /* tests: fatal error at this delivery */
 
 	part_cache_t *parts;
 	size_t        n_parts;
@@ -75,6 +76,23 @@ err_is_fatal(rd_kafka_resp_err_t err)
 }
 
 static int publisher_fatal(rd_kafka_t *rk, char *errstr, size_t errstr_size);
+
+/*
+ * Tests only: XREGION_TEST_KAFKA_FATAL=N makes the first handle of the
+ * process raise the fatal error a leader change raises in librdkafka
+ * before 2.3 (sequence numbers out of step) at its Nth delivery.  Returns
+ * N for the first handle, 0 (never) for the others.
+ */
+static uint64_t
+test_fatal_after(void)
+{
+	static atomic_bool used;
+	const char        *v = getenv("XREGION_TEST_KAFKA_FATAL");
+
+	if (!v || atomic_exchange(&used, true))
+		return 0;
+	return strtoull(v, NULL, 10);
+}
 
 /*
  * Fills errstr for a message of size bytes that err refused, at produce
@@ -143,6 +161,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		return;
 	}
 	p->delivered++;
+	if (p->delivered == p->fail_after)
+		rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		                          "XREGION_TEST_KAFKA_FATAL");
 	if (p->dr_cb)
 		p->dr_cb(p->dr_ctx, (uint64_t)(uintptr_t)m->_private,
 		         rd_kafka_topic_name(m->rkt), m->partition, m->offset);
@@ -169,9 +190,8 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		}
 		return;
 	}
-	if (err == RD_KAFKA_RESP_ERR__FATAL)
-		xr_error("kafka: fatal: %s", reason);
-	else
+	/* A fatal one: librdkafka logs it, and the session says what next. */
+	if (err != RD_KAFKA_RESP_ERR__FATAL)
 		xr_warn("kafka: %s (%s); librdkafka retries with backoff",
 		        reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
@@ -222,6 +242,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 	}
 	p->flush_timeout_ms = conf->flush_timeout_ms;
 	p->max_message_bytes = conf->max_message_bytes;
+	p->fail_after = test_fatal_after();
 	kc = xr_kafka_conf_new(conf, defaults, locked, errstr, errstr_size);
 	if (!kc) {
 		free(p);
@@ -264,7 +285,12 @@ xr_publisher_destroy(xr_publisher_t *p)
 
 	if (!p)
 		return;
-	if (xr_publisher_flush(p, p->flush_timeout_ms) != 0)
+	if (rd_kafka_fatal_error(p->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* Fails what it holds: their reports are served here. */
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE |
+		                      RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(p->rk, 0);
+	} else if (xr_publisher_flush(p, p->flush_timeout_ms) != 0)
 		xr_warn("kafka: %d message(s) not acknowledged at shutdown; "
 		        "they are not confirmed to PostgreSQL and will be sent "
 		        "again", rd_kafka_outq_len(p->rk));
@@ -423,11 +449,27 @@ xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
 {
 	int waited = 0, rc;
 
+	/*
+	 * One that timed out may still be in flight: its report must not be
+	 * taken for this one's, so it is waited for first, in the same time.
+	 */
+	while (p->sync.busy && (timeout_ms <= 0 || waited < timeout_ms)) {
+		rd_kafka_poll(p->rk, 100);
+		waited += 100;
+	}
+	if (p->sync.busy) {
+		snprintf(errstr, errstr_size, "kafka: an earlier message to %s "
+		         "is still not acknowledged after %d ms", topic, waited);
+		return xr_publisher_fatal(p, errstr, errstr_size)
+		           ? XR_PUB_FATAL : XR_PUB_RETRY;
+	}
 	p->sync.busy = true;
 	rc = produce(p, topic, partition, key, keylen, value,
 	             valuelen, NULL, SYNC_OPAQUE, errstr, errstr_size);
-	if (rc)
+	if (rc) {
+		p->sync.busy = false;
 		return rc;
+	}
 	while (p->sync.busy) {
 		if (timeout_ms > 0 && waited >= timeout_ms) {
 			snprintf(errstr, errstr_size,
@@ -604,6 +646,12 @@ xr_publisher_fatal(xr_publisher_t *p, char *errstr, size_t errstr_size)
 		return 1;
 	}
 	return publisher_fatal(p->rk, errstr, errstr_size);
+}
+
+bool
+xr_publisher_renewable(xr_publisher_t *p)
+{
+	return !atomic_load(&p->refused) && xr_kafka_fatal_renewable(p->rk);
 }
 
 uint64_t

@@ -48,7 +48,11 @@ typedef void (xr_publisher_dr_cb_t)(void *ctx, uint64_t txn,
 /* Returns a new publisher, or NULL with errstr naming the bad setting. */
 xr_publisher_t *xr_publisher_new(const xr_config_t *conf, char *errstr,
                                  size_t errstr_size);
-/* Waits up to conf's flush_timeout_ms for outstanding deliveries; NULL ok. */
+/*
+ * Waits up to conf's flush_timeout_ms for outstanding deliveries, unless
+ * the handle has had a fatal error (nothing more can be delivered: what it
+ * holds is dropped at once); NULL ok.
+ */
 void xr_publisher_destroy(xr_publisher_t *p);
 
 /* Delivery reports of messages produced from now on go to t (borrowed). */
@@ -89,8 +93,9 @@ int xr_publisher_produce(xr_publisher_t *p, const char *topic,
  * Produces one message outside any transaction, to partition (or
  * RD_KAFKA_PARTITION_UA: by key), and waits until Kafka has acknowledged
  * it (used for schemas, which must be readable before the first event
- * that names them).  Returns 0, or XR_PUB_RETRY or
- * XR_PUB_FATAL with errstr set.
+ * that names them).  An earlier one that timed out and is still in
+ * flight is waited for first, within the same timeout_ms.  Returns 0, or
+ * XR_PUB_RETRY or XR_PUB_FATAL with errstr set.
  */
 int xr_publisher_produce_sync(xr_publisher_t *p, const char *topic,
                               int32_t partition,
@@ -164,6 +169,12 @@ void        xr_publisher_clear_failure(xr_publisher_t *p);
  * process (a new handle) can.  Thread-safe, cheap when there is none.
  */
 int xr_publisher_fatal(xr_publisher_t *p, char *errstr, size_t errstr_size);
+
+/*
+ * Whether a new handle mends the fatal error (xr_kafka_fatal_renewable,
+ * and the broker did not refuse the credentials).
+ */
+bool xr_publisher_renewable(xr_publisher_t *p);
 
 /* Counters since start. */
 uint64_t xr_publisher_delivered(const xr_publisher_t *p);

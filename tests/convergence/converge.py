@@ -47,6 +47,23 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODES = ("lww", "vclock")
 
 
+def show_stuck(dep):
+    """What a run that did not drain needs to be read later: each region's
+    slot against its WAL, its last warnings and errors and last lines."""
+    for r, n in dep.nodes.items():
+        try:
+            slot = n.sql("SELECT slot_name, confirmed_flush_lsn, "
+                         "pg_current_wal_lsn() FROM pg_replication_slots "
+                         "WHERE database = current_database()")
+        except Exception as e:          # noqa: BLE001 (diagnostics only)
+            slot = f"({e})"
+        lines = n.read_log().splitlines()
+        bad = [l for l in lines if " WARN " in l or " ERROR " in l]
+        say(f"--- {r}: slot {slot}; {len(bad)} WARN/ERROR line(s), the last:")
+        for line in bad[-15:] + ["..."] + lines[-8:]:
+            say(f"  {line[:300]}")
+
+
 class SetupError(Exception):
     """The run could not start; the message says why."""
 
@@ -543,6 +560,7 @@ def run_random(duration=30, modes=MODES, workers=2, kills=0, broker_restart=Fals
             say(f"drained in {drain_s:.1f} s")
         else:
             say(f"NOT DRAINED after {drain_s:.1f} s: " + "; ".join(missing[:10]))
+            show_stuck(dep)
         for r, c in e.clusters.items():
             now_off, commit_off = c.check_skew()
             say(f"skew still in force in {r}: now() {now_off:+.2f} s, "

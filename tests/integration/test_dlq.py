@@ -118,3 +118,42 @@ def test_max_replays_leaves_it_alone(duo):
     assert r.returncode == 2 and "action is required" in r.stderr
     r = eu.xregion("dlq", "--help")
     assert "--max-replays" in r.stdout
+
+
+def test_dead_letter_producer_replaced_after_a_fatal_error():
+    """The dead-letter producer raises, at its 2nd letter, the fatal error
+    a partition leader change raises in librdkafka before 2.3: a new one
+    replaces it, the batch is applied again, every letter reaches the
+    topic (some twice), and the consumer goes on applying."""
+    d = Deployment(TABLES, SCHEMA, regions=("us", "eu"),
+                   env={"eu": {"XREGION_TEST_DLQ_FATAL": "2"}})
+    try:
+        d.start()
+        us, eu = d["us"], d["eu"]
+        eu.sql("DROP TABLE extra")
+        us.sql("INSERT INTO extra SELECT g, 'x' || g FROM generate_series(1, 5) g")
+        us.sql("INSERT INTO items VALUES (1, 'a', 'after the letters')")
+        wait_for(lambda: eu.sql("SELECT count(*) FROM items") == [(1,)],
+                 "row 1 applied after the dead letters")
+        log = eu.read_log()
+        assert "XREGION_TEST_DLQ_FATAL" in log, log[-3000:]
+        assert "replacing the dead-letter producer" in log, log[-3000:]
+
+        def lettered():
+            letters = xrtest.read_topic(f"{d.prefix}.eu._dlq", timeout=5)
+            hs = [dict(m.headers()) for m in letters]
+            return {(h["xr-dlq-partition"], h["xr-dlq-offset"]) for h in hs
+                    if h["xr-dlq-topic"].endswith(b".extra")}
+        # letters, then offsets: none stored past a letter not on Kafka
+        wait_for(lambda: eu.sql(
+            "SELECT sum(next_offset) FROM xregion.offsets WHERE topic LIKE "
+            "'%%.extra'") == [(5,)], "extra's 5 offsets stored")
+        stored = eu.sql("SELECT partition::text, generate_series(0, next_offset - 1)::text "
+                        "FROM xregion.offsets WHERE topic LIKE '%%.extra'")
+        assert lettered() == {(p.encode(), o.encode()) for p, o in stored}
+        us.sql("INSERT INTO items VALUES (2, 'b', 'later')")
+        wait_for(lambda: eu.sql("SELECT count(*) FROM items") == [(2,)],
+                 "later writes applied")
+        assert eu.proc.poll() is None, eu.read_log()[-3000:]
+    finally:
+        d.close()
