@@ -211,7 +211,12 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 xr_publisher_t *
 xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 {
-	/* Messages never time out: while Kafka is away they wait and retry. */
+	/*
+	 * While Kafka is away, messages wait and are retried for up to five
+	 * minutes; one not acknowledged by then fails its session, which
+	 * restarts from the slot: a message librdkafka stopped sending is
+	 * sent again instead of waited for for ever.
+	 */
 	static const char *const locked[] = {
 		"enable.idempotence", "true",
 		"acks", "all",
@@ -223,7 +228,7 @@ xr_publisher_new(const xr_config_t *conf, char *errstr, size_t errstr_size)
 		"partitioner", "murmur2_random",   /* same as Java clients */
 		"linger.ms", "2",
 		"batch.num.messages", "10000",
-		"message.timeout.ms", "0",
+		"message.timeout.ms", "300000",
 		"queue.buffering.max.messages", "1000000",
 		"queue.buffering.max.kbytes", kbytes,
 		"message.max.bytes", maxbytes,

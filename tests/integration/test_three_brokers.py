@@ -126,3 +126,30 @@ def test_producer_replaced_after_a_fatal_idempotence_error():
             [(1_000_000 + writers[0].inserted - 1,)]
     finally:
         d.close()
+
+
+def test_message_not_acknowledged_in_time_is_sent_again():
+    """The broker stops answering (SIGSTOP) for longer than
+    message.timeout.ms (3 s here, 5 minutes by default): us's queued
+    events fail, its session restarts from the slot, and once the broker
+    answers again every row reaches eu once; no process exits."""
+    d = Deployment([("public.items", False)], SCHEMA, regions=("us", "eu"),
+                   kafka=["properties:", "  message.timeout.ms: 3000"])
+    try:
+        d.start()
+        writers = [Writer(d["us"], 1_000_000)]
+        writers[0].start()
+        time.sleep(2)
+        with xrtest.kafka_paused():
+            d["us"].wait_log("Message timed out", timeout=30)
+            time.sleep(2)
+        d["us"].wait_log("restarting from the slot", timeout=30)
+        time.sleep(2)
+        total = stop(writers)
+        d.converge("items", timeout=120, expect_rows=total)
+        for r in ("us", "eu"):
+            assert d[r].proc.poll() is None, f"{r} exited:\n{d[r].read_log()[-3000:]}"
+            assert d[r].sql("SELECT count(*), sum(n) FROM items") == \
+                [(total, writers[0].bumps)], r
+    finally:
+        d.close()
